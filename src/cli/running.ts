@@ -1,0 +1,41 @@
+/**
+ * How the CLI finds the running master: through `[server].pid_file` and the
+ * control socket beside it, read from the config the command names. A config
+ * that no longer validates (the operator is mid-edit) still names them, so
+ * the keys are read leniently here; the master itself validates.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import TOML from '@iarna/toml';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { controlRequest, type ControlRequest } from '../master/control.js';
+import { runningMaster } from '../master/pid-file.js';
+
+export interface MasterAddress {
+  readonly pidFile: string;
+  readonly controlSocket: string;
+}
+
+export function masterAddress(option: string | undefined): MasterAddress {
+  const file = resolveConfigPath(option);
+  const loaded = loadConfig(file);
+  if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
+  let server: { pid_file?: unknown; control_socket?: unknown } = {};
+  try {
+    if (file !== null) server = ((TOML.parse(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {});
+  } catch {
+    // Unparseable: fall back to the defaults.
+  }
+  const pidFile = typeof server.pid_file === 'string' ? server.pid_file : '/run/miwidothttp.pid';
+  const controlSocket = typeof server.control_socket === 'string' ? server.control_socket : pidFile.replace(/(\.pid)?$/, '.sock');
+  return { pidFile: path.resolve(pidFile), controlSocket: path.resolve(controlSocket) };
+}
+
+/** The running master's pid, or null (the pid file is missing, stale, or names another process). */
+export function masterPid(address: MasterAddress): number | null {
+  return runningMaster(address.pidFile);
+}
+
+export function askMaster(address: MasterAddress, request: ControlRequest, timeoutMs: number): Promise<unknown> {
+  return controlRequest(address.controlSocket, request, timeoutMs);
+}

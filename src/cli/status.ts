@@ -1,0 +1,56 @@
+import { askMaster, masterAddress, masterPid } from './running.js';
+
+interface StatusAnswer {
+  master: { pid: number; generation: number; config: string; uptimeSeconds: number };
+  workers: {
+    pid: number | null;
+    uid: number | null;
+    slot: number;
+    generation: number;
+    state: string;
+    uptimeSeconds: number;
+    restarts: number;
+    rssBytes: number | null;
+    cpuPercent: number | null;
+  }[];
+  listeners: { id: string }[];
+}
+
+const EXIT_NOT_RUNNING = 3;
+
+/** `status [--json]`: 0 running, 3 not running. */
+export async function statusCommand(option: string | undefined, json: boolean): Promise<number> {
+  const address = masterAddress(option);
+  if (masterPid(address) === null) {
+    if (json) process.stdout.write(`${JSON.stringify({ running: false })}\n`);
+    else process.stdout.write('miwidothttp is not running\n');
+    return EXIT_NOT_RUNNING;
+  }
+  let answer: StatusAnswer;
+  try {
+    answer = (await askMaster(address, { command: 'status' }, 10_000)) as StatusAnswer;
+  } catch (error) {
+    process.stderr.write(`miwidothttp: master does not answer: ${(error as Error).message}\n`);
+    return EXIT_NOT_RUNNING;
+  }
+  if (json) {
+    const { master, workers, listeners } = answer;
+    process.stdout.write(`${JSON.stringify({ running: true, master, workers, listeners })}\n`);
+    return 0;
+  }
+  const { master } = answer;
+  const lines = [
+    `master   pid ${master.pid}  generation ${master.generation}  up ${master.uptimeSeconds}s  config ${master.config}`,
+    `listen   ${answer.listeners.map((listener) => listener.id).join(', ')}`,
+    'workers  slot  pid      uid    gen  state     uptime  restarts  rss       cpu',
+  ];
+  for (const w of answer.workers) {
+    const rss = w.rssBytes === null ? '-' : `${(w.rssBytes / 1048576).toFixed(1)}M`;
+    const cpu = w.cpuPercent === null ? '-' : `${w.cpuPercent}%`;
+    lines.push(
+      `         ${String(w.slot).padEnd(5)} ${String(w.pid ?? '-').padEnd(8)} ${String(w.uid ?? '-').padEnd(6)} ${String(w.generation).padEnd(4)} ${w.state.padEnd(9)} ${`${w.uptimeSeconds}s`.padEnd(7)} ${String(w.restarts).padEnd(9)} ${rss.padEnd(9)} ${cpu}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}

@@ -1,0 +1,280 @@
+/**
+ * Validated raw config -> CompiledConfig: units into names, sizes into
+ * numbers, CIDRs and regexes checked, aliases reconciled, listeners derived.
+ * Problems found here are reported like schema problems: key path + reason.
+ */
+import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import type { RawConfig, RawVhost } from './schema.js';
+import type { BackendSpec, CompiledConfig, ListenerSpec, VhostSpec } from './types.js';
+
+export interface ConfigProblem {
+  /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
+  readonly key: string;
+  readonly message: string;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+export function parseSize(value: number | string): number {
+  if (typeof value === 'number') return value;
+  const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
+  if (!match) throw new Error(`not a size: ${value}`);
+  return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
+}
+
+/** An IPv4/IPv6 address with an optional prefix length in range. */
+export function isValidCidr(text: string): boolean {
+  const slash = text.indexOf('/');
+  const address = slash === -1 ? text : text.slice(0, slash);
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = text.slice(slash + 1);
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Features whose keys are accepted and validated, but which this build does
+ * not implement yet. Enabling one is refused rather than silently ignored:
+ * a security server must never run without a protection its config asks for.
+ */
+function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
+  const refuse = (key: string, what: string): void => {
+    problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
+  };
+  const iso = raw.process.isolation;
+  if (iso.run_as_user !== undefined) refuse('process.isolation.run_as_user', 'dropping workers to another user');
+  if (iso.run_as_group !== undefined) refuse('process.isolation.run_as_group', 'dropping workers to another group');
+  if (iso.chroot !== undefined) refuse('process.isolation.chroot', 'the worker jail');
+  if (iso.max_memory !== undefined) refuse('process.isolation.max_memory', 'the worker memory limit');
+  if (iso.max_cpu_percent !== undefined) refuse('process.isolation.max_cpu_percent', 'the worker CPU limit');
+  if (iso.max_open_files !== undefined) refuse('process.isolation.max_open_files', 'the worker open-files limit');
+  if (iso.enable_seccomp) refuse('process.isolation.enable_seccomp', 'the seccomp filter');
+  if (iso.enable_apparmor) refuse('process.isolation.enable_apparmor', 'AppArmor confinement');
+  if (iso.enable_cgroups) refuse('process.isolation.enable_cgroups', 'per-worker cgroups');
+  if (raw.ssl !== undefined) refuse('ssl', 'TLS');
+  if (raw.security.enforce_https) refuse('security.enforce_https', 'HTTPS enforcement');
+  if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
+  if (raw.cluster !== undefined) refuse('cluster', 'clustering');
+  if (raw.security.rate_limiting.enabled) refuse('security.rate_limiting.enabled', 'rate limiting');
+  if (raw.security.proxy_protocol.enabled) refuse('security.proxy_protocol.enabled', 'the PROXY protocol');
+  if (raw.security.forwarded.trust_proxy) refuse('security.forwarded.trust_proxy', 'client IPs from forwarded headers');
+  if (raw.security.ids.enabled) refuse('security.ids.enabled', 'intrusion detection');
+  if (raw.security.ddos.whitelist.length > 0) refuse('security.ddos.whitelist', 'the access whitelist');
+  if (raw.security.ddos.blacklist.length > 0) refuse('security.ddos.blacklist', 'the access blacklist');
+  if (raw.security.audit.log_file !== undefined) refuse('security.audit.log_file', 'a separate audit log file');
+}
+
+/** Two spellings of one setting (spec sample vs. production sample): both set must agree. */
+function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: [string, T | undefined], fallback: T): T {
+  const [keyA, valueA] = a;
+  const [keyB, valueB] = b;
+  if (valueA !== undefined && valueB !== undefined && valueA !== valueB) {
+    problems.push({ key: keyB, message: `conflicts with ${keyA} (${String(valueA)} vs ${String(valueB)}); set one` });
+  }
+  return valueA ?? valueB ?? fallback;
+}
+
+function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[]): BackendSpec {
+  const backend = vhost.backend;
+  if (!backend || backend.type === 'static') {
+    if (vhost.root === undefined) problems.push({ key: `${key}.root`, message: 'required for a static vhost (or set backend.type)' });
+    return { type: 'static' };
+  }
+  if (backend.type === 'redirect') {
+    return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
+  }
+  if ((backend.target === undefined) === (backend.targets === undefined)) {
+    problems.push({ key: `${key}.backend.target`, message: 'set exactly one of target and targets' });
+  }
+  const targets = backend.targets ?? (backend.target !== undefined ? [{ url: backend.target, weight: 1 }] : []);
+  targets.forEach((target, i) => {
+    const url = new URL(target.url);
+    if (url.search || url.hash || url.username || url.password) {
+      problems.push({ key: `${key}.backend.targets[${i}].url`, message: 'must not carry a query, fragment or credentials' });
+    }
+  });
+  return {
+    type: 'proxy',
+    targets,
+    loadBalancing: backend.load_balancing,
+    connectTimeoutMs: backend.connect_timeout * 1000,
+    upstreamTimeoutMs: backend.timeout * 1000,
+    maxFails: backend.max_fails,
+    failTimeoutMs: backend.fail_timeout * 1000,
+    preserveHost: backend.preserve_host,
+    keepAliveConnections: backend.keepalive,
+  };
+}
+
+function compileVhosts(raw: RawConfig, problems: ConfigProblem[]): VhostSpec[] {
+  return raw.vhosts.map((vhost, i) => {
+    const key = `vhosts[${i}]`;
+    const root = vhost.root === undefined ? null : path.resolve(vhost.root);
+    const chroot = raw.process.isolation.chroot;
+    if (root !== null && chroot !== undefined) {
+      const jail = path.resolve(chroot);
+      if (root !== jail && !root.startsWith(jail + path.sep)) {
+        problems.push({ key: `${key}.root`, message: `${root} lies outside process.isolation.chroot (${jail})` });
+      }
+    }
+    return {
+      domains: vhost.domains.map((domain) => domain.toLowerCase()),
+      root,
+      indexFiles: vhost.index_files,
+      directoryListing: vhost.directory_listing,
+      backend: compileBackend(vhost, key, problems),
+    };
+  });
+}
+
+function compileResponseHeaders(raw: RawConfig): { add: [string, string][]; remove: string[] } {
+  const h = raw.security.headers;
+  const add: [string, string][] = [];
+  if (h.hsts_enabled) {
+    // Browsers ignore HSTS over plain HTTP (RFC 6797 §8.1); sending it is harmless
+    // and keeps the header set identical once TLS terminates here.
+    let value = `max-age=${h.hsts_max_age}`;
+    if (h.hsts_include_subdomains) value += '; includeSubDomains';
+    if (h.hsts_preload) value += '; preload';
+    add.push(['Strict-Transport-Security', value]);
+  }
+  if (h.frame_options) add.push(['X-Frame-Options', h.frame_options]);
+  if (h.content_type_options) add.push(['X-Content-Type-Options', h.content_type_options]);
+  if (h.xss_protection) add.push(['X-XSS-Protection', h.xss_protection]);
+  if (h.referrer_policy) add.push(['Referrer-Policy', h.referrer_policy]);
+  if (h.permissions_policy) add.push(['Permissions-Policy', h.permissions_policy]);
+  if (h.csp_enabled) {
+    const csp = h.csp_directives.replace(/\s+/g, ' ').trim();
+    add.push([h.csp_report_only ? 'Content-Security-Policy-Report-Only' : 'Content-Security-Policy', csp]);
+  }
+  const remove: string[] = [];
+  for (const [name, value] of Object.entries(h.custom)) {
+    if (value === '') remove.push(name.toLowerCase());
+    else add.push([name, value]);
+  }
+  return { add, remove };
+}
+
+function compileListeners(raw: RawConfig): ListenerSpec[] {
+  const { bind_address: address, http_port: port } = raw.server;
+  return [{ id: `http ${address}:${port}`, protocol: 'http', address, port }];
+}
+
+export function compile(raw: RawConfig, source: string): { config?: CompiledConfig; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  unimplemented(raw, problems);
+
+  if (isIP(raw.server.bind_address) === 0) {
+    problems.push({ key: 'server.bind_address', message: 'must be an IPv4 or IPv6 address' });
+  }
+  const cidrLists: [string, string[]][] = [
+    ['security.proxy_protocol.trusted_proxies', raw.security.proxy_protocol.trusted_proxies],
+    ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
+    ['security.ddos.whitelist', raw.security.ddos.whitelist],
+    ['security.ddos.blacklist', raw.security.ddos.blacklist],
+  ];
+  for (const [key, list] of cidrLists) {
+    list.forEach((entry, i) => {
+      if (!isValidCidr(entry)) problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR: ${JSON.stringify(entry)}` });
+    });
+  }
+  raw.security.ids.rules.forEach((rule, i) => {
+    try {
+      new RegExp(rule.pattern, 'i');
+    } catch {
+      problems.push({ key: `security.ids.rules[${i}].pattern`, message: 'not a valid regular expression' });
+    }
+  });
+  if (raw.security.ids.alert_threshold > raw.security.ids.block_threshold) {
+    problems.push({ key: 'security.ids.alert_threshold', message: 'must not exceed security.ids.block_threshold' });
+  }
+
+  const t = raw.security.timeouts;
+  const l = raw.security.limits;
+  const headerReadS = reconcile(problems, ['security.timeouts.header_read_timeout', t.header_read_timeout], ['security.timeouts.header_timeout', t.header_timeout], 10);
+  const bodyReadS = reconcile(problems, ['security.timeouts.body_read_timeout', t.body_read_timeout], ['security.timeouts.body_timeout', t.body_timeout], 30);
+  const perIp = reconcile(problems, ['security.limits.max_connections_per_ip', l.max_connections_per_ip], ['security.timeouts.max_connections_per_ip', t.max_connections_per_ip], 100);
+  const keepAliveS = t.keepalive_timeout ?? t.idle_timeout;
+  if (keepAliveS > t.idle_timeout) {
+    problems.push({ key: 'security.timeouts.keepalive_timeout', message: 'must not exceed security.timeouts.idle_timeout' });
+  }
+  if (headerReadS > t.request_timeout) {
+    problems.push({ key: 'security.timeouts.header_read_timeout', message: 'must not exceed security.timeouts.request_timeout' });
+  }
+
+  const vhosts = compileVhosts(raw, problems);
+  const headers = compileResponseHeaders(raw);
+  const iso = raw.process.isolation;
+  const server = raw.server;
+  const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
+  if (problems.length > 0) return { problems };
+
+  const config: CompiledConfig = {
+    source,
+    server: {
+      workerCount: server.workers === 0 ? availableParallelism() : server.workers,
+      pidFile: path.resolve(server.pid_file),
+      controlSocket: path.resolve(controlSocket),
+      shutdownTimeoutMs: server.shutdown_timeout * 1000,
+      workerReadyTimeoutMs: server.worker_ready_timeout * 1000,
+      logFile: server.log_file === undefined ? null : path.resolve(server.log_file),
+      logLevel: server.log_level,
+      accessLog: server.access_log,
+    },
+    listeners: compileListeners(raw),
+    limits: {
+      maxHeaderBytes: l.max_header_size,
+      maxHeaders: l.max_headers,
+      maxHeaderNameBytes: l.max_header_name_len,
+      maxHeaderValueBytes: l.max_header_value_len,
+      maxBodyBytes: l.max_body_size,
+      maxMultipartBytes: l.max_multipart_size,
+      maxJsonDepth: l.max_json_depth,
+      maxFormFields: l.max_form_fields,
+      maxUrlBytes: l.max_url_length,
+      maxConnections: l.max_connections,
+      maxConnectionsPerIp: perIp,
+      connectionRatePerIp: t.connection_rate_per_ip,
+      maxRequestsPerConnection: raw.security.anti_smuggling.max_request_per_connection,
+      maxChunkBytes: raw.security.anti_smuggling.max_chunk_size,
+    },
+    timeouts: {
+      headerReadTimeoutMs: headerReadS * 1000,
+      bodyReadTimeoutMs: bodyReadS * 1000,
+      writeTimeoutMs: t.write_timeout * 1000,
+      idleTimeoutMs: t.idle_timeout * 1000,
+      keepAliveTimeoutMs: keepAliveS * 1000,
+      requestTimeoutMs: t.request_timeout * 1000,
+      minDataRateBytesPerSec: t.min_data_rate,
+    },
+    responseHeaders: headers.add,
+    removedResponseHeaders: headers.remove,
+    isolation: {
+      runAsUser: iso.run_as_user ?? null,
+      runAsGroup: iso.run_as_group ?? null,
+      chroot: iso.chroot ?? null,
+      workingDir: iso.working_dir,
+      maxMemoryBytes: iso.max_memory === undefined ? null : parseSize(iso.max_memory),
+      maxCpuPercent: iso.max_cpu_percent ?? null,
+      maxOpenFiles: iso.max_open_files ?? null,
+      seccomp: iso.enable_seccomp ? iso.seccomp_default_action : 'off',
+      allowedSyscalls: iso.allowed_syscalls ?? null,
+      apparmorProfile: iso.enable_apparmor ? iso.apparmor_profile : null,
+      cgroupParent: iso.enable_cgroups ? iso.cgroup_parent : null,
+    },
+    vhosts,
+  };
+  return { config: deepFreeze(config), problems };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

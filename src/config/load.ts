@@ -1,0 +1,121 @@
+/**
+ * The one load path for `start`, `reload` and `check`:
+ * read -> parse TOML -> interpolate ${VAR} -> validate (schema) -> compile -> freeze.
+ * Every problem becomes one line `FILE: key.path: what is wrong (line N)`.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import TOML from '@iarna/toml';
+import type { z } from 'zod';
+import { configSchema } from './schema.js';
+import { compile, type ConfigProblem } from './compile.js';
+import { indexKeyLines, keyPath } from './key-lines.js';
+import type { CompiledConfig } from './types.js';
+
+export const BUILTIN_SOURCE = '(built-in default)';
+
+/** The page the built-in default serves, shipped with the package. */
+export const BUNDLED_SITE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../share/www');
+
+export type LoadResult = { ok: true; config: CompiledConfig } | { ok: false; errors: string[] };
+
+/** `-c FILE` if given, else ./miwidothttp.toml if it exists, else null (built-in default). */
+export function resolveConfigPath(option: string | undefined): string | null {
+  if (option !== undefined) return path.resolve(option);
+  const local = path.resolve('miwidothttp.toml');
+  return existsSync(local) ? local : null;
+}
+
+export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map());
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    return { ok: false, errors: [`${file}: cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`] };
+  }
+  let parsed: unknown;
+  try {
+    parsed = TOML.parse(text);
+  } catch (error) {
+    const e = error as { line?: number; col?: number; message: string };
+    const where = e.line === undefined ? '' : `:${e.line + 1}:${(e.col ?? 0) + 1}`;
+    const reason = e.message.split('\n')[0]!.replace(/ at row \d+, col \d+, pos \d+:?$/, '');
+    return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
+  }
+  const lines = indexKeyLines(text);
+  const problems: ConfigProblem[] = [];
+  const interpolated = interpolate(parsed, [], env, problems);
+  return validate(interpolated, file, lines, problems);
+}
+
+function builtinDefault(): unknown {
+  return { vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };
+}
+
+function validate(input: unknown, source: string, lines: Map<string, number>, earlier: ConfigProblem[] = []): LoadResult {
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    return { ok: false, errors: format(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
+  }
+  const { config, problems } = compile(result.data, source);
+  if (!config || earlier.length > 0) return { ok: false, errors: format(source, [...earlier, ...problems], lines) };
+  return { ok: true, config };
+}
+
+function zodProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) problems.push({ key: keyPath([...issue.path, key]), message: 'unknown key' });
+    } else if (issue.code === 'invalid_union' && issue.path.at(-1) === 'backend') {
+      problems.push({ key: keyPath([...issue.path, 'type']), message: 'expected "static", "proxy" or "redirect"' });
+    } else {
+      problems.push({ key: keyPath(issue.path) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
+    }
+  }
+  return problems;
+}
+
+function format(source: string, problems: readonly ConfigProblem[], lines: Map<string, number>): string[] {
+  return problems.map(({ key, message }) => {
+    const line = lineOf(key, lines);
+    return `${source}: ${key}: ${message}${line === undefined ? '' : ` (line ${line})`}`;
+  });
+}
+
+/** The line of the key itself, else of the closest enclosing key or table. */
+function lineOf(key: string, lines: Map<string, number>): number | undefined {
+  let probe = key;
+  for (;;) {
+    const line = lines.get(probe);
+    if (line !== undefined) return line;
+    const cut = Math.max(probe.lastIndexOf('.'), probe.lastIndexOf('['));
+    if (cut <= 0) return undefined;
+    probe = probe.slice(0, cut);
+  }
+}
+
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** Replace ${NAME} in every string value; an unset variable is a problem naming the key. */
+function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(VARIABLE, (whole, name: string) => {
+      const found = env[name];
+      if (found === undefined) {
+        problems.push({ key: keyPath(at), message: `environment variable ${name} is not set` });
+        return whole;
+      }
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, [...at, i], env, problems));
+  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [key, child] of Object.entries(value)) out[key] = interpolate(child, [...at, key], env, problems);
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,341 @@
+/**
+ * The TOML config language: every section and key of the spec
+ * (shared/spec/security-architecture.md) and of contract.md, with its default.
+ *
+ * This file is the one place where defaults live. Keys keep the spec's names
+ * and units (seconds, bytes); `compile.ts` turns them into the runtime shape
+ * whose names carry the unit (`headerReadTimeoutMs`, `maxBodyBytes`).
+ *
+ * Every object is strict: an unknown key is an error naming its path, so a
+ * typo (`max_body_szie`) can never silently leave a limit at its default.
+ */
+import { z } from 'zod';
+
+const port = z.number().int().min(1).max(65535);
+const seconds = z.number().positive().max(86400 * 365);
+const count = (max: number) => z.number().int().min(1).max(max);
+const bytes = (max: number) => z.number().int().min(1).max(max);
+/** "512M", "2G", "64K" or a plain number of bytes. */
+const sizeString = z.union([
+  z.number().int().min(1),
+  z.string().regex(/^[1-9][0-9]*[KMGT]?$/, 'expected a size such as "512M" (K, M, G or T)'),
+]);
+/** IPv4 or IPv6 CIDR, or a bare address; checked precisely in compile.ts. */
+const cidr = z.string().min(1).max(64);
+const nonEmpty = z.string().min(1);
+
+const server = z
+  .strictObject({
+    bind_address: nonEmpty.default('127.0.0.1'),
+    http_port: port.default(8080),
+    https_port: port.default(8443),
+    workers: z.number().int().min(0).max(256).default(0),
+    pid_file: nonEmpty.default('/run/miwidothttp.pid'),
+    /** Unix socket the CLI talks to; default: pid_file with ".sock" for ".pid". */
+    control_socket: nonEmpty.optional(),
+    shutdown_timeout: seconds.default(30),
+    /** A worker that has not reported ready by then is killed. */
+    worker_ready_timeout: seconds.default(10),
+    /** Where master and worker logs go; default stdout. Reopened on SIGUSR1. */
+    log_file: nonEmpty.optional(),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    /** One log line per request (nginx's access_log). */
+    access_log: z.boolean().default(false),
+    http3: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        port: port.default(443),
+        congestion_control: z.enum(['bbr', 'cubic', 'reno']).default('bbr'),
+        max_idle_timeout: z.number().int().min(1).default(30000),
+        initial_max_data: z.number().int().min(1).default(10485760),
+        initial_max_stream_data: z.number().int().min(1).default(1048576),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const manualCertificate = z.strictObject({
+  cert_file: nonEmpty,
+  key_file: nonEmpty,
+  chain_file: nonEmpty.optional(),
+});
+
+const ssl = z.strictObject({
+  provider: z.enum(['acme', 'cloudflare', 'manual']).optional(),
+  api_token: nonEmpty.optional(),
+  zone_id: nonEmpty.optional(),
+  auto_renew: z.boolean().default(true),
+  renewal_days_before: z.number().int().min(1).max(89).default(30),
+  acme_server: z.url().default('https://acme-v02.api.letsencrypt.org/directory'),
+  email: z.email().optional(),
+  agree_tos: z.boolean().default(false),
+  cert_dir: nonEmpty.default('/var/lib/miwidothttp/certs'),
+  /** Either the names to obtain from `provider`, or manual certificates by name. */
+  domains: z.union([z.array(nonEmpty), z.record(nonEmpty, manualCertificate)]).optional(),
+  challenges: z
+    .strictObject({
+      http_01_port: port.default(80),
+      http_01_path: z.string().startsWith('/').default('/.well-known/acme-challenge'),
+      dns_01_provider: z.enum(['cloudflare', 'route53', 'gcloud']).optional(),
+      dns_01_credentials: nonEmpty.optional(),
+      tls_alpn_01_port: port.default(443),
+    })
+    .prefault({}),
+});
+
+const limits = z
+  .strictObject({
+    max_header_size: bytes(1 << 20).default(8192),
+    max_headers: count(10000).default(100),
+    max_header_name_len: count(65536).default(256),
+    max_header_value_len: count(1 << 20).default(4096),
+    max_body_size: bytes(2 ** 40).default(104857600),
+    max_multipart_size: bytes(2 ** 40).default(524288000),
+    max_json_depth: count(10000).default(64),
+    max_form_fields: count(1000000).default(1000),
+    max_url_length: count(1 << 20).default(8192),
+    max_connections: count(10000000).default(100000),
+    max_connections_per_ip: count(10000000).optional(),
+  })
+  .prefault({});
+
+const timeouts = z
+  .strictObject({
+    header_read_timeout: seconds.optional(),
+    /** Spelling used by the spec's production sample; same meaning. */
+    header_timeout: seconds.optional(),
+    body_read_timeout: seconds.optional(),
+    body_timeout: seconds.optional(),
+    write_timeout: seconds.default(30),
+    /** Longest a connection may carry no bytes at all. */
+    idle_timeout: seconds.default(60),
+    /** Longest wait for the next request on a kept-alive connection; default idle_timeout. */
+    keepalive_timeout: seconds.optional(),
+    request_timeout: seconds.default(120),
+    /** Bytes per second a client must sustain once past the first second (slowloris). */
+    min_data_rate: z.number().int().min(0).default(100),
+    max_connections_per_ip: count(10000000).optional(),
+    connection_rate_per_ip: count(10000000).default(10),
+  })
+  .prefault({});
+
+const antiSmuggling = z
+  .strictObject({
+    strict_http_parsing: z.boolean().default(true),
+    reject_invalid_headers: z.boolean().default(true),
+    normalize_headers: z.boolean().default(true),
+    reject_ambiguous_requests: z.boolean().default(true),
+    prefer_transfer_encoding: z.boolean().default(true),
+    max_request_per_connection: count(10000000).default(1000),
+    force_connection_close: z.boolean().default(false),
+    validate_content_length: z.boolean().default(true),
+    max_chunk_size: bytes(2 ** 40).default(8192),
+    reject_invalid_characters: z.boolean().default(true),
+  })
+  .prefault({});
+
+const proxyProtocol = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    required: z.boolean().default(false),
+    trusted_proxies: z.array(cidr).default([]),
+  })
+  .prefault({});
+
+const forwarded = z
+  .strictObject({
+    trust_proxy: z.boolean().default(false),
+    trusted_proxies: z.array(cidr).default(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']),
+    trusted_hops: z.number().int().min(0).max(64).default(2),
+    client_ip_headers: z
+      .array(nonEmpty)
+      .default(['CF-Connecting-IP', 'X-Real-IP', 'X-Forwarded-For', 'X-Client-IP', 'Forwarded']),
+    reject_private_ip: z.boolean().default(false),
+    require_proxy_headers: z.boolean().default(false),
+  })
+  .prefault({});
+
+const rateLimiting = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    requests_per_second: count(10000000).default(100),
+    burst_size: count(10000000).default(200),
+  })
+  .prefault({});
+
+const ddos = z
+  .strictObject({
+    whitelist: z.array(cidr).default([]),
+    blacklist: z.array(cidr).default([]),
+    ban_seconds: z.number().int().min(1).max(86400 * 365).default(300),
+  })
+  .prefault({});
+
+const idsRule = z.strictObject({
+  name: nonEmpty,
+  pattern: nonEmpty,
+  severity: z.enum(['low', 'medium', 'high', 'critical']).default('medium'),
+  action: z.enum(['log', 'block']).default('log'),
+});
+
+const ids = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    alert_threshold: count(1000000).default(5),
+    block_threshold: count(1000000).default(20),
+    rules: z.array(idsRule).default([]),
+  })
+  .prefault({});
+
+const headers = z
+  .strictObject({
+    hsts_enabled: z.boolean().default(true),
+    hsts_max_age: z.number().int().min(0).default(31536000),
+    hsts_include_subdomains: z.boolean().default(true),
+    hsts_preload: z.boolean().default(true),
+    frame_options: z.enum(['DENY', 'SAMEORIGIN', '']).default('DENY'),
+    content_type_options: z.enum(['nosniff', '']).default('nosniff'),
+    xss_protection: z.string().default('1; mode=block'),
+    referrer_policy: z.string().default('strict-origin-when-cross-origin'),
+    permissions_policy: z.string().default('geolocation=(), microphone=(), camera=()'),
+    csp_enabled: z.boolean().default(true),
+    csp_report_only: z.boolean().default(false),
+    csp_directives: z
+      .string()
+      .default("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"),
+    /** Extra response headers; an empty value removes the header. */
+    custom: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a header name'), z.string()).default({}),
+  })
+  .prefault({});
+
+const audit = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    log_file: nonEmpty.optional(),
+    log_authentication: z.boolean().default(true),
+    log_authorization: z.boolean().default(true),
+    log_configuration_changes: z.boolean().default(true),
+    log_security_events: z.boolean().default(true),
+    log_admin_actions: z.boolean().default(true),
+    format: z.enum(['json', 'text']).default('json'),
+    include_request_body: z.boolean().default(false),
+    include_response_body: z.boolean().default(false),
+    include_headers: z.array(nonEmpty).default(['User-Agent', 'Referer']),
+    exclude_headers: z.array(nonEmpty).default(['Authorization', 'Cookie']),
+  })
+  .prefault({});
+
+const security = z
+  .strictObject({
+    enforce_https: z.boolean().default(false),
+    min_tls_version: z.enum(['1.2', '1.3']).default('1.2'),
+    ciphers: z.array(nonEmpty).optional(),
+    limits,
+    timeouts,
+    anti_smuggling: antiSmuggling,
+    proxy_protocol: proxyProtocol,
+    forwarded,
+    rate_limiting: rateLimiting,
+    ddos,
+    ids,
+    headers,
+    audit,
+  })
+  .prefault({});
+
+const isolation = z
+  .strictObject({
+    run_as_user: nonEmpty.optional(),
+    run_as_group: nonEmpty.optional(),
+    chroot: z.string().startsWith('/', 'must be an absolute path').optional(),
+    working_dir: z.string().startsWith('/', 'must be an absolute path').default('/'),
+    max_memory: sizeString.optional(),
+    max_cpu_percent: z.number().positive().max(100 * 1024).optional(),
+    max_open_files: z.number().int().min(64).max(1 << 20).optional(),
+    enable_seccomp: z.boolean().default(false),
+    seccomp_default_action: z.enum(['errno', 'kill']).default('kill'),
+    allowed_syscalls: z.array(z.string().regex(/^[a-z0-9_]+$/)).optional(),
+    enable_apparmor: z.boolean().default(false),
+    apparmor_profile: nonEmpty.default('miwidothttp-worker'),
+    enable_cgroups: z.boolean().default(false),
+    cgroup_parent: nonEmpty.default('miwidothttp.slice'),
+  })
+  .prefault({});
+
+const proxyTarget = z.strictObject({ url: z.url({ protocol: /^https?$/ }), weight: count(1000).default(1) });
+
+const backend = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('static') }),
+  z.strictObject({
+    type: z.literal('proxy'),
+    target: z.url({ protocol: /^https?$/ }).optional(),
+    targets: z.array(proxyTarget).min(1).optional(),
+    load_balancing: z.enum(['round_robin', 'least_connections']).default('round_robin'),
+    /** Seconds to establish the upstream connection. */
+    connect_timeout: seconds.default(5),
+    /** Seconds to wait for the upstream's response headers, and between body chunks: 504 after. */
+    timeout: seconds.default(60),
+    /** Failures within fail_timeout that take a target out for fail_timeout (nginx max_fails). */
+    max_fails: z.number().int().min(0).max(1000).default(1),
+    fail_timeout: seconds.default(10),
+    /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
+    preserve_host: z.boolean().default(true),
+    /** Idle keep-alive connections kept per target and worker. */
+    keepalive: z.number().int().min(0).max(10000).default(32),
+  }),
+  z.strictObject({
+    type: z.literal('redirect'),
+    target: z.url({ protocol: /^https?$/ }),
+    status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(301),
+    /** Append the request's path and query to target. */
+    preserve_path: z.boolean().default(true),
+  }),
+]);
+
+const domainName = z
+  .string()
+  .regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$/i, 'expected a host name, "*.name" or "*"');
+
+const vhost = z.strictObject({
+  domains: z.array(domainName).min(1),
+  root: z.string().startsWith('/', 'must be an absolute path').optional(),
+  index_files: z.array(z.string().regex(/^[^/\\\0]+$/, 'a file name, not a path')).default(['index.html']),
+  /** HTML listing of directories without an index file (off, as in nginx). */
+  directory_listing: z.boolean().default(false),
+  backend: backend.optional(),
+});
+
+const cluster = z
+  .strictObject({
+    consensus: z
+      .strictObject({
+        election_timeout_min: z.number().int().min(1).default(150),
+        election_timeout_max: z.number().int().min(1).default(300),
+        heartbeat_interval: z.number().int().min(1).default(50),
+        max_append_entries: z.number().int().min(1).default(64),
+        min_cluster_size: z.number().int().min(1).default(3),
+        quorum_size: z.number().int().min(1).default(2),
+        auto_rejoin: z.boolean().default(true),
+        rejoin_delay: seconds.default(30),
+        readonly_on_split: z.boolean().default(true),
+        max_nodes: z.number().int().min(1).default(7),
+        allow_auto_join: z.boolean().default(false),
+        require_tls: z.boolean().default(true),
+        cluster_token: nonEmpty.optional(),
+      })
+      .optional(),
+  })
+  .optional();
+
+export const configSchema = z.strictObject({
+  server,
+  ssl: ssl.optional(),
+  security,
+  process: z.strictObject({ isolation }).prefault({}),
+  cluster,
+  vhosts: z.array(vhost).default([]),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type RawVhost = z.infer<typeof vhost>;

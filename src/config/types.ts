@@ -1,0 +1,117 @@
+/**
+ * The compiled config: what the master runs on and sends to every worker.
+ * Plain, JSON-serialisable data with the unit in every name; workers build
+ * their matchers (vhost router, regexes) from it and never see TOML.
+ */
+
+export type Protocol = 'http' | 'https';
+
+export interface ListenerSpec {
+  /** Stable identity across reloads: "http 127.0.0.1:8080". */
+  readonly id: string;
+  readonly protocol: Protocol;
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface ProxyTarget {
+  readonly url: string;
+  readonly weight: number;
+}
+
+export type BackendSpec =
+  | { readonly type: 'static' }
+  | {
+      readonly type: 'proxy';
+      readonly targets: readonly ProxyTarget[];
+      readonly loadBalancing: 'round_robin' | 'least_connections';
+      readonly connectTimeoutMs: number;
+      readonly upstreamTimeoutMs: number;
+      readonly maxFails: number;
+      readonly failTimeoutMs: number;
+      readonly preserveHost: boolean;
+      readonly keepAliveConnections: number;
+    }
+  | {
+      readonly type: 'redirect';
+      readonly target: string;
+      readonly status: 301 | 302 | 303 | 307 | 308;
+      readonly preservePath: boolean;
+    };
+
+export interface VhostSpec {
+  /** Lower-case names: "example.com", "*.example.com" or "*". */
+  readonly domains: readonly string[];
+  /** Absolute host path, or null when the vhost only proxies or redirects. */
+  readonly root: string | null;
+  readonly indexFiles: readonly string[];
+  readonly directoryListing: boolean;
+  readonly backend: BackendSpec;
+}
+
+export interface ServerSpec {
+  readonly workerCount: number;
+  readonly pidFile: string;
+  readonly controlSocket: string;
+  readonly shutdownTimeoutMs: number;
+  readonly workerReadyTimeoutMs: number;
+  readonly logFile: string | null;
+  readonly logLevel: string;
+  readonly accessLog: boolean;
+}
+
+export interface LimitsSpec {
+  readonly maxHeaderBytes: number;
+  readonly maxHeaders: number;
+  readonly maxHeaderNameBytes: number;
+  readonly maxHeaderValueBytes: number;
+  readonly maxBodyBytes: number;
+  readonly maxMultipartBytes: number;
+  readonly maxJsonDepth: number;
+  readonly maxFormFields: number;
+  readonly maxUrlBytes: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
+  readonly connectionRatePerIp: number;
+  readonly maxRequestsPerConnection: number;
+  readonly maxChunkBytes: number;
+}
+
+export interface TimeoutsSpec {
+  readonly headerReadTimeoutMs: number;
+  readonly bodyReadTimeoutMs: number;
+  readonly writeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly minDataRateBytesPerSec: number;
+}
+
+export interface IsolationSpec {
+  readonly runAsUser: string | null;
+  readonly runAsGroup: string | null;
+  readonly chroot: string | null;
+  readonly workingDir: string;
+  readonly maxMemoryBytes: number | null;
+  readonly maxCpuPercent: number | null;
+  readonly maxOpenFiles: number | null;
+  readonly seccomp: 'off' | 'errno' | 'kill';
+  readonly allowedSyscalls: readonly string[] | null;
+  readonly apparmorProfile: string | null;
+  readonly cgroupParent: string | null;
+}
+
+export interface CompiledConfig {
+  /** The file this came from, or "(built-in default)". */
+  readonly source: string;
+  readonly server: ServerSpec;
+  readonly listeners: readonly ListenerSpec[];
+  readonly limits: LimitsSpec;
+  readonly timeouts: TimeoutsSpec;
+  /** Security headers added to every response, in order; computed once here. */
+  readonly responseHeaders: readonly (readonly [string, string])[];
+  /** Header names removed from every response (custom headers set to ""). */
+  readonly removedResponseHeaders: readonly string[];
+  readonly isolation: IsolationSpec;
+  readonly vhosts: readonly VhostSpec[];
+}

@@ -1,0 +1,65 @@
+/**
+ * Logging. The master owns the only log destination (stdout, or
+ * `[server].log_file`, reopened on SIGUSR1); workers write JSON lines to a
+ * pipe the master reads, so a worker never opens a file and log rotation is
+ * one reopen in one process. On a terminal, lines are pretty-printed.
+ */
+import { pino, type Logger } from 'pino';
+import { prettyFactory } from 'pino-pretty';
+import { SonicBoom } from 'sonic-boom';
+
+export interface LogSink {
+  /** Write one complete JSON log line (with its trailing newline). */
+  write(line: string): void;
+  /** Reopen the log file after rotation (SIGUSR1); a no-op on stdout. */
+  reopen(): void;
+  flushSync(): void;
+}
+
+export function createSink(logFile: string | null): LogSink {
+  const boom = logFile === null ? new SonicBoom({ fd: 1, sync: false }) : new SonicBoom({ dest: logFile, mkdir: true, sync: false });
+  const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
+  return {
+    write(line) {
+      if (pretty === null) {
+        boom.write(line);
+        return;
+      }
+      try {
+        boom.write(pretty(JSON.parse(line)));
+      } catch {
+        boom.write(line);
+      }
+    },
+    reopen() {
+      if (logFile !== null) boom.reopen();
+    },
+    flushSync() {
+      try {
+        boom.flushSync();
+      } catch {
+        // Nothing left to flush or the destination is gone; exiting anyway.
+      }
+    },
+  };
+}
+
+const baseOptions = (level: string, role: string): pino.LoggerOptions => ({
+  level,
+  base: { role, pid: process.pid },
+  timestamp: pino.stdTimeFunctions.isoTime,
+  // Secrets never reach logs: whatever a caller passes, these paths are masked.
+  redact: {
+    paths: ['*.authorization', '*.cookie', '*.api_token', '*.password', 'headers.authorization', 'headers.cookie', 'rawPacket'],
+    censor: '[redacted]',
+  },
+});
+
+export function createMasterLogger(sink: LogSink, level: string): Logger {
+  return pino(baseOptions(level, 'master'), { write: (line: string) => sink.write(line) });
+}
+
+/** Workers log JSON lines to their stdout, a pipe the master reads. */
+export function createWorkerLogger(level: string): Logger {
+  return pino(baseOptions(level, 'worker'), pino.destination({ fd: 1, sync: false }));
+}

@@ -1,0 +1,77 @@
+/**
+ * The listener set. The master binds every socket and never listens on it:
+ * a process that calls listen() on a socket it also passes to workers takes
+ * a share of the connections, and the master never serves them. Workers call
+ * listen() on their copy and the kernel queues connections on the socket as
+ * long as any copy is open — the master's, across every worker generation,
+ * so a reload or a crash refuses no connection. This is what node:cluster
+ * does internally in its shared-handle mode, without cluster's rule that
+ * the handle closes when its last worker leaves.
+ */
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import type { ListenerSpec } from '../config/types.js';
+
+/** A bound, not-listening libuv TCP handle (net's internal TCPWrap). */
+export interface BoundHandle {
+  readonly fd: number;
+  close(): void;
+}
+
+/**
+ * `net._createServerHandle` binds without listening; it is what node:cluster's
+ * primary uses for the same purpose. It returns a negative errno on failure.
+ */
+const createServerHandle = (net as unknown as {
+  _createServerHandle(address: string, port: number, addressType: number): BoundHandle | number;
+})._createServerHandle;
+
+export interface BoundListener {
+  readonly spec: ListenerSpec;
+  readonly handle: BoundHandle;
+}
+
+export class ListenerSet {
+  private readonly bound = new Map<string, BoundListener>();
+
+  list(): BoundListener[] {
+    return [...this.bound.values()];
+  }
+
+  /**
+   * Bind whatever `specs` adds. On any failure the sockets bound by this call
+   * are closed again and the error names the listener, so a refused reload
+   * leaves the set as it was.
+   */
+  bindMissing(specs: readonly ListenerSpec[]): { added: string[] } {
+    const added: string[] = [];
+    for (const spec of specs) {
+      if (this.bound.has(spec.id)) continue;
+      const handle = createServerHandle(spec.address, spec.port, net.isIP(spec.address));
+      if (typeof handle === 'number') {
+        for (const id of added) this.close(id);
+        throw new Error(`cannot bind ${spec.address}:${spec.port}: ${getSystemErrorName(handle)}`);
+      }
+      this.bound.set(spec.id, { spec, handle });
+      added.push(spec.id);
+    }
+    return { added };
+  }
+
+  /** Close the master's copy of every listener not in `specs`. */
+  closeExcept(specs: readonly ListenerSpec[]): string[] {
+    const keep = new Set(specs.map((spec) => spec.id));
+    const removed = [...this.bound.keys()].filter((id) => !keep.has(id));
+    for (const id of removed) this.close(id);
+    return removed;
+  }
+
+  close(id: string): void {
+    this.bound.get(id)?.handle.close();
+    this.bound.delete(id);
+  }
+
+  closeAll(): void {
+    for (const id of [...this.bound.keys()]) this.close(id);
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The privileged master: owns the pid file, the control socket, the log
+ * destination and the listening sockets; supervises the workers; handles
+ * signals. It never parses a request.
+ */
+import type { Server } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import { loadConfig } from '../config/load.js';
+import type { CompiledConfig } from '../config/types.js';
+import { createMasterLogger, createSink } from '../logging/logger.js';
+import { startControlServer, type ControlRequest } from './control.js';
+import { closeInheritedFds } from './fds.js';
+import { ListenerSet } from './listeners.js';
+import { removePidFile, runningMaster, writePidFile } from './pid-file.js';
+import { Supervisor } from './supervisor.js';
+
+/** Exit codes of `start`. */
+export const EXIT_OK = 0;
+export const EXIT_START_FAILED = 1;
+
+/**
+ * Run until stopped. Resolves with the process exit code; errors that stop
+ * the start are logged as one line and give EXIT_START_FAILED.
+ */
+export async function runMaster(configPath: string | null, config: CompiledConfig): Promise<number> {
+  const inherited = closeInheritedFds();
+  const sink = createSink(config.server.logFile);
+  const log = createMasterLogger(sink, config.server.logLevel);
+  if (inherited.length > 0) log.warn({ fds: inherited }, 'closed file descriptors inherited without close-on-exec');
+
+  const fail = (message: string): number => {
+    log.fatal(message);
+    process.stderr.write(`miwidothttp: ${message}\n`);
+    sink.flushSync();
+    return EXIT_START_FAILED;
+  };
+
+  const other = runningMaster(config.server.pidFile);
+  if (other !== null) return fail(`already running (pid ${other}, ${config.server.pidFile})`);
+  try {
+    writePidFile(config.server.pidFile);
+  } catch (error) {
+    return fail(`cannot write pid file ${config.server.pidFile}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+
+  const listeners = new ListenerSet();
+  const supervisor = new Supervisor(config, listeners, log, sink);
+  let control: Server | null = null;
+  let stopped: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => (stopped = resolve));
+  let stopping = false;
+
+  const cleanup = (): void => {
+    control?.close();
+    try {
+      unlinkSync(config.server.controlSocket);
+    } catch {
+      // Not created, or already removed.
+    }
+    removePidFile(config.server.pidFile);
+    listeners.closeAll();
+  };
+
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason: why }, 'stopping: draining workers');
+    await supervisor.stop();
+    cleanup();
+    log.info('stopped');
+    sink.flushSync();
+    stopped(EXIT_OK);
+  };
+
+  const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
+    const outcome = await supervisor.reload(() => loadConfig(configPath));
+    if (outcome.ok) {
+      log.info({ audit: 'config.reload', trigger, generation: outcome.generation }, 'configuration reloaded');
+    } else {
+      log.error({ audit: 'config.reload_refused', trigger, reason: outcome.reason }, 'reload refused; the running configuration keeps serving');
+    }
+    return outcome;
+  };
+
+  const handleControl = async (request: ControlRequest): Promise<unknown> => {
+    switch (request.command) {
+      case 'status':
+        return {
+          ok: true,
+          master: { pid: process.pid, generation: supervisor.generation, config: supervisor.config.source, uptimeSeconds: Math.round(process.uptime()) },
+          workers: await supervisor.status(),
+          listeners: listeners.list().map((listener) => listener.spec),
+        };
+      case 'reload':
+        return reload('control socket');
+      case 'stop':
+        setImmediate(() => void stop('control socket'));
+        return { ok: true, pid: process.pid };
+    }
+  };
+
+  try {
+    control = await startControlServer(config.server.controlSocket, log, handleControl);
+    await supervisor.start();
+  } catch (error) {
+    await supervisor.stop().catch(() => undefined);
+    cleanup();
+    return fail(`start failed: ${(error as Error).message}`);
+  }
+
+  process.on('SIGHUP', () => void reload('SIGHUP'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGUSR1', () => {
+    sink.reopen();
+    log.info('log files reopened');
+  });
+  // A broken stdout pipe must not kill the master and orphan its workers' requests.
+  process.stdout.on('error', () => undefined);
+
+  log.info(
+    { generation: supervisor.generation, workers: config.server.workerCount, listeners: config.listeners.map((l) => l.id), config: config.source },
+    'miwidothttp started',
+  );
+  return finished;
+}

@@ -1,0 +1,234 @@
+/**
+ * The supervisor: worker generations, crash replacement with backoff,
+ * staged reload and graceful stop.
+ *
+ * A generation is one config and the N workers started for it. Reload is
+ * staged (STYLE.md): validate, bind what the new config adds, start the new
+ * generation, wait until every new worker is ready, and only then retire the
+ * old one. Any failure before the switch leaves the running generation and
+ * its listeners exactly as they were.
+ */
+import { readFileSync } from 'node:fs';
+import pidusage from 'pidusage';
+import type { Logger } from 'pino';
+import type { CompiledConfig } from '../config/types.js';
+import type { LogSink } from '../logging/logger.js';
+import type { ListenerSet } from './listeners.js';
+import { WorkerProcess } from './worker-process.js';
+
+/** A worker that lived less than this counts towards a crash loop. */
+const CRASH_LOOP_WINDOW_MS = 10_000;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 30_000;
+
+interface Slot {
+  worker: WorkerProcess | null;
+  restarts: number;
+  /** Crashes in a row of workers that died young. */
+  quickCrashes: number;
+  respawnTimer: NodeJS.Timeout | null;
+}
+
+export interface WorkerStatus {
+  pid: number | null;
+  uid: number | null;
+  slot: number;
+  generation: number;
+  state: string;
+  uptimeSeconds: number;
+  restarts: number;
+  rssBytes: number | null;
+  cpuPercent: number | null;
+}
+
+export type ReloadOutcome = { ok: true; generation: number } | { ok: false; reason: string };
+
+export class Supervisor {
+  generation = 0;
+  private slots: Slot[] = [];
+  /** Every live worker process, whatever its generation. */
+  private readonly workers = new Set<WorkerProcess>();
+  private reloading = false;
+  private stopping = false;
+
+  constructor(
+    public config: CompiledConfig,
+    private readonly listeners: ListenerSet,
+    private readonly log: Logger,
+    private readonly sink: LogSink,
+  ) {}
+
+  /** Start the first generation; rejects with the first worker's reason if any fails to come up. */
+  async start(): Promise<void> {
+    this.listeners.bindMissing(this.config.listeners);
+    const generation = ++this.generation;
+    const slots = this.spawnGeneration(generation, this.config);
+    try {
+      await Promise.all(slots.map((slot) => slot.worker!.ready));
+    } catch (error) {
+      for (const slot of slots) slot.worker?.kill('start failed');
+      throw error;
+    }
+    this.slots = slots;
+  }
+
+  /** Validate-then-switch reload; `load` is the same load path `start` used. */
+  async reload(load: () => { ok: true; config: CompiledConfig } | { ok: false; errors: string[] }): Promise<ReloadOutcome> {
+    if (this.stopping) return { ok: false, reason: 'the server is stopping' };
+    if (this.reloading) return { ok: false, reason: 'a reload is already in progress' };
+    this.reloading = true;
+    try {
+      const loaded = load();
+      if (!loaded.ok) return { ok: false, reason: loaded.errors.join('\n') };
+      const next = loaded.config;
+      const fixed = this.restartOnlyChange(next);
+      if (fixed) return { ok: false, reason: `${fixed} cannot change on reload; restart instead` };
+
+      let added: string[];
+      try {
+        ({ added } = this.listeners.bindMissing(next.listeners));
+      } catch (error) {
+        return { ok: false, reason: (error as Error).message };
+      }
+      const generation = this.generation + 1;
+      const slots = this.spawnGeneration(generation, next);
+      try {
+        await Promise.all(slots.map((slot) => slot.worker!.ready));
+      } catch (error) {
+        for (const slot of slots) {
+          if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+          slot.worker?.kill('reload abandoned');
+        }
+        for (const id of added) this.listeners.close(id);
+        return { ok: false, reason: `new worker failed to start: ${(error as Error).message}` };
+      }
+
+      const retiring = this.slots;
+      this.slots = slots;
+      this.generation = generation;
+      this.config = next;
+      for (const slot of retiring) {
+        if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+        slot.worker?.drain(next.server.shutdownTimeoutMs);
+      }
+      // The master's copy goes now; the old workers' copies close as they drain.
+      const removed = this.listeners.closeExcept(next.listeners);
+      this.log.info({ generation, added, removed }, 'reload complete: new generation serving');
+      return { ok: true, generation };
+    } finally {
+      this.reloading = false;
+    }
+  }
+
+  /** Drain every worker and wait for them to exit (killing stragglers after the deadline). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const slot of this.slots) if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+    const exits = [...this.workers].map((worker) => worker.exited);
+    for (const worker of this.workers) worker.drain(this.config.server.shutdownTimeoutMs);
+    await Promise.all(exits);
+    this.listeners.closeAll();
+  }
+
+  async status(): Promise<WorkerStatus[]> {
+    const workers = [...this.workers];
+    const pids = workers.map((worker) => worker.pid).filter((pid): pid is number => pid !== undefined);
+    let usage: Record<number, { cpu: number; memory: number }> = {};
+    try {
+      if (pids.length > 0) usage = await pidusage(pids);
+    } catch {
+      // A worker exited between the listing and the measurement; report what we have.
+    }
+    return workers.map((worker) => {
+      const pid = worker.pid ?? null;
+      const measured = pid === null ? undefined : usage[pid];
+      return {
+        pid,
+        uid: pid === null ? null : processUid(pid),
+        slot: worker.slot,
+        generation: worker.generation,
+        state: worker.state,
+        uptimeSeconds: Math.round((Date.now() - worker.startedAt) / 1000),
+        restarts: worker.restarts,
+        rssBytes: measured ? measured.memory : null,
+        cpuPercent: measured ? Math.round(measured.cpu * 10) / 10 : null,
+      };
+    });
+  }
+
+  /** Settings the running master holds open and cannot swap under its clients. */
+  private restartOnlyChange(next: CompiledConfig): string | null {
+    const now = this.config.server;
+    if (next.server.pidFile !== now.pidFile) return 'server.pid_file';
+    if (next.server.controlSocket !== now.controlSocket) return 'server.control_socket';
+    if (next.server.logFile !== now.logFile) return 'server.log_file';
+    return null;
+  }
+
+  private spawnGeneration(generation: number, config: CompiledConfig): Slot[] {
+    const slots: Slot[] = [];
+    for (let index = 0; index < config.server.workerCount; index++) {
+      const slot: Slot = { worker: null, restarts: 0, quickCrashes: 0, respawnTimer: null };
+      slots.push(slot);
+      this.spawnInto(slot, index, generation, config);
+    }
+    return slots;
+  }
+
+  private spawnInto(slot: Slot, index: number, generation: number, config: CompiledConfig): void {
+    const worker = new WorkerProcess(index, generation, slot.restarts, config, this.listeners.list(), this.log, this.sink);
+    slot.worker = worker;
+    this.workers.add(worker);
+    this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
+    void worker.ready.then(
+      () => this.log.info({ slot: index, workerPid: worker.pid, generation }, 'worker ready'),
+      () => undefined,
+    );
+    void worker.exited.then((exit) => {
+      this.workers.delete(worker);
+      const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
+      if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {
+        this.log.info({ slot: index, workerPid: worker.pid, generation, code: exit.code, signal: exit.signal }, 'worker exited');
+        return;
+      }
+      this.log.error(
+        { slot: index, workerPid: worker.pid, generation, code: exit.code, signal: exit.signal, reason: exit.reason ?? worker.lastError },
+        'worker died',
+      );
+      if (!retired && this.slots.includes(slot)) this.scheduleRespawn(slot, index, worker);
+    });
+  }
+
+  /**
+   * Replace a dead worker of the running generation: at once the first time,
+   * then with exponential backoff and jitter while replacements keep dying
+   * young, so a crash loop cannot spin the CPU.
+   */
+  private scheduleRespawn(slot: Slot, index: number, dead: WorkerProcess): void {
+    const lived = Date.now() - dead.startedAt;
+    slot.quickCrashes = lived < CRASH_LOOP_WINDOW_MS ? slot.quickCrashes + 1 : 1;
+    slot.restarts += 1;
+    slot.worker = null;
+    let delay = 0;
+    if (slot.quickCrashes > 1) {
+      const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (slot.quickCrashes - 2));
+      delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      this.log.warn({ slot: index, crashesInARow: slot.quickCrashes, delayMs: delay }, 'worker crash loop: backing off before the next start');
+    }
+    slot.respawnTimer = setTimeout(() => {
+      slot.respawnTimer = null;
+      if (this.stopping || !this.slots.includes(slot)) return;
+      this.spawnInto(slot, index, this.generation, this.config);
+    }, delay);
+  }
+}
+
+/** The real uid of a process, from /proc (what `status` shows for each worker). */
+function processUid(pid: number): number | null {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}

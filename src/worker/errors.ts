@@ -1,0 +1,86 @@
+/**
+ * The closed catalogue of request rejections. Every error response the
+ * worker sends comes from here and goes out through `sendError`, so the
+ * client only ever sees the generic text, never internals, and every
+ * rejection carries an audit event name. docs/errors.md lists the same
+ * table; test/errors.test.ts keeps the two in step.
+ */
+import type { ServerResponse } from 'node:http';
+
+export interface ErrorSpec {
+  /** HTTP status sent to the client. */
+  readonly status: number;
+  /** Event name written to the audit/access log. */
+  readonly event: string;
+  /** The only text the client sees. */
+  readonly text: string;
+  /** Close the connection after answering: framing can no longer be trusted. */
+  readonly close: boolean;
+}
+
+export const ERRORS = {
+  BAD_REQUEST: { status: 400, event: 'request.bad', text: 'Bad Request', close: true },
+  MALFORMED_REQUEST: { status: 400, event: 'request.malformed', text: 'Bad Request', close: true },
+  REQUEST_TIMEOUT: { status: 408, event: 'request.timeout', text: 'Request Timeout', close: true },
+  HEADERS_TOO_LARGE: { status: 431, event: 'request.headers_too_large', text: 'Request Header Fields Too Large', close: true },
+  BAD_PATH: { status: 400, event: 'request.bad_path', text: 'Bad Request', close: false },
+  FORBIDDEN_PATH: { status: 403, event: 'request.forbidden_path', text: 'Forbidden', close: false },
+  NOT_FOUND: { status: 404, event: 'request.not_found', text: 'Not Found', close: false },
+  METHOD_NOT_ALLOWED: { status: 405, event: 'request.method_not_allowed', text: 'Method Not Allowed', close: false },
+  UNKNOWN_HOST: { status: 421, event: 'request.unknown_host', text: 'Misdirected Request', close: false },
+  RANGE_NOT_SATISFIABLE: { status: 416, event: 'request.bad_range', text: 'Range Not Satisfiable', close: false },
+  INTERNAL: { status: 500, event: 'server.internal_error', text: 'Internal Server Error', close: true },
+  UPSTREAM_UNAVAILABLE: { status: 502, event: 'upstream.unavailable', text: 'Bad Gateway', close: false },
+  UPSTREAM_BAD_RESPONSE: { status: 502, event: 'upstream.bad_response', text: 'Bad Gateway', close: true },
+  UPSTREAM_TIMEOUT: { status: 504, event: 'upstream.timeout', text: 'Gateway Timeout', close: false },
+  SHUTTING_DOWN: { status: 503, event: 'server.shutting_down', text: 'Service Unavailable', close: true },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A rejection raised anywhere in the pipeline or a handler. */
+export class HttpError extends Error {
+  readonly spec: ErrorSpec;
+  constructor(
+    readonly code: ErrorCode,
+    /** Internal detail for the log; never sent to the client. */
+    readonly detail?: string,
+  ) {
+    super(detail ? `${code}: ${detail}` : code);
+    this.spec = ERRORS[code];
+  }
+}
+
+/**
+ * The bytes of a catalogued error response for a connection that has no
+ * ServerResponse (a parse error caught by 'clientError'). Always closes:
+ * after a parse error the framing of anything that follows is unknown.
+ */
+export function rawErrorResponse(code: ErrorCode, extraHeaders: readonly (readonly [string, string])[]): string {
+  const spec = ERRORS[code];
+  const body = `${spec.status} ${spec.text}\n`;
+  let head = `HTTP/1.1 ${spec.status} ${spec.text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n`;
+  for (const [name, value] of extraHeaders) head += `${name}: ${value}\r\n`;
+  return `${head}\r\n${body}`;
+}
+
+/**
+ * Answer with a catalogued error. If the response has already started, the
+ * only honest thing left is to cut the connection so the client sees a
+ * truncated body rather than a wrong one.
+ */
+export function sendError(res: ServerResponse, code: ErrorCode): void {
+  const spec = ERRORS[code];
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${spec.status} ${spec.text}\n`;
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.statusCode = spec.status;
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.setHeader('Cache-Control', 'no-store');
+  if (spec.close) res.shouldKeepAlive = false;
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

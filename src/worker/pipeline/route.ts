@@ -1,0 +1,46 @@
+/**
+ * Route stage: Host header -> virtual host and its handler. A Host that no
+ * vhost claims gets 421 Misdirected Request (RFC 9110 §15.5.20): this server
+ * is not authoritative for it.
+ */
+import type { CompiledConfig, VhostSpec } from '../../config/types.js';
+import { HttpError } from '../errors.js';
+import { createProxyHandler } from '../handlers/proxy.js';
+import { createRedirectHandler } from '../handlers/redirect.js';
+import { createStaticHandler } from '../handlers/static.js';
+import type { RequestHandler } from '../handlers/types.js';
+import { hostOf, VhostRouter } from '../router.js';
+import type { Stage } from './index.js';
+
+export interface VhostRuntime {
+  readonly spec: VhostSpec;
+  readonly handler: RequestHandler;
+}
+
+function handlerFor(spec: VhostSpec): RequestHandler {
+  switch (spec.backend.type) {
+    case 'static':
+      return createStaticHandler(spec);
+    case 'proxy':
+      return createProxyHandler(spec.backend);
+    case 'redirect':
+      return createRedirectHandler(spec.backend);
+  }
+}
+
+export function routeStage(config: CompiledConfig): Stage & { close(): Promise<void> } {
+  const vhosts: VhostRuntime[] = config.vhosts.map((spec) => ({ spec, handler: handlerFor(spec) }));
+  const router = new VhostRouter(vhosts.map((runtime) => ({ spec: runtime.spec, value: runtime })));
+  return {
+    name: 'route',
+    onRequest(exchange) {
+      const host = hostOf(exchange.req.headers.host);
+      exchange.ctx.host = host;
+      exchange.vhost = router.match(host);
+      if (exchange.vhost === null) throw new HttpError('UNKNOWN_HOST', host);
+    },
+    async close() {
+      await Promise.all(vhosts.map((vhost) => vhost.handler.close?.()));
+    },
+  };
+}
