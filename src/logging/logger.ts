@@ -6,7 +6,6 @@
  */
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
-import { SonicBoom } from 'sonic-boom';
 
 export interface LogSink {
   /** Write one complete JSON log line (with its trailing newline). */
@@ -17,7 +16,7 @@ export interface LogSink {
 }
 
 export function createSink(logFile: string | null): LogSink {
-  const boom = logFile === null ? new SonicBoom({ fd: 1, sync: false }) : new SonicBoom({ dest: logFile, mkdir: true, sync: false });
+  const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, mkdir: true, sync: false });
   const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
   return {
     write(line) {

@@ -15,6 +15,7 @@ import type { ListenerSpec } from '../config/types.js';
 /** A bound, not-listening libuv TCP handle (net's internal TCPWrap). */
 export interface BoundHandle {
   readonly fd: number;
+  getsockname(out: { address?: string; port?: number }): number;
   close(): void;
 }
 
@@ -48,9 +49,15 @@ export class ListenerSet {
     for (const spec of specs) {
       if (this.bound.has(spec.id)) continue;
       const handle = createServerHandle(spec.address, spec.port, net.isIP(spec.address));
-      if (typeof handle === 'number') {
+      // libuv defers EADDRINUSE from bind() to the first listen() or
+      // getsockname(); unchecked, a worker's listen() on the unbound socket
+      // would quietly pick a random port on every interface.
+      const bound: { address?: string; port?: number } = {};
+      const error = typeof handle === 'number' ? handle : handle.getsockname(bound);
+      if (error !== 0 || typeof handle === 'number' || bound.port !== spec.port) {
+        if (typeof handle !== 'number') handle.close();
         for (const id of added) this.close(id);
-        throw new Error(`cannot bind ${spec.address}:${spec.port}: ${getSystemErrorName(handle)}`);
+        throw new Error(`cannot bind ${spec.address}:${spec.port}: ${error !== 0 ? getSystemErrorName(error) : 'bound elsewhere'}`);
       }
       this.bound.set(spec.id, { spec, handle });
       added.push(spec.id);

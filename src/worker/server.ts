@@ -3,7 +3,7 @@
  * worker never binds: it calls listen() on the bound socket the master sent.
  */
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
@@ -12,8 +12,25 @@ import { createPipeline, type Pipeline } from './pipeline/index.js';
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
+/**
+ * While draining, a keep-alive connection is closed once it has been idle
+ * this long. Closing an idle connection races with a client that is sending
+ * its next request at that moment (RFC 9112 §9.6); a busy client sends within
+ * this window and gets `Connection: close` on its answer instead, so only
+ * connections that were idle anyway (the same race as keepalive_timeout) are
+ * cut. Node's own server.close() closes every idle connection at once.
+ */
+const DRAIN_IDLE_CLOSE_MS = 1000;
+const DRAIN_SWEEP_MS = 250;
+
+interface ConnectionState {
+  inFlight: number;
+  idleSince: number;
+}
+
 export class WorkerServer {
   private readonly servers: http.Server[] = [];
+  private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
   private draining = false;
 
@@ -40,10 +57,22 @@ export class WorkerServer {
         noDelay: true,
       },
       (req, res) => {
+        const state = this.connections.get(req.socket);
+        if (state) {
+          state.inFlight += 1;
+          res.once('close', () => {
+            state.inFlight -= 1;
+            state.idleSince = performance.now();
+          });
+        }
         if (this.draining) res.shouldKeepAlive = false;
         this.pipeline.handle(req, res, spec.protocol);
       },
     );
+    server.on('connection', (socket: Socket) => {
+      this.connections.set(socket, { inFlight: 0, idleSince: performance.now() });
+      socket.once('close', () => this.connections.delete(socket));
+    });
     server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
     server.setTimeout(timeouts.idleTimeoutMs);
     server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
@@ -54,6 +83,12 @@ export class WorkerServer {
       server.once('error', reject);
       server.listen(handle as never, () => {
         server.off('error', reject);
+        // The socket must be exactly the one the master bound (see listeners.ts).
+        const address = server.address();
+        if (address === null || typeof address === 'string' || address.port !== spec.port) {
+          reject(new Error(`listener ${spec.id} is not bound where the master said`));
+          return;
+        }
         resolve();
       });
     });
@@ -66,8 +101,13 @@ export class WorkerServer {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
-    const closed = Promise.all(this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-    for (const server of this.servers) server.closeIdleConnections();
+    // net.Server's close stops accepting and calls back once every connection
+    // has ended; http.Server's would also cut idle connections at once.
+    const closed = Promise.all(
+      this.servers.map((server) => new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()))),
+    );
+    const sweep = setInterval(() => this.closeIdleConnections(DRAIN_IDLE_CLOSE_MS), DRAIN_SWEEP_MS);
+    this.closeIdleConnections(DRAIN_IDLE_CLOSE_MS);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -76,8 +116,16 @@ export class WorkerServer {
       }, deadlineMs);
     });
     await Promise.race([closed, deadline]);
+    clearInterval(sweep);
     clearTimeout(timer);
     await this.pipeline.close();
+  }
+
+  private closeIdleConnections(idleForMs: number): void {
+    const now = performance.now();
+    for (const [socket, state] of this.connections) {
+      if (state.inFlight === 0 && now - state.idleSince >= idleForMs) socket.end();
+    }
   }
 
   /**

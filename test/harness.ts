@@ -1,0 +1,170 @@
+/**
+ * Test harness: runs the real CLI (bin/miwidothttp) as a separate process
+ * tree, on real sockets, with a config written to a fresh temp directory.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin/miwidothttp');
+
+export function tempDir(prefix = 'miwidothttp-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/** A port that was free a moment ago (bind :0, read, close). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
+  const result = spawnSync(BIN, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+export async function waitFor<T>(what: string, probe: () => T | null | undefined | Promise<T | null | undefined>, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== null && value !== undefined && value !== false) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export function request(port: number, options: http.RequestOptions & { body?: string | Buffer } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, agent: false, ...options }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Send raw bytes and collect everything until the server closes (or timeoutMs). */
+export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
+export interface StatusJson {
+  running: boolean;
+  master: { pid: number; generation: number };
+  workers: { pid: number; uid: number; slot: number; generation: number; state: string; restarts: number }[];
+  listeners: { id: string; port: number }[];
+}
+
+/** The state letter of /proc/PID/stat ("R", "S", "Z", ...), or null when the process is gone. */
+export function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+
+export const isRunning = (pid: number): boolean => {
+  const state = processState(pid);
+  return state !== null && state !== 'Z' && state !== 'X';
+};
+
+/** A miwidothttp started through `bin/miwidothttp start -c FILE`. */
+export class TestServer {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly pidFile: string;
+  port = 0;
+  process: ChildProcess | null = null;
+  output = '';
+
+  constructor() {
+    this.dir = tempDir();
+    this.configFile = path.join(this.dir, 'miwidothttp.toml');
+    this.pidFile = path.join(this.dir, 'miwidothttp.pid');
+  }
+
+  /**
+   * `body` is the config after the [server] table; server keys go in `server`.
+   * Workers default to 2 so every test exercises more than one.
+   */
+  writeConfig(body: string, server = ''): void {
+    const keys = `[server]\nbind_address = "127.0.0.1"\nhttp_port = ${this.port}\npid_file = "${this.pidFile}"\n${/workers\s*=/.test(server) ? '' : 'workers = 2\n'}shutdown_timeout = 5\n${server}\n`;
+    writeFileSync(this.configFile, `${keys}${body}\n`);
+  }
+
+  async start(body: string, server = ''): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    this.writeConfig(body, server);
+    this.output = '';
+    this.process = spawn(BIN, ['start', '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.process.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.process.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    const exited = new Promise<never>((_, reject) => this.process!.once('exit', (code) => reject(new Error(`start exited with ${code}:\n${this.output}`))));
+    await Promise.race([waitFor('miwidothttp started', () => this.output.includes('"miwidothttp started"'), 20_000), exited]);
+  }
+
+  status(): StatusJson {
+    const result = cli(['status', '-c', this.configFile, '--json']);
+    return JSON.parse(result.stdout) as StatusJson;
+  }
+
+  masterPid(): number {
+    return Number(readFileSync(this.pidFile, 'utf8').trim());
+  }
+
+  /** Every log line (JSON) the server has written so far. */
+  logLines(): Record<string, unknown>[] {
+    return this.output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      cli(['stop', '-c', this.configFile]);
+      await Promise.race([exited, sleep(15_000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
