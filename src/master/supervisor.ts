@@ -176,7 +176,9 @@ export class Supervisor {
   }
 
   private spawnInto(slot: Slot, index: number, generation: number, config: CompiledConfig): void {
-    const worker = new WorkerProcess(index, generation, slot.restarts, config, this.listeners.list(), this.log, this.sink);
+    const wanted = new Set(config.listeners.map((listener) => listener.id));
+    const listeners = this.listeners.list().filter((listener) => wanted.has(listener.spec.id));
+    const worker = new WorkerProcess(index, generation, slot.restarts, config, listeners, this.log, this.sink);
     slot.worker = worker;
     this.workers.add(worker);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
