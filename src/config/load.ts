@@ -64,16 +64,25 @@ function validate(input: unknown, source: string, lines: Map<string, number>, ea
   return { ok: true, config };
 }
 
-function zodProblems(issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly PropertyKey[] = []): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const issue of issues) {
+    const at = [...base, ...issue.path];
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) problems.push({ key: keyPath([...issue.path, key]), message: 'unknown key' });
-    } else if (issue.code === 'invalid_union' && issue.path.at(-1) === 'backend') {
-      problems.push({ key: keyPath([...issue.path, 'type']), message: 'expected "static", "proxy" or "redirect"' });
-    } else {
-      problems.push({ key: keyPath(issue.path) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
+      for (const key of issue.keys) problems.push({ key: keyPath([...at, key]), message: 'unknown key' });
+      continue;
     }
+    if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+      // Report the problems of the alternatives the value had the right type
+      // for (a table given where a table or an array is allowed, say), not a
+      // bare "invalid input".
+      const fitting = issue.errors.filter((branch) => !branch.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+      if (fitting.length > 0) {
+        problems.push(...fitting.flatMap((branch) => zodProblems(branch, at)));
+        continue;
+      }
+    }
+    problems.push({ key: keyPath(at) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
   }
   return problems;
 }
