@@ -65,6 +65,18 @@ export function rawErrorResponse(code: ErrorCode, extraHeaders: readonly (readon
 }
 
 /**
+ * Headers every answer carries (the security headers), remembered per
+ * response so an error answer can drop whatever a handler had set and keep
+ * these.
+ */
+const baselineHeaders = new WeakMap<ServerResponse, readonly (readonly [string, string])[]>();
+
+export function setBaselineHeaders(res: ServerResponse, headers: readonly (readonly [string, string])[]): void {
+  baselineHeaders.set(res, headers);
+  for (const [name, value] of headers) res.setHeader(name, value);
+}
+
+/**
  * Answer with a catalogued error. If the response has already started, the
  * only honest thing left is to cut the connection so the client sees a
  * truncated body rather than a wrong one.
@@ -77,6 +89,7 @@ export function sendError(res: ServerResponse, code: ErrorCode): void {
   }
   const body = `${spec.status} ${spec.text}\n`;
   for (const name of res.getHeaderNames()) res.removeHeader(name);
+  for (const [name, value] of baselineHeaders.get(res) ?? []) res.setHeader(name, value);
   res.statusCode = spec.status;
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));

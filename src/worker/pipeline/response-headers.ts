@@ -6,6 +6,7 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
+import { setBaselineHeaders } from '../errors.js';
 import type { Stage } from './index.js';
 
 export function responseHeadersStage(config: CompiledConfig): Stage {
@@ -14,7 +15,7 @@ export function responseHeadersStage(config: CompiledConfig): Stage {
   return {
     name: 'response-headers',
     onRequest({ res }) {
-      for (const [name, value] of headers) res.setHeader(name, value);
+      setBaselineHeaders(res, headers);
       if (removed.length > 0) stripOnWrite(res, removed);
     },
   };
