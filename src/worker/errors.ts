@@ -5,7 +5,7 @@
  * rejection carries an audit event name. docs/errors.md lists the same
  * table; test/errors.test.ts keeps the two in step.
  */
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 export interface ErrorSpec {
   /** HTTP status sent to the client. */
@@ -77,11 +77,11 @@ export function setBaselineHeaders(res: ServerResponse, headers: readonly (reado
 }
 
 /**
- * Answer with a catalogued error. If the response has already started, the
+ * Answer with a catalogued error, plus the headers its status requires. If the response has already started, the
  * only honest thing left is to cut the connection so the client sees a
  * truncated body rather than a wrong one.
  */
-export function sendError(res: ServerResponse, code: ErrorCode): void {
+export function sendError(res: ServerResponse, code: ErrorCode, headers?: OutgoingHttpHeaders): void {
   const spec = ERRORS[code];
   if (res.headersSent) {
     res.destroy();
@@ -90,6 +90,8 @@ export function sendError(res: ServerResponse, code: ErrorCode): void {
   const body = `${spec.status} ${spec.text}\n`;
   for (const name of res.getHeaderNames()) res.removeHeader(name);
   for (const [name, value] of baselineHeaders.get(res) ?? []) res.setHeader(name, value);
+  // Headers the status itself calls for: Allow on 405, Content-Range on 416.
+  for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) res.setHeader(name, value);
   res.statusCode = spec.status;
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
