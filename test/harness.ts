@@ -95,6 +95,14 @@ export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 500
   });
 }
 
+export function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 export interface StatusJson {
   running: boolean;
   master: { pid: number; generation: number };
@@ -141,7 +149,8 @@ export class TestServer {
     writeFileSync(this.configFile, `${keys}${body}\n`);
   }
 
-  async start(body: string, server = ''): Promise<void> {
+  /** `logFile`: where the server logs when the config sets [server].log_file (default: its stdout). */
+  async start(body: string, server = '', logFile?: string): Promise<void> {
     if (this.port === 0) this.port = await freePort();
     this.writeConfig(body, server);
     this.output = '';
@@ -149,7 +158,9 @@ export class TestServer {
     this.process.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.process.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     const exited = new Promise<never>((_, reject) => this.process!.once('exit', (code) => reject(new Error(`start exited with ${code}:\n${this.output}`))));
-    await Promise.race([waitFor('miwidothttp started', () => this.output.includes('"miwidothttp started"'), 20_000), exited]);
+    const started = (): boolean =>
+      (logFile === undefined ? this.output : readText(logFile)).includes('"miwidothttp started"');
+    await Promise.race([waitFor('miwidothttp started', started, 20_000), exited]);
   }
 
   status(): StatusJson {

@@ -4,11 +4,11 @@
  * death takes every worker with it; pid file handling.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cli, isRunning, processState, request, TestServer, waitFor } from './harness.js';
+import { cli, isRunning, processState, readText, request, TestServer, waitFor } from './harness.js';
 
 const site = (server: TestServer): string => {
   writeFileSync(path.join(server.dir, 'index.html'), 'hello from miwidothttp\n');
@@ -114,6 +114,24 @@ describe('crashes', () => {
   });
 });
 
+describe('log files', () => {
+  it('writes to [server].log_file and reopens it on SIGUSR1 (rotation)', async () => {
+    const server = new TestServer();
+    const logFile = path.join(server.dir, 'logs', 'miwidothttp.log');
+    try {
+      await server.start(site(server), `log_file = "${logFile}"\naccess_log = true`, logFile);
+      renameSync(logFile, `${logFile}.1`);
+      process.kill(server.masterPid(), 'SIGUSR1');
+      await waitFor('reopened', () => readText(logFile).includes('log files reopened'));
+      await request(server.port, { path: '/' });
+      await waitFor('access line in the new file', () => readText(logFile).includes('"access":true'));
+      assert.ok(!readText(`${logFile}.1`).includes('"access":true'), 'the rotated file is left alone');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('start failures', () => {
   it('kills a worker that never reports ready, and start fails with the reason', async () => {
     const server = new TestServer();
@@ -190,12 +208,5 @@ const readlink = (file: string): string | null => {
     return readlinkSync(file);
   } catch {
     return null;
-  }
-};
-const readText = (file: string): string => {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
   }
 };
