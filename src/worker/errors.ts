@@ -33,7 +33,6 @@ export const ERRORS = {
   UPSTREAM_UNAVAILABLE: { status: 502, event: 'upstream.unavailable', text: 'Bad Gateway', close: false },
   UPSTREAM_BAD_RESPONSE: { status: 502, event: 'upstream.bad_response', text: 'Bad Gateway', close: true },
   UPSTREAM_TIMEOUT: { status: 504, event: 'upstream.timeout', text: 'Gateway Timeout', close: false },
-  SHUTTING_DOWN: { status: 503, event: 'server.shutting_down', text: 'Service Unavailable', close: true },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
