@@ -1,0 +1,107 @@
+/** nginx configurations for the benchmark: the reference server and the upstream. */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Debian's path; BENCH_NGINX overrides it, and BENCH_NGINX=off runs without nginx. */
+export const NGINX_BINARY = process.env.BENCH_NGINX || '/usr/sbin/nginx';
+
+/** `nginx -v` (printed on stderr), or null when nginx is not installed. */
+export function nginxVersion(): string | null {
+  if (NGINX_BINARY === 'off' || !existsSync(NGINX_BINARY)) return null;
+  const result = spawnSync(NGINX_BINARY, ['-v'], { encoding: 'utf8' });
+  return /nginx\/\S+/.exec(`${result.stderr}${result.stdout}`)?.[0] ?? 'nginx';
+}
+
+interface Common {
+  /** nginx's prefix (-p): pid, logs and temp directories live under it. */
+  readonly prefix: string;
+  readonly workerProcesses: number;
+}
+
+function preamble({ prefix, workerProcesses }: Common, name: string): string {
+  // As root, nginx would switch workers to "nobody"; the benchmark's other
+  // servers run as root too, and the temp dir is root's, so stay root.
+  const user = process.getuid?.() === 0 ? 'user root root;\n' : '';
+  return `${user}worker_processes ${workerProcesses};
+daemon off;
+master_process on;
+pid ${prefix}/${name}.pid;
+error_log ${prefix}/${name}-error.log warn;
+events { worker_connections 4096; }
+`;
+}
+
+function httpCommon(prefix: string, name: string): string {
+  return `  types { text/html html; application/octet-stream bin; }
+  default_type application/octet-stream;
+  access_log off;
+  server_tokens off;
+  client_body_temp_path ${prefix}/${name}-tmp-body;
+  proxy_temp_path ${prefix}/${name}-tmp-proxy;
+  fastcgi_temp_path ${prefix}/${name}-tmp-fastcgi;
+  uwsgi_temp_path ${prefix}/${name}-tmp-uwsgi;
+  scgi_temp_path ${prefix}/${name}-tmp-scgi;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000;
+  open_file_cache max=1000 inactive=60s;
+  open_file_cache_valid 60s;
+  open_file_cache_min_uses 1;
+  open_file_cache_errors on;
+`;
+}
+
+/** The reference: static.test from `root`, proxy.test to the upstream over kept-alive connections. */
+export function referenceConfig(options: Common & { port: number; root: string; upstreamPort: number }): string {
+  const { prefix, port, root, upstreamPort } = options;
+  return `${preamble(options, 'nginx')}http {
+${httpCommon(prefix, 'nginx')}
+  upstream bench_upstream {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 32;
+  }
+
+  server {
+    # reuseport: one listening socket per worker, so the kernel spreads wrk's
+    # connections evenly; without it one worker often takes all 50 at once
+    # (nginx's default accept with EPOLLEXCLUSIVE), which measures luck.
+    listen 127.0.0.1:${port} reuseport;
+    server_name static.test;
+    root ${root};
+    location / { }
+  }
+
+  server {
+    listen 127.0.0.1:${port};
+    server_name proxy.test;
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # What miwidothttp's proxy sends too (contract.md), so both do the same work.
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+    }
+  }
+}
+`;
+}
+
+/** The upstream both proxies talk to: one worker serving `root` for any Host. */
+export function upstreamConfig(options: Common & { port: number; root: string }): string {
+  const { prefix, port, root } = options;
+  return `${preamble(options, 'upstream')}http {
+${httpCommon(prefix, 'upstream')}
+  server {
+    listen 127.0.0.1:${port} default_server;
+    root ${root};
+    location / { }
+  }
+}
+`;
+}

@@ -1,0 +1,115 @@
+/** Running wrk and reading its report. */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+export interface WrkResult {
+  readonly requestsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly requests: number;
+  readonly non2xx3xx: number;
+  readonly socketErrors: { connect: number; read: number; write: number; timeout: number };
+}
+
+export interface WrkOptions {
+  readonly url: string;
+  readonly host: string;
+  readonly threads: number;
+  readonly connections: number;
+  readonly durationSeconds: number;
+  /** Called once wrk is running, with its pid (for CPU sampling). */
+  readonly onStart?: (pid: number) => void;
+}
+
+/** wrk's version line, or null when wrk is not on PATH. */
+export function wrkVersion(): string | null {
+  try {
+    // `wrk --version` prints the banner and usage, then exits 1.
+    execFileSync('wrk', ['--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    const { stdout, code } = error as { stdout?: Buffer; code?: string };
+    if (code === 'ENOENT') return null;
+    return /^wrk \S+/.exec(stdout?.toString() ?? '')?.[0] ?? 'wrk';
+  }
+  return 'wrk';
+}
+
+const UNIT_TO_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+function durationMs(text: string): number {
+  const match = /^([0-9.]+)(us|ms|s|m|h)$/.exec(text);
+  if (match === null) throw new Error(`wrk: unreadable duration "${text}"`);
+  return Number(match[1]) * (UNIT_TO_MS[match[2] as string] as number);
+}
+
+/** Parse wrk's `--latency` report. */
+export function parseWrk(output: string): WrkResult {
+  const rps = /Requests\/sec:\s+([0-9.]+)/.exec(output);
+  const p50 = /^\s+50%\s+(\S+)/m.exec(output);
+  const p99 = /^\s+99%\s+(\S+)/m.exec(output);
+  const total = /([0-9]+) requests in/.exec(output);
+  if (rps === null || p50 === null || p99 === null || total === null) {
+    throw new Error(`wrk: unexpected output:\n${output}`);
+  }
+  const non2xx = /Non-2xx or 3xx responses:\s+([0-9]+)/.exec(output);
+  const socket = /Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/.exec(output);
+  return {
+    requestsPerSecond: Number(rps[1]),
+    p50Ms: durationMs(p50[1] as string),
+    p99Ms: durationMs(p99[1] as string),
+    requests: Number(total[1]),
+    non2xx3xx: non2xx === null ? 0 : Number(non2xx[1]),
+    socketErrors: {
+      connect: Number(socket?.[1] ?? 0),
+      read: Number(socket?.[2] ?? 0),
+      write: Number(socket?.[3] ?? 0),
+      timeout: Number(socket?.[4] ?? 0),
+    },
+  };
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kill any wrk still running (cleanup on interrupt). */
+export function killWrk(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
+/** Run wrk once; killed if it overruns its duration by 10 s. */
+export function runWrk(options: WrkOptions): Promise<WrkResult> {
+  const args = [
+    `-t${options.threads}`,
+    `-c${options.connections}`,
+    `-d${options.durationSeconds}s`,
+    '--latency',
+    '-H',
+    `Host: ${options.host}`,
+    options.url,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    if (child.pid !== undefined) options.onStart?.(child.pid);
+    const timer = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 10) * 1000);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      running.delete(child);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      if (code !== 0) {
+        reject(new Error(`wrk exited with ${signal ?? code}:\n${output}`));
+        return;
+      }
+      try {
+        resolve(parseWrk(output));
+      } catch (error) {
+        reject(error as Error);
+      }
+    });
+  });
+}
