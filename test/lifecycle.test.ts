@@ -8,7 +8,8 @@ import { readdirSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cli, isRunning, processState, readText, request, TestServer, waitFor } from './harness.js';
+import { spawn } from 'node:child_process';
+import { BIN, cli, isRunning, processState, readText, request, tempDir, TestServer, waitFor, type StatusJson } from './harness.js';
 
 const site = (server: TestServer): string => {
   writeFileSync(path.join(server.dir, 'index.html'), 'hello from miwidothttp\n');
@@ -210,3 +211,26 @@ const readlink = (file: string): string | null => {
     return null;
   }
 };
+
+describe('the built-in default (README command 1)', () => {
+  it('serves the bundled page on 127.0.0.1:8080 without a config file, and stops', async () => {
+    const cwd = tempDir();
+    const child = spawn(BIN, ['start'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await waitFor('default server started', () => output.includes('"miwidothttp started"') || child.exitCode !== null);
+      assert.equal(child.exitCode, null, output);
+      const page = await request(8080, { path: '/' });
+      assert.equal(page.status, 200);
+      assert.match(page.body, /miwidothttp is running/);
+      const status = cli(['status', '--json'], { cwd });
+      assert.equal(status.status, 0);
+      assert.equal((JSON.parse(status.stdout) as StatusJson).listeners[0]!.id, 'http 127.0.0.1:8080');
+    } finally {
+      assert.equal(cli(['stop'], { cwd }).status, 0);
+      await waitFor('default server exited', () => child.exitCode !== null);
+    }
+  });
+});
