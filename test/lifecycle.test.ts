@@ -80,8 +80,8 @@ describe('crashes', () => {
       return worker ?? null;
     });
     // Measured by the master's own clock: death noticed -> replacement ready.
-    const died = server.logLines().find((line) => line.msg === 'worker died' && line.workerPid === before.pid)!;
-    const ready = server.logLines().find((line) => line.msg === 'worker ready' && line.workerPid === replacement.pid)!;
+    const died = await waitFor('death logged', () => server.logLines().find((line) => line.msg === 'worker died' && line.workerPid === before.pid));
+    const ready = await waitFor('ready logged', () => server.logLines().find((line) => line.msg === 'worker ready' && line.workerPid === replacement.pid));
     const gapMs = Date.parse(String(ready.time)) - Date.parse(String(died.time));
     assert.ok(gapMs < 1000, `replacement took ${gapMs} ms`);
     assert.equal(replacement.restarts, 1);
