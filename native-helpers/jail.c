@@ -1,0 +1,162 @@
+/*
+ * The jail: a private mount namespace in which an overlay (lower = the
+ * configured chroot directory, upper = a small private tmpfs) is mounted on
+ * the chroot directory itself. Mountpoints for the read-only bind mounts are
+ * created in the overlay, so the operator's directory is never written. The
+ * overlay is then remounted read-only. The caller chroots into the directory
+ * afterwards (see sandbox.c), so /proc/<pid>/root seen from the host is the
+ * configured path.
+ *
+ * Mountpoints are created by walking DST one component at a time from a
+ * directory fd, refusing symlinks: a symlink inside the operator's
+ * directory must not redirect a mkdir or a mount onto the host.
+ */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define STATE_DIR "/run/miwidothttp-sandbox"
+
+static void fd_path(char *out, size_t size, int fd)
+{
+    snprintf(out, size, "/proc/self/fd/%d", fd);
+}
+
+/* Create (where missing) the mountpoint for one bind and return an O_PATH fd to it. */
+static int make_mountpoint(int root, const struct bind *b)
+{
+    char path[PATH_MAX];
+    if (strlen(b->dst) >= sizeof path)
+        die(EXIT_APPLY, "--bind-ro %s: DST too long", b->src_arg);
+    snprintf(path, sizeof path, "%s", b->dst + 1); /* skip the leading '/' */
+
+    int dir = dup(root);
+    if (dir < 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: dup", b->src_arg);
+    char *comp = path;
+    for (;;) {
+        char *slash = strchr(comp, '/');
+        if (slash == NULL)
+            break;
+        *slash = '\0';
+        int next = openat(dir, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT) {
+            if (mkdirat(dir, comp, 0755) != 0 && errno != EEXIST)
+                die_errno(EXIT_APPLY, errno, "--bind-ro %s: mkdir %s in the jail", b->src_arg, comp);
+            next = openat(dir, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (next < 0)
+            die_errno(EXIT_APPLY, errno == ELOOP ? ENOTDIR : errno,
+                      "--bind-ro %s: parent \"%s\" of DST in the jail (symlinks are refused)", b->src_arg, comp);
+        close(dir);
+        dir = next;
+        comp = slash + 1;
+    }
+
+    struct stat st;
+    if (fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (b->is_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+            die(EXIT_APPLY, "--bind-ro %s: DST exists in the jail and is not a %s", b->src_arg,
+                b->is_dir ? "directory" : "regular file");
+    } else if (errno == ENOENT) {
+        if (b->is_dir) {
+            if (mkdirat(dir, comp, 0755) != 0)
+                die_errno(EXIT_APPLY, errno, "--bind-ro %s: mkdir %s in the jail", b->src_arg, b->dst);
+        } else {
+            int f = openat(dir, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            if (f < 0)
+                die_errno(EXIT_APPLY, errno, "--bind-ro %s: create %s in the jail", b->src_arg, b->dst);
+            close(f);
+        }
+    } else {
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: stat %s in the jail", b->src_arg, b->dst);
+    }
+
+    int target = openat(dir, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (target < 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: open %s in the jail", b->src_arg, b->dst);
+    close(dir);
+    return target;
+}
+
+static void bind_one(int root, const struct bind *b)
+{
+    int target = make_mountpoint(root, b);
+    char target_path[64];
+    fd_path(target_path, sizeof target_path, target);
+    if (mount(b->src, target_path, NULL, MS_BIND, NULL) != 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: bind %s on %s", b->src_arg, b->src, b->dst);
+    close(target);
+
+    /* Reopen by name from the jail root so that the fd is the new mount's root. */
+    int mounted = openat(root, b->dst + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (mounted < 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: reopen %s", b->src_arg, b->dst);
+    fd_path(target_path, sizeof target_path, mounted);
+    if (mount(NULL, target_path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: remount %s read-only", b->src_arg, b->dst);
+    struct statvfs sv;
+    if (fstatvfs(mounted, &sv) != 0)
+        die_errno(EXIT_APPLY, errno, "--bind-ro %s: statvfs %s", b->src_arg, b->dst);
+    if ((sv.f_flag & (ST_RDONLY | ST_NOSUID | ST_NODEV)) != (ST_RDONLY | ST_NOSUID | ST_NODEV))
+        die(EXIT_APPLY, "--bind-ro %s: %s is not read-only, nosuid, nodev after remount", b->src_arg, b->dst);
+    close(mounted);
+}
+
+void build_jail(const struct settings *s)
+{
+    if (s->chroot_dir == NULL)
+        return;
+    const char *dir = s->chroot_dir;
+
+    if (unshare(CLONE_NEWNS) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: unshare(CLONE_NEWNS)", s->chroot_arg);
+    /* Nothing mounted from here on propagates back to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: make / private", s->chroot_arg);
+
+    int rc = mkdir_p(STATE_DIR, 0700);
+    if (rc < 0)
+        die_errno(EXIT_APPLY, -rc, "--chroot %s: mkdir %s", s->chroot_arg, STATE_DIR);
+    if (mount("miwidothttp-sandbox", STATE_DIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4m,mode=0700") != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: mount tmpfs on %s", s->chroot_arg, STATE_DIR);
+
+    /* The overlay's root takes its owner and mode from the upper directory: copy the lower's. */
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s", s->chroot_arg);
+    if (mkdir(STATE_DIR "/upper", 0755) != 0 || mkdir(STATE_DIR "/work", 0700) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: mkdir in %s", s->chroot_arg, STATE_DIR);
+    if (chown(STATE_DIR "/upper", st.st_uid, st.st_gid) != 0 || chmod(STATE_DIR "/upper", st.st_mode & 07777) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: set owner and mode of the overlay root", s->chroot_arg);
+
+    char options[PATH_MAX + 128];
+    if ((size_t)snprintf(options, sizeof options, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", dir, STATE_DIR,
+                         STATE_DIR) >= sizeof options)
+        die(EXIT_APPLY, "--chroot %s: path too long", s->chroot_arg);
+    if (mount("miwidothttp-jail", dir, "overlay", MS_NOSUID | MS_NODEV, options) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: mount overlay", s->chroot_arg);
+
+    int root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root < 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: open the overlay", s->chroot_arg);
+    for (size_t i = 0; i < s->nbinds; i++)
+        bind_one(root, &s->binds[i]);
+
+    /* Everything is in place: the jail's own files become read-only too. */
+    if (mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: remount the overlay read-only", s->chroot_arg);
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0 || (sv.f_flag & (ST_RDONLY | ST_NOSUID | ST_NODEV)) != (ST_RDONLY | ST_NOSUID | ST_NODEV))
+        die(EXIT_APPLY, "--chroot %s: the jail root is not read-only, nosuid, nodev after remount", s->chroot_arg);
+    close(root);
+}
