@@ -49,7 +49,9 @@ describe('shipped configs', () => {
     assert.ok(result.ok);
     assert.deepEqual(result.config.listeners.map((l) => l.id), ['http 127.0.0.1:8080']);
     assert.equal(result.config.vhosts[0]!.domains[0], '*');
-    assert.match(result.config.vhosts[0]!.root!, /share\/www$/);
+    assert.match(result.config.vhosts[0]!.hostRoot!, /share\/www$/);
+    assert.equal(result.config.isolation.chroot, result.config.vhosts[0]!.hostRoot, 'the bundled site is the jail');
+    assert.equal(result.config.vhosts[0]!.root, '/');
   });
 });
 

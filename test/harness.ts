@@ -3,7 +3,7 @@
  * tree, on real sockets, with a config written to a fresh temp directory.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -136,6 +136,8 @@ export class TestServer {
 
   constructor() {
     this.dir = tempDir();
+    // The jail: workers run as nobody inside it, so it must be traversable.
+    chmodSync(this.dir, 0o755);
     this.configFile = path.join(this.dir, 'miwidothttp.toml');
     this.pidFile = path.join(this.dir, 'miwidothttp.pid');
   }
@@ -146,7 +148,9 @@ export class TestServer {
    */
   writeConfig(body: string, server = ''): void {
     const keys = `[server]\nbind_address = "127.0.0.1"\nhttp_port = ${this.port}\npid_file = "${this.pidFile}"\n${/workers\s*=/.test(server) ? '' : 'workers = 2\n'}shutdown_timeout = 5\n${server}\n`;
-    writeFileSync(this.configFile, `${keys}${body}\n`);
+    // Every test server runs fully sandboxed, as in production: the jail is its directory.
+    const isolation = body.includes('[process.isolation]') ? '' : `[process.isolation]\nchroot = "${this.dir}"\n`;
+    writeFileSync(this.configFile, `${keys}${isolation}${body}\n`);
   }
 
   /** `logFile`: where the server logs when the config sets [server].log_file (default: its stdout). */

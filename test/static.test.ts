@@ -96,6 +96,7 @@ function vhostFor(root: string, overrides: Partial<VhostSpec> = {}): VhostSpec {
   return {
     domains: ['static.test'],
     root,
+    hostRoot: root,
     indexFiles: ['index.html', 'index.htm'],
     directoryListing: false,
     backend: { type: 'static' },

@@ -45,16 +45,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   const refuse = (key: string, what: string): void => {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
-  const iso = raw.process.isolation;
-  if (iso.run_as_user !== undefined) refuse('process.isolation.run_as_user', 'dropping workers to another user');
-  if (iso.run_as_group !== undefined) refuse('process.isolation.run_as_group', 'dropping workers to another group');
-  if (iso.chroot !== undefined) refuse('process.isolation.chroot', 'the worker jail');
-  if (iso.max_memory !== undefined) refuse('process.isolation.max_memory', 'the worker memory limit');
-  if (iso.max_cpu_percent !== undefined) refuse('process.isolation.max_cpu_percent', 'the worker CPU limit');
-  if (iso.max_open_files !== undefined) refuse('process.isolation.max_open_files', 'the worker open-files limit');
-  if (iso.enable_seccomp) refuse('process.isolation.enable_seccomp', 'the seccomp filter');
-  if (iso.enable_apparmor) refuse('process.isolation.enable_apparmor', 'AppArmor confinement');
-  if (iso.enable_cgroups) refuse('process.isolation.enable_cgroups', 'per-worker cgroups');
   if (raw.ssl !== undefined) refuse('ssl', 'TLS');
   if (raw.security.enforce_https) refuse('security.enforce_https', 'HTTPS enforcement');
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
@@ -113,17 +103,21 @@ function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[])
 function compileVhosts(raw: RawConfig, problems: ConfigProblem[]): VhostSpec[] {
   return raw.vhosts.map((vhost, i) => {
     const key = `vhosts[${i}]`;
-    const root = vhost.root === undefined ? null : path.resolve(vhost.root);
+    const hostRoot = vhost.root === undefined ? null : path.resolve(vhost.root);
+    let root = hostRoot;
     const chroot = raw.process.isolation.chroot;
-    if (root !== null && chroot !== undefined) {
+    if (hostRoot !== null && chroot !== undefined) {
+      // The worker sees the jail as "/": serve the same directory by its path inside.
       const jail = path.resolve(chroot);
-      if (root !== jail && !root.startsWith(jail + path.sep)) {
-        problems.push({ key: `${key}.root`, message: `${root} lies outside process.isolation.chroot (${jail})` });
+      if (hostRoot !== jail && !hostRoot.startsWith(jail + path.sep)) {
+        problems.push({ key: `${key}.root`, message: `${hostRoot} lies outside process.isolation.chroot (${jail})` });
       }
+      root = path.join('/', path.relative(jail, hostRoot));
     }
     return {
       domains: vhost.domains.map((domain) => domain.toLowerCase()),
       root,
+      hostRoot,
       indexFiles: vhost.index_files,
       directoryListing: vhost.directory_listing,
       backend: compileBackend(vhost, key, problems),
@@ -206,9 +200,15 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     problems.push({ key: 'security.timeouts.header_read_timeout', message: 'must not exceed security.timeouts.request_timeout' });
   }
 
+  const iso = raw.process.isolation;
+  if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
+    problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
+  }
+  if (iso.working_dir !== '/' && iso.chroot === undefined) {
+    problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
+  }
   const vhosts = compileVhosts(raw, problems);
   const headers = compileResponseHeaders(raw);
-  const iso = raw.process.isolation;
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
   if (problems.length > 0) return { problems };
@@ -254,13 +254,16 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     responseHeaders: headers.add,
     removedResponseHeaders: headers.remove,
     isolation: {
-      runAsUser: iso.run_as_user ?? null,
+      runAsUser: iso.run_as_user,
       runAsGroup: iso.run_as_group ?? null,
-      chroot: iso.chroot ?? null,
+      chroot: iso.chroot === undefined ? null : path.resolve(iso.chroot),
       workingDir: iso.working_dir,
-      maxMemoryBytes: iso.max_memory === undefined ? null : parseSize(iso.max_memory),
-      maxCpuPercent: iso.max_cpu_percent ?? null,
-      maxOpenFiles: iso.max_open_files ?? null,
+      maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
+      maxCpuPercent: iso.enable_cgroups ? (iso.max_cpu_percent ?? null) : null,
+      maxOpenFiles: iso.max_open_files,
+      maxPids: iso.enable_cgroups ? iso.max_pids : null,
+      ioWeight: iso.enable_cgroups ? (iso.io_weight ?? null) : null,
+      resourceGracePeriodMs: iso.resource_grace_period * 1000,
       seccomp: iso.enable_seccomp ? iso.seccomp_default_action : 'off',
       allowedSyscalls: iso.allowed_syscalls ?? null,
       apparmorProfile: iso.enable_apparmor ? iso.apparmor_profile : null,

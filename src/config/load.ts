@@ -51,7 +51,8 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
 }
 
 function builtinDefault(): unknown {
-  return { vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };
+  // Sandboxed like any other config: the bundled site is the workers' jail.
+  return { process: { isolation: { chroot: BUNDLED_SITE } }, vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };
 }
 
 function validate(input: unknown, source: string, lines: Map<string, number>, earlier: ConfigProblem[] = []): LoadResult {

@@ -246,20 +246,36 @@ const security = z
 
 const isolation = z
   .strictObject({
-    run_as_user: nonEmpty.optional(),
+    /** Every worker runs as this user (the master must be root to drop to it). */
+    run_as_user: nonEmpty.default('nobody'),
+    /** Default: the user's primary group. */
     run_as_group: nonEmpty.optional(),
+    /** The worker's jail: its root directory. Static roots must lie inside. */
     chroot: z.string().startsWith('/', 'must be an absolute path').optional(),
     working_dir: z.string().startsWith('/', 'must be an absolute path').default('/'),
-    max_memory: sizeString.optional(),
+    /** cgroup memory limit per worker; V8's heap is sized from it too. */
+    max_memory: sizeString.default('512M'),
+    /** cgroup CPU quota per worker, in percent of one CPU. */
     max_cpu_percent: z.number().positive().max(100 * 1024).optional(),
-    max_open_files: z.number().int().min(64).max(1 << 20).optional(),
-    enable_seccomp: z.boolean().default(false),
+    max_open_files: z.number().int().min(64).max(1 << 20).default(10000),
+    /** cgroup pids limit per worker (threads count). */
+    max_pids: z.number().int().min(16).max(1 << 22).default(512),
+    /** cgroup I/O weight per worker, where the kernel offers it (1-10000). */
+    io_weight: z.number().int().min(1).max(10000).optional(),
+    /** Seconds a worker may stay above max_memory or max_cpu_percent before it is replaced. */
+    resource_grace_period: seconds.default(10),
+    enable_seccomp: z.boolean().default(true),
     seccomp_default_action: z.enum(['errno', 'kill']).default('kill'),
-    allowed_syscalls: z.array(z.string().regex(/^[a-z0-9_]+$/)).optional(),
+    /** Replaces the built-in, measured allowlist. */
+    allowed_syscalls: z.array(z.string().regex(/^[a-z0-9_]+$/, 'a syscall name')).min(1).optional(),
     enable_apparmor: z.boolean().default(false),
     apparmor_profile: nonEmpty.default('miwidothttp-worker'),
-    enable_cgroups: z.boolean().default(false),
-    cgroup_parent: nonEmpty.default('miwidothttp.slice'),
+    enable_cgroups: z.boolean().default(true),
+    cgroup_parent: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path such as "miwidothttp.slice"')
+      .refine((value) => !value.split('/').includes('..'), 'must not contain ".."')
+      .default('miwidothttp.slice'),
   })
   .prefault({});
 

@@ -42,8 +42,10 @@ export type BackendSpec =
 export interface VhostSpec {
   /** Lower-case names: "example.com", "*.example.com" or "*". */
   readonly domains: readonly string[];
-  /** Absolute host path, or null when the vhost only proxies or redirects. */
+  /** Directory served, as the worker sees it (inside the jail), or null when the vhost only proxies or redirects. */
   readonly root: string | null;
+  /** The same directory as a host path. */
+  readonly hostRoot: string | null;
   readonly indexFiles: readonly string[];
   readonly directoryListing: boolean;
   readonly backend: BackendSpec;
@@ -88,16 +90,21 @@ export interface TimeoutsSpec {
 }
 
 export interface IsolationSpec {
-  readonly runAsUser: string | null;
+  readonly runAsUser: string;
   readonly runAsGroup: string | null;
+  /** Absolute host path of the jail, or null for no jail. */
   readonly chroot: string | null;
   readonly workingDir: string;
   readonly maxMemoryBytes: number | null;
   readonly maxCpuPercent: number | null;
-  readonly maxOpenFiles: number | null;
+  readonly maxOpenFiles: number;
+  readonly maxPids: number | null;
+  readonly ioWeight: number | null;
+  readonly resourceGracePeriodMs: number;
   readonly seccomp: 'off' | 'errno' | 'kill';
   readonly allowedSyscalls: readonly string[] | null;
   readonly apparmorProfile: string | null;
+  /** Relative cgroup path under which each worker gets its own cgroup, or null for none. */
   readonly cgroupParent: string | null;
 }
 

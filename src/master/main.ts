@@ -11,7 +11,9 @@ import { createMasterLogger, createSink } from '../logging/logger.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
 import { ListenerSet } from './listeners.js';
-import { removePidFile, runningMaster, writePidFile } from './pid-file.js';
+import { removeStaleCgroups } from '../isolation/cgroups.js';
+import { sandboxPreflight } from '../isolation/preflight.js';
+import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
 
 /** Exit codes of `start`. */
@@ -34,6 +36,13 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     sink.flushSync();
     return EXIT_START_FAILED;
   };
+
+  const unsandboxable = sandboxPreflight(config);
+  if (unsandboxable !== null) return fail(unsandboxable);
+  if (config.isolation.cgroupParent !== null) {
+    const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
+    if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
+  }
 
   const other = runningMaster(config.server.pidFile);
   if (other !== null) return fail(`already running (pid ${other}, ${config.server.pidFile})`);

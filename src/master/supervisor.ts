@@ -8,10 +8,15 @@
  * old one. Any failure before the switch leaves the running generation and
  * its listeners exactly as they were.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pidusage from 'pidusage';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
+import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
+import { workerCommand } from '../isolation/worker-command.js';
 import type { LogSink } from '../logging/logger.js';
 import type { ListenerSet } from './listeners.js';
 import { WorkerProcess } from './worker-process.js';
@@ -20,6 +25,17 @@ import { WorkerProcess } from './worker-process.js';
 const CRASH_LOOP_WINDOW_MS = 10_000;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
+/** How often worker memory and CPU are sampled against the limits. */
+const MONITOR_INTERVAL_MS = 1000;
+/**
+ * With cgroups on, a worker cannot exceed its limits: the kernel throttles
+ * CPU at the quota and OOM-kills at the memory limit. "Above the limit" is
+ * therefore "at it": this share of max_memory, or of max_cpu_percent.
+ */
+const MEMORY_ALARM_SHARE = 0.9;
+const CPU_ALARM_SHARE = 0.95;
+/** How long a dead worker's cgroup may stay busy (its last threads exiting). */
+const CGROUP_REMOVE_ATTEMPTS = 20;
 
 interface Slot {
   worker: WorkerProcess | null;
@@ -50,13 +66,22 @@ export class Supervisor {
   private readonly workers = new Set<WorkerProcess>();
   private reloading = false;
   private stopping = false;
+  /** Spawns so far: part of each worker's cgroup name. */
+  private spawned = 0;
+  private ioWeightUnsupportedLogged = false;
+  private readonly monitor: NodeJS.Timeout;
+  /** Root-only directory for files the helper reads (a custom seccomp list). */
+  private readonly privateDir = mkdtempSync(path.join(tmpdir(), 'miwidothttp-'));
 
   constructor(
     public config: CompiledConfig,
     private readonly listeners: ListenerSet,
     private readonly log: Logger,
     private readonly sink: LogSink,
-  ) {}
+  ) {
+    this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
+    this.monitor.unref();
+  }
 
   /** Start the first generation; rejects with the first worker's reason if any fails to come up. */
   async start(): Promise<void> {
@@ -127,7 +152,11 @@ export class Supervisor {
     const exits = [...this.workers].map((worker) => worker.exited);
     for (const worker of this.workers) worker.drain(this.config.server.shutdownTimeoutMs);
     await Promise.all(exits);
+    clearInterval(this.monitor);
     this.listeners.closeAll();
+    // Cgroups of the last workers are removed as they exit; give that a moment.
+    await Promise.all([...this.cgroupRemovals]);
+    rmSync(this.privateDir, { recursive: true, force: true });
   }
 
   async status(): Promise<WorkerStatus[]> {
@@ -175,22 +204,45 @@ export class Supervisor {
     return slots;
   }
 
+  private readonly cgroupRemovals = new Set<Promise<void>>();
+
+  /** The allowed_syscalls list as a file the helper can read, or null for the built-in list. */
+  private seccompFile(config: CompiledConfig, generation: number): string | null {
+    const list = config.isolation.allowedSyscalls;
+    if (list === null) return null;
+    const file = path.join(this.privateDir, `seccomp-generation-${generation}.list`);
+    writeFileSync(file, `${list.join('\n')}\n`, { mode: 0o600 });
+    return file;
+  }
+
   private spawnInto(slot: Slot, index: number, generation: number, config: CompiledConfig): void {
     const wanted = new Set(config.listeners.map((listener) => listener.id));
     const listeners = this.listeners.list().filter((listener) => wanted.has(listener.spec.id));
-    const worker = new WorkerProcess(index, generation, slot.restarts, config, listeners, this.log, this.sink);
+    const parent = config.isolation.cgroupParent;
+    const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
+    const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
+    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink);
     slot.worker = worker;
     this.workers.add(worker);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
-      () => this.log.info({ slot: index, workerPid: worker.pid, generation }, 'worker ready'),
+      () => {
+        this.log.info({ slot: index, workerPid: worker.pid, generation }, 'worker ready');
+        this.applyIoWeight(worker, config);
+      },
       () => undefined,
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
+      if (worker.cgroup !== null) this.scheduleCgroupRemoval(worker.cgroup);
       const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
       if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {
         this.log.info({ slot: index, workerPid: worker.pid, generation, code: exit.code, signal: exit.signal }, 'worker exited');
+        return;
+      }
+      if (WorkerProcess.cannotSandbox(exit)) {
+        // Starting it again would fail the same way: no respawn loop.
+        this.log.fatal({ slot: index, generation, reason: worker.lastError }, 'cannot apply the worker sandbox; the slot stays empty');
         return;
       }
       this.log.error(
@@ -199,6 +251,76 @@ export class Supervisor {
       );
       if (!retired && this.slots.includes(slot)) this.scheduleRespawn(slot, index, worker);
     });
+  }
+
+  private scheduleCgroupRemoval(cgroup: string): void {
+    const removal = (async () => {
+      for (let attempt = 0; attempt < CGROUP_REMOVE_ATTEMPTS; attempt++) {
+        if (removeCgroup(cgroup).length === 0) return;
+        await sleep(100);
+      }
+      this.log.warn({ cgroup }, 'worker cgroup still busy; it is removed at the next start');
+    })();
+    this.cgroupRemovals.add(removal);
+    void removal.finally(() => this.cgroupRemovals.delete(removal));
+  }
+
+  private applyIoWeight(worker: WorkerProcess, config: CompiledConfig): void {
+    const weight = config.isolation.ioWeight;
+    if (weight === null || worker.cgroup === null || worker.pid === undefined) return;
+    if (applyIoWeight(worker.cgroup, worker.pid, weight)) return;
+    if (!this.ioWeightUnsupportedLogged) {
+      this.ioWeightUnsupportedLogged = true;
+      this.log.warn({ key: 'process.isolation.io_weight' }, 'io weight unsupported by this kernel (no io.weight or blkio.weight); not applied');
+    }
+  }
+
+  /**
+   * A worker at its memory or CPU limit for longer than the grace period is
+   * replaced gracefully: a new worker takes its slot, then it drains.
+   */
+  private async checkResources(): Promise<void> {
+    const iso = this.config.isolation;
+    if (iso.maxMemoryBytes === null && iso.maxCpuPercent === null) return;
+    const ready = this.slots.map((slot) => slot.worker).filter((worker): worker is WorkerProcess => worker?.state === 'ready' && worker.pid !== undefined);
+    if (ready.length === 0) return;
+    let usage: Record<number, { cpu: number; memory: number }>;
+    try {
+      usage = await pidusage(ready.map((worker) => worker.pid!));
+    } catch {
+      return; // a worker exited in between; next round
+    }
+    const now = Date.now();
+    for (const worker of ready) {
+      const measured = usage[worker.pid!];
+      if (!measured) continue;
+      const overMemory = iso.maxMemoryBytes !== null && measured.memory > iso.maxMemoryBytes * MEMORY_ALARM_SHARE;
+      const overCpu = iso.maxCpuPercent !== null && measured.cpu >= iso.maxCpuPercent * CPU_ALARM_SHARE;
+      if (!overMemory && !overCpu) {
+        worker.overLimitSince = null;
+        continue;
+      }
+      worker.overLimitSince ??= now;
+      if (now - worker.overLimitSince < iso.resourceGracePeriodMs) continue;
+      const slot = this.slots.find((candidate) => candidate.worker === worker);
+      if (!slot || this.stopping) continue;
+      this.log.warn(
+        { slot: worker.slot, workerPid: worker.pid, rssBytes: measured.memory, cpuPercent: Math.round(measured.cpu), overMemory, overCpu },
+        'worker over its resource limit: replacing it gracefully',
+      );
+      this.replace(slot, worker);
+    }
+  }
+
+  /** Start a replacement in the slot; the old worker drains once the new one is ready. */
+  private replace(slot: Slot, old: WorkerProcess): void {
+    slot.restarts += 1;
+    this.spawnInto(slot, old.slot, this.generation, this.config);
+    const replacement = slot.worker!;
+    void replacement.ready.then(
+      () => old.drain(this.config.server.shutdownTimeoutMs),
+      () => old.drain(this.config.server.shutdownTimeoutMs),
+    );
   }
 
   /**

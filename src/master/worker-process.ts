@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
-import { WORKER_ENTRY, workerCommand } from '../isolation/worker-command.js';
+import { HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, WORKER_ENTRY, type WorkerCommand } from '../isolation/worker-command.js';
 import { parseWorkerMessage, type MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { BoundListener } from './listeners.js';
@@ -35,6 +35,8 @@ export class WorkerProcess {
   readonly exited: Promise<WorkerExit>;
   /** The last line the worker wrote to stderr: the best reason a failed start can give. */
   lastError: string | null = null;
+  /** Memory or CPU above its limit since this time (monitoring), else null. */
+  overLimitSince: number | null = null;
   private killReason: string | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -43,12 +45,14 @@ export class WorkerProcess {
     readonly slot: number,
     readonly generation: number,
     readonly restarts: number,
+    /** The worker's own cgroup (relative path), or null. */
+    readonly cgroup: string | null,
+    command: WorkerCommand,
     config: CompiledConfig,
     listeners: readonly BoundListener[],
     private readonly log: Logger,
     sink: LogSink,
   ) {
-    const command = workerCommand(config);
     this.child = fork(WORKER_ENTRY, [], {
       execPath: command.execPath,
       execArgv: command.execArgv,
@@ -100,6 +104,14 @@ export class WorkerProcess {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /**
+   * The sandbox helper could not apply a setting (or was misused): starting
+   * this worker again would fail the same way, so it must not be respawned.
+   */
+  static cannotSandbox(exit: WorkerExit): boolean {
+    return exit.reason === null && (exit.code === HELPER_EXIT_CANNOT_SANDBOX || exit.code === HELPER_EXIT_USAGE);
   }
 
   /** Stop accepting, finish in-flight requests, exit; killed if still there after the deadline. */
