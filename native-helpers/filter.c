@@ -170,6 +170,11 @@ void build_filter(struct settings *s)
     if (s->seccomp_action == ACTION_ERRNO && (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0)
         die_errno(EXIT_APPLY, -rc, "--seccomp-action errno: enable logging of denied syscalls");
     /* The helper is single-threaded when it loads the filter; no TSYNC needed. */
+    /* A binary tree over syscall numbers instead of a linear chain: every
+     * syscall a busy worker makes runs this filter, and with ~80 allowed
+     * syscalls the chain was a measurable share of a small request's cost. */
+    if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
+        die_errno(EXIT_APPLY, -rc, "%s: ask libseccomp for a binary-tree filter", what);
 
     if (s->seccomp == SECCOMP_FILE) {
         char *text = read_list_file(s->seccomp_file);

@@ -25,6 +25,7 @@ function echoUpstream(): Promise<{ server: http.Server; port: number; seen: http
         'Keep-Alive': 'timeout=5',
         'Proxy-Authenticate': 'Basic',
         'X-Upstream-Path': req.url ?? '',
+        'X-Powered-By': 'Express',
       });
       res.end(JSON.stringify(req.headers));
     });
@@ -78,6 +79,10 @@ domains = ["old.test"]
 type = "redirect"
 target = "https://example.test"
 status = 308
+
+[security.headers.custom]
+"X-Powered-By" = ""
+"X-Served-By" = "miwidothttp"
 `,
       'access_log = true',
     );
@@ -121,6 +126,8 @@ status = 308
         assert.equal(response.headers['x-frame-options'], 'DENY');
         assert.match(String(response.headers['strict-transport-security']), /max-age=31536000/);
         assert.ok(response.headers['content-security-policy']);
+        assert.equal(response.headers['x-served-by'], 'miwidothttp');
+        assert.equal(response.headers['x-powered-by'], undefined, 'a header configured as "" is removed');
       });
     }
   });

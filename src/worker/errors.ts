@@ -64,18 +64,6 @@ export function rawErrorResponse(code: ErrorCode, extraHeaders: readonly (readon
 }
 
 /**
- * Headers every answer carries (the security headers), remembered per
- * response so an error answer can drop whatever a handler had set and keep
- * these.
- */
-const baselineHeaders = new WeakMap<ServerResponse, readonly (readonly [string, string])[]>();
-
-export function setBaselineHeaders(res: ServerResponse, headers: readonly (readonly [string, string])[]): void {
-  baselineHeaders.set(res, headers);
-  for (const [name, value] of headers) res.setHeader(name, value);
-}
-
-/**
  * Answer with a catalogued error, plus the headers its status requires. If the response has already started, the
  * only honest thing left is to cut the connection so the client sees a
  * truncated body rather than a wrong one.
@@ -87,8 +75,9 @@ export function sendError(res: ServerResponse, code: ErrorCode, headers?: Outgoi
     return;
   }
   const body = `${spec.status} ${spec.text}\n`;
+  // Whatever the handler had set goes; the security headers come back at
+  // writeHead (pipeline/response-headers.ts).
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  for (const [name, value] of baselineHeaders.get(res) ?? []) res.setHeader(name, value);
   // Headers the status itself calls for: Allow on 405, Content-Range on 416.
   for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) res.setHeader(name, value);
   res.statusCode = spec.status;

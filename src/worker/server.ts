@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline/index.js';
+import { secureResponseClass } from './pipeline/response-headers.js';
 
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
@@ -32,6 +33,7 @@ export class WorkerServer {
   private readonly servers: http.Server[] = [];
   private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
+  private readonly responseClass: typeof http.ServerResponse<http.IncomingMessage>;
   private draining = false;
 
   constructor(
@@ -39,6 +41,7 @@ export class WorkerServer {
     private readonly log: Logger,
   ) {
     this.pipeline = createPipeline(config, log);
+    this.responseClass = secureResponseClass(config);
   }
 
   /** Start accepting on a socket the master bound. */
@@ -55,6 +58,7 @@ export class WorkerServer {
         joinDuplicateHeaders: false,
         insecureHTTPParser: false,
         noDelay: true,
+        ServerResponse: this.responseClass,
       },
       (req, res) => {
         const state = this.connections.get(req.socket);

@@ -13,7 +13,6 @@ import type { CompiledConfig, Protocol } from '../../config/types.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
-import { responseHeadersStage } from './response-headers.js';
 import { routeStage, type VhostRuntime } from './route.js';
 
 /** One request as it travels the pipeline. */
@@ -45,10 +44,11 @@ export interface Pipeline {
 export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
   const route = routeStage(config);
   // The order is the design: read it top to bottom.
+  // Security headers are not a stage that could be skipped: the response
+  // class of every server adds them at writeHead (response-headers.ts).
   const stages: Stage[] = [
-    responseHeadersStage(config), // security headers on every answer, rejections included
-    accessLogStage(config, log), //  one line per finished request, whatever stage answered
-    route, //                         Host -> vhost (421 when nothing matches)
+    accessLogStage(config, log), // one line per finished request, whatever stage answered
+    route, //                        Host -> vhost (421 when nothing matches)
   ];
   const requestStages = stages.filter((stage) => stage.onRequest !== undefined);
 
