@@ -42,11 +42,6 @@ export const WORKER_ENV: Readonly<NodeJS.ProcessEnv> = Object.freeze({
   PATH: '/usr/bin:/bin',
   LANG: 'C.UTF-8',
   NODE_ENV: 'production',
-  // All workers accept on one shared socket. By default libuv accepts until
-  // the queue is empty, so whichever worker wakes first takes a whole burst
-  // of new connections (50 of 50 was measured). With this, libuv yields
-  // after each accept and the kernel hands the next one to another worker.
-  UV_TCP_SINGLE_ACCEPT: '1',
 });
 
 /** The node flags every worker runs with. */
