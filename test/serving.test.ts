@@ -216,7 +216,7 @@ status = 308
     it('logs parse errors without the raw request', async () => {
       await rawRequest(server.port, 'GET / HTTP/1.1\r\nHost: example.test\r\nAuthorization: Bearer hunter2\r\nBad Header\r\n\r\n');
       const line = await waitFor('client error log', () => server.logLines().find((entry) => entry.msg === 'client error'));
-      assert.equal(line.event, 'request.malformed');
+      assert.equal(line.audit, 'request.malformed');
       assert.ok(!server.output.includes('hunter2'), 'a credential reached the log');
     });
   });

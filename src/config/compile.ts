@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
+import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
 import type { BackendSpec, CompiledConfig, ListenerSpec, VhostSpec } from './types.js';
@@ -24,18 +25,6 @@ export function parseSize(value: number | string): number {
   return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
 }
 
-/** An IPv4/IPv6 address with an optional prefix length in range. */
-export function isValidCidr(text: string): boolean {
-  const slash = text.indexOf('/');
-  const address = slash === -1 ? text : text.slice(0, slash);
-  const family = isIP(address);
-  if (family === 0) return false;
-  if (slash === -1) return true;
-  const bits = text.slice(slash + 1);
-  if (!/^(0|[1-9][0-9]{0,2})$/.test(bits)) return false;
-  return Number(bits) <= (family === 4 ? 32 : 128);
-}
-
 /**
  * Features whose keys are accepted and validated, but which this build does
  * not implement yet. Enabling one is refused rather than silently ignored:
@@ -50,8 +39,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
   if (raw.cluster !== undefined) refuse('cluster', 'clustering');
   if (raw.security.rate_limiting.enabled) refuse('security.rate_limiting.enabled', 'rate limiting');
-  if (raw.security.proxy_protocol.enabled) refuse('security.proxy_protocol.enabled', 'the PROXY protocol');
-  if (raw.security.forwarded.trust_proxy) refuse('security.forwarded.trust_proxy', 'client IPs from forwarded headers');
   if (raw.security.ids.enabled) refuse('security.ids.enabled', 'intrusion detection');
   if (raw.security.ddos.whitelist.length > 0) refuse('security.ddos.whitelist', 'the access whitelist');
   if (raw.security.ddos.blacklist.length > 0) refuse('security.ddos.blacklist', 'the access blacklist');
@@ -207,6 +194,11 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   if (iso.working_dir !== '/' && iso.chroot === undefined) {
     problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
   }
+  const pp = raw.security.proxy_protocol;
+  if (pp.required && !pp.enabled) problems.push({ key: 'security.proxy_protocol.required', message: 'needs security.proxy_protocol.enabled' });
+  if (pp.enabled && pp.trusted_proxies.length === 0) {
+    problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
+  }
   const vhosts = compileVhosts(raw, problems);
   const headers = compileResponseHeaders(raw);
   const server = raw.server;
@@ -250,6 +242,21 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       keepAliveTimeoutMs: keepAliveS * 1000,
       requestTimeoutMs: t.request_timeout * 1000,
       minDataRateBytesPerSec: t.min_data_rate,
+    },
+    proxyProtocol: {
+      enabled: raw.security.proxy_protocol.enabled,
+      required: raw.security.proxy_protocol.required,
+      trustedProxies: raw.security.proxy_protocol.trusted_proxies,
+      // proxy-protocol.txt §2: at least 3 s, to ride out a TCP retransmit.
+      headerTimeoutMs: Math.max(3000, headerReadS * 1000),
+    },
+    forwarded: {
+      trustProxy: raw.security.forwarded.trust_proxy,
+      trustedProxies: raw.security.forwarded.trusted_proxies,
+      trustedHops: raw.security.forwarded.trusted_hops,
+      clientIpHeaders: raw.security.forwarded.client_ip_headers,
+      rejectPrivateIp: raw.security.forwarded.reject_private_ip,
+      requireProxyHeaders: raw.security.forwarded.require_proxy_headers,
     },
     responseHeaders: headers.add,
     removedResponseHeaders: headers.remove,

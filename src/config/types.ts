@@ -108,6 +108,24 @@ export interface IsolationSpec {
   readonly cgroupParent: string | null;
 }
 
+export interface ProxyProtocolSpec {
+  readonly enabled: boolean;
+  /** A connection without a header is closed. */
+  readonly required: boolean;
+  /** Only these may send a header (CIDRs). */
+  readonly trustedProxies: readonly string[];
+  readonly headerTimeoutMs: number;
+}
+
+export interface ForwardedSpec {
+  readonly trustProxy: boolean;
+  readonly trustedProxies: readonly string[];
+  readonly trustedHops: number;
+  readonly clientIpHeaders: readonly string[];
+  readonly rejectPrivateIp: boolean;
+  readonly requireProxyHeaders: boolean;
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
@@ -115,6 +133,8 @@ export interface CompiledConfig {
   readonly listeners: readonly ListenerSpec[];
   readonly limits: LimitsSpec;
   readonly timeouts: TimeoutsSpec;
+  readonly proxyProtocol: ProxyProtocolSpec;
+  readonly forwarded: ForwardedSpec;
   /** Security headers added to every response, in order; computed once here. */
   readonly responseHeaders: readonly (readonly [string, string])[];
   /** Header names removed from every response (custom headers set to ""). */

@@ -23,6 +23,21 @@ export const ERRORS = {
   MALFORMED_REQUEST: { status: 400, event: 'request.malformed', text: 'Bad Request', close: true },
   REQUEST_TIMEOUT: { status: 408, event: 'request.timeout', text: 'Request Timeout', close: true },
   HEADERS_TOO_LARGE: { status: 431, event: 'request.headers_too_large', text: 'Request Header Fields Too Large', close: true },
+  TOO_MANY_HEADERS: { status: 431, event: 'request.too_many_headers', text: 'Request Header Fields Too Large', close: true },
+  HEADER_NAME_TOO_LONG: { status: 431, event: 'request.header_name_too_long', text: 'Request Header Fields Too Large', close: true },
+  HEADER_VALUE_TOO_LONG: { status: 431, event: 'request.header_value_too_long', text: 'Request Header Fields Too Large', close: true },
+  BAD_HEADER_VALUE: { status: 400, event: 'request.bad_header_value', text: 'Bad Request', close: true },
+  MISSING_HOST: { status: 400, event: 'request.missing_host', text: 'Bad Request', close: true },
+  DUPLICATE_HOST: { status: 400, event: 'request.duplicate_host', text: 'Bad Request', close: true },
+  VERSION_NOT_SUPPORTED: { status: 505, event: 'request.version_not_supported', text: 'HTTP Version Not Supported', close: true },
+  URL_TOO_LONG: { status: 414, event: 'request.url_too_long', text: 'URI Too Long', close: true },
+  BODY_TOO_LARGE: { status: 413, event: 'request.body_too_large', text: 'Content Too Large', close: true },
+  TRANSFER_ENCODING_NOT_SUPPORTED: { status: 501, event: 'request.transfer_encoding_not_supported', text: 'Not Implemented', close: true },
+  AMBIGUOUS_FRAMING: { status: 400, event: 'request.ambiguous_framing', text: 'Bad Request', close: true },
+  BODY_TIMEOUT: { status: 408, event: 'request.body_timeout', text: 'Request Timeout', close: true },
+  SLOW_CLIENT: { status: 408, event: 'request.slow_client', text: 'Request Timeout', close: true },
+  PRIVATE_CLIENT_IP: { status: 403, event: 'request.private_client_ip', text: 'Forbidden', close: true },
+  MISSING_PROXY_HEADERS: { status: 400, event: 'request.missing_proxy_headers', text: 'Bad Request', close: true },
   BAD_PATH: { status: 400, event: 'request.bad_path', text: 'Bad Request', close: false },
   FORBIDDEN_PATH: { status: 403, event: 'request.forbidden_path', text: 'Forbidden', close: false },
   NOT_FOUND: { status: 404, event: 'request.not_found', text: 'Not Found', close: false },
@@ -84,6 +99,9 @@ export function sendError(res: ServerResponse, code: ErrorCode, headers?: Outgoi
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-store');
-  if (spec.close) res.shouldKeepAlive = false;
+  // Close when the catalogue says so, and whenever the request body has not
+  // been read to its end: answered early, what is left of it on the
+  // connection would be read as the next request.
+  if (spec.close || !res.req.complete) res.shouldKeepAlive = false;
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

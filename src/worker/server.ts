@@ -9,6 +9,10 @@ import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline/index.js';
 import { secureResponseClass } from './pipeline/response-headers.js';
+import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
+import { CidrSet } from '../net/cidr.js';
+import { setProxiedSource } from './connection-peer.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
@@ -27,13 +31,22 @@ const DRAIN_SWEEP_MS = 250;
 interface ConnectionState {
   inFlight: number;
   idleSince: number;
+  /** Slow-read defence: bytes written at the last sweep, and since when nothing moved. */
+  bytesWrittenAtSweep: number;
+  stalledSince: number | null;
 }
 
+/** How often connections are swept for stalled writes (write_timeout). */
+const WRITE_SWEEP_MS = 1000;
+
 export class WorkerServer {
-  private readonly servers: http.Server[] = [];
+  /** What accepts: the HTTP servers, or the PROXY protocol front of each. */
+  private readonly listeners: net.Server[] = [];
   private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
   private readonly responseClass: typeof http.ServerResponse<http.IncomingMessage>;
+  private readonly writeSweep: NodeJS.Timeout;
+  private proxyTrust: CidrSet | null = null;
   private draining = false;
 
   constructor(
@@ -42,6 +55,30 @@ export class WorkerServer {
   ) {
     this.pipeline = createPipeline(config, log);
     this.responseClass = secureResponseClass(config);
+    this.writeSweep = setInterval(() => this.cutStalledWriters(), WRITE_SWEEP_MS);
+    this.writeSweep.unref();
+  }
+
+  /**
+   * Slow read (write_timeout): a client that stops reading leaves our
+   * answer queued in the socket. A connection whose queued bytes have not
+   * moved for write_timeout is cut; nothing more can be written to it.
+   */
+  private cutStalledWriters(): void {
+    const now = performance.now();
+    const limitMs = this.config.timeouts.writeTimeoutMs;
+    for (const [socket, state] of this.connections) {
+      if (socket.writableLength === 0 || socket.bytesWritten !== state.bytesWrittenAtSweep) {
+        state.bytesWrittenAtSweep = socket.bytesWritten;
+        state.stalledSince = null;
+        continue;
+      }
+      state.stalledSince ??= now;
+      if (now - state.stalledSince >= limitMs) {
+        this.log.warn({ audit: 'response.write_timeout', clientIp: socket.remoteAddress, queuedBytes: socket.writableLength }, 'client stopped reading');
+        socket.destroy();
+      }
+    }
   }
 
   /** Start accepting on a socket the master bound. */
@@ -54,7 +91,8 @@ export class WorkerServer {
         requestTimeout: timeouts.requestTimeoutMs,
         keepAliveTimeout: timeouts.keepAliveTimeoutMs,
         connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        requireHostHeader: true,
+        // Checked in header-limits.ts, where the refusal is audited like any other.
+        requireHostHeader: false,
         joinDuplicateHeaders: false,
         insecureHTTPParser: false,
         noDelay: true,
@@ -74,21 +112,29 @@ export class WorkerServer {
       },
     );
     server.on('connection', (socket: Socket) => {
-      this.connections.set(socket, { inFlight: 0, idleSince: performance.now() });
+      this.connections.set(socket, { inFlight: 0, idleSince: performance.now(), bytesWrittenAtSweep: 0, stalledSince: null });
       socket.once('close', () => this.connections.delete(socket));
     });
     server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+    // One above the limit: Node 20 dropped headers past maxHeadersCount
+    // without a word (header-limits.ts then sees one too many); Node 24
+    // raises a header overflow (answered in answerParseError). Either way the
+    // request is refused, never truncated.
+    server.maxHeadersCount = limits.maxHeaders + 1;
     server.setTimeout(timeouts.idleTimeoutMs);
     server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
       this.answerParseError(error, socket);
     });
-    this.servers.push(server);
+    // With the PROXY protocol on, a plain TCP server accepts and reads the
+    // header first; the HTTP server only ever sees what follows it.
+    const listener = this.config.proxyProtocol.enabled ? net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.acceptProxied(socket, server)) : server;
+    this.listeners.push(listener);
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(handle as never, () => {
-        server.off('error', reject);
+      listener.once('error', reject);
+      listener.listen(handle as never, () => {
+        listener.off('error', reject);
         // The socket must be exactly the one the master bound (see listeners.ts).
-        const address = server.address();
+        const address = listener.address();
         if (address === null || typeof address === 'string' || address.port !== spec.port) {
           reject(new Error(`listener ${spec.id} is not bound where the master said`));
           return;
@@ -105,24 +151,37 @@ export class WorkerServer {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
-    // net.Server's close stops accepting and calls back once every connection
-    // has ended; http.Server's would also cut idle connections at once.
-    const closed = Promise.all(
-      this.servers.map((server) => new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()))),
-    );
+    // net.Server's close only stops accepting; http.Server's would also cut
+    // idle keep-alive connections at once.
+    for (const listener of this.listeners) net.Server.prototype.close.call(listener);
     const sweep = setInterval(() => this.closeIdleConnections(DRAIN_IDLE_CLOSE_MS), DRAIN_SWEEP_MS);
     this.closeIdleConnections(DRAIN_IDLE_CLOSE_MS);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        for (const server of this.servers) server.closeAllConnections();
-        resolve();
-      }, deadlineMs);
-    });
-    await Promise.race([closed, deadline]);
+    const deadline = performance.now() + deadlineMs;
+    while (this.connections.size > 0 && performance.now() < deadline) await sleep(DRAIN_SWEEP_MS);
+    for (const socket of this.connections.keys()) socket.destroy();
     clearInterval(sweep);
-    clearTimeout(timer);
+    clearInterval(this.writeSweep);
     await this.pipeline.close();
+  }
+
+  /**
+   * PROXY protocol ([security.proxy_protocol]): read the header from a
+   * freshly accepted connection, remember the source it names, and hand the
+   * rest to the HTTP server. A connection that may not or did not send one
+   * as required is closed before any HTTP byte is parsed.
+   */
+  private async acceptProxied(socket: Socket, server: http.Server): Promise<void> {
+    const { required, trustedProxies, headerTimeoutMs } = this.config.proxyProtocol;
+    this.proxyTrust ??= new CidrSet(trustedProxies);
+    socket.on('error', () => socket.destroy());
+    const result = await readProxyHeader(socket, { required, trusted: this.proxyTrust, timeoutMs: headerTimeoutMs });
+    if (!result.ok) {
+      this.log.warn({ audit: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail }, 'connection refused');
+      socket.destroy();
+      return;
+    }
+    if (result.header?.kind === 'proxy') setProxiedSource(socket, result.header.sourceIp);
+    handOver(server, socket);
   }
 
   private closeIdleConnections(idleForMs: number): void {
@@ -138,15 +197,26 @@ export class WorkerServer {
    * (the framing is lost), and log without err.rawPacket, which holds the
    * raw request including any Authorization or Cookie header.
    */
-  private answerParseError(error: NodeJS.ErrnoException, socket: Socket): void {
+  private answerParseError(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
     let code: ErrorCode | null = 'MALFORMED_REQUEST';
-    if (error.code === 'HPE_HEADER_OVERFLOW') code = 'HEADERS_TOO_LARGE';
+    if (error.code === 'HPE_HEADER_OVERFLOW') {
+      // The request line alone overflowed the head limit: that is a URL too
+      // long (414), not too many header bytes (431). Only the line break is
+      // looked for; the raw bytes are never logged.
+      // Node 24's parser also reports more than maxHeadersCount headers as an
+      // overflow: a complete head within the size limit means that case.
+      const raw = error.rawPacket;
+      const lineEnd = raw?.indexOf(0x0a) ?? 0;
+      const headEnd = raw?.indexOf('\r\n\r\n') ?? -1;
+      const maxBytes = this.config.limits.maxHeaderBytes;
+      if (lineEnd === -1 || lineEnd > maxBytes) code = 'URL_TOO_LONG';
+      else if (headEnd !== -1 && headEnd + 4 <= maxBytes) code = 'TOO_MANY_HEADERS';
+      else code = 'HEADERS_TOO_LARGE';
+    } else if (error.code === 'HPE_INVALID_VERSION') code = 'VERSION_NOT_SUPPORTED';
     else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'REQUEST_TIMEOUT';
     else if (error.code === 'ECONNRESET' || error.code === 'EPIPE') code = null;
-    this.log.info(
-      { event: code === null ? 'connection.reset' : ERRORS[code].event, parser: error.code, clientIp: socket.remoteAddress },
-      'client error',
-    );
+    if (code === null) this.log.debug({ event: 'connection.reset', clientIp: socket.remoteAddress }, 'client error');
+    else this.log.warn({ audit: ERRORS[code].event, status: ERRORS[code].status, parser: error.code, clientIp: socket.remoteAddress }, 'client error');
     if (code !== null && socket.writable && socket.bytesWritten === 0) {
       socket.end(rawErrorResponse(code, this.config.responseHeaders));
     } else {

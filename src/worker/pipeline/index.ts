@@ -13,6 +13,10 @@ import type { CompiledConfig, Protocol } from '../../config/types.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
+import { antiSmugglingStage } from './anti-smuggling.js';
+import { bodyLimitsStage, rejectInFlight } from './body-limits.js';
+import { clientIpStage } from './client-ip.js';
+import { headerLimitsStage } from './header-limits.js';
 import { routeStage, type VhostRuntime } from './route.js';
 
 /** One request as it travels the pipeline. */
@@ -43,12 +47,38 @@ export interface Pipeline {
 
 export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
   const route = routeStage(config);
+  /** Every rejection is an audit event, whether or not the access log is on. */
+  const audit = (exchange: Exchange, rejection: HttpError): void => {
+    exchange.ctx.note(rejection.spec.event, rejection.detail);
+    if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
+    log.warn(
+      {
+        audit: rejection.spec.event,
+        status: rejection.spec.status,
+        clientIp: exchange.ctx.clientIp,
+        method: exchange.req.method,
+        path: (exchange.req.url ?? '').split('?', 1)[0]!.slice(0, 256),
+        detail: rejection.detail,
+      },
+      'request rejected',
+    );
+  };
+  /** A rejection raised while the body streams, after the handler started. */
+  const rejectLater = (exchange: Exchange, rejection: HttpError): void => {
+    audit(exchange, rejection);
+    rejectInFlight(exchange.res, rejection.code);
+  };
   // The order is the design: read it top to bottom.
   // Security headers are not a stage that could be skipped: the response
   // class of every server adds them at writeHead (response-headers.ts).
+  // The PROXY protocol is read per connection, before any request: server.ts.
   const stages: Stage[] = [
-    accessLogStage(config, log), // one line per finished request, whatever stage answered
-    route, //                        Host -> vhost (421 when nothing matches)
+    accessLogStage(config, log), //         one line per finished request, whatever stage answered
+    clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
+    headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host)
+    antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
+    bodyLimitsStage(config, rejectLater), // 413, 408 (too large, too slow), before and while the body streams
+    route, //                               Host -> vhost (421 when nothing matches)
   ];
   const requestStages = stages.filter((stage) => stage.onRequest !== undefined);
 
@@ -58,7 +88,7 @@ export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
         req,
         res,
         ctx: {
-          clientIp: clientAddress(req),
+          clientIp: '',
           protocol,
           host: '',
           event: null,
@@ -76,16 +106,10 @@ export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
       } catch (error) {
         const rejection = error instanceof HttpError ? error : new HttpError('INTERNAL', String(error));
         if (rejection.code === 'INTERNAL') log.error({ err: error }, 'request handling failed');
-        exchange.ctx.note(rejection.spec.event, rejection.detail);
+        audit(exchange, rejection);
         sendError(res, rejection.code);
       }
     },
     close: () => route.close(),
   };
-}
-
-/** The peer's address, with IPv4-mapped IPv6 ("::ffff:1.2.3.4") written as IPv4. */
-function clientAddress(req: IncomingMessage): string {
-  const address = req.socket.remoteAddress ?? '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

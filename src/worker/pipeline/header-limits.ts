@@ -1,0 +1,47 @@
+/**
+ * Header limits ([security.limits]) and the request-line checks Node's
+ * parser leaves to us. The parser (llhttp, strict) has already enforced
+ * max_header_size on the whole head (431, or 414 when the request line
+ * alone overflowed: server.ts) and refused CR, LF and NUL in values.
+ *
+ * Gaps closed here (measured on Node's parser): a second Host header is
+ * accepted; "HTTP/2.0" in text form is processed as a request; there is no
+ * URL length limit; maxHeadersCount silently drops headers instead of
+ * refusing the request on Node 20 (server.ts sets it one above max_headers,
+ * so an over-long list shows up here as one header too many).
+ */
+import type { CompiledConfig } from '../../config/types.js';
+import { HttpError } from '../errors.js';
+import type { Stage } from './index.js';
+
+/** Control characters other than HTAB (RFC 9110 §5.5: field values are VCHAR, SP, HTAB, obs-text). */
+const CONTROL_CHARACTER = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+export function headerLimitsStage(config: CompiledConfig): Stage {
+  const { maxHeaders, maxHeaderNameBytes, maxHeaderValueBytes, maxUrlBytes } = config.limits;
+  return {
+    name: 'header-limits',
+    onRequest({ req }) {
+      // RFC 9112 §2.3: this server speaks HTTP/1.0 and 1.1 on this parser; 2.0 needs its own framing.
+      if (req.httpVersionMajor !== 1) throw new HttpError('VERSION_NOT_SUPPORTED', `HTTP/${req.httpVersion}`);
+      const url = req.url ?? '';
+      if (url.length > maxUrlBytes) throw new HttpError('URL_TOO_LONG', `${url.length} bytes`);
+
+      const raw = req.rawHeaders;
+      if (raw.length / 2 > maxHeaders) throw new HttpError('TOO_MANY_HEADERS', `more than ${maxHeaders}`);
+      let hosts = 0;
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!;
+        const value = raw[i + 1]!;
+        if (name.length > maxHeaderNameBytes) throw new HttpError('HEADER_NAME_TOO_LONG', `${name.length} bytes`);
+        // Values arrive as latin1 strings: one character per byte.
+        if (value.length > maxHeaderValueBytes) throw new HttpError('HEADER_VALUE_TOO_LONG', `${name}: ${value.length} bytes`);
+        if (CONTROL_CHARACTER.test(value)) throw new HttpError('BAD_HEADER_VALUE', `control character in ${name}`);
+        if (name.length === 4 && name.toLowerCase() === 'host') hosts += 1;
+      }
+      // RFC 9112 §3.2: HTTP/1.1 requires exactly one Host field; 400 otherwise.
+      if (hosts > 1) throw new HttpError('DUPLICATE_HOST', `${hosts} Host fields`);
+      if (hosts === 0 && req.httpVersionMinor === 1) throw new HttpError('MISSING_HOST');
+    },
+  };
+}

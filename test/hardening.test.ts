@@ -1,0 +1,152 @@
+/**
+ * Request hardening (issue 4) against a real, sandboxed server: a table of
+ * raw requests and the status each must get, whether the connection must
+ * close, the audit event written, and that the worker keeps serving.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rawRequest, request, TestServer, waitFor } from './harness.js';
+
+interface Case {
+  name: string;
+  bytes: string;
+  status: number;
+  /** The audit event the rejection writes (null: the parser answers, logged as a client error). */
+  event: string;
+}
+
+const H = 'Host: hard.test\r\n';
+/** The proxied vhost: its upstream reads bodies, so body limits are met mid-stream. */
+const B = 'Host: body.test\r\n';
+const cases: Case[] = [
+  { name: 'duplicate Host', bytes: `GET / HTTP/1.1\r\n${H}${H}\r\n`, status: 400, event: 'request.duplicate_host' },
+  { name: 'missing Host on HTTP/1.1', bytes: 'GET / HTTP/1.1\r\n\r\n', status: 400, event: 'request.missing_host' },
+  { name: 'HTTP/2.0 in text form', bytes: `GET / HTTP/2.0\r\n${H}\r\n`, status: 505, event: 'request.version_not_supported' },
+  { name: 'HTTP/1.2', bytes: `GET / HTTP/1.2\r\n${H}\r\n`, status: 505, event: 'request.version_not_supported' },
+  { name: 'URL over max_url_length', bytes: `GET /${'a'.repeat(300)} HTTP/1.1\r\n${H}\r\n`, status: 414, event: 'request.url_too_long' },
+  { name: 'request line over max_header_size', bytes: `GET /${'a'.repeat(9000)} HTTP/1.1\r\n${H}\r\n`, status: 414, event: 'request.url_too_long' },
+  { name: 'head over max_header_size', bytes: `GET / HTTP/1.1\r\n${H}${'X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(250)}\r\n`, status: 431, event: 'request.headers_too_large' },
+  { name: 'more headers than max_headers', bytes: `GET / HTTP/1.1\r\n${H}${Array.from({ length: 20 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`, status: 431, event: 'request.too_many_headers' },
+  { name: 'header name over max_header_name_len', bytes: `GET / HTTP/1.1\r\n${H}X-${'n'.repeat(300)}: v\r\n\r\n`, status: 431, event: 'request.header_name_too_long' },
+  { name: 'header value over max_header_value_len', bytes: `GET / HTTP/1.1\r\n${H}X-Long: ${'v'.repeat(5000)}\r\n\r\n`, status: 431, event: 'request.header_value_too_long' },
+  { name: 'control character in a value', bytes: `GET / HTTP/1.1\r\n${H}X-Ctl: a\x01b\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'CL.TE: Content-Length and Transfer-Encoding', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG`, status: 400, event: 'request.malformed' },
+  { name: 'TE.CL: Transfer-Encoding first', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'TE.TE: obfuscated Transfer-Encoding', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'TE.TE: Transfer-Encoding with a space before the colon', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'Transfer-Encoding other than chunked', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, status: 501, event: 'request.transfer_encoding_not_supported' },
+  { name: 'Transfer-Encoding on HTTP/1.0', bytes: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.ambiguous_framing' },
+  { name: 'two Content-Length values', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, status: 400, event: 'request.malformed' },
+  { name: 'Content-Length with a sign', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: +3\r\n\r\nabc`, status: 400, event: 'request.malformed' },
+  { name: 'Content-Length list', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 3, 3\r\n\r\nabc`, status: 400, event: 'request.malformed' },
+  { name: 'obs-fold', bytes: `GET / HTTP/1.1\r\n${H}X-Fold: a\r\n b\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'bare CR in a header', bytes: `GET / HTTP/1.1\r\n${H}X-Cr: a\rb\r\n\r\n`, status: 400, event: 'request.malformed' },
+  { name: 'declared body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Length: 5000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
+  { name: 'chunked body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n${'400\r\n' + 'x'.repeat(1024) + '\r\n'}${'400\r\n' + 'x'.repeat(1024) + '\r\n'}0\r\n\r\n`, status: 413, event: 'request.body_too_large' },
+];
+
+describe('request hardening', () => {
+  const server = new TestServer();
+  const upstream = http.createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => res.end(`read ${bytes}\n`));
+  });
+  before(async () => {
+    writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const upstreamPort = (upstream.address() as net.AddressInfo).port;
+    await server.start(`[security.limits]
+max_url_length = 256
+max_headers = 16
+max_body_size = 2000
+
+[security.timeouts]
+body_read_timeout = 3
+min_data_rate = 100
+
+[security.anti_smuggling]
+max_request_per_connection = 3
+
+[[vhosts]]
+domains = ["hard.test"]
+root = "${server.dir}"
+
+[[vhosts]]
+domains = ["body.test"]
+[vhosts.backend]
+type = "proxy"
+target = "http://127.0.0.1:${upstreamPort}"
+`);
+  });
+  after(async () => {
+    await server.stop();
+    upstream.close();
+  });
+
+  it('a body within the limits reaches the upstream whole', async () => {
+    const response = await request(server.port, { method: 'POST', path: '/', headers: { Host: 'body.test' }, body: 'z'.repeat(1500) });
+    assert.equal(response.status, 200);
+    assert.equal(response.body, 'read 1500\n');
+  });
+
+  for (const entry of cases) {
+    it(`${entry.name} -> ${entry.status}, closed, audited, still serving`, async () => {
+      const answer = await rawRequest(server.port, entry.bytes);
+      assert.equal(Number(answer.slice(9, 12)), entry.status, answer.slice(0, 200));
+      // rawRequest resolves on close: the server closed the connection, and said so.
+      assert.match(answer, /\r\nConnection: close\r\n/i);
+      assert.match(answer, /\r\nX-Content-Type-Options: nosniff\r\n/i, 'security headers on the rejection');
+      await waitFor(`audit ${entry.event}`, () => server.logLines().find((line) => line.audit === entry.event));
+      assert.equal((await request(server.port, { path: '/', headers: { Host: 'hard.test' } })).status, 200);
+    });
+  }
+
+  it('the last response of max_request_per_connection says Connection: close, and the connection closes', async () => {
+    const get = `GET / HTTP/1.1\r\n${H}\r\n`;
+    const answer = await rawRequest(server.port, get + get + get + get);
+    const heads = answer.split('HTTP/1.1 200').length - 1;
+    assert.equal(heads, 3, 'exactly three requests are answered');
+    assert.match(answer.slice(answer.lastIndexOf('HTTP/1.1 200')), /\r\nConnection: close\r\n/i);
+  });
+
+  it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\n`);
+    const started = Date.now();
+    for (let i = 0; i < 8 && !socket.destroyed && answer === ''; i++) {
+      socket.write('x');
+      await sleep(500);
+    }
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.ok(Date.now() - started < 5000, 'cut within about a second of falling under the rate');
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client'));
+  });
+
+  it('a body not complete within body_read_timeout gets 408', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n`);
+    // 150 bytes a second: above min_data_rate, but 1900 bytes take longer than 3 s.
+    for (let i = 0; i < 12 && !socket.destroyed && answer === ''; i++) {
+      socket.write('y'.repeat(75));
+      await sleep(500);
+    }
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.body_timeout'));
+  });
+});
