@@ -191,6 +191,19 @@ status = 308
       for (const name of ['x-upstream-secret', 'proxy-authenticate']) assert.equal(response.headers[name], undefined, `${name} reached the client`);
     });
 
+    it('never passes an h2c upgrade to the upstream (Upgrade, HTTP2-Settings)', async () => {
+      const answer = await rawRequest(
+        server.port,
+        'GET /h2c HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+      );
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      // The echoed headers, whatever the transfer coding of the answer.
+      const seen = JSON.parse(answer.slice(answer.indexOf('{'), answer.lastIndexOf('}') + 1)) as http.IncomingHttpHeaders;
+      assert.equal(seen.upgrade, undefined);
+      assert.equal(seen['http2-settings'], undefined);
+      assert.doesNotMatch(String(seen.connection ?? ''), /upgrade/i);
+    });
+
     it('answers 502 when the upstream is down', async () => {
       assert.equal((await get('down.test')).status, 502);
     });
