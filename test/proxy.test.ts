@@ -118,7 +118,7 @@ function backend(targets: readonly (string | { url: string; weight: number })[],
     maxFails: 1,
     failTimeoutMs: 10_000,
     preserveHost: true,
-    keepAliveConnections: 16,
+    keepAlive: true,
     ...overrides,
   };
 }
@@ -516,9 +516,9 @@ describe('connections and balancing', () => {
     assert.equal(upstream.connections(), 1);
   });
 
-  test('keepalive = 0 opens a connection per request with Connection: close', async () => {
+  test('keepalive = false opens a connection per request with Connection: close', async () => {
     const upstream = await okUpstream();
-    const proxy = await startProxy(backend([upstream.url], { keepAliveConnections: 0 }));
+    const proxy = await startProxy(backend([upstream.url], { keepAlive: false }));
     for (let i = 0; i < 3; i++) assert.equal((await request(proxy)).status, 200);
     assert.equal(upstream.connections(), 3);
     assert.equal(upstream.seen[0]!.headers.connection, 'close');

@@ -83,7 +83,7 @@ function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[])
     maxFails: backend.max_fails,
     failTimeoutMs: backend.fail_timeout * 1000,
     preserveHost: backend.preserve_host,
-    keepAliveConnections: backend.keepalive,
+    keepAlive: backend.keepalive,
   };
 }
 

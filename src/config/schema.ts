@@ -297,8 +297,8 @@ const backend = z.discriminatedUnion('type', [
     fail_timeout: seconds.default(10),
     /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
     preserve_host: z.boolean().default(true),
-    /** Idle keep-alive connections kept per target and worker. */
-    keepalive: z.number().int().min(0).max(10000).default(32),
+    /** Reuse upstream connections (closed after 4 s idle); false: one connection per request. */
+    keepalive: z.boolean().default(true),
   }),
   z.strictObject({
     type: z.literal('redirect'),

@@ -30,7 +30,7 @@ export type BackendSpec =
       readonly maxFails: number;
       readonly failTimeoutMs: number;
       readonly preserveHost: boolean;
-      readonly keepAliveConnections: number;
+      readonly keepAlive: boolean;
     }
   | {
       readonly type: 'redirect';

@@ -102,12 +102,13 @@ class UpstreamTarget extends UpstreamPeer {
     this.hostHeader = url.host;
     const hostname = url.hostname.replace(/^\[|\]$/g, '');
     this.servername = url.protocol === 'https:' && isIP(hostname) === 0 ? hostname : undefined;
-    const keepAlive = backend.keepAliveConnections > 0;
     this.pool = new Pool(url.origin, {
-      // With keep-alive, the pool's size caps the connections to one target
-      // from one worker; requests beyond it wait in undici's queue. Without
-      // keep-alive every request gets its own connection and closes it.
-      connections: keepAlive ? backend.keepAliveConnections : null,
+      // No cap on connections to a target: with one, slow clients (a slow
+      // read holds its upstream connection while it trickles) fill the pool
+      // and every other request waits behind them in undici's queue —
+      // measured with slowhttptest -X. Idle connections close after the
+      // keep-alive timeout; without keep-alive each request closes its own.
+      connections: null,
       pipelining: 1,
       keepAliveTimeout: UPSTREAM_KEEP_ALIVE_TIMEOUT_MS,
       keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MAX_TIMEOUT_MS,
@@ -121,7 +122,7 @@ class UpstreamTarget extends UpstreamPeer {
 interface ProxyShared {
   readonly balancer: UpstreamBalancer<UpstreamTarget>;
   readonly preserveHost: boolean;
-  /** keepalive = 0: ask for `Connection: close` on every upstream request. */
+  /** keepalive = false: ask for `Connection: close` on every upstream request. */
   readonly closeUpstreamConnections: boolean;
 }
 
@@ -134,7 +135,7 @@ export function createProxyHandler(backend: ProxyBackend): RequestHandler {
   const shared: ProxyShared = {
     balancer: new UpstreamBalancer(targets, backend.loadBalancing, backend),
     preserveHost: backend.preserveHost,
-    closeUpstreamConnections: backend.keepAliveConnections === 0,
+    closeUpstreamConnections: !backend.keepAlive,
   };
   let closing: Promise<void> | null = null;
   return {
