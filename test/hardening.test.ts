@@ -47,6 +47,10 @@ const cases: Case[] = [
   { name: 'obs-fold', bytes: `GET / HTTP/1.1\r\n${H}X-Fold: a\r\n b\r\n\r\n`, status: 400, event: 'request.malformed' },
   { name: 'bare CR in a header', bytes: `GET / HTTP/1.1\r\n${H}X-Cr: a\rb\r\n\r\n`, status: 400, event: 'request.malformed' },
   { name: 'declared body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Length: 5000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
+  { name: 'JSON nested deeper than max_json_depth', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/json\r\nContent-Length: 20\r\n\r\n[[[[[[[[[[]]]]]]]]]]`, status: 400, event: 'request.json_too_deep' },
+  { name: 'more urlencoded fields than max_form_fields', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 47\r\n\r\na=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=0&k=1&l=2`, status: 413, event: 'request.too_many_form_fields' },
+  { name: 'multipart without a boundary', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data\r\nContent-Length: 4\r\n\r\nabcd`, status: 400, event: 'request.bad_multipart' },
+  { name: 'multipart over max_multipart_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 6000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
   { name: 'chunked body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n${'400\r\n' + 'x'.repeat(1024) + '\r\n'}${'400\r\n' + 'x'.repeat(1024) + '\r\n'}0\r\n\r\n`, status: 413, event: 'request.body_too_large' },
 ];
 
@@ -65,6 +69,9 @@ describe('request hardening', () => {
 max_url_length = 256
 max_headers = 16
 max_body_size = 2000
+max_multipart_size = 5000
+max_json_depth = 8
+max_form_fields = 10
 
 [security.timeouts]
 body_read_timeout = 3
@@ -87,6 +94,13 @@ target = "http://127.0.0.1:${upstreamPort}"
   after(async () => {
     await server.stop();
     upstream.close();
+  });
+
+  it('a multipart upload may exceed max_body_size up to max_multipart_size', async () => {
+    const part = `--b\r\nContent-Disposition: form-data; name="f"; filename="x"\r\n\r\n${'u'.repeat(3000)}\r\n--b--\r\n`;
+    const response = await request(server.port, { method: 'POST', path: '/', headers: { Host: 'body.test', 'Content-Type': 'multipart/form-data; boundary=b' }, body: part });
+    assert.equal(response.status, 200);
+    assert.equal(response.body, `read ${Buffer.byteLength(part)}\n`);
   });
 
   it('a body within the limits reaches the upstream whole', async () => {

@@ -1,6 +1,7 @@
 /**
- * Body limits and slow-body defence: max_body_size, body_read_timeout and
- * min_data_rate ([security.limits], [security.timeouts]).
+ * Body limits and slow-body defence: max_body_size (max_multipart_size for
+ * multipart/form-data), max_json_depth, max_form_fields, body_read_timeout
+ * and min_data_rate ([security.limits], [security.timeouts]).
  *
  * A declared Content-Length over the limit is refused before a byte of the
  * body is read. A chunked body is counted as the parser hands it over: the
@@ -13,13 +14,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError, sendError, type ErrorCode } from '../errors.js';
+import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
 import type { Exchange, Stage } from './index.js';
 
 /** How often a body in progress is checked against the minimum data rate. */
 const RATE_CHECK_INTERVAL_MS = 1000;
 
 export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Exchange, error: HttpError) => void): Stage {
-  const { maxBodyBytes } = config.limits;
+  const { maxBodyBytes, maxMultipartBytes, maxJsonDepth, maxFormFields } = config.limits;
   const { bodyReadTimeoutMs, minDataRateBytesPerSec } = config.timeouts;
 
   return {
@@ -28,15 +30,29 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
       const { req } = exchange;
       const declared = req.headers['content-length'];
       const chunked = req.headers['transfer-encoding'] !== undefined;
+      if (declared === undefined && !chunked) return;
+      const contentType = req.headers['content-type'] ?? '';
+      const mediaType = contentType.split(';', 1)[0]!.trim().toLowerCase();
+      // File uploads get max_multipart_size; every other body max_body_size.
+      const multipart = mediaType === 'multipart/form-data';
+      const maxBytes = multipart ? maxMultipartBytes : maxBodyBytes;
       if (declared !== undefined) {
         // Digits only (anti-smuggling checked); Number is exact below 2^53.
         const length = Number(declared);
-        if (length > maxBodyBytes) throw new HttpError('BODY_TOO_LARGE', `Content-Length ${length}`);
+        if (length > maxBytes) throw new HttpError('BODY_TOO_LARGE', `Content-Length ${length}`);
         if (length === 0) return;
-      } else if (!chunked) {
-        return;
       }
-      watchBody(exchange, chunked ? maxBodyBytes : Infinity, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
+      let inspector: BodyInspector | null = null;
+      if (multipart) {
+        const boundary = multipartBoundary(contentType);
+        if (boundary === null) throw new HttpError('BAD_MULTIPART', 'no boundary');
+        inspector = multipartPartsInspector(boundary, maxFormFields);
+      } else if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
+        inspector = jsonDepthInspector(maxJsonDepth);
+      } else if (mediaType === 'application/x-www-form-urlencoded') {
+        inspector = formFieldsInspector(maxFormFields);
+      }
+      watchBody(exchange, chunked ? maxBytes : Infinity, inspector, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
     },
   };
 }
@@ -44,6 +60,7 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
 function watchBody(
   exchange: Exchange,
   maxBytes: number,
+  inspector: BodyInspector | null,
   timeoutMs: number,
   minBytesPerSec: number,
   reject: (exchange: Exchange, error: HttpError) => void,
@@ -73,6 +90,11 @@ function watchBody(
       received += (chunk as Buffer).length;
       if (received > maxBytes) {
         fail('BODY_TOO_LARGE', `body passed ${maxBytes} bytes`);
+        return false;
+      }
+      const problem = inspector?.feed(chunk as Buffer) ?? null;
+      if (problem !== null) {
+        fail(problem.code, problem.detail);
         return false;
       }
     }
