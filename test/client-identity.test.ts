@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { TestServer, waitFor } from './harness.js';
+import { listenLocal, proxyVhost, TestServer, waitFor } from './harness.js';
 
 /** Raw exchange from a chosen local address; resolves with what came back when the server closed. */
 function exchange(port: number, bytes: Buffer | string, localAddress = '127.0.0.1'): Promise<string> {
@@ -48,8 +48,7 @@ describe('client identity', () => {
   });
 
   before(async () => {
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const port = (upstream.address() as net.AddressInfo).port;
+    const port = await listenLocal(upstream);
     await server.start(`[security.proxy_protocol]
 enabled = true
 trusted_proxies = ["127.0.0.1/32"]
@@ -58,12 +57,7 @@ trusted_proxies = ["127.0.0.1/32"]
 trust_proxy = true
 trusted_proxies = ["127.0.0.1/32"]
 
-[[vhosts]]
-domains = ["app.test"]
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${port}"
-`);
+${proxyVhost('app.test', port)}`);
   });
   after(async () => {
     await server.stop();

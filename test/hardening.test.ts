@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rawRequest, request, TestServer, waitFor } from './harness.js';
+import { listenLocal, proxyVhost, rawRequest, request, TestServer, waitFor } from './harness.js';
 
 interface Case {
   name: string;
@@ -63,8 +63,7 @@ describe('request hardening', () => {
   });
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const upstreamPort = (upstream.address() as net.AddressInfo).port;
+    const upstreamPort = await listenLocal(upstream);
     await server.start(`[security.limits]
 max_url_length = 256
 max_headers = 16
@@ -84,12 +83,7 @@ max_request_per_connection = 3
 domains = ["hard.test"]
 root = "${server.dir}"
 
-[[vhosts]]
-domains = ["body.test"]
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${upstreamPort}"
-`);
+${proxyVhost('body.test', upstreamPort)}`);
   });
   after(async () => {
     await server.stop();

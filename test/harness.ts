@@ -27,6 +27,17 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Listen on 127.0.0.1, on a free port; resolves with the port. */
+export async function listenLocal(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** A [[vhosts]] entry that reverse-proxies `domain` to 127.0.0.1:port. */
+export function proxyVhost(domain: string, port: number): string {
+  return `[[vhosts]]\ndomains = ["${domain}"]\n[vhosts.backend]\ntype = "proxy"\ntarget = "http://127.0.0.1:${port}"\n`;
+}
+
 export interface CliResult {
   status: number | null;
   stdout: string;

@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { request, TestServer } from './harness.js';
+import { listenLocal, proxyVhost, request, TestServer } from './harness.js';
 
 const SEED = Number(process.env.HTTP_FUZZ_SEED ?? 0x5eed);
 const BUDGET_MS = Number(process.env.HTTP_FUZZ_MS ?? 6000);
@@ -93,18 +93,12 @@ describe('HTTP framing fuzz', () => {
   });
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'fuzz\n');
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const port = (upstream.address() as net.AddressInfo).port;
+    const port = await listenLocal(upstream);
     await server.start(`[[vhosts]]
 domains = ["fuzz.test"]
 root = "${server.dir}"
 
-[[vhosts]]
-domains = ["api.test"]
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${port}"
-`);
+${proxyVhost('api.test', port)}`);
   });
   after(async () => {
     await server.stop();

@@ -8,10 +8,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TestServer } from './harness.js';
+import { listenLocal, proxyVhost, TestServer } from './harness.js';
 
 const BIG = Buffer.alloc(8 * 1024 * 1024, 'b');
 
@@ -72,20 +71,14 @@ describe('slow clients (slowhttptest)', () => {
   });
 
   before(async () => {
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const port = (upstream.address() as AddressInfo).port;
+    const port = await listenLocal(upstream);
     await server.start(`[security.timeouts]
 header_read_timeout = 3
 body_read_timeout = 4
 write_timeout = 3
 min_data_rate = 100
 
-[[vhosts]]
-domains = ["*"]
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${port}"
-`);
+${proxyVhost('*', port)}`);
   });
   after(async () => {
     await server.stop();

@@ -1,18 +1,9 @@
+import type { WorkerStatus } from '../master/supervisor.js';
 import { askMaster, masterAddress, masterPid } from './running.js';
 
 interface StatusAnswer {
   master: { pid: number; generation: number; config: string; uptimeSeconds: number };
-  workers: {
-    pid: number | null;
-    uid: number | null;
-    slot: number;
-    generation: number;
-    state: string;
-    uptimeSeconds: number;
-    restarts: number;
-    rssBytes: number | null;
-    cpuPercent: number | null;
-  }[];
+  workers: WorkerStatus[];
   listeners: { id: string }[];
 }
 

@@ -35,7 +35,8 @@ export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'u
   return mounts;
 }
 
-function readText(file: string): string {
+/** A kernel file's text, or "" when it cannot be read. */
+export function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch {

@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import type { CompiledConfig } from '../config/types.js';
-import { cgroupMounts } from './cgroups.js';
+import { cgroupMounts, readText } from './cgroups.js';
 import { SANDBOX_HELPER } from './worker-command.js';
 
 export function sandboxPreflight(config: CompiledConfig): string | null {
@@ -46,12 +46,4 @@ export function sandboxPreflight(config: CompiledConfig): string | null {
     }
   }
   return null;
-}
-
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
 }
