@@ -4,15 +4,15 @@
  */
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
-import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
-import { createPipeline, type Pipeline } from './pipeline/index.js';
-import { secureResponseClass } from './pipeline/response-headers.js';
-import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
 import { CidrSet } from '../net/cidr.js';
 import { setProxiedSource } from './connection-peer.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
+import { createPipeline, type Pipeline } from './pipeline/index.js';
+import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
+import { secureResponseClass } from './pipeline/response-headers.js';
 
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
