@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
-import type { BackendSpec, CompiledConfig, ListenerSpec, VhostSpec } from './types.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, ListenerSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
@@ -42,7 +42,8 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   if (raw.security.ids.enabled) refuse('security.ids.enabled', 'intrusion detection');
   if (raw.security.ddos.whitelist.length > 0) refuse('security.ddos.whitelist', 'the access whitelist');
   if (raw.security.ddos.blacklist.length > 0) refuse('security.ddos.blacklist', 'the access blacklist');
-  if (raw.security.audit.log_file !== undefined) refuse('security.audit.log_file', 'a separate audit log file');
+  if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
+  if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
 
 /** Two spellings of one setting (spec sample vs. production sample): both set must agree. */
@@ -138,6 +139,24 @@ function compileResponseHeaders(raw: RawConfig): { add: [string, string][]; remo
     else add.push([name, value]);
   }
   return { add, remove };
+}
+
+/** Written nowhere, whatever include_headers says: credentials. */
+const NEVER_LOGGED_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+
+function compileAudit(raw: RawConfig): AuditSpec {
+  const audit = raw.security.audit;
+  const excluded = new Set([...NEVER_LOGGED_HEADERS, ...audit.exclude_headers.map((name) => name.toLowerCase())]);
+  return {
+    enabled: audit.enabled,
+    logFile: audit.log_file === undefined ? null : path.resolve(audit.log_file),
+    level: audit.log_level,
+    format: audit.format,
+    logConfigurationChanges: audit.log_configuration_changes,
+    logSecurityEvents: audit.log_security_events,
+    logAdminActions: audit.log_admin_actions,
+    includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
+  };
 }
 
 function compileListeners(raw: RawConfig): ListenerSpec[] {
@@ -243,6 +262,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       requestTimeoutMs: t.request_timeout * 1000,
       minDataRateBytesPerSec: t.min_data_rate,
     },
+    audit: compileAudit(raw),
     proxyProtocol: {
       enabled: raw.security.proxy_protocol.enabled,
       required: raw.security.proxy_protocol.required,

@@ -126,6 +126,19 @@ export interface ForwardedSpec {
   readonly requireProxyHeaders: boolean;
 }
 
+export interface AuditSpec {
+  readonly enabled: boolean;
+  /** Absolute path, or null: audit events go to the main log. */
+  readonly logFile: string | null;
+  readonly level: string;
+  readonly format: 'json' | 'text';
+  readonly logConfigurationChanges: boolean;
+  readonly logSecurityEvents: boolean;
+  readonly logAdminActions: boolean;
+  /** Lower-case request headers copied into request events; never a credential. */
+  readonly includeHeaders: readonly string[];
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
@@ -133,6 +146,7 @@ export interface CompiledConfig {
   readonly listeners: readonly ListenerSpec[];
   readonly limits: LimitsSpec;
   readonly timeouts: TimeoutsSpec;
+  readonly audit: AuditSpec;
   readonly proxyProtocol: ProxyProtocolSpec;
   readonly forwarded: ForwardedSpec;
   /** Security headers added to every response, in order; computed once here. */

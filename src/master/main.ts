@@ -8,6 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink } from '../logging/logger.js';
+import { AuditLog } from './audit-log.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
 import { ListenerSet } from './listeners.js';
@@ -53,7 +54,9 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   }
 
   const listeners = new ListenerSet();
-  const supervisor = new Supervisor(config, listeners, log, sink);
+  const audit = new AuditLog(config.audit, log);
+  const self = { role: 'master', pid: process.pid } as const;
+  const supervisor = new Supervisor(config, listeners, log, sink, audit);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -77,6 +80,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     await supervisor.stop();
     cleanup();
     log.info('stopped');
+    audit.flush();
     sink.flushSync();
     stopped(EXIT_OK);
   };
@@ -84,9 +88,11 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
     const outcome = await supervisor.reload(() => loadConfig(configPath));
     if (outcome.ok) {
-      log.info({ audit: 'config.reload', trigger, generation: outcome.generation }, 'configuration reloaded');
+      log.info({ trigger, generation: outcome.generation }, 'configuration reloaded');
+      audit.write('configuration', { event: 'config.reload', detail: trigger }, self, { generation: outcome.generation });
     } else {
-      log.error({ audit: 'config.reload_refused', trigger, reason: outcome.reason }, 'reload refused; the running configuration keeps serving');
+      log.error({ trigger, reason: outcome.reason }, 'reload refused; the running configuration keeps serving');
+      audit.write('configuration', { event: 'config.reload_refused', detail: outcome.reason.slice(0, 2000) }, self, { trigger });
     }
     return outcome;
   };
@@ -101,8 +107,10 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
           listeners: listeners.list().map((listener) => listener.spec),
         };
       case 'reload':
+        audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
         return reload('control socket');
       case 'stop':
+        audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
         setImmediate(() => void stop('control socket'));
         return { ok: true, pid: process.pid };
     }
@@ -117,11 +125,19 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     return fail(`start failed: ${(error as Error).message}`);
   }
 
-  process.on('SIGHUP', () => void reload('SIGHUP'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    audit.write('admin', { event: 'admin.reload' }, self, { via: 'SIGHUP' });
+    void reload('SIGHUP');
+  });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      audit.write('admin', { event: 'admin.stop' }, self, { via: signal });
+      void stop(signal);
+    });
+  }
   process.on('SIGUSR1', () => {
     sink.reopen();
+    audit.reopen();
     log.info('log files reopened');
   });
   // A broken stdout pipe must not kill the master and orphan its workers' requests.

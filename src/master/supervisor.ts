@@ -18,6 +18,7 @@ import type { CompiledConfig } from '../config/types.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { workerCommand } from '../isolation/worker-command.js';
 import type { LogSink } from '../logging/logger.js';
+import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -78,6 +79,7 @@ export class Supervisor {
     private readonly listeners: ListenerSet,
     private readonly log: Logger,
     private readonly sink: LogSink,
+    private readonly audit: AuditLog,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -224,6 +226,7 @@ export class Supervisor {
     const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink);
     slot.worker = worker;
     this.workers.add(worker);
+    worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {

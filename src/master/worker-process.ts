@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
 import { HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, WORKER_ENTRY, type WorkerCommand } from '../isolation/worker-command.js';
-import { parseWorkerMessage, type MasterMessage } from '../ipc/messages.js';
+import { parseWorkerMessage, type AuditEvent, type MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { BoundListener } from './listeners.js';
 
@@ -37,6 +37,8 @@ export class WorkerProcess {
   lastError: string | null = null;
   /** Memory or CPU above its limit since this time (monitoring), else null. */
   overLimitSince: number | null = null;
+  /** Where this worker's audit events go (set by the supervisor). */
+  onAudit: (event: AuditEvent) => void = () => undefined;
   private killReason: string | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -77,6 +79,10 @@ export class WorkerProcess {
         const message = parseWorkerMessage(raw);
         if (message === null) {
           this.kill('sent a message outside the IPC catalogue');
+          return;
+        }
+        if (message.type === 'AUDIT_EVENT') {
+          this.onAudit(message.event);
           return;
         }
         if (message.type === 'CTL_READY') {

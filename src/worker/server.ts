@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { CidrSet } from '../net/cidr.js';
+import { createAudit, type Audit } from './audit.js';
 import { setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline/index.js';
@@ -47,6 +48,7 @@ export class WorkerServer {
   private readonly responseClass: typeof http.ServerResponse<http.IncomingMessage>;
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
+  private readonly audit: Audit;
   private draining = false;
 
   constructor(
@@ -54,6 +56,7 @@ export class WorkerServer {
     private readonly log: Logger,
   ) {
     this.pipeline = createPipeline(config, log);
+    this.audit = createAudit(config.audit);
     this.responseClass = secureResponseClass(config);
     this.writeSweep = setInterval(() => this.cutStalledWriters(), WRITE_SWEEP_MS);
     this.writeSweep.unref();
@@ -75,7 +78,7 @@ export class WorkerServer {
       }
       state.stalledSince ??= now;
       if (now - state.stalledSince >= limitMs) {
-        this.log.warn({ audit: 'response.write_timeout', clientIp: socket.remoteAddress, queuedBytes: socket.writableLength }, 'client stopped reading');
+        this.audit({ event: 'response.write_timeout', clientIp: socket.remoteAddress, detail: `${socket.writableLength} bytes queued` });
         socket.destroy();
       }
     }
@@ -176,7 +179,7 @@ export class WorkerServer {
     socket.on('error', () => socket.destroy());
     const result = await readProxyHeader(socket, { required, trusted: this.proxyTrust, timeoutMs: headerTimeoutMs });
     if (!result.ok) {
-      this.log.warn({ audit: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail }, 'connection refused');
+      this.audit({ event: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail });
       socket.destroy();
       return;
     }
@@ -216,7 +219,7 @@ export class WorkerServer {
     else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'REQUEST_TIMEOUT';
     else if (error.code === 'ECONNRESET' || error.code === 'EPIPE') code = null;
     if (code === null) this.log.debug({ event: 'connection.reset', clientIp: socket.remoteAddress }, 'client error');
-    else this.log.warn({ audit: ERRORS[code].event, status: ERRORS[code].status, parser: error.code, clientIp: socket.remoteAddress }, 'client error');
+    else this.audit({ event: ERRORS[code].event, status: ERRORS[code].status, clientIp: socket.remoteAddress, detail: error.code });
     if (code !== null && socket.writable && socket.bytesWritten === 0) {
       socket.end(rawErrorResponse(code, this.config.responseHeaders));
     } else {

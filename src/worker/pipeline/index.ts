@@ -10,6 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CompiledConfig, Protocol } from '../../config/types.js';
+import { createAudit } from '../audit.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
@@ -47,20 +48,24 @@ export interface Pipeline {
 
 export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
   const route = routeStage(config);
+  const auditLog = createAudit(config.audit);
   /** Every rejection is an audit event, whether or not the access log is on. */
   const audit = (exchange: Exchange, rejection: HttpError): void => {
     exchange.ctx.note(rejection.spec.event, rejection.detail);
     if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
-    log.warn(
+    const { req, ctx } = exchange;
+    auditLog(
       {
-        audit: rejection.spec.event,
+        event: rejection.spec.event,
         status: rejection.spec.status,
-        clientIp: exchange.ctx.clientIp,
-        method: exchange.req.method,
-        path: (exchange.req.url ?? '').split('?', 1)[0]!.slice(0, 256),
+        clientIp: ctx.clientIp,
+        method: req.method,
+        host: ctx.host || undefined,
+        // Query strings carry tokens as often as search terms: never logged.
+        path: (req.url ?? '').split('?', 1)[0],
         detail: rejection.detail,
       },
-      'request rejected',
+      req.headers,
     );
   };
   /** A rejection raised while the body streams, after the handler started. */

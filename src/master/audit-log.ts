@@ -1,0 +1,100 @@
+/**
+ * The audit log ([security.audit]): one writer, the master, so lines from
+ * every worker never interleave. Workers send their security events over
+ * IPC (already checked for shape and size by the IPC catalogue); the master
+ * adds its own configuration changes and admin actions. JSON lines through
+ * pino, or one text line per event. A log file that cannot be written (full
+ * disk, wrong permissions) is reported in the main log and never stops
+ * serving; SIGUSR1 reopens it.
+ */
+import { pino, type Logger } from 'pino';
+import type { AuditSpec } from '../config/types.js';
+import type { AuditEvent } from '../ipc/messages.js';
+
+export type AuditCategory = 'configuration' | 'security' | 'admin';
+
+/** Who in the server saw the event. */
+export interface AuditSource {
+  readonly role: 'master' | 'worker';
+  readonly pid: number | undefined;
+  readonly generation?: number;
+}
+
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info' };
+
+export class AuditLog {
+  private readonly destination: ReturnType<typeof pino.destination> | null;
+  private readonly logger: Logger;
+  private failed = false;
+
+  constructor(
+    private readonly spec: AuditSpec,
+    /** The main log: where events go without a log_file, and where file problems are reported. */
+    private readonly mainLog: Logger,
+  ) {
+    if (spec.logFile === null) {
+      this.destination = null;
+      this.logger = mainLog;
+      return;
+    }
+    this.destination = pino.destination({ dest: spec.logFile, mkdir: true, sync: false });
+    this.destination.on('error', (error: NodeJS.ErrnoException) => this.reportFailure(error));
+    this.destination.on('ready', () => (this.failed = false));
+    this.logger = pino(
+      { level: spec.level, base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+      this.destination,
+    );
+  }
+
+  write(category: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
+    if (!this.enabled(category)) return;
+    const fields = { audit: event.event, category, ...event, event: undefined, ...extra, role: source.role, pid: source.pid, generation: source.generation };
+    if (this.failed) return;
+    if (this.destination !== null && this.spec.format === 'text') {
+      if (!this.logger.isLevelEnabled(LEVEL_OF[category])) return;
+      this.destination.write(`${textLine(new Date().toISOString(), fields)}\n`);
+      return;
+    }
+    this.logger[LEVEL_OF[category]](fields, event.event);
+  }
+
+  reopen(): void {
+    if (this.destination === null) return;
+    try {
+      this.destination.reopen();
+    } catch (error) {
+      this.reportFailure(error as NodeJS.ErrnoException);
+    }
+  }
+
+  flush(): void {
+    try {
+      this.destination?.flushSync();
+    } catch {
+      // Unwritable: already reported.
+    }
+  }
+
+  private enabled(category: AuditCategory): boolean {
+    if (!this.spec.enabled) return false;
+    if (category === 'configuration') return this.spec.logConfigurationChanges;
+    if (category === 'admin') return this.spec.logAdminActions;
+    return this.spec.logSecurityEvents;
+  }
+
+  private reportFailure(error: NodeJS.ErrnoException): void {
+    if (!this.failed) this.mainLog.error({ file: this.spec.logFile, code: error.code }, 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)');
+    this.failed = true;
+  }
+}
+
+/** `time event key=value ...`, values quoted when they hold spaces, quotes or control characters. */
+function textLine(time: string, fields: Record<string, unknown>): string {
+  const parts = [time, String(fields.audit)];
+  for (const [key, value] of Object.entries(fields)) {
+    if (key === 'audit' || value === undefined) continue;
+    const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+    parts.push(`${key}=${/^[\x21-\x7e]*$/.test(text) && !text.includes('"') ? text : JSON.stringify(text)}`);
+  }
+  return parts.join(' ');
+}
