@@ -14,6 +14,13 @@ import { cli, rawRequest, readText, request, TestServer, waitFor } from './harne
 const SECRET = 's3cret-value';
 const REJECTED = `GET /private?token=${SECRET} HTTP/1.1\r\nHost: audit.test\r\nHost: audit.test\r\nUser-Agent: audit-probe\r\nAuthorization: Bearer ${SECRET}\r\nCookie: sid=${SECRET}\r\nX-Trace: ${SECRET}\r\n\r\n`;
 
+/** utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15). */
+function cpuTicks(pid: number): number {
+  const stat = readText(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 function auditLines(file: string): Record<string, unknown>[] {
   return readText(file)
     .split('\n')
@@ -86,11 +93,15 @@ describe('audit log problems', () => {
     const server = new TestServer();
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
     try {
-      // A directory that cannot exist: its parent is a regular file.
-      await server.start(`[security.audit]\nlog_file = "${server.dir}/index.html/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
+      // Under /proc no directory can be made (and Node's recursive mkdir never returns there).
+      await server.start(`[security.audit]\nlog_file = "/proc/miwidothttp-no-such-dir/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
       await rawRequest(server.port, REJECTED);
       await waitFor('failure reported', () => server.logLines().find((line) => line.msg === 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)'));
       assert.equal((await request(server.port, { path: '/' })).status, 200);
+      // And the master is not spinning on the directory it could not make.
+      const before = cpuTicks(server.masterPid());
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.ok(cpuTicks(server.masterPid()) - before < 30, 'the master is busy with nothing');
     } finally {
       await server.stop();
     }

@@ -4,6 +4,8 @@
  * pipe the master reads, so a worker never opens a file and log rotation is
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 
@@ -15,8 +17,27 @@ export interface LogSink {
   flushSync(): void;
 }
 
+/**
+ * mkdir -p for a log file's directory, one level at a time. Node's own
+ * recursive mkdir never returns for a path under /proc (measured on Node
+ * 24: it spins a core), which pino's `mkdir: true` would hit.
+ */
+export function ensureParentDirectory(file: string): void {
+  const parts = path.dirname(path.resolve(file)).split(path.sep).filter(Boolean);
+  let current: string = path.sep;
+  for (const part of parts) {
+    current = path.join(current, part);
+    try {
+      mkdirSync(current, { mode: 0o750 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+}
+
 export function createSink(logFile: string | null): LogSink {
-  const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, mkdir: true, sync: false });
+  if (logFile !== null) ensureParentDirectory(logFile);
+  const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, sync: false });
   const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
   return {
     write(line) {

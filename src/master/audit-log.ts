@@ -10,6 +10,7 @@
 import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
+import { ensureParentDirectory } from '../logging/logger.js';
 
 export type AuditCategory = 'configuration' | 'security' | 'admin';
 
@@ -37,7 +38,12 @@ export class AuditLog {
       this.logger = mainLog;
       return;
     }
-    this.destination = pino.destination({ dest: spec.logFile, mkdir: true, sync: false });
+    try {
+      ensureParentDirectory(spec.logFile);
+    } catch (error) {
+      this.reportFailure(error as NodeJS.ErrnoException);
+    }
+    this.destination = pino.destination({ dest: spec.logFile, sync: false });
     this.destination.on('error', (error: NodeJS.ErrnoException) => this.reportFailure(error));
     this.destination.on('ready', () => (this.failed = false));
     this.logger = pino(
@@ -61,6 +67,7 @@ export class AuditLog {
   reopen(): void {
     if (this.destination === null) return;
     try {
+      ensureParentDirectory(this.spec.logFile!);
       this.destination.reopen();
     } catch (error) {
       this.reportFailure(error as NodeJS.ErrnoException);

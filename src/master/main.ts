@@ -7,7 +7,7 @@ import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
-import { createMasterLogger, createSink } from '../logging/logger.js';
+import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
 import { AuditLog } from './audit-log.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
@@ -27,7 +27,13 @@ export const EXIT_START_FAILED = 1;
  */
 export async function runMaster(configPath: string | null, config: CompiledConfig): Promise<number> {
   const inherited = closeInheritedFds();
-  const sink = createSink(config.server.logFile);
+  let sink: LogSink;
+  try {
+    sink = createSink(config.server.logFile);
+  } catch (error) {
+    process.stderr.write(`miwidothttp: server.log_file: cannot create ${config.server.logFile}: ${(error as NodeJS.ErrnoException).code ?? error}\n`);
+    return EXIT_START_FAILED;
+  }
   const log = createMasterLogger(sink, config.server.logLevel);
   if (inherited.length > 0) log.warn({ fds: inherited }, 'closed file descriptors inherited without close-on-exec');
 
