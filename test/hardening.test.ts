@@ -123,6 +123,24 @@ ${proxyVhost('body.test', upstreamPort)}`);
     assert.match(answer.slice(answer.lastIndexOf('HTTP/1.1 200')), /\r\nConnection: close\r\n/i);
   });
 
+  it('a request head trickling under min_data_rate gets 408 within about a second of the grace', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const started = Date.now();
+    const head = `GET / HTTP/1.1\r\n${H}X-Slow: ${'s'.repeat(200)}\r\n\r\n`;
+    for (let i = 0; i < head.length && !socket.destroyed && answer === ''; i += 5) {
+      socket.write(head.slice(i, i + 5));
+      await sleep(250);
+    }
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.ok(Date.now() - started < 4000, 'cut long before header_read_timeout');
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client' && String(line.detail).startsWith('head')));
+  });
+
   it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {
     const socket = net.connect(server.port, '127.0.0.1');
     let answer = '';

@@ -73,7 +73,7 @@ describe('slow clients (slowhttptest)', () => {
   before(async () => {
     const port = await listenLocal(upstream);
     await server.start(`[security.timeouts]
-header_read_timeout = 3
+header_read_timeout = 10
 body_read_timeout = 4
 write_timeout = 3
 min_data_rate = 100
@@ -86,7 +86,8 @@ ${proxyVhost('*', port)}`);
   });
 
   const attacks: [string, string[], string][] = [
-    ['slowloris (slow headers)', ['-H', '-i', '1', '-x', '4'], 'request.timeout'],
+    // ~10 header bytes a second: under min_data_rate long before header_read_timeout.
+    ['slowloris (slow headers)', ['-H', '-i', '1', '-x', '4'], 'request.slow_client'],
     ['R-U-Dead-Yet (slow body)', ['-B', '-i', '1', '-x', '2', '-s', '8192'], 'request.slow_client'],
     ['slow read', ['-X', '-k', '2', '-n', '1', '-w', '16', '-y', '32', '-z', '16'], 'response.write_timeout'],
   ];

@@ -32,13 +32,18 @@ const DRAIN_SWEEP_MS = 250;
 interface ConnectionState {
   inFlight: number;
   idleSince: number;
+  /** Slowloris defence: socket.bytesRead when the last request ended, and when the next head began arriving. */
+  bytesReadAtIdle: number;
+  headStartedAt: number | null;
   /** Slow-read defence: bytes written at the last sweep, and since when nothing moved. */
   bytesWrittenAtSweep: number;
   stalledSince: number | null;
 }
 
-/** How often connections are swept for stalled writes (write_timeout). */
-const WRITE_SWEEP_MS = 1000;
+/** How often connections are swept for slow heads (min_data_rate) and stalled writes (write_timeout). */
+const CONNECTION_SWEEP_MS = 1000;
+/** A head gets this long before its data rate counts (TCP slow start, a client's think time). */
+const HEAD_RATE_GRACE_MS = 1000;
 
 export class WorkerServer {
   /** What accepts: the HTTP servers, or the PROXY protocol front of each. */
@@ -58,19 +63,41 @@ export class WorkerServer {
     this.pipeline = createPipeline(config, log);
     this.audit = createAudit(config.audit);
     this.responseClass = secureResponseClass(config);
-    this.writeSweep = setInterval(() => this.cutStalledWriters(), WRITE_SWEEP_MS);
+    this.writeSweep = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
     this.writeSweep.unref();
   }
 
   /**
+   * Once a second, over every connection:
+   *
+   * Slowloris (min_data_rate): a request head arriving slower than the
+   * minimum rate, past its first second, gets 408 and is closed. The parser
+   * consumes the socket natively, but socket.bytesRead still counts what it
+   * read since the last request ended.
+   *
    * Slow read (write_timeout): a client that stops reading leaves our
    * answer queued in the socket. A connection whose queued bytes have not
    * moved for write_timeout is cut; nothing more can be written to it.
    */
-  private cutStalledWriters(): void {
+  private sweepConnections(): void {
     const now = performance.now();
     const limitMs = this.config.timeouts.writeTimeoutMs;
+    const minRate = this.config.timeouts.minDataRateBytesPerSec;
     for (const [socket, state] of this.connections) {
+      if (state.inFlight === 0 && minRate > 0) {
+        const headBytes = socket.bytesRead - state.bytesReadAtIdle;
+        if (headBytes > 0) {
+          state.headStartedAt ??= now;
+          const elapsedMs = now - state.headStartedAt;
+          if (elapsedMs >= HEAD_RATE_GRACE_MS && (headBytes * 1000) / elapsedMs < minRate) {
+            this.audit({ event: ERRORS.SLOW_CLIENT.event, status: 408, clientIp: socket.remoteAddress, detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s` });
+            // No request is in flight: the connection is at a message boundary, an answer can go out.
+            if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.config.responseHeaders));
+            else socket.destroy();
+            continue;
+          }
+        }
+      }
       if (socket.writableLength === 0 || socket.bytesWritten !== state.bytesWrittenAtSweep) {
         state.bytesWrittenAtSweep = socket.bytesWritten;
         state.stalledSince = null;
@@ -105,9 +132,11 @@ export class WorkerServer {
         const state = this.connections.get(req.socket);
         if (state) {
           state.inFlight += 1;
+          state.headStartedAt = null;
           res.once('close', () => {
             state.inFlight -= 1;
             state.idleSince = performance.now();
+            state.bytesReadAtIdle = req.socket.bytesRead;
           });
         }
         if (this.draining) res.shouldKeepAlive = false;
@@ -115,7 +144,14 @@ export class WorkerServer {
       },
     );
     server.on('connection', (socket: Socket) => {
-      this.connections.set(socket, { inFlight: 0, idleSince: performance.now(), bytesWrittenAtSweep: 0, stalledSince: null });
+      this.connections.set(socket, {
+        inFlight: 0,
+        idleSince: performance.now(),
+        bytesReadAtIdle: 0,
+        headStartedAt: null,
+        bytesWrittenAtSweep: 0,
+        stalledSince: null,
+      });
       socket.once('close', () => this.connections.delete(socket));
     });
     server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
