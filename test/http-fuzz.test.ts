@@ -119,7 +119,8 @@ ${proxyVhost('api.test', port)}`);
       assert.match(answer, /^HTTP\/1\.1 [1-5][0-9]{2} [^\r\n]*\r\n/, `seed ${SEED}, input ${JSON.stringify(input)}`);
     }
     assert.ok(sent > 50, `fuzzed ${sent} requests`);
-    assert.deepEqual(server.status().workers.map((worker) => worker.pid).sort(), workersBefore, 'a worker died');
+    const deaths = server.logLines().filter((line) => line.msg === 'worker died' || line.level === 50 || line.level === 60);
+    assert.deepEqual(server.status().workers.map((worker) => worker.pid).sort(), workersBefore, `a worker died: ${JSON.stringify(deaths).slice(0, 3000)}`);
     assert.equal(server.logLines().filter((line) => line.msg === 'worker died').length, 0);
     assert.equal((await request(server.port, { path: '/', headers: { Host: 'fuzz.test' } })).status, 200);
   });

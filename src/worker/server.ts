@@ -129,14 +129,16 @@ export class WorkerServer {
         ServerResponse: this.responseClass,
       },
       (req, res) => {
-        const state = this.connections.get(req.socket);
+        // Held here: by the time the response closes, req.socket may already be detached (null).
+        const socket = req.socket;
+        const state = this.connections.get(socket);
         if (state) {
           state.inFlight += 1;
           state.headStartedAt = null;
           res.once('close', () => {
             state.inFlight -= 1;
             state.idleSince = performance.now();
-            state.bytesReadAtIdle = req.socket.bytesRead;
+            state.bytesReadAtIdle = socket.bytesRead;
           });
         }
         if (this.draining) res.shouldKeepAlive = false;
