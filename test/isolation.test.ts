@@ -196,15 +196,17 @@ describe('sandbox failures stop the start', () => {
     }
   });
 
-  it('AppArmor asked for on a kernel without it: start refuses with one line', async (t) => {
-    if (readText('/sys/module/apparmor/parameters/enabled').trim() === 'Y') {
-      t.skip('AppArmor is enabled on this machine; the refusal path cannot be shown');
-      return;
-    }
+  it('AppArmor that cannot be applied: start refuses with one line', async () => {
+    // Here (no AppArmor in the kernel) the preflight refuses; on a kernel with
+    // AppArmor, a profile that is not loaded makes the helper refuse instead.
+    const enabled = readText('/sys/module/apparmor/parameters/enabled').trim() === 'Y';
     const server = new TestServer();
     try {
-      await assert.rejects(server.start(`[process.isolation]\nchroot = "${server.dir}"\nenable_apparmor = true\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`));
-      assert.match(server.output, /process\.isolation\.enable_apparmor: AppArmor is not enabled on this kernel/);
+      await assert.rejects(
+        server.start(`[process.isolation]\nchroot = "${server.dir}"\nenable_apparmor = true\napparmor_profile = "miwidothttp-test-no-such-profile"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`),
+      );
+      if (enabled) assert.match(server.output, /start failed: .*apparmor/i);
+      else assert.match(server.output, /process\.isolation\.enable_apparmor: AppArmor is not enabled on this kernel/);
     } finally {
       await server.stop();
     }
