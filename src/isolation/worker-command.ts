@@ -82,9 +82,11 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   return options;
 }
 
-/** The node binary as a real path: the jail binds files, not symlinks. */
+/** The node binary as a real path: the jail binds files, not symlinks. The master's own, fixed for its life. */
+const NODE_BINARY = realpathSync(process.execPath);
+
 export function nodeBinary(): string {
-  return realpathSync(process.execPath);
+  return NODE_BINARY;
 }
 
 export function workerCommand(config: CompiledConfig, cgroup: string | null, seccompFile: string | null): WorkerCommand {

@@ -124,6 +124,6 @@ export function rejectInFlight(res: ServerResponse, code: ErrorCode): void {
     res.destroy();
     return;
   }
+  // Every catalogue code used here closes: Node ends the connection after this answer.
   sendError(res, code);
-  res.once('finish', () => res.socket?.destroySoon());
 }

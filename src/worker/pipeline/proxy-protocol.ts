@@ -303,40 +303,24 @@ function parseV2(buffer: Buffer, maxHeaderBytes: number): ParseResult {
   const tlvProblem = walkTlvs(header, V2_FIXED_HEADER_BYTES + addressBytes);
   if (tlvProblem !== null) return invalid(tlvProblem);
 
-  if (familyByte === V2_FAMILY_TCP4) {
-    // §2.2 proxy_addr.ipv4_addr: src_addr[4] dst_addr[4] src_port[2] dst_port[2], network order.
-    return {
-      state: 'done',
-      header: {
-        kind: 'proxy',
-        version: 2,
-        family: 'tcp4',
-        sourceIp: formatIp(block.subarray(0, 4)),
-        destIp: formatIp(block.subarray(4, 8)),
-        sourcePort: block.readUInt16BE(8),
-        destPort: block.readUInt16BE(10),
-      },
-      consumed: totalBytes,
-    };
-  }
-  if (familyByte === V2_FAMILY_TCP6) {
-    // §2.2 proxy_addr.ipv6_addr: src_addr[16] dst_addr[16] src_port[2] dst_port[2].
-    return {
-      state: 'done',
-      header: {
-        kind: 'proxy',
-        version: 2,
-        family: 'tcp6',
-        sourceIp: formatIp(block.subarray(0, 16)),
-        destIp: formatIp(block.subarray(16, 32)),
-        sourcePort: block.readUInt16BE(32),
-        destPort: block.readUInt16BE(34),
-      },
-      consumed: totalBytes,
-    };
-  }
+  // §2.2 proxy_addr: src_addr dst_addr src_port[2] dst_port[2], network order;
+  // addresses are 4 bytes for AF_INET, 16 for AF_INET6.
+  if (familyByte === V2_FAMILY_TCP4) return { state: 'done', header: inetHeader(block, 'tcp4', 4), consumed: totalBytes };
+  if (familyByte === V2_FAMILY_TCP6) return { state: 'done', header: inetHeader(block, 'tcp6', 16), consumed: totalBytes };
   // AF_UNIX stream: a path is no client IP; use the real peer address.
   return { state: 'done', header: { kind: 'unknown', version: 2 }, consumed: totalBytes };
+}
+
+function inetHeader(block: Buffer, family: 'tcp4' | 'tcp6', addressBytes: 4 | 16): ProxyHeader {
+  return {
+    kind: 'proxy',
+    version: 2,
+    family,
+    sourceIp: formatIp(block.subarray(0, addressBytes)),
+    destIp: formatIp(block.subarray(addressBytes, 2 * addressBytes)),
+    sourcePort: block.readUInt16BE(2 * addressBytes),
+    destPort: block.readUInt16BE(2 * addressBytes + 2),
+  };
 }
 
 /** §2.2.3 PP2_TYPE_CRC32C. */
