@@ -52,7 +52,35 @@ const cases: Case[] = [
   { name: 'multipart without a boundary', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data\r\nContent-Length: 4\r\n\r\nabcd`, status: 400, event: 'request.bad_multipart' },
   { name: 'multipart over max_multipart_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 6000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
   { name: 'chunked body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n${'400\r\n' + 'x'.repeat(1024) + '\r\n'}${'400\r\n' + 'x'.repeat(1024) + '\r\n'}0\r\n\r\n`, status: 413, event: 'request.body_too_large' },
+  { name: 'chunk over max_chunk_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n${'c'.repeat(1600)}\r\n0\r\n\r\n`, status: 413, event: 'request.chunk_too_large' },
 ];
+
+/** Writes each piece as its own TCP segment (a pause between them), then collects the answer until close or an answer arrives. */
+async function sendInPieces(port: number, pieces: readonly string[]): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  let answer = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (answer += chunk));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  for (const piece of pieces) {
+    if (socket.destroyed || answer !== '') break;
+    socket.write(piece);
+    await sleep(150);
+  }
+  await Promise.race([closed, waitFor('a whole answer', () => wholeAnswer(answer) || undefined)]);
+  socket.destroy();
+  return answer;
+}
+
+/** True once `answer` holds a head and as many body bytes as its Content-Length says. */
+function wholeAnswer(answer: string): boolean {
+  const headEnd = answer.indexOf('\r\n\r\n');
+  if (headEnd === -1) return false;
+  const length = /\r\ncontent-length: *([0-9]+)\r\n/i.exec(answer.slice(0, headEnd + 2));
+  return length !== null && answer.length - (headEnd + 4) >= Number(length[1]);
+}
 
 describe('request hardening', () => {
   const server = new TestServer();
@@ -78,6 +106,7 @@ min_data_rate = 100
 
 [security.anti_smuggling]
 max_request_per_connection = 3
+max_chunk_size = 1500
 
 [[vhosts]]
 domains = ["hard.test"]
@@ -101,6 +130,22 @@ ${proxyVhost('body.test', upstreamPort)}`);
     const response = await request(server.port, { method: 'POST', path: '/', headers: { Host: 'body.test' }, body: 'z'.repeat(1500) });
     assert.equal(response.status, 200);
     assert.equal(response.body, 'read 1500\n');
+  });
+
+  it('a chunk over max_chunk_size is caught when it arrives over several reads', async () => {
+    const head = `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n`;
+    const answer = await sendInPieces(server.port, [head + 'a'.repeat(600), 'a'.repeat(600), 'a'.repeat(400) + '\r\n0\r\n\r\n']);
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.match(answer, /\r\nConnection: close\r\n/i);
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.chunk_too_large'));
+  });
+
+  it('chunks under max_chunk_size pass however the reads split them', async () => {
+    const head = `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n`;
+    // Chunk of 1400 split mid-data; the next read begins with framing, then a 500-byte chunk.
+    const answer = await sendInPieces(server.port, [head + '578\r\n' + 'b'.repeat(700), 'b'.repeat(700), '\r\n1f4\r\n' + 'c'.repeat(500) + '\r\n0\r\n\r\n']);
+    assert.match(answer, /^HTTP\/1\.1 200 /, answer.slice(0, 100));
+    assert.match(answer, /read 1900\n$/);
   });
 
   for (const entry of cases) {

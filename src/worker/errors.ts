@@ -32,6 +32,7 @@ export const ERRORS = {
   VERSION_NOT_SUPPORTED: { status: 505, event: 'request.version_not_supported', text: 'HTTP Version Not Supported', close: true },
   URL_TOO_LONG: { status: 414, event: 'request.url_too_long', text: 'URI Too Long', close: true },
   BODY_TOO_LARGE: { status: 413, event: 'request.body_too_large', text: 'Content Too Large', close: true },
+  CHUNK_TOO_LARGE: { status: 413, event: 'request.chunk_too_large', text: 'Content Too Large', close: true },
   JSON_TOO_DEEP: { status: 400, event: 'request.json_too_deep', text: 'Bad Request', close: true },
   TOO_MANY_FORM_FIELDS: { status: 413, event: 'request.too_many_form_fields', text: 'Content Too Large', close: true },
   BAD_MULTIPART: { status: 400, event: 'request.bad_multipart', text: 'Bad Request', close: true },
