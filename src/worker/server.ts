@@ -11,7 +11,7 @@ import { CidrSet } from '../net/cidr.js';
 import { createAudit, type Audit } from './audit.js';
 import { setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
-import { createPipeline, type Pipeline } from './pipeline/index.js';
+import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
 import { secureResponseClass } from './pipeline/response-headers.js';
 
@@ -59,8 +59,9 @@ export class WorkerServer {
   constructor(
     private readonly config: CompiledConfig,
     private readonly log: Logger,
+    pipelineVariant: PipelineVariant = 'full',
   ) {
-    this.pipeline = createPipeline(config, log);
+    this.pipeline = createPipeline(config, log, pipelineVariant);
     this.audit = createAudit(config.audit);
     this.responseClass = secureResponseClass(config);
     this.writeSweep = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);

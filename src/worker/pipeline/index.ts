@@ -46,7 +46,14 @@ export interface Pipeline {
   close(): Promise<void>;
 }
 
-export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
+/**
+ * "full" is what every server runs. "routing-only" keeps only the route
+ * stage: it exists so `npm run bench` can measure what the hardening stages
+ * cost (bench/pipeline-server.ts); nothing in the server selects it.
+ */
+export type PipelineVariant = 'full' | 'routing-only';
+
+export function createPipeline(config: CompiledConfig, log: Logger, variant: PipelineVariant = 'full'): Pipeline {
   const route = routeStage(config);
   const auditLog = createAudit(config.audit);
   /** Every rejection is an audit event, whether or not the access log is on. */
@@ -85,7 +92,7 @@ export function createPipeline(config: CompiledConfig, log: Logger): Pipeline {
     bodyLimitsStage(config, rejectLater), // 413, 408 (too large, too slow), before and while the body streams
     route, //                               Host -> vhost (421 when nothing matches)
   ];
-  const requestStages = stages.filter((stage) => stage.onRequest !== undefined);
+  const requestStages = (variant === 'full' ? stages : [route]).filter((stage) => stage.onRequest !== undefined);
 
   return {
     handle(req, res, protocol) {
