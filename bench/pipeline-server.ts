@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
 import { createWorkerLogger } from '../src/logging/logger.js';
 import type { PipelineVariant } from '../src/worker/pipeline/index.js';
+import { UNLIMITED } from '../src/worker/master-link.js';
 import { WorkerServer } from '../src/worker/server.js';
 
 const { values } = parseArgs({
@@ -56,7 +57,7 @@ if (cluster.isPrimary) {
     process.exit(1);
   }
   const config = loaded.config;
-  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), variant as PipelineVariant);
+  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, variant as PipelineVariant);
   for (const listener of config.listeners) await server.listen(listener, { host: listener.address, port: listener.port });
   process.on('SIGTERM', () => process.exit(0));
 }

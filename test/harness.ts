@@ -137,6 +137,19 @@ export const isRunning = (pid: number): boolean => {
 };
 
 /** A miwidothttp started through `bin/miwidothttp start -c FILE`. */
+/**
+ * The default connection_rate_per_ip (10 new connections a second from one
+ * address) would trip on a test suite that opens a connection per request
+ * from 127.0.0.1; tests that do not set it get a rate no test reaches. The
+ * limits' own tests set theirs.
+ */
+function withTestConnectionRate(body: string): string {
+  if (/connection_rate_per_ip\s*=/.test(body)) return body;
+  const line = 'connection_rate_per_ip = 1000000\n';
+  if (body.includes('[security.timeouts]\n')) return body.replace('[security.timeouts]\n', `[security.timeouts]\n${line}`);
+  return `${body}\n[security.timeouts]\n${line}`;
+}
+
 export class TestServer {
   readonly dir: string;
   readonly configFile: string;
@@ -158,10 +171,17 @@ export class TestServer {
    * Workers default to 2 so every test exercises more than one.
    */
   writeConfig(body: string, server = ''): void {
-    const keys = `[server]\nbind_address = "127.0.0.1"\nhttp_port = ${this.port}\npid_file = "${this.pidFile}"\n${/workers\s*=/.test(server) ? '' : 'workers = 2\n'}shutdown_timeout = 5\n${server}\n`;
+    const keys =
+      `[server]\nbind_address = "127.0.0.1"\nhttp_port = ${this.port}\npid_file = "${this.pidFile}"\n` +
+      `${/workers\s*=/.test(server) ? '' : 'workers = 2\n'}${/state_dir\s*=/.test(server) ? '' : `state_dir = "${this.stateDir}"\n`}shutdown_timeout = 5\n${server}\n`;
     // Every test server runs fully sandboxed, as in production: the jail is its directory.
     const isolation = body.includes('[process.isolation]') ? '' : `[process.isolation]\nchroot = "${this.dir}"\n`;
-    writeFileSync(this.configFile, `${keys}${isolation}${body}\n`);
+    writeFileSync(this.configFile, `${keys}${isolation}${withTestConnectionRate(body)}\n`);
+  }
+
+  /** Where the master keeps bans.json. */
+  get stateDir(): string {
+    return path.join(this.dir, 'state');
   }
 
   /** `logFile`: where the server logs when the config sets [server].log_file (default: its stdout). */

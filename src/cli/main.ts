@@ -1,8 +1,9 @@
 /**
- * The command line (contract.md): start, check, reload, stop, status.
+ * The command line (contract.md): start, check, reload, stop, status; and ban.
  * Every command that needs a config goes through the same load path.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { banCommand } from './ban.js';
 import { checkCommand } from './check.js';
 import { reloadCommand } from './reload.js';
 import { startCommand } from './start.js';
@@ -35,6 +36,36 @@ program
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
     process.exitCode = await statusCommand(options.config, options.json === true);
+  });
+
+const ban = program.command('ban').description("the running master's ban list (exit 3 when not running)");
+ban
+  .command('list')
+  .description('list the bans in force')
+  .option(...configOption)
+  .option('--json', 'one JSON array')
+  .action(async (options: { config?: string; json?: boolean }) => {
+    process.exitCode = await banCommand(options.config, { command: 'ban_list' }, options.json === true);
+  });
+ban
+  .command('add <ip>')
+  .description('ban a client IP (default for security.ddos.ban_seconds)')
+  .option(...configOption)
+  .option('--seconds <n>', 'how long', (value: string) => {
+    if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new InvalidArgumentError('a whole number of seconds');
+    return Number(value);
+  })
+  .option('--reason <text>', 'recorded with the ban and in the audit log', '')
+  .action(async (ip: string, options: { config?: string; seconds?: number; reason: string }) => {
+    const request = { command: 'ban_add', ip, reason: options.reason, ...(options.seconds !== undefined && { seconds: options.seconds }) } as const;
+    process.exitCode = await banCommand(options.config, request, false);
+  });
+ban
+  .command('remove <ip>')
+  .description('lift the ban on a client IP')
+  .option(...configOption)
+  .action(async (ip: string, options: { config?: string }) => {
+    process.exitCode = await banCommand(options.config, { command: 'ban_remove', ip }, false);
   });
 
 await program.parseAsync(process.argv);

@@ -38,10 +38,7 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   if (raw.security.enforce_https) refuse('security.enforce_https', 'HTTPS enforcement');
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
   if (raw.cluster !== undefined) refuse('cluster', 'clustering');
-  if (raw.security.rate_limiting.enabled) refuse('security.rate_limiting.enabled', 'rate limiting');
   if (raw.security.ids.enabled) refuse('security.ids.enabled', 'intrusion detection');
-  if (raw.security.ddos.whitelist.length > 0) refuse('security.ddos.whitelist', 'the access whitelist');
-  if (raw.security.ddos.blacklist.length > 0) refuse('security.ddos.blacklist', 'the access blacklist');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
@@ -171,6 +168,13 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   if (isIP(raw.server.bind_address) === 0) {
     problems.push({ key: 'server.bind_address', message: 'must be an IPv4 or IPv6 address' });
   }
+  const metrics = raw.server.metrics;
+  if (metrics.enabled && isIP(metrics.bind_address) === 0) {
+    problems.push({ key: 'server.metrics.bind_address', message: 'must be an IPv4 or IPv6 address' });
+  }
+  if (metrics.enabled && metrics.port === raw.server.http_port) {
+    problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
+  }
   const cidrLists: [string, string[]][] = [
     ['security.proxy_protocol.trusted_proxies', raw.security.proxy_protocol.trusted_proxies],
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
@@ -235,6 +239,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       logFile: server.log_file === undefined ? null : path.resolve(server.log_file),
       logLevel: server.log_level,
       accessLog: server.access_log,
+      stateDir: path.resolve(server.state_dir),
+      metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
     },
     listeners: compileListeners(raw),
     limits: {
@@ -278,6 +284,20 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       rejectPrivateIp: raw.security.forwarded.reject_private_ip,
       requireProxyHeaders: raw.security.forwarded.require_proxy_headers,
     },
+    access: {
+      whitelist: raw.security.ddos.whitelist,
+      blacklist: raw.security.ddos.blacklist,
+      banSeconds: raw.security.ddos.ban_seconds,
+      banAfterBreaches: raw.security.ddos.ban_after_breaches,
+      breachWindowMs: raw.security.ddos.breach_window * 1000,
+      maxTrackedClients: raw.security.ddos.max_tracked_clients,
+    },
+    rateLimit: raw.security.rate_limiting.enabled
+      ? { requestsPerSecond: raw.security.rate_limiting.requests_per_second, burst: raw.security.rate_limiting.burst_size }
+      : null,
+    ids: raw.security.ids.enabled
+      ? { alertThreshold: raw.security.ids.alert_threshold, blockThreshold: raw.security.ids.block_threshold, rules: raw.security.ids.rules }
+      : null,
     responseHeaders: headers.add,
     removedResponseHeaders: headers.remove,
     isolation: {

@@ -41,6 +41,16 @@ const server = z
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
     /** One log line per request (nginx's access_log). */
     access_log: z.boolean().default(false),
+    /** The master's state (bans.json), owned by root; certificates go to ssl.cert_dir. */
+    state_dir: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/miwidothttp'),
+    /** Prometheus metrics, aggregated over all workers, served by the master. */
+    metrics: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        bind_address: nonEmpty.default('127.0.0.1'),
+        port: port.default(9145),
+      })
+      .prefault({}),
     http3: z
       .strictObject({
         enabled: z.boolean().default(false),
@@ -168,6 +178,11 @@ const ddos = z
     whitelist: z.array(cidr).default([]),
     blacklist: z.array(cidr).default([]),
     ban_seconds: z.number().int().min(1).max(86400 * 365).default(300),
+    /** Limit breaches (429s, refused connections) by one client within breach_window that ban it; 0: never. */
+    ban_after_breaches: z.number().int().min(0).max(10000000).default(100),
+    breach_window: seconds.default(60),
+    /** Clients whose counters the master keeps at most; the least recently seen are forgotten first. */
+    max_tracked_clients: z.number().int().min(1000).max(10000000).default(100000),
   })
   .prefault({});
 

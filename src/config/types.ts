@@ -60,6 +60,43 @@ export interface ServerSpec {
   readonly logFile: string | null;
   readonly logLevel: string;
   readonly accessLog: boolean;
+  /** Where the master keeps its state (bans.json). */
+  readonly stateDir: string;
+  /** The Prometheus endpoint's address, or null when off. */
+  readonly metrics: { readonly address: string; readonly port: number } | null;
+}
+
+/** [security.ddos]: who is never limited, who is never served, and when a client is banned. */
+export interface AccessSpec {
+  /** CIDRs never limited or banned. */
+  readonly whitelist: readonly string[];
+  /** CIDRs closed at accept, before a byte is read. */
+  readonly blacklist: readonly string[];
+  readonly banSeconds: number;
+  /** Breaches within breachWindowMs that ban a client; 0: limits never ban. */
+  readonly banAfterBreaches: number;
+  readonly breachWindowMs: number;
+  readonly maxTrackedClients: number;
+}
+
+/** [security.rate_limiting]: a token bucket per client IP, held by the master. */
+export interface RateLimitSpec {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+}
+
+export interface IdsRule {
+  readonly name: string;
+  /** A regular expression, matched case-insensitively. */
+  readonly pattern: string;
+  readonly severity: 'low' | 'medium' | 'high' | 'critical';
+  readonly action: 'log' | 'block';
+}
+
+export interface IdsSpec {
+  readonly alertThreshold: number;
+  readonly blockThreshold: number;
+  readonly rules: readonly IdsRule[];
 }
 
 export interface LimitsSpec {
@@ -149,6 +186,11 @@ export interface CompiledConfig {
   readonly audit: AuditSpec;
   readonly proxyProtocol: ProxyProtocolSpec;
   readonly forwarded: ForwardedSpec;
+  readonly access: AccessSpec;
+  /** null: rate limiting off. */
+  readonly rateLimit: RateLimitSpec | null;
+  /** null: intrusion detection off. */
+  readonly ids: IdsSpec | null;
   /** Security headers added to every response, in order; computed once here. */
   readonly responseHeaders: readonly (readonly [string, string])[];
   /** Header names removed from every response (custom headers set to ""). */

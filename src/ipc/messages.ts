@@ -7,6 +7,14 @@
  * or malformed is fatal for that worker (the master kills it).
  */
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
+import { clientKey } from '../net/cidr.js';
+
+/** The master's answer to a new connection (limits per client, server-wide). */
+export type ConnectVerdict = 'ok' | 'max_connections' | 'max_connections_per_ip' | 'connection_rate' | 'banned';
+const CONNECT_VERDICTS: readonly string[] = ['ok', 'max_connections', 'max_connections_per_ip', 'connection_rate', 'banned'];
+
+/** Entries per batched message (LIM_CLOSED, LIM_REPORT): keeps each under MAX_WORKER_MESSAGE_BYTES. */
+export const MAX_BATCH_ENTRIES = 48;
 
 /** Master -> worker. */
 export type MasterMessage =
@@ -17,10 +25,30 @@ export type MasterMessage =
   /** Every listener has been sent: start accepting and report CTL_READY. */
   | { type: 'CFG_START' }
   /** Stop accepting, finish in-flight requests, exit within deadlineMs. */
-  | { type: 'CTL_DRAIN'; deadlineMs: number };
+  | { type: 'CTL_DRAIN'; deadlineMs: number }
+  /** The answer to LIM_CONNECT `id`. */
+  | { type: 'LIM_ADMIT'; id: number; verdict: ConnectVerdict }
+  /** The answer to LIM_LEASE `id`: tokens to spend, or when to ask again. */
+  | { type: 'LIM_GRANT'; id: number; granted: number; retryAfterMs: number }
+  /** Every ban in force (sent before CFG_START), then each change. Times are epoch ms. */
+  | { type: 'BAN_SYNC'; bans: [ip: string, until: number][] }
+  | { type: 'BAN_ADD'; ip: string; until: number }
+  | { type: 'BAN_LIFT'; ip: string };
 
 /** Worker -> master. */
-export type WorkerMessage = { type: 'CTL_READY'; generation: number } | { type: 'AUDIT_EVENT'; event: AuditEvent };
+export type WorkerMessage =
+  | { type: 'CTL_READY'; generation: number }
+  | { type: 'AUDIT_EVENT'; event: AuditEvent }
+  /** A connection from `ip` was accepted and waits, unread, for LIM_ADMIT. */
+  | { type: 'LIM_CONNECT'; id: number; ip: string }
+  /** Connections LIM_ADMIT let in have closed (one entry per connection). */
+  | { type: 'LIM_CLOSED'; ips: string[] }
+  /** Up to `want` request tokens for `ip`. */
+  | { type: 'LIM_LEASE'; id: number; ip: string; want: number }
+  /** Per client: leased tokens left unspent, and requests refused (429) locally since the last report. */
+  | { type: 'LIM_REPORT'; entries: [ip: string, unspent: number, refused: number][] }
+  /** An IDS rule matched a request from `ip`; the master keeps the score per client. */
+  | { type: 'IDS_MATCH'; ip: string; rule: string; score: number };
 
 /**
  * A security event seen by a worker, written to the audit log by the master
@@ -61,10 +89,43 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
       return keys === 'generation,type' && isCount(message.generation) ? { type: 'CTL_READY', generation: message.generation } : null;
     case 'AUDIT_EVENT':
       return keys === 'event,type' && isAuditEvent(message.event) ? { type: 'AUDIT_EVENT', event: message.event } : null;
+    case 'LIM_CONNECT':
+      return keys === 'id,ip,type' && isCount(message.id) && isClientKey(message.ip) ? { type: 'LIM_CONNECT', id: message.id, ip: message.ip } : null;
+    case 'LIM_CLOSED':
+      return keys === 'ips,type' && isBatch(message.ips) && message.ips.every(isClientKey) ? { type: 'LIM_CLOSED', ips: message.ips } : null;
+    case 'LIM_LEASE':
+      return keys === 'id,ip,type,want' && isCount(message.id) && isClientKey(message.ip) && isCount(message.want) && message.want <= MAX_TOKENS
+        ? { type: 'LIM_LEASE', id: message.id, ip: message.ip, want: message.want }
+        : null;
+    case 'LIM_REPORT':
+      return keys === 'entries,type' && isBatch(message.entries) && message.entries.every(isReportEntry)
+        ? { type: 'LIM_REPORT', entries: message.entries as [string, number, number][] }
+        : null;
+    case 'IDS_MATCH':
+      return keys === 'ip,rule,score,type' && isClientKey(message.ip) && isRuleName(message.rule) && isCount(message.score) && message.score <= MAX_IDS_SCORE
+        ? { type: 'IDS_MATCH', ip: message.ip, rule: message.rule, score: message.score }
+        : null;
     default:
       return null;
   }
 }
+
+/** Most tokens one lease or report may name. */
+const MAX_TOKENS = 1_000_000;
+const MAX_IDS_SCORE = 1000;
+
+/** Only canonical addresses: the master keys its tables on exactly this text. */
+const isClientKey = (value: unknown): value is string => typeof value === 'string' && value.length <= 45 && clientKey(value) === value;
+const isBatch = (value: unknown): value is unknown[] => Array.isArray(value) && value.length > 0 && value.length <= MAX_BATCH_ENTRIES;
+const isRuleName = (value: unknown): value is string => typeof value === 'string' && /^[A-Za-z0-9_.:-]{1,64}$/.test(value);
+const isReportEntry = (value: unknown): boolean =>
+  Array.isArray(value) &&
+  value.length === 3 &&
+  isClientKey(value[0]) &&
+  isCount(value[1]) &&
+  (value[1] as number) <= MAX_TOKENS &&
+  isCount(value[2]) &&
+  (value[2] as number) <= MAX_TOKENS;
 
 const isBoundedString = (value: unknown): value is string => typeof value === 'string' && value.length <= MAX_AUDIT_FIELD_CHARS;
 

@@ -8,7 +8,16 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
 
-export type ControlRequest = { command: 'status' } | { command: 'reload' } | { command: 'stop' };
+export type ControlRequest =
+  | { command: 'status' }
+  | { command: 'reload' }
+  | { command: 'stop' }
+  | { command: 'ban_list' }
+  | { command: 'ban_add'; ip: string; seconds?: number; reason: string }
+  | { command: 'ban_remove'; ip: string };
+
+/** Longest ban an admin may set: a year. */
+export const MAX_BAN_SECONDS = 365 * 86400;
 
 const MAX_REQUEST_BYTES = 1024;
 
@@ -20,8 +29,26 @@ export function parseControlRequest(text: string): ControlRequest | null {
     return null;
   }
   if (value === null || typeof value !== 'object') return null;
-  const command = (value as { command?: unknown }).command;
-  return command === 'status' || command === 'reload' || command === 'stop' ? { command } : null;
+  const request = value as Record<string, unknown>;
+  const command = request.command;
+  const isText = (field: unknown, max: number): field is string => typeof field === 'string' && field.length <= max;
+  switch (command) {
+    case 'status':
+    case 'reload':
+    case 'stop':
+    case 'ban_list':
+      return { command };
+    case 'ban_add': {
+      const { ip, seconds, reason } = request;
+      if (!isText(ip, 64) || !isText(reason ?? '', 200)) return null;
+      if (seconds !== undefined && (!Number.isSafeInteger(seconds) || (seconds as number) < 1 || (seconds as number) > MAX_BAN_SECONDS)) return null;
+      return { command, ip, reason: (reason as string | undefined) ?? '', ...(seconds !== undefined && { seconds: seconds as number }) };
+    }
+    case 'ban_remove':
+      return isText(request.ip, 64) ? { command, ip: request.ip } : null;
+    default:
+      return null;
+  }
 }
 
 export function startControlServer(

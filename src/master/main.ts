@@ -8,6 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
+import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
@@ -62,7 +63,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const listeners = new ListenerSet();
   const audit = new AuditLog(config.audit, log);
   const self = { role: 'master', pid: process.pid } as const;
-  const supervisor = new Supervisor(config, listeners, log, sink, audit);
+  const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message));
+  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -77,6 +79,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     }
     removePidFile(config.server.pidFile);
     listeners.closeAll();
+    abuse.close();
   };
 
   const stop = async (why: string): Promise<void> => {
@@ -119,6 +122,15 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
         audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
         setImmediate(() => void stop('control socket'));
         return { ok: true, pid: process.pid };
+      case 'ban_list':
+        return { ok: true, bans: abuse.listBans().map((ban) => ({ ...ban, until: new Date(ban.until).toISOString() })) };
+      case 'ban_add': {
+        // Audited by the ban list itself (admin.ban_add), like every ban.
+        const added = abuse.adminBan(request.ip, request.seconds, request.reason);
+        return added.ok ? { ok: true, ban: { ...added.ban, until: new Date(added.ban.until).toISOString() } } : added;
+      }
+      case 'ban_remove':
+        return abuse.adminUnban(request.ip);
     }
   };
 

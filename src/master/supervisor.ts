@@ -18,6 +18,8 @@ import type { CompiledConfig } from '../config/types.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { workerCommand } from '../isolation/worker-command.js';
 import type { LogSink } from '../logging/logger.js';
+import type { MasterMessage } from '../ipc/messages.js';
+import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import { WorkerProcess } from './worker-process.js';
@@ -80,6 +82,7 @@ export class Supervisor {
     private readonly log: Logger,
     private readonly sink: LogSink,
     private readonly audit: AuditLog,
+    private readonly abuse: AbuseControl,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -134,6 +137,7 @@ export class Supervisor {
       this.slots = slots;
       this.generation = generation;
       this.config = next;
+      this.abuse.reconfigure(next);
       for (const slot of retiring) {
         if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
         slot.worker?.drain(next.server.shutdownTimeoutMs);
@@ -207,6 +211,13 @@ export class Supervisor {
   }
 
   private readonly cgroupRemovals = new Set<Promise<void>>();
+  /** Identities for AbuseControl: unique over the master's life, unlike pids. */
+  private linkIds = 0;
+
+  /** A message for every live worker of every generation (ban changes). */
+  broadcast(message: MasterMessage): void {
+    for (const worker of this.workers) worker.post(message);
+  }
 
   /** The allowed_syscalls list as a file the helper can read, or null for the built-in list. */
   private seccompFile(config: CompiledConfig, generation: number): string | null {
@@ -223,10 +234,12 @@ export class Supervisor {
     const parent = config.isolation.cgroupParent;
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
     const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
-    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink);
+    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, [this.abuse.banSync()]);
     slot.worker = worker;
     this.workers.add(worker);
     worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
+    const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
+    worker.onAbuseMessage = (message) => this.abuse.handle(link, message);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {
@@ -237,6 +250,7 @@ export class Supervisor {
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
+      this.abuse.workerGone(link);
       if (worker.cgroup !== null) this.scheduleCgroupRemoval(worker.cgroup);
       const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
       if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
 import { HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, WORKER_ENTRY, type WorkerCommand } from '../isolation/worker-command.js';
-import { parseWorkerMessage, type AuditEvent, type MasterMessage } from '../ipc/messages.js';
+import { parseWorkerMessage, type AuditEvent, type MasterMessage, type WorkerMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { BoundListener } from './listeners.js';
 
@@ -39,6 +39,8 @@ export class WorkerProcess {
   overLimitSince: number | null = null;
   /** Where this worker's audit events go (set by the supervisor). */
   onAudit: (event: AuditEvent) => void = () => undefined;
+  /** Where its questions and reports on limits, bans and IDS scores go (set by the supervisor). */
+  onAbuseMessage: (message: Exclude<WorkerMessage, { type: 'CTL_READY' | 'AUDIT_EVENT' }>) => void = () => undefined;
   private killReason: string | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -54,6 +56,8 @@ export class WorkerProcess {
     listeners: readonly BoundListener[],
     private readonly log: Logger,
     sink: LogSink,
+    /** Sent after the config and listeners, before CFG_START (the bans in force). */
+    startup: readonly MasterMessage[] = [],
   ) {
     this.child = fork(WORKER_ENTRY, [], {
       execPath: command.execPath,
@@ -85,15 +89,17 @@ export class WorkerProcess {
           this.onAudit(message.event);
           return;
         }
-        if (message.type === 'CTL_READY') {
-          if (message.generation !== generation || this.state !== 'starting') {
-            this.kill('reported ready out of turn');
-            return;
-          }
-          this.state = 'ready';
-          if (this.readyTimer) clearTimeout(this.readyTimer);
-          resolve();
+        if (message.type !== 'CTL_READY') {
+          this.onAbuseMessage(message);
+          return;
         }
+        if (message.generation !== generation || this.state !== 'starting') {
+          this.kill('reported ready out of turn');
+          return;
+        }
+        this.state = 'ready';
+        if (this.readyTimer) clearTimeout(this.readyTimer);
+        resolve();
       });
       void this.exited.then((exit) => {
         const why = exit.reason ?? this.lastError ?? `exited with ${exit.signal ?? `code ${exit.code}`}`;
@@ -105,6 +111,7 @@ export class WorkerProcess {
 
     this.send({ type: 'CFG_INIT', generation, config });
     for (const listener of listeners) this.send({ type: 'CFG_LISTENER', listener: listener.spec }, listener.handle);
+    for (const message of startup) this.send(message);
     this.send({ type: 'CFG_START' });
   }
 
@@ -134,6 +141,10 @@ export class WorkerProcess {
     this.killReason ??= reason;
     this.log.warn({ slot: this.slot, workerPid: this.pid, generation: this.generation, reason }, 'killing worker');
     this.child.kill('SIGKILL');
+  }
+
+  post(message: MasterMessage): void {
+    this.send(message);
   }
 
   private send(message: MasterMessage, handle?: BoundListener['handle']): void {

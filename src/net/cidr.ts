@@ -260,3 +260,15 @@ export class CidrSet {
     return false;
   }
 }
+
+/**
+ * The one text form of an address that limits and bans key on: canonical
+ * (formatIp), with IPv4-mapped IPv6 unwrapped to the IPv4 address it
+ * carries, so one client is one key whichever listener it came through.
+ * Null for text that is not strictly an address.
+ */
+export function clientKey(text: string): string | null {
+  const parsed = parseIp(text);
+  if (parsed === null) return null;
+  return formatIp(isIpv4Mapped(parsed.bytes) ? parsed.bytes.subarray(12) : parsed.bytes);
+}

@@ -41,3 +41,27 @@ export function createAudit(spec: AuditSpec): Audit {
     process.send?.(message);
   };
 }
+
+/** Most distinct keys a throttle remembers; past it, the table starts over (letting one more event through per key). */
+const THROTTLE_MAX_KEYS = 10_000;
+
+/**
+ * For events a client can cause at line rate (429s, refused connections):
+ * at most one per key (event and client) per window. Returns null to
+ * suppress, else how many were suppressed since the last one let through,
+ * which the event then reports: the audit log keeps the count, not the flood.
+ */
+export function createAuditThrottle(windowMs = 1000): (key: string) => number | null {
+  let seen = new Map<string, { at: number; suppressed: number }>();
+  return (key) => {
+    const now = performance.now();
+    const entry = seen.get(key);
+    if (entry !== undefined && now - entry.at < windowMs) {
+      entry.suppressed += 1;
+      return null;
+    }
+    if (seen.size >= THROTTLE_MAX_KEYS) seen = new Map();
+    seen.set(key, { at: now, suppressed: 0 });
+    return entry?.suppressed ?? 0;
+  };
+}

@@ -40,6 +40,8 @@ export const ERRORS = {
   AMBIGUOUS_FRAMING: { status: 400, event: 'request.ambiguous_framing', text: 'Bad Request', close: true },
   BODY_TIMEOUT: { status: 408, event: 'request.body_timeout', text: 'Request Timeout', close: true },
   SLOW_CLIENT: { status: 408, event: 'request.slow_client', text: 'Request Timeout', close: true },
+  CLIENT_BLOCKED: { status: 403, event: 'request.client_blocked', text: 'Forbidden', close: true },
+  RATE_LIMITED: { status: 429, event: 'request.rate_limited', text: 'Too Many Requests', close: false },
   PRIVATE_CLIENT_IP: { status: 403, event: 'request.private_client_ip', text: 'Forbidden', close: true },
   MISSING_PROXY_HEADERS: { status: 400, event: 'request.missing_proxy_headers', text: 'Bad Request', close: true },
   BAD_PATH: { status: 400, event: 'request.bad_path', text: 'Bad Request', close: false },
@@ -63,6 +65,8 @@ export class HttpError extends Error {
     readonly code: ErrorCode,
     /** Internal detail for the log; never sent to the client. */
     readonly detail?: string,
+    /** Headers the answer must carry (Retry-After on 429). */
+    readonly headers?: OutgoingHttpHeaders,
   ) {
     super(detail ? `${code}: ${detail}` : code);
     this.spec = ERRORS[code];

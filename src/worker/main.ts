@@ -7,6 +7,7 @@
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import type { MasterMessage, WorkerMessage } from '../ipc/messages.js';
 import { createWorkerLogger } from '../logging/logger.js';
+import { MasterLink } from './master-link.js';
 import { WorkerServer } from './server.js';
 
 /** Exit codes the master can tell apart. */
@@ -31,6 +32,7 @@ let generation = 0;
 let config: CompiledConfig | null = null;
 const pendingListeners: { spec: ListenerSpec; handle: unknown }[] = [];
 let server: WorkerServer | null = null;
+const link = new MasterLink(send);
 
 function die(code: number, why: string): never {
   process.stderr.write(`miwidothttp worker: ${why}\n`);
@@ -38,6 +40,7 @@ function die(code: number, why: string): never {
 }
 
 process.on('message', (message: MasterMessage, handle: unknown) => {
+  if (link.receive(message)) return;
   switch (message.type) {
     case 'CFG_INIT':
       if (config !== null) die(EXIT_BAD_MESSAGE, 'CFG_INIT received twice');
@@ -62,7 +65,7 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
 async function start(): Promise<void> {
   if (config === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
   const log = createWorkerLogger(config.server.logLevel).child({ generation });
-  server = new WorkerServer(config, log);
+  server = new WorkerServer(config, log, link);
   try {
     for (const { spec, handle } of pendingListeners) await server.listen(spec, handle);
   } catch (error) {

@@ -7,8 +7,9 @@ import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
-import { CidrSet } from '../net/cidr.js';
-import { createAudit, type Audit } from './audit.js';
+import { CidrSet, clientKey } from '../net/cidr.js';
+import { createAudit, createAuditThrottle, type Audit } from './audit.js';
+import type { LimitsLink } from './master-link.js';
 import { setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
@@ -53,15 +54,25 @@ export class WorkerServer {
   private readonly responseClass: typeof http.ServerResponse<http.IncomingMessage>;
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
+  private readonly whitelist: CidrSet;
+  private readonly blacklist: CidrSet;
+  /** Proxies whose forwarding headers are believed: many clients share their address. */
+  private readonly forwardingProxies: CidrSet;
+  /** Refused connections are audited at most once a second per client. */
+  private readonly refusalThrottle = createAuditThrottle();
   private readonly audit: Audit;
   private draining = false;
 
   constructor(
     private readonly config: CompiledConfig,
     private readonly log: Logger,
+    private readonly link: LimitsLink,
     pipelineVariant: PipelineVariant = 'full',
   ) {
-    this.pipeline = createPipeline(config, log, pipelineVariant);
+    this.pipeline = createPipeline(config, log, link, pipelineVariant);
+    this.whitelist = new CidrSet(config.access.whitelist);
+    this.blacklist = new CidrSet(config.access.blacklist);
+    this.forwardingProxies = new CidrSet(config.forwarded.trustProxy ? config.forwarded.trustedProxies : []);
     this.audit = createAudit(config.audit);
     this.responseClass = secureResponseClass(config);
     this.writeSweep = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
@@ -167,9 +178,10 @@ export class WorkerServer {
     server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
       this.answerParseError(error, socket);
     });
-    // With the PROXY protocol on, a plain TCP server accepts and reads the
-    // header first; the HTTP server only ever sees what follows it.
-    const listener = this.config.proxyProtocol.enabled ? net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.acceptProxied(socket, server)) : server;
+    // A plain TCP server accepts, paused: access lists, bans, the limits per
+    // client and the PROXY protocol header come first; the HTTP server only
+    // ever sees a connection let in, and what follows the header.
+    const listener = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.accept(socket, server));
     this.listeners.push(listener);
     return new Promise((resolve, reject) => {
       listener.once('error', reject);
@@ -207,23 +219,77 @@ export class WorkerServer {
   }
 
   /**
-   * PROXY protocol ([security.proxy_protocol]): read the header from a
-   * freshly accepted connection, remember the source it names, and hand the
-   * rest to the HTTP server. A connection that may not or did not send one
-   * as required is closed before any HTTP byte is parsed.
+   * A freshly accepted connection, paused: nothing is read until it is let in.
+   *
+   * 1. The TCP peer: a blacklisted or banned one is closed before a byte is
+   *    read ([security.ddos]).
+   * 2. PROXY protocol ([security.proxy_protocol]): the header is read, the
+   *    source it names becomes the client; a connection that may not or did
+   *    not send one as required is closed before any HTTP byte is parsed.
+   *    The source is checked like the peer.
+   * 3. The master's server-wide limits for this client (max_connections,
+   *    max_connections_per_ip, connection_rate_per_ip): the connection waits,
+   *    unread, for its answer. Whitelisted clients skip 1-3.
    */
-  private async acceptProxied(socket: Socket, server: http.Server): Promise<void> {
-    const { required, trustedProxies, headerTimeoutMs } = this.config.proxyProtocol;
-    this.proxyTrust ??= new CidrSet(trustedProxies);
+  private async accept(socket: Socket, server: http.Server): Promise<void> {
     socket.on('error', () => socket.destroy());
-    const result = await readProxyHeader(socket, { required, trusted: this.proxyTrust, timeoutMs: headerTimeoutMs });
-    if (!result.ok) {
-      this.audit({ event: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail });
-      socket.destroy();
-      return;
+    let client = this.clientOf(socket.remoteAddress ?? '');
+    if (!this.mayConnect(socket, client)) return;
+    // A trusted forwarding proxy carries many clients on its address: they are
+    // limited per request, by the address it names (access.ts), not here.
+    if (client.counted && this.forwardingProxies.has(client.ip)) client = { ip: client.ip, counted: false };
+    if (this.config.proxyProtocol.enabled) {
+      const { required, trustedProxies, headerTimeoutMs } = this.config.proxyProtocol;
+      this.proxyTrust ??= new CidrSet(trustedProxies);
+      const result = await readProxyHeader(socket, { required, trusted: this.proxyTrust, timeoutMs: headerTimeoutMs });
+      if (!result.ok) {
+        this.audit({ event: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail });
+        socket.destroy();
+        return;
+      }
+      if (result.header?.kind === 'proxy') {
+        setProxiedSource(socket, result.header.sourceIp);
+        client = this.clientOf(result.header.sourceIp);
+        if (!this.mayConnect(socket, client)) return;
+      }
     }
-    if (result.header?.kind === 'proxy') setProxiedSource(socket, result.header.sourceIp);
+    if (client.counted) {
+      const verdict = await this.link.admit(client.ip);
+      if (verdict !== 'ok') {
+        this.refuseConnection(socket, client.ip, verdict);
+        return;
+      }
+      if (socket.destroyed) {
+        this.link.closed(client.ip);
+        return;
+      }
+      socket.once('close', () => this.link.closed(client.ip));
+    }
     handOver(server, socket);
+  }
+
+  /** The key limits and bans use, and whether the client is subject to them (not whitelisted, an address at all). */
+  private clientOf(address: string): { ip: string; counted: boolean } {
+    const ip = clientKey(address);
+    return ip === null ? { ip: address, counted: false } : { ip, counted: !this.whitelist.has(ip) };
+  }
+
+  /** False (and the connection closed) for a blacklisted or banned client. */
+  private mayConnect(socket: Socket, client: { ip: string; counted: boolean }): boolean {
+    if (!client.counted) return true;
+    if (this.blacklist.has(client.ip)) this.refuseConnection(socket, client.ip, 'blacklisted');
+    else if (this.link.isBanned(client.ip)) this.refuseConnection(socket, client.ip, 'banned');
+    else return true;
+    return false;
+  }
+
+  /** Closed at accept, nothing read; audited at most once a second per client and reason. */
+  private refuseConnection(socket: Socket, ip: string, reason: string): void {
+    socket.destroy();
+    const suppressed = this.refusalThrottle(`${reason} ${ip}`);
+    if (suppressed === null) return;
+    const event = reason === 'blacklisted' ? 'connection.blacklisted' : reason === 'banned' ? 'connection.banned' : 'connection.limit_exceeded';
+    this.audit({ event, clientIp: ip, detail: suppressed > 0 ? `${reason} (${suppressed} more in the last second not logged)` : reason });
   }
 
   private closeIdleConnections(idleForMs: number): void {

@@ -10,7 +10,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CompiledConfig, Protocol } from '../../config/types.js';
-import { createAudit } from '../audit.js';
+import { createAudit, createAuditThrottle } from '../audit.js';
+import type { LimitsLink } from '../master-link.js';
+import { accessStage } from './access.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
@@ -37,8 +39,12 @@ export type ExchangeContext = { -readonly [K in keyof RequestContext]: RequestCo
 
 export interface Stage {
   readonly name: string;
-  /** Runs in list order before the handler; throw HttpError to reject. */
-  onRequest?(exchange: Exchange): void;
+  /**
+   * Runs in list order before the handler; throw HttpError to reject. A
+   * stage that must wait (for the master) returns a promise; the next stage
+   * runs when it settles.
+   */
+  onRequest?(exchange: Exchange): void | Promise<void>;
 }
 
 export interface Pipeline {
@@ -53,14 +59,25 @@ export interface Pipeline {
  */
 export type PipelineVariant = 'full' | 'routing-only';
 
-export function createPipeline(config: CompiledConfig, log: Logger, variant: PipelineVariant = 'full'): Pipeline {
+/** Rejections a client can draw at line rate: audited at most once a second per client. */
+const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED']);
+
+export function createPipeline(config: CompiledConfig, log: Logger, link: LimitsLink, variant: PipelineVariant = 'full'): Pipeline {
   const route = routeStage(config);
+  const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
+  const throttle = createAuditThrottle();
   /** Every rejection is an audit event, whether or not the access log is on. */
   const audit = (exchange: Exchange, rejection: HttpError): void => {
     exchange.ctx.note(rejection.spec.event, rejection.detail);
     if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
     const { req, ctx } = exchange;
+    let detail = rejection.detail;
+    if (FLOODABLE.has(rejection.code)) {
+      const suppressed = throttle(`${rejection.code} ${ctx.clientIp}`);
+      if (suppressed === null) return;
+      if (suppressed > 0) detail = `${detail ?? ''} (${suppressed} more in the last second not logged)`.trim();
+    }
     auditLog(
       {
         event: rejection.spec.event,
@@ -70,7 +87,7 @@ export function createPipeline(config: CompiledConfig, log: Logger, variant: Pip
         host: ctx.host || undefined,
         // Query strings carry tokens as often as search terms: never logged.
         path: (req.url ?? '').split('?', 1)[0],
-        detail: rejection.detail,
+        detail,
       },
       req.headers,
     );
@@ -90,9 +107,36 @@ export function createPipeline(config: CompiledConfig, log: Logger, variant: Pip
     headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
     bodyLimitsStage(config, rejectLater), // 413, 408 (too large, too slow), before and while the body streams
+    access, //                              403 (blacklisted or banned client), 429 (rate limit)
     route, //                               Host -> vhost (421 when nothing matches)
   ];
   const requestStages = (variant === 'full' ? stages : [route]).filter((stage) => stage.onRequest !== undefined);
+
+  const reject = (exchange: Exchange, error: unknown): void => {
+    const rejection = error instanceof HttpError ? error : new HttpError('INTERNAL', String(error));
+    if (rejection.code === 'INTERNAL') log.error({ err: error }, 'request handling failed');
+    audit(exchange, rejection);
+    sendError(exchange.res, rejection.code, rejection.headers);
+  };
+  const runStages = (exchange: Exchange, from: number): void => {
+    try {
+      for (let i = from; i < requestStages.length; i++) {
+        const waiting = requestStages[i]!.onRequest!(exchange);
+        if (waiting !== undefined) {
+          // The client may have gone while the stage waited: then there is no one to answer.
+          const gone = (): boolean => exchange.res.socket === null || exchange.res.socket.destroyed;
+          waiting.then(
+            () => gone() || runStages(exchange, i + 1),
+            (error: unknown) => gone() || reject(exchange, error),
+          );
+          return;
+        }
+      }
+      exchange.vhost!.handler.handle(exchange.req, exchange.res, exchange.ctx);
+    } catch (error) {
+      reject(exchange, error);
+    }
+  };
 
   return {
     handle(req, res, protocol) {
@@ -112,16 +156,11 @@ export function createPipeline(config: CompiledConfig, log: Logger, variant: Pip
         },
         vhost: null,
       };
-      try {
-        for (const stage of requestStages) stage.onRequest!(exchange);
-        exchange.vhost!.handler.handle(req, res, exchange.ctx);
-      } catch (error) {
-        const rejection = error instanceof HttpError ? error : new HttpError('INTERNAL', String(error));
-        if (rejection.code === 'INTERNAL') log.error({ err: error }, 'request handling failed');
-        audit(exchange, rejection);
-        sendError(res, rejection.code);
-      }
+      runStages(exchange, 0);
     },
-    close: () => route.close(),
+    close: async () => {
+      access.close();
+      await route.close();
+    },
   };
 }

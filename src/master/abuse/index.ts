@@ -1,0 +1,218 @@
+/**
+ * Abuse control as the master runs it: the server-wide limits per client
+ * (client-limits.ts), the ban list (bans.ts) and the IDS score per client,
+ * all outliving worker generations, so a reload neither resets a limit nor
+ * lifts a ban. Workers ask (LIM_CONNECT, LIM_LEASE) and report (LIM_CLOSED,
+ * LIM_REPORT, IDS_MATCH); every ban change reaches every worker.
+ *
+ * Whitelisted clients ([security.ddos].whitelist) are never limited (the
+ * workers do not even ask) and never banned, whoever asks for the ban.
+ */
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { CompiledConfig } from '../../config/types.js';
+import type { MasterMessage, WorkerMessage } from '../../ipc/messages.js';
+import { CidrSet, clientKey } from '../../net/cidr.js';
+import type { AuditLog } from '../audit-log.js';
+import { BanList, type Ban, type BanChange } from './bans.js';
+import { ClientLimits, LruMap, type LimitSettings } from './client-limits.js';
+
+/** How often refilled buckets and stale scores are dropped. */
+const SWEEP_INTERVAL_MS = 10_000;
+/**
+ * An IDS score halves every five minutes: a scanner's burst of probes adds
+ * up within seconds, while one odd request a day never does.
+ */
+const IDS_SCORE_HALF_LIFE_MS = 5 * 60_000;
+
+export interface WorkerLink {
+  readonly id: number;
+  readonly pid: number | undefined;
+  readonly generation: number;
+  post(message: MasterMessage): void;
+}
+
+type LimitMessage = Extract<WorkerMessage, { type: 'LIM_CONNECT' | 'LIM_CLOSED' | 'LIM_LEASE' | 'LIM_REPORT' | 'IDS_MATCH' }>;
+
+interface IdsScore {
+  score: number;
+  at: number;
+  alerted: boolean;
+}
+
+export interface AbuseCounters {
+  connectionsRefused: Record<string, number>;
+  requestsRateLimited: number;
+  bansAdded: number;
+}
+
+export class AbuseControl {
+  #config: CompiledConfig;
+  #whitelist: CidrSet;
+  readonly #limits: ClientLimits;
+  readonly #bans: BanList;
+  #idsScores: LruMap<IdsScore>;
+  readonly #sweep: NodeJS.Timeout;
+  readonly #self = { role: 'master', pid: process.pid } as const;
+  readonly counters: AbuseCounters = { connectionsRefused: {}, requestsRateLimited: 0, bansAdded: 0 };
+
+  constructor(
+    config: CompiledConfig,
+    private readonly log: Logger,
+    private readonly audit: AuditLog,
+    /** Sends to every live worker of every generation. */
+    private readonly broadcast: (message: MasterMessage) => void,
+  ) {
+    this.#config = config;
+    this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#limits = new ClientLimits(settingsOf(config), (ip, breaches) => this.#banForBreaches(ip, breaches));
+    this.#idsScores = new LruMap(config.access.maxTrackedClients);
+    this.#bans = new BanList(path.join(config.server.stateDir, 'bans.json'), log, (change) => this.#banChanged(change));
+    this.#bans.load();
+    this.#sweep = setInterval(() => this.#sweepTables(), SWEEP_INTERVAL_MS);
+    this.#sweep.unref();
+  }
+
+  reconfigure(config: CompiledConfig): void {
+    this.#config = config;
+    this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#limits.reconfigure(settingsOf(config));
+    if (config.access.maxTrackedClients !== this.#idsScores.capacity) this.#idsScores = new LruMap(config.access.maxTrackedClients);
+  }
+
+  /** What a new worker gets before it starts accepting. */
+  banSync(): MasterMessage {
+    return { type: 'BAN_SYNC', bans: this.#bans.list().map((ban) => [ban.ip, ban.until]) };
+  }
+
+  get openConnections(): number {
+    return this.#limits.openConnections;
+  }
+
+  get activeBans(): number {
+    return this.#bans.list().length;
+  }
+
+  handle(worker: WorkerLink, message: LimitMessage): void {
+    switch (message.type) {
+      case 'LIM_CONNECT': {
+        // Workers do not ask for whitelisted clients; one that does (its config predates a reload) is let in uncounted.
+        const verdict = this.#whitelist.has(message.ip) ? 'ok' : this.#bans.isBanned(message.ip) ? 'banned' : this.#limits.connect(worker.id, message.ip);
+        if (verdict !== 'ok') this.counters.connectionsRefused[verdict] = (this.counters.connectionsRefused[verdict] ?? 0) + 1;
+        worker.post({ type: 'LIM_ADMIT', id: message.id, verdict });
+        return;
+      }
+      case 'LIM_CLOSED':
+        for (const ip of message.ips) this.#limits.disconnect(worker.id, ip);
+        return;
+      case 'LIM_LEASE': {
+        const grant = this.#limits.lease(message.ip, message.want);
+        if (grant.granted === 0) {
+          this.counters.requestsRateLimited += 1;
+          this.#limits.breach(message.ip, 1);
+        }
+        worker.post({ type: 'LIM_GRANT', id: message.id, granted: grant.granted, retryAfterMs: grant.retryAfterMs });
+        return;
+      }
+      case 'LIM_REPORT':
+        for (const [ip, unspent, refused] of message.entries) {
+          this.#limits.giveBack(ip, unspent);
+          if (refused > 0) {
+            this.counters.requestsRateLimited += refused;
+            this.#limits.breach(ip, refused);
+          }
+        }
+        return;
+      case 'IDS_MATCH':
+        this.#scoreIds(worker, message.ip, message.rule, message.score);
+        return;
+    }
+  }
+
+  workerGone(worker: WorkerLink): void {
+    this.#limits.workerGone(worker.id);
+  }
+
+  listBans(): Ban[] {
+    return this.#bans.list();
+  }
+
+  /** An admin's ban (CLI). Refused for whitelisted clients and for text that is not an address. */
+  adminBan(text: string, seconds: number | undefined, reason: string): { ok: true; ban: Ban } | { ok: false; reason: string } {
+    const ip = clientKey(text);
+    if (ip === null) return { ok: false, reason: `not an IP address: ${JSON.stringify(text.slice(0, 64))}` };
+    if (this.#whitelist.has(ip)) return { ok: false, reason: `${ip} is in security.ddos.whitelist, which is never banned` };
+    const ban = this.#bans.add(ip, seconds ?? this.#config.access.banSeconds, 'admin', reason || 'banned by an administrator');
+    return { ok: true, ban };
+  }
+
+  adminUnban(text: string): { ok: boolean; reason?: string } {
+    const ip = clientKey(text);
+    if (ip === null) return { ok: false, reason: `not an IP address: ${JSON.stringify(text.slice(0, 64))}` };
+    return this.#bans.remove(ip) ? { ok: true } : { ok: false, reason: `${ip} is not banned` };
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    this.#bans.close();
+  }
+
+  #banForBreaches(ip: string, breaches: number): void {
+    if (this.#whitelist.has(ip) || this.#bans.isBanned(ip)) return;
+    const windowSeconds = this.#config.access.breachWindowMs / 1000;
+    this.#bans.add(ip, this.#config.access.banSeconds, 'limits', `${breaches} limit breaches within ${windowSeconds} s`);
+  }
+
+  #scoreIds(worker: WorkerLink, ip: string, rule: string, points: number): void {
+    const ids = this.#config.ids;
+    if (ids === null || this.#whitelist.has(ip)) return;
+    const now = performance.now();
+    let entry = this.#idsScores.get(ip);
+    if (entry === undefined) {
+      entry = { score: 0, at: now, alerted: false };
+      this.#idsScores.set(ip, entry);
+    }
+    entry.score = entry.score * 0.5 ** ((now - entry.at) / IDS_SCORE_HALF_LIFE_MS) + points;
+    entry.at = now;
+    if (entry.score < ids.alertThreshold) entry.alerted = false;
+    const source = { role: 'worker', pid: worker.pid, generation: worker.generation } as const;
+    if (entry.score >= ids.alertThreshold && !entry.alerted) {
+      entry.alerted = true;
+      this.audit.write('security', { event: 'ids.alert', clientIp: ip, detail: `score ${entry.score.toFixed(1)} reached alert_threshold ${ids.alertThreshold} (last rule ${rule})` }, source);
+    }
+    if (entry.score >= ids.blockThreshold && !this.#bans.isBanned(ip)) {
+      this.#bans.add(ip, this.#config.access.banSeconds, 'ids', `IDS score ${entry.score.toFixed(1)} reached block_threshold ${ids.blockThreshold} (last rule ${rule})`);
+    }
+  }
+
+  #banChanged(change: BanChange): void {
+    if (change.kind === 'add') {
+      this.counters.bansAdded += 1;
+      this.broadcast({ type: 'BAN_ADD', ip: change.ban.ip, until: change.ban.until });
+      const category = change.ban.source === 'admin' ? 'admin' : 'security';
+      this.audit.write(category, { event: change.ban.source === 'admin' ? 'admin.ban_add' : 'ban.added', clientIp: change.ban.ip, detail: change.ban.reason }, this.#self, {
+        until: new Date(change.ban.until).toISOString(),
+        source: change.ban.source,
+      });
+      this.log.warn({ clientIp: change.ban.ip, until: new Date(change.ban.until).toISOString(), source: change.ban.source, reason: change.ban.reason }, 'client banned');
+    } else {
+      this.broadcast({ type: 'BAN_LIFT', ip: change.ip });
+      if (change.why === 'admin') this.audit.write('admin', { event: 'admin.ban_remove', clientIp: change.ip }, this.#self);
+      else this.audit.write('security', { event: 'ban.expired', clientIp: change.ip }, this.#self);
+      this.log.info({ clientIp: change.ip, why: change.why }, 'ban lifted');
+    }
+  }
+
+  #sweepTables(): void {
+    this.#limits.sweep();
+    const now = performance.now();
+    const ids = this.#config.ids;
+    // A score under a tenth of the alert threshold is as good as none.
+    const floor = ids === null ? Infinity : ids.alertThreshold / 10;
+    this.#idsScores.prune((entry) => entry.score * 0.5 ** ((now - entry.at) / IDS_SCORE_HALF_LIFE_MS) < floor);
+  }
+}
+
+function settingsOf(config: CompiledConfig): LimitSettings {
+  return { limits: config.limits, rateLimit: config.rateLimit, access: config.access };
+}

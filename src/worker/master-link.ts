@@ -1,0 +1,132 @@
+/**
+ * The worker's side of the server-wide limits and bans the master holds
+ * (src/master/abuse/): questions that wait for an answer (may this
+ * connection in? how many request tokens for this client?), reports that do
+ * not (connections closed, tokens unspent, IDS matches), and the ban list
+ * the master keeps every worker's copy of.
+ *
+ * Reports are batched per event-loop turn: a busy worker closing a thousand
+ * connections sends a few messages, not a thousand.
+ */
+import { MAX_BATCH_ENTRIES, type ConnectVerdict, type MasterMessage, type WorkerMessage } from '../ipc/messages.js';
+
+export interface TokenGrant {
+  readonly granted: number;
+  readonly retryAfterMs: number;
+}
+
+/** What the connection and request stages need from the master. */
+export interface LimitsLink {
+  admit(ip: string): Promise<ConnectVerdict>;
+  closed(ip: string): void;
+  lease(ip: string, want: number): Promise<TokenGrant>;
+  report(ip: string, unspent: number, refused: number): void;
+  idsMatch(ip: string, rule: string, score: number): void;
+  isBanned(ip: string): boolean;
+}
+
+export class MasterLink implements LimitsLink {
+  #nextId = 1;
+  readonly #admissions = new Map<number, (verdict: ConnectVerdict) => void>();
+  readonly #leases = new Map<number, (grant: TokenGrant) => void>();
+  /** Client -> epoch ms the ban ends. */
+  readonly #bans = new Map<string, number>();
+  #closed: string[] = [];
+  #reports: [string, number, number][] = [];
+  #flushScheduled = false;
+
+  constructor(private readonly send: (message: WorkerMessage) => void) {}
+
+  /** Handles the master's limit and ban messages; false for any other message. */
+  receive(message: MasterMessage): boolean {
+    switch (message.type) {
+      case 'LIM_ADMIT': {
+        const resolve = this.#admissions.get(message.id);
+        this.#admissions.delete(message.id);
+        resolve?.(message.verdict);
+        return true;
+      }
+      case 'LIM_GRANT': {
+        const resolve = this.#leases.get(message.id);
+        this.#leases.delete(message.id);
+        resolve?.({ granted: message.granted, retryAfterMs: message.retryAfterMs });
+        return true;
+      }
+      case 'BAN_SYNC':
+        this.#bans.clear();
+        for (const [ip, until] of message.bans) this.#bans.set(ip, until);
+        return true;
+      case 'BAN_ADD':
+        this.#bans.set(message.ip, message.until);
+        return true;
+      case 'BAN_LIFT':
+        this.#bans.delete(message.ip);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  admit(ip: string): Promise<ConnectVerdict> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#admissions.set(id, resolve);
+      this.send({ type: 'LIM_CONNECT', id, ip });
+    });
+  }
+
+  lease(ip: string, want: number): Promise<TokenGrant> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#leases.set(id, resolve);
+      this.send({ type: 'LIM_LEASE', id, ip, want });
+    });
+  }
+
+  closed(ip: string): void {
+    this.#closed.push(ip);
+    this.#scheduleFlush();
+  }
+
+  report(ip: string, unspent: number, refused: number): void {
+    this.#reports.push([ip, unspent, refused]);
+    this.#scheduleFlush();
+  }
+
+  idsMatch(ip: string, rule: string, score: number): void {
+    this.send({ type: 'IDS_MATCH', ip, rule, score });
+  }
+
+  isBanned(ip: string): boolean {
+    const until = this.#bans.get(ip);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.#bans.delete(ip);
+    return false;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      for (let i = 0; i < this.#closed.length; i += MAX_BATCH_ENTRIES) this.send({ type: 'LIM_CLOSED', ips: this.#closed.slice(i, i + MAX_BATCH_ENTRIES) });
+      for (let i = 0; i < this.#reports.length; i += MAX_BATCH_ENTRIES) this.send({ type: 'LIM_REPORT', entries: this.#reports.slice(i, i + MAX_BATCH_ENTRIES) });
+      this.#closed = [];
+      this.#reports = [];
+    });
+  }
+}
+
+/**
+ * For the worker code run without a master (bench/pipeline-server.ts): lets
+ * every connection in and grants every token. Never used by the server.
+ */
+export const UNLIMITED: LimitsLink = {
+  admit: () => Promise.resolve('ok'),
+  closed: () => undefined,
+  lease: (_ip, want) => Promise.resolve({ granted: want, retryAfterMs: 0 }),
+  report: () => undefined,
+  idsMatch: () => undefined,
+  isBanned: () => false,
+};
