@@ -109,7 +109,9 @@ describe('one line per problem, naming the key', () => {
     ['conflicting aliases', '[security.timeouts]\nheader_read_timeout = 10\nheader_timeout = 20\n', /^security\.timeouts\.header_timeout: conflicts with security\.timeouts\.header_read_timeout/],
     ['keepalive above idle', '[security.timeouts]\nidle_timeout = 10\nkeepalive_timeout = 20\n', /^security\.timeouts\.keepalive_timeout: must not exceed/],
     ['root outside chroot', '[process.isolation]\nchroot = "/var/jail"\n[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n', /^vhosts\[0\]\.root: \/srv lies outside process\.isolation\.chroot/],
-    ['unimplemented feature', '[security.rate_limiting]\nenabled = true\n', /^security\.rate_limiting\.enabled: rate limiting is not implemented in this version.* \(line 2\)$/],
+    ['unimplemented feature', '[server.http3]\nenabled = true\n', /^server\.http3\.enabled: HTTP\/3 is not implemented in this version.* \(line 2\)$/],
+    ['metrics on the serving port', '[server.metrics]\nenabled = true\nport = 8080\n', /^server\.metrics\.port: must differ from server\.http_port/],
+    ['vhost header override of an unknown key', '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.headers]\nframe_option = "DENY"\n', /^vhosts\[0\]\.headers\.frame_option: unknown key \(line 5\)$/],
     ['manual certificate key', '[ssl.domains."example.com"]\ncert_file = "/c"\nkey_fil = "/k"\n', /^ssl\.domains\."example\.com"\.key_fil: unknown key \(line 3\)$/],
   ];
   for (const [name, text, expected] of table) {

@@ -215,7 +215,14 @@ export class TestServer {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   }
 
+  /** Stops the server and removes its directory. */
   async stop(): Promise<void> {
+    await this.halt();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Stops the server and keeps its directory (config, state) for a restart. */
+  async halt(): Promise<void> {
     const child = this.process;
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -223,6 +230,5 @@ export class TestServer {
       await Promise.race([exited, sleep(15_000)]);
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }

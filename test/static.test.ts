@@ -98,6 +98,7 @@ function vhostFor(root: string, overrides: Partial<VhostSpec> = {}): VhostSpec {
     root,
     hostRoot: root,
     indexFiles: ['index.html', 'index.htm'],
+    responseHeaders: null,
     directoryListing: false,
     backend: { type: 'static' },
     ...overrides,

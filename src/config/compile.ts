@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, ListenerSpec, VhostSpec } from './types.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
@@ -106,20 +106,21 @@ function compileVhosts(raw: RawConfig, problems: ConfigProblem[]): VhostSpec[] {
       indexFiles: vhost.index_files,
       directoryListing: vhost.directory_listing,
       backend: compileBackend(vhost, key, problems),
+      responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
     };
   });
 }
 
-function compileResponseHeaders(raw: RawConfig): { add: [string, string][]; remove: string[] } {
-  const h = raw.security.headers;
+type RawHeaders = RawConfig['security']['headers'];
+
+function compileResponseHeaders(h: RawHeaders): HeaderPolicy {
   const add: [string, string][] = [];
+  const addOverHttps: [string, string][] = [];
   if (h.hsts_enabled) {
-    // Browsers ignore HSTS over plain HTTP (RFC 6797 §8.1); sending it is harmless
-    // and keeps the header set identical once TLS terminates here.
     let value = `max-age=${h.hsts_max_age}`;
     if (h.hsts_include_subdomains) value += '; includeSubDomains';
     if (h.hsts_preload) value += '; preload';
-    add.push(['Strict-Transport-Security', value]);
+    addOverHttps.push(['Strict-Transport-Security', value]);
   }
   if (h.frame_options) add.push(['X-Frame-Options', h.frame_options]);
   if (h.content_type_options) add.push(['X-Content-Type-Options', h.content_type_options]);
@@ -135,7 +136,18 @@ function compileResponseHeaders(raw: RawConfig): { add: [string, string][]; remo
     if (value === '') remove.push(name.toLowerCase());
     else add.push([name, value]);
   }
-  return { add, remove };
+  return { add, addOverHttps, remove };
+}
+
+/** The server's headers with a vhost's overrides on top (custom entries merged by name), or null without any. */
+function compileVhostHeaders(server: RawHeaders, vhost: RawVhost): HeaderPolicy | null {
+  if (vhost.headers === undefined) return null;
+  const custom: Record<string, string> = {};
+  for (const [name, value] of [...Object.entries(server.custom), ...Object.entries(vhost.headers.custom ?? {})]) {
+    for (const existing of Object.keys(custom)) if (existing.toLowerCase() === name.toLowerCase()) delete custom[existing];
+    custom[name] = value;
+  }
+  return compileResponseHeaders({ ...server, ...vhost.headers, custom });
 }
 
 /** Written nowhere, whatever include_headers says: credentials. */
@@ -158,7 +170,12 @@ function compileAudit(raw: RawConfig): AuditSpec {
 
 function compileListeners(raw: RawConfig): ListenerSpec[] {
   const { bind_address: address, http_port: port } = raw.server;
-  return [{ id: `http ${address}:${port}`, protocol: 'http', address, port }];
+  const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
+  const metrics = raw.server.metrics;
+  if (metrics.enabled) {
+    listeners.push({ id: `metrics ${metrics.bind_address}:${metrics.port}`, purpose: 'metrics', protocol: 'http', address: metrics.bind_address, port: metrics.port });
+  }
+  return listeners;
 }
 
 export function compile(raw: RawConfig, source: string): { config?: CompiledConfig; problems: ConfigProblem[] } {
@@ -223,7 +240,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
   const vhosts = compileVhosts(raw, problems);
-  const headers = compileResponseHeaders(raw);
+  const headers = compileResponseHeaders(raw.security.headers);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
   if (problems.length > 0) return { problems };
@@ -298,8 +315,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     ids: raw.security.ids.enabled
       ? { alertThreshold: raw.security.ids.alert_threshold, blockThreshold: raw.security.ids.block_threshold, rules: raw.security.ids.rules }
       : null,
-    responseHeaders: headers.add,
-    removedResponseHeaders: headers.remove,
+    responseHeaders: headers,
     isolation: {
       runAsUser: iso.run_as_user,
       runAsGroup: iso.run_as_group ?? null,

@@ -187,7 +187,7 @@ const ddos = z
   .prefault({});
 
 const idsRule = z.strictObject({
-  name: nonEmpty,
+  name: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits and _ . : - only (at most 64)'),
   pattern: nonEmpty,
   severity: z.enum(['low', 'medium', 'high', 'critical']).default('medium'),
   action: z.enum(['log', 'block']).default('log'),
@@ -202,26 +202,44 @@ const ids = z
   })
   .prefault({});
 
+/** [security.headers] keys; a vhost's [vhosts.headers] may set any of them over the server's. */
+const headerFields = {
+  hsts_enabled: z.boolean(),
+  hsts_max_age: z.number().int().min(0),
+  hsts_include_subdomains: z.boolean(),
+  hsts_preload: z.boolean(),
+  frame_options: z.enum(['DENY', 'SAMEORIGIN', '']),
+  content_type_options: z.enum(['nosniff', '']),
+  xss_protection: z.string(),
+  referrer_policy: z.string(),
+  permissions_policy: z.string(),
+  csp_enabled: z.boolean(),
+  csp_report_only: z.boolean(),
+  csp_directives: z.string(),
+  /** Extra response headers; an empty value removes the header. */
+  custom: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a header name'), z.string()),
+};
+
 const headers = z
   .strictObject({
-    hsts_enabled: z.boolean().default(true),
-    hsts_max_age: z.number().int().min(0).default(31536000),
-    hsts_include_subdomains: z.boolean().default(true),
-    hsts_preload: z.boolean().default(true),
-    frame_options: z.enum(['DENY', 'SAMEORIGIN', '']).default('DENY'),
-    content_type_options: z.enum(['nosniff', '']).default('nosniff'),
-    xss_protection: z.string().default('1; mode=block'),
-    referrer_policy: z.string().default('strict-origin-when-cross-origin'),
-    permissions_policy: z.string().default('geolocation=(), microphone=(), camera=()'),
-    csp_enabled: z.boolean().default(true),
-    csp_report_only: z.boolean().default(false),
-    csp_directives: z
-      .string()
-      .default("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"),
-    /** Extra response headers; an empty value removes the header. */
-    custom: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a header name'), z.string()).default({}),
+    hsts_enabled: headerFields.hsts_enabled.default(true),
+    hsts_max_age: headerFields.hsts_max_age.default(31536000),
+    hsts_include_subdomains: headerFields.hsts_include_subdomains.default(true),
+    hsts_preload: headerFields.hsts_preload.default(true),
+    frame_options: headerFields.frame_options.default('DENY'),
+    content_type_options: headerFields.content_type_options.default('nosniff'),
+    xss_protection: headerFields.xss_protection.default('1; mode=block'),
+    referrer_policy: headerFields.referrer_policy.default('strict-origin-when-cross-origin'),
+    permissions_policy: headerFields.permissions_policy.default('geolocation=(), microphone=(), camera=()'),
+    csp_enabled: headerFields.csp_enabled.default(true),
+    csp_report_only: headerFields.csp_report_only.default(false),
+    csp_directives: headerFields.csp_directives.default("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"),
+    custom: headerFields.custom.default({}),
   })
   .prefault({});
+
+/** A vhost's overrides: only the keys it sets; `custom` adds to (or, with "", removes from) the server's. */
+const vhostHeaders = z.strictObject(headerFields).partial();
 
 const audit = z
   .strictObject({
@@ -335,6 +353,7 @@ const vhost = z.strictObject({
   /** HTML listing of directories without an index file (off, as in nginx). */
   directory_listing: z.boolean().default(false),
   backend: backend.optional(),
+  headers: vhostHeaders.optional(),
 });
 
 const cluster = z

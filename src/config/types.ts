@@ -9,6 +9,8 @@ export type Protocol = 'http' | 'https';
 export interface ListenerSpec {
   /** Stable identity across reloads: "http 127.0.0.1:8080". */
   readonly id: string;
+  /** What is served there: the sites, or the Prometheus metrics ([server.metrics]). */
+  readonly purpose: 'sites' | 'metrics';
   readonly protocol: Protocol;
   readonly address: string;
   readonly port: number;
@@ -49,6 +51,18 @@ export interface VhostSpec {
   readonly indexFiles: readonly string[];
   readonly directoryListing: boolean;
   readonly backend: BackendSpec;
+  /** The vhost's own security headers ([vhosts.headers] over the server's), or null for the server's. */
+  readonly responseHeaders: HeaderPolicy | null;
+}
+
+/** [security.headers] compiled: what every response gets. */
+export interface HeaderPolicy {
+  /** Added to every response unless the handler set the header itself, in order. */
+  readonly add: readonly (readonly [string, string])[];
+  /** Added to HTTPS responses only: HSTS (RFC 6797 §7.2: never over plain HTTP). */
+  readonly addOverHttps: readonly (readonly [string, string])[];
+  /** Lower-case names removed from every response (custom headers set to ""). */
+  readonly remove: readonly string[];
 }
 
 export interface ServerSpec {
@@ -191,10 +205,8 @@ export interface CompiledConfig {
   readonly rateLimit: RateLimitSpec | null;
   /** null: intrusion detection off. */
   readonly ids: IdsSpec | null;
-  /** Security headers added to every response, in order; computed once here. */
-  readonly responseHeaders: readonly (readonly [string, string])[];
-  /** Header names removed from every response (custom headers set to ""). */
-  readonly removedResponseHeaders: readonly string[];
+  /** Security headers of every response (a vhost may have its own). */
+  readonly responseHeaders: HeaderPolicy;
   readonly isolation: IsolationSpec;
   readonly vhosts: readonly VhostSpec[];
 }

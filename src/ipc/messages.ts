@@ -33,7 +33,9 @@ export type MasterMessage =
   /** Every ban in force (sent before CFG_START), then each change. Times are epoch ms. */
   | { type: 'BAN_SYNC'; bans: [ip: string, until: number][] }
   | { type: 'BAN_ADD'; ip: string; until: number }
-  | { type: 'BAN_LIFT'; ip: string };
+  | { type: 'BAN_LIFT'; ip: string }
+  /** The answer to MET_SCRAPE `id`: the Prometheus exposition text. */
+  | { type: 'MET_TEXT'; id: number; text: string };
 
 /** Worker -> master. */
 export type WorkerMessage =
@@ -48,7 +50,11 @@ export type WorkerMessage =
   /** Per client: leased tokens left unspent, and requests refused (429) locally since the last report. */
   | { type: 'LIM_REPORT'; entries: [ip: string, unspent: number, refused: number][] }
   /** An IDS rule matched a request from `ip`; the master keeps the score per client. */
-  | { type: 'IDS_MATCH'; ip: string; rule: string; score: number };
+  | { type: 'IDS_MATCH'; ip: string; rule: string; score: number }
+  /** Counts since the last report: [vhost, status, n], [reason, n], [rule, n]; and the open connections now. */
+  | { type: 'MET_REPORT'; connections: number; requests: [vhost: string, status: number, count: number][]; rejections: [reason: string, count: number][]; idsMatches: [rule: string, count: number][] }
+  /** Someone asked the metrics listener this worker serves: the master has the totals. */
+  | { type: 'MET_SCRAPE'; id: number };
 
 /**
  * A security event seen by a worker, written to the audit log by the master
@@ -73,7 +79,7 @@ const MAX_AUDIT_HEADERS = 16;
 const AUDIT_STRING_FIELDS = ['event', 'clientIp', 'method', 'host', 'path', 'detail'] as const;
 
 /** The largest worker message the master will parse (the channel itself is JSON). */
-export const MAX_WORKER_MESSAGE_BYTES = 4096;
+export const MAX_WORKER_MESSAGE_BYTES = 16384;
 
 const isCount = (value: unknown): value is number =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
@@ -101,6 +107,19 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
       return keys === 'entries,type' && isBatch(message.entries) && message.entries.every(isReportEntry)
         ? { type: 'LIM_REPORT', entries: message.entries as [string, number, number][] }
         : null;
+    case 'MET_SCRAPE':
+      return keys === 'id,type' && isCount(message.id) ? { type: 'MET_SCRAPE', id: message.id } : null;
+    case 'MET_REPORT':
+      return keys === 'connections,idsMatches,rejections,requests,type' &&
+        isCount(message.connections) &&
+        isList(message.requests) &&
+        message.requests.every((entry) => isTuple(entry, [isLabel, isStatus, isCount])) &&
+        isList(message.rejections) &&
+        message.rejections.every((entry) => isTuple(entry, [isEventName, isCount])) &&
+        isList(message.idsMatches) &&
+        message.idsMatches.every((entry) => isTuple(entry, [isRuleName, isCount]))
+        ? (message as unknown as WorkerMessage)
+        : null;
     case 'IDS_MATCH':
       return keys === 'ip,rule,score,type' && isClientKey(message.ip) && isRuleName(message.rule) && isCount(message.score) && message.score <= MAX_IDS_SCORE
         ? { type: 'IDS_MATCH', ip: message.ip, rule: message.rule, score: message.score }
@@ -126,6 +145,14 @@ const isReportEntry = (value: unknown): boolean =>
   (value[1] as number) <= MAX_TOKENS &&
   isCount(value[2]) &&
   (value[2] as number) <= MAX_TOKENS;
+
+const isList = (value: unknown): value is unknown[] => Array.isArray(value) && value.length <= MAX_BATCH_ENTRIES;
+const isTuple = (value: unknown, checks: ((part: unknown) => boolean)[]): boolean =>
+  Array.isArray(value) && value.length === checks.length && checks.every((check, i) => check(value[i]));
+/** A vhost's first name ("" when none matched): what a domain in the config may look like. */
+const isLabel = (value: unknown): boolean => typeof value === 'string' && /^[*a-z0-9.-]{0,253}$/.test(value);
+const isStatus = (value: unknown): boolean => isCount(value) && (value as number) >= 100 && (value as number) <= 999;
+const isEventName = (value: unknown): boolean => typeof value === 'string' && value.length <= 64 && /^[a-z_]+(\.[a-z_]+)+$/.test(value);
 
 const isBoundedString = (value: unknown): value is string => typeof value === 'string' && value.length <= MAX_AUDIT_FIELD_CHARS;
 

@@ -10,6 +10,7 @@ import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
 import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
+import { Metrics } from './metrics.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
 import { ListenerSet } from './listeners.js';
@@ -63,8 +64,9 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const listeners = new ListenerSet();
   const audit = new AuditLog(config.audit, log);
   const self = { role: 'master', pid: process.pid } as const;
-  const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message));
-  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse);
+  const metrics = new Metrics({ activeBans: () => abuse.activeBans });
+  const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message), (source) => metrics.banAdded(source));
+  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -96,6 +98,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
     const outcome = await supervisor.reload(() => loadConfig(configPath));
+    metrics.reloaded(outcome.ok);
     if (outcome.ok) {
       log.info({ trigger, generation: outcome.generation }, 'configuration reloaded');
       audit.write('configuration', { event: 'config.reload', detail: trigger }, self, { generation: outcome.generation });

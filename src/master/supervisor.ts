@@ -21,6 +21,7 @@ import type { LogSink } from '../logging/logger.js';
 import type { MasterMessage } from '../ipc/messages.js';
 import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
+import type { Metrics } from './metrics.js';
 import type { ListenerSet } from './listeners.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -83,6 +84,7 @@ export class Supervisor {
     private readonly sink: LogSink,
     private readonly audit: AuditLog,
     private readonly abuse: AbuseControl,
+    private readonly metrics: Metrics,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -239,7 +241,11 @@ export class Supervisor {
     this.workers.add(worker);
     worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
     const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
-    worker.onAbuseMessage = (message) => this.abuse.handle(link, message);
+    worker.onMessage = (message) => {
+      if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
+      else if (message.type === 'MET_SCRAPE') void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
+      else this.abuse.handle(link, message);
+    };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {
@@ -251,6 +257,7 @@ export class Supervisor {
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
       this.abuse.workerGone(link);
+      this.metrics.workerGone(link.id);
       if (worker.cgroup !== null) this.scheduleCgroupRemoval(worker.cgroup);
       const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
       if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {
@@ -349,6 +356,7 @@ export class Supervisor {
     const lived = Date.now() - dead.startedAt;
     slot.quickCrashes = lived < CRASH_LOOP_WINDOW_MS ? slot.quickCrashes + 1 : 1;
     slot.restarts += 1;
+    this.metrics.workerRestarted();
     slot.worker = null;
     let delay = 0;
     if (slot.quickCrashes > 1) {

@@ -39,8 +39,8 @@ export class WorkerProcess {
   overLimitSince: number | null = null;
   /** Where this worker's audit events go (set by the supervisor). */
   onAudit: (event: AuditEvent) => void = () => undefined;
-  /** Where its questions and reports on limits, bans and IDS scores go (set by the supervisor). */
-  onAbuseMessage: (message: Exclude<WorkerMessage, { type: 'CTL_READY' | 'AUDIT_EVENT' }>) => void = () => undefined;
+  /** Where its questions and reports (limits, bans, IDS scores, metrics) go (set by the supervisor). */
+  onMessage: (message: Exclude<WorkerMessage, { type: 'CTL_READY' | 'AUDIT_EVENT' }>) => void = () => undefined;
   private killReason: string | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -90,7 +90,7 @@ export class WorkerProcess {
           return;
         }
         if (message.type !== 'CTL_READY') {
-          this.onAbuseMessage(message);
+          this.onMessage(message);
           return;
         }
         if (message.generation !== generation || this.state !== 'starting') {

@@ -5,7 +5,7 @@
  * rejection carries an audit event name. docs/errors.md lists the same
  * table; test/errors.test.ts keeps the two in step.
  */
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 export interface ErrorSpec {
   /** HTTP status sent to the client. */
@@ -110,6 +110,16 @@ export function sendError(res: ServerResponse, code: ErrorCode, headers?: Outgoi
   // Close when the catalogue says so, and whenever the request body has not
   // been read to its end: answered early, what is left of it on the
   // connection would be read as the next request.
-  if (spec.close || !res.req.complete) res.shouldKeepAlive = false;
+  if (spec.close || bodyUnread(res.req)) res.shouldKeepAlive = false;
   res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * A request body not read to its end. (`complete` alone is no guide: Node
+ * calls the handler before it marks even a bodyless request complete.)
+ */
+function bodyUnread(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

@@ -15,20 +15,24 @@ export interface TokenGrant {
   readonly retryAfterMs: number;
 }
 
-/** What the connection and request stages need from the master. */
-export interface LimitsLink {
+/** What the worker's servers ask and tell the master, besides audit events. */
+export interface MasterPort {
   admit(ip: string): Promise<ConnectVerdict>;
   closed(ip: string): void;
   lease(ip: string, want: number): Promise<TokenGrant>;
   report(ip: string, unspent: number, refused: number): void;
   idsMatch(ip: string, rule: string, score: number): void;
   isBanned(ip: string): boolean;
+  /** The Prometheus text, totalled over all workers by the master. */
+  scrape(): Promise<string>;
+  sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void;
 }
 
-export class MasterLink implements LimitsLink {
+export class MasterLink implements MasterPort {
   #nextId = 1;
   readonly #admissions = new Map<number, (verdict: ConnectVerdict) => void>();
   readonly #leases = new Map<number, (grant: TokenGrant) => void>();
+  readonly #scrapes = new Map<number, (text: string) => void>();
   /** Client -> epoch ms the ban ends. */
   readonly #bans = new Map<string, number>();
   #closed: string[] = [];
@@ -50,6 +54,12 @@ export class MasterLink implements LimitsLink {
         const resolve = this.#leases.get(message.id);
         this.#leases.delete(message.id);
         resolve?.({ granted: message.granted, retryAfterMs: message.retryAfterMs });
+        return true;
+      }
+      case 'MET_TEXT': {
+        const resolve = this.#scrapes.get(message.id);
+        this.#scrapes.delete(message.id);
+        resolve?.(message.text);
         return true;
       }
       case 'BAN_SYNC':
@@ -81,6 +91,18 @@ export class MasterLink implements LimitsLink {
       this.#leases.set(id, resolve);
       this.send({ type: 'LIM_LEASE', id, ip, want });
     });
+  }
+
+  scrape(): Promise<string> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#scrapes.set(id, resolve);
+      this.send({ type: 'MET_SCRAPE', id });
+    });
+  }
+
+  sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void {
+    this.send(report);
   }
 
   closed(ip: string): void {
@@ -120,13 +142,16 @@ export class MasterLink implements LimitsLink {
 
 /**
  * For the worker code run without a master (bench/pipeline-server.ts): lets
- * every connection in and grants every token. Never used by the server.
+ * every connection in, grants every token, keeps no metrics. Never used by
+ * the server.
  */
-export const UNLIMITED: LimitsLink = {
+export const UNLIMITED: MasterPort = {
   admit: () => Promise.resolve('ok'),
   closed: () => undefined,
   lease: (_ip, want) => Promise.resolve({ granted: want, retryAfterMs: 0 }),
   report: () => undefined,
   idsMatch: () => undefined,
   isBanned: () => false,
+  scrape: () => Promise.resolve(''),
+  sendMetrics: () => undefined,
 };

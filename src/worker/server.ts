@@ -6,15 +6,16 @@ import http from 'node:http';
 import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { CompiledConfig, ListenerSpec } from '../config/types.js';
+import type { CompiledConfig, ListenerSpec, Protocol } from '../config/types.js';
 import { CidrSet, clientKey } from '../net/cidr.js';
 import { createAudit, createAuditThrottle, type Audit } from './audit.js';
-import type { LimitsLink } from './master-link.js';
+import type { MasterPort } from './master-link.js';
+import { WorkerMetrics } from './metrics.js';
 import { setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
-import { secureResponseClass } from './pipeline/response-headers.js';
+import { policyHeaders, secureResponseClass } from './pipeline/response-headers.js';
 
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
@@ -31,6 +32,7 @@ const DRAIN_IDLE_CLOSE_MS = 1000;
 const DRAIN_SWEEP_MS = 250;
 
 interface ConnectionState {
+  readonly protocol: Protocol;
   inFlight: number;
   idleSince: number;
   /** Slowloris defence: socket.bytesRead when the last request ended, and when the next head began arriving. */
@@ -51,7 +53,7 @@ export class WorkerServer {
   private readonly listeners: net.Server[] = [];
   private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
-  private readonly responseClass: typeof http.ServerResponse<http.IncomingMessage>;
+  private readonly metrics: WorkerMetrics;
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
   private readonly whitelist: CidrSet;
@@ -66,15 +68,16 @@ export class WorkerServer {
   constructor(
     private readonly config: CompiledConfig,
     private readonly log: Logger,
-    private readonly link: LimitsLink,
+    private readonly link: MasterPort,
     pipelineVariant: PipelineVariant = 'full',
   ) {
-    this.pipeline = createPipeline(config, log, link, pipelineVariant);
+    this.metrics = new WorkerMetrics(link, () => this.connections.size);
+    this.pipeline = createPipeline(config, log, link, this.metrics, pipelineVariant);
     this.whitelist = new CidrSet(config.access.whitelist);
     this.blacklist = new CidrSet(config.access.blacklist);
     this.forwardingProxies = new CidrSet(config.forwarded.trustProxy ? config.forwarded.trustedProxies : []);
     this.audit = createAudit(config.audit);
-    this.responseClass = secureResponseClass(config);
+
     this.writeSweep = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
     this.writeSweep.unref();
   }
@@ -102,9 +105,10 @@ export class WorkerServer {
           state.headStartedAt ??= now;
           const elapsedMs = now - state.headStartedAt;
           if (elapsedMs >= HEAD_RATE_GRACE_MS && (headBytes * 1000) / elapsedMs < minRate) {
+            this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
             this.audit({ event: ERRORS.SLOW_CLIENT.event, status: 408, clientIp: socket.remoteAddress, detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s` });
             // No request is in flight: the connection is at a message boundary, an answer can go out.
-            if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.config.responseHeaders));
+            if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.rawErrorHeaders(socket)));
             else socket.destroy();
             continue;
           }
@@ -125,6 +129,7 @@ export class WorkerServer {
 
   /** Start accepting on a socket the master bound. */
   listen(spec: ListenerSpec, handle: unknown): Promise<void> {
+    if (spec.purpose === 'metrics') return this.start(spec, this.metricsServer(), handle);
     const { limits, timeouts } = this.config;
     const server = http.createServer(
       {
@@ -138,7 +143,7 @@ export class WorkerServer {
         joinDuplicateHeaders: false,
         insecureHTTPParser: false,
         noDelay: true,
-        ServerResponse: this.responseClass,
+        ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol),
       },
       (req, res) => {
         // Held here: by the time the response closes, req.socket may already be detached (null).
@@ -159,6 +164,7 @@ export class WorkerServer {
     );
     server.on('connection', (socket: Socket) => {
       this.connections.set(socket, {
+        protocol: spec.protocol,
         inFlight: 0,
         idleSince: performance.now(),
         bytesReadAtIdle: 0,
@@ -182,6 +188,35 @@ export class WorkerServer {
     // client and the PROXY protocol header come first; the HTTP server only
     // ever sees a connection let in, and what follows the header.
     const listener = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.accept(socket, server));
+    return this.start(spec, listener, handle);
+  }
+
+  /**
+   * [server.metrics]: GET /metrics answers the master's totals (asked over
+   * IPC: the master holds them but never parses a network request). Bound to
+   * 127.0.0.1 by default; small limits, no keep-alive to speak of.
+   */
+  private metricsServer(): http.Server {
+    return http.createServer(
+      { maxHeaderSize: 4096, headersTimeout: 5000, requestTimeout: 10_000, keepAliveTimeout: 5000, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+      (req, res) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('Method Not Allowed\n');
+          return;
+        }
+        if ((req.url ?? '').split('?', 1)[0] !== '/metrics') {
+          res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not Found: the metrics are at /metrics\n');
+          return;
+        }
+        void this.link.scrape().then((text) => {
+          res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : text);
+        });
+      },
+    );
+  }
+
+  private start(spec: ListenerSpec, listener: net.Server, handle: unknown): Promise<void> {
     this.listeners.push(listener);
     return new Promise((resolve, reject) => {
       listener.once('error', reject);
@@ -216,6 +251,7 @@ export class WorkerServer {
     clearInterval(sweep);
     clearInterval(this.writeSweep);
     await this.pipeline.close();
+    this.metrics.close();
   }
 
   /**
@@ -243,6 +279,7 @@ export class WorkerServer {
       this.proxyTrust ??= new CidrSet(trustedProxies);
       const result = await readProxyHeader(socket, { required, trusted: this.proxyTrust, timeoutMs: headerTimeoutMs });
       if (!result.ok) {
+        this.metrics.rejection(`proxy_protocol.${result.reason}`);
         this.audit({ event: `proxy_protocol.${result.reason}`, clientIp: socket.remoteAddress, detail: result.detail });
         socket.destroy();
         return;
@@ -286,10 +323,16 @@ export class WorkerServer {
   /** Closed at accept, nothing read; audited at most once a second per client and reason. */
   private refuseConnection(socket: Socket, ip: string, reason: string): void {
     socket.destroy();
+    const event = reason === 'blacklisted' ? 'connection.blacklisted' : reason === 'banned' ? 'connection.banned' : 'connection.limit_exceeded';
+    this.metrics.rejection(event);
     const suppressed = this.refusalThrottle(`${reason} ${ip}`);
     if (suppressed === null) return;
-    const event = reason === 'blacklisted' ? 'connection.blacklisted' : reason === 'banned' ? 'connection.banned' : 'connection.limit_exceeded';
     this.audit({ event, clientIp: ip, detail: suppressed > 0 ? `${reason} (${suppressed} more in the last second not logged)` : reason });
+  }
+
+  /** The security headers a raw error answer on `socket` carries (HSTS only over HTTPS). */
+  private rawErrorHeaders(socket: Socket): readonly (readonly [string, string])[] {
+    return policyHeaders(this.config.responseHeaders, this.connections.get(socket)?.protocol ?? 'http');
   }
 
   private closeIdleConnections(idleForMs: number): void {
@@ -324,9 +367,12 @@ export class WorkerServer {
     else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'REQUEST_TIMEOUT';
     else if (error.code === 'ECONNRESET' || error.code === 'EPIPE') code = null;
     if (code === null) this.log.debug({ event: 'connection.reset', clientIp: socket.remoteAddress }, 'client error');
-    else this.audit({ event: ERRORS[code].event, status: ERRORS[code].status, clientIp: socket.remoteAddress, detail: error.code });
+    else {
+      this.metrics.rejection(ERRORS[code].event);
+      this.audit({ event: ERRORS[code].event, status: ERRORS[code].status, clientIp: socket.remoteAddress, detail: error.code });
+    }
     if (code !== null && socket.writable && socket.bytesWritten === 0) {
-      socket.end(rawErrorResponse(code, this.config.responseHeaders));
+      socket.end(rawErrorResponse(code, this.rawErrorHeaders(socket)));
     } else {
       socket.destroy();
     }

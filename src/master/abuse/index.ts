@@ -32,18 +32,12 @@ export interface WorkerLink {
   post(message: MasterMessage): void;
 }
 
-type LimitMessage = Extract<WorkerMessage, { type: 'LIM_CONNECT' | 'LIM_CLOSED' | 'LIM_LEASE' | 'LIM_REPORT' | 'IDS_MATCH' }>;
+export type LimitMessage = Extract<WorkerMessage, { type: 'LIM_CONNECT' | 'LIM_CLOSED' | 'LIM_LEASE' | 'LIM_REPORT' | 'IDS_MATCH' }>;
 
 interface IdsScore {
   score: number;
   at: number;
   alerted: boolean;
-}
-
-export interface AbuseCounters {
-  connectionsRefused: Record<string, number>;
-  requestsRateLimited: number;
-  bansAdded: number;
 }
 
 export class AbuseControl {
@@ -54,7 +48,6 @@ export class AbuseControl {
   #idsScores: LruMap<IdsScore>;
   readonly #sweep: NodeJS.Timeout;
   readonly #self = { role: 'master', pid: process.pid } as const;
-  readonly counters: AbuseCounters = { connectionsRefused: {}, requestsRateLimited: 0, bansAdded: 0 };
 
   constructor(
     config: CompiledConfig,
@@ -62,6 +55,7 @@ export class AbuseControl {
     private readonly audit: AuditLog,
     /** Sends to every live worker of every generation. */
     private readonly broadcast: (message: MasterMessage) => void,
+    private readonly onBanAdded: (source: string) => void = () => undefined,
   ) {
     this.#config = config;
     this.#whitelist = new CidrSet(config.access.whitelist);
@@ -98,7 +92,6 @@ export class AbuseControl {
       case 'LIM_CONNECT': {
         // Workers do not ask for whitelisted clients; one that does (its config predates a reload) is let in uncounted.
         const verdict = this.#whitelist.has(message.ip) ? 'ok' : this.#bans.isBanned(message.ip) ? 'banned' : this.#limits.connect(worker.id, message.ip);
-        if (verdict !== 'ok') this.counters.connectionsRefused[verdict] = (this.counters.connectionsRefused[verdict] ?? 0) + 1;
         worker.post({ type: 'LIM_ADMIT', id: message.id, verdict });
         return;
       }
@@ -107,20 +100,14 @@ export class AbuseControl {
         return;
       case 'LIM_LEASE': {
         const grant = this.#limits.lease(message.ip, message.want);
-        if (grant.granted === 0) {
-          this.counters.requestsRateLimited += 1;
-          this.#limits.breach(message.ip, 1);
-        }
+        if (grant.granted === 0) this.#limits.breach(message.ip, 1);
         worker.post({ type: 'LIM_GRANT', id: message.id, granted: grant.granted, retryAfterMs: grant.retryAfterMs });
         return;
       }
       case 'LIM_REPORT':
         for (const [ip, unspent, refused] of message.entries) {
           this.#limits.giveBack(ip, unspent);
-          if (refused > 0) {
-            this.counters.requestsRateLimited += refused;
-            this.#limits.breach(ip, refused);
-          }
+          this.#limits.breach(ip, refused);
         }
         return;
       case 'IDS_MATCH':
@@ -187,7 +174,7 @@ export class AbuseControl {
 
   #banChanged(change: BanChange): void {
     if (change.kind === 'add') {
-      this.counters.bansAdded += 1;
+      this.onBanAdded(change.ban.source);
       this.broadcast({ type: 'BAN_ADD', ip: change.ban.ip, until: change.ban.until });
       const category = change.ban.source === 'admin' ? 'admin' : 'security';
       this.audit.write(category, { event: change.ban.source === 'admin' ? 'admin.ban_add' : 'ban.added', clientIp: change.ban.ip, detail: change.ban.reason }, this.#self, {

@@ -16,7 +16,7 @@
 import type { CompiledConfig } from '../../config/types.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
 import { HttpError } from '../errors.js';
-import type { LimitsLink } from '../master-link.js';
+import type { MasterPort } from '../master-link.js';
 import type { Stage } from './index.js';
 
 /** Unspent tokens go back to the master this long after their lease. */
@@ -42,7 +42,7 @@ export class RequestTokens {
   readonly #leases = new Map<string, Lease>();
   readonly #sweep: NodeJS.Timeout;
 
-  constructor(private readonly link: LimitsLink) {
+  constructor(private readonly link: MasterPort) {
     this.#sweep = setInterval(() => this.#giveBack(), LEASE_TTL_MS);
     this.#sweep.unref();
   }
@@ -120,7 +120,7 @@ export class RequestTokens {
   }
 }
 
-export function accessStage(config: CompiledConfig, link: LimitsLink): Stage & { close(): void } {
+export function accessStage(config: CompiledConfig, link: MasterPort): Stage & { close(): void } {
   const whitelist = new CidrSet(config.access.whitelist);
   const blacklist = new CidrSet(config.access.blacklist);
   const tokens = config.rateLimit === null ? null : new RequestTokens(link);

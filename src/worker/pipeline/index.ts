@@ -11,7 +11,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CompiledConfig, Protocol } from '../../config/types.js';
 import { createAudit, createAuditThrottle } from '../audit.js';
-import type { LimitsLink } from '../master-link.js';
+import type { MasterPort } from '../master-link.js';
+import type { WorkerMetrics } from '../metrics.js';
 import { accessStage } from './access.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
@@ -62,7 +63,7 @@ export type PipelineVariant = 'full' | 'routing-only';
 /** Rejections a client can draw at line rate: audited at most once a second per client. */
 const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED']);
 
-export function createPipeline(config: CompiledConfig, log: Logger, link: LimitsLink, variant: PipelineVariant = 'full'): Pipeline {
+export function createPipeline(config: CompiledConfig, log: Logger, link: MasterPort, metrics: WorkerMetrics, variant: PipelineVariant = 'full'): Pipeline {
   const route = routeStage(config);
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
@@ -71,6 +72,7 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Limits
   const audit = (exchange: Exchange, rejection: HttpError): void => {
     exchange.ctx.note(rejection.spec.event, rejection.detail);
     if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
+    metrics.rejection(rejection.spec.event);
     const { req, ctx } = exchange;
     let detail = rejection.detail;
     if (FLOODABLE.has(rejection.code)) {
@@ -156,6 +158,7 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Limits
         },
         vhost: null,
       };
+      res.once('finish', () => metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode));
       runStages(exchange, 0);
     },
     close: async () => {

@@ -11,6 +11,7 @@ import { createStaticHandler } from '../handlers/static.js';
 import type { RequestHandler } from '../handlers/types.js';
 import { hostOf, VhostRouter } from '../router.js';
 import type { Stage } from './index.js';
+import { useHeaderPolicy } from './response-headers.js';
 
 export interface VhostRuntime {
   readonly spec: VhostSpec;
@@ -38,6 +39,7 @@ export function routeStage(config: CompiledConfig): Stage & { close(): Promise<v
       exchange.ctx.host = host;
       exchange.vhost = router.match(host);
       if (exchange.vhost === null) throw new HttpError('UNKNOWN_HOST', host);
+      if (exchange.vhost.spec.responseHeaders !== null) useHeaderPolicy(exchange.res, exchange.vhost.spec.responseHeaders);
     },
     async close() {
       await Promise.all(vhosts.map((vhost) => vhost.handler.close?.()));
