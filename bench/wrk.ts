@@ -75,6 +75,18 @@ export function killWrk(): void {
 }
 
 /** Run wrk once; killed if it overruns its duration by 10 s. */
+/**
+ * What a browser sends besides Host: every server parses the same request,
+ * and the IDS inspects the headers ordinary traffic carries, not a bare
+ * request line.
+ */
+const BROWSER_HEADERS = [
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'Accept-Language: en-US,en;q=0.9',
+  'Referer: https://www.example.org/blog/2026/11/a-post.html?utm_source=feed',
+];
+
 export function runWrk(options: WrkOptions): Promise<WrkResult> {
   const args = [
     `-t${options.threads}`,
@@ -83,6 +95,7 @@ export function runWrk(options: WrkOptions): Promise<WrkResult> {
     '--latency',
     '-H',
     `Host: ${options.host}`,
+    ...BROWSER_HEADERS.flatMap((header) => ['-H', header]),
     options.url,
   ];
   return new Promise((resolve, reject) => {

@@ -173,6 +173,10 @@ enabled = true
 requests_per_second = 1
 burst_size = 2
 
+[security.forwarded]
+trust_proxy = true
+trusted_proxies = ["127.0.0.40"]
+
 [security.ddos]
 whitelist = ["127.0.0.30"]
 blacklist = ["127.0.0.31/32", "10.9.0.0/16"]
@@ -200,6 +204,18 @@ root = "${server.dir}"`;
     assert.equal(result.refused, true);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'connection.blacklisted' && line.clientIp === '127.0.0.31'));
     assert.equal((await request(server.port, { path: '/', headers: { Host: 'a.test' }, localAddress: '127.0.0.39' })).status, 200);
+  });
+
+  it('behind a trusted proxy, the client it names is listed, limited and refused per request', async () => {
+    const via = (client: string) => request(server.port, { path: '/', headers: { Host: 'a.test', 'X-Forwarded-For': client }, localAddress: '127.0.0.40' });
+    const blocked = await via('10.9.1.1');
+    assert.equal(blocked.status, 403);
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.client_blocked' && line.clientIp === '10.9.1.1'));
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await via('203.0.113.9')).status);
+    assert.deepEqual(statuses, [200, 200, 429, 429], 'the named client has its own bucket');
+    // The proxy's own address is not limited at accept: its other clients are served.
+    assert.equal((await via('203.0.113.10')).status, 200);
   });
 
   it('repeated breaches ban a client at every worker; the ban expires after ban_seconds', async () => {

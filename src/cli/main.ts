@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { banCommand } from './ban.js';
+import { certsCommand } from './certs.js';
 import { checkCommand } from './check.js';
 import { reloadCommand } from './reload.js';
 import { startCommand } from './start.js';
@@ -38,6 +39,14 @@ program
     process.exitCode = await statusCommand(options.config, options.json === true);
   });
 
+program
+  .command('certs')
+  .description('list the certificates served: names, issuer, expiry, next renewal, last error (exit 3 when not running)')
+  .option(...configOption)
+  .option('--json', 'one JSON object')
+  .action(async (options: { config?: string; json?: boolean }) => {
+    process.exitCode = await certsCommand(options.config, options.json === true);
+  });
 const ban = program.command('ban').description("the running master's ban list (exit 3 when not running)");
 ban
   .command('list')

@@ -8,7 +8,9 @@ import { isIP } from 'node:net';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, VhostSpec } from './types.js';
+import { loadCertificate } from '../tls/certificates.js';
+import { validateCiphers } from '../tls/policy.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
@@ -34,11 +36,10 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   const refuse = (key: string, what: string): void => {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
-  if (raw.ssl !== undefined) refuse('ssl', 'TLS');
-  if (raw.security.enforce_https) refuse('security.enforce_https', 'HTTPS enforcement');
+  if (raw.ssl?.provider === 'acme' || raw.ssl?.provider === 'cloudflare') refuse('ssl.provider', `obtaining certificates from ${raw.ssl.provider}`);
+  if (Array.isArray(raw.ssl?.domains)) refuse('ssl.domains', 'obtaining certificates from a provider (a list of names)');
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
   if (raw.cluster !== undefined) refuse('cluster', 'clustering');
-  if (raw.security.ids.enabled) refuse('security.ids.enabled', 'intrusion detection');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
@@ -168,9 +169,54 @@ function compileAudit(raw: RawConfig): AuditSpec {
   };
 }
 
-function compileListeners(raw: RawConfig): ListenerSpec[] {
-  const { bind_address: address, http_port: port } = raw.server;
+/**
+ * [ssl] with manual certificates ([ssl.domains."name"]): every certificate
+ * is loaded and checked now, so `check` names the domain whose file is
+ * missing, whose key does not match or whose certificate has expired. The
+ * files are read again by the master at each start and reload: the compiled
+ * config carries paths, never key material.
+ */
+function compileTls(raw: RawConfig, problems: ConfigProblem[]): TlsSpec | null {
+  const security = raw.security;
+  if (raw.ssl === undefined) {
+    if (security.enforce_https) problems.push({ key: 'security.enforce_https', message: 'needs [ssl] certificates to redirect to' });
+    return null;
+  }
+  // Refused in unimplemented() until built; nothing more to say about it here.
+  if (raw.ssl.provider === 'acme' || raw.ssl.provider === 'cloudflare') return null;
+  const domains = raw.ssl.domains;
+  if (domains === undefined || Array.isArray(domains) || Object.keys(domains).length === 0) {
+    if (domains === undefined) problems.push({ key: 'ssl.domains', message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file' });
+    return null;
+  }
+  const certificates = Object.entries(domains).map(([name, files]) => ({
+    name,
+    certFile: path.resolve(files.cert_file),
+    keyFile: path.resolve(files.key_file),
+    ...(files.chain_file !== undefined && { chainFile: path.resolve(files.chain_file) }),
+  }));
+  for (const certificate of certificates) {
+    const loaded = loadCertificate(certificate);
+    if (!loaded.ok) problems.push({ key: `ssl.domains.${JSON.stringify(certificate.name)}`, message: loaded.problem });
+  }
+  if (security.ciphers !== undefined) {
+    for (const problem of validateCiphers(security.ciphers, security.min_tls_version)) problems.push({ key: 'security.ciphers', message: problem });
+  }
+  if (raw.server.https_port === raw.server.http_port) problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
+  return {
+    certificates,
+    minVersion: security.min_tls_version,
+    ciphers: security.ciphers ?? null,
+    enforceHttps: security.enforce_https,
+    httpsPort: raw.server.https_port,
+    handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
+  };
+}
+
+function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
+  const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
   const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
+  if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
   const metrics = raw.server.metrics;
   if (metrics.enabled) {
     listeners.push({ id: `metrics ${metrics.bind_address}:${metrics.port}`, purpose: 'metrics', protocol: 'http', address: metrics.bind_address, port: metrics.port });
@@ -240,6 +286,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
   const vhosts = compileVhosts(raw, problems);
+  const tls = compileTls(raw, problems);
   const headers = compileResponseHeaders(raw.security.headers);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
@@ -259,7 +306,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       stateDir: path.resolve(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
     },
-    listeners: compileListeners(raw),
+    listeners: compileListeners(raw, tls),
+    tls,
     limits: {
       maxHeaderBytes: l.max_header_size,
       maxHeaders: l.max_headers,

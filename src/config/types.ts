@@ -190,11 +190,27 @@ export interface AuditSpec {
   readonly includeHeaders: readonly string[];
 }
 
+/** [ssl] with manual certificates, and the [security] TLS policy. */
+export interface TlsSpec {
+  /** `[ssl.domains."name"]` entries, in config order; the first is the default certificate (no SNI, no match). */
+  readonly certificates: readonly { readonly name: string; readonly certFile: string; readonly keyFile: string; readonly chainFile?: string }[];
+  readonly minVersion: '1.2' | '1.3';
+  /** security.ciphers, or null for the default (Mozilla intermediate). */
+  readonly ciphers: readonly string[] | null;
+  /** HTTP requests are redirected to HTTPS (security.enforce_https). */
+  readonly enforceHttps: boolean;
+  readonly httpsPort: number;
+  /** Longest a TLS handshake may take (the header timeout: a slow handshake is a slowloris too). */
+  readonly handshakeTimeoutMs: number;
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
   readonly server: ServerSpec;
   readonly listeners: readonly ListenerSpec[];
+  /** null: no TLS, no HTTPS listener. */
+  readonly tls: TlsSpec | null;
   readonly limits: LimitsSpec;
   readonly timeouts: TimeoutsSpec;
   readonly audit: AuditSpec;

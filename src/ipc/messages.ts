@@ -8,6 +8,7 @@
  */
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { clientKey } from '../net/cidr.js';
+import type { CertificateMaterial } from '../tls/material.js';
 
 /** The master's answer to a new connection (limits per client, server-wide). */
 export type ConnectVerdict = 'ok' | 'max_connections' | 'max_connections_per_ip' | 'connection_rate' | 'banned';
@@ -34,6 +35,14 @@ export type MasterMessage =
   | { type: 'BAN_SYNC'; bans: [ip: string, until: number][] }
   | { type: 'BAN_ADD'; ip: string; until: number }
   | { type: 'BAN_LIFT'; ip: string }
+  /**
+   * Certificates and keys for the HTTPS listeners (sent before CFG_START),
+   * the session ticket key every worker shares (base64, 48 bytes) and the
+   * session ID context, so a session made on one worker resumes on another.
+   */
+  | { type: 'TLS_INIT'; certificates: CertificateMaterial[]; ticketKey: string; sessionIdContext: string }
+  /** The master rotated the session ticket key (every worker at once). */
+  | { type: 'TLS_TICKET_KEY'; ticketKey: string }
   /** The answer to MET_SCRAPE `id`: the Prometheus exposition text. */
   | { type: 'MET_TEXT'; id: number; text: string };
 

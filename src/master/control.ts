@@ -13,6 +13,7 @@ export type ControlRequest =
   | { command: 'reload' }
   | { command: 'stop' }
   | { command: 'ban_list' }
+  | { command: 'certs' }
   | { command: 'ban_add'; ip: string; seconds?: number; reason: string }
   | { command: 'ban_remove'; ip: string };
 
@@ -37,6 +38,7 @@ export function parseControlRequest(text: string): ControlRequest | null {
     case 'reload':
     case 'stop':
     case 'ban_list':
+    case 'certs':
       return { command };
     case 'ban_add': {
       const { ip, seconds, reason } = request;

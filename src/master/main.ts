@@ -11,6 +11,7 @@ import { createMasterLogger, createSink, type LogSink } from '../logging/logger.
 import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
 import { Metrics } from './metrics.js';
+import { SessionTickets } from './session-tickets.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
 import { ListenerSet } from './listeners.js';
@@ -66,7 +67,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const self = { role: 'master', pid: process.pid } as const;
   const metrics = new Metrics({ activeBans: () => abuse.activeBans });
   const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message), (source) => metrics.banAdded(source));
-  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics);
+  const tickets = new SessionTickets((message) => supervisor.broadcast(message));
+  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -82,6 +84,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     removePidFile(config.server.pidFile);
     listeners.closeAll();
     abuse.close();
+    tickets.close();
   };
 
   const stop = async (why: string): Promise<void> => {
@@ -125,6 +128,13 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
         audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
         setImmediate(() => void stop('control socket'));
         return { ok: true, pid: process.pid };
+      case 'certs':
+        return {
+          ok: true,
+          // Manual certificates are not renewed by the server: nextRenewal is null.
+          certificates: supervisor.certificates.map((certificate) => ({ ...certificate, source: 'manual', nextRenewal: null })),
+          lastError: supervisor.certificateError,
+        };
       case 'ban_list':
         return { ok: true, bans: abuse.listBans().map((ban) => ({ ...ban, until: new Date(ban.until).toISOString() })) };
       case 'ban_add': {

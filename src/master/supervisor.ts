@@ -22,6 +22,11 @@ import type { MasterMessage } from '../ipc/messages.js';
 import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { Metrics } from './metrics.js';
+import type { LoadedCertificate } from '../tls/certificates.js';
+import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
+
+export type CertificateInfo = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
+import type { SessionTickets } from './session-tickets.js';
 import type { ListenerSet } from './listeners.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -43,6 +48,8 @@ const CGROUP_REMOVE_ATTEMPTS = 20;
 
 interface Slot {
   worker: WorkerProcess | null;
+  /** The generation's certificates and keys (read once per generation), or null without TLS. */
+  readonly tls: CertificateMaterial[] | null;
   restarts: number;
   /** Crashes in a row of workers that died young. */
   quickCrashes: number;
@@ -85,6 +92,7 @@ export class Supervisor {
     private readonly audit: AuditLog,
     private readonly abuse: AbuseControl,
     private readonly metrics: Metrics,
+    private readonly tickets: SessionTickets,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -102,6 +110,7 @@ export class Supervisor {
       throw error;
     }
     this.slots = slots;
+    this.certificates = this.pendingCertificates;
   }
 
   /** Validate-then-switch reload; `load` is the same load path `start` used. */
@@ -123,7 +132,13 @@ export class Supervisor {
         return { ok: false, reason: (error as Error).message };
       }
       const generation = this.generation + 1;
-      const slots = this.spawnGeneration(generation, next);
+      let slots: Slot[];
+      try {
+        slots = this.spawnGeneration(generation, next);
+      } catch (error) {
+        for (const id of added) this.listeners.close(id);
+        return { ok: false, reason: (error as Error).message };
+      }
       try {
         await Promise.all(slots.map((slot) => slot.worker!.ready));
       } catch (error) {
@@ -139,6 +154,7 @@ export class Supervisor {
       this.slots = slots;
       this.generation = generation;
       this.config = next;
+      this.certificates = this.pendingCertificates;
       this.abuse.reconfigure(next);
       for (const slot of retiring) {
         if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
@@ -202,10 +218,20 @@ export class Supervisor {
     return null;
   }
 
+  /** Throws (naming the domain) when a certificate cannot be loaded: the generation does not start. */
   private spawnGeneration(generation: number, config: CompiledConfig): Slot[] {
     const slots: Slot[] = [];
+    let loaded: LoadedCertificate[] = [];
+    try {
+      loaded = config.tls === null ? [] : loadTlsMaterial(config.tls, this.log);
+    } catch (error) {
+      this.certificateError = (error as Error).message;
+      throw error;
+    }
+    this.pendingCertificates = loaded.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }));
+    const tls = config.tls === null ? null : materialOf(loaded);
     for (let index = 0; index < config.server.workerCount; index++) {
-      const slot: Slot = { worker: null, restarts: 0, quickCrashes: 0, respawnTimer: null };
+      const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
       slots.push(slot);
       this.spawnInto(slot, index, generation, config);
     }
@@ -213,6 +239,10 @@ export class Supervisor {
   }
 
   private readonly cgroupRemovals = new Set<Promise<void>>();
+  /** What `miwidothttp certs` shows: the serving generation's certificates (never a key), and the last load failure. */
+  certificates: CertificateInfo[] = [];
+  certificateError: string | null = null;
+  private pendingCertificates: CertificateInfo[] = [];
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
 
@@ -236,7 +266,9 @@ export class Supervisor {
     const parent = config.isolation.cgroupParent;
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
     const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
-    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, [this.abuse.banSync()]);
+    const startup: MasterMessage[] = [this.abuse.banSync()];
+    if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls, ...this.tickets.forWorkers() });
+    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, startup);
     slot.worker = worker;
     this.workers.add(worker);
     worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });

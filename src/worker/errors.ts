@@ -41,6 +41,7 @@ export const ERRORS = {
   BODY_TIMEOUT: { status: 408, event: 'request.body_timeout', text: 'Request Timeout', close: true },
   SLOW_CLIENT: { status: 408, event: 'request.slow_client', text: 'Request Timeout', close: true },
   CLIENT_BLOCKED: { status: 403, event: 'request.client_blocked', text: 'Forbidden', close: true },
+  IDS_BLOCKED: { status: 403, event: 'request.ids_blocked', text: 'Forbidden', close: true },
   RATE_LIMITED: { status: 429, event: 'request.rate_limited', text: 'Too Many Requests', close: false },
   PRIVATE_CLIENT_IP: { status: 403, event: 'request.private_client_ip', text: 'Forbidden', close: true },
   MISSING_PROXY_HEADERS: { status: 400, event: 'request.missing_proxy_headers', text: 'Bad Request', close: true },

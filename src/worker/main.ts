@@ -32,6 +32,7 @@ let generation = 0;
 let config: CompiledConfig | null = null;
 const pendingListeners: { spec: ListenerSpec; handle: unknown }[] = [];
 let server: WorkerServer | null = null;
+let tlsMaterial: Omit<Extract<MasterMessage, { type: 'TLS_INIT' }>, 'type'> | null = null;
 const link = new MasterLink(send);
 
 function die(code: number, why: string): never {
@@ -51,6 +52,13 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
       if (handle === undefined) die(EXIT_BAD_MESSAGE, `listener ${message.listener.id} arrived without a socket`);
       pendingListeners.push({ spec: message.listener, handle });
       return;
+    case 'TLS_INIT':
+      if (tlsMaterial !== null || server !== null) die(EXIT_BAD_MESSAGE, 'TLS_INIT out of turn');
+      tlsMaterial = { certificates: message.certificates, ticketKey: message.ticketKey, sessionIdContext: message.sessionIdContext };
+      return;
+    case 'TLS_TICKET_KEY':
+      server?.setTicketKey(message.ticketKey);
+      return;
     case 'CFG_START':
       void start();
       return;
@@ -65,7 +73,7 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
 async function start(): Promise<void> {
   if (config === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
   const log = createWorkerLogger(config.server.logLevel).child({ generation });
-  server = new WorkerServer(config, log, link);
+  server = new WorkerServer(config, log, link, tlsMaterial);
   try {
     for (const { spec, handle } of pendingListeners) await server.listen(spec, handle);
   } catch (error) {

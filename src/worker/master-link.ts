@@ -23,6 +23,8 @@ export interface MasterPort {
   report(ip: string, unspent: number, refused: number): void;
   idsMatch(ip: string, rule: string, score: number): void;
   isBanned(ip: string): boolean;
+  /** False while no client is banned: the per-request check can skip computing the client's key. */
+  anyBans(): boolean;
   /** The Prometheus text, totalled over all workers by the master. */
   scrape(): Promise<string>;
   sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void;
@@ -119,6 +121,10 @@ export class MasterLink implements MasterPort {
     this.send({ type: 'IDS_MATCH', ip, rule, score });
   }
 
+  anyBans(): boolean {
+    return this.#bans.size > 0;
+  }
+
   isBanned(ip: string): boolean {
     const until = this.#bans.get(ip);
     if (until === undefined) return false;
@@ -152,6 +158,7 @@ export const UNLIMITED: MasterPort = {
   report: () => undefined,
   idsMatch: () => undefined,
   isBanned: () => false,
+  anyBans: () => false,
   scrape: () => Promise.resolve(''),
   sendMetrics: () => undefined,
 };

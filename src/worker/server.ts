@@ -3,11 +3,16 @@
  * worker never binds: it calls listen() on the bound socket the master sent.
  */
 import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
 import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec, Protocol } from '../config/types.js';
 import { CidrSet, clientKey } from '../net/cidr.js';
+import type { CertificateMaterial } from '../tls/material.js';
+import { tlsPolicy } from '../tls/policy.js';
+import { SniTable } from '../tls/sni.js';
 import { createAudit, createAuditThrottle, type Audit } from './audit.js';
 import type { MasterPort } from './master-link.js';
 import { WorkerMetrics } from './metrics.js';
@@ -54,6 +59,7 @@ export class WorkerServer {
   private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
   private readonly metrics: WorkerMetrics;
+  private readonly httpsServers: https.Server[] = [];
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
   private readonly whitelist: CidrSet;
@@ -69,6 +75,8 @@ export class WorkerServer {
     private readonly config: CompiledConfig,
     private readonly log: Logger,
     private readonly link: MasterPort,
+    /** Certificates, keys and session ticket key from the master; null without TLS. */
+    private readonly tls: { certificates: CertificateMaterial[]; ticketKey: string; sessionIdContext: string } | null = null,
     pipelineVariant: PipelineVariant = 'full',
   ) {
     this.metrics = new WorkerMetrics(link, () => this.connections.size);
@@ -131,21 +139,21 @@ export class WorkerServer {
   listen(spec: ListenerSpec, handle: unknown): Promise<void> {
     if (spec.purpose === 'metrics') return this.start(spec, this.metricsServer(), handle);
     const { limits, timeouts } = this.config;
-    const server = http.createServer(
-      {
-        maxHeaderSize: limits.maxHeaderBytes,
-        headersTimeout: timeouts.headerReadTimeoutMs,
-        requestTimeout: timeouts.requestTimeoutMs,
-        keepAliveTimeout: timeouts.keepAliveTimeoutMs,
-        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        // Checked in header-limits.ts, where the refusal is audited like any other.
-        requireHostHeader: false,
-        joinDuplicateHeaders: false,
-        insecureHTTPParser: false,
-        noDelay: true,
-        ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol),
-      },
-      (req, res) => {
+    const httpOptions: http.ServerOptions = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: timeouts.headerReadTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      // Checked in header-limits.ts, where the refusal is audited like any other.
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+      insecureHTTPParser: false,
+      noDelay: true,
+      // Node's typing asks for a class generic in its request type; ours answers IncomingMessage, which is what it gets.
+      ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol) as http.ServerOptions['ServerResponse'],
+    };
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
         // Held here: by the time the response closes, req.socket may already be detached (null).
         const socket = req.socket;
         const state = this.connections.get(socket);
@@ -160,9 +168,10 @@ export class WorkerServer {
         }
         if (this.draining) res.shouldKeepAlive = false;
         this.pipeline.handle(req, res, spec.protocol);
-      },
-    );
-    server.on('connection', (socket: Socket) => {
+      };
+    const server = spec.protocol === 'https' ? this.httpsServer(httpOptions, handler) : http.createServer(httpOptions, handler);
+    // Over TLS, requests arrive on the TLS socket once its handshake is done.
+    server.on(spec.protocol === 'https' ? 'secureConnection' : 'connection', (socket: Socket) => {
       this.connections.set(socket, {
         protocol: spec.protocol,
         inFlight: 0,
@@ -189,6 +198,53 @@ export class WorkerServer {
     // ever sees a connection let in, and what follows the header.
     const listener = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.accept(socket, server));
     return this.start(spec, listener, handle);
+  }
+
+  /**
+   * An HTTPS server on the certificates the master sent (TLS_INIT): SNI by
+   * exact and wildcard name, the first certificate for clients that send no
+   * name or an unknown one; the TLS policy of [security]; the ticket key and
+   * session ID context every worker shares, so sessions resume across
+   * workers. A handshake gets header_read_timeout, like a request head.
+   */
+  private httpsServer(options: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): https.Server {
+    const tlsSpec = this.config.tls;
+    const material = this.tls;
+    if (tlsSpec === null || material === null) throw new Error('an HTTPS listener without TLS material from the master');
+    const policy = tlsPolicy(tlsSpec.minVersion, tlsSpec.ciphers ?? undefined);
+    const contexts = new SniTable<tls.SecureContext>();
+    const contextOptions = (certificate: CertificateMaterial): tls.SecureContextOptions => ({
+      key: certificate.keyPem,
+      cert: certificate.chainPem === null ? certificate.certPem : `${certificate.certPem}\n${certificate.chainPem}`,
+      ...policy,
+      sessionIdContext: material.sessionIdContext,
+    });
+    for (const certificate of material.certificates) contexts.add(certificate.name, tls.createSecureContext(contextOptions(certificate)));
+    const first = material.certificates[0]!;
+    const server = https.createServer(
+      {
+        ...options,
+        ...contextOptions(first),
+        SNICallback: (serverName, callback) => callback(null, contexts.match(serverName) ?? undefined),
+        ticketKeys: Buffer.from(material.ticketKey, 'base64'),
+        handshakeTimeout: tlsSpec.handshakeTimeoutMs,
+        ALPNProtocols: ['http/1.1'],
+      },
+      handler,
+    );
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+      this.metrics.rejection('tls.handshake_failed');
+      this.log.debug({ event: 'tls.handshake_failed', clientIp: socket.remoteAddress, code: error.code }, 'TLS handshake failed');
+      socket.destroy();
+    });
+    this.httpsServers.push(server);
+    return server;
+  }
+
+  /** The master rotated the session ticket key: every HTTPS server takes it at once. */
+  setTicketKey(ticketKey: string): void {
+    const key = Buffer.from(ticketKey, 'base64');
+    for (const server of this.httpsServers) server.setTicketKeys(key);
   }
 
   /**

@@ -124,6 +124,7 @@ export function accessStage(config: CompiledConfig, link: MasterPort): Stage & {
   const whitelist = new CidrSet(config.access.whitelist);
   const blacklist = new CidrSet(config.access.blacklist);
   const tokens = config.rateLimit === null ? null : new RequestTokens(link);
+  const listed = whitelist.size + blacklist.size > 0;
 
   const refuse = (retryAfterMs: number): HttpError =>
     new HttpError('RATE_LIMITED', `retry after ${retryAfterMs} ms`, { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) });
@@ -131,6 +132,8 @@ export function accessStage(config: CompiledConfig, link: MasterPort): Stage & {
   return {
     name: 'access',
     onRequest({ ctx }) {
+      // The common case, no lists, no bans, no rate limit: nothing to look up.
+      if (!listed && tokens === null && !link.anyBans()) return;
       const ip = clientKey(ctx.clientIp);
       // Not an address (a Unix socket peer): nothing to list, limit or ban.
       if (ip === null || whitelist.has(ip)) return;

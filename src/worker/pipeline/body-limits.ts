@@ -25,12 +25,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
+import type { BodyGate } from './ids.js';
 import type { Exchange, Stage } from './index.js';
 
 /** How often a body in progress is checked against the minimum data rate. */
 const RATE_CHECK_INTERVAL_MS = 1000;
 
-export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Exchange, error: HttpError) => void): Stage {
+export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Exchange, error: HttpError) => void, gate: BodyGate | null = null): Stage {
   const { maxBodyBytes, maxMultipartBytes, maxJsonDepth, maxFormFields } = config.limits;
   const { bodyReadTimeoutMs, minDataRateBytesPerSec } = config.timeouts;
   const { maxChunkBytes } = config.limits;
@@ -64,7 +65,8 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
         inspector = formFieldsInspector(maxFormFields);
       }
       const chunkSizer = chunked ? chunkSizeMeter(exchange.req, maxChunkBytes) : null;
-      watchBody(exchange, chunked ? maxBytes : Infinity, inspector, chunkSizer, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
+      const held = gate !== null && gate.wants(exchange.req) ? gate : null;
+      watchBody(exchange, chunked ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
     },
   };
 }
@@ -74,6 +76,7 @@ function watchBody(
   maxBytes: number,
   inspector: BodyInspector | null,
   chunkSizer: ((piece: Buffer) => string | null) | null,
+  gate: BodyGate | null,
   timeoutMs: number,
   minBytesPerSec: number,
   reject: (exchange: Exchange, error: HttpError) => void,
@@ -89,16 +92,42 @@ function watchBody(
     clearTimeout(deadline);
     clearInterval(rateCheck);
   };
-  const fail = (code: ErrorCode, detail: string): void => {
+  const fail = (code: ErrorCode | HttpError, detail = ''): void => {
     if (finished) return;
     stop();
     dropping = true;
-    reject(exchange, new HttpError(code, detail));
+    reject(exchange, code instanceof HttpError ? code : new HttpError(code, detail));
+  };
+
+  // The gate's hold: the body's first bytes wait here, counted and checked
+  // like any others, until the gate has judged them; then they go on in order.
+  let holding = gate !== null;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  /** Judges what is held and passes it on; false when the body was refused. */
+  const release = (stream: IncomingMessage): boolean => {
+    holding = false;
+    const body = held.length === 1 ? held[0]! : Buffer.concat(held);
+    held = [];
+    // Already answered (a stage refused the head): nothing goes on, nothing more is said.
+    if (exchange.res.headersSent) {
+      dropping = true;
+      return false;
+    }
+    const rejection = gate!.judge(exchange, body);
+    if (rejection !== null) {
+      fail(rejection);
+      return false;
+    }
+    if (body.length > 0) push.call(stream, body);
+    return true;
   };
 
   const push = req.push;
   req.push = function countingPush(this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (chunk !== null) {
+    if (chunk === null) {
+      if (dropping || (holding && !release(this))) return false;
+    } else {
       if (dropping) return false;
       received += (chunk as Buffer).length;
       if (received > maxBytes) {
@@ -114,6 +143,12 @@ function watchBody(
       if (problem !== null) {
         fail(problem.code, problem.detail);
         return false;
+      }
+      if (holding) {
+        held.push(chunk as Buffer);
+        heldBytes += (chunk as Buffer).length;
+        // Keep the parser reading until the gate has seen enough.
+        return heldBytes < gate!.maxBytes ? true : release(this);
       }
     }
     return push.call(this, chunk, encoding);

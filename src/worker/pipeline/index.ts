@@ -12,8 +12,11 @@ import type { Logger } from 'pino';
 import type { CompiledConfig, Protocol } from '../../config/types.js';
 import { createAudit, createAuditThrottle } from '../audit.js';
 import type { MasterPort } from '../master-link.js';
+import type { IdsMatch } from '../ids/index.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { accessStage } from './access.js';
+import { httpsRedirectStage } from './https-redirect.js';
+import { idsStage } from './ids.js';
 import { HttpError, sendError } from '../errors.js';
 import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
@@ -45,7 +48,7 @@ export interface Stage {
    * stage that must wait (for the master) returns a promise; the next stage
    * runs when it settles.
    */
-  onRequest?(exchange: Exchange): void | Promise<void>;
+  onRequest?(exchange: Exchange): void | Promise<void> | 'answered';
 }
 
 export interface Pipeline {
@@ -61,7 +64,7 @@ export interface Pipeline {
 export type PipelineVariant = 'full' | 'routing-only';
 
 /** Rejections a client can draw at line rate: audited at most once a second per client. */
-const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED']);
+const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED', 'IDS_BLOCKED']);
 
 export function createPipeline(config: CompiledConfig, log: Logger, link: MasterPort, metrics: WorkerMetrics, variant: PipelineVariant = 'full'): Pipeline {
   const route = routeStage(config);
@@ -94,6 +97,25 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
       req.headers,
     );
   };
+  /** An IDS match, blocking or not: a security event of its own (the block is audited again as the rejection). */
+  const auditMatch = (exchange: Exchange, match: IdsMatch): void => {
+    const { req, ctx } = exchange;
+    const suppressed = throttle(`ids ${match.rule} ${ctx.clientIp}`);
+    if (suppressed === null) return;
+    auditLog(
+      {
+        event: 'ids.match',
+        clientIp: ctx.clientIp,
+        method: req.method,
+        host: ctx.host || req.headers.host,
+        path: (req.url ?? '').split('?', 1)[0],
+        detail: `rule=${match.rule} category=${match.category} severity=${match.severity} location=${match.location} action=${match.action}${suppressed > 0 ? ` (${suppressed} more in the last second not logged)` : ''}`,
+      },
+      req.headers,
+    );
+  };
+  const ids = config.ids === null ? null : idsStage(config.ids, link, metrics, auditMatch);
+  const httpsRedirect = httpsRedirectStage(config.tls);
   /** A rejection raised while the body streams, after the handler started. */
   const rejectLater = (exchange: Exchange, rejection: HttpError): void => {
     audit(exchange, rejection);
@@ -108,8 +130,10 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
     headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
-    bodyLimitsStage(config, rejectLater), // 413, 408 (too large, too slow), before and while the body streams
+    bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)
+    ...(ids === null ? [] : [ids.stage]), // 403 (IDS: path, query, headers)
+    ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
     route, //                               Host -> vhost (421 when nothing matches)
   ];
   const requestStages = (variant === 'full' ? stages : [route]).filter((stage) => stage.onRequest !== undefined);
@@ -124,6 +148,8 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
     try {
       for (let i = from; i < requestStages.length; i++) {
         const waiting = requestStages[i]!.onRequest!(exchange);
+        // The stage wrote the answer itself (a redirect to HTTPS): nothing more to do.
+        if (waiting === 'answered') return;
         if (waiting !== undefined) {
           // The client may have gone while the stage waited: then there is no one to answer.
           const gone = (): boolean => exchange.res.socket === null || exchange.res.socket.destroyed;

@@ -1,0 +1,30 @@
+/**
+ * TLS session resumption across workers: the master makes the session
+ * ticket key and the session ID context, gives every worker the same ones
+ * (TLS_INIT), and rotates the key in every worker at once (TLS_TICKET_KEY).
+ * Node takes a single ticket key, so a rotation ends resumption of older
+ * tickets; see src/tls/ticket-keys.ts for the interval chosen.
+ */
+import type { MasterMessage } from '../ipc/messages.js';
+import { TICKET_KEY_ROTATION_MS, TicketKeyRing } from '../tls/ticket-keys.js';
+
+/** One context for every generation: a reload does not end the sessions clients hold. */
+const SESSION_CONTEXT_ID = 'miwidothttp sites';
+
+export class SessionTickets {
+  readonly #ring = new TicketKeyRing();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(broadcast: (message: MasterMessage) => void, rotationMs = TICKET_KEY_ROTATION_MS) {
+    this.#timer = setInterval(() => broadcast({ type: 'TLS_TICKET_KEY', ticketKey: this.#ring.rotate().toString('base64') }), rotationMs);
+    this.#timer.unref();
+  }
+
+  forWorkers(): { ticketKey: string; sessionIdContext: string } {
+    return { ticketKey: this.#ring.current().toString('base64'), sessionIdContext: this.#ring.sessionIdContext(SESSION_CONTEXT_ID) };
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+}
