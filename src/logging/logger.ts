@@ -4,7 +4,7 @@
  * pipe the master reads, so a worker never opens a file and log rotation is
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
-import { mkdirSync } from 'node:fs';
+import { fstatSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
@@ -35,12 +35,36 @@ export function ensureParentDirectory(file: string): void {
   }
 }
 
+/**
+ * True when stdout is the journal (systemd sets JOURNAL_STREAM to its
+ * "device:inode"): journald stamps every line itself, so ours would be a
+ * second timestamp.
+ */
+function stdoutIsJournal(): boolean {
+  const stream = process.env.JOURNAL_STREAM;
+  if (stream === undefined) return false;
+  try {
+    const stat = fstatSync(1);
+    return stream === `${stat.dev}:${stat.ino}`;
+  } catch {
+    return false;
+  }
+}
+
+/** pino writes `"time"` right after `"level"`; one replace per line removes it. */
+const TIME_FIELD = /,"time":"[^"]*"/;
+
 export function createSink(logFile: string | null): LogSink {
   if (logFile !== null) ensureParentDirectory(logFile);
   const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, sync: false });
   const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
+  const journal = logFile === null && stdoutIsJournal();
   return {
     write(line) {
+      if (journal) {
+        boom.write(line.replace(TIME_FIELD, ''));
+        return;
+      }
       if (pretty === null) {
         boom.write(line);
         return;

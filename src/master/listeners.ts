@@ -24,7 +24,7 @@ export interface BoundHandle {
  * primary uses for the same purpose. It returns a negative errno on failure.
  */
 const createServerHandle = (net as unknown as {
-  _createServerHandle(address: string, port: number, addressType: number): BoundHandle | number;
+  _createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number): BoundHandle | number;
 })._createServerHandle;
 
 export interface BoundListener {
@@ -34,6 +34,34 @@ export interface BoundListener {
 
 export class ListenerSet {
   private readonly bound = new Map<string, BoundListener>();
+  /** Sockets systemd passed (socket activation), by "address:port", not yet matched to a listener. */
+  private readonly activated = new Map<string, BoundHandle>();
+  /** Listener ids served by a socket systemd passed: never closed, only given back to the pool. */
+  private readonly activatedIds = new Set<string>();
+
+  /**
+   * Takes the listening sockets systemd passed (LISTEN_FDS): each is matched
+   * later, by address and port, to the listener the config names, instead
+   * of binding one. Returns "address:port" per socket.
+   */
+  adopt(fds: readonly number[]): string[] {
+    const taken: string[] = [];
+    for (const fd of fds) {
+      const handle = createServerHandle(null, null, null, fd);
+      const bound: { address?: string; port?: number } = {};
+      const error = typeof handle === 'number' ? handle : handle.getsockname(bound);
+      if (typeof handle === 'number' || error !== 0) throw new Error(`socket activation: fd ${fd} is not a TCP listening socket (${getSystemErrorName(typeof handle === 'number' ? handle : error)})`);
+      const key = `${bound.address}:${bound.port}`;
+      this.activated.set(key, handle);
+      taken.push(key);
+    }
+    return taken;
+  }
+
+  /** Sockets systemd passed that no listener of the config claims. */
+  unclaimedActivated(): string[] {
+    return [...this.activated.keys()];
+  }
 
   list(): BoundListener[] {
     return [...this.bound.values()];
@@ -48,6 +76,14 @@ export class ListenerSet {
     const added: string[] = [];
     for (const spec of specs) {
       if (this.bound.has(spec.id)) continue;
+      const activated = this.activated.get(`${spec.address}:${spec.port}`);
+      if (activated !== undefined) {
+        this.activated.delete(`${spec.address}:${spec.port}`);
+        this.activatedIds.add(spec.id);
+        this.bound.set(spec.id, { spec, handle: activated });
+        added.push(spec.id);
+        continue;
+      }
       const handle = createServerHandle(spec.address, spec.port, net.isIP(spec.address));
       // libuv defers EADDRINUSE from bind() to the first listen() or
       // getsockname(); unchecked, a worker's listen() on the unbound socket
@@ -74,11 +110,20 @@ export class ListenerSet {
   }
 
   close(id: string): void {
-    this.bound.get(id)?.handle.close();
+    const listener = this.bound.get(id);
     this.bound.delete(id);
+    if (listener === undefined) return;
+    if (this.activatedIds.delete(id)) {
+      // systemd's socket: back to the pool, for a later config that names it again.
+      this.activated.set(`${listener.spec.address}:${listener.spec.port}`, listener.handle);
+      return;
+    }
+    listener.handle.close();
   }
 
   closeAll(): void {
     for (const id of [...this.bound.keys()]) this.close(id);
+    for (const handle of this.activated.values()) handle.close();
+    this.activated.clear();
   }
 }

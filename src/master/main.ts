@@ -14,6 +14,7 @@ import { Metrics } from './metrics.js';
 import { SessionTickets } from './session-tickets.js';
 import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
+import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { removeStaleCgroups } from '../isolation/cgroups.js';
 import { sandboxPreflight } from '../isolation/preflight.js';
@@ -29,7 +30,9 @@ export const EXIT_START_FAILED = 1;
  * the start are logged as one line and give EXIT_START_FAILED.
  */
 export async function runMaster(configPath: string | null, config: CompiledConfig): Promise<number> {
-  const inherited = closeInheritedFds();
+  // Sockets systemd passed are ours to keep; any other descriptor inherited without close-on-exec goes.
+  const activation = activationSockets();
+  const inherited = closeInheritedFds(new Set(activation));
   let sink: LogSink;
   try {
     sink = createSink(config.server.logFile);
@@ -38,6 +41,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     return EXIT_START_FAILED;
   }
   const log = createMasterLogger(sink, config.server.logLevel);
+  const systemd = new SystemdNotifier(log);
   if (inherited.length > 0) log.warn({ fds: inherited }, 'closed file descriptors inherited without close-on-exec');
 
   const fail = (message: string): number => {
@@ -91,6 +95,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     if (stopping) return;
     stopping = true;
     log.info({ reason: why }, 'stopping: draining workers');
+    await systemd.stopping();
     await supervisor.stop();
     cleanup();
     log.info('stopped');
@@ -100,7 +105,10 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   };
 
   const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
+    await systemd.reloading();
     const outcome = await supervisor.reload(() => loadConfig(configPath));
+    // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
+    await systemd.ready(outcome.ok ? `serving: generation ${outcome.generation}` : `reload refused, generation ${supervisor.generation} still serving: ${outcome.reason}`);
     metrics.reloaded(outcome.ok);
     if (outcome.ok) {
       log.info({ trigger, generation: outcome.generation }, 'configuration reloaded');
@@ -149,7 +157,11 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   try {
     control = await startControlServer(config.server.controlSocket, log, handleControl);
+    const adopted = listeners.adopt(activation);
+    if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();
+    const unclaimed = listeners.unclaimedActivated();
+    if (unclaimed.length > 0) log.warn({ sockets: unclaimed }, 'socket activation: sockets no listener of the config claims (left unused)');
   } catch (error) {
     await supervisor.stop().catch(() => undefined);
     cleanup();
@@ -178,5 +190,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     { generation: supervisor.generation, workers: config.server.workerCount, listeners: config.listeners.map((l) => l.id), config: config.source },
     'miwidothttp started',
   );
+  // Every worker of the first generation is ready: only now is the service up.
+  await systemd.ready(`serving: generation ${supervisor.generation}, ${config.server.workerCount} workers`);
+  systemd.startWatchdog(() => supervisor.serving());
   return finished;
 }

@@ -246,6 +246,11 @@ export class Supervisor {
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
 
+  /** True while at least one worker of the serving generation is ready (the watchdog's test). */
+  serving(): boolean {
+    return this.slots.some((slot) => slot.worker?.state === 'ready');
+  }
+
   /** A message for every live worker of every generation (ban changes). */
   broadcast(message: MasterMessage): void {
     for (const worker of this.workers) worker.post(message);
