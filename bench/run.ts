@@ -62,28 +62,33 @@ const settings = {
 };
 
 /** The miwidothttp instances, each through the real CLI: as configured by default, with rate limiting, with the IDS. */
-type Instance = 'miwidothttp' | 'miwidothttp-ratelimit' | 'miwidothttp-ids';
-type ServerName = Instance | 'node' | 'nginx' | 'pipeline-full' | 'pipeline-off';
-const INSTANCES: readonly Instance[] = ['miwidothttp', 'miwidothttp-ratelimit', 'miwidothttp-ids'];
+type Instance = 'miwidothttp' | 'miwidothttp-ratelimit';
+/** The worker's code alone (bench/pipeline-server.ts), one worker each. */
+type Variant = 'pipeline-full' | 'pipeline-off' | 'pipeline-ids';
+type ServerName = Instance | Variant | 'node' | 'nginx';
+const INSTANCES: readonly Instance[] = ['miwidothttp', 'miwidothttp-ratelimit'];
 type ScenarioName = 'static' | 'proxy';
 
 const SERVER_LABEL: Record<ServerName, string> = {
   miwidothttp: 'miwidothttp',
   'miwidothttp-ratelimit': '+ rate limiting',
-  'miwidothttp-ids': '+ IDS',
   node: 'node:http cluster',
   nginx: 'nginx',
   'pipeline-full': 'stages on',
   'pipeline-off': 'stages off',
+  'pipeline-ids': 'stages on + IDS',
 };
 const SCENARIO_LABEL: Record<ScenarioName, string> = { static: 'static 1 KiB', proxy: 'proxy 1 KiB' };
 const SCENARIO_HOST: Record<ScenarioName, string> = { static: 'static.test', proxy: 'proxy.test' };
 /**
- * "stages on/off": the worker's server code outside master and sandbox
- * (bench/pipeline-server.ts), with the full pipeline and with the route stage
- * alone: what the hardening stages cost, everything else equal.
+ * "stages on/off/+ IDS": the worker's server code outside master and
+ * sandbox (bench/pipeline-server.ts), with the full pipeline, with the route
+ * stage alone, and with the full pipeline and the IDS: what the hardening
+ * stages and the IDS cost, everything else equal. One worker each, so that
+ * how the kernel spreads wrk's connections over two workers (which can swing
+ * a run by 15 %) does not drown the difference being measured.
  */
-const SERVERS: readonly ServerName[] = ['miwidothttp', 'node', 'nginx', 'miwidothttp-ratelimit', 'miwidothttp-ids', 'pipeline-full', 'pipeline-off'];
+const SERVERS: readonly ServerName[] = ['miwidothttp', 'node', 'nginx', 'miwidothttp-ratelimit', 'pipeline-full', 'pipeline-off', 'pipeline-ids'];
 const SCENARIOS: readonly ScenarioName[] = ['static', 'proxy'];
 
 interface RunningServer {
@@ -219,7 +224,6 @@ const INSTANCE_CONFIG: Record<Instance, string> = {
   miwidothttp: '',
   // Limits that never refuse: what asking the master and spending leases costs.
   'miwidothttp-ratelimit': '[security.rate_limiting]\nenabled = true\nrequests_per_second = 10000000\nburst_size = 10000000\n',
-  'miwidothttp-ids': '[security.ids]\nenabled = true\n',
 };
 
 function miwidothttpConfig(tmp: string, port: number, upstreamPort: number, sandboxed = true, extra = '', name = 'm'): string {
@@ -409,13 +413,13 @@ async function main(): Promise<number> {
   }
 
   // The stages' cost: the same worker code with and without them.
-  for (const variant of ['pipeline-full', 'pipeline-off'] as const) {
+  for (const variant of ['pipeline-full', 'pipeline-off', 'pipeline-ids'] as const) {
     const conf = path.join(tmp, `${variant}.toml`);
-    writeFileSync(conf, miwidothttpConfig(tmp, ports[variant], ports.upstream, false));
-    const pipelineArg = variant === 'pipeline-full' ? 'full' : 'routing-only';
+    writeFileSync(conf, miwidothttpConfig(tmp, ports[variant], ports.upstream, false, variant === 'pipeline-ids' ? '[security.ids]\nenabled = true\n' : '', variant));
+    const pipelineArg = variant === 'pipeline-off' ? 'routing-only' : 'full';
     const log = path.join(tmp, `${variant}.log`);
     const logFd = openSync(log, 'a');
-    const variantProcess = startProcess(SERVER_LABEL[variant], process.execPath, [PIPELINE_SERVER, '--config', conf, '--pipeline', pipelineArg, '--workers', String(settings.workers)], {
+    const variantProcess = startProcess(SERVER_LABEL[variant], process.execPath, [PIPELINE_SERVER, '--config', conf, '--pipeline', pipelineArg, '--workers', '1'], {
       stdio: ['ignore', logFd, logFd],
     });
     closeSync(logFd);
@@ -635,10 +639,10 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
     { name: 'proxy: miwidothttp / nginx', value: ratio(['proxy', 'miwidothttp'], ['proxy', 'nginx']), goal: 0.5 },
     { name: 'proxy: miwidothttp / node:http cluster', value: ratio(['proxy', 'miwidothttp'], ['proxy', 'node']), goal: null },
     { name: 'static: + rate limiting / miwidothttp', value: ratio(['static', 'miwidothttp-ratelimit'], ['static', 'miwidothttp']), goal: null },
-    { name: 'static: + IDS / miwidothttp', value: ratio(['static', 'miwidothttp-ids'], ['static', 'miwidothttp']), goal: 0.9 },
-    { name: 'proxy: + IDS / miwidothttp', value: ratio(['proxy', 'miwidothttp-ids'], ['proxy', 'miwidothttp']), goal: 0.9 },
-    { name: 'static: hardening stages on / off', value: ratio(['static', 'pipeline-full'], ['static', 'pipeline-off']), goal: 0.9 },
-    { name: 'proxy: hardening stages on / off', value: ratio(['proxy', 'pipeline-full'], ['proxy', 'pipeline-off']), goal: 0.9 },
+    { name: 'static: IDS on / off (stages on, 1 worker)', value: ratio(['static', 'pipeline-ids'], ['static', 'pipeline-full']), goal: 0.9 },
+    { name: 'proxy: IDS on / off (stages on, 1 worker)', value: ratio(['proxy', 'pipeline-ids'], ['proxy', 'pipeline-full']), goal: 0.9 },
+    { name: 'static: hardening stages on / off (1 worker)', value: ratio(['static', 'pipeline-full'], ['static', 'pipeline-off']), goal: 0.9 },
+    { name: 'proxy: hardening stages on / off (1 worker)', value: ratio(['proxy', 'pipeline-full'], ['proxy', 'pipeline-off']), goal: 0.9 },
     // The same comparisons by CPU cost (reference's CPU per request / miwidothttp's):
     // what req/s would show if the server had the cores to itself.
     { name: 'static by CPU/req: node:http cluster / miwidothttp', value: efficiency(['static', 'node'], ['static', 'miwidothttp']), goal: null },

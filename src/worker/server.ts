@@ -85,7 +85,6 @@ export class WorkerServer {
     this.blacklist = new CidrSet(config.access.blacklist);
     this.forwardingProxies = new CidrSet(config.forwarded.trustProxy ? config.forwarded.trustedProxies : []);
     this.audit = createAudit(config.audit);
-
     this.writeSweep = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
     this.writeSweep.unref();
   }
@@ -154,21 +153,21 @@ export class WorkerServer {
       ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol) as http.ServerOptions['ServerResponse'],
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-        // Held here: by the time the response closes, req.socket may already be detached (null).
-        const socket = req.socket;
-        const state = this.connections.get(socket);
-        if (state) {
-          state.inFlight += 1;
-          state.headStartedAt = null;
-          res.once('close', () => {
-            state.inFlight -= 1;
-            state.idleSince = performance.now();
-            state.bytesReadAtIdle = socket.bytesRead;
-          });
-        }
-        if (this.draining) res.shouldKeepAlive = false;
-        this.pipeline.handle(req, res, spec.protocol);
-      };
+      // Held here: by the time the response closes, req.socket may already be detached (null).
+      const socket = req.socket;
+      const state = this.connections.get(socket);
+      if (state) {
+        state.inFlight += 1;
+        state.headStartedAt = null;
+        res.once('close', () => {
+          state.inFlight -= 1;
+          state.idleSince = performance.now();
+          state.bytesReadAtIdle = socket.bytesRead;
+        });
+      }
+      if (this.draining) res.shouldKeepAlive = false;
+      this.pipeline.handle(req, res, spec.protocol);
+    };
     const server = spec.protocol === 'https' ? this.httpsServer(httpOptions, handler) : http.createServer(httpOptions, handler);
     // Over TLS, requests arrive on the TLS socket once its handshake is done.
     server.on(spec.protocol === 'https' ? 'secureConnection' : 'connection', (socket: Socket) => {

@@ -85,8 +85,26 @@ function headerSources(policy: ClientIpPolicy): readonly HeaderSource[] {
  * Resolve the client address for one request.
  * `peerIp`: the TCP peer, or the PROXY protocol source when one was accepted.
  */
+/**
+ * The peer's address, parsed once per address rather than once per request:
+ * a keep-alive client sends many requests from one peer. Bounded: the
+ * table starts over when full.
+ */
+const peerCache = new Map<string, ParsedAddress | null>();
+const PEER_CACHE_ENTRIES = 4096;
+
+function parsePeer(peerIp: string): ParsedAddress | null {
+  let peer = peerCache.get(peerIp);
+  if (peer === undefined) {
+    peer = parseAddress(peerIp);
+    if (peerCache.size >= PEER_CACHE_ENTRIES) peerCache.clear();
+    peerCache.set(peerIp, peer);
+  }
+  return peer;
+}
+
 export function resolveClientIp(peerIp: string, headers: IncomingHttpHeaders, policy: ClientIpPolicy): ClientIpResult {
-  const peer = parseAddress(peerIp);
+  const peer = parsePeer(peerIp);
   // A peer that is not an address at all (a Unix socket has none) is kept as
   // given: there is nothing better to key on, and it is never a trusted proxy.
   const peerText = peer?.text ?? peerIp;
