@@ -159,14 +159,17 @@ export class WorkerServer {
       if (state) {
         state.inFlight += 1;
         state.headStartedAt = null;
-        res.once('close', () => {
-          state.inFlight -= 1;
-          state.idleSince = performance.now();
-          state.bytesReadAtIdle = socket.bytesRead;
-        });
       }
       if (this.draining) res.shouldKeepAlive = false;
-      this.pipeline.handle(req, res, spec.protocol);
+      const exchange = this.pipeline.handle(req, res, spec.protocol);
+      // One listener per request does the bookkeeping of both the connection and the metrics.
+      res.once('close', () => {
+        this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
+        if (state === undefined) return;
+        state.inFlight -= 1;
+        state.idleSince = performance.now();
+        state.bytesReadAtIdle = socket.bytesRead;
+      });
     };
     const server = spec.protocol === 'https' ? this.httpsServer(httpOptions, handler) : http.createServer(httpOptions, handler);
     // Over TLS, requests arrive on the TLS socket once its handshake is done.

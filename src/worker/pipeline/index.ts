@@ -52,7 +52,8 @@ export interface Stage {
 }
 
 export interface Pipeline {
-  handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol): void;
+  /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */
+  handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol): Exchange;
   close(): Promise<void>;
 }
 
@@ -184,8 +185,8 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
         },
         vhost: null,
       };
-      res.once('finish', () => metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode));
       runStages(exchange, 0);
+      return exchange;
     },
     close: async () => {
       access.close();
