@@ -48,6 +48,9 @@ interface ConnectionState {
   stalledSince: number | null;
 }
 
+/** How long a metrics scrape's text is reused. */
+const SCRAPE_CACHE_MS = 1000;
+
 /** How often connections are swept for slow heads (min_data_rate) and stalled writes (write_timeout). */
 const CONNECTION_SWEEP_MS = 1000;
 /** A head gets this long before its data rate counts (TCP slow start, a client's think time). */
@@ -60,6 +63,7 @@ export class WorkerServer {
   private readonly pipeline: Pipeline;
   private readonly metrics: WorkerMetrics;
   private readonly httpsServers: https.Server[] = [];
+  private scraped: { at: number; text: Promise<string> } | null = null;
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
   private readonly whitelist: CidrSet;
@@ -266,12 +270,22 @@ export class WorkerServer {
           res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not Found: the metrics are at /metrics\n');
           return;
         }
-        void this.link.scrape().then((text) => {
+        void this.scrapeText().then((text) => {
           res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' });
           res.end(req.method === 'HEAD' ? undefined : text);
         });
       },
     );
+  }
+
+  /**
+   * The master's text, asked at most once a second however often the
+   * endpoint is hit: a flood of scrapes costs the master one render a second.
+   */
+  private scrapeText(): Promise<string> {
+    const now = performance.now();
+    if (this.scraped === null || now - this.scraped.at >= SCRAPE_CACHE_MS) this.scraped = { at: now, text: this.link.scrape() };
+    return this.scraped.text;
   }
 
   private start(spec: ListenerSpec, listener: net.Server, handle: unknown): Promise<void> {
