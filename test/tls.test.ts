@@ -14,7 +14,8 @@ import { chmodSync, copyFileSync, readdirSync, readFileSync, readlinkSync, write
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { cli, freePort, request, TestServer } from './harness.js';
+import net from 'node:net';
+import { cli, freePort, request, TestServer, waitFor } from './harness.js';
 
 function openssl(...args: string[]): void {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -224,6 +225,49 @@ root = "${server.dir}"`;
     const still = await handshake(httpsPort, { servername: 'site.test' });
     still.socket.destroy();
     assert.equal(still.fingerprint, fingerprintOf(site.cert));
+  });
+});
+
+describe('PROXY protocol in front of HTTPS', () => {
+  const server = new TestServer();
+  let httpsPort = 0;
+  before(async () => {
+    writeFileSync(path.join(server.dir, 'index.html'), 'behind a proxy\n');
+    const pki = new TestPki(server.dir);
+    const site = pki.leaf('site', ['site.test']);
+    httpsPort = await freePort();
+    await server.start(
+      `[ssl.domains."site.test"]
+cert_file = "${site.cert}"
+key_file = "${site.key}"
+
+[security.proxy_protocol]
+enabled = true
+trusted_proxies = ["127.0.0.1"]
+
+[[vhosts]]
+domains = ["*"]
+root = "${server.dir}"`,
+      `https_port = ${httpsPort}\naccess_log = true\n`,
+    );
+  });
+  after(() => server.stop());
+
+  it("a request over TLS is the PROXY header's client, not the proxy's", async () => {
+    const raw = net.connect(httpsPort, '127.0.0.1');
+    await new Promise((resolve) => raw.once('connect', resolve));
+    raw.write('PROXY TCP4 198.51.100.23 127.0.0.1 40000 443\r\n');
+    const socket = tls.connect({ socket: raw, servername: 'site.test', rejectUnauthorized: false });
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      socket.on('secureConnect', () => socket.write('GET /?via=proxy HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'));
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    const line = await waitFor('the access log line', () => server.logLines().find((entry) => entry.access === true && entry.path === '/'));
+    assert.equal(line.clientIp, '198.51.100.23');
   });
 });
 
