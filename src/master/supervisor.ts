@@ -17,18 +17,19 @@ import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { workerCommand } from '../isolation/worker-command.js';
-import type { LogSink } from '../logging/logger.js';
 import type { MasterMessage } from '../ipc/messages.js';
-import type { AbuseControl } from './abuse/index.js';
-import type { AuditLog } from './audit-log.js';
-import type { Metrics } from './metrics.js';
+import type { LogSink } from '../logging/logger.js';
 import type { LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
-
-export type CertificateInfo = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
-import type { SessionTickets } from './session-tickets.js';
+import type { AbuseControl } from './abuse/index.js';
+import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
+import type { Metrics } from './metrics.js';
+import type { SessionTickets } from './session-tickets.js';
 import { WorkerProcess } from './worker-process.js';
+
+/** What `miwidothttp certs` shows of a certificate: never the key. */
+export type CertificateInfo = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
 
 /** A worker that lived less than this counts towards a crash loop. */
 const CRASH_LOOP_WINDOW_MS = 10_000;
