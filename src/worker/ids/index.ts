@@ -87,6 +87,8 @@ interface BuiltinRule {
  * - sqli, critical: one request can read or destroy the whole database,
  *   and tools (sqlmap) automate it end to end.
  * - command-injection, critical: code execution on the upstream host.
+ * - expression-injection, critical: the same, through an expression
+ *   language (Log4j lookups, OGNL, Spring EL) in any header.
  * - path-traversal, high: discloses files (keys, credentials, source) but
  *   does not run code by itself.
  * - xss, high: runs in another user's browser; it needs a reflection and a
@@ -96,6 +98,39 @@ const SQLI: BuiltinRule = { name: 'sqli', category: 'sqli', severity: 'critical'
 const XSS: BuiltinRule = { name: 'xss', category: 'xss', severity: 'high' };
 const TRAVERSAL: BuiltinRule = { name: 'path-traversal', category: 'traversal', severity: 'high' };
 const COMMAND: BuiltinRule = { name: 'command-injection', category: 'command', severity: 'critical' };
+/** Expression-language injection (Log4Shell lookups, OGNL, Spring EL): code run by the application. */
+const EXPRESSION: BuiltinRule = { name: 'expression-injection', category: 'command', severity: 'critical' };
+
+/** Characters of a header value searched for expressions. */
+const MAX_EXPRESSION_SCAN_CHARS = 8192;
+/** How far past "${" / "%{" / "#{" an expression is read. */
+const EXPRESSION_WINDOW_CHARS = 256;
+/**
+ * What follows the opening of an expression that a template never needs:
+ * Log4j lookups (jndi:, env:, lower:, ...; CVE-2021-44228) and the nested or
+ * defaulted forms that hide them (${${lower:j}ndi:, ${::-j}).
+ */
+const LOOKUP_START = /^(?:jndi|(?:lower|upper|env|sys|java|date|main|ctx|bundle|base64|k8s|docker|spring|web|log4j|marker|sd|event|map):|::-|[$%#]\{)/;
+/** Inside an expression: OGNL and EL reaching for classes, members or the runtime (CVE-2017-5638). */
+const CODE_INSIDE = /[#@]|\bnew\s|\.class\b|getruntime|processbuilder|\bt\s*\(/;
+
+/**
+ * Expression-language injection in a header value: "${", "%{" or "#{"
+ * opening a Log4j lookup, or an expression that names a class, a member (#,
+ * @) or the runtime. Header values of ordinary traffic contain none.
+ */
+export function detectExpression(value: string): boolean {
+  const text = (value.length > MAX_EXPRESSION_SCAN_CHARS ? value.slice(0, MAX_EXPRESSION_SCAN_CHARS) : value).toLowerCase();
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) {
+    const opener = text.charCodeAt(i - 1);
+    if (opener !== 0x24 && opener !== 0x25 && opener !== 0x23) continue; // $ % #
+    const window = text.slice(i + 1, i + 1 + EXPRESSION_WINDOW_CHARS);
+    if (LOOKUP_START.test(window)) return true;
+    const end = window.indexOf('}');
+    if (CODE_INSIDE.test(end === -1 ? window : window.slice(0, end))) return true;
+  }
+  return false;
+}
 
 /**
  * Headers inspected besides the request line, each because applications
@@ -487,6 +522,13 @@ export function createIdsEngine(rules: readonly IdsRuleSpec[]): IdsEngine {
           const before = found.matches.length;
           inspectHeader(name, value, found);
           if (found.matches.length === before) clean.add(value);
+        }
+        // Every header, not only the selected ones: Log4Shell rode on any
+        // header an application logs, Struts on Content-Type.
+        for (const name in headers) {
+          const value = headers[name];
+          const text = Array.isArray(value) ? value.join(', ') : value;
+          if (text !== undefined && text.includes('{') && !found.has(EXPRESSION.name, `header:${name}`) && detectExpression(text)) found.addBuiltin(EXPRESSION, `header:${name}`);
         }
         if (custom.length > 0) {
           const q = target.indexOf('?');
