@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { listenLocal, rawRequest, request, TestServer, waitFor } from './harness.js';
+import { listenLocal, proxyVhost, rawRequest, request, TestServer, waitFor } from './harness.js';
 
 describe('intrusion detection', () => {
   const server = new TestServer();
@@ -54,12 +54,7 @@ ban_seconds = 60
 domains = ["site.test"]
 root = "${server.dir}"
 
-[[vhosts]]
-domains = ["app.test"]
-
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${upstreamPort}"`);
+${proxyVhost('app.test', upstreamPort)}`);
   });
   after(async () => {
     await server.stop();

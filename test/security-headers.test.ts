@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { listenLocal, rawRequest, request, TestServer } from './harness.js';
+import { listenLocal, proxyVhost, rawRequest, request, TestServer } from './harness.js';
 
 /** Lower-case name -> value of a raw answer's head. */
 function headersOf(answer: string): Map<string, string> {
@@ -65,12 +65,7 @@ csp_directives = "default-src 'none'"
 X-Served-By = ""
 X-Site = "own"
 
-[[vhosts]]
-domains = ["app.test"]
-
-[vhosts.backend]
-type = "proxy"
-target = "http://127.0.0.1:${upstreamPort}"`);
+${proxyVhost('app.test', upstreamPort)}`);
   });
   after(async () => {
     await server.stop();

@@ -70,6 +70,17 @@ function handshake(port: number, options: tls.ConnectionOptions): Promise<Handsh
   });
 }
 
+/** Once `socket` is secure, sends `request` and collects the answer until the server ends the connection. */
+function exchangeOverTls(socket: tls.TLSSocket, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    socket.on('secureConnect', () => socket.write(request));
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
 /** The worker pid holding the server side of the connection whose client port is `clientPort`. */
 function workerHolding(workerPids: readonly number[], clientPort: number): number | null {
   const hexPort = clientPort.toString(16).toUpperCase().padStart(4, '0');
@@ -140,13 +151,7 @@ root = "${server.dir}"`;
 
   it('serves over HTTPS with HSTS, and verifies against the CA with the chain sent', async () => {
     const socket = tls.connect({ host: '127.0.0.1', port: httpsPort, servername: 'site.test', ca: readFileSync(pki.file('ca.crt')) });
-    const answer = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      socket.on('secureConnect', () => socket.write('GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'));
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const answer = await exchangeOverTls(socket, 'GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 200 /);
     assert.match(answer, /\r\nStrict-Transport-Security: max-age=31536000; includeSubDomains; preload\r\n/i);
     assert.match(answer, /secure\n$/);
@@ -258,13 +263,7 @@ root = "${server.dir}"`,
     await new Promise((resolve) => raw.once('connect', resolve));
     raw.write('PROXY TCP4 198.51.100.23 127.0.0.1 40000 443\r\n');
     const socket = tls.connect({ socket: raw, servername: 'site.test', rejectUnauthorized: false });
-    const answer = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      socket.on('secureConnect', () => socket.write('GET /?via=proxy HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'));
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const answer = await exchangeOverTls(socket, 'GET /?via=proxy HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 200 /);
     const line = await waitFor('the access log line', () => server.logLines().find((entry) => entry.access === true && entry.path === '/'));
     assert.equal(line.clientIp, '198.51.100.23');

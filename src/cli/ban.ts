@@ -4,10 +4,7 @@
  * control socket, and it audits every change.
  */
 import type { ControlRequest } from '../master/control.js';
-import { askMaster, masterAddress, masterPid } from './running.js';
-
-const ANSWER_TIMEOUT_MS = 10_000;
-const EXIT_NOT_RUNNING = 3;
+import { askRunningMaster } from './running.js';
 
 interface BanView {
   ip: string;
@@ -17,22 +14,9 @@ interface BanView {
 }
 
 export async function banCommand(option: string | undefined, request: ControlRequest, json: boolean): Promise<number> {
-  const address = masterAddress(option);
-  if (masterPid(address) === null) {
-    process.stderr.write(`miwidothttp: not running (no live master in ${address.pidFile})\n`);
-    return EXIT_NOT_RUNNING;
-  }
-  let answer: { ok?: boolean; reason?: string; bans?: BanView[]; ban?: BanView };
-  try {
-    answer = (await askMaster(address, request, ANSWER_TIMEOUT_MS)) as typeof answer;
-  } catch (error) {
-    process.stderr.write(`ban: ${(error as Error).message}\n`);
-    return 1;
-  }
-  if (answer.ok !== true) {
-    process.stderr.write(`ban: ${answer.reason ?? 'refused'}\n`);
-    return 1;
-  }
+  const asked = await askRunningMaster<{ ok?: boolean; reason?: string; bans?: BanView[]; ban?: BanView }>(option, 'ban', request);
+  if ('exitCode' in asked) return asked.exitCode;
+  const { answer } = asked;
   if (json) {
     process.stdout.write(`${JSON.stringify(answer.bans ?? answer.ban ?? { ok: true })}\n`);
     return 0;

@@ -3,9 +3,7 @@
  * name, the names it covers, issuer, expiry, next renewal and the last
  * error loading certificates. Never a key.
  */
-import { askMaster, masterAddress, masterPid } from './running.js';
-
-const EXIT_NOT_RUNNING = 3;
+import { askRunningMaster } from './running.js';
 
 interface CertificateView {
   name: string;
@@ -17,22 +15,9 @@ interface CertificateView {
 }
 
 export async function certsCommand(option: string | undefined, json: boolean): Promise<number> {
-  const address = masterAddress(option);
-  if (masterPid(address) === null) {
-    process.stderr.write(`miwidothttp: not running (no live master in ${address.pidFile})\n`);
-    return EXIT_NOT_RUNNING;
-  }
-  let answer: { ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string };
-  try {
-    answer = (await askMaster(address, { command: 'certs' }, 10_000)) as typeof answer;
-  } catch (error) {
-    process.stderr.write(`certs: ${(error as Error).message}\n`);
-    return 1;
-  }
-  if (answer.ok !== true) {
-    process.stderr.write(`certs: ${answer.reason ?? 'refused'}\n`);
-    return 1;
-  }
+  const asked = await askRunningMaster<{ ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string }>(option, 'certs', { command: 'certs' });
+  if ('exitCode' in asked) return asked.exitCode;
+  const { answer } = asked;
   if (json) {
     process.stdout.write(`${JSON.stringify({ certificates: answer.certificates ?? [], lastError: answer.lastError ?? null })}\n`);
     return 0;

@@ -39,3 +39,37 @@ export function masterPid(address: MasterAddress): number | null {
 export function askMaster(address: MasterAddress, request: ControlRequest, timeoutMs: number): Promise<unknown> {
   return controlRequest(address.controlSocket, request, timeoutMs);
 }
+
+/** Exit code of a command that needs the master when none is running (as `status`). */
+export const EXIT_NOT_RUNNING = 3;
+
+/**
+ * One question to the running master for a command that needs its answer
+ * (`ban`, `certs`): the answer when it says ok; otherwise the reason is
+ * written on stderr, prefixed by `command`, and the exit code comes back
+ * instead (3 not running, 1 no answer or refused).
+ */
+export async function askRunningMaster<T extends { ok?: boolean; reason?: string }>(
+  option: string | undefined,
+  command: string,
+  request: ControlRequest,
+  timeoutMs = 10_000,
+): Promise<{ answer: T } | { exitCode: number }> {
+  const address = masterAddress(option);
+  if (masterPid(address) === null) {
+    process.stderr.write(`miwidothttp: not running (no live master in ${address.pidFile})\n`);
+    return { exitCode: EXIT_NOT_RUNNING };
+  }
+  let answer: T;
+  try {
+    answer = (await askMaster(address, request, timeoutMs)) as T;
+  } catch (error) {
+    process.stderr.write(`${command}: ${(error as Error).message}\n`);
+    return { exitCode: 1 };
+  }
+  if (answer.ok !== true) {
+    process.stderr.write(`${command}: ${answer.reason ?? 'refused'}\n`);
+    return { exitCode: 1 };
+  }
+  return { answer };
+}

@@ -1,13 +1,11 @@
 import type { WorkerStatus } from '../master/supervisor.js';
-import { askMaster, masterAddress, masterPid } from './running.js';
+import { askMaster, EXIT_NOT_RUNNING, masterAddress, masterPid } from './running.js';
 
 interface StatusAnswer {
   master: { pid: number; generation: number; config: string; uptimeSeconds: number };
   workers: WorkerStatus[];
   listeners: { id: string }[];
 }
-
-const EXIT_NOT_RUNNING = 3;
 
 /** `status [--json]`: 0 running, 3 not running. */
 export async function statusCommand(option: string | undefined, json: boolean): Promise<number> {
