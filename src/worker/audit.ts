@@ -65,3 +65,8 @@ export function createAuditThrottle(windowMs = 1000): (key: string) => number | 
     return entry?.suppressed ?? 0;
   };
 }
+
+/** The detail of a throttled event, saying how many like it were not written. */
+export function withSuppressed(detail: string | undefined, suppressed: number): string | undefined {
+  return suppressed > 0 ? `${detail ?? ''} (${suppressed} more in the last second not logged)`.trim() : detail;
+}

@@ -13,7 +13,7 @@ import { CidrSet, clientKey } from '../net/cidr.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { tlsPolicy } from '../tls/policy.js';
 import { SniTable } from '../tls/sni.js';
-import { createAudit, createAuditThrottle, type Audit } from './audit.js';
+import { createAudit, createAuditThrottle, withSuppressed, type Audit } from './audit.js';
 import type { MasterPort } from './master-link.js';
 import { WorkerMetrics } from './metrics.js';
 import { setProxiedSource } from './connection-peer.js';
@@ -399,7 +399,7 @@ export class WorkerServer {
     this.metrics.rejection(event);
     const suppressed = this.refusalThrottle(`${reason} ${ip}`);
     if (suppressed === null) return;
-    this.audit({ event, clientIp: ip, detail: suppressed > 0 ? `${reason} (${suppressed} more in the last second not logged)` : reason });
+    this.audit({ event, clientIp: ip, detail: withSuppressed(reason, suppressed) });
   }
 
   /** The security headers a raw error answer on `socket` carries (HSTS only over HTTPS). */

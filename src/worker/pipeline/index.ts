@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CompiledConfig, Protocol } from '../../config/types.js';
-import { createAudit, createAuditThrottle } from '../audit.js';
+import { createAudit, createAuditThrottle, withSuppressed } from '../audit.js';
 import type { MasterPort } from '../master-link.js';
 import type { IdsMatch } from '../ids/index.js';
 import type { WorkerMetrics } from '../metrics.js';
@@ -72,48 +72,30 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
   const throttle = createAuditThrottle();
+  /** One audit event about a request; the path without its query (query strings carry tokens as often as search terms). */
+  const auditRequest = (exchange: Exchange, event: string, status: number | undefined, detail: string | undefined, host: string | undefined): void => {
+    const { req, ctx } = exchange;
+    auditLog({ event, status, clientIp: ctx.clientIp, method: req.method, host, path: (req.url ?? '').split('?', 1)[0], detail }, req.headers);
+  };
   /** Every rejection is an audit event, whether or not the access log is on. */
   const audit = (exchange: Exchange, rejection: HttpError): void => {
     exchange.ctx.note(rejection.spec.event, rejection.detail);
     if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
     metrics.rejection(rejection.spec.event);
-    const { req, ctx } = exchange;
-    let detail = rejection.detail;
+    let suppressed = 0;
     if (FLOODABLE.has(rejection.code)) {
-      const suppressed = throttle(`${rejection.code} ${ctx.clientIp}`);
-      if (suppressed === null) return;
-      if (suppressed > 0) detail = `${detail ?? ''} (${suppressed} more in the last second not logged)`.trim();
+      const count = throttle(`${rejection.code} ${exchange.ctx.clientIp}`);
+      if (count === null) return;
+      suppressed = count;
     }
-    auditLog(
-      {
-        event: rejection.spec.event,
-        status: rejection.spec.status,
-        clientIp: ctx.clientIp,
-        method: req.method,
-        host: ctx.host || undefined,
-        // Query strings carry tokens as often as search terms: never logged.
-        path: (req.url ?? '').split('?', 1)[0],
-        detail,
-      },
-      req.headers,
-    );
+    auditRequest(exchange, rejection.spec.event, rejection.spec.status, withSuppressed(rejection.detail, suppressed), exchange.ctx.host || undefined);
   };
   /** An IDS match, blocking or not: a security event of its own (the block is audited again as the rejection). */
   const auditMatch = (exchange: Exchange, match: IdsMatch): void => {
-    const { req, ctx } = exchange;
-    const suppressed = throttle(`ids ${match.rule} ${ctx.clientIp}`);
+    const suppressed = throttle(`ids ${match.rule} ${exchange.ctx.clientIp}`);
     if (suppressed === null) return;
-    auditLog(
-      {
-        event: 'ids.match',
-        clientIp: ctx.clientIp,
-        method: req.method,
-        host: ctx.host || req.headers.host,
-        path: (req.url ?? '').split('?', 1)[0],
-        detail: `rule=${match.rule} category=${match.category} severity=${match.severity} location=${match.location} action=${match.action}${suppressed > 0 ? ` (${suppressed} more in the last second not logged)` : ''}`,
-      },
-      req.headers,
-    );
+    const detail = `rule=${match.rule} category=${match.category} severity=${match.severity} location=${match.location} action=${match.action}`;
+    auditRequest(exchange, 'ids.match', undefined, withSuppressed(detail, suppressed), exchange.ctx.host || exchange.req.headers.host);
   };
   const ids = config.ids === null ? null : idsStage(config.ids, link, metrics, auditMatch);
   const httpsRedirect = httpsRedirectStage(config.tls);
