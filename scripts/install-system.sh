@@ -16,13 +16,8 @@
 # started when systemd runs this machine.
 set -euo pipefail
 
-PREFIX=${PREFIX:-/opt/miwidothttp}
-CONFDIR=${CONFDIR:-/etc/miwidothttp}
-STATEDIR=${STATEDIR:-/var/lib/miwidothttp}
-WWWDIR=${WWWDIR:-/var/www/miwidothttp}
-UNITDIR=${UNITDIR:-/etc/systemd/system}
-SERVICE_USER=${SERVICE_USER:-miwidothttp}
-RUNDIR=${RUNDIR:-/run/miwidothttp}
+# shellcheck source=scripts/layout.sh
+. "$(dirname "$0")/layout.sh"
 BIND_ADDRESS=${BIND_ADDRESS:-0.0.0.0}
 HTTP_PORT=${HTTP_PORT:-80}
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)

@@ -2,15 +2,11 @@
 # Removes what scripts/install-system.sh put in place: stops the server
 # (no process and no worker cgroup left), removes the units, the program and
 # the user. The config and state stay unless PURGE=1 (as `apt purge` would).
-# Takes the same PREFIX, CONFDIR, STATEDIR, WWWDIR, UNITDIR, SERVICE_USER.
+# Takes the same PREFIX, CONFDIR, STATEDIR, WWWDIR, UNITDIR, SERVICE_USER (scripts/layout.sh).
 set -euo pipefail
 
-PREFIX=${PREFIX:-/opt/miwidothttp}
-CONFDIR=${CONFDIR:-/etc/miwidothttp}
-STATEDIR=${STATEDIR:-/var/lib/miwidothttp}
-WWWDIR=${WWWDIR:-/var/www/miwidothttp}
-UNITDIR=${UNITDIR:-/etc/systemd/system}
-SERVICE_USER=${SERVICE_USER:-miwidothttp}
+# shellcheck source=scripts/layout.sh
+. "$(dirname "$0")/layout.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "uninstall-system: run as root" >&2; exit 1; }
 
