@@ -32,6 +32,9 @@ export interface BoundListener {
   readonly handle: BoundHandle;
 }
 
+/** How a socket systemd passed is matched to a listener: "address:port". */
+const socketKey = (address: string | undefined, port: number | undefined): string => `${address}:${port}`;
+
 export class ListenerSet {
   private readonly bound = new Map<string, BoundListener>();
   /** Sockets systemd passed (socket activation), by "address:port", not yet matched to a listener. */
@@ -51,7 +54,7 @@ export class ListenerSet {
       const bound: { address?: string; port?: number } = {};
       const error = typeof handle === 'number' ? handle : handle.getsockname(bound);
       if (typeof handle === 'number' || error !== 0) throw new Error(`socket activation: fd ${fd} is not a TCP listening socket (${getSystemErrorName(typeof handle === 'number' ? handle : error)})`);
-      const key = `${bound.address}:${bound.port}`;
+      const key = socketKey(bound.address, bound.port);
       this.activated.set(key, handle);
       taken.push(key);
     }
@@ -76,9 +79,9 @@ export class ListenerSet {
     const added: string[] = [];
     for (const spec of specs) {
       if (this.bound.has(spec.id)) continue;
-      const activated = this.activated.get(`${spec.address}:${spec.port}`);
+      const activated = this.activated.get(socketKey(spec.address, spec.port));
       if (activated !== undefined) {
-        this.activated.delete(`${spec.address}:${spec.port}`);
+        this.activated.delete(socketKey(spec.address, spec.port));
         this.activatedIds.add(spec.id);
         this.bound.set(spec.id, { spec, handle: activated });
         added.push(spec.id);
@@ -115,7 +118,7 @@ export class ListenerSet {
     if (listener === undefined) return;
     if (this.activatedIds.delete(id)) {
       // systemd's socket: back to the pool, for a later config that names it again.
-      this.activated.set(`${listener.spec.address}:${listener.spec.port}`, listener.handle);
+      this.activated.set(socketKey(listener.spec.address, listener.spec.port), listener.handle);
       return;
     }
     listener.handle.close();

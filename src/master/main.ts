@@ -8,6 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
+import type { Ban } from './abuse/bans.js';
 import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
 import { Metrics } from './metrics.js';
@@ -20,6 +21,9 @@ import { removeStaleCgroups } from '../isolation/cgroups.js';
 import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
+
+/** A ban as the CLI shows it: the end as an ISO date. */
+const banView = (ban: Ban): Omit<Ban, 'until'> & { until: string } => ({ ...ban, until: new Date(ban.until).toISOString() });
 
 /** Exit codes of `start`. */
 export const EXIT_OK = 0;
@@ -144,11 +148,11 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
           lastError: supervisor.certificateError,
         };
       case 'ban_list':
-        return { ok: true, bans: abuse.listBans().map((ban) => ({ ...ban, until: new Date(ban.until).toISOString() })) };
+        return { ok: true, bans: abuse.listBans().map(banView) };
       case 'ban_add': {
         // Audited by the ban list itself (admin.ban_add), like every ban.
         const added = abuse.adminBan(request.ip, request.seconds, request.reason);
-        return added.ok ? { ok: true, ban: { ...added.ban, until: new Date(added.ban.until).toISOString() } } : added;
+        return added.ok ? { ok: true, ban: banView(added.ban) } : added;
       }
       case 'ban_remove':
         return abuse.adminUnban(request.ip);
