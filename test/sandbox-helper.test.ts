@@ -419,9 +419,11 @@ describe('inside the jail', { skip: needsRoot }, () => {
     const module = path.join(dir, 'child.cjs');
     writeFileSync(module, `process.send({ uid: process.getuid(), hello: 'from the sandbox' }); process.disconnect();`);
     chmodSync(module, 0o644);
-    const child = fork(module, [], {
+    // Jailed like a worker: nobody may not be able to reach the host's path to node
+    // (a checkout under a 0700 directory); inside the jail the module is /child.cjs.
+    const child = fork('/child.cjs', [], {
       execPath: HELPER,
-      execArgv: ['--run-as-user', 'nobody', '--seccomp', 'default', '--', NODE],
+      execArgv: ['--run-as-user', 'nobody', '--chroot', dir, ...nodeBinds(), '--seccomp', 'default', '--', '/node'],
       env: { PATH: '/usr/bin:/bin' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
