@@ -43,6 +43,20 @@ export type MasterMessage =
   | { type: 'TLS_INIT'; certificates: CertificateMaterial[]; ticketKey: string; sessionIdContext: string }
   /** The master rotated the session ticket key (every worker at once). */
   | { type: 'TLS_TICKET_KEY'; ticketKey: string }
+  /**
+   * The whole set of certificates changed (one issued or renewed): it
+   * replaces the set of TLS_INIT for new handshakes; connections already
+   * open keep theirs. May arrive before CFG_START.
+   */
+  | { type: 'TLS_CERTS'; certificates: CertificateMaterial[] }
+  /**
+   * The ACME challenges being validated now, the whole set each time it
+   * changes (sent before CFG_START too): HTTP-01 key authorizations by token,
+   * answered at [ssl.challenges] http_01_path; TLS-ALPN-01 certificates by
+   * name, served to handshakes that offer "acme-tls/1" for that name. The
+   * worker answers ACME_ACK with the same version once it serves the set.
+   */
+  | { type: 'ACME_CHALLENGES'; version: number; http01: [token: string, keyAuthorization: string][]; tlsAlpn01: AlpnChallenge[] }
   /** The answer to MET_SCRAPE `id`: the Prometheus exposition text. */
   | { type: 'MET_TEXT'; id: number; text: string };
 
@@ -63,7 +77,16 @@ export type WorkerMessage =
   /** Counts since the last report: [vhost, status, n], [reason, n], [rule, n]; and the open connections now. */
   | { type: 'MET_REPORT'; connections: number; requests: [vhost: string, status: number, count: number][]; rejections: [reason: string, count: number][]; idsMatches: [rule: string, count: number][] }
   /** Someone asked the metrics listener this worker serves: the master has the totals. */
-  | { type: 'MET_SCRAPE'; id: number };
+  | { type: 'MET_SCRAPE'; id: number }
+  /** The worker serves ACME_CHALLENGES `version` (the master tells the CA to validate only then). */
+  | { type: 'ACME_ACK'; version: number };
+
+/** A TLS-ALPN-01 challenge (RFC 8737): the self-signed certificate for `name` with the acmeIdentifier extension. */
+export interface AlpnChallenge {
+  readonly name: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+}
 
 /**
  * A security event seen by a worker, written to the audit log by the master
@@ -118,6 +141,8 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
         : null;
     case 'MET_SCRAPE':
       return keys === 'id,type' && isCount(message.id) ? { type: 'MET_SCRAPE', id: message.id } : null;
+    case 'ACME_ACK':
+      return keys === 'type,version' && isCount(message.version) ? { type: 'ACME_ACK', version: message.version } : null;
     case 'MET_REPORT':
       return keys === 'connections,idsMatches,rejections,requests,type' &&
         isCount(message.connections) &&

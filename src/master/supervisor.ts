@@ -253,6 +253,9 @@ export class Supervisor {
   }
 
   /** A message for every live worker of every generation (ban changes). */
+  /** A worker serves ACME challenge set `version` (set by the certificate manager). */
+  onChallengeAck: (worker: WorkerProcess, version: number) => void = () => undefined;
+
   broadcast(message: MasterMessage): void {
     for (const worker of this.workers) worker.post(message);
   }
@@ -282,6 +285,7 @@ export class Supervisor {
     worker.onMessage = (message) => {
       if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
       else if (message.type === 'MET_SCRAPE') void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
+      else if (message.type === 'ACME_ACK') this.onChallengeAck(worker, message.version);
       else this.abuse.handle(link, message);
     };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
