@@ -210,6 +210,7 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): TlsSpec | null {
     enforceHttps: security.enforce_https,
     httpsPort: raw.server.https_port,
     handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
+    acmeChallengePath: raw.ssl.challenges.http_01_path.replace(/\/+$/, ''),
   };
 }
 

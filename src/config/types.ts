@@ -202,6 +202,8 @@ export interface TlsSpec {
   readonly httpsPort: number;
   /** Longest a TLS handshake may take (the header timeout: a slow handshake is a slowloris too). */
   readonly handshakeTimeoutMs: number;
+  /** [ssl.challenges] http_01_path without a trailing slash: ACME HTTP-01 answers live under it, over plain HTTP. */
+  readonly acmeChallengePath: string;
 }
 
 export interface CompiledConfig {

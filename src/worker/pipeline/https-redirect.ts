@@ -10,19 +10,19 @@ import { HttpError } from '../errors.js';
 import { hostOf } from '../router.js';
 import type { Stage } from './index.js';
 
-const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 /** A DNS name or a bracketed IPv6 literal: nothing else goes into a Location this stage writes. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
 
 export function httpsRedirectStage(tls: TlsSpec | null): Stage | null {
   if (tls === null || !tls.enforceHttps) return null;
   const portSuffix = tls.httpsPort === 443 ? '' : `:${tls.httpsPort}`;
+  const challengePrefix = `${tls.acmeChallengePath}/`;
   return {
     name: 'https-redirect',
     onRequest({ req, res, ctx }) {
       if (ctx.protocol === 'https') return;
       const target = req.url ?? '/';
-      if (target.startsWith(ACME_CHALLENGE_PREFIX)) return;
+      if (target.startsWith(challengePrefix)) return;
       // Only an origin-form target is kept: anything else would let the request choose where the redirect points.
       const host = hostOf(req.headers.host);
       if (!HOST_NAME.test(host)) throw new HttpError('BAD_REQUEST', 'no host name to redirect to');
