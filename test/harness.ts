@@ -157,6 +157,8 @@ export class TestServer {
   port = 0;
   process: ChildProcess | null = null;
   output = '';
+  /** How `start` runs the CLI: by default BIN itself; a test may wrap it (a shell that enters a cgroup first) or add to its environment. */
+  launch: (argv: string[]) => { file: string; args: string[]; env?: NodeJS.ProcessEnv } = (argv) => ({ file: BIN, args: argv });
 
   constructor() {
     this.dir = tempDir();
@@ -189,7 +191,8 @@ export class TestServer {
     if (this.port === 0) this.port = await freePort();
     this.writeConfig(body, server);
     this.output = '';
-    this.process = spawn(BIN, ['start', '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const { file, args, env } = this.launch(['start', '-c', this.configFile]);
+    this.process = spawn(file, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     this.process.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.process.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     const exited = new Promise<never>((_, reject) => this.process!.once('exit', (code) => reject(new Error(`start exited with ${code}:\n${this.output}`))));

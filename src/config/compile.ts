@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
 import { loadCertificate } from '../tls/certificates.js';
 import { validateCiphers } from '../tls/policy.js';
+import { delegatedCgroup } from '../isolation/cgroups.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
@@ -26,6 +27,9 @@ export function parseSize(value: number | string): number {
   if (!match) throw new Error(`not a size: ${value}`);
   return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
 }
+
+/** Where worker cgroups go outside systemd. */
+const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
 
 /**
  * Features whose keys are accepted and validated, but which this build does
@@ -379,7 +383,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       seccomp: iso.enable_seccomp ? iso.seccomp_default_action : 'off',
       allowedSyscalls: iso.allowed_syscalls ?? null,
       apparmorProfile: iso.enable_apparmor ? iso.apparmor_profile : null,
-      cgroupParent: iso.enable_cgroups ? iso.cgroup_parent : null,
+      // Unset: the cgroup systemd delegated to the service, else miwidothttp.slice at the root.
+      cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? delegatedCgroup() ?? DEFAULT_CGROUP_PARENT) : null,
     },
     vhosts,
   };

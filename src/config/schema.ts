@@ -308,7 +308,7 @@ const isolation = z
       .string()
       .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path such as "miwidothttp.slice"')
       .refine((value) => !value.split('/').includes('..'), 'must not contain ".."')
-      .default('miwidothttp.slice'),
+      .optional(),
   })
   .prefault({});
 

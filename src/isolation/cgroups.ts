@@ -112,3 +112,50 @@ export function applyIoWeight(relativePath: string, pid: number, weight: number,
   }
   return false;
 }
+
+/** Pure cgroup v2 (one unified hierarchy with every controller): what the helper uses when it finds it. */
+export function isPureV2(): boolean {
+  return existsSync('/sys/fs/cgroup/cgroup.controllers');
+}
+
+/** The leaf the master moves into under a delegated v2 cgroup (no process may live where controllers are enabled). */
+const MASTER_LEAF = 'master';
+
+/**
+ * The cgroup systemd delegated to this service (Delegate=yes), relative to
+ * the hierarchy root ("system.slice/miwidothttp.service"), or null when not
+ * started by systemd as a service. systemd sets INVOCATION_ID for every unit
+ * it starts; the path is the master's own, read from /proc/self/cgroup: the
+ * unified line on pure v2, else the memory hierarchy's (v1 delegates each
+ * controller's hierarchy at the same path).
+ */
+export function delegatedCgroup(env: NodeJS.ProcessEnv = process.env, procSelfCgroup = readText('/proc/self/cgroup'), pureV2 = isPureV2()): string | null {
+  if (env.INVOCATION_ID === undefined || env.INVOCATION_ID === '') return null;
+  const lines = procSelfCgroup.split('\n');
+  const line = pureV2 ? lines.find((entry) => entry.startsWith('0::')) : lines.find((entry) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:/.test(entry));
+  if (line === undefined) return null;
+  let own = line.split(':').slice(2).join(':').replace(/^\/+/, '');
+  // Moved into the leaf already (enterDelegatedLeaf) by this master.
+  if (own.endsWith(`/${MASTER_LEAF}`) && own.slice(0, -MASTER_LEAF.length - 1).endsWith('.service')) own = own.slice(0, -MASTER_LEAF.length - 1);
+  return own.endsWith('.service') ? own : null;
+}
+
+/**
+ * On pure v2, moves the master into `<service>/master` so that controllers
+ * can be enabled for the worker cgroups beside it ("no internal processes",
+ * cgroup-v2.rst); checked by reading /proc/self/cgroup back. v1 hierarchies
+ * have no such rule: workers go directly under the service's cgroup.
+ * Returns the problem, or null.
+ */
+export function enterDelegatedLeaf(service: string): string | null {
+  if (!isPureV2()) return null;
+  const leaf = `${service}/${MASTER_LEAF}`;
+  try {
+    mkdirSync(path.join('/sys/fs/cgroup', leaf), { recursive: true });
+    writeFileSync(path.join('/sys/fs/cgroup', leaf, 'cgroup.procs'), String(process.pid));
+  } catch (error) {
+    return `cannot move the master into ${leaf}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (is Delegate=yes set?)`;
+  }
+  const now = readText('/proc/self/cgroup').split('\n').find((entry) => entry.startsWith('0::'));
+  return now === `0::/${leaf}` ? null : `the master is not in ${leaf} after moving (${now ?? 'no unified line'})`;
+}

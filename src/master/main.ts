@@ -17,7 +17,7 @@ import { startControlServer, type ControlRequest } from './control.js';
 import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
-import { removeStaleCgroups } from '../isolation/cgroups.js';
+import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
 import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
@@ -60,6 +60,12 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
+    const delegated = delegatedCgroup();
+    if (delegated !== null && config.isolation.cgroupParent === delegated) {
+      const problem = enterDelegatedLeaf(delegated);
+      if (problem !== null) return fail(`process.isolation.enable_cgroups: ${problem}`);
+      log.info({ cgroup: delegated }, 'worker cgroups go under the cgroup systemd delegated to the service');
+    }
   }
 
   const other = runningMaster(config.server.pidFile);
