@@ -255,7 +255,12 @@ class AcmeIssuer implements Issuer {
         // wildcard's "*." removed (the identifier value has none).
         const fqdn = `_acme-challenge.${authz.identifier.value}`;
         answers.push({ ...answer, onBoard: false, remove: (cleanupSignal) => dns.cleanup(fqdn, keyAuthorization, cleanupSignal) });
-        await dns.present(fqdn, keyAuthorization, signal);
+        try {
+          await dns.present(fqdn, keyAuthorization, signal);
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          throw new IssuanceError(`${name}: dns-01 via ${dns.name}: ${oneLine(error)}`);
+        }
         return;
       }
     }
