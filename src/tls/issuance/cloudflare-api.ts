@@ -80,11 +80,15 @@ export class CloudflareApi {
         signal,
       });
     } catch (error) {
-      if (options.signal?.aborted) throw new IssuanceError(`${what}: aborted`, { cause: options.signal.reason });
-      if (timeout.aborted) throw new IssuanceError(`${what}: no answer from ${url.origin} within ${Math.round(this.#timeoutMs / 1000)}s`);
-      throw new IssuanceError(`${what}: cannot reach ${url.origin}: ${networkProblem(error)}`);
+      throw this.#transportError(what, url, error, options.signal, timeout);
     }
-    const text = await readBounded(response, what);
+    let text: string;
+    try {
+      text = await readBounded(response, what);
+    } catch (error) {
+      if (error instanceof IssuanceError) throw error;
+      throw this.#transportError(what, url, error, options.signal, timeout);
+    }
     let envelope: Envelope | null = null;
     try {
       const parsed: unknown = JSON.parse(text);
@@ -98,6 +102,12 @@ export class CloudflareApi {
     }
     if (response.ok && envelope.success === true) return envelope.result;
     throw new IssuanceError(`${what}: HTTP ${response.status}: ${this.#firstError(envelope)}`);
+  }
+
+  #transportError(what: string, url: URL, error: unknown, callerSignal: AbortSignal | undefined, timeout: AbortSignal): IssuanceError {
+    if (callerSignal?.aborted) return new IssuanceError(`${what}: aborted`, { cause: callerSignal.reason });
+    if (timeout.aborted) return new IssuanceError(`${what}: no answer from ${url.origin} within ${this.#timeoutMs / 1000}s`);
+    return new IssuanceError(`${what}: cannot reach ${url.origin}: ${this.#scrub(networkProblem(error))}`);
   }
 
   #firstError(envelope: Envelope): string {

@@ -147,7 +147,7 @@ export function createExecDns(options: ExecDnsOptions): DnsProvider {
       case 'spawn-failed':
         throw new IssuanceError(`${what}: cannot run it: ${outcome.code}`);
       case 'timeout':
-        throw new IssuanceError(`${what}: did not finish within ${Math.round(timeoutMs / 1000)}s (killed)`);
+        throw new IssuanceError(`${what}: did not finish within ${timeoutMs / 1000}s (killed)`);
       case 'aborted':
         throw new IssuanceError(`${what}: aborted (killed)`);
       case 'failed': {
