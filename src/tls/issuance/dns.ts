@@ -52,7 +52,10 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
   const ttl = options.ttlSeconds ?? DNS_DEFAULTS.cloudflareTtlSeconds;
   if (!(ttl === 1 || (Number.isInteger(ttl) && ttl >= 60 && ttl <= 86_400))) throw new IssuanceError(`Cloudflare TTL ${ttl} is not 1 (automatic) or 60..86400 seconds`);
   const log = options.log.child({ component: 'dns-01', provider: 'cloudflare' });
+  // Zone ids by zone name, and by the record names already resolved (so a
+  // second value at the same name asks nothing).
   const zoneIds = new Map<string, string>();
+  const zoneOfName = new Map<string, string>();
   const records = new Map<string, CloudflareRecord>();
   const recordKey = (fqdn: string, value: string) => `${fqdn}\n${value}`;
 
@@ -63,6 +66,8 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
    */
   async function zoneFor(fqdn: string, signal: AbortSignal | undefined): Promise<string> {
     if (options.zoneId) return options.zoneId;
+    const remembered = zoneOfName.get(fqdn);
+    if (remembered !== undefined) return remembered;
     const labels = fqdn.split('.');
     const tried: string[] = [];
     for (let i = 0; i < labels.length - 1; i++) {
@@ -70,12 +75,16 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
       if (labels[i]?.startsWith('_')) continue;
       const candidate = labels.slice(i).join('.');
       const known = zoneIds.get(candidate);
-      if (known !== undefined) return known;
+      if (known !== undefined) {
+        zoneOfName.set(fqdn, known);
+        return known;
+      }
       tried.push(candidate);
       const zones = await api.call(`cloudflare: looking up zone ${candidate}`, 'GET', '/zones', { query: { name: candidate }, ...(signal ? { signal } : {}) });
       const zone = Array.isArray(zones) ? (zones as { id?: unknown; name?: unknown }[]).find((entry) => entry?.name === candidate && typeof entry.id === 'string') : undefined;
       if (zone !== undefined) {
         zoneIds.set(candidate, zone.id as string);
+        zoneOfName.set(fqdn, zone.id as string);
         return zone.id as string;
       }
     }
