@@ -264,8 +264,15 @@ describe('ACME issuance through pebble', () => {
       assert.equal(newAccountRequests(), 1, 'no second account');
       assert.equal(readFileSync(path.join(accountPath, 'account.key'), 'utf8'), keyBefore);
 
+      // The key kept but not the CA's answer (a crash in between): the CA finds the account by its key.
+      rmSync(path.join(accountPath, 'account.json'));
+      await issuer({ accountDir: dir, challenges: ['http-01'] }).issue(['account.example.com']);
+      assert.equal(newAccountRequests(), 2, 'asked again with the same key');
+      assert.equal(JSON.parse(readFileSync(path.join(accountPath, 'account.json'), 'utf8')).accountUrl, account.accountUrl, 'the same account');
+      assert.equal(readFileSync(path.join(accountPath, 'account.key'), 'utf8'), keyBefore);
+
       await issuer({ accountDir: dir, directoryUrl: pebble.directoryUrlByName, challenges: ['http-01'] }).issue(['account.example.com']);
-      assert.equal(newAccountRequests(), 1, 'the other URL is counted by its own name');
+      assert.equal(newAccountRequests(), 2, 'the other URL is counted by its own name');
       assert.equal(readdirSync(path.join(dir, ACCOUNTS_DIR)).length, 2);
       const second = readdirSync(path.join(dir, ACCOUNTS_DIR)).find((name) => name.startsWith('localhost_'));
       assert.ok(second);
@@ -334,6 +341,21 @@ describe('ACME issuance through pebble', () => {
     assert.match(error.message, /^slow\.example\.com \(http-01\): the CA did not validate within 2s$/);
     assert.ok(Date.now() - started < 10_000);
     assert.deepEqual(board.calls(), ['setHttp01', 'publish', 'clearHttp01', 'publish']);
+    assert.ok(
+      captured.entries('pending ACME authorization deactivated').some((entry) => entry.name === 'slow.example.com'),
+      'the authorization left pending was deactivated (RFC 8555 §7.5.2)',
+    );
+  });
+
+  it('workers that do not acknowledge the answers: the CA is not told to look, and the answer is removed', async () => {
+    const refused = Promise.reject(new Error('worker 2 did not acknowledge challenge set 7 within 5s'));
+    refused.catch(() => undefined);
+    board.publishGate = refused;
+    const error = await rejection(issuer({ challenges: ['http-01'] }).issue(['unacked.example.com']));
+    assert.equal(error.message, 'unacked.example.com: waiting for the workers to serve the challenge answers: worker 2 did not acknowledge challenge set 7 within 5s');
+    assert.deepEqual(board.calls(), ['setHttp01', 'clearHttp01']);
+    assert.ok(!board.events.some((event) => event.op === 'served'));
+    assert.ok(captured.entries('could not publish the removal of ACME challenge answers').length > 0, 'the failed removal is logged');
   });
 
   it('an abort while the workers have not acknowledged stops the issue, and the answer is removed', async () => {

@@ -339,6 +339,7 @@ class AcmeIssuer implements Issuer {
     for (const answer of answers.filter((candidate) => candidate.status === 'pending')) {
       try {
         await client.deactivateAuthorization(answer.authz);
+        this.#log.debug({ name: answer.name }, 'pending ACME authorization deactivated');
       } catch (error) {
         this.#log.debug({ name: answer.name, problem: oneLine(error) }, 'could not deactivate a pending ACME authorization');
       }
