@@ -38,6 +38,13 @@ export class IssuanceError extends Error {
 export type ChallengeType = 'http-01' | 'tls-alpn-01' | 'dns-01';
 
 /**
+ * The key made locally for each issued certificate. ECDSA P-256 is the
+ * default: smaller handshakes, and every client this server is for speaks it;
+ * RSA 2048 for the few that do not.
+ */
+export type CertificateKeyType = 'ecdsa-p256' | 'rsa-2048';
+
+/**
  * Where the master publishes the answers to ACME challenges so that the
  * workers serve them. `publish` resolves once every live worker serves the
  * current set (or rejects after a timeout); the CA is told to validate only then.
