@@ -37,11 +37,10 @@ describe('shipped configs', () => {
     assert.deepEqual(result.config.responseHeaders, defaults.config.responseHeaders);
   });
 
-  it('config/production.toml passes the schema; only features not built yet are refused', () => {
+  it('config/production.toml is valid: ACME for its vhost names', () => {
     const result = loadConfig(path.join(ROOT, 'config/production.toml'));
-    assert.equal(result.ok, false);
-    if (result.ok) return;
-    for (const line of result.errors) assert.match(line, /is not implemented in this version/);
+    assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+    assert.deepEqual(result.config.issuance?.names, ['example.com', 'www.example.com']);
   });
 
   it('the built-in default serves the bundled page on 127.0.0.1:8080', () => {
@@ -113,6 +112,15 @@ describe('one line per problem, naming the key', () => {
     ['metrics on the serving port', '[server.metrics]\nenabled = true\nport = 8080\n', /^server\.metrics\.port: must differ from server\.http_port/],
     ['vhost header override of an unknown key', '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.headers]\nframe_option = "DENY"\n', /^vhosts\[0\]\.headers\.frame_option: unknown key \(line 5\)$/],
     ['manual certificate key', '[ssl.domains."example.com"]\ncert_file = "/c"\nkey_fil = "/k"\n', /^ssl\.domains\."example\.com"\.key_fil: unknown key \(line 3\)$/],
+    ['ACME without accepting the terms', '[ssl]\nprovider = "acme"\ndomains = ["a.example"]\n', /^ssl\.agree_tos: set to true to accept/],
+    ['ACME with no names', '[ssl]\nprovider = "acme"\nagree_tos = true\n', /^ssl\.domains: no names to obtain from acme/],
+    ['ACME wildcard without DNS', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["*.a.example"]\n', /^ssl\.challenges\.dns_01_provider: \*\.a\.example can only be validated by DNS-01/],
+    ['HTTP-01 on another port', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_port = 80\n', /^ssl\.challenges\.http_01_port: must be server\.http_port \(8080\)/],
+    ['exec DNS without a command', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\npreferred = ["dns-01"]\ndns_01_provider = "exec"\n', /^ssl\.challenges\.dns_01_command: the exec DNS provider needs/],
+    ['DNS provider not built', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "route53"\n', /^ssl\.challenges\.dns_01_provider: route53 is not implemented in this version/],
+    ['Origin CA without a token', '[ssl]\nprovider = "cloudflare"\ndomains = ["a.example"]\n', /^ssl\.api_token: Cloudflare Origin CA needs an API token/],
+    ['Origin CA validity not offered', '[ssl]\nprovider = "cloudflare"\napi_token = "t"\nrequested_validity = 10\ndomains = ["a.example"]\n', /^ssl\.requested_validity: /],
+    ['a list of names without a provider', '[ssl]\ndomains = ["a.example"]\n', /^ssl\.domains: a list of names is obtained from ssl\.provider/],
   ];
   for (const [name, text, expected] of table) {
     it(name, () => {
@@ -141,6 +149,39 @@ describe('one line per problem, naming the key', () => {
     assert.equal(lines.get('v[1].sub.d'), 8);
     assert.equal(lines.get('"q.k"."x y"'), 10);
     assert.equal(lines.has('"q.k".fake'), false, 'keys inside multi-line strings are not keys');
+  });
+});
+
+describe('[ssl] provider', () => {
+  const acme = (extra = ''): string =>
+    `[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "acme"\nagree_tos = true\nacme_server = "https://ca.example/dir"\napi_token = "\${CF_TOKEN}"\n${extra}` +
+    '[ssl.domains."manual.example"]\ncert_file = "/nonexistent"\nkey_file = "/nonexistent"\n';
+
+  it('obtains every vhost name but "*" and the manual ones, wildcards by DNS-01', () => {
+    const file = write(
+      '[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "acme"\nagree_tos = true\n[ssl.challenges]\ndns_01_provider = "cloudflare"\ndns_01_credentials = "${CF_DNS}"\n' +
+        '[[vhosts]]\ndomains = ["A.example", "*.b.example"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["*", "a.example"]\nroot = "/srv"\n',
+    );
+    const result = loadConfig(file, { CF_DNS: 'secret-dns-token' });
+    assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+    const issuance = result.config.issuance!;
+    assert.deepEqual(issuance.names, ['a.example', '*.b.example']);
+    assert.deepEqual(issuance.acme?.preferred, ['http-01', 'tls-alpn-01', 'dns-01']);
+    assert.equal(issuance.acme?.dns?.provider === 'cloudflare' && issuance.acme.dns.token, 'secret-dns-token');
+    assert.equal(result.config.tls?.certificates.length, 0, 'the HTTPS listener starts before anything is obtained');
+  });
+
+  it('workers never get the credentials', async () => {
+    const { forWorkers } = await import('../src/config/types.js');
+    const result = loadConfig(write('[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "cloudflare"\napi_token = "${CF_TOKEN}"\ndomains = ["a.example"]\n'), { CF_TOKEN: 'origin-ca-secret' });
+    assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+    assert.match(JSON.stringify(result.config), /origin-ca-secret/);
+    assert.doesNotMatch(JSON.stringify(forWorkers(result.config)), /origin-ca-secret/);
+  });
+
+  it('names the manual certificate that is broken, next to a provider', () => {
+    const errors = errorsOf(acme(), { CF_TOKEN: 'x' });
+    assert.ok(errors.some((line) => /^ssl\.domains\."manual\.example": /.test(line)), errors.join('\n'));
   });
 });
 

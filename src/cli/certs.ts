@@ -1,18 +1,11 @@
 /**
  * `miwidothttp certs`: the certificates the running master serves — each
- * name, the names it covers, issuer, expiry, next renewal and the last
- * error loading certificates. Never a key.
+ * name, where it comes from, the names it covers, issuer, expiry, next
+ * renewal and the last error obtaining it; then the last error loading
+ * manual certificates. Never a key.
  */
+import type { CertificateView } from '../master/certificate-manager.js';
 import { askRunningMaster } from './running.js';
-
-interface CertificateView {
-  name: string;
-  subjectNames: string[];
-  issuer: string;
-  notAfter: string;
-  source: string;
-  nextRenewal: string | null;
-}
 
 export async function certsCommand(option: string | undefined, json: boolean): Promise<number> {
   const asked = await askRunningMaster<{ ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string }>(option, 'certs', { command: 'certs' });
@@ -25,12 +18,16 @@ export async function certsCommand(option: string | undefined, json: boolean): P
   const certificates = answer.certificates ?? [];
   if (certificates.length === 0) process.stdout.write('no certificates (no [ssl] configured)\n');
   for (const certificate of certificates) {
-    const issuer = certificate.issuer.split('\n').find((line) => line.startsWith('CN=')) ?? certificate.issuer.split('\n')[0];
-    process.stdout.write(
-      `${certificate.name}\tcovers ${certificate.subjectNames.join(', ')}\tissuer ${issuer}\texpires ${certificate.notAfter}\t` +
-        `next renewal ${certificate.nextRenewal ?? `none (${certificate.source} certificate)`}\n`,
-    );
+    const fields = [certificate.name, `source ${certificate.source}`];
+    if (certificate.notAfter === null) fields.push('not obtained yet');
+    else {
+      const issuer = certificate.issuer?.split('\n').find((line) => line.startsWith('CN=')) ?? certificate.issuer?.split('\n')[0];
+      fields.push(`covers ${certificate.subjectNames.join(', ')}`, `issuer ${issuer}`, `expires ${certificate.notAfter}`);
+    }
+    fields.push(`next renewal ${certificate.nextRenewal ?? (certificate.source === 'manual' ? 'none (manual certificate)' : 'none (auto_renew off)')}`);
+    if (certificate.lastError !== null) fields.push(`last error ${certificate.lastError}`);
+    process.stdout.write(`${fields.join('\t')}\n`);
   }
-  process.stdout.write(`last error: ${answer.lastError ?? 'none'}\n`);
+  process.stdout.write(`last error loading certificates: ${answer.lastError ?? 'none'}\n`);
   return 0;
 }

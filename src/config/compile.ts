@@ -10,8 +10,9 @@ import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
 import { loadCertificate } from '../tls/certificates.js';
 import { validateCiphers } from '../tls/policy.js';
+import { parseDnsName } from '../tls/sni.js';
 import { delegatedCgroup } from '../isolation/cgroups.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
@@ -40,8 +41,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   const refuse = (key: string, what: string): void => {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
-  if (raw.ssl?.provider === 'acme' || raw.ssl?.provider === 'cloudflare') refuse('ssl.provider', `obtaining certificates from ${raw.ssl.provider}`);
-  if (Array.isArray(raw.ssl?.domains)) refuse('ssl.domains', 'obtaining certificates from a provider (a list of names)');
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
   if (raw.cluster !== undefined) refuse('cluster', 'clustering');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
@@ -174,26 +173,29 @@ function compileAudit(raw: RawConfig): AuditSpec {
 }
 
 /**
- * [ssl] with manual certificates ([ssl.domains."name"]): every certificate
- * is loaded and checked now, so `check` names the domain whose file is
- * missing, whose key does not match or whose certificate has expired. The
- * files are read again by the master at each start and reload: the compiled
- * config carries paths, never key material.
+ * [ssl]: manual certificates ([ssl.domains."name"]) and/or a provider that
+ * obtains the others (provider = "acme" or "cloudflare").
+ *
+ * Every manual certificate is loaded and checked now, so `check` names the
+ * domain whose file is missing, whose key does not match or whose
+ * certificate has expired. The files are read again by the master at each
+ * start and reload: the compiled config carries paths, never key material.
  */
-function compileTls(raw: RawConfig, problems: ConfigProblem[]): TlsSpec | null {
+function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec | null; issuance: IssuanceSpec | null } {
   const security = raw.security;
-  if (raw.ssl === undefined) {
+  const ssl = raw.ssl;
+  if (ssl === undefined) {
     if (security.enforce_https) problems.push({ key: 'security.enforce_https', message: 'needs [ssl] certificates to redirect to' });
-    return null;
+    return { tls: null, issuance: null };
   }
-  // Refused in unimplemented() until built; nothing more to say about it here.
-  if (raw.ssl.provider === 'acme' || raw.ssl.provider === 'cloudflare') return null;
-  const domains = raw.ssl.domains;
-  if (domains === undefined || Array.isArray(domains) || Object.keys(domains).length === 0) {
-    if (domains === undefined) problems.push({ key: 'ssl.domains', message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file' });
-    return null;
+  const provider = ssl.provider === 'acme' || ssl.provider === 'cloudflare' ? ssl.provider : null;
+  const manual = ssl.domains !== undefined && !Array.isArray(ssl.domains) ? ssl.domains : {};
+  if (provider === null && Array.isArray(ssl.domains)) {
+    problems.push({ key: 'ssl.domains', message: 'a list of names is obtained from ssl.provider ("acme" or "cloudflare"); manual certificates are [ssl.domains."name"] tables' });
+  } else if (provider === null && Object.keys(manual).length === 0) {
+    problems.push({ key: 'ssl.domains', message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file, or set ssl.provider' });
   }
-  const certificates = Object.entries(domains).map(([name, files]) => ({
+  const certificates = Object.entries(manual).map(([name, files]) => ({
     name,
     certFile: path.resolve(files.cert_file),
     keyFile: path.resolve(files.key_file),
@@ -207,15 +209,90 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): TlsSpec | null {
     for (const problem of validateCiphers(security.ciphers, security.min_tls_version)) problems.push({ key: 'security.ciphers', message: problem });
   }
   if (raw.server.https_port === raw.server.http_port) problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
-  return {
+  const issuance = provider === null ? null : compileIssuance(raw, provider, new Set(certificates.map(({ name }) => name.toLowerCase())), problems);
+  const tls: TlsSpec = {
     certificates,
     minVersion: security.min_tls_version,
     ciphers: security.ciphers ?? null,
     enforceHttps: security.enforce_https,
     httpsPort: raw.server.https_port,
     handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
-    acmeChallengePath: raw.ssl.challenges.http_01_path.replace(/\/+$/, ''),
+    acmeChallengePath: ssl.challenges.http_01_path.replace(/\/+$/, ''),
   };
+  return { tls, issuance };
+}
+
+/**
+ * The provider's part of [ssl]: which names, and everything needed to
+ * obtain them. Credentials come from the config, where they are "${VAR}"
+ * references to the environment.
+ */
+function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manualNames: ReadonlySet<string>, problems: ConfigProblem[]): IssuanceSpec | null {
+  const ssl = raw.ssl!;
+  const challenges = ssl.challenges;
+  const listed = Array.isArray(ssl.domains);
+  const candidates = listed ? (ssl.domains as string[]) : raw.vhosts.flatMap((vhost) => vhost.domains).filter((name) => name !== '*');
+  const names: string[] = [];
+  for (const [i, candidate] of candidates.entries()) {
+    const name = parseDnsName(candidate, true);
+    if (name === null) {
+      if (listed) problems.push({ key: `ssl.domains[${i}]`, message: `${JSON.stringify(candidate)} is not a host name a certificate can be issued for` });
+      continue;
+    }
+    if (!manualNames.has(name) && !names.includes(name)) names.push(name);
+  }
+  if (names.length === 0) {
+    problems.push({ key: 'ssl.domains', message: `no names to obtain from ${provider}: list them in ssl.domains or give a vhost a domain other than "*"` });
+  }
+  if (provider === 'cloudflare') {
+    if (ssl.api_token === undefined) problems.push({ key: 'ssl.api_token', message: 'Cloudflare Origin CA needs an API token: api_token = "${CLOUDFLARE_API_TOKEN}"' });
+    return {
+      ...issuanceCommon(raw, names),
+      provider,
+      acme: null,
+      cloudflare: { apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: ssl.api_token ?? '', validityDays: ssl.requested_validity },
+    };
+  }
+  if (!ssl.agree_tos) problems.push({ key: 'ssl.agree_tos', message: "set to true to accept the ACME server's terms of service (an account cannot be made otherwise)" });
+  const preferred = [...new Set(challenges.preferred)];
+  if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
+    problems.push({ key: 'ssl.challenges.http_01_port', message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener` });
+  }
+  if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== raw.server.https_port) {
+    problems.push({ key: 'ssl.challenges.tls_alpn_01_port', message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener` });
+  }
+  let dns: NonNullable<IssuanceSpec['acme']>['dns'] = null;
+  switch (challenges.dns_01_provider) {
+    case undefined:
+      break;
+    case 'cloudflare':
+      if (challenges.dns_01_credentials === undefined) problems.push({ key: 'ssl.challenges.dns_01_credentials', message: 'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"' });
+      dns = { provider: 'cloudflare', apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: challenges.dns_01_credentials ?? '', zoneId: ssl.zone_id ?? null };
+      break;
+    case 'exec':
+      if (challenges.dns_01_command === undefined) problems.push({ key: 'ssl.challenges.dns_01_command', message: 'the exec DNS provider needs the command that sets and clears TXT records' });
+      dns = { provider: 'exec', command: challenges.dns_01_command ?? '', credentials: challenges.dns_01_credentials ?? null };
+      break;
+    default:
+      problems.push({ key: 'ssl.challenges.dns_01_provider', message: `${challenges.dns_01_provider} is not implemented in this version; use "cloudflare" or "exec"` });
+  }
+  if (dns !== null && !preferred.includes('dns-01')) preferred.push('dns-01');
+  if (dns === null) {
+    const wildcards = names.filter((name) => name.startsWith('*.'));
+    if (wildcards.length > 0) problems.push({ key: 'ssl.challenges.dns_01_provider', message: `${wildcards.join(', ')} can only be validated by DNS-01: set a DNS provider` });
+    if (preferred.every((type) => type === 'dns-01')) problems.push({ key: 'ssl.challenges.preferred', message: 'dns-01 needs ssl.challenges.dns_01_provider' });
+  }
+  return {
+    ...issuanceCommon(raw, names),
+    provider,
+    acme: { directoryUrl: ssl.acme_server, email: ssl.email ?? null, agreeTos: ssl.agree_tos, dnsPropagationDelayMs: challenges.dns_01_propagation_delay * 1000, preferred: dns === null ? preferred.filter((type) => type !== 'dns-01') : preferred, dns },
+    cloudflare: null,
+  };
+}
+
+function issuanceCommon(raw: RawConfig, names: string[]): Pick<IssuanceSpec, 'names' | 'certDir' | 'keyType' | 'autoRenew' | 'renewalDaysBefore'> {
+  const ssl = raw.ssl!;
+  return { names, certDir: path.resolve(ssl.cert_dir), keyType: ssl.key_type, autoRenew: ssl.auto_renew, renewalDaysBefore: ssl.renewal_days_before };
 }
 
 function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
@@ -291,7 +368,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
   const vhosts = compileVhosts(raw, problems);
-  const tls = compileTls(raw, problems);
+  const { tls, issuance } = compileTls(raw, problems);
   const headers = compileResponseHeaders(raw.security.headers);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
@@ -313,6 +390,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     },
     listeners: compileListeners(raw, tls),
     tls,
+    issuance,
     limits: {
       maxHeaderBytes: l.max_header_size,
       maxHeaders: l.max_headers,

@@ -70,8 +70,11 @@ const manualCertificate = z.strictObject({
   chain_file: nonEmpty.optional(),
 });
 
+const challengeType = z.enum(['http-01', 'tls-alpn-01', 'dns-01']);
+
 const ssl = z.strictObject({
   provider: z.enum(['acme', 'cloudflare', 'manual']).optional(),
+  /** Cloudflare Origin CA: an API token with the "SSL and Certificates: Edit" permission; put "${VAR}" here, not the token. */
   api_token: nonEmpty.optional(),
   zone_id: nonEmpty.optional(),
   auto_renew: z.boolean().default(true),
@@ -79,15 +82,27 @@ const ssl = z.strictObject({
   acme_server: z.url().default('https://acme-v02.api.letsencrypt.org/directory'),
   email: z.email().optional(),
   agree_tos: z.boolean().default(false),
-  cert_dir: nonEmpty.default('/var/lib/miwidothttp/certs'),
+  cert_dir: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/miwidothttp/certs'),
+  /** Key of each certificate obtained from a provider. */
+  key_type: z.enum(['ecdsa', 'rsa']).default('ecdsa'),
+  /** Cloudflare's API (Origin CA and the DNS-01 provider). */
+  cloudflare_api_url: z.url().default('https://api.cloudflare.com/client/v4'),
+  /** Days an Origin CA certificate is valid (Cloudflare's choices); a year, not the API's 15, so the key changes yearly. */
+  requested_validity: z.union([7, 30, 90, 365, 730, 1095, 5475].map((days) => z.literal(days)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]]).default(365),
   /** Either the names to obtain from `provider`, or manual certificates by name. */
   domains: z.union([z.array(nonEmpty), z.record(nonEmpty, manualCertificate)]).optional(),
   challenges: z
     .strictObject({
+      /** Which challenge to answer, first offered first; wildcards always take dns-01. */
+      preferred: z.array(challengeType).min(1).default(['http-01', 'tls-alpn-01', 'dns-01']),
       http_01_port: port.default(80),
       http_01_path: z.string().startsWith('/').default('/.well-known/acme-challenge'),
-      dns_01_provider: z.enum(['cloudflare', 'route53', 'gcloud']).optional(),
+      dns_01_provider: z.enum(['cloudflare', 'exec', 'route53', 'gcloud']).optional(),
       dns_01_credentials: nonEmpty.optional(),
+      /** dns_01_provider = "exec": run as `command present|cleanup <fqdn> <value>`. */
+      dns_01_command: z.string().startsWith('/', 'must be an absolute path').optional(),
+      /** Seconds between publishing the TXT record and asking the CA to look (DNS propagation). */
+      dns_01_propagation_delay: z.number().min(0).max(3600).default(10),
       tls_alpn_01_port: port.default(443),
     })
     .prefault({}),

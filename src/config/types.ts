@@ -206,6 +206,35 @@ export interface TlsSpec {
   readonly acmeChallengePath: string;
 }
 
+/**
+ * [ssl] provider: certificates the master obtains and renews. Master-only:
+ * it holds credentials, so it is removed from the copy workers get
+ * (`forWorkers`).
+ */
+export interface IssuanceSpec {
+  readonly provider: 'acme' | 'cloudflare';
+  /** One certificate per name: the names of `domains = [...]`, or every vhost name without a manual certificate. */
+  readonly names: readonly string[];
+  /** Root-only: the ACME account and the issued certificates. */
+  readonly certDir: string;
+  readonly keyType: 'ecdsa' | 'rsa';
+  readonly autoRenew: boolean;
+  readonly renewalDaysBefore: number;
+  readonly acme: {
+    readonly directoryUrl: string;
+    readonly email: string | null;
+    readonly agreeTos: boolean;
+    readonly preferred: readonly ('http-01' | 'tls-alpn-01' | 'dns-01')[];
+    /** How long to wait after publishing a TXT record before the CA looks. */
+    readonly dnsPropagationDelayMs: number;
+    readonly dns:
+      | { readonly provider: 'cloudflare'; readonly apiUrl: string; readonly token: string; readonly zoneId: string | null }
+      | { readonly provider: 'exec'; readonly command: string; readonly credentials: string | null }
+      | null;
+  } | null;
+  readonly cloudflare: { readonly apiUrl: string; readonly token: string; readonly validityDays: number } | null;
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
@@ -213,6 +242,8 @@ export interface CompiledConfig {
   readonly listeners: readonly ListenerSpec[];
   /** null: no TLS, no HTTPS listener. */
   readonly tls: TlsSpec | null;
+  /** null: no provider; workers always get null (see forWorkers). */
+  readonly issuance: IssuanceSpec | null;
   readonly limits: LimitsSpec;
   readonly timeouts: TimeoutsSpec;
   readonly audit: AuditSpec;
@@ -227,4 +258,9 @@ export interface CompiledConfig {
   readonly responseHeaders: HeaderPolicy;
   readonly isolation: IsolationSpec;
   readonly vhosts: readonly VhostSpec[];
+}
+
+/** The config a worker gets: without the master-only issuance settings (credentials). */
+export function forWorkers(config: CompiledConfig): CompiledConfig {
+  return config.issuance === null ? config : { ...config, issuance: null };
 }

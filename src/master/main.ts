@@ -21,6 +21,9 @@ import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isol
 import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
+import { CertificateManager, certificateViews } from './certificate-manager.js';
+import { createIssuer } from '../tls/issuance/index.js';
+import type { Issuer } from '../tls/issuance/types.js';
 
 /** A ban as the CLI shows it: the end as an ISO date. */
 const banView = (ban: Ban): Omit<Ban, 'until'> & { until: string } => ({ ...ban, until: new Date(ban.until).toISOString() });
@@ -82,7 +85,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const metrics = new Metrics({ activeBans: () => abuse.activeBans });
   const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message), (source) => metrics.banAdded(source));
   const tickets = new SessionTickets((message) => supervisor.broadcast(message));
-  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets);
+  const issued: CertificateManager = new CertificateManager(log, audit, (spec): Issuer => createIssuer(spec, supervisor.challenges, log), () => supervisor.certificatesChanged());
+  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -99,6 +103,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     listeners.closeAll();
     abuse.close();
     tickets.close();
+    issued.close();
   };
 
   const stop = async (why: string): Promise<void> => {
@@ -147,12 +152,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
         setImmediate(() => void stop('control socket'));
         return { ok: true, pid: process.pid };
       case 'certs':
-        return {
-          ok: true,
-          // Manual certificates are not renewed by the server: nextRenewal is null.
-          certificates: supervisor.certificates.map((certificate) => ({ ...certificate, source: 'manual', nextRenewal: null })),
-          lastError: supervisor.certificateError,
-        };
+        return { ok: true, certificates: certificateViews(supervisor.manualCertificates, issued.status()), lastError: supervisor.certificateError };
       case 'ban_list':
         return { ok: true, bans: abuse.listBans().map(banView) };
       case 'ban_add': {

@@ -25,6 +25,8 @@ import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
+import type { CertificateManager } from './certificate-manager.js';
+import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -47,10 +49,12 @@ const CPU_ALARM_SHARE = 0.95;
 /** How long a dead worker's cgroup may stay busy (its last threads exiting). */
 const CGROUP_REMOVE_ATTEMPTS = 20;
 
+/** A generation's certificates and keys, or null without TLS: manual ones read once per generation, issued ones replaced as they are renewed. */
+type GenerationTls = { certificates: CertificateMaterial[] } | null;
+
 interface Slot {
   worker: WorkerProcess | null;
-  /** The generation's certificates and keys (read once per generation), or null without TLS. */
-  readonly tls: CertificateMaterial[] | null;
+  readonly tls: GenerationTls;
   restarts: number;
   /** Crashes in a row of workers that died young. */
   quickCrashes: number;
@@ -94,6 +98,7 @@ export class Supervisor {
     private readonly abuse: AbuseControl,
     private readonly metrics: Metrics,
     private readonly tickets: SessionTickets,
+    private readonly issued: CertificateManager,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -111,7 +116,7 @@ export class Supervisor {
       throw error;
     }
     this.slots = slots;
-    this.certificates = this.pendingCertificates;
+    this.commitCertificates();
   }
 
   /** Validate-then-switch reload; `load` is the same load path `start` used. */
@@ -155,7 +160,7 @@ export class Supervisor {
       this.slots = slots;
       this.generation = generation;
       this.config = next;
-      this.certificates = this.pendingCertificates;
+      this.commitCertificates();
       this.abuse.reconfigure(next);
       for (const slot of retiring) {
         if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
@@ -222,15 +227,15 @@ export class Supervisor {
   /** Throws (naming the domain) when a certificate cannot be loaded: the generation does not start. */
   private spawnGeneration(generation: number, config: CompiledConfig): Slot[] {
     const slots: Slot[] = [];
-    let loaded: LoadedCertificate[] = [];
+    let manual: LoadedCertificate[] = [];
     try {
-      loaded = config.tls === null ? [] : loadTlsMaterial(config.tls, this.log);
+      manual = config.tls === null ? [] : loadTlsMaterial(config.tls, this.log);
     } catch (error) {
       this.certificateError = (error as Error).message;
       throw error;
     }
-    this.pendingCertificates = loaded.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }));
-    const tls = config.tls === null ? null : materialOf(loaded);
+    this.pendingManual = manual;
+    const tls: GenerationTls = config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
     for (let index = 0; index < config.server.workerCount; index++) {
       const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
       slots.push(slot);
@@ -240,12 +245,41 @@ export class Supervisor {
   }
 
   private readonly cgroupRemovals = new Set<Promise<void>>();
-  /** What `miwidothttp certs` shows: the serving generation's certificates (never a key), and the last load failure. */
-  certificates: CertificateInfo[] = [];
+  /** What `miwidothttp certs` shows: the serving generation's manual certificates (never a key), and the last load failure. */
+  manualCertificates: CertificateInfo[] = [];
   certificateError: string | null = null;
-  private pendingCertificates: CertificateInfo[] = [];
+  private manual: LoadedCertificate[] = [];
+  private pendingManual: LoadedCertificate[] = [];
+  /** ACME challenge answers, served by every worker. */
+  readonly challenges = new WorkerChallengeBoard(
+    () => this.slots.flatMap((slot) => (slot.worker?.state === 'ready' ? [slot.worker] : [])),
+    () => [...this.workers],
+  );
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
+
+  /** The generation that was starting now serves: its certificates are the ones shown, its provider names the ones renewed. */
+  private commitCertificates(): void {
+    this.manual = this.pendingManual;
+    this.manualCertificates = this.manual.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }));
+    this.certificateError = null;
+    this.issued.configure(this.config.issuance);
+    // A certificate obtained while this generation was starting is not in its TLS_INIT.
+    if (this.config.issuance !== null) this.certificatesChanged();
+  }
+
+  /**
+   * A certificate was obtained or renewed: the serving generation's workers
+   * take the new set for new handshakes (TLS_CERTS), and workers started
+   * later (a crash replaced) get it too. Open connections keep theirs.
+   */
+  certificatesChanged(): void {
+    const tls = this.slots[0]?.tls ?? null;
+    if (tls === null) return;
+    tls.certificates = materialOf([...this.manual, ...this.issued.stored(this.config.issuance)]);
+    const message: MasterMessage = { type: 'TLS_CERTS', certificates: tls.certificates };
+    for (const worker of this.workers) if (worker.generation === this.generation) worker.post(message);
+  }
 
   /** True while at least one worker of the serving generation is ready (the watchdog's test). */
   serving(): boolean {
@@ -253,9 +287,6 @@ export class Supervisor {
   }
 
   /** A message for every live worker of every generation (ban changes). */
-  /** A worker serves ACME challenge set `version` (set by the certificate manager). */
-  onChallengeAck: (worker: WorkerProcess, version: number) => void = () => undefined;
-
   broadcast(message: MasterMessage): void {
     for (const worker of this.workers) worker.post(message);
   }
@@ -276,7 +307,8 @@ export class Supervisor {
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
     const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
     const startup: MasterMessage[] = [this.abuse.banSync()];
-    if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls, ...this.tickets.forWorkers() });
+    if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
+    if (config.issuance?.acme) startup.push(this.challenges.message());
     const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, startup);
     slot.worker = worker;
     this.workers.add(worker);
@@ -285,7 +317,7 @@ export class Supervisor {
     worker.onMessage = (message) => {
       if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
       else if (message.type === 'MET_SCRAPE') void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
-      else if (message.type === 'ACME_ACK') this.onChallengeAck(worker, message.version);
+      else if (message.type === 'ACME_ACK') this.challenges.acknowledge(worker, message.version);
       else this.abuse.handle(link, message);
     };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');

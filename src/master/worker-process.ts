@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import type { CompiledConfig } from '../config/types.js';
+import { forWorkers, type CompiledConfig } from '../config/types.js';
 import { HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, WORKER_ENTRY, type WorkerCommand } from '../isolation/worker-command.js';
 import { parseWorkerMessage, type AuditEvent, type MasterMessage, type WorkerMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
@@ -109,7 +109,8 @@ export class WorkerProcess {
     this.ready.catch(() => undefined);
     this.child.on('error', (error) => this.log.error({ err: error, slot }, 'worker process error'));
 
-    this.send({ type: 'CFG_INIT', generation, config });
+    // Never the issuance credentials: a worker has no use for them.
+    this.send({ type: 'CFG_INIT', generation, config: forWorkers(config) });
     for (const listener of listeners) this.send({ type: 'CFG_LISTENER', listener: listener.spec }, listener.handle);
     for (const message of startup) this.send(message);
     this.send({ type: 'CFG_START' });

@@ -130,7 +130,7 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
 }
 
 export interface ExecDnsOptions {
-  /** The program's absolute path ([ssl.challenges] dns_01_provider = "exec:/path"). */
+  /** The program's absolute path ([ssl.challenges] dns_01_command). */
   readonly command: string;
   /** dns_01_credentials, handed over as MIWIDOTHTTP_DNS_CREDENTIALS (never as an argument: /proc/PID/cmdline is world-readable). */
   readonly credentials?: string | null;
