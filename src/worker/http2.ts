@@ -12,8 +12,10 @@
  *   connection-specific fields (response-headers.ts).
  *
  * What nghttp2 itself refuses never reaches JavaScript: connection-specific
- * request fields, TE other than "trailers", upper-case names, malformed
- * pseudo-headers (RST_STREAM PROTOCOL_ERROR, RFC 9113 §8.2.2, §8.3); more
+ * request fields, TE other than "trailers", upper-case names, malformed or
+ * missing pseudo-headers, no :authority nor Host (RST_STREAM PROTOCOL_ERROR,
+ * RFC 9113 §8.2.2, §8.3); a field whose value holds a control character is
+ * dropped (Node asks nghttp2 to ignore invalid fields rather than reset); more
  * streams than max_concurrent_streams once SETTINGS is acknowledged (GOAWAY
  * PROTOCOL_ERROR, which the session reports as an error: audited by
  * server.ts); header lists past the hard caps below (RST_STREAM
@@ -38,9 +40,12 @@ const REQUEST_PSEUDO_HEADERS = 4;
 const RESET_BURST_PER_CONCURRENT_STREAM = 2;
 const RESET_REFILL_PER_SECOND = 33;
 /**
- * nghttp2's own limit on RST_STREAM frames received, a backstop for resets
- * of streams that never reached JavaScript; set above ours so that ours,
- * which is audited, normally acts first.
+ * nghttp2's own limit on RST_STREAM frames received (Node's streamResetBurst),
+ * set above ours. It sees every RST_STREAM, also those of streams Node
+ * refused before JavaScript saw them (Node hands JavaScript at most
+ * max_concurrent_streams new streams per read), so within one large read it
+ * can act first: server.ts then audits the session's end as the rapid reset
+ * it was.
  */
 const NGHTTP2_RESET_BURST_FACTOR = 4;
 
@@ -128,6 +133,16 @@ export function http2Stream(req: IncomingMessage): ServerHttp2Stream | null {
 }
 
 /**
+ * An HTTP/2 request whose body comes without a Content-Length (RFC 9113
+ * §8.1: DATA frames follow the HEADERS unless those ended the stream). Over
+ * HTTP/1 only chunked framing does that.
+ */
+export function hasBodyWithoutLength(req: IncomingMessage): boolean {
+  const stream = http2Stream(req);
+  return stream !== null && req.headers['content-length'] === undefined && !stream.endAfterHeaders;
+}
+
+/**
  * The HTTP/2 server of an HTTPS listener. It never listens: tls-front.ts
  * hands it each TLS connection that negotiated "h2". Server push is off;
  * extended CONNECT (RFC 8441) is not offered.
@@ -162,6 +177,7 @@ export function createHttp2Server(
 export class StreamResetBudget {
   #tokens: number;
   #refilledAt = performance.now();
+  #lastResetAt = -Infinity;
   /** Streams reset so far on this connection (for the audit line). */
   resets = 0;
 
@@ -174,8 +190,14 @@ export class StreamResetBudget {
     const now = performance.now();
     this.#tokens = Math.min(this.limits.resetBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.limits.resetRefillPerSecond);
     this.#refilledAt = now;
+    this.#lastResetAt = now;
     this.resets += 1;
     this.#tokens -= 1;
     return this.#tokens >= 0;
+  }
+
+  /** Whether a stream was reset within the last `ms`. */
+  resetWithinMs(ms: number): boolean {
+    return performance.now() - this.#lastResetAt < ms;
   }
 }

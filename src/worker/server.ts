@@ -68,6 +68,8 @@ const HEAD_RATE_GRACE_MS = 1000;
  * WINDOW_UPDATEs of an idle client take far less), held to header_read_timeout.
  */
 const H2_IDLE_CONTROL_BYTES = 1024;
+/** A session nghttp2 ends this soon after a stream reset was seen is taken to have ended for its resets. */
+const RESET_ATTRIBUTION_MS = 1000;
 
 /** Options of a WorkerServer beyond its config. */
 export interface WorkerServerOptions {
@@ -335,26 +337,42 @@ export class WorkerServer {
     this.sessions.set(session, state);
     const budget = new StreamResetBudget(this.h2);
     let streams = 0;
+    let rapidReset = false;
+    const refuseRapidReset = (how: string): void => {
+      rapidReset = true;
+      this.metrics.rejection('connection.rapid_reset');
+      this.audit({ event: 'connection.rapid_reset', clientIp: peerAddress(state.socket), detail: `${budget.resets} of ${streams} streams reset; ${how}` });
+      if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    };
     session.on('stream', (stream: ServerHttp2Stream) => {
       streams += 1;
       if (streams >= this.config.limits.maxRequestsPerConnection || this.draining) session.close();
       stream.once('close', () => {
-        if (stream.rstCode === h2.NGHTTP2_NO_ERROR || stream.rstCode === undefined || session.destroyed || state.refused) return;
-        if (budget.spend()) return;
-        this.metrics.rejection('connection.rapid_reset');
-        this.audit({ event: 'connection.rapid_reset', clientIp: peerAddress(state.socket), detail: `${budget.resets} streams reset; GOAWAY after stream ${streams}` });
-        this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+        // Streams torn down with the session carry its code, not a reset of their own.
+        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR) return;
+        if (!budget.spend()) refuseRapidReset('GOAWAY ENHANCE_YOUR_CALM');
       });
     });
     session.on('error', (error: NodeJS.ErrnoException) => {
+      const ip = peerAddress(state.socket);
       if (state.refused || error.code === 'ECONNRESET' || error.code === 'EPIPE') {
-        this.log.debug({ event: 'connection.reset', clientIp: peerAddress(state.socket), code: error.code }, 'HTTP/2 session ended');
+        this.log.debug({ event: 'connection.reset', clientIp: ip, code: error.code }, 'HTTP/2 session ended');
         return;
       }
-      this.metrics.rejection('connection.protocol_error');
-      const ip = peerAddress(state.socket);
-      const suppressed = this.refusalThrottle(`h2 ${ip}`);
-      if (suppressed !== null) this.audit({ event: 'connection.protocol_error', clientIp: ip, detail: withSuppressed(`${error.code ?? ''} ${error.message}`.trim(), suppressed) });
+      // Deferred past the streams' 'close' events (next tick), so their resets are counted first.
+      setImmediate(() => {
+        if (rapidReset) return;
+        // nghttp2 ended the session while streams were being reset: its own reset limit (streamResetBurst)
+        // acted before ours could; it sees every RST_STREAM, including those of streams Node refused before
+        // JavaScript saw them, so its limit can be reached first within one read.
+        if (budget.resetWithinMs(RESET_ATTRIBUTION_MS)) {
+          refuseRapidReset(`ended by nghttp2 (${error.message})`);
+          return;
+        }
+        this.metrics.rejection('connection.protocol_error');
+        const suppressed = this.refusalThrottle(`h2 ${ip}`);
+        if (suppressed !== null) this.audit({ event: 'connection.protocol_error', clientIp: ip, detail: withSuppressed(`${error.code ?? ''} ${error.message}`.trim(), suppressed) });
+      });
     });
   }
 

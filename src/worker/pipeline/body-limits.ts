@@ -28,7 +28,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
-import { http2Stream } from '../http2.js';
+import { hasBodyWithoutLength, http2Stream } from '../http2.js';
 import type { BodyGate } from './ids.js';
 import type { Exchange, Stage } from './index.js';
 
@@ -46,9 +46,8 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
       const { req } = exchange;
       const declared = req.headers['content-length'];
       const chunked = req.headers['transfer-encoding'] !== undefined;
-      // An HTTP/2 request may carry a body without Content-Length: it has one unless HEADERS ended the stream.
-      const stream = http2Stream(req);
-      const streamed = chunked || (stream !== null && declared === undefined && !stream.endAfterHeaders);
+      const http2 = http2Stream(req) !== null;
+      const streamed = chunked || hasBodyWithoutLength(req);
       if (declared === undefined && !streamed) return;
       const contentType = req.headers['content-type'] ?? '';
       const mediaType = contentType.split(';', 1)[0]!.trim().toLowerCase();
@@ -74,7 +73,7 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
       const chunkSizer = chunked ? chunkSizeMeter(exchange.req, maxChunkBytes) : null;
       const held = gate !== null && gate.wants(exchange.req) ? gate : null;
       // A declared HTTP/1 length is held to by the parser; every other body is counted as it streams.
-      watchBody(exchange, streamed || stream !== null ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
+      watchBody(exchange, streamed || http2 ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
     },
   };
 }
