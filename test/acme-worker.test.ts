@@ -136,13 +136,20 @@ root = "${dir}"
     for (const master of masters) await master.stop();
   });
 
-  it('an HTTPS listener starts with no certificate: a handshake fails with an alert, counted; the worker serves on, and takes certificates when they come', async () => {
+  it('an HTTPS listener starts with no certificate: a handshake fails with an alert, counted; TLS-ALPN-01 is served; certificates are taken when they come', async () => {
     const master = await start([{ type: 'TLS_INIT', certificates: [], ...TICKETS }]);
     await assert.rejects(handshake(httpsPort, { servername: 'site.test' }), /alert|handshake/i);
     await assert.rejects(handshake(httpsPort, {}), /alert|handshake/i, 'without SNI too');
     await waitFor('tls.handshake_failed in the metrics', () => master.rejected('tls.handshake_failed') >= 2);
     const plain = await request(httpPort, { path: '/', headers: { Host: 'site.test' } });
     assert.equal(plain.status, 301, 'plain HTTP serves on (enforce_https)');
+    // The first certificate of a name can come by TLS-ALPN-01: its challenge is served with no certificate of ours yet.
+    const challengeCert = pki.alpnChallenge('acme.test', KEY_AUTHORIZATION);
+    master.post({ type: 'ACME_CHALLENGES', version: 1, http01: [], tlsAlpn01: [{ name: 'acme.test', certPem: readFileSync(challengeCert.cert, 'utf8'), keyPem: readFileSync(challengeCert.key, 'utf8') }] });
+    await waitFor('ACME_ACK 1', () => master.acks.includes(1));
+    const validation = await handshake(httpsPort, { servername: 'acme.test', ALPNProtocols: ['acme-tls/1'] });
+    validation.socket.destroy();
+    assert.equal(validation.fingerprint, fingerprintOf(challengeCert.cert));
     master.post({ type: 'TLS_CERTS', certificates: [material('site.test', first)] });
     const later = await waitFor('a handshake with the certificate', () => handshake(httpsPort, { servername: 'site.test' }).catch(() => null));
     later.socket.destroy();

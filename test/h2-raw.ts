@@ -11,7 +11,7 @@ import tls from 'node:tls';
 export const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8, CONTINUATION: 0x9 } as const;
 export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
 /** RFC 9113 §7. */
-export const ERROR_CODE = { NO_ERROR: 0x0, PROTOCOL_ERROR: 0x1, INTERNAL_ERROR: 0x2, REFUSED_STREAM: 0x7, CANCEL: 0x8, ENHANCE_YOUR_CALM: 0xb } as const;
+export const ERROR_CODE = { NO_ERROR: 0x0, PROTOCOL_ERROR: 0x1, INTERNAL_ERROR: 0x2, SETTINGS_TIMEOUT: 0x4, REFUSED_STREAM: 0x7, CANCEL: 0x8, ENHANCE_YOUR_CALM: 0xb } as const;
 /** RFC 9113 §6.5.2. */
 export const SETTING = { MAX_CONCURRENT_STREAMS: 0x3, INITIAL_WINDOW_SIZE: 0x4 } as const;
 
@@ -81,7 +81,10 @@ export class RawH2Client {
   #buffer: Buffer = Buffer.alloc(0);
   #waiters: (() => void)[] = [];
 
-  private constructor(readonly socket: tls.TLSSocket) {
+  private constructor(
+    readonly socket: tls.TLSSocket,
+    private readonly ackSettings: boolean,
+  ) {
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('close', () => {
       this.closed = true;
@@ -92,8 +95,8 @@ export class RawH2Client {
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
   }
 
-  /** Connects, negotiates h2 and sends the preface with `settings` ([id, value] pairs). */
-  static connect(port: number, servername: string, settings: readonly (readonly [number, number])[] = []): Promise<RawH2Client> {
+  /** Connects, negotiates h2 and sends the preface with `settings` ([id, value] pairs); `ackSettings` false never acknowledges the server's. */
+  static connect(port: number, servername: string, settings: readonly (readonly [number, number])[] = [], ackSettings = true): Promise<RawH2Client> {
     return new Promise((resolve, reject) => {
       const socket = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
       socket.once('error', reject);
@@ -110,7 +113,7 @@ export class RawH2Client {
           payload.writeUInt32BE(value, 6 * i + 2);
         });
         socket.write(Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0, payload)]));
-        resolve(new RawH2Client(socket));
+        resolve(new RawH2Client(socket, ackSettings));
       });
     });
   }
@@ -170,7 +173,7 @@ export class RawH2Client {
       const f: Frame = { type: this.#buffer[3]!, flags: this.#buffer[4]!, streamId: this.#buffer.readUInt32BE(5) & 0x7fffffff, payload: this.#buffer.subarray(9, 9 + length) };
       this.#buffer = this.#buffer.subarray(9 + length);
       // RFC 9113 §6.5.3: SETTINGS are acknowledged; nothing else is answered.
-      if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && this.socket.writable) this.socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+      if (this.ackSettings && f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && this.socket.writable) this.socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
       this.frames.push(f);
     }
     this.#notify();

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
-import { cli, freePort, listenLocal, proxyVhost, TestServer, waitFor } from './harness.js';
+import { cli, freePort, listenLocal, proxyVhost, rawRequest, TestServer, waitFor } from './harness.js';
 import { h2Connect, h2Get, h2Request } from './h2-client.js';
 import { ERROR_CODE, FLAG, FRAME, frame, getRequest, headerBlock, RawH2Client, rstStream, SETTING } from './h2-raw.js';
 import { TestPki } from './pki.js';
@@ -141,6 +141,15 @@ root = "${server.dir}"`,
     });
     assert.match(text, /^HTTP\/1\.1 200 /);
     assert.match(text, /\r\nStrict-Transport-Security: /i);
+  });
+
+  it('plain HTTP stays HTTP/1.1 (no h2c): an Upgrade to h2c is ignored, the prior-knowledge preface refused with 400, audited', async () => {
+    const upgrade = curl(['--http2', `http://127.0.0.1:${server.port}/`]);
+    assert.equal(upgrade.version, '1.1');
+    assert.equal(upgrade.status, 200);
+    const answer = await rawRequest(server.port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    await audited(server, 'request.malformed', (line) => line.detail === 'HPE_PAUSED_H2_UPGRADE');
   });
 
   it('ALPN: the server prefers h2; a client offering nothing it speaks gets an alert', async () => {
@@ -399,6 +408,17 @@ root = "${server.dir}"`,
     assert.ok(waited >= 1500 && waited < 6000, `cut after ${Math.round(waited)} ms`);
     assert.equal(client.goaway()?.code, ERROR_CODE.ENHANCE_YOUR_CALM);
     await audited(server, 'request.slow_client', (line) => String(line.detail).startsWith('HTTP/2'));
+  });
+
+  it('a client that never acknowledges our SETTINGS is cut after header_read_timeout (GOAWAY SETTINGS_TIMEOUT), audited', async () => {
+    const client = await RawH2Client.connect(port, 'site.test', [], false);
+    const started = performance.now();
+    await Promise.race([client.closedPromise, sleep(8000)]);
+    assert.equal(client.closed, true);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 1500 && waited < 4000, `cut after ${Math.round(waited)} ms`);
+    assert.equal(client.goaway()?.code, ERROR_CODE.SETTINGS_TIMEOUT);
+    await audited(server, 'connection.settings_timeout');
   });
 
   it('a stream stalled behind its flow-control window is reset after write_timeout, audited; the connection serves on', async () => {

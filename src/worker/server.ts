@@ -325,7 +325,8 @@ export class WorkerServer {
    * (CVE-2023-44487); once it is spent the session gets GOAWAY
    * ENHANCE_YOUR_CALM and is closed, with an audit event. A protocol error
    * nghttp2 found (too many concurrent streams, a flood of invalid frames)
-   * is audited too.
+   * is audited too, and so is a client that does not acknowledge our
+   * SETTINGS within header_read_timeout (GOAWAY SETTINGS_TIMEOUT).
    */
   private adoptSession(session: ServerHttp2Session): void {
     const state = this.adopting;
@@ -335,6 +336,17 @@ export class WorkerServer {
     }
     state.session = session;
     this.sessions.set(session, state);
+    // RFC 9113 §6.5.3: nghttp2 applies our SETTINGS (the header list cap among them) only once the client
+    // acknowledges them; one that does not within header_read_timeout is cut.
+    const settingsDeadline = setTimeout(() => {
+      if (session.closed || session.destroyed) return;
+      this.metrics.rejection('connection.settings_timeout');
+      this.audit({ event: 'connection.settings_timeout', clientIp: peerAddress(state.socket), detail: `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms` });
+      this.closeSession(state, session, h2.NGHTTP2_SETTINGS_TIMEOUT);
+    }, this.config.timeouts.headerReadTimeoutMs);
+    settingsDeadline.unref();
+    session.once('localSettings', () => clearTimeout(settingsDeadline));
+    session.once('close', () => clearTimeout(settingsDeadline));
     const budget = new StreamResetBudget(this.h2);
     let streams = 0;
     let rapidReset = false;
