@@ -6,6 +6,7 @@
  * HPACK literals without indexing or Huffman (RFC 7541 §6.2.2); what the
  * server sends is kept as frames, never decoded beyond the frame header.
  */
+import net from 'node:net';
 import tls from 'node:tls';
 
 export const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8, CONTINUATION: 0x9 } as const;
@@ -95,10 +96,16 @@ export class RawH2Client {
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
   }
 
-  /** Connects, negotiates h2 and sends the preface with `settings` ([id, value] pairs); `ackSettings` false never acknowledges the server's. */
-  static connect(port: number, servername: string, settings: readonly (readonly [number, number])[] = [], ackSettings = true): Promise<RawH2Client> {
+  /**
+   * Connects from `localAddress` (default 127.0.0.1), negotiates h2 and sends
+   * the preface with `settings` ([id, value] pairs); `ackSettings` false never
+   * acknowledges the server's.
+   */
+  static connect(port: number, servername: string, options: { settings?: readonly (readonly [number, number])[]; ackSettings?: boolean; localAddress?: string } = {}): Promise<RawH2Client> {
+    const { settings = [], ackSettings = true, localAddress = '127.0.0.1' } = options;
     return new Promise((resolve, reject) => {
-      const socket = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+      const tcp = net.connect({ host: '127.0.0.1', port, localAddress });
+      const socket = tls.connect({ socket: tcp, servername, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
       socket.once('error', reject);
       socket.once('secureConnect', () => {
         socket.off('error', reject);

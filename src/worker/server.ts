@@ -330,6 +330,7 @@ export class WorkerServer {
    */
   private adoptSession(session: ServerHttp2Session): void {
     const state = this.adopting;
+    // Sessions come only from httpsFront, which sets `adopting` around their creation.
     if (state === null) {
       session.destroy();
       return;
@@ -340,8 +341,7 @@ export class WorkerServer {
     // acknowledges them; one that does not within header_read_timeout is cut.
     const settingsDeadline = setTimeout(() => {
       if (session.closed || session.destroyed) return;
-      this.metrics.rejection('connection.settings_timeout');
-      this.audit({ event: 'connection.settings_timeout', clientIp: peerAddress(state.socket), detail: `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms` });
+      this.auditConnection('connection.settings_timeout', state, `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms`);
       this.closeSession(state, session, h2.NGHTTP2_SETTINGS_TIMEOUT);
     }, this.config.timeouts.headerReadTimeoutMs);
     settingsDeadline.unref();
@@ -352,8 +352,7 @@ export class WorkerServer {
     let rapidReset = false;
     const refuseRapidReset = (how: string): void => {
       rapidReset = true;
-      this.metrics.rejection('connection.rapid_reset');
-      this.audit({ event: 'connection.rapid_reset', clientIp: peerAddress(state.socket), detail: `${budget.resets} of ${streams} streams reset; ${how}` });
+      this.auditConnection('connection.rapid_reset', state, `${budget.resets} of ${streams} streams reset; ${how}`);
       if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
     };
     session.on('stream', (stream: ServerHttp2Stream) => {
@@ -381,11 +380,20 @@ export class WorkerServer {
           refuseRapidReset(`ended by nghttp2 (${error.message})`);
           return;
         }
-        this.metrics.rejection('connection.protocol_error');
-        const suppressed = this.refusalThrottle(`h2 ${ip}`);
-        if (suppressed !== null) this.audit({ event: 'connection.protocol_error', clientIp: ip, detail: withSuppressed(`${error.code ?? ''} ${error.message}`.trim(), suppressed) });
+        this.auditConnection('connection.protocol_error', state, `${error.code ?? ''} ${error.message}`.trim());
       });
     });
+  }
+
+  /**
+   * An HTTP/2 connection refused for cause: counted, and audited at most once
+   * a second per client and event (each new connection can draw one).
+   */
+  private auditConnection(event: string, state: ConnectionState, detail: string): void {
+    this.metrics.rejection(event);
+    const ip = peerAddress(state.socket);
+    const suppressed = this.refusalThrottle(`${event} ${ip}`);
+    if (suppressed !== null) this.audit({ event, clientIp: ip, detail: withSuppressed(detail, suppressed) });
   }
 
   /** GOAWAY with `code` and the connection closed: the client is at fault, and was audited. */
