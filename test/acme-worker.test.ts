@@ -180,6 +180,7 @@ root = "${dir}"
     assert.match(await requestOn(kept.socket, '/', 'site.test'), /^HTTP\/1\.1 200 /);
     const session = await h2Connect(httpsPort, 'site.test');
     assert.equal((await h2Request(session, { ':path': '/', ':authority': 'site.test' })).status, 200);
+    await waitFor('both requests in the metrics', () => (master.responses.get('200 site.test') ?? 0) >= 2);
 
     master.post({ type: 'TLS_CERTS', certificates: [material('site.test', second)] });
     const fresh = await waitFor('a new handshake with the new certificate', async () => {
@@ -195,6 +196,10 @@ root = "${dir}"
     assert.match(await requestOn(kept.socket, '/', 'site.test'), /^HTTP\/1\.1 200 /, 'the keep-alive connection serves on');
     assert.equal(kept.socket.getPeerCertificate().fingerprint256, fingerprintOf(first.cert), 'with the certificate it was made with');
     assert.equal((await h2Request(session, { ':path': '/', ':authority': 'site.test' })).status, 200, 'the h2 session serves on');
+    const freshSession = await h2Connect(httpsPort, 'site.test');
+    assert.equal((await h2Request(freshSession, { ':path': '/', ':authority': 'site.test' })).status, 200, 'h2 is still negotiated with the new set');
+    assert.equal((freshSession.socket as tls.TLSSocket).getPeerCertificate().fingerprint256, fingerprintOf(second.cert));
+    freshSession.close();
     kept.socket.destroy();
     session.close();
     assert.deepEqual(master.invalid, []);

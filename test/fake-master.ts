@@ -23,6 +23,8 @@ export class FakeMaster {
   readonly acks: number[] = [];
   /** Rejections by reason, summed over the worker's metric reports. */
   readonly rejections = new Map<string, number>();
+  /** Responses by "status vhost", summed over the worker's metric reports. */
+  readonly responses = new Map<string, number>();
   /** Messages outside the catalogue (the real master would kill the worker). */
   readonly invalid: unknown[] = [];
   /** false: every LIM_LEASE is refused, as a master whose bucket for the client is empty. */
@@ -93,6 +95,7 @@ export class FakeMaster {
         return;
       case 'MET_REPORT':
         for (const [reason, count] of message.rejections) this.rejections.set(reason, (this.rejections.get(reason) ?? 0) + count);
+        for (const [vhost, status, count] of message.requests) this.responses.set(`${status} ${vhost}`, (this.responses.get(`${status} ${vhost}`) ?? 0) + count);
         return;
       case 'AUDIT_EVENT':
         this.audits.push(message.event);

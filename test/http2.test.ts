@@ -206,6 +206,7 @@ root = "${server.dir}"`,
   // Every refusal over h2: its status, its audit event, and the same session serving the next request.
   const refusals: { name: string; headers: Record<string, string | string[]>; body?: string; status: number; event: string }[] = [
     { name: 'more than max_headers fields', headers: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`x-field-${i}`, 'v'])), status: 431, event: 'request.too_many_headers' },
+    { name: 'a name over max_header_name_len', headers: { [`x-${'n'.repeat(300)}`]: 'v' }, status: 431, event: 'request.header_name_too_long' },
     { name: 'a value over max_header_value_len', headers: { 'x-long': 'v'.repeat(5000) }, status: 431, event: 'request.header_value_too_long' },
     { name: 'a header list over max_header_size (in its HTTP/1.1 size)', headers: { 'x-a': 'a'.repeat(3000), 'x-b': 'b'.repeat(3000), 'x-c': 'c'.repeat(3000) }, status: 431, event: 'request.headers_too_large' },
     { name: 'a URL over max_url_length', headers: { ':path': `/${'u'.repeat(9000)}` }, status: 414, event: 'request.url_too_long' },
