@@ -13,8 +13,7 @@
  * or not in the current set is 404, another method 405.
  */
 import type { TlsSpec } from '../../config/types.js';
-import type { AcmeChallenges } from '../acme-challenges.js';
-import { ACME_TOKEN } from '../acme-challenges.js';
+import { ACME_TOKEN, type AcmeChallenges } from '../acme-challenges.js';
 import { HttpError } from '../errors.js';
 import type { Stage } from './index.js';
 

@@ -12,9 +12,9 @@
  *
  * HTTP/2 requests arrive through nghttp2, not llhttp, and the stage sees
  * them as HTTP/1.1 would carry them (http2.ts): :authority as Host, one
- * cookie field. There the whole head is measured here, in the bytes its
- * HTTP/1.1 form would take, so max_header_size means the same whatever the
- * version; nghttp2 has already refused lists past twice that.
+ * cookie field. Such a head is measured here, in the bytes its HTTP/1.1
+ * form would take, so max_header_size means the same whatever the version;
+ * nghttp2 has already refused lists past twice that.
  */
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError } from '../errors.js';

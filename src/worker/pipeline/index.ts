@@ -123,7 +123,7 @@ export function createPipeline(
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
     headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host; HTTP/2 header list)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
-    ...(acmeChallenge === null ? [] : [acmeChallenge]), // ACME HTTP-01 answers (200, 404, 405), before limits, IDS and redirects
+    ...(acmeChallenge === null ? [] : [acmeChallenge]), // ACME HTTP-01 answers (200, 404, 405), before access lists, rate limits, IDS, redirects
     bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)
     ...(ids === null ? [] : [ids.stage]), // 403 (IDS: path, query, headers)
