@@ -57,7 +57,7 @@ if (cluster.isPrimary) {
     process.exit(1);
   }
   const config = loaded.config;
-  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, null, variant as PipelineVariant);
+  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, { pipelineVariant: variant as PipelineVariant });
   for (const listener of config.listeners) await server.listen(listener, { host: listener.address, port: listener.port });
   process.on('SIGTERM', () => process.exit(0));
 }

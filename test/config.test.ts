@@ -72,6 +72,7 @@ describe('defaults from the spec', () => {
     ['connection_rate_per_ip', config.limits.connectionRatePerIp, 10],
     ['max_request_per_connection', config.limits.maxRequestsPerConnection, 1000],
     ['max_chunk_size', config.limits.maxChunkBytes, 8192],
+    ['max_concurrent_streams', config.limits.maxConcurrentStreams, 100],
     ['header_read_timeout', config.timeouts.headerReadTimeoutMs, 10_000],
     ['body_read_timeout', config.timeouts.bodyReadTimeoutMs, 30_000],
     ['write_timeout', config.timeouts.writeTimeoutMs, 30_000],

@@ -9,46 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { chmodSync, copyFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import net from 'node:net';
 import { cli, freePort, request, TestServer, waitFor } from './harness.js';
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** A CA and leaf certificates signed by it, in `dir`. */
-class TestPki {
-  constructor(readonly dir: string) {
-    this.key('ca');
-    openssl('req', '-x509', '-new', '-key', this.file('ca.key'), '-subj', '/CN=miwidothttp test CA', '-days', '30', '-out', this.file('ca.crt'));
-  }
-
-  file(name: string): string {
-    return path.join(this.dir, name);
-  }
-
-  key(name: string): string {
-    const file = this.file(`${name}.key`);
-    openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file);
-    chmodSync(file, 0o600);
-    return file;
-  }
-
-  /** `days` < 0 makes one already expired. */
-  leaf(name: string, names: string[], days = 30): { cert: string; key: string } {
-    const key = this.key(name);
-    const csr = this.file(`${name}.csr`);
-    openssl('req', '-new', '-key', key, '-subj', `/CN=${names[0]}`, '-out', csr);
-    writeFileSync(this.file(`${name}.ext`), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
-    openssl('x509', '-req', '-in', csr, '-CA', this.file('ca.crt'), '-CAkey', this.file('ca.key'), '-CAcreateserial', '-days', String(days), '-extfile', this.file(`${name}.ext`), '-out', this.file(`${name}.crt`));
-    return { cert: this.file(`${name}.crt`), key };
-  }
-}
+import { fingerprintOf, TestPki } from './pki.js';
 
 interface Handshake {
   fingerprint: string;
@@ -101,8 +68,6 @@ function workerHolding(workerPids: readonly number[], clientPort: number): numbe
   }
   return null;
 }
-
-const fingerprintOf = (file: string): string => new X509Certificate(readFileSync(file)).fingerprint256;
 
 describe('HTTPS with manual certificates', () => {
   const server = new TestServer();

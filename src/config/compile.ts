@@ -406,6 +406,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       connectionRatePerIp: t.connection_rate_per_ip,
       maxRequestsPerConnection: raw.security.anti_smuggling.max_request_per_connection,
       maxChunkBytes: raw.security.anti_smuggling.max_chunk_size,
+      maxConcurrentStreams: l.max_concurrent_streams,
     },
     timeouts: {
       headerReadTimeoutMs: headerReadS * 1000,

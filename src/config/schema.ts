@@ -121,6 +121,8 @@ const limits = z
     max_url_length: count(1 << 20).default(8192),
     max_connections: count(10000000).default(100000),
     max_connections_per_ip: count(10000000).optional(),
+    /** HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+    max_concurrent_streams: count(10000).default(100),
   })
   .prefault({});
 

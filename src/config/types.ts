@@ -128,6 +128,8 @@ export interface LimitsSpec {
   readonly connectionRatePerIp: number;
   readonly maxRequestsPerConnection: number;
   readonly maxChunkBytes: number;
+  /** HTTP/2 streams open at once on one connection; the header list size is derived from maxHeaderBytes (worker/http2.ts). */
+  readonly maxConcurrentStreams: number;
 }
 
 export interface TimeoutsSpec {

@@ -3,10 +3,16 @@
  * its config and listening sockets arrive over the IPC channel, in the order
  * CFG_INIT, CFG_LISTENER..., CFG_START. It lives exactly as long as the
  * master: when the channel closes, it exits.
+ *
+ * TLS material (TLS_INIT, then TLS_CERTS and TLS_TICKET_KEY) and ACME
+ * challenges (ACME_CHALLENGES) may come before CFG_START or at any time
+ * after: the newest of each is what the servers use.
  */
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import type { MasterMessage, WorkerMessage } from '../ipc/messages.js';
 import { createWorkerLogger } from '../logging/logger.js';
+import type { CertificateMaterial } from '../tls/material.js';
+import { AcmeChallenges } from './acme-challenges.js';
 import { MasterLink } from './master-link.js';
 import { WorkerServer } from './server.js';
 
@@ -32,7 +38,11 @@ let generation = 0;
 let config: CompiledConfig | null = null;
 const pendingListeners: { spec: ListenerSpec; handle: unknown }[] = [];
 let server: WorkerServer | null = null;
-let tlsMaterial: Omit<Extract<MasterMessage, { type: 'TLS_INIT' }>, 'type'> | null = null;
+/** The session ticket key and ID context (TLS_INIT), and the newest certificate set (TLS_INIT or TLS_CERTS). */
+let tickets: { ticketKey: string; sessionIdContext: string } | null = null;
+let certificates: CertificateMaterial[] = [];
+let challenges: AcmeChallenges | null = null;
+let log: ReturnType<typeof createWorkerLogger> | null = null;
 const link = new MasterLink(send);
 
 function die(code: number, why: string): never {
@@ -47,17 +57,32 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
       if (config !== null) die(EXIT_BAD_MESSAGE, 'CFG_INIT received twice');
       generation = message.generation;
       config = message.config;
+      log = createWorkerLogger(config.server.logLevel).child({ generation });
+      challenges = new AcmeChallenges(log);
       return;
     case 'CFG_LISTENER':
       if (handle === undefined) die(EXIT_BAD_MESSAGE, `listener ${message.listener.id} arrived without a socket`);
       pendingListeners.push({ spec: message.listener, handle });
       return;
     case 'TLS_INIT':
-      if (tlsMaterial !== null || server !== null) die(EXIT_BAD_MESSAGE, 'TLS_INIT out of turn');
-      tlsMaterial = { certificates: message.certificates, ticketKey: message.ticketKey, sessionIdContext: message.sessionIdContext };
+      if (tickets !== null || server !== null) die(EXIT_BAD_MESSAGE, 'TLS_INIT out of turn');
+      tickets = { ticketKey: message.ticketKey, sessionIdContext: message.sessionIdContext };
+      certificates = message.certificates;
       return;
     case 'TLS_TICKET_KEY':
-      server?.setTicketKey(message.ticketKey);
+      if (server !== null) server.setTicketKey(message.ticketKey);
+      else if (tickets !== null) tickets = { ...tickets, ticketKey: message.ticketKey };
+      return;
+    case 'TLS_CERTS':
+      // Handshakes from now on get the new set; connections already open keep theirs.
+      certificates = message.certificates;
+      server?.setCertificates(message.certificates);
+      return;
+    case 'ACME_CHALLENGES':
+      if (challenges === null) die(EXIT_BAD_MESSAGE, 'ACME_CHALLENGES before CFG_INIT');
+      // Served from this moment (before CFG_START too: from the first connection on); the master waits for this to let the CA validate.
+      if (challenges.apply(message.version, message.http01, message.tlsAlpn01)) send({ type: 'ACME_ACK', version: message.version });
+      else log?.debug({ event: 'acme.stale_challenges', version: message.version, serving: challenges.version }, 'older challenge set ignored');
       return;
     case 'CFG_START':
       void start();
@@ -71,9 +96,9 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
 });
 
 async function start(): Promise<void> {
-  if (config === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
-  const log = createWorkerLogger(config.server.logLevel).child({ generation });
-  server = new WorkerServer(config, log, link, tlsMaterial);
+  if (config === null || log === null || challenges === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
+  const tls = tickets === null ? null : { certificates, ...tickets };
+  server = new WorkerServer(config, log, link, { tls, challenges });
   try {
     for (const { spec, handle } of pendingListeners) await server.listen(spec, handle);
   } catch (error) {

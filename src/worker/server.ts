@@ -3,21 +3,22 @@
  * worker never binds: it calls listen() on the bound socket the master sent.
  */
 import http from 'node:http';
-import https from 'node:https';
-import tls from 'node:tls';
+import { constants as h2, type Http2Server, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type tls from 'node:tls';
 import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig, ListenerSpec, Protocol } from '../config/types.js';
 import { CidrSet, clientKey } from '../net/cidr.js';
 import type { CertificateMaterial } from '../tls/material.js';
-import { tlsPolicy } from '../tls/policy.js';
-import { SniTable } from '../tls/sni.js';
+import { AcmeChallenges } from './acme-challenges.js';
 import { createAudit, createAuditThrottle, withSuppressed, type Audit } from './audit.js';
 import type { MasterPort } from './master-link.js';
 import { WorkerMetrics } from './metrics.js';
-import { setProxiedSource } from './connection-peer.js';
+import { peerAddress, setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
+import { createHttp2Server, http2Limits, http2Stream, StreamResetBudget, type Http2Limits } from './http2.js';
+import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { handOver, readProxyHeader } from './pipeline/proxy-protocol.js';
 import { policyHeaders, secureResponseClass } from './pipeline/response-headers.js';
@@ -37,7 +38,13 @@ const DRAIN_IDLE_CLOSE_MS = 1000;
 const DRAIN_SWEEP_MS = 250;
 
 interface ConnectionState {
+  /** The TCP socket, or over TLS the TLS socket the requests arrive on. */
+  readonly socket: Socket;
   readonly protocol: Protocol;
+  /** The HTTP/2 session on this connection, or null for HTTP/1. */
+  session: ServerHttp2Session | null;
+  /** We closed it for cause (already audited): the session's own error is not news. */
+  refused: boolean;
   inFlight: number;
   idleSince: number;
   /** Slowloris defence: socket.bytesRead when the last request ended, and when the next head began arriving. */
@@ -55,6 +62,23 @@ const SCRAPE_CACHE_MS = 1000;
 const CONNECTION_SWEEP_MS = 1000;
 /** A head gets this long before its data rate counts (TCP slow start, a client's think time). */
 const HEAD_RATE_GRACE_MS = 1000;
+/**
+ * HTTP/2 between requests: more than this many bytes read without a request
+ * to show for them is a header block in progress (PINGs, SETTINGS and
+ * WINDOW_UPDATEs of an idle client take far less), held to header_read_timeout.
+ */
+const H2_IDLE_CONTROL_BYTES = 1024;
+/** A session nghttp2 ends this soon after a stream reset was seen is taken to have ended for its resets. */
+const RESET_ATTRIBUTION_MS = 1000;
+
+/** Options of a WorkerServer beyond its config. */
+export interface WorkerServerOptions {
+  /** Certificates, keys and session ticket key from the master; null without TLS. */
+  readonly tls?: TlsMaterial | null;
+  /** The ACME challenges the master publishes (ACME_CHALLENGES). */
+  readonly challenges?: AcmeChallenges;
+  readonly pipelineVariant?: PipelineVariant;
+}
 
 export class WorkerServer {
   /** What accepts: the HTTP servers, or the PROXY protocol front of each. */
@@ -62,7 +86,13 @@ export class WorkerServer {
   private readonly connections = new Map<Socket, ConnectionState>();
   private readonly pipeline: Pipeline;
   private readonly metrics: WorkerMetrics;
-  private readonly httpsServers: https.Server[] = [];
+  /** The TLS side of the HTTPS listeners, or null without TLS. */
+  private readonly tlsFront: TlsFront | null;
+  private readonly h2: Http2Limits;
+  /** HTTP/2 session -> its connection (a session only shows a proxy of its socket). */
+  private readonly sessions = new WeakMap<Http2Session, ConnectionState>();
+  /** The connection whose session Node is creating right now (see adoptSession). */
+  private adopting: ConnectionState | null = null;
   private scraped: { at: number; text: Promise<string> } | null = null;
   private readonly writeSweep: NodeJS.Timeout;
   private proxyTrust: CidrSet | null = null;
@@ -79,12 +109,13 @@ export class WorkerServer {
     private readonly config: CompiledConfig,
     private readonly log: Logger,
     private readonly link: MasterPort,
-    /** Certificates, keys and session ticket key from the master; null without TLS. */
-    private readonly tls: { certificates: CertificateMaterial[]; ticketKey: string; sessionIdContext: string } | null = null,
-    pipelineVariant: PipelineVariant = 'full',
+    options: WorkerServerOptions = {},
   ) {
+    const challenges = options.challenges ?? new AcmeChallenges(log);
     this.metrics = new WorkerMetrics(link, () => this.connections.size);
-    this.pipeline = createPipeline(config, log, link, this.metrics, pipelineVariant);
+    this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full');
+    this.tlsFront = config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
+    this.h2 = http2Limits(config.limits);
     this.whitelist = new CidrSet(config.access.whitelist);
     this.blacklist = new CidrSet(config.access.blacklist);
     this.forwardingProxies = new CidrSet(config.forwarded.trustProxy ? config.forwarded.trustedProxies : []);
@@ -99,18 +130,23 @@ export class WorkerServer {
    * Slowloris (min_data_rate): a request head arriving slower than the
    * minimum rate, past its first second, gets 408 and is closed. The parser
    * consumes the socket natively, but socket.bytesRead still counts what it
-   * read since the last request ended.
+   * read since the last request ended. HTTP/2 frames arrive between requests
+   * too (PING, SETTINGS, WINDOW_UPDATE), so a session is judged by
+   * sweepSession instead.
    *
    * Slow read (write_timeout): a client that stops reading leaves our
    * answer queued in the socket. A connection whose queued bytes have not
    * moved for write_timeout is cut; nothing more can be written to it.
+   * (One HTTP/2 stream stalled by its flow-control window is cut alone: watchStream.)
    */
   private sweepConnections(): void {
     const now = performance.now();
     const limitMs = this.config.timeouts.writeTimeoutMs;
     const minRate = this.config.timeouts.minDataRateBytesPerSec;
     for (const [socket, state] of this.connections) {
-      if (state.inFlight === 0 && minRate > 0) {
+      if (state.session !== null) {
+        if (this.sweepSession(state, state.session, now)) continue;
+      } else if (state.inFlight === 0 && minRate > 0) {
         const headBytes = socket.bytesRead - state.bytesReadAtIdle;
         if (headBytes > 0) {
           state.headStartedAt ??= now;
@@ -138,6 +174,31 @@ export class WorkerServer {
     }
   }
 
+  /**
+   * An HTTP/2 session with no request in flight: closed with GOAWAY once
+   * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
+   * client when it has read more than control frames account for without a
+   * request to show for them for header_read_timeout (a header block
+   * trickled in, which nghttp2 holds where no request exists yet). True
+   * when the session was closed.
+   */
+  private sweepSession(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
+    if (state.inFlight > 0 || session.closed || session.destroyed) return false;
+    const idleMs = now - state.idleSince;
+    const pendingBytes = state.socket.bytesRead - state.bytesReadAtIdle;
+    if (pendingBytes > H2_IDLE_CONTROL_BYTES && idleMs >= this.config.timeouts.headerReadTimeoutMs) {
+      this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
+      this.audit({ event: ERRORS.SLOW_CLIENT.event, clientIp: peerAddress(state.socket), detail: `HTTP/2: ${pendingBytes} bytes and no request in ${Math.round(idleMs)} ms` });
+      this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      return true;
+    }
+    if (idleMs >= this.config.timeouts.keepAliveTimeoutMs) {
+      session.close();
+      return true;
+    }
+    return false;
+  }
+
   /** Start accepting on a socket the master bound. */
   listen(spec: ListenerSpec, handle: unknown): Promise<void> {
     if (spec.purpose === 'metrics') return this.start(spec, this.metricsServer(), handle);
@@ -156,39 +217,10 @@ export class WorkerServer {
       // Node's typing asks for a class generic in its request type; ours answers IncomingMessage, which is what it gets.
       ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol) as http.ServerOptions['ServerResponse'],
     };
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      // Held here: by the time the response closes, req.socket may already be detached (null).
-      const socket = req.socket;
-      const state = this.connections.get(socket);
-      if (state) {
-        state.inFlight += 1;
-        state.headStartedAt = null;
-      }
-      if (this.draining) res.shouldKeepAlive = false;
-      const exchange = this.pipeline.handle(req, res, spec.protocol);
-      // One listener per request does the bookkeeping of both the connection and the metrics.
-      res.once('close', () => {
-        this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
-        if (state === undefined) return;
-        state.inFlight -= 1;
-        state.idleSince = performance.now();
-        state.bytesReadAtIdle = socket.bytesRead;
-      });
-    };
-    const server = spec.protocol === 'https' ? this.httpsServer(httpOptions, handler) : http.createServer(httpOptions, handler);
-    // Over TLS, requests arrive on the TLS socket once its handshake is done.
-    server.on(spec.protocol === 'https' ? 'secureConnection' : 'connection', (socket: Socket) => {
-      this.connections.set(socket, {
-        protocol: spec.protocol,
-        inFlight: 0,
-        idleSince: performance.now(),
-        bytesReadAtIdle: 0,
-        headStartedAt: null,
-        bytesWrittenAtSweep: 0,
-        stalledSince: null,
-      });
-      socket.once('close', () => this.connections.delete(socket));
-    });
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.serve(spec.protocol, req, res);
+    const server = http.createServer(httpOptions, handler);
+    // Over TLS, the TLS front hands the HTTP/1 server each finished handshake as a connection.
+    server.on('connection', (socket: Socket) => void this.track(socket, spec.protocol));
     server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
     // One above the limit: Node 20 dropped headers past maxHeadersCount
     // without a word (header-limits.ts then sees one too many); Node 24
@@ -199,58 +231,201 @@ export class WorkerServer {
     server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
       this.answerParseError(error, socket);
     });
+    const front = spec.protocol === 'https' ? this.httpsFront(server, handler) : server;
     // A plain TCP server accepts, paused: access lists, bans, the limits per
-    // client and the PROXY protocol header come first; the HTTP server only
-    // ever sees a connection let in, and what follows the header.
-    const listener = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.accept(socket, server));
+    // client and the PROXY protocol header come first; the HTTP (or TLS)
+    // server only ever sees a connection let in, and what follows the header.
+    const listener = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => void this.accept(socket, front));
     return this.start(spec, listener, handle);
   }
 
   /**
-   * An HTTPS server on the certificates the master sent (TLS_INIT): SNI by
-   * exact and wildcard name, the first certificate for clients that send no
-   * name or an unknown one; the TLS policy of [security]; the ticket key and
-   * session ID context every worker shares, so sessions resume across
-   * workers. A handshake gets header_read_timeout, like a request head.
+   * One request, over either protocol: the connection's bookkeeping, the
+   * pipeline, the metrics. An HTTP/2 request and response are Node's
+   * compatibility objects, which offer what the pipeline and the handlers
+   * use of IncomingMessage and ServerResponse (test/http2.test.ts runs the
+   * stages and handlers over them).
    */
-  private httpsServer(options: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): https.Server {
-    const tlsSpec = this.config.tls;
-    const material = this.tls;
-    if (tlsSpec === null || material === null) throw new Error('an HTTPS listener without TLS material from the master');
-    const policy = tlsPolicy(tlsSpec.minVersion, tlsSpec.ciphers ?? undefined);
-    const contexts = new SniTable<tls.SecureContext>();
-    const contextOptions = (certificate: CertificateMaterial): tls.SecureContextOptions => ({
-      key: certificate.keyPem,
-      cert: certificate.chainPem === null ? certificate.certPem : `${certificate.certPem}\n${certificate.chainPem}`,
-      ...policy,
-      sessionIdContext: material.sessionIdContext,
+  private serve(protocol: Protocol, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const stream = http2Stream(req);
+    // Held here: by the time the response closes, req.socket may already be detached (null).
+    const state = stream === null ? this.connections.get(req.socket) : stream.session === undefined ? undefined : this.sessions.get(stream.session);
+    if (state) {
+      state.inFlight += 1;
+      state.headStartedAt = null;
+    }
+    if (stream !== null) this.watchStream(stream, state);
+    else if (this.draining) res.shouldKeepAlive = false;
+    const exchange = this.pipeline.handle(req, res, protocol);
+    // One listener per request does the bookkeeping of both the connection and the metrics.
+    res.once('close', () => {
+      this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
+      if (state === undefined) return;
+      state.inFlight -= 1;
+      state.idleSince = performance.now();
+      state.bytesReadAtIdle = state.socket.bytesRead;
     });
-    for (const certificate of material.certificates) contexts.add(certificate.name, tls.createSecureContext(contextOptions(certificate)));
-    const first = material.certificates[0]!;
-    const server = https.createServer(
-      {
-        ...options,
-        ...contextOptions(first),
-        SNICallback: (serverName, callback) => callback(null, contexts.match(serverName) ?? undefined),
-        ticketKeys: Buffer.from(material.ticketKey, 'base64'),
-        handshakeTimeout: tlsSpec.handshakeTimeoutMs,
-        ALPNProtocols: ['http/1.1'],
-      },
-      handler,
-    );
-    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-      this.metrics.rejection('tls.handshake_failed');
-      this.log.debug({ event: 'tls.handshake_failed', clientIp: socket.remoteAddress, code: error.code }, 'TLS handshake failed');
-      socket.destroy();
+  }
+
+  /** Connection bookkeeping from the moment a connection speaks HTTP (over TLS: once its handshake is done). */
+  private track(socket: Socket, protocol: Protocol): ConnectionState {
+    const state: ConnectionState = {
+      socket,
+      protocol,
+      session: null,
+      refused: false,
+      inFlight: 0,
+      idleSince: performance.now(),
+      bytesReadAtIdle: socket.bytesRead,
+      headStartedAt: null,
+      bytesWrittenAtSweep: 0,
+      stalledSince: null,
+    };
+    this.connections.set(socket, state);
+    socket.once('close', () => this.connections.delete(socket));
+    return state;
+  }
+
+  /**
+   * The front of an HTTPS listener: TLS (tls-front.ts), then HTTP/2 or
+   * HTTP/1.1 by what ALPN chose, both into the same pipeline.
+   */
+  private httpsFront(http1: http.Server, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): tls.Server {
+    const front = this.tlsFront;
+    if (front === null) throw new Error('an HTTPS listener without TLS material from the master');
+    const http2 = this.http2Server(handler);
+    return front.createServer((socket) => {
+      if (socket.alpnProtocol !== 'h2') {
+        http1.emit('connection', socket);
+        return;
+      }
+      // Node creates the session inside emit('connection') and announces it, synchronously, with 'session'.
+      this.adopting = this.track(socket, 'https');
+      try {
+        http2.emit('connection', socket);
+      } finally {
+        this.adopting = null;
+      }
     });
-    this.httpsServers.push(server);
+  }
+
+  private http2Server(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): Http2Server {
+    // The compatibility objects stand in for IncomingMessage and ServerResponse (see serve()).
+    const server = createHttp2Server(this.h2, this.config.responseHeaders, (req, res) => handler(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse));
+    // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
+    server.setTimeout(this.config.timeouts.idleTimeoutMs);
+    server.on('session', (session: ServerHttp2Session) => this.adoptSession(session));
     return server;
+  }
+
+  /**
+   * A new HTTP/2 session: its streams are counted against
+   * max_request_per_connection (then GOAWAY: the last one is served), and
+   * every stream ending in RST_STREAM spends from the rapid-reset allowance
+   * (CVE-2023-44487); once it is spent the session gets GOAWAY
+   * ENHANCE_YOUR_CALM and is closed, with an audit event. A protocol error
+   * nghttp2 found (too many concurrent streams, a flood of invalid frames)
+   * is audited too, and so is a client that does not acknowledge our
+   * SETTINGS within header_read_timeout (GOAWAY SETTINGS_TIMEOUT).
+   */
+  private adoptSession(session: ServerHttp2Session): void {
+    const state = this.adopting;
+    // Sessions come only from httpsFront, which sets `adopting` around their creation.
+    if (state === null) {
+      session.destroy();
+      return;
+    }
+    state.session = session;
+    this.sessions.set(session, state);
+    // RFC 9113 §6.5.3: nghttp2 applies our SETTINGS (the header list cap among them) only once the client
+    // acknowledges them; one that does not within header_read_timeout is cut.
+    const settingsDeadline = setTimeout(() => {
+      if (session.closed || session.destroyed) return;
+      this.auditConnection('connection.settings_timeout', state, `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms`);
+      this.closeSession(state, session, h2.NGHTTP2_SETTINGS_TIMEOUT);
+    }, this.config.timeouts.headerReadTimeoutMs);
+    settingsDeadline.unref();
+    session.once('localSettings', () => clearTimeout(settingsDeadline));
+    session.once('close', () => clearTimeout(settingsDeadline));
+    const budget = new StreamResetBudget(this.h2);
+    let streams = 0;
+    let rapidReset = false;
+    const refuseRapidReset = (how: string): void => {
+      rapidReset = true;
+      this.auditConnection('connection.rapid_reset', state, `${budget.resets} of ${streams} streams reset; ${how}`);
+      if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    };
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      streams += 1;
+      if (streams >= this.config.limits.maxRequestsPerConnection || this.draining) session.close();
+      stream.once('close', () => {
+        // Streams torn down with the session carry its code, not a reset of their own.
+        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR) return;
+        if (!budget.spend()) refuseRapidReset('GOAWAY ENHANCE_YOUR_CALM');
+      });
+    });
+    session.on('error', (error: NodeJS.ErrnoException) => {
+      const ip = peerAddress(state.socket);
+      if (state.refused || error.code === 'ECONNRESET' || error.code === 'EPIPE') {
+        this.log.debug({ event: 'connection.reset', clientIp: ip, code: error.code }, 'HTTP/2 session ended');
+        return;
+      }
+      // Deferred past the streams' 'close' events (next tick), so their resets are counted first.
+      setImmediate(() => {
+        if (rapidReset) return;
+        // nghttp2 ended the session while streams were being reset: its own reset limit (streamResetBurst)
+        // acted before ours could; it sees every RST_STREAM, including those of streams Node refused before
+        // JavaScript saw them, so its limit can be reached first within one read.
+        if (budget.resetWithinMs(RESET_ATTRIBUTION_MS)) {
+          refuseRapidReset(`ended by nghttp2 (${error.message})`);
+          return;
+        }
+        this.auditConnection('connection.protocol_error', state, `${error.code ?? ''} ${error.message}`.trim());
+      });
+    });
+  }
+
+  /**
+   * An HTTP/2 connection refused for cause: counted, and audited at most once
+   * a second per client and event (each new connection can draw one).
+   */
+  private auditConnection(event: string, state: ConnectionState, detail: string): void {
+    this.metrics.rejection(event);
+    const ip = peerAddress(state.socket);
+    const suppressed = this.refusalThrottle(`${event} ${ip}`);
+    if (suppressed !== null) this.audit({ event, clientIp: ip, detail: withSuppressed(detail, suppressed) });
+  }
+
+  /** GOAWAY with `code` and the connection closed: the client is at fault, and was audited. */
+  private closeSession(state: ConnectionState, session: ServerHttp2Session, code: number): void {
+    state.refused = true;
+    // The error is only for the session's 'error' event, which `refused` quiets; `code` goes in the GOAWAY.
+    session.destroy(new Error('closed by the server'), code);
+  }
+
+  /**
+   * One HTTP/2 stream's slow-read defence: its answer can stall behind its
+   * own flow-control window while the connection moves. Node times the
+   * stream out when nothing moved on it for write_timeout; with bytes still
+   * queued, the stream is reset (the connection serves on). A stream merely
+   * waiting (for an upstream, for the client's body) is left to those timeouts.
+   */
+  private watchStream(stream: ServerHttp2Stream, state: ConnectionState | undefined): void {
+    stream.setTimeout(this.config.timeouts.writeTimeoutMs, () => {
+      if (stream.destroyed || stream.bufferSize === 0) return;
+      this.audit({ event: 'response.write_timeout', clientIp: state === undefined ? undefined : peerAddress(state.socket), detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued` });
+      stream.close(h2.NGHTTP2_CANCEL);
+    });
   }
 
   /** The master rotated the session ticket key: every HTTPS server takes it at once. */
   setTicketKey(ticketKey: string): void {
-    const key = Buffer.from(ticketKey, 'base64');
-    for (const server of this.httpsServers) server.setTicketKeys(key);
+    this.tlsFront?.setTicketKey(ticketKey);
+  }
+
+  /** TLS_CERTS: new handshakes get the new set; open connections keep theirs. */
+  setCertificates(certificates: readonly CertificateMaterial[]): void {
+    this.tlsFront?.setCertificates(certificates);
   }
 
   /**
@@ -339,7 +514,7 @@ export class WorkerServer {
    *    max_connections_per_ip, connection_rate_per_ip): the connection waits,
    *    unread, for its answer. Whitelisted clients skip 1-3.
    */
-  private async accept(socket: Socket, server: http.Server): Promise<void> {
+  private async accept(socket: Socket, server: net.Server): Promise<void> {
     socket.on('error', () => socket.destroy());
     let client = this.clientOf(socket.remoteAddress ?? '');
     if (!this.mayConnect(socket, client)) return;
@@ -407,10 +582,12 @@ export class WorkerServer {
     return policyHeaders(this.config.responseHeaders, this.connections.get(socket)?.protocol ?? 'http');
   }
 
+  /** While draining: HTTP/2 sessions get GOAWAY at once (their streams finish, then they close); idle HTTP/1 connections are ended. */
   private closeIdleConnections(idleForMs: number): void {
     const now = performance.now();
     for (const [socket, state] of this.connections) {
-      if (state.inFlight === 0 && now - state.idleSince >= idleForMs) socket.end();
+      if (state.session !== null) state.session.close();
+      else if (state.inFlight === 0 && now - state.idleSince >= idleForMs) socket.end();
     }
   }
 

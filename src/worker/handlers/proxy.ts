@@ -19,6 +19,7 @@ import type { Dispatcher } from 'undici';
 import type { BackendSpec } from '../../config/types.js';
 import { ERRORS, sendError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
+import { hasBodyWithoutLength } from '../http2.js';
 import { HOP_BY_HOP_HEADERS, connectionListedHeaders, endToEndResponseHeaders } from './hop-by-hop.js';
 import type { RequestContext, RequestHandler } from './types.js';
 import { UpstreamBalancer, UpstreamPeer } from './upstreams.js';
@@ -318,6 +319,9 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     } else if (contentLength !== undefined && contentLength !== '0') {
       this.#hasBody = true;
       out.push('content-length', contentLength);
+    } else if (hasBodyWithoutLength(this.#req)) {
+      // HTTP/2 DATA frames without a Content-Length: undici sends them on chunked.
+      this.#hasBody = true;
     }
 
     // A field the client named in Connection was meant for this hop only,

@@ -12,6 +12,9 @@
  * - the checks below repeated on the parsed headers, so a future parser
  *   leniency cannot reopen them silently.
  *
+ * HTTP/2 bodies are framed by DATA frames, and nghttp2 checks a
+ * Content-Length against them; Transfer-Encoding cannot appear there.
+ *
  * Whatever is forwarded upstream is re-serialised by the proxy, never the
  * raw bytes. max_request_per_connection is server.maxRequestsPerSocket.
  */
@@ -27,6 +30,8 @@ export function antiSmugglingStage(): Stage {
       const transferEncoding = req.headers['transfer-encoding'];
       const contentLength = req.headers['content-length'];
       if (transferEncoding !== undefined) {
+        // RFC 9113 §8.2.2: HTTP/2 frames its own bodies (nghttp2 refuses the field; repeated here).
+        if (req.httpVersionMajor !== 1) throw new HttpError('AMBIGUOUS_FRAMING', 'Transfer-Encoding in HTTP/2');
         if (req.httpVersionMinor === 0) throw new HttpError('AMBIGUOUS_FRAMING', 'Transfer-Encoding on HTTP/1.0');
         if (contentLength !== undefined) throw new HttpError('AMBIGUOUS_FRAMING', 'Content-Length with Transfer-Encoding');
         if (transferEncoding !== 'chunked') throw new HttpError('TRANSFER_ENCODING_NOT_SUPPORTED', transferEncoding.slice(0, 64));

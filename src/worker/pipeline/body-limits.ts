@@ -11,6 +11,9 @@
  * the answer is 413 if nothing was sent yet, else the connection is cut; the
  * body's framing is abandoned either way, so the connection closes.
  *
+ * An HTTP/2 body (DATA frames) is counted the same way, whether or not it
+ * declared a Content-Length.
+ *
  * max_chunk_size ([security.anti_smuggling]): Node's parser (llhttp) checks
  * chunk framing but tells JavaScript neither chunk sizes nor boundaries; it
  * hands over the data of each chunk, one piece per chunk per read. Pieces of
@@ -25,6 +28,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
+import { hasBodyWithoutLength, http2Stream } from '../http2.js';
 import type { BodyGate } from './ids.js';
 import type { Exchange, Stage } from './index.js';
 
@@ -42,7 +46,9 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
       const { req } = exchange;
       const declared = req.headers['content-length'];
       const chunked = req.headers['transfer-encoding'] !== undefined;
-      if (declared === undefined && !chunked) return;
+      const http2 = http2Stream(req) !== null;
+      const streamed = chunked || hasBodyWithoutLength(req);
+      if (declared === undefined && !streamed) return;
       const contentType = req.headers['content-type'] ?? '';
       const mediaType = contentType.split(';', 1)[0]!.trim().toLowerCase();
       // File uploads get max_multipart_size; every other body max_body_size.
@@ -66,7 +72,8 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
       }
       const chunkSizer = chunked ? chunkSizeMeter(exchange.req, maxChunkBytes) : null;
       const held = gate !== null && gate.wants(exchange.req) ? gate : null;
-      watchBody(exchange, chunked ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
+      // A declared HTTP/1 length is held to by the parser; every other body is counted as it streams.
+      watchBody(exchange, streamed || http2 ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
     },
   };
 }

@@ -9,39 +9,53 @@
  * URL length limit; maxHeadersCount silently drops headers instead of
  * refusing the request on Node 20 (server.ts sets it one above max_headers,
  * so an over-long list shows up here as one header too many).
+ *
+ * HTTP/2 requests arrive through nghttp2, not llhttp, and the stage sees
+ * them as HTTP/1.1 would carry them (http2.ts): :authority as Host, one
+ * cookie field. Such a head is measured here, in the bytes its HTTP/1.1
+ * form would take, so max_header_size means the same whatever the version;
+ * nghttp2 has already refused lists past twice that.
  */
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError } from '../errors.js';
+import { http2Stream } from '../http2.js';
 import type { Stage } from './index.js';
 
 /** Control characters other than HTAB (RFC 9110 §5.5: field values are VCHAR, SP, HTAB, obs-text). */
 const CONTROL_CHARACTER = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 export function headerLimitsStage(config: CompiledConfig): Stage {
-  const { maxHeaders, maxHeaderNameBytes, maxHeaderValueBytes, maxUrlBytes } = config.limits;
+  const { maxHeaders, maxHeaderBytes, maxHeaderNameBytes, maxHeaderValueBytes, maxUrlBytes } = config.limits;
   return {
     name: 'header-limits',
     onRequest({ req }) {
-      // RFC 9112 §2.3: this server speaks HTTP/1.0 and 1.1 on this parser; 2.0 needs its own framing.
-      if (req.httpVersionMajor !== 1) throw new HttpError('VERSION_NOT_SUPPORTED', `HTTP/${req.httpVersion}`);
+      const http2 = http2Stream(req) !== null;
+      // RFC 9112 §2.3: this server speaks HTTP/1.0 and 1.1 on this parser; 2.0 in text form is not HTTP/2.
+      if (req.httpVersionMajor !== 1 && !http2) throw new HttpError('VERSION_NOT_SUPPORTED', `HTTP/${req.httpVersion}`);
       const url = req.url ?? '';
       if (url.length > maxUrlBytes) throw new HttpError('URL_TOO_LONG', `${url.length} bytes`);
 
       const raw = req.rawHeaders;
       if (raw.length / 2 > maxHeaders) throw new HttpError('TOO_MANY_HEADERS', `more than ${maxHeaders}`);
+      // "METHOD target HTTP/1.1\r\n", each "name: value\r\n", the final "\r\n".
+      let headBytes = http2 ? (req.method ?? '').length + url.length + 12 : 0;
       let hosts = 0;
       for (let i = 0; i < raw.length; i += 2) {
         const name = raw[i]!;
         const value = raw[i + 1]!;
+        headBytes += name.length + value.length + 4;
         if (name.length > maxHeaderNameBytes) throw new HttpError('HEADER_NAME_TOO_LONG', `${name.length} bytes`);
         // Values arrive as latin1 strings: one character per byte.
         if (value.length > maxHeaderValueBytes) throw new HttpError('HEADER_VALUE_TOO_LONG', `${name}: ${value.length} bytes`);
         if (CONTROL_CHARACTER.test(value)) throw new HttpError('BAD_HEADER_VALUE', `control character in ${name}`);
         if (name.length === 4 && name.toLowerCase() === 'host') hosts += 1;
       }
+      // HTTP/1 heads were measured by the parser as they arrived.
+      if (http2 && headBytes + 2 > maxHeaderBytes) throw new HttpError('HEADERS_TOO_LARGE', `HTTP/2 header list of ${headBytes + 2} bytes in HTTP/1.1 form`);
       // RFC 9112 §3.2: HTTP/1.1 requires exactly one Host field; 400 otherwise.
+      // RFC 9113 §8.3.1: an HTTP/2 request names its host in :authority (or Host), and not two different ones.
       if (hosts > 1) throw new HttpError('DUPLICATE_HOST', `${hosts} Host fields`);
-      if (hosts === 0 && req.httpVersionMinor === 1) throw new HttpError('MISSING_HOST');
+      if (hosts === 0 && (http2 || req.httpVersionMinor === 1)) throw new HttpError('MISSING_HOST');
     },
   };
 }

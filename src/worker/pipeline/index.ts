@@ -14,7 +14,9 @@ import { createAudit, createAuditThrottle, withSuppressed } from '../audit.js';
 import type { MasterPort } from '../master-link.js';
 import type { IdsMatch } from '../ids/index.js';
 import type { WorkerMetrics } from '../metrics.js';
+import type { AcmeChallenges } from '../acme-challenges.js';
 import { accessStage } from './access.js';
+import { acmeChallengeStage } from './acme-challenge.js';
 import { httpsRedirectStage } from './https-redirect.js';
 import { idsStage } from './ids.js';
 import { HttpError, sendError } from '../errors.js';
@@ -67,7 +69,14 @@ export type PipelineVariant = 'full' | 'routing-only';
 /** Rejections a client can draw at line rate: audited at most once a second per client. */
 const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED', 'IDS_BLOCKED']);
 
-export function createPipeline(config: CompiledConfig, log: Logger, link: MasterPort, metrics: WorkerMetrics, variant: PipelineVariant = 'full'): Pipeline {
+export function createPipeline(
+  config: CompiledConfig,
+  log: Logger,
+  link: MasterPort,
+  metrics: WorkerMetrics,
+  challenges: AcmeChallenges,
+  variant: PipelineVariant = 'full',
+): Pipeline {
   const route = routeStage(config);
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
@@ -99,6 +108,7 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
   };
   const ids = config.ids === null ? null : idsStage(config.ids, link, metrics, auditMatch);
   const httpsRedirect = httpsRedirectStage(config.tls);
+  const acmeChallenge = acmeChallengeStage(config.tls, challenges);
   /** A rejection raised while the body streams, after the handler started. */
   const rejectLater = (exchange: Exchange, rejection: HttpError): void => {
     audit(exchange, rejection);
@@ -111,8 +121,9 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
   const stages: Stage[] = [
     accessLogStage(config, log), //         one line per finished request, whatever stage answered
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
-    headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host)
+    headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host; HTTP/2 header list)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
+    ...(acmeChallenge === null ? [] : [acmeChallenge]), // ACME HTTP-01 answers (200, 404, 405), before access lists, rate limits, IDS, redirects
     bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)
     ...(ids === null ? [] : [ids.stage]), // 403 (IDS: path, query, headers)
@@ -135,7 +146,8 @@ export function createPipeline(config: CompiledConfig, log: Logger, link: Master
         if (waiting === 'answered') return;
         if (waiting !== undefined) {
           // The client may have gone while the stage waited: then there is no one to answer.
-          const gone = (): boolean => exchange.res.socket === null || exchange.res.socket.destroyed;
+          // (An HTTP/2 response's socket is undefined once its stream closed, and a view of the stream until then.)
+          const gone = (): boolean => exchange.res.socket == null || exchange.res.socket.destroyed;
           waiting.then(
             () => gone() || runStages(exchange, i + 1),
             (error: unknown) => gone() || reject(exchange, error),

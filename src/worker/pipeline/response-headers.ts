@@ -14,6 +14,7 @@
  * cost a seventh of static throughput (measured: 77k vs 89k req/s).
  */
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
+import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
 import type { HeaderPolicy, Protocol } from '../../config/types.js';
 
 type HeaderList = readonly (readonly [string, string])[];
@@ -33,20 +34,58 @@ const POLICY = Symbol('headerPolicy');
 
 /** From the route stage on, `res` answers with the vhost's own policy. */
 export function useHeaderPolicy(res: ServerResponse, policy: HeaderPolicy): void {
-  (res as ServerResponse & { [POLICY]?: HeaderPolicy })[POLICY] = policy;
+  (res as unknown as PolicyTarget)[POLICY] = policy;
 }
 
-export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof ServerResponse<IncomingMessage> {
+type WriteHead = (statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]) => unknown;
+
+/** What both response classes need of a response to add the policy's headers. */
+interface PolicyTarget {
+  [POLICY]?: HeaderPolicy;
+  hasHeader(name: string): boolean;
+  setHeader(name: string, value: string): unknown;
+  removeHeader(name: string): void;
+}
+
+/**
+ * The writeHead of both classes: the headers of the policy in force merged
+ * under the handler's, removed names taken out, then the real writeHead.
+ */
+function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemoved: readonly string[]) {
   const applied = new WeakMap<HeaderPolicy, Applied>();
   const appliedFor = (policy: HeaderPolicy): Applied => {
     let entry = applied.get(policy);
     if (entry === undefined) {
-      entry = { baseline: policyHeaders(policy, protocol), removed: new Set(policy.remove), mergedFor: new WeakMap() };
+      entry = { baseline: policyHeaders(policy, protocol), removed: new Set([...policy.remove, ...alwaysRemoved]), mergedFor: new WeakMap() };
       applied.set(policy, entry);
     }
     return entry;
   };
+  return (response: PolicyTarget, writeHead: WriteHead, statusCode: number, headers: OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined): void => {
+    const { baseline, removed, mergedFor } = appliedFor(response[POLICY] ?? serverPolicy);
+    if (headers !== undefined && !Array.isArray(headers)) {
+      if (Object.isFrozen(headers)) {
+        let merged = mergedFor.get(headers);
+        if (merged === undefined) {
+          merged = Object.freeze(merge(baseline, removed, headers));
+          mergedFor.set(headers, merged);
+        }
+        headers = merged;
+      } else {
+        headers = merge(baseline, removed, headers);
+      }
+    } else {
+      // Array form or no headers: fill in through setHeader.
+      for (const [name, value] of baseline) if (!response.hasHeader(name)) response.setHeader(name, value);
+      if (Array.isArray(headers)) headers = dropRemoved(headers, removed);
+    }
+    for (const name of removed) response.removeHeader(name);
+    writeHead(statusCode, headers);
+  };
+}
 
+export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof ServerResponse<IncomingMessage> {
+  const write = policyWriter(serverPolicy, protocol, []);
   return class SecureResponse extends ServerResponse<IncomingMessage> {
     [POLICY]?: HeaderPolicy;
 
@@ -55,29 +94,53 @@ export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protoc
       reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
       maybeHeaders?: OutgoingHttpHeaders | OutgoingHttpHeader[],
     ): this {
-      const { baseline, removed, mergedFor } = appliedFor(this[POLICY] ?? serverPolicy);
       const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
-      let headers = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
-      if (headers !== undefined && !Array.isArray(headers)) {
-        if (Object.isFrozen(headers)) {
-          let merged = mergedFor.get(headers);
-          if (merged === undefined) {
-            merged = Object.freeze(merge(baseline, removed, headers));
-            mergedFor.set(headers, merged);
-          }
-          headers = merged;
-        } else {
-          headers = merge(baseline, removed, headers);
-        }
-      } else {
-        // Array form or no headers: fill in through setHeader.
-        for (const [name, value] of baseline) if (!this.hasHeader(name)) this.setHeader(name, value);
-        if (Array.isArray(headers)) headers = dropRemoved(headers, removed);
-      }
-      for (const name of removed) this.removeHeader(name);
-      return reason === undefined ? super.writeHead(statusCode, headers) : super.writeHead(statusCode, reason, headers);
+      const headers = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
+      write(this, (status, merged) => (reason === undefined ? super.writeHead(status, merged) : super.writeHead(status, reason, merged)), statusCode, headers);
+      return this;
     }
   };
+}
+
+/**
+ * Connection-specific fields (RFC 9113 §8.2.2): an HTTP/2 response must not
+ * carry them, and Node's HTTP/2 layer throws rather than send one. A handler
+ * or an upstream (HTTP/1.1, behind the proxy) may set them; they are dropped
+ * here, as an intermediary must.
+ */
+const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
+
+/**
+ * The same for HTTP/2 responses (always HTTPS: this server speaks no h2c).
+ * Node's compatibility layer calls writeHead for implicit headers too, from
+ * write() and end(). HTTP/2 has no reason phrase (RFC 9113 §8.3.2): one
+ * given is dropped.
+ */
+export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Http2ServerResponse {
+  const write = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
+  class SecureHttp2Response extends Http2ServerResponse<Http2ServerRequest> {
+    [POLICY]?: HeaderPolicy;
+
+    override writeHead(statusCode: number, headers?: OutgoingHttpHeaders | readonly string[]): this;
+    override writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders | readonly string[]): this;
+    override writeHead(
+      statusCode: number,
+      reasonOrHeaders?: string | OutgoingHttpHeaders | readonly string[],
+      maybeHeaders?: OutgoingHttpHeaders | readonly string[],
+    ): this {
+      const headers = (typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
+      write(this, (status, merged) => super.writeHead(status, merged as OutgoingHttpHeaders), statusCode, headers);
+      return this;
+    }
+  }
+  // As on an HTTP/1 response, the handlers ask `destroyed` whether the client
+  // is gone; Node's HTTP/2 response has no such property (its typing says it has).
+  Object.defineProperty(SecureHttp2Response.prototype, 'destroyed', {
+    get(this: SecureHttp2Response): boolean {
+      return this.stream?.destroyed ?? true;
+    },
+  });
+  return SecureHttp2Response as unknown as typeof Http2ServerResponse;
 }
 
 /** baseline, then the handler's headers over it, minus removed ones. */
