@@ -110,6 +110,15 @@ pid_file = "${dir}/unused.pid"
 state_dir = "${dir}/state"
 log_level = "debug"
 
+[ssl]
+provider = "acme"
+agree_tos = true
+acme_server = "https://127.0.0.1:9/dir"
+
+[ssl.challenges]
+http_01_port = ${httpPort}
+tls_alpn_01_port = ${httpsPort}
+
 [ssl.domains."site.test"]
 cert_file = "${first.cert}"
 key_file = "${first.key}"
@@ -124,7 +133,7 @@ enabled = true
 enabled = true
 
 [[vhosts]]
-domains = ["site.test"]
+domains = ["site.test", "acme.test"]
 root = "${dir}"
 `,
     );

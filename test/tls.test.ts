@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -79,6 +79,9 @@ describe('HTTPS with manual certificates', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'secure\n');
+    // A certbot webroot: with manual certificates the files under the ACME path are served like any other.
+    mkdirSync(path.join(server.dir, '.well-known/acme-challenge'), { recursive: true });
+    writeFileSync(path.join(server.dir, '.well-known/acme-challenge/webroot-token'), 'webroot-token.thumbprint');
     pki = new TestPki(server.dir);
     site = pki.leaf('site', ['site.test']);
     wild = pki.leaf('wild', ['*.wild.test']);
@@ -136,6 +139,9 @@ root = "${server.dir}"`;
     assert.equal(post.status, 308);
     const acme = await request(server.port, { path: '/.well-known/acme-challenge/token', headers: { Host: 'site.test' } });
     assert.equal(acme.status, 404, 'answered over HTTP, not redirected');
+    const webroot = await request(server.port, { path: '/.well-known/acme-challenge/webroot-token', headers: { Host: 'site.test' } });
+    assert.equal(webroot.status, 200, 'a certbot webroot file, served over HTTP');
+    assert.equal(webroot.body, 'webroot-token.thumbprint');
     const bad = await request(server.port, { path: '/', headers: { Host: 'evil.test/@x' } });
     assert.equal(bad.status, 400, 'nothing but a host name goes into Location');
   });

@@ -218,6 +218,7 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec |
     httpsPort: raw.server.https_port,
     handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
     acmeChallengePath: ssl.challenges.http_01_path.replace(/\/+$/, ''),
+    answersAcmeChallenges: provider === 'acme',
   };
   return { tls, issuance };
 }

@@ -206,6 +206,8 @@ export interface TlsSpec {
   readonly handshakeTimeoutMs: number;
   /** [ssl.challenges] http_01_path without a trailing slash: ACME HTTP-01 answers live under it, over plain HTTP. */
   readonly acmeChallengePath: string;
+  /** provider = "acme": the workers answer HTTP-01 under acmeChallengePath (else files there are served like any other). */
+  readonly answersAcmeChallenges: boolean;
 }
 
 /**

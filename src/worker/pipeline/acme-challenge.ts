@@ -9,6 +9,9 @@
  * being validated may have no vhost yet). Blacklisted and banned addresses
  * never get here: they are closed at accept.
  *
+ * Only with provider = "acme": with manual certificates, files under the
+ * path (a certbot webroot) are served like any other.
+ *
  * The path belongs to this stage: a token that is malformed (not base64url)
  * or not in the current set is 404, another method 405.
  */
@@ -20,7 +23,7 @@ import type { Stage } from './index.js';
 const ALLOW = Object.freeze({ Allow: 'GET, HEAD' });
 
 export function acmeChallengeStage(tls: TlsSpec | null, challenges: AcmeChallenges): Stage | null {
-  if (tls === null) return null;
+  if (tls === null || !tls.answersAcmeChallenges) return null;
   const prefix = `${tls.acmeChallengePath}/`;
   return {
     name: 'acme-challenge',
