@@ -101,6 +101,7 @@ max_json_depth = 8
 max_form_fields = 10
 
 [security.timeouts]
+header_read_timeout = 3
 body_read_timeout = 3
 min_data_rate = 100
 
@@ -184,6 +185,27 @@ ${proxyVhost('body.test', upstreamPort)}`);
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 4000, 'cut long before header_read_timeout');
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client' && String(line.detail).startsWith('head')));
+  });
+
+  it('a request head not complete within header_read_timeout gets 408, however fast it trickles', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const started = Date.now();
+    // 250 bytes a second, above min_data_rate, one header line at a time: never finishes.
+    socket.write(`GET / HTTP/1.1\r\n${H}`);
+    for (let i = 0; i < 14 && !socket.destroyed && answer === ''; i++) {
+      socket.write(`X-Line-${i}: ${'v'.repeat(88)}\r\n`);
+      await sleep(400);
+    }
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    const took = Date.now() - started;
+    assert.ok(took >= 2900 && took < 5500, `cut at header_read_timeout (3 s), took ${took} ms`);
+    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.timeout'));
+    assert.equal((await request(server.port, { path: '/', headers: { Host: 'hard.test' } })).status, 200);
   });
 
   it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {

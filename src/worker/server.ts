@@ -231,6 +231,11 @@ export class WorkerServer {
     server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
       this.answerParseError(error, socket);
     });
+    // Node starts checking headersTimeout and requestTimeout (every
+    // connectionsCheckingInterval) when an http.Server emits 'listening'.
+    // This one never listens — connections are handed to it — so it is told
+    // now, before the first connection, or neither timeout would ever fire.
+    server.emit('listening');
     const front = spec.protocol === 'https' ? this.httpsFront(server, handler) : server;
     // A plain TCP server accepts, paused: access lists, bans, the limits per
     // client and the PROXY protocol header come first; the HTTP (or TLS)
