@@ -15,7 +15,9 @@
  * BENCH_CONNECTIONS (50), BENCH_THREADS (1), BENCH_NOISY_RETRIES (6: runs
  * during which other processes took >= 15% CPU are repeated, this many
  * times in all), BENCH_NGINX (/usr/sbin/nginx; "off": no nginx, node
- * upstream), BENCH_KEEP_TMP=1 keeps the temp dir (configs, logs).
+ * upstream), BENCH_KEEP_TMP=1 keeps the temp dirs (configs, logs, certificate).
+ * HTTPS needs the openssl command (the certificate) and cc (the wrk shim for
+ * full handshakes); without them those cells are skipped, with the reason.
  */
 import { closeSync, chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
