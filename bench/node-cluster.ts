@@ -5,14 +5,20 @@
  * proxies `proxy.test` to the upstream through a keep-alive agent, the
  * Node counterpart of nginx's `upstream { keepalive 32; }`.
  *
+ * With --https-port, --cert and --key each worker also serves the same
+ * handler over HTTPS, on Node's TLS defaults (tickets on, each worker with
+ * its own ticket key): the ceiling for a TLS server written on Node.
+ *
  * Also used, with --workers 1 and no --upstream, as the fallback upstream
  * when nginx is not installed.
  *
  *   node dist/bench/node-cluster.js --port 8080 --file /tmp/x/1k.html
  *       [--workers 2] [--upstream 127.0.0.1:9000]
+ *       [--https-port 8443 --cert cert.pem --key key.pem]
  */
 import cluster from 'node:cluster';
 import http from 'node:http';
+import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -23,13 +29,24 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '2' },
     upstream: { type: 'string' },
     'content-type': { type: 'string', default: 'text/html' },
+    'https-port': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
   },
 });
 
 const port = Number(values.port);
 const workerCount = Number(values.workers);
-if (!Number.isInteger(port) || port < 1 || port > 65535 || values.file === undefined || !Number.isInteger(workerCount) || workerCount < 1) {
-  process.stderr.write('usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT]\n');
+const httpsPort = values['https-port'] === undefined ? null : Number(values['https-port']);
+const validPort = (candidate: number): boolean => Number.isInteger(candidate) && candidate >= 1 && candidate <= 65535;
+if (
+  !validPort(port) ||
+  values.file === undefined ||
+  !Number.isInteger(workerCount) ||
+  workerCount < 1 ||
+  (httpsPort !== null && (!validPort(httpsPort) || values.cert === undefined || values.key === undefined))
+) {
+  process.stderr.write('usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT] [--https-port N --cert PATH --key PATH]\n');
   process.exit(2);
 }
 
@@ -62,7 +79,7 @@ function serve(): void {
   const [upstreamHost, upstreamPort] = (values.upstream ?? '').split(':');
   const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 32 });
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const host = req.headers.host ?? '';
     if (values.upstream !== undefined && host.startsWith('proxy.test')) {
       const upstreamReq = http.request(
@@ -96,7 +113,10 @@ function serve(): void {
     }
     res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': body.length });
     res.end(body);
-  });
-  server.listen(port, '127.0.0.1');
+  };
+  http.createServer(handler).listen(port, '127.0.0.1');
+  if (httpsPort !== null) {
+    https.createServer({ cert: readFileSync(values.cert as string), key: readFileSync(values.key as string) }, handler).listen(httpsPort, '127.0.0.1');
+  }
   process.on('SIGTERM', () => process.exit(0));
 }

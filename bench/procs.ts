@@ -90,6 +90,28 @@ export interface CpuSnapshot {
   readonly ticks: Map<number, { comm: string; role: string; ticks: number }>;
 }
 
+/** Run a command to completion with a deadline (`input` on its stdin); resolves with its exit code and output. */
+export function runCommand(command: string, args: readonly string[], timeoutMs: number, input = ''): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // A command that exits without reading its input must not crash the benchmark.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      resolve({ code: null, output: error.message });
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
 /** CPU ticks of each process in the trees under `roots` (role = the label given to that root). */
 export function snapshotCpu(roots: ReadonlyArray<{ pid: number; role: string; withChildren?: boolean }>): CpuSnapshot {
   const ticks = new Map<number, { comm: string; role: string; ticks: number }>();

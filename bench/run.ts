@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: miwidothttp against a bare node:http cluster (the ceiling
- * for a Node server) and nginx (the reference), on a 1 KiB static file and
- * through a reverse proxy to one shared upstream.
+ * for a Node server) and nginx (the reference), on a 1 KiB static file,
+ * through a reverse proxy to one shared upstream, and over HTTPS: full TLS
+ * handshakes per second (one request per connection) and keep-alive
+ * throughput, all three servers on the same certificate (bench/tls.ts).
  *
  * A benchmark, not a test: it measures and reports, and fails only when it
  * cannot measure. Servers are driven alternately (round r runs every server
@@ -13,18 +15,21 @@
  * BENCH_CONNECTIONS (50), BENCH_THREADS (1), BENCH_NOISY_RETRIES (6: runs
  * during which other processes took >= 15% CPU are repeated, this many
  * times in all), BENCH_NGINX (/usr/sbin/nginx; "off": no nginx, node
- * upstream), BENCH_KEEP_TMP=1 keeps the temp dir (configs, logs).
+ * upstream), BENCH_KEEP_TMP=1 keeps the temp dirs (configs, logs, certificate).
+ * HTTPS needs the openssl command (the certificate) and cc (the wrk shim for
+ * full handshakes); without them those cells are skipped, with the reason.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { NGINX_BINARY, nginxVersion, referenceConfig, upstreamConfig } from './nginx.js';
-import { connectionsByProcess, cpuBetween, killAllSync, snapshotCpu, startProcess, stopAll, stopProcess, type CpuSnapshot, type CpuUsage, type Tracked } from './procs.js';
+import { connectionsByProcess, cpuBetween, killAllSync, runCommand, snapshotCpu, startProcess, stopAll, stopProcess, type CpuSnapshot, type CpuUsage, type Tracked } from './procs.js';
+import { buildFullHandshakeShim, countResumptions, KEY_DESCRIPTION, makeCertificate, negotiated, TLS_HOST, type BenchCertificate, type HandshakeCount, type Negotiated } from './tls.js';
 import { killWrk, runWrk, wrkVersion, type WrkResult } from './wrk.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,6 +37,7 @@ const CLI = path.join(REPO_ROOT, 'bin', 'miwidothttp');
 const NODE_CLUSTER = path.join(REPO_ROOT, 'dist', 'bench', 'node-cluster.js');
 const PIPELINE_SERVER = path.join(REPO_ROOT, 'dist', 'bench', 'pipeline-server.js');
 const RESULTS_FILE = path.join(REPO_ROOT, 'bench', 'results', 'latest.json');
+const FULL_HANDSHAKE_SHIM_SOURCE = path.join(REPO_ROOT, 'bench', 'wrk-full-handshake.c');
 
 const FILE_NAME = '1k.html';
 const FILE_BYTES = 1024;
@@ -67,7 +73,7 @@ type Instance = 'miwidothttp' | 'miwidothttp-ratelimit';
 type Variant = 'pipeline-full' | 'pipeline-off' | 'pipeline-ids';
 type ServerName = Instance | Variant | 'node' | 'nginx';
 const INSTANCES: readonly Instance[] = ['miwidothttp', 'miwidothttp-ratelimit'];
-type ScenarioName = 'static' | 'proxy';
+type ScenarioName = 'static' | 'proxy' | 'tls-handshake' | 'https-keepalive';
 
 const SERVER_LABEL: Record<ServerName, string> = {
   miwidothttp: 'miwidothttp',
@@ -78,8 +84,22 @@ const SERVER_LABEL: Record<ServerName, string> = {
   'pipeline-off': 'stages off',
   'pipeline-ids': 'stages on + IDS',
 };
-const SCENARIO_LABEL: Record<ScenarioName, string> = { static: 'static 1 KiB', proxy: 'proxy 1 KiB' };
-const SCENARIO_HOST: Record<ScenarioName, string> = { static: 'static.test', proxy: 'proxy.test' };
+const SCENARIO_LABEL: Record<ScenarioName, string> = {
+  static: 'static 1 KiB',
+  proxy: 'proxy 1 KiB',
+  'tls-handshake': 'TLS handshakes',
+  'https-keepalive': 'HTTPS keep-alive',
+};
+const SCENARIO_HOST: Record<ScenarioName, string> = { static: 'static.test', proxy: 'proxy.test', 'tls-handshake': TLS_HOST, 'https-keepalive': TLS_HOST };
+/**
+ * The HTTPS scenarios, both on the 1 KiB static file. "TLS handshakes": every
+ * request on a new connection (`Connection: close`), through a wrk that
+ * offers no session (bench/wrk-full-handshake.c), so req/s is full
+ * handshakes per second. "HTTPS keep-alive": wrk as it comes, connections
+ * kept open (the servers' limit of 1000 requests each brings a reconnection,
+ * resumed when the server allows it, as a returning browser's would be).
+ */
+const TLS_SCENARIOS: ReadonlySet<ScenarioName> = new Set(['tls-handshake', 'https-keepalive']);
 /**
  * "stages on/off/+ IDS": the worker's server code outside master and
  * sandbox (bench/pipeline-server.ts), with the full pipeline, with the route
@@ -89,12 +109,29 @@ const SCENARIO_HOST: Record<ScenarioName, string> = { static: 'static.test', pro
  * a run by 15 %) does not drown the difference being measured.
  */
 const SERVERS: readonly ServerName[] = ['miwidothttp', 'node', 'nginx', 'miwidothttp-ratelimit', 'pipeline-full', 'pipeline-off', 'pipeline-ids'];
-const SCENARIOS: readonly ScenarioName[] = ['static', 'proxy'];
+const SCENARIOS: readonly ScenarioName[] = ['static', 'proxy', 'tls-handshake', 'https-keepalive'];
+/** TLS is measured where it compares like with like: the default miwidothttp, the Node ceiling, nginx. */
+const TLS_SERVERS: readonly ServerName[] = ['miwidothttp', 'node', 'nginx'];
+/** The node cluster serves the TLS scenarios through node:https. */
+function serverLabel(scenario: ScenarioName, server: ServerName): string {
+  return server === 'node' && TLS_SCENARIOS.has(scenario) ? 'node:https cluster' : SERVER_LABEL[server];
+}
+function scenarioServers(scenario: ScenarioName, servers: readonly ServerName[]): ServerName[] {
+  return TLS_SCENARIOS.has(scenario) ? servers.filter((server) => TLS_SERVERS.includes(server)) : [...servers];
+}
 
 interface RunningServer {
   readonly name: ServerName;
   readonly port: number;
+  /** Where it serves static.test over HTTPS; null when it does not. */
+  readonly httpsPort: number | null;
   readonly process: Tracked;
+}
+
+/** Where a check or a load goes: a port, over TLS (verifying the benchmark certificate) or not. */
+interface Endpoint {
+  readonly port: number;
+  readonly tls: BenchCertificate | null;
 }
 
 interface RunRecord {
@@ -134,9 +171,16 @@ interface Fetched {
   readonly body: Buffer;
 }
 
-function fetchOnce(port: number, host: string, urlPath: string): Promise<Fetched> {
+/**
+ * One GET. Over TLS the certificate must verify against the benchmark's own
+ * for static.test: proof that the server presents the shared certificate.
+ */
+function fetchOnce(endpoint: Endpoint, host: string, urlPath: string): Promise<Fetched> {
   return new Promise((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port, path: urlPath, headers: { host }, agent: false, timeout: 2000 }, (response) => {
+    const options = { host: '127.0.0.1', port: endpoint.port, path: urlPath, headers: { host }, agent: false, timeout: 2000 };
+    const get = endpoint.tls === null ? http.get : https.get;
+    const tlsOptions = endpoint.tls === null ? {} : { ca: endpoint.tls.certPem, servername: host };
+    const request = get({ ...options, ...tlsOptions }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () =>
@@ -149,25 +193,26 @@ function fetchOnce(port: number, host: string, urlPath: string): Promise<Fetched
   });
 }
 
-/** Why `port` does not serve the benchmark file for `host`, or null when it does. */
-async function checkServes(port: number, host: string, expected: Buffer): Promise<string | null> {
+/** Why `endpoint` does not serve the benchmark file for `host`, or null when it does. */
+async function checkServes(endpoint: Endpoint, host: string, expected: Buffer): Promise<string | null> {
+  const scheme = endpoint.tls === null ? '' : 'HTTPS ';
   try {
-    const got = await fetchOnce(port, host, `/${FILE_NAME}`);
-    if (got.status !== 200) return `GET /${FILE_NAME} (Host: ${host}) answered ${got.status}`;
-    if (!got.body.equals(expected)) return `GET /${FILE_NAME} (Host: ${host}) answered ${got.body.length} bytes that differ from the file`;
+    const got = await fetchOnce(endpoint, host, `/${FILE_NAME}`);
+    if (got.status !== 200) return `${scheme}GET /${FILE_NAME} (Host: ${host}) answered ${got.status}`;
+    if (!got.body.equals(expected)) return `${scheme}GET /${FILE_NAME} (Host: ${host}) answered ${got.body.length} bytes that differ from the file`;
     if (!(got.contentType ?? '').startsWith(CONTENT_TYPE)) return `Content-Type is "${got.contentType}", expected ${CONTENT_TYPE}`;
     return null;
   } catch (error) {
-    return `GET /${FILE_NAME} (Host: ${host}) failed: ${(error as Error).message}`;
+    return `${scheme}GET /${FILE_NAME} (Host: ${host}) failed: ${(error as Error).message}`;
   }
 }
 
-async function waitUntilServes(entry: Tracked, port: number, host: string, expected: Buffer, logFile?: string): Promise<void> {
+async function waitUntilServes(entry: Tracked, endpoint: Endpoint, host: string, expected: Buffer, logFile?: string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   let why: string | null = 'not started';
   while (Date.now() < deadline) {
     if (entry.exited) break;
-    why = await checkServes(port, host, expected);
+    why = await checkServes(endpoint, host, expected);
     if (why === null) return;
     await sleep(100);
   }
@@ -182,25 +227,6 @@ function tail(file: string, lines: number): string {
   } catch {
     return '(no log)';
   }
-}
-
-/** Run a command to completion with a deadline; resolves with its exit code and output. */
-function runCommand(command: string, args: readonly string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      resolve({ code: null, output: error.message });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
 }
 
 function median(values: readonly number[]): number {
@@ -226,13 +252,20 @@ const INSTANCE_CONFIG: Record<Instance, string> = {
   'miwidothttp-ratelimit': '[security.rate_limiting]\nenabled = true\nrequests_per_second = 10000000\nburst_size = 10000000\n',
 };
 
-function miwidothttpConfig(tmp: string, port: number, upstreamPort: number, sandboxed = true, extra = '', name = 'm'): string {
+/** HTTPS for an instance: its port and the shared certificate. */
+interface InstanceTls {
+  readonly httpsPort: number;
+  readonly certificate: BenchCertificate;
+}
+
+function miwidothttpConfig(tmp: string, port: number, upstreamPort: number, sandboxed = true, extra = '', name = 'm', tls: InstanceTls | null = null): string {
   return `# Generated by bench/run.ts for one benchmark run.
 ${sandboxed ? '' : '# Not sandboxed: read by bench/pipeline-server.js, which runs the worker code alone.\n'}${extra}
 [server]
 bind_address = "127.0.0.1"
 http_port = ${port}
-workers = ${settings.workers}
+${tls === null ? '' : `https_port = ${tls.httpsPort}
+`}workers = ${settings.workers}
 pid_file = "${tmp}/${name}.pid"
 state_dir = "${tmp}/${name}-state"
 shutdown_timeout = 5
@@ -253,6 +286,16 @@ chroot = "${tmp}"`
 # would trip on the load generator itself.
 connection_rate_per_ip = 1000000
 
+${
+  tls === null
+    ? ''
+    : `# The certificate nginx and the node:https cluster serve too. TLS policy,
+# session tickets and timeouts are miwidothttp's defaults.
+[ssl.domains."${TLS_HOST}"]
+cert_file = "${tls.certificate.certFile}"
+key_file = "${tls.certificate.keyFile}"
+`
+}
 [[vhosts]]
 domains = ["static.test"]
 root = "${tmp}"
@@ -269,6 +312,8 @@ target = "http://127.0.0.1:${upstreamPort}"
 // ---------------------------------------------------------------- lifecycle
 
 let tmpDir: string | null = null;
+/** The certificate, its key and the wrk shim: apart from tmpDir, which nginx (as root) serves files from. */
+let tlsDir: string | null = null;
 let keepTmp = process.env.BENCH_KEEP_TMP === '1';
 /** Started instances: config file and process, stopped through the CLI at the end. */
 const instances: { configFile: string; process: Tracked }[] = [];
@@ -288,9 +333,10 @@ function cleanup(): Promise<void> {
       await stopProcess(instance.process, 2000);
     }
     await stopAll(3000);
-    if (tmpDir !== null) {
-      if (keepTmp) process.stderr.write(`bench: kept ${tmpDir} (configs and logs)\n`);
-      else rmSync(tmpDir, { recursive: true, force: true });
+    for (const dir of [tmpDir, tlsDir]) {
+      if (dir === null) continue;
+      if (keepTmp) process.stderr.write(`bench: kept ${dir}\n`);
+      else rmSync(dir, { recursive: true, force: true });
     }
   })();
   return cleanupPromise;
@@ -326,7 +372,7 @@ async function main(): Promise<number> {
   if (nginx === null) process.stderr.write(`bench: nginx (${NGINX_BINARY}) not available: no nginx column, and the upstream is a node:http server. (apt-get install -y nginx)\n`);
 
   const servers: ServerName[] = SERVERS.filter((name) => name !== 'nginx' || nginx !== null);
-  const runsPlanned = settings.rounds * SCENARIOS.length * servers.length;
+  const runsPlanned = settings.rounds * SCENARIOS.reduce((sum, scenario) => sum + scenarioServers(scenario, servers).length, 0);
   const plannedSeconds = (runsPlanned + settings.noisyRetries) * (settings.durationSeconds + settings.warmupSeconds + 1);
   // Bound the whole run: planned load + start/stop time, then abort.
   const watchdog = setTimeout(() => {
@@ -345,6 +391,27 @@ async function main(): Promise<number> {
   const ports = { upstream: await freePort() } as Record<ServerName | 'upstream', number>;
   for (const name of SERVERS) ports[name] = await freePort();
 
+  // Before any server runs, while the machine is quiet: the certificate, and
+  // proof that the handshake scenario's wrk makes full handshakes only.
+  tlsDir = mkdtempSync(path.join(os.tmpdir(), 'miwidothttp-bench-tls-'));
+  const tlsSetup = await prepareTls(tlsDir);
+  if (typeof tlsSetup === 'string') process.stderr.write(`bench: no HTTPS scenarios: ${tlsSetup}\n`);
+  else {
+    const { plain, shimmed } = tlsSetup.resumption ?? {};
+    process.stdout.write(
+      `bench: TLS certificate ${KEY_DESCRIPTION}; wrk with Connection: close resumed ${describeHandshakes(plain)} as it comes, ` +
+        `${describeHandshakes(shimmed)} with bench/wrk-full-handshake.c\n`,
+    );
+    if (tlsSetup.handshakeProblem !== null) process.stderr.write(`bench: no full-handshake scenario: ${tlsSetup.handshakeProblem}\n`);
+  }
+  const certificate = typeof tlsSetup === 'string' ? null : tlsSetup.certificate;
+  const httpsPorts = new Map<ServerName, number>();
+  if (certificate !== null) for (const name of TLS_SERVERS) httpsPorts.set(name, await freePort());
+  const httpsEndpoint = (name: ServerName): Endpoint | null => {
+    const port = httpsPorts.get(name);
+    return port === undefined || certificate === null ? null : { port, tls: certificate };
+  };
+
   // The upstream both proxies share: nginx when installed, so it is not the bottleneck of either.
   let upstream: Tracked;
   let upstreamKind: string;
@@ -357,14 +424,16 @@ async function main(): Promise<number> {
     upstream = startProcess('upstream (node)', process.execPath, [NODE_CLUSTER, '--port', String(ports.upstream), '--file', path.join(tmp, FILE_NAME), '--workers', '1']);
     upstreamKind = 'node:http, 1 process';
   }
-  await waitUntilServes(upstream, ports.upstream, 'upstream', expected, nginx !== null ? path.join(tmp, 'upstream-error.log') : undefined);
+  await waitUntilServes(upstream, { port: ports.upstream, tls: null }, 'upstream', expected, nginx !== null ? path.join(tmp, 'upstream-error.log') : undefined);
 
   // miwidothttp, through its real CLI.
   const running: RunningServer[] = [];
   const failures: string[] = [];
   for (const instance of INSTANCES) {
     const configFile = path.join(tmp, `${instance}.toml`);
-    writeFileSync(configFile, miwidothttpConfig(tmp, ports[instance], ports.upstream, true, INSTANCE_CONFIG[instance], instance));
+    const instanceHttps = httpsEndpoint(instance);
+    const instanceTls = instanceHttps === null || certificate === null ? null : { httpsPort: instanceHttps.port, certificate };
+    writeFileSync(configFile, miwidothttpConfig(tmp, ports[instance], ports.upstream, true, INSTANCE_CONFIG[instance], instance, instanceTls));
     const logFile = path.join(tmp, `${instance}.log`);
     const check = await runCommand(CLI, ['check', '-c', configFile], 15_000);
     if (check.code !== 0) {
@@ -376,14 +445,16 @@ async function main(): Promise<number> {
     closeSync(logFd);
     instances.push({ configFile, process: started });
     try {
-      await waitUntilServes(started, ports[instance], 'static.test', expected, logFile);
-      running.push({ name: instance, port: ports[instance], process: started });
+      await waitUntilServes(started, { port: ports[instance], tls: null }, 'static.test', expected, logFile);
+      if (instanceHttps !== null) await waitUntilServes(started, instanceHttps, TLS_HOST, expected, logFile);
+      running.push({ name: instance, port: ports[instance], httpsPort: instanceHttps?.port ?? null, process: started });
     } catch (error) {
       failures.push((error as Error).message);
     }
   }
 
   // The ceiling for Node.
+  const nodeHttps = httpsEndpoint('node');
   const node = startProcess('node:http cluster', process.execPath, [
     NODE_CLUSTER,
     '--port',
@@ -396,20 +467,25 @@ async function main(): Promise<number> {
     `127.0.0.1:${ports.upstream}`,
     '--content-type',
     CONTENT_TYPE,
+    ...(nodeHttps === null || certificate === null ? [] : ['--https-port', String(nodeHttps.port), '--cert', certificate.certFile, '--key', certificate.keyFile]),
   ]);
-  await waitUntilServes(node, ports.node, 'static.test', expected);
-  running.push({ name: 'node', port: ports.node, process: node });
+  await waitUntilServes(node, { port: ports.node, tls: null }, 'static.test', expected);
+  if (nodeHttps !== null) await waitUntilServes(node, nodeHttps, TLS_HOST, expected);
+  running.push({ name: 'node', port: ports.node, httpsPort: nodeHttps?.port ?? null, process: node });
 
   // The reference.
   if (nginx !== null) {
     const conf = path.join(tmp, 'nginx.conf');
+    const nginxHttps = httpsEndpoint('nginx');
+    const tls = nginxHttps === null || certificate === null ? {} : { tls: { port: nginxHttps.port, certFile: certificate.certFile, keyFile: certificate.keyFile } };
     writeFileSync(
       conf,
-      referenceConfig({ prefix: tmp, workerProcesses: settings.workers, port: ports.nginx, root: wwwRoot, upstreamPort: ports.upstream }),
+      referenceConfig({ prefix: tmp, workerProcesses: settings.workers, port: ports.nginx, root: wwwRoot, upstreamPort: ports.upstream, ...tls }),
     );
     const reference = startProcess('nginx', NGINX_BINARY, ['-p', tmp, '-e', path.join(tmp, 'nginx-error.log'), '-c', conf]);
-    await waitUntilServes(reference, ports.nginx, 'static.test', expected, path.join(tmp, 'nginx-error.log'));
-    running.push({ name: 'nginx', port: ports.nginx, process: reference });
+    await waitUntilServes(reference, { port: ports.nginx, tls: null }, 'static.test', expected, path.join(tmp, 'nginx-error.log'));
+    if (nginxHttps !== null) await waitUntilServes(reference, nginxHttps, TLS_HOST, expected, path.join(tmp, 'nginx-error.log'));
+    running.push({ name: 'nginx', port: ports.nginx, httpsPort: nginxHttps?.port ?? null, process: reference });
   }
 
   // The stages' cost: the same worker code with and without them.
@@ -423,22 +499,39 @@ async function main(): Promise<number> {
       stdio: ['ignore', logFd, logFd],
     });
     closeSync(logFd);
-    await waitUntilServes(variantProcess, ports[variant], 'static.test', expected, log);
-    running.push({ name: variant, port: ports[variant], process: variantProcess });
+    await waitUntilServes(variantProcess, { port: ports[variant], tls: null }, 'static.test', expected, log);
+    running.push({ name: variant, port: ports[variant], httpsPort: null, process: variantProcess });
   }
 
   for (const failure of failures) process.stderr.write(`bench: miwidothttp is not measured: ${failure}\n`);
+
+  // What each server negotiates with the library wrk uses: the same
+  // protocol, suite, group and signature everywhere, or it is not like for like.
+  const fullHandshakeEnv = typeof tlsSetup === 'string' ? null : tlsSetup.fullHandshakeEnv;
+  const tlsNegotiated: Partial<Record<ServerName, Negotiated | string>> = {};
+  for (const target of running) {
+    if (target.httpsPort === null) continue;
+    const result = await negotiated(target.httpsPort);
+    tlsNegotiated[target.name] = result;
+    process.stdout.write(`bench: TLS with ${serverLabel('https-keepalive', target.name)}: ${describeNegotiated(result)}\n`);
+  }
+  const distinct = new Set(Object.values(tlsNegotiated).map((result) => (typeof result === 'string' ? result : `${result.protocol} ${result.cipher} ${result.keyExchange}`)));
+  if (distinct.size > 1) process.stderr.write('bench: WARNING: the servers negotiate different TLS parameters (above); the HTTPS comparison is not like for like\n');
 
   // Every cell must serve the right bytes before it is measured: a fast 404 is not a result.
   const cells = new Map<string, Cell>();
   const key = (scenario: ScenarioName, server: ServerName): string => `${scenario}/${server}`;
   for (const scenario of SCENARIOS) {
-    for (const server of servers) {
+    for (const server of scenarioServers(scenario, servers)) {
       const target = running.find((candidate) => candidate.name === server);
       const cell: Cell = { runs: [] };
+      const endpoint = target === undefined ? null : scenarioEndpoint(target, scenario, certificate);
       if (target === undefined) cell.skipped = 'not running';
+      else if (typeof tlsSetup === 'string' && TLS_SCENARIOS.has(scenario)) cell.skipped = tlsSetup;
+      else if (typeof tlsSetup !== 'string' && scenario === 'tls-handshake' && tlsSetup.handshakeProblem !== null) cell.skipped = tlsSetup.handshakeProblem;
+      else if (endpoint === null) cell.skipped = 'no HTTPS listener';
       else {
-        const why = await checkServes(target.port, SCENARIO_HOST[scenario], expected);
+        const why = await checkServes(endpoint, SCENARIO_HOST[scenario], expected);
         if (why !== null) cell.skipped = why;
       }
       if (cell.skipped !== undefined) process.stderr.write(`bench: skipping ${SCENARIO_LABEL[scenario]} on ${SERVER_LABEL[server]}: ${cell.skipped}\n`);
@@ -456,7 +549,8 @@ async function main(): Promise<number> {
   for (let round = 0; round < settings.rounds; round += 1) {
     for (const scenario of SCENARIOS) {
       // Rotate the order each round so no server always runs first or last.
-      const order = servers.map((_, index) => servers[(index + round) % servers.length] as ServerName);
+      const measuredHere = scenarioServers(scenario, servers);
+      const order = measuredHere.map((_, index) => measuredHere[(index + round) % measuredHere.length] as ServerName);
       for (const server of order) {
         const cell = cells.get(key(scenario, server)) as Cell;
         if (cell.skipped !== undefined || stopping) continue;
@@ -466,7 +560,7 @@ async function main(): Promise<number> {
           // Another process taking CPU mid-run (a test suite, a build) skews that run;
           // repeat it while the retry budget lasts and keep the quietest attempt.
           for (;;) {
-            const record = await measureOnce(target, scenario, scenario === 'proxy' ? upstream : null, round + 1);
+            const record = await measureOnce(target, scenario, scenario === 'proxy' ? upstream : null, round + 1, certificate, fullHandshakeEnv);
             printRun(record, scenario, server);
             if (kept === null || foreignCpuPercent(record) < foreignCpuPercent(kept)) kept = record;
             if (foreignCpuPercent(record) < FOREIGN_LOAD_WARN_PERCENT || retriesLeft === 0) break;
@@ -488,7 +582,16 @@ async function main(): Promise<number> {
 
   // Interrupted: a partial table would read like a result.
   if (stopping) return 130;
-  const report = buildReport(cells, servers, { wrk, nginx, upstreamKind, failures, ports });
+  const tlsReport: TlsReport | null =
+    typeof tlsSetup === 'string'
+      ? null
+      : {
+          certificate: KEY_DESCRIPTION,
+          resumptionCheck: tlsSetup.resumption,
+          handshakeProblem: tlsSetup.handshakeProblem,
+          negotiated: tlsNegotiated,
+        };
+  const report = buildReport(cells, servers, { wrk, nginx, upstreamKind, failures, ports, tls: tlsReport });
   process.stdout.write(`\n${report.text}\n\n${report.markdown}\n`);
   mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
   writeFileSync(RESULTS_FILE, `${JSON.stringify(report.json, null, 2)}\n`);
@@ -501,7 +604,73 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// ---------------------------------------------------------------- TLS
+
+interface TlsSetup {
+  readonly certificate: BenchCertificate;
+  /** wrk's environment for full handshakes (the shim preloaded); null when that could not be arranged. */
+  readonly fullHandshakeEnv: NodeJS.ProcessEnv | null;
+  /** Why the handshake scenario cannot run, or null. */
+  readonly handshakeProblem: string | null;
+  /** Handshakes counted with wrk as it comes and with the shim; null when the shim did not build. */
+  readonly resumption: { plain: HandshakeCount; shimmed: HandshakeCount } | null;
+}
+
+/**
+ * The certificate, and a wrk that makes full handshakes only, checked
+ * against a server that resumes: a string when there is no certificate (no
+ * HTTPS scenario then), `handshakeProblem` when only full handshakes cannot
+ * be measured.
+ */
+async function prepareTls(dir: string): Promise<TlsSetup | string> {
+  chmodSync(dir, 0o700);
+  let certificate: BenchCertificate;
+  try {
+    certificate = await makeCertificate(dir);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  try {
+    const shim = await buildFullHandshakeShim(FULL_HANDSHAKE_SHIM_SOURCE, dir);
+    const env = { ...process.env, LD_PRELOAD: [shim, process.env.LD_PRELOAD].filter((entry) => entry !== undefined && entry !== '').join(' ') };
+    const resumption = await countResumptions(certificate, readFileSync(certificate.keyFile), env);
+    const { shimmed } = resumption;
+    if (shimmed.resumed > 0 || shimmed.full === 0) {
+      return { certificate, fullHandshakeEnv: null, handshakeProblem: `wrk with the shim still resumed ${describeHandshakes(shimmed)}`, resumption };
+    }
+    return { certificate, fullHandshakeEnv: env, handshakeProblem: null, resumption };
+  } catch (error) {
+    return { certificate, fullHandshakeEnv: null, handshakeProblem: (error as Error).message, resumption: null };
+  }
+}
+
+function describeHandshakes(count: HandshakeCount | undefined): string {
+  return count === undefined ? 'n/a' : `${count.resumed} of ${count.full + count.resumed} handshakes`;
+}
+
+function describeNegotiated(result: Negotiated | string): string {
+  return typeof result === 'string' ? result : `${result.protocol} ${result.cipher}, key exchange ${result.keyExchange}, signature ${result.signature}`;
+}
+
+/** Where `scenario` sends its load on `target`; null for a TLS scenario on a server without HTTPS. */
+function scenarioEndpoint(target: RunningServer, scenario: ScenarioName, certificate: BenchCertificate | null): Endpoint | null {
+  if (!TLS_SCENARIOS.has(scenario)) return { port: target.port, tls: null };
+  return target.httpsPort === null || certificate === null ? null : { port: target.httpsPort, tls: certificate };
+}
+
 // ---------------------------------------------------------------- one run
+
+/**
+ * wrk's CPU in percent of one core above which (times its threads) a run is
+ * limited by the client: a full TLS handshake costs the client more than the
+ * server (it verifies the server's signature), so one wrk thread can run out
+ * before two server workers do.
+ */
+const CLIENT_BOUND_PERCENT = 90;
+
+function wrkCpuPercent(run: RunRecord): number {
+  return run.cpu.filter((usage) => usage.role === 'wrk' || usage.role === 'wrk/child').reduce((sum, usage) => sum + usage.cpuPercent, 0);
+}
 
 function foreignCpuPercent(run: RunRecord): number {
   return run.cpu.find((usage) => usage.role === 'other')?.cpuPercent ?? 0;
@@ -518,11 +687,27 @@ function cpuMicrosPerRequest(run: RunRecord, server: ServerName): number {
 }
 
 /** Warm up, then one measured wrk run with CPU and connection samples taken inside it. */
-async function measureOnce(target: RunningServer, scenario: ScenarioName, upstream: Tracked | null, round: number): Promise<RunRecord> {
-  const url = `http://127.0.0.1:${target.port}/${FILE_NAME}`;
+async function measureOnce(
+  target: RunningServer,
+  scenario: ScenarioName,
+  upstream: Tracked | null,
+  round: number,
+  certificate: BenchCertificate | null,
+  fullHandshakeEnv: NodeJS.ProcessEnv | null,
+): Promise<RunRecord> {
+  const endpoint = scenarioEndpoint(target, scenario, certificate);
+  if (endpoint === null) throw new Error(`${SERVER_LABEL[target.name]} has no HTTPS listener`);
+  const port = endpoint.port;
+  const url = `${endpoint.tls === null ? 'http' : 'https'}://127.0.0.1:${port}/${FILE_NAME}`;
   const host = SCENARIO_HOST[scenario];
   if (stopping) throw new Error('stopping');
-  const load = { url, host, threads: settings.threads, connections: settings.connections };
+  const load = {
+    url,
+    host,
+    threads: settings.threads,
+    connections: settings.connections,
+    ...(scenario === 'tls-handshake' ? { headers: ['Connection: close'], env: fullHandshakeEnv ?? undefined } : {}),
+  };
   if (settings.warmupSeconds > 0) await runWrk({ ...load, durationSeconds: settings.warmupSeconds });
   if (stopping) throw new Error('stopping');
 
@@ -546,10 +731,10 @@ async function measureOnce(target: RunningServer, scenario: ScenarioName, upstre
         timers.push(
           setTimeout(() => {
             first = snapshotCpu(withWrk);
-            connections.early = connectionsByProcess(target.process.pid, target.port);
+            connections.early = connectionsByProcess(target.process.pid, port);
           }, marginMs),
         );
-        timers.push(setTimeout(() => (connections.middle = connectionsByProcess(target.process.pid, target.port)), settings.durationSeconds * 500));
+        timers.push(setTimeout(() => (connections.middle = connectionsByProcess(target.process.pid, port)), settings.durationSeconds * 500));
         timers.push(setTimeout(() => (last = snapshotCpu(withWrk)), settings.durationSeconds * 1000 - marginMs));
       },
     });
@@ -564,7 +749,7 @@ function printRun(run: RunRecord, scenario: ScenarioName, server: ServerName): v
   const { wrk } = run;
   const errors = wrk.non2xx3xx + Object.values(wrk.socketErrors).reduce((a, b) => a + b, 0);
   process.stdout.write(
-    `  round ${run.round}  ${SCENARIO_LABEL[scenario].padEnd(13)} ${SERVER_LABEL[server].padEnd(18)} ` +
+    `  round ${run.round}  ${SCENARIO_LABEL[scenario].padEnd(16)} ${serverLabel(scenario, server).padEnd(18)} ` +
       `${wrk.requestsPerSecond.toFixed(0).padStart(7)} req/s  p99 ${formatMs(wrk.p99Ms).padStart(9)}  ` +
       `${cpuMicrosPerRequest(run, server).toFixed(1).padStart(5)} us cpu/req` +
       `${errors > 0 ? `  (${wrk.non2xx3xx} non-2xx, socket errors ${JSON.stringify(wrk.socketErrors)})` : ''}` +
@@ -594,16 +779,36 @@ function formatCpu(cpu: readonly CpuUsage[]): string {
     .join(', ');
 }
 
+/** How the HTTPS scenarios were set up, for the report. */
+interface TlsReport {
+  readonly certificate: string;
+  /** wrk with `Connection: close` against a Node server that issues tickets: as it comes, and with the shim. */
+  readonly resumptionCheck: { plain: HandshakeCount; shimmed: HandshakeCount } | null;
+  readonly handshakeProblem: string | null;
+  readonly negotiated: Partial<Record<ServerName, Negotiated | string>>;
+}
+
+/** Session resumption as each server is configured; the handshake scenario's client never offers a session. */
+const TLS_SESSIONS: Partial<Record<ServerName, string>> = {
+  miwidothttp: 'its defaults: stateless session tickets, one key shared by all workers, rotated by the master',
+  node: "Node's defaults: session tickets, a key per worker process",
+  nginx: "Mozilla intermediate: shared session cache 10m, timeout 1d, tickets off",
+};
+
 interface Context {
   readonly wrk: string;
   readonly nginx: string | null;
   readonly upstreamKind: string;
   readonly failures: readonly string[];
   readonly ports: Record<string, number>;
+  readonly tls: TlsReport | null;
 }
 
 function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], context: Context): { text: string; markdown: string; json: unknown } {
-  const summary = (scenario: ScenarioName, server: ServerName): { rps: number; p99Ms: number; cpuMicros: number; errors: number } | null => {
+  const summary = (
+    scenario: ScenarioName,
+    server: ServerName,
+  ): { rps: number; p99Ms: number; cpuMicros: number; errors: number; clientBound: boolean } | null => {
     const cell = cells.get(`${scenario}/${server}`);
     if (cell === undefined || cell.runs.length === 0) return null;
     const errors = cell.runs.reduce(
@@ -615,12 +820,14 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
       p99Ms: median(cell.runs.map((run) => run.wrk.p99Ms)),
       cpuMicros: median(cell.runs.map((run) => cpuMicrosPerRequest(run, server))),
       errors,
+      clientBound: median(cell.runs.map(wrkCpuPercent)) >= CLIENT_BOUND_PERCENT * settings.threads,
     };
   };
   const cellText = (scenario: ScenarioName, server: ServerName): [string, string, string] => {
     const result = summary(scenario, server);
     if (result === null) return ['n/a', 'n/a', 'n/a'];
-    return [`${Math.round(result.rps).toLocaleString('en-US')}${result.errors > 0 ? ' (!)' : ''}`, formatMs(result.p99Ms), `${result.cpuMicros.toFixed(1)} us`];
+    const marks = `${result.errors > 0 ? ' (!)' : ''}${result.clientBound ? ' (c)' : ''}`;
+    return [`${Math.round(result.rps).toLocaleString('en-US')}${marks}`, formatMs(result.p99Ms), `${result.cpuMicros.toFixed(1)} us`];
   };
 
   const ratio = (numerator: [ScenarioName, ServerName], denominator: [ScenarioName, ServerName]): number | null => {
@@ -647,6 +854,12 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
     // what req/s would show if the server had the cores to itself.
     { name: 'static by CPU/req: node:http cluster / miwidothttp', value: efficiency(['static', 'node'], ['static', 'miwidothttp']), goal: null },
     { name: 'proxy by CPU/req: nginx / miwidothttp', value: efficiency(['proxy', 'nginx'], ['proxy', 'miwidothttp']), goal: null },
+    { name: 'TLS handshakes: miwidothttp / nginx', value: ratio(['tls-handshake', 'miwidothttp'], ['tls-handshake', 'nginx']), goal: 0.8 },
+    { name: 'TLS handshakes: miwidothttp / node:https cluster', value: ratio(['tls-handshake', 'miwidothttp'], ['tls-handshake', 'node']), goal: null },
+    { name: 'TLS handshakes: node:https cluster / nginx', value: ratio(['tls-handshake', 'node'], ['tls-handshake', 'nginx']), goal: null },
+    { name: 'TLS handshakes by CPU/req: nginx / miwidothttp', value: efficiency(['tls-handshake', 'nginx'], ['tls-handshake', 'miwidothttp']), goal: null },
+    { name: 'HTTPS keep-alive: miwidothttp / nginx', value: ratio(['https-keepalive', 'miwidothttp'], ['https-keepalive', 'nginx']), goal: null },
+    { name: 'HTTPS keep-alive: miwidothttp / node:https cluster', value: ratio(['https-keepalive', 'miwidothttp'], ['https-keepalive', 'node']), goal: null },
   ];
   const ratioText = (value: number | null, goal: number | null): string =>
     value === null ? 'n/a' : `${value.toFixed(2)}${goal === null ? '' : ` (goal >= ${goal}: ${value >= goal ? 'met' : 'NOT met'})`}`;
@@ -661,8 +874,17 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
 
   const rows: string[][] = [];
   for (const scenario of SCENARIOS) {
-    for (const server of servers) rows.push([SCENARIO_LABEL[scenario], SERVER_LABEL[server], ...cellText(scenario, server)]);
+    for (const server of scenarioServers(scenario, servers)) rows.push([SCENARIO_LABEL[scenario], serverLabel(scenario, server), ...cellText(scenario, server)]);
   }
+  const tlsLines =
+    context.tls === null
+      ? ['HTTPS: not measured (no certificate)']
+      : [
+          `HTTPS: one certificate for all, ${context.tls.certificate}; TLSv1.2 and TLSv1.3 on every server; client wrk (no ALPN, HTTP/1.1).`,
+          ...Object.entries(context.tls.negotiated).map(([server, result]) => `  ${serverLabel('https-keepalive', server as ServerName)}: ${describeNegotiated(result)}; sessions: ${TLS_SESSIONS[server as ServerName] ?? 'n/a'}`),
+          `TLS handshakes: one request per connection (Connection: close); wrk offers no session (bench/wrk-full-handshake.c): ` +
+            `resumed ${describeHandshakes(context.tls.resumptionCheck?.shimmed)} in the check (wrk alone: ${describeHandshakes(context.tls.resumptionCheck?.plain)}), so req/s = full handshakes/s.`,
+        ];
   const header = ['scenario', 'server', 'req/s', 'p99', 'server CPU/req'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] as string).length)));
   const line = (row: readonly string[]): string =>
@@ -677,7 +899,15 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
     ...ratios.map((entry) => `${entry.name.padEnd(52)} ${ratioText(entry.value, entry.goal)}`),
     '',
     'server CPU/req: CPU time of the server (master + workers) per request, from /proc, in microseconds.',
+    ...tlsLines,
     ...(rows.some((row) => (row[2] as string).includes('(!)')) ? ['', '(!) some requests failed (non-2xx or socket errors); see the per-round lines above'] : []),
+    ...(rows.some((row) => (row[2] as string).includes('(c)'))
+      ? [
+          '',
+          `(c) wrk used >= ${CLIENT_BOUND_PERCENT}% of each of its threads' CPU (median): the client, not the server, set this number, and a ratio against it`,
+          '    understates the gap; server CPU/req (and the "by CPU/req" ratios) is the comparison that holds.',
+        ]
+      : []),
     ...(noisyRuns > 0
       ? ['', `WARNING: in ${noisyRuns} of ${allRuns.length} runs other processes used >= ${FOREIGN_LOAD_WARN_PERCENT}% CPU ("other" above): those numbers are noisy; rerun on a quiet machine.`]
       : []),
@@ -693,6 +923,8 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
     ...ratios.map((entry) => `| ${entry.name} | ${ratioText(entry.value, entry.goal)} |`),
     '',
     `<sub>${setup}</sub>`,
+    '',
+    ...tlsLines.map((entry) => `<sub>${entry.trim()}</sub>`),
   ].join('\n');
 
   const json = {
@@ -701,11 +933,12 @@ function buildReport(cells: Map<string, Cell>, servers: readonly ServerName[], c
     settings: { ...settings, file: `/${FILE_NAME}`, fileBytes: FILE_BYTES, contentType: CONTENT_TYPE, upstream: context.upstreamKind },
     failures: context.failures,
     noisyRuns,
+    tls: context.tls === null ? null : { ...context.tls, sessions: TLS_SESSIONS },
     results: Object.fromEntries(
       SCENARIOS.map((scenario) => [
         scenario,
         Object.fromEntries(
-          servers.map((server) => {
+          scenarioServers(scenario, servers).map((server) => {
             const cell = cells.get(`${scenario}/${server}`) as Cell;
             const result = summary(scenario, server);
             return [

@@ -16,6 +16,10 @@ export interface WrkOptions {
   readonly threads: number;
   readonly connections: number;
   readonly durationSeconds: number;
+  /** Headers after the browser-like ones, e.g. "Connection: close". */
+  readonly headers?: readonly string[];
+  /** wrk's environment (default: this process's), e.g. with LD_PRELOAD. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Called once wrk is running, with its pid (for CPU sampling). */
   readonly onStart?: (pid: number) => void;
 }
@@ -74,7 +78,6 @@ export function killWrk(): void {
   for (const child of running) child.kill('SIGKILL');
 }
 
-/** Run wrk once; killed if it overruns its duration by 10 s. */
 /**
  * What a browser sends besides Host: every server parses the same request,
  * and the IDS inspects the headers ordinary traffic carries, not a bare
@@ -87,6 +90,7 @@ const BROWSER_HEADERS = [
   'Referer: https://www.example.org/blog/2026/11/a-post.html?utm_source=feed',
 ];
 
+/** Run wrk once; killed if it overruns its duration by 10 s. */
 export function runWrk(options: WrkOptions): Promise<WrkResult> {
   const args = [
     `-t${options.threads}`,
@@ -95,11 +99,11 @@ export function runWrk(options: WrkOptions): Promise<WrkResult> {
     '--latency',
     '-H',
     `Host: ${options.host}`,
-    ...BROWSER_HEADERS.flatMap((header) => ['-H', header]),
+    ...[...BROWSER_HEADERS, ...(options.headers ?? [])].flatMap((header) => ['-H', header]),
     options.url,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     running.add(child);
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
