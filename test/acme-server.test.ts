@@ -161,7 +161,10 @@ describe('ACME through the real server (pebble)', () => {
   it('keeps the account and the certificate root-only in cert_dir; no key reaches the log', () => {
     const certDir = path.join(server.dir, 'certs');
     assert.equal(statSync(certDir).mode & 0o777, 0o700);
-    const stored = path.join(certDir, 'acme', 'http.test');
+    const authorities = readdirSync(path.join(certDir, 'acme'));
+    assert.equal(authorities.length, 1, 'one CA');
+    assert.match(authorities[0]!, /^127\.0\.0\.1_\d+-[0-9a-f]{12}$/);
+    const stored = path.join(certDir, 'acme', authorities[0]!, 'http.test');
     assert.equal(statSync(path.join(stored, 'key.pem')).mode & 0o777, 0o600);
     const accounts = readdirSync(path.join(certDir, 'acme-accounts'));
     assert.equal(accounts.length, 1);
@@ -199,6 +202,26 @@ describe('ACME through the real server (pebble)', () => {
     assert.equal(certOf(server, 'http.test')?.fingerprint256, before);
     assert.equal(fingerprintOf((await handshake(httpsPort, 'http.test', root)).cert), before);
     assert.doesNotMatch(server.output, /obtaining certificate/);
+  });
+});
+
+describe('ACME configuration refused on reload', () => {
+  it('a cert_dir others may enter is refused with the key named; the running generation keeps serving', async () => {
+    const server = new TestServer();
+    const httpsPort = await freePort();
+    try {
+      mkdirSync(path.join(server.dir, 'certs'), { mode: 0o700 });
+      const body = `[ssl]\nprovider = "acme"\nagree_tos = true\nacme_server = "https://127.0.0.1:9/dir"\ncert_dir = "${server.dir}/certs"\ndomains = ["a.test"]\n[ssl.challenges]\npreferred = ["tls-alpn-01"]\ntls_alpn_01_port = ${httpsPort}\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`;
+      await server.start(body, `https_port = ${httpsPort}\n`);
+      const generation = server.status().master.generation;
+      chmodSync(path.join(server.dir, 'certs'), 0o755);
+      const reloaded = cli(['reload', '-c', server.configFile]);
+      assert.notEqual(reloaded.status, 0);
+      assert.match(reloaded.stderr + reloaded.stdout, /ssl\.cert_dir: .*open to group or others/);
+      assert.equal(server.status().master.generation, generation, 'the running generation stays');
+    } finally {
+      await server.stop();
+    }
   });
 });
 

@@ -15,7 +15,13 @@ describe('renewal schedule', () => {
     assert.equal(renewalDue(notBefore, notAfter, 30).toISOString(), new Date(notAfter.getTime() - 30 * DAY).toISOString());
   });
 
-  it('renews at a third of the lifetime before expiry when that is sooner (short-lived certificates)', () => {
+  it('honours a renewal_days_before up to half the lifetime', () => {
+    const notBefore = new Date('2026-01-01T00:00:00Z');
+    const notAfter = new Date(notBefore.getTime() + 90 * DAY);
+    assert.equal(renewalDue(notBefore, notAfter, 45).getTime(), notAfter.getTime() - 45 * DAY);
+  });
+
+  it('renews at a third of the lifetime before expiry when renewal_days_before is more than half of it (short-lived certificates)', () => {
     const notBefore = new Date('2026-01-01T00:00:00Z');
     const sixDays = new Date(notBefore.getTime() + 6 * DAY);
     assert.equal(renewalDue(notBefore, sixDays, 30).toISOString(), new Date(sixDays.getTime() - 2 * DAY).toISOString());
@@ -39,5 +45,9 @@ describe('retry backoff', () => {
   it('retries sooner than the backoff when the certificate served expires soon, never below 5 s', () => {
     assert.equal(retryDelay(10, now, new Date(now + 60_000), middle), 20_000);
     assert.equal(retryDelay(10, now, new Date(now + 3_000), middle), 5_000);
+  });
+
+  it('backs off alone once the certificate has expired (a CA limits failed validations per hour)', () => {
+    assert.equal(retryDelay(3, now, new Date(now - 1000), middle), 240_000);
   });
 });

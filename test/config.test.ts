@@ -3,7 +3,7 @@
  * path and line, ${VAR} interpolation, and `check` through the real CLI.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
@@ -121,6 +121,11 @@ describe('one line per problem, naming the key', () => {
     ['DNS provider not built', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "route53"\n', /^ssl\.challenges\.dns_01_provider: route53 is not implemented in this version/],
     ['Origin CA without a token', '[ssl]\nprovider = "cloudflare"\ndomains = ["a.example"]\n', /^ssl\.api_token: Cloudflare Origin CA needs an API token/],
     ['Origin CA validity not offered', '[ssl]\nprovider = "cloudflare"\napi_token = "t"\nrequested_validity = 10\ndomains = ["a.example"]\n', /^ssl\.requested_validity: /],
+    ['ACME over plain HTTP', '[ssl]\nprovider = "acme"\nagree_tos = true\nacme_server = "http://ca.example/dir"\ndomains = ["a.example"]\n', /^ssl\.acme_server: must be an https URL/],
+    ['HTTP-01 answers elsewhere than where CAs ask', '[server]\nhttp_port = 80\n[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_path = "/acme"\n', /^ssl\.challenges\.http_01_path: must be \/\.well-known\/acme-challenge/],
+    ['the ACME path is the whole site', '[ssl.challenges]\nhttp_01_path = "/"\n', /^ssl\.challenges\.http_01_path: an absolute path below/],
+    ['Origin CA token with a space', '[ssl]\nprovider = "cloudflare"\napi_token = "abc def"\ndomains = ["a.example"]\n', /^ssl\.api_token: is empty or has characters a token cannot have/],
+    ['Cloudflare API over plain HTTP', '[ssl]\nprovider = "cloudflare"\napi_token = "abc"\ncloudflare_api_url = "http://api.example/client/v4"\ndomains = ["a.example"]\n', /^ssl\.cloudflare_api_url: .*not https/],
     ['a list of names without a provider', '[ssl]\ndomains = ["a.example"]\n', /^ssl\.domains: a list of names is obtained from ssl\.provider/],
   ];
   for (const [name, text, expected] of table) {
@@ -178,6 +183,20 @@ describe('[ssl] provider', () => {
     assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
     assert.match(JSON.stringify(result.config), /origin-ca-secret/);
     assert.doesNotMatch(JSON.stringify(forWorkers(result.config)), /origin-ca-secret/);
+  });
+
+  it('refuses a cert_dir others may enter and a DNS program others may change', () => {
+    const open = path.join(dir, 'open-certs');
+    mkdirSync(open, { mode: 0o755 });
+    chmodSync(open, 0o755);
+    const program = path.join(dir, 'dns-hook');
+    writeFileSync(program, '#!/bin/sh\n', { mode: 0o777 });
+    chmodSync(program, 0o777);
+    const errors = errorsOf(
+      `[server]\nhttp_port = 80\n[ssl]\nprovider = "acme"\nagree_tos = true\ncert_dir = "${open}"\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "exec"\ndns_01_command = "${program}"\n`,
+    );
+    assert.ok(errors.some((line) => /^ssl\.cert_dir: .* open to group or others/.test(line)), errors.join('\n'));
+    assert.ok(errors.some((line) => /^ssl\.challenges\.dns_01_command: .* writable by group or others/.test(line)), errors.join('\n'));
   });
 
   it('names the manual certificate that is broken, next to a provider', () => {

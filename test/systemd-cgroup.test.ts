@@ -17,11 +17,13 @@ import { BIN, cli, request, TestServer, waitFor } from './harness.js';
 describe('the cgroup systemd delegated to the service', () => {
   it('is read from the memory hierarchy on v1 and the unified line on v2, only when systemd started us', () => {
     const v1 = '12:pids:/system.slice/miwidothttp.service\n4:memory:/system.slice/miwidothttp.service\n0::/system.slice/miwidothttp.service\n';
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false), 'system.slice/miwidothttp.service');
-    assert.equal(delegatedCgroup({}, v1, false), null, 'not started by systemd');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/system.slice/miwidothttp.service/master\n', true), 'system.slice/miwidothttp.service', 'the master already moved into its leaf');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/user.slice/user-0.slice/session-1.scope\n', true), null, 'a login session is not a service');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '4:cpuset,memory:/a.slice/b.service\n', false), 'a.slice/b.service');
+    const alone = (): boolean => false;
+    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false, alone), 'system.slice/miwidothttp.service');
+    assert.equal(delegatedCgroup({}, v1, false, alone), null, 'not started by systemd');
+    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/system.slice/miwidothttp.service/master\n', true, alone), 'system.slice/miwidothttp.service', 'the master already moved into its leaf');
+    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/user.slice/user-0.slice/session-1.scope\n', true, alone), null, 'a login session is not a service');
+    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '4:cpuset,memory:/a.slice/b.service\n', false, alone), 'a.slice/b.service');
+    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false, () => true), null, 'started from inside another service (INVOCATION_ID inherited): its cgroup is not ours');
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
+import { lstatSync } from 'node:fs';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
@@ -12,6 +13,8 @@ import { loadCertificate } from '../tls/certificates.js';
 import { validateCiphers } from '../tls/policy.js';
 import { parseDnsName } from '../tls/sni.js';
 import { delegatedCgroup } from '../isolation/cgroups.js';
+import { privateDirectoryProblem } from '../tls/private-file.js';
+import { checkApiBase, isWellFormedToken } from '../tls/issuance/cloudflare-api.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
 export interface ConfigProblem {
@@ -28,6 +31,9 @@ export function parseSize(value: number | string): number {
   if (!match) throw new Error(`not a size: ${value}`);
   return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
 }
+
+/** Where an ACME CA fetches HTTP-01 answers (RFC 8555 §8.3). */
+const ACME_HTTP01_PATH = '/.well-known/acme-challenge';
 
 /** Where worker cgroups go outside systemd. */
 const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
@@ -245,8 +251,19 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
   if (names.length === 0) {
     problems.push({ key: 'ssl.domains', message: `no names to obtain from ${provider}: list them in ssl.domains or give a vhost a domain other than "*"` });
   }
+  const certDirProblem = privateDirectoryProblem(path.resolve(ssl.cert_dir));
+  if (certDirProblem !== null) problems.push({ key: 'ssl.cert_dir', message: certDirProblem });
+  const cloudflareApi = (key: string, token: string | undefined, missing: string): void => {
+    if (token === undefined) problems.push({ key, message: missing });
+    else if (!isWellFormedToken(token)) problems.push({ key, message: 'is empty or has characters a token cannot have (a space from the environment?)' });
+    try {
+      checkApiBase(ssl.cloudflare_api_url);
+    } catch (error) {
+      problems.push({ key: 'ssl.cloudflare_api_url', message: (error as Error).message });
+    }
+  };
   if (provider === 'cloudflare') {
-    if (ssl.api_token === undefined) problems.push({ key: 'ssl.api_token', message: 'Cloudflare Origin CA needs an API token: api_token = "${CLOUDFLARE_API_TOKEN}"' });
+    cloudflareApi('ssl.api_token', ssl.api_token, 'Cloudflare Origin CA needs an API token: api_token = "${CLOUDFLARE_API_TOKEN}"');
     return {
       ...issuanceCommon(raw, names),
       provider,
@@ -255,7 +272,11 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
     };
   }
   if (!ssl.agree_tos) problems.push({ key: 'ssl.agree_tos', message: "set to true to accept the ACME server's terms of service (an account cannot be made otherwise)" });
+  if (new URL(ssl.acme_server).protocol !== 'https:') problems.push({ key: 'ssl.acme_server', message: 'must be an https URL (RFC 8555 §6.1)' });
   const preferred = [...new Set(challenges.preferred)];
+  if (preferred.includes('http-01') && challenges.http_01_path.replace(/\/+$/, '') !== ACME_HTTP01_PATH) {
+    problems.push({ key: 'ssl.challenges.http_01_path', message: `must be ${ACME_HTTP01_PATH}: the CA asks there (RFC 8555 §8.3)` });
+  }
   if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
     problems.push({ key: 'ssl.challenges.http_01_port', message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener` });
   }
@@ -267,11 +288,15 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
     case undefined:
       break;
     case 'cloudflare':
-      if (challenges.dns_01_credentials === undefined) problems.push({ key: 'ssl.challenges.dns_01_credentials', message: 'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"' });
+      cloudflareApi('ssl.challenges.dns_01_credentials', challenges.dns_01_credentials, 'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"');
       dns = { provider: 'cloudflare', apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: challenges.dns_01_credentials ?? '', zoneId: ssl.zone_id ?? null };
       break;
     case 'exec':
       if (challenges.dns_01_command === undefined) problems.push({ key: 'ssl.challenges.dns_01_command', message: 'the exec DNS provider needs the command that sets and clears TXT records' });
+      else {
+        const problem = rootProgramProblem(challenges.dns_01_command);
+        if (problem !== null) problems.push({ key: 'ssl.challenges.dns_01_command', message: problem });
+      }
       dns = { provider: 'exec', command: challenges.dns_01_command ?? '', credentials: challenges.dns_01_credentials ?? null };
       break;
     default:
@@ -289,6 +314,21 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
     acme: { directoryUrl: ssl.acme_server, email: ssl.email ?? null, agreeTos: ssl.agree_tos, dnsPropagationDelayMs: challenges.dns_01_propagation_delay * 1000, preferred: dns === null ? preferred.filter((type) => type !== 'dns-01') : preferred, dns },
     cloudflare: null,
   };
+}
+
+/** The master runs dns_01_command as root: it must be a root-owned program nobody else may change. */
+function rootProgramProblem(file: string): string | null {
+  let stat;
+  try {
+    stat = lstatSync(file);
+  } catch (error) {
+    return `cannot use ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+  }
+  if (!stat.isFile()) return `${file} is not a regular file`;
+  if (stat.uid !== 0) return `${file} belongs to uid ${stat.uid}: the master runs it as root, so it must be root's`;
+  if ((stat.mode & 0o022) !== 0) return `${file} is writable by group or others (mode ${(stat.mode & 0o777).toString(8)})`;
+  if ((stat.mode & 0o100) === 0) return `${file} is not executable`;
+  return null;
 }
 
 function issuanceCommon(raw: RawConfig, names: string[]): Pick<IssuanceSpec, 'names' | 'certDir' | 'keyType' | 'autoRenew' | 'renewalDaysBefore'> {

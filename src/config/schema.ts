@@ -10,6 +10,7 @@
  * typo (`max_body_szie`) can never silently leave a limit at its default.
  */
 import { z } from 'zod';
+import { CLOUDFLARE_API_BASE, ORIGIN_CA_DEFAULT_VALIDITY_DAYS, ORIGIN_CA_VALIDITY_DAYS } from '../tls/issuance/cloudflare-api.js';
 
 const port = z.number().int().min(1).max(65535);
 const seconds = z.number().positive().max(86400 * 365);
@@ -86,9 +87,9 @@ const ssl = z.strictObject({
   /** Key of each certificate obtained from a provider. */
   key_type: z.enum(['ecdsa', 'rsa']).default('ecdsa'),
   /** Cloudflare's API (Origin CA and the DNS-01 provider). */
-  cloudflare_api_url: z.url().default('https://api.cloudflare.com/client/v4'),
+  cloudflare_api_url: z.url().default(CLOUDFLARE_API_BASE),
   /** Days an Origin CA certificate is valid (Cloudflare's choices); a year, not the API's 15, so the key changes yearly. */
-  requested_validity: z.union([7, 30, 90, 365, 730, 1095, 5475].map((days) => z.literal(days)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]]).default(365),
+  requested_validity: z.union(ORIGIN_CA_VALIDITY_DAYS.map((days) => z.literal(days)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]]).default(ORIGIN_CA_DEFAULT_VALIDITY_DAYS),
   /** Either the names to obtain from `provider`, or manual certificates by name. */
   domains: z.union([z.array(nonEmpty), z.record(nonEmpty, manualCertificate)]).optional(),
   challenges: z
@@ -96,10 +97,10 @@ const ssl = z.strictObject({
       /** Which challenge to answer, first offered first; wildcards always take dns-01. */
       preferred: z.array(challengeType).min(1).default(['http-01', 'tls-alpn-01', 'dns-01']),
       http_01_port: port.default(80),
-      http_01_path: z.string().startsWith('/').default('/.well-known/acme-challenge'),
+      http_01_path: z.string().regex(/^(\/[^/]+)+\/?$/, 'an absolute path below "/", such as "/.well-known/acme-challenge"').default('/.well-known/acme-challenge'),
       dns_01_provider: z.enum(['cloudflare', 'exec', 'route53', 'gcloud']).optional(),
       dns_01_credentials: nonEmpty.optional(),
-      /** dns_01_provider = "exec": run as `command present|cleanup <fqdn> <value>`. */
+      /** dns_01_provider = "exec": run as `command present|cleanup <fqdn>. <value>` (lego's convention). */
       dns_01_command: z.string().startsWith('/', 'must be an absolute path').optional(),
       /** Seconds between publishing the TXT record and asking the CA to look (DNS propagation). */
       dns_01_propagation_delay: z.number().min(0).max(3600).default(10),

@@ -129,7 +129,12 @@ const MASTER_LEAF = 'master';
  * unified line on pure v2, else the memory hierarchy's (v1 delegates each
  * controller's hierarchy at the same path).
  */
-export function delegatedCgroup(env: NodeJS.ProcessEnv = process.env, procSelfCgroup = readText('/proc/self/cgroup'), pureV2 = isPureV2()): string | null {
+export function delegatedCgroup(
+  env: NodeJS.ProcessEnv = process.env,
+  procSelfCgroup = readText('/proc/self/cgroup'),
+  pureV2 = isPureV2(),
+  othersIn: (cgroup: string) => boolean = (cgroup) => hasOtherProcesses(cgroup, pureV2),
+): string | null {
   if (env.INVOCATION_ID === undefined || env.INVOCATION_ID === '') return null;
   const lines = procSelfCgroup.split('\n');
   const line = pureV2 ? lines.find((entry) => entry.startsWith('0::')) : lines.find((entry) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:/.test(entry));
@@ -137,7 +142,19 @@ export function delegatedCgroup(env: NodeJS.ProcessEnv = process.env, procSelfCg
   let own = line.split(':').slice(2).join(':').replace(/^\/+/, '');
   // Moved into the leaf already (enterDelegatedLeaf) by this master.
   if (own.endsWith(`/${MASTER_LEAF}`) && own.slice(0, -MASTER_LEAF.length - 1).endsWith('.service')) own = own.slice(0, -MASTER_LEAF.length - 1);
-  return own.endsWith('.service') ? own : null;
+  if (!own.endsWith('.service')) return null;
+  // INVOCATION_ID is inherited: a master started from a shell inside some
+  // other service (a CI runner) must not take that unit's cgroup for its own.
+  // The service systemd started us as holds no process but ours.
+  return othersIn(own) ? null : own;
+}
+
+/** Whether `cgroup` (or the master's leaf in it) holds a process other than this one. */
+function hasOtherProcesses(cgroup: string, pureV2: boolean): boolean {
+  const mount = pureV2 ? '/sys/fs/cgroup' : cgroupMounts().find((entry) => entry.version === 1 && entry.controllers.includes('memory'))?.mountPoint;
+  if (mount === undefined) return true;
+  const pids = [cgroup, `${cgroup}/${MASTER_LEAF}`].flatMap((dir) => readText(path.join(mount, dir, 'cgroup.procs')).split('\n').filter(Boolean));
+  return pids.some((pid) => Number(pid) !== process.pid);
 }
 
 /**

@@ -14,8 +14,11 @@
 import type { Logger } from 'pino';
 import type { IssuanceSpec } from '../config/types.js';
 import type { LoadedCertificate } from '../tls/certificates.js';
+import { caKey } from '../tls/issuance/account.js';
+import { oneLine } from '../tls/issuance/acme.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import type { AuditLog } from './audit-log.js';
+import type { CertificateInfo } from './supervisor.js';
 import { ensurePrivateDirectory, loadIssued, saveIssued, type StoreLocation } from './issued-store.js';
 
 const RETRY_BASE_MS = 60_000;
@@ -24,21 +27,38 @@ const RETRY_MAX_MS = 6 * 60 * 60 * 1000;
 const RETRY_MIN_MS = 5_000;
 /** Timers are re-armed at least this often, so a suspended machine or a clock step is caught up. */
 const MAX_TIMER_MS = 60 * 60 * 1000;
+/** Longest one order may take, all of it (a CA that stops answering must not stop every other renewal). */
+const ORDER_TIMEOUT_MS = 15 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** When a certificate valid over [notBefore, notAfter] is due for renewal. */
+/**
+ * When a certificate valid over [notBefore, notAfter] is due for renewal:
+ * `renewalDaysBefore` days before expiry; for a certificate so short-lived
+ * that this is more than half its lifetime, a third of its lifetime before.
+ */
 export function renewalDue(notBefore: Date, notAfter: Date, renewalDaysBefore: number): Date {
   const lifetime = notAfter.getTime() - notBefore.getTime();
-  const ahead = Math.min(renewalDaysBefore * DAY_MS, lifetime / 3);
-  return new Date(notAfter.getTime() - ahead);
+  const days = renewalDaysBefore * DAY_MS;
+  return new Date(notAfter.getTime() - (days <= lifetime / 2 ? days : lifetime / 3));
 }
 
-/** Delay before retry `attempt` (1, 2, ...): exponential with ±20 % jitter, bounded by a third of the time to `expiry`. */
+/**
+ * Delay before retry `attempt` (1, 2, ...): exponential with ±20 % jitter;
+ * while the certificate served is still valid, never later than a third of
+ * its time left. Once it has expired the backoff alone applies (a CA limits
+ * failed validations per hour).
+ */
 export function retryDelay(attempt: number, now: number, expiry: Date | null, random = Math.random): number {
   const exponential = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
   const jittered = Math.round(exponential * (0.8 + 0.4 * random()));
-  const bound = expiry === null ? Infinity : (expiry.getTime() - now) / 3;
-  return Math.max(RETRY_MIN_MS, Math.min(jittered, bound));
+  const left = expiry === null ? 0 : expiry.getTime() - now;
+  return left > 0 ? Math.max(RETRY_MIN_MS, Math.min(jittered, left / 3)) : jittered;
+}
+
+/** A spec whose issuer and cert_dir are ready: made before a generation starts, so a problem refuses it. */
+export interface PreparedIssuance {
+  readonly spec: IssuanceSpec;
+  readonly issuer: Issuer;
 }
 
 /** What `miwidothttp certs` shows of a name the provider covers. */
@@ -76,6 +96,19 @@ export class CertificateManager {
     private readonly changed: () => void,
   ) {}
 
+  /**
+   * Makes cert_dir and the issuer for `spec`.
+   * @throws Error saying what is wrong (cert_dir not root-only, an issuer option refused).
+   */
+  prepare(spec: IssuanceSpec): PreparedIssuance {
+    try {
+      ensurePrivateDirectory(spec.certDir);
+    } catch (error) {
+      throw new Error(`ssl.cert_dir: ${(error as Error).message}`);
+    }
+    return { spec, issuer: this.makeIssuer(spec) };
+  }
+
   /** The stored, usable certificates for `spec`'s names (what a new generation starts with). */
   stored(spec: IssuanceSpec | null): LoadedCertificate[] {
     if (spec === null) return [];
@@ -93,22 +126,23 @@ export class CertificateManager {
    * dropped are forgotten, names added are obtained, the rest keep their
    * certificates and schedule.
    */
-  configure(spec: IssuanceSpec | null): void {
+  configure(prepared: PreparedIssuance | null): void {
     const previous = this.#spec;
+    const spec = prepared?.spec ?? null;
     this.#spec = spec;
-    if (spec === null) {
+    if (prepared === null || spec === null) {
       this.#entries.clear();
       this.#issuer = null;
       this.#arm();
       return;
     }
-    ensurePrivateDirectory(spec.certDir);
     const keep = previous !== null && sameStore(previous, spec);
     const entries = new Map<string, Entry>();
     for (const name of spec.names) {
       const known = keep ? this.#entries.get(name) : undefined;
       if (known !== undefined) {
-        if (known.certificate !== null) known.due = renewalDue(known.certificate.notBefore, known.certificate.notAfter, spec.renewalDaysBefore);
+        // A name failing now keeps its backoff: a reload is no reason to ask the CA again at once.
+        if (known.certificate !== null && known.failures === 0) known.due = renewalDue(known.certificate.notBefore, known.certificate.notAfter, spec.renewalDaysBefore);
         entries.set(name, known);
         continue;
       }
@@ -123,7 +157,7 @@ export class CertificateManager {
       });
     }
     this.#entries = entries;
-    this.#issuer = this.makeIssuer(spec);
+    this.#issuer = prepared.issuer;
     this.#arm();
   }
 
@@ -188,17 +222,16 @@ export class CertificateManager {
     const renewing = entry.certificate !== null;
     this.log.info({ domain: entry.name, provider: spec.provider }, renewing ? 'renewing certificate' : 'obtaining certificate');
     try {
-      const issued = await issuer.issue([entry.name], this.#abort.signal);
-      saveIssued(location(spec), entry.name, issued);
-      const loaded = loadIssued(location(spec), entry.name);
-      if (!loaded.ok) throw new Error(`the certificate received does not pass the checks: ${loaded.problem}`);
+      const issued = await issuer.issue([entry.name], AbortSignal.any([this.#abort.signal, AbortSignal.timeout(ORDER_TIMEOUT_MS)]));
+      if (this.#closed) return;
+      const certificate = saveIssued(location(spec), entry.name, issued);
       if (this.#entries.get(entry.name) !== entry) return;
-      entry.certificate = loaded.certificate;
-      entry.due = renewalDue(loaded.certificate.notBefore, loaded.certificate.notAfter, spec.renewalDaysBefore);
+      entry.certificate = certificate;
+      entry.due = renewalDue(certificate.notBefore, certificate.notAfter, spec.renewalDaysBefore);
       entry.failures = 0;
       entry.lastError = null;
-      this.log.info({ domain: entry.name, notAfter: loaded.certificate.notAfter.toISOString(), nextRenewal: entry.due.toISOString() }, renewing ? 'certificate renewed' : 'certificate obtained');
-      this.audit.write('configuration', { event: renewing ? 'tls.certificate_renewed' : 'tls.certificate_obtained', host: entry.name }, { role: 'master', pid: process.pid }, { provider: spec.provider, notAfter: loaded.certificate.notAfter.toISOString() });
+      this.log.info({ domain: entry.name, notAfter: certificate.notAfter.toISOString(), nextRenewal: entry.due.toISOString() }, renewing ? 'certificate renewed' : 'certificate obtained');
+      this.audit.write('configuration', { event: renewing ? 'tls.certificate_renewed' : 'tls.certificate_obtained', host: entry.name }, { role: 'master', pid: process.pid }, { provider: spec.provider, notAfter: certificate.notAfter.toISOString() });
       this.changed();
     } catch (error) {
       if (this.#closed) return;
@@ -215,16 +248,12 @@ export class CertificateManager {
 }
 
 function location(spec: IssuanceSpec): StoreLocation {
-  return { certDir: spec.certDir, provider: spec.provider };
+  return { certDir: spec.certDir, provider: spec.provider, authority: spec.acme === null ? 'origin-ca' : caKey(spec.acme.directoryUrl) };
 }
 
 function sameStore(a: IssuanceSpec, b: IssuanceSpec): boolean {
-  return a.certDir === b.certDir && a.provider === b.provider;
-}
-
-function oneLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n', 1)[0] ?? '';
+  const [x, y] = [location(a), location(b)];
+  return x.certDir === y.certDir && x.provider === y.provider && x.authority === y.authority;
 }
 
 /** One line of `miwidothttp certs` (JSON over the control socket): never a key. */
@@ -240,11 +269,9 @@ export interface CertificateView {
   lastError: string | null;
 }
 
-type Described = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
-
 /** Manual certificates (never renewed by the server) and the provider's names, in serving order. */
-export function certificateViews(manual: readonly Described[], issued: readonly IssuedStatus[]): CertificateView[] {
-  const describe = (certificate: Described | null) => ({
+export function certificateViews(manual: readonly CertificateInfo[], issued: readonly IssuedStatus[]): CertificateView[] {
+  const describe = (certificate: CertificateInfo | null) => ({
     subjectNames: certificate?.subjectNames ?? [],
     issuer: certificate?.issuer ?? null,
     notBefore: certificate?.notBefore.toISOString() ?? null,

@@ -2,8 +2,9 @@
  * The ACME challenge answers the master publishes to its workers (RFC 8555
  * §8.3 HTTP-01, RFC 8737 TLS-ALPN-01). The master holds them; every worker
  * gets the whole set each time it changes (ACME_CHALLENGES) and confirms
- * with ACME_ACK. The CA is told to validate only once every worker that
- * accepts connections serves the answer: the CA may connect to any of them.
+ * with ACME_ACK. The CA is told to validate only once every ready worker of
+ * the serving generation serves the answer: the CA may connect to any of
+ * them. (A generation still starting got the set at its start.)
  */
 import type { AlpnChallenge, MasterMessage } from '../ipc/messages.js';
 import { IssuanceError, type ChallengeBoard } from '../tls/issuance/types.js';
@@ -68,6 +69,7 @@ export class WorkerChallengeBoard implements ChallengeBoard {
       if (left <= 0) throw new IssuanceError('the workers did not confirm the challenge answers in time');
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 500));
+        timer.unref();
         this.#waiters.push(() => {
           clearTimeout(timer);
           resolve();
@@ -76,12 +78,13 @@ export class WorkerChallengeBoard implements ChallengeBoard {
     }
   }
 
-  /** ACME_ACK from `worker`. */
-  acknowledge(worker: BoardWorker, version: number): void {
-    if (version > this.#version) return;
+  /** ACME_ACK from `worker`; false for a version never sent (the worker is lying or broken). */
+  acknowledge(worker: BoardWorker, version: number): boolean {
+    if (version > this.#version) return false;
     this.#acked.set(worker, Math.max(version, this.#acked.get(worker) ?? -1));
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const wake of waiters) wake();
+    return true;
   }
 }

@@ -1,57 +1,80 @@
 /**
  * Certificates obtained from a provider, kept in cert_dir (root-only):
  *
- *   <cert_dir>/<provider>/<name>/cert.pem    the leaf
- *   <cert_dir>/<provider>/<name>/chain.pem   intermediates (absent when none)
- *   <cert_dir>/<provider>/<name>/key.pem     its private key, 0600
+ *   <cert_dir>/<provider>/<authority>/<name>/cert.pem    the leaf
+ *   <cert_dir>/<provider>/<authority>/<name>/chain.pem   intermediates (absent when none)
+ *   <cert_dir>/<provider>/<authority>/<name>/key.pem     its private key, 0600
  *
- * ("*.example.com" is stored as "_wildcard.example.com".) One directory per
- * provider: switching provider obtains new certificates instead of serving
- * the other one's. They are read back with the checks manual certificates
- * get, so a torn write (key and certificate that do not match) or an expired
- * certificate is treated as missing and obtained again.
+ * ("*.example.com" is stored as "_wildcard.example.com"; the authority is
+ * the ACME directory, as "<host>-<hash>", or "origin-ca".) Switching
+ * provider or CA (staging to production) therefore obtains new certificates
+ * instead of serving the other one's. A certificate is checked before it
+ * replaces the stored one: it is written to a new directory, read back with
+ * the checks manual certificates get, and only then renamed into place, so
+ * a failed check or a crash leaves the old certificate whole.
  */
-import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { loadCertificate, type LoadedCertificate } from '../tls/certificates.js';
 import type { IssuedCertificate } from '../tls/issuance/types.js';
+import { privateDirectoryProblem, syncDirectory, writePrivateFile } from '../tls/private-file.js';
 
 export interface StoreLocation {
   readonly certDir: string;
   readonly provider: string;
+  /** Which CA of the provider: certificates of one are never served for another. */
+  readonly authority: string;
 }
 
 function directoryOf(where: StoreLocation, name: string): string {
-  return path.join(where.certDir, where.provider, name.replace(/^\*\./, '_wildcard.'));
+  return path.join(where.certDir, where.provider, where.authority, name.replace(/^\*\./, '_wildcard.'));
 }
 
-/** Makes `dir` and its parents root-only directories (0700). */
+/** Makes `dir` (and any missing parent) a root-only directory; refuses an existing one that is not. */
 export function ensurePrivateDirectory(dir: string): void {
+  const problem = privateDirectoryProblem(dir);
+  if (problem !== null) throw new Error(problem);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+}
+
+/** Reads and checks a stored certificate in `dir`; chain.pem may be absent, but a broken one is a problem. */
+function loadFrom(dir: string, name: string): { ok: true; certificate: LoadedCertificate } | { ok: false; problem: string } {
+  const chainFile = path.join(dir, 'chain.pem');
+  const result = loadCertificate({ name, certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem'), ...(existsSync(chainFile) && { chainFile }) });
+  return result.ok ? { ok: true, certificate: result.certificate } : { ok: false, problem: result.problem };
 }
 
 /** The stored certificate for `name`, or why there is none usable. */
 export function loadIssued(where: StoreLocation, name: string): { ok: true; certificate: LoadedCertificate } | { ok: false; problem: string } {
-  const dir = directoryOf(where, name);
-  const result = loadCertificate({ name, certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem') });
-  if (!result.ok) return { ok: false, problem: result.problem };
-  const chain = loadCertificate({ name, certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem'), chainFile: path.join(dir, 'chain.pem') });
-  // chain.pem is absent when the CA sent none.
-  return { ok: true, certificate: chain.ok ? chain.certificate : result.certificate };
+  return loadFrom(directoryOf(where, name), name);
 }
 
-/** Writes an issued certificate, each file replaced atomically; the key is 0600 from its first byte. */
-export function saveIssued(where: StoreLocation, name: string, issued: IssuedCertificate): void {
+/**
+ * Checks an issued certificate and, when it passes, makes it the stored one
+ * for `name`. @throws Error naming the check that failed (the stored one is untouched).
+ */
+export function saveIssued(where: StoreLocation, name: string, issued: IssuedCertificate): LoadedCertificate {
   const dir = directoryOf(where, name);
-  ensurePrivateDirectory(dir);
-  const put = (file: string, text: string): void => {
-    const temporary = path.join(dir, `.${file}.${process.pid}.tmp`);
-    writeFileSync(temporary, text, { mode: 0o600, flag: 'w' });
-    renameSync(temporary, path.join(dir, file));
-  };
-  put('key.pem', issued.keyPem);
-  put('cert.pem', issued.certPem);
-  if (issued.chainPem === null) rmSync(path.join(dir, 'chain.pem'), { force: true });
-  else put('chain.pem', issued.chainPem);
+  const parent = path.dirname(dir);
+  ensurePrivateDirectory(where.certDir);
+  mkdirSync(parent, { recursive: true, mode: 0o700 });
+  const staging = `${dir}.new-${process.pid}`;
+  const retired = `${dir}.old-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  rmSync(retired, { recursive: true, force: true });
+  mkdirSync(staging, { mode: 0o700 });
+  try {
+    writePrivateFile(path.join(staging, 'key.pem'), issued.keyPem);
+    writePrivateFile(path.join(staging, 'cert.pem'), issued.certPem);
+    if (issued.chainPem !== null) writePrivateFile(path.join(staging, 'chain.pem'), issued.chainPem);
+    const loaded = loadFrom(staging, name);
+    if (!loaded.ok) throw new Error(`the certificate received does not pass the checks: ${loaded.problem}`);
+    if (existsSync(dir)) renameSync(dir, retired);
+    renameSync(staging, dir);
+    syncDirectory(parent);
+    rmSync(retired, { recursive: true, force: true });
+    return loaded.certificate;
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }

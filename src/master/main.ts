@@ -110,6 +110,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     if (stopping) return;
     stopping = true;
     log.info({ reason: why }, 'stopping: draining workers');
+    // No order may start (or wait for workers) while they drain.
+    issued.close();
     await systemd.stopping();
     await supervisor.stop();
     cleanup();
@@ -180,7 +182,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   process.on('SIGHUP', () => {
     audit.write('admin', { event: 'admin.reload' }, self, { via: 'SIGHUP' });
-    void reload('SIGHUP');
+    reload('SIGHUP').catch((error: unknown) => log.error({ err: error }, 'reload failed'));
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {

@@ -25,7 +25,7 @@ import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
-import type { CertificateManager } from './certificate-manager.js';
+import type { CertificateManager, PreparedIssuance } from './certificate-manager.js';
 import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
 import { WorkerProcess } from './worker-process.js';
@@ -235,6 +235,8 @@ export class Supervisor {
       throw error;
     }
     this.pendingManual = manual;
+    // cert_dir and the issuer are made now: a problem with them refuses the generation, never half-switches it.
+    this.pendingIssuance = config.issuance === null ? null : this.issued.prepare(config.issuance);
     const tls: GenerationTls = config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
     for (let index = 0; index < config.server.workerCount; index++) {
       const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
@@ -250,6 +252,7 @@ export class Supervisor {
   certificateError: string | null = null;
   private manual: LoadedCertificate[] = [];
   private pendingManual: LoadedCertificate[] = [];
+  private pendingIssuance: PreparedIssuance | null = null;
   /** ACME challenge answers, served by every worker. */
   readonly challenges = new WorkerChallengeBoard(
     () => this.slots.flatMap((slot) => (slot.worker?.state === 'ready' ? [slot.worker] : [])),
@@ -263,7 +266,7 @@ export class Supervisor {
     this.manual = this.pendingManual;
     this.manualCertificates = this.manual.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }));
     this.certificateError = null;
-    this.issued.configure(this.config.issuance);
+    this.issued.configure(this.pendingIssuance);
     // A certificate obtained while this generation was starting is not in its TLS_INIT.
     if (this.config.issuance !== null) this.certificatesChanged();
   }
@@ -317,7 +320,9 @@ export class Supervisor {
     worker.onMessage = (message) => {
       if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
       else if (message.type === 'MET_SCRAPE') void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
-      else if (message.type === 'ACME_ACK') this.challenges.acknowledge(worker, message.version);
+      else if (message.type === 'ACME_ACK') {
+        if (!this.challenges.acknowledge(worker, message.version)) worker.kill(`ACME_ACK for version ${message.version}, never sent`);
+      }
       else this.abuse.handle(link, message);
     };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');

@@ -15,8 +15,9 @@
  * the new one, never half a key.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { writePrivateFile } from '../private-file.js';
 import { IssuanceError } from './types.js';
 
 export const ACCOUNTS_DIR = 'acme-accounts';
@@ -31,14 +32,18 @@ export interface StoredAccount {
 
 /** The folder that holds the account for `directoryUrl` under `accountDir`. */
 export function accountFolder(accountDir: string, directoryUrl: string): string {
+  return path.join(accountDir, ACCOUNTS_DIR, caKey(directoryUrl));
+}
+
+/** A file name for one CA: "<host>-<sha256(directory URL), 12 hex>" (its accounts and its certificates are kept apart from another's). */
+export function caKey(directoryUrl: string): string {
   let host = 'ca';
   try {
     host = new URL(directoryUrl).host.toLowerCase().replace(/[^a-z0-9.-]/g, '_');
   } catch {
     // Not a URL: acme-client will say so when it is used; the hash still keys the folder.
   }
-  const digest = createHash('sha256').update(directoryUrl).digest('hex').slice(0, 12);
-  return path.join(accountDir, ACCOUNTS_DIR, `${host}-${digest}`);
+  return `${host}-${createHash('sha256').update(directoryUrl).digest('hex').slice(0, 12)}`;
 }
 
 export class AccountStore {
@@ -99,27 +104,10 @@ export class AccountStore {
 
   #write(name: string, body: string): void {
     const file = path.join(this.folder, name);
-    const temporary = `${file}.${process.pid}.tmp`;
     try {
       mkdirSync(this.folder, { recursive: true, mode: 0o700 });
-      rmSync(temporary, { force: true });
-      // 'wx': never follow a link someone planted at the temporary name.
-      const fd = openSync(temporary, 'wx', 0o600);
-      try {
-        writeSync(fd, body);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporary, file);
-      const dirFd = openSync(this.folder, 'r');
-      try {
-        fsyncSync(dirFd);
-      } finally {
-        closeSync(dirFd);
-      }
+      writePrivateFile(file, body);
     } catch (error) {
-      rmSync(temporary, { force: true });
       throw new IssuanceError(`cannot write ${file}: ${(error as Error).message}`);
     }
   }

@@ -45,7 +45,6 @@ export const ACME_DEFAULTS = {
   /** Polling the CA: the first wait, doubled up to the last (RFC 8555 §7.5.1 asks clients not to hammer). */
   pollFirstIntervalMs: 250,
   pollMaxIntervalMs: 5_000,
-  dnsPropagationDelayMs: 10_000,
   /** Removing answers after the order: not bound to the caller's signal, which may be why we stopped. */
   cleanupTimeoutMs: 30_000,
 } as const;
@@ -69,7 +68,8 @@ export interface AcmeIssuerOptions {
   readonly log: Logger;
   readonly keyType?: CertificateKeyType;
   readonly validationTimeoutMs?: number;
-  readonly dnsPropagationDelayMs?: number;
+  /** [ssl.challenges] dns_01_propagation_delay: the wait between publishing a TXT record and asking the CA. */
+  readonly dnsPropagationDelayMs: number;
 }
 
 type Challenge = Authorization['challenges'][number];
@@ -152,7 +152,7 @@ class AcmeIssuer implements Issuer {
       if (answers.some((answer) => answer.onBoard)) {
         await this.#guard(subject, 'waiting for the workers to serve the challenge answers', this.#options.board.publish(), signal);
       }
-      const propagationMs = this.#options.dnsPropagationDelayMs ?? ACME_DEFAULTS.dnsPropagationDelayMs;
+      const propagationMs = this.#options.dnsPropagationDelayMs;
       if (propagationMs > 0 && answers.some((answer) => answer.type === 'dns-01')) {
         await this.#guard(subject, 'waiting for DNS propagation', sleep(propagationMs, undefined, { signal }), signal);
       }

@@ -15,6 +15,16 @@ import { IssuanceError } from './types.js';
 
 export const CLOUDFLARE_API_BASE = 'https://api.cloudflare.com/client/v4';
 
+/** The Origin CA validities the API accepts, in days. */
+export const ORIGIN_CA_VALIDITY_DAYS = [7, 30, 90, 365, 730, 1095, 5475] as const;
+export type OriginCaValidityDays = (typeof ORIGIN_CA_VALIDITY_DAYS)[number];
+/**
+ * A year rather than the API's 15-year default: renewal runs anyway
+ * ([ssl] auto_renew), and a key that changes yearly is a key a leak
+ * outlives by a year at most.
+ */
+export const ORIGIN_CA_DEFAULT_VALIDITY_DAYS: OriginCaValidityDays = 365;
+
 export const CLOUDFLARE_DEFAULTS = {
   requestTimeoutMs: 30_000,
   /** Enough for any envelope these endpoints send (a certificate is a few KiB). */
@@ -47,7 +57,7 @@ export class CloudflareApi {
     // A token is printable ASCII without spaces; anything else would be a
     // header injection or a copy-paste accident, and is refused without
     // repeating it.
-    if (typeof options.apiToken !== 'string' || !/^[\x21-\x7e]+$/.test(options.apiToken)) {
+    if (!isWellFormedToken(options.apiToken)) {
       throw new IssuanceError('the Cloudflare API token is empty or has characters a token cannot have');
     }
     this.#token = options.apiToken;
@@ -135,6 +145,11 @@ export class CloudflareApi {
 }
 
 /** https, or http to a loopback address; no trailing slash. */
+/** A token is printable ASCII without spaces. */
+export function isWellFormedToken(token: unknown): token is string {
+  return typeof token === 'string' && /^[\x21-\x7e]+$/.test(token);
+}
+
 export function checkApiBase(apiBaseUrl: string): string {
   let url: URL;
   try {

@@ -13,22 +13,13 @@
  * leaf alone (the Origin CA root is not sent, and clients never need it).
  */
 import type { Logger } from 'pino';
-import { CloudflareApi } from './cloudflare-api.js';
+import { CloudflareApi, ORIGIN_CA_DEFAULT_VALIDITY_DAYS, ORIGIN_CA_VALIDITY_DAYS, type OriginCaValidityDays } from './cloudflare-api.js';
 import { createKeyAndCsr, issuedCertificate } from './keys.js';
 import { IssuanceError, type CertificateKeyType, type IssuedCertificate, type Issuer } from './types.js';
 
-/** The validities the API accepts, in days. */
-export const ORIGIN_CA_VALIDITY_DAYS = [7, 30, 90, 365, 730, 1095, 5475] as const;
-export type OriginCaValidityDays = (typeof ORIGIN_CA_VALIDITY_DAYS)[number];
-
 export const ORIGIN_CA_DEFAULTS = {
   keyType: 'ecdsa-p256' as CertificateKeyType,
-  /**
-   * A year rather than the API's 15-year default: renewal runs anyway
-   * ([ssl] auto_renew), and a key that changes yearly is a key a leak
-   * outlives by a year at most.
-   */
-  validityDays: 365 as OriginCaValidityDays,
+  validityDays: ORIGIN_CA_DEFAULT_VALIDITY_DAYS,
 } as const;
 
 export interface CloudflareOriginIssuerOptions {

@@ -5,7 +5,8 @@
 import type { Logger } from 'pino';
 import type { IssuanceSpec } from '../../config/types.js';
 import { createAcmeIssuer } from './acme.js';
-import { createCloudflareOriginIssuer, type OriginCaValidityDays } from './cloudflare-origin.js';
+import type { OriginCaValidityDays } from './cloudflare-api.js';
+import { createCloudflareOriginIssuer } from './cloudflare-origin.js';
 import { createCloudflareDns, createExecDns } from './dns.js';
 import type { ChallengeBoard, DnsProvider, Issuer } from './types.js';
 

@@ -46,8 +46,9 @@ export type CertificateKeyType = 'ecdsa-p256' | 'rsa-2048';
 
 /**
  * Where the master publishes the answers to ACME challenges so that the
- * workers serve them. `publish` resolves once every live worker serves the
- * current set (or rejects after a timeout); the CA is told to validate only then.
+ * workers serve them. `publish` resolves once every ready worker of the
+ * serving generation serves the current set (or rejects after a timeout);
+ * the CA is told to validate only then.
  */
 export interface ChallengeBoard {
   setHttp01(token: string, keyAuthorization: string): void;

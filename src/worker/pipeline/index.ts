@@ -66,8 +66,8 @@ export interface Pipeline {
  */
 export type PipelineVariant = 'full' | 'routing-only';
 
-/** Rejections a client can draw at line rate: audited at most once a second per client. */
-const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED', 'IDS_BLOCKED']);
+/** Rejections a client can draw at line rate (405 also on the ACME path, before rate limits): audited at most once a second per client. */
+const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED', 'IDS_BLOCKED', 'METHOD_NOT_ALLOWED']);
 
 export function createPipeline(
   config: CompiledConfig,
