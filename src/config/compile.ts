@@ -13,7 +13,7 @@ import { loadCertificate } from '../tls/certificates.js';
 import { validateCiphers } from '../tls/policy.js';
 import { parseDnsName } from '../tls/sni.js';
 import { delegatedCgroup } from '../isolation/cgroups.js';
-import { privateDirectoryProblem } from '../tls/private-file.js';
+import { privateDirectoryProblem } from '../fs/private-file.js';
 import { checkApiBase, isWellFormedToken } from '../tls/issuance/cloudflare-api.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 

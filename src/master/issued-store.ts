@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { loadCertificate, type LoadedCertificate } from '../tls/certificates.js';
 import type { IssuedCertificate } from '../tls/issuance/types.js';
-import { privateDirectoryProblem, syncDirectory, writePrivateFile } from '../tls/private-file.js';
+import { privateDirectoryProblem, syncDirectory, writePrivateFile } from '../fs/private-file.js';
 
 export interface StoreLocation {
   readonly certDir: string;

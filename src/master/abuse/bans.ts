@@ -5,10 +5,11 @@
  * every worker of each change, and keeps the list in `state_dir/bans.json`
  * (root-only, replaced atomically) so a ban survives reload and restart.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { clientKey } from '../../net/cidr.js';
+import { writePrivateFile } from '../../fs/private-file.js';
 
 export type BanSource = 'limits' | 'ids' | 'admin';
 
@@ -139,17 +140,9 @@ export class BanList {
   /** Written whole to a temporary file, flushed, then renamed over the old one: never half a list. */
   #persist(): void {
     const body = `${JSON.stringify({ version: FILE_VERSION, bans: this.list() }, null, 1)}\n`;
-    const temporary = `${this.file}.${process.pid}.tmp`;
     try {
       mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      const fd = openSync(temporary, 'w', 0o600);
-      try {
-        writeSync(fd, body);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporary, this.file);
+      writePrivateFile(this.file, body);
     } catch (error) {
       // The bans still hold in memory and in every worker; only a restart would forget them.
       this.log.error({ err: error, file: this.file }, 'cannot write the ban list');

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { writePrivateFile } from '../private-file.js';
+import { writePrivateFile } from '../../fs/private-file.js';
 import { IssuanceError } from './types.js';
 
 export const ACCOUNTS_DIR = 'acme-accounts';
