@@ -16,9 +16,10 @@ import { ACCOUNTS_DIR } from '../src/tls/issuance/account.js';
 import { createAcmeIssuer, type AcmeIssuerOptions } from '../src/tls/issuance/acme.js';
 import { createCloudflareDns, createExecDns } from '../src/tls/issuance/dns.js';
 import { splitPemCertificates } from '../src/tls/issuance/keys.js';
-import { IssuanceError, type IssuedCertificate } from '../src/tls/issuance/types.js';
+import type { IssuedCertificate } from '../src/tls/issuance/types.js';
 import { TestChallengeBoard } from './fixtures/challenge-board.js';
 import { captureLog } from './fixtures/log-capture.js';
+import { issuanceRejection } from './fixtures/issuance-errors.js';
 import { startPebble, trustInProcess, type Pebble } from './fixtures/pebble.js';
 import { freePort, isRunning, tempDir } from './harness.js';
 import { CloudflareApiStub } from './stubs/cloudflare-api.js';
@@ -110,16 +111,6 @@ function assertIssued(issued: IssuedCertificate, names: string[], keyType: 'ec' 
   return leaf;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<IssuanceError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof IssuanceError, `an IssuanceError, not ${String(error)}`);
-    assert.ok(!error.message.includes('\n'), 'one line');
-    return error;
-  }
-  assert.fail('expected the issue to fail');
-}
 
 describe('ACME issuance through pebble', () => {
   before(async () => {
@@ -230,7 +221,7 @@ describe('ACME issuance through pebble', () => {
   });
 
   it('a wildcard without dns-01 is refused before any order', async () => {
-    const error = await rejection(issuer({ challenges: ['http-01'] }).issue(['*.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['http-01'] }).issue(['*.example.com']));
     assert.match(error.message, /^\*\.example\.com: .*dns-01/);
     assert.deepEqual(board.calls(), []);
   });
@@ -288,7 +279,7 @@ describe('ACME issuance through pebble', () => {
     const keyFile = path.join(dir, ACCOUNTS_DIR, folder, 'account.key');
     chmodSync(keyFile, 0o644);
     try {
-      const error = await rejection(issuer({ accountDir: dir, challenges: ['http-01'] }).issue(['account.example.com']));
+      const error = await issuanceRejection(issuer({ accountDir: dir, challenges: ['http-01'] }).issue(['account.example.com']));
       assert.match(error.message, /readable by group or others/);
     } finally {
       chmodSync(keyFile, 0o600);
@@ -297,7 +288,7 @@ describe('ACME issuance through pebble', () => {
 
   it('no account is created without agree_tos, and nothing is written', async () => {
     const dir = path.join(work, 'no-tos');
-    const error = await rejection(issuer({ accountDir: dir, agreeTos: false, challenges: ['http-01'] }).issue(['tos.example.com']));
+    const error = await issuanceRejection(issuer({ accountDir: dir, agreeTos: false, challenges: ['http-01'] }).issue(['tos.example.com']));
     assert.match(error.message, /agree_tos/);
     assert.equal(existsSync(dir), false);
     assert.deepEqual(board.calls(), []);
@@ -305,7 +296,7 @@ describe('ACME issuance through pebble', () => {
 
   it('a wrong key authorization fails naming the name and http-01, and the answer is removed', async () => {
     board.behaviour = 'wrong-key-authorization';
-    const error = await rejection(issuer({ challenges: ['http-01'] }).issue(['wrong.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['http-01'] }).issue(['wrong.example.com']));
     assert.match(error.message, /^wrong\.example\.com: http-01 challenge invalid: unauthorized: /);
     assert.deepEqual(board.calls(), ['setHttp01', 'publish', 'clearHttp01', 'publish']);
     assert.equal(board.http01.size, 0);
@@ -313,7 +304,7 @@ describe('ACME issuance through pebble', () => {
 
   it('nothing served (404) fails naming the name and http-01, and the answer is removed', async () => {
     board.behaviour = 'not-found';
-    const error = await rejection(issuer({ challenges: ['http-01'] }).issue(['absent.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['http-01'] }).issue(['absent.example.com']));
     assert.match(error.message, /^absent\.example\.com: http-01 challenge invalid: /);
     assert.match(error.message, /404/);
     assert.deepEqual(board.calls(), ['setHttp01', 'publish', 'clearHttp01', 'publish']);
@@ -321,7 +312,7 @@ describe('ACME issuance through pebble', () => {
 
   it('a TLS-ALPN-01 answer that is not served fails naming tls-alpn-01, and is removed', async () => {
     board.behaviour = 'not-found';
-    const error = await rejection(issuer({ challenges: ['tls-alpn-01'] }).issue(['noalpn.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['tls-alpn-01'] }).issue(['noalpn.example.com']));
     assert.match(error.message, /^noalpn\.example\.com: tls-alpn-01 challenge invalid: /);
     assert.deepEqual(board.calls(), ['setTlsAlpn01', 'publish', 'clearTlsAlpn01', 'publish']);
   });
@@ -329,7 +320,7 @@ describe('ACME issuance through pebble', () => {
   it('a DNS program that fails: its first stderr line in the error, and cleanup still runs', async () => {
     const program = dnsProgram('dns-exec-failing', { failPresent: true });
     const dns = createExecDns({ command: program.command, log: captured.log });
-    const error = await rejection(issuer({ challenges: ['dns-01'], dns }).issue(['locked.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['dns-01'], dns }).issue(['locked.example.com']));
     assert.match(error.message, /^locked\.example\.com: dns-01 via exec: exec: .* present _acme-challenge\.locked\.example\.com: exited with status 3: zone is locked for maintenance$/);
     assert.deepEqual(program.calls().map((call) => call.action), ['present', 'cleanup']);
   });
@@ -337,7 +328,7 @@ describe('ACME issuance through pebble', () => {
   it('a validation that never completes times out, and the answer is removed', async () => {
     board.behaviour = 'hang';
     const started = Date.now();
-    const error = await rejection(issuer({ challenges: ['http-01'], validationTimeoutMs: 1_500 }).issue(['slow.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['http-01'], validationTimeoutMs: 1_500 }).issue(['slow.example.com']));
     assert.match(error.message, /^slow\.example\.com \(http-01\): the CA did not validate within 2s$/);
     assert.ok(Date.now() - started < 10_000);
     assert.deepEqual(board.calls(), ['setHttp01', 'publish', 'clearHttp01', 'publish']);
@@ -351,7 +342,7 @@ describe('ACME issuance through pebble', () => {
     const refused = Promise.reject(new Error('worker 2 did not acknowledge challenge set 7 within 5s'));
     refused.catch(() => undefined);
     board.publishGate = refused;
-    const error = await rejection(issuer({ challenges: ['http-01'] }).issue(['unacked.example.com']));
+    const error = await issuanceRejection(issuer({ challenges: ['http-01'] }).issue(['unacked.example.com']));
     assert.equal(error.message, 'unacked.example.com: waiting for the workers to serve the challenge answers: worker 2 did not acknowledge challenge set 7 within 5s');
     assert.deepEqual(board.calls(), ['setHttp01', 'clearHttp01']);
     assert.ok(!board.events.some((event) => event.op === 'served'));
@@ -366,7 +357,7 @@ describe('ACME issuance through pebble', () => {
     setTimeout(() => controller.abort(new Error('shutting down')), 300);
     // The removal is published too: let the "workers" acknowledge it once the abort is in.
     setTimeout(() => release(), 600);
-    const error = await rejection(pending);
+    const error = await issuanceRejection(pending);
     assert.match(error.message, /^aborted\.example\.com: aborted while waiting for the workers to serve the challenge answers$/);
     // Both publish() calls (the aborted one and the removal's) end when the gate opens.
     assert.deepEqual(board.calls(), ['setHttp01', 'clearHttp01', 'publish', 'publish']);
