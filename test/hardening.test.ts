@@ -55,8 +55,12 @@ const cases: Case[] = [
   { name: 'chunk over max_chunk_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n${'c'.repeat(1600)}\r\n0\r\n\r\n`, status: 413, event: 'request.chunk_too_large' },
 ];
 
-/** Writes each piece as its own TCP segment (a pause between them), then collects the answer until close or an answer arrives. */
-async function sendInPieces(port: number, pieces: readonly string[]): Promise<string> {
+/**
+ * Writes each piece as its own TCP segment (`pauseMs` after each) until the
+ * server answers or closes, then collects the answer: until a whole answer
+ * arrives or the connection closes, or with `untilClosed` until it closes.
+ */
+async function sendInPieces(port: number, pieces: readonly string[], { pauseMs = 150, untilClosed = false } = {}): Promise<string> {
   const socket = net.connect(port, '127.0.0.1');
   socket.setNoDelay(true);
   let answer = '';
@@ -67,9 +71,9 @@ async function sendInPieces(port: number, pieces: readonly string[]): Promise<st
   for (const piece of pieces) {
     if (socket.destroyed || answer !== '') break;
     socket.write(piece);
-    await sleep(150);
+    await sleep(pauseMs);
   }
-  await Promise.race([closed, waitFor('a whole answer', () => wholeAnswer(answer) || undefined)]);
+  await (untilClosed ? closed : Promise.race([closed, waitFor('a whole answer', () => wholeAnswer(answer) || undefined)]));
   socket.destroy();
   return answer;
 }
@@ -170,37 +174,19 @@ ${proxyVhost('body.test', upstreamPort)}`);
   });
 
   it('a request head trickling under min_data_rate gets 408 within about a second of the grace', async () => {
-    const socket = net.connect(server.port, '127.0.0.1');
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => (answer += chunk));
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     const started = Date.now();
     const head = `GET / HTTP/1.1\r\n${H}X-Slow: ${'s'.repeat(200)}\r\n\r\n`;
-    for (let i = 0; i < head.length && !socket.destroyed && answer === ''; i += 5) {
-      socket.write(head.slice(i, i + 5));
-      await sleep(250);
-    }
-    await closed;
+    const answer = await sendInPieces(server.port, head.match(/[\s\S]{1,5}/g)!, { pauseMs: 250, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 4000, 'cut long before header_read_timeout');
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client' && String(line.detail).startsWith('head')));
   });
 
   it('a request head not complete within header_read_timeout gets 408, however fast it trickles', async () => {
-    const socket = net.connect(server.port, '127.0.0.1');
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => (answer += chunk));
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     const started = Date.now();
     // 250 bytes a second, above min_data_rate, one header line at a time: never finishes.
-    socket.write(`GET / HTTP/1.1\r\n${H}`);
-    for (let i = 0; i < 14 && !socket.destroyed && answer === ''; i++) {
-      socket.write(`X-Line-${i}: ${'v'.repeat(88)}\r\n`);
-      await sleep(400);
-    }
-    await closed;
+    const lines = Array.from({ length: 14 }, (_, i) => `X-Line-${i}: ${'v'.repeat(88)}\r\n`);
+    const answer = await sendInPieces(server.port, [`GET / HTTP/1.1\r\n${H}`, ...lines], { pauseMs: 400, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     const took = Date.now() - started;
     assert.ok(took >= 2900 && took < 5500, `cut at header_read_timeout (3 s), took ${took} ms`);
@@ -209,36 +195,17 @@ ${proxyVhost('body.test', upstreamPort)}`);
   });
 
   it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {
-    const socket = net.connect(server.port, '127.0.0.1');
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => (answer += chunk));
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-    socket.write(`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\n`);
     const started = Date.now();
-    for (let i = 0; i < 8 && !socket.destroyed && answer === ''; i++) {
-      socket.write('x');
-      await sleep(500);
-    }
-    await closed;
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\n`, ...'x'.repeat(8)], { pauseMs: 500, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 5000, 'cut within about a second of falling under the rate');
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client'));
   });
 
   it('a body not complete within body_read_timeout gets 408', async () => {
-    const socket = net.connect(server.port, '127.0.0.1');
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => (answer += chunk));
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-    socket.write(`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n`);
     // 150 bytes a second: above min_data_rate, but 1900 bytes take longer than 3 s.
-    for (let i = 0; i < 12 && !socket.destroyed && answer === ''; i++) {
-      socket.write('y'.repeat(75));
-      await sleep(500);
-    }
-    await closed;
+    const body = Array.from({ length: 12 }, () => 'y'.repeat(75));
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n`, ...body], { pauseMs: 500, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.body_timeout'));
   });
