@@ -186,7 +186,8 @@ ${proxyVhost('body.test', upstreamPort)}`);
     const started = Date.now();
     // 250 bytes a second, above min_data_rate, one header line at a time: never finishes.
     const lines = Array.from({ length: 14 }, (_, i) => `X-Line-${i}: ${'v'.repeat(88)}\r\n`);
-    const answer = await sendInPieces(server.port, [`GET / HTTP/1.1\r\n${H}`, ...lines], { pauseMs: 400, untilClosed: true });
+    // The head's start and the first line go together, then a line every 400 ms.
+    const answer = await sendInPieces(server.port, [`GET / HTTP/1.1\r\n${H}${lines[0]}`, ...lines.slice(1)], { pauseMs: 400, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     const took = Date.now() - started;
     assert.ok(took >= 2900 && took < 5500, `cut at header_read_timeout (3 s), took ${took} ms`);
@@ -196,7 +197,8 @@ ${proxyVhost('body.test', upstreamPort)}`);
 
   it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {
     const started = Date.now();
-    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\n`, ...'x'.repeat(8)], { pauseMs: 500, untilClosed: true });
+    // The head and the first body byte go together, then a byte every 500 ms.
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\nx`, ...'x'.repeat(7)], { pauseMs: 500, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 5000, 'cut within about a second of falling under the rate');
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client'));
@@ -205,7 +207,8 @@ ${proxyVhost('body.test', upstreamPort)}`);
   it('a body not complete within body_read_timeout gets 408', async () => {
     // 150 bytes a second: above min_data_rate, but 1900 bytes take longer than 3 s.
     const body = Array.from({ length: 12 }, () => 'y'.repeat(75));
-    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n`, ...body], { pauseMs: 500, untilClosed: true });
+    // The head and the first 75 bytes go together, then 75 bytes every 500 ms.
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n${body[0]}`, ...body.slice(1)], { pauseMs: 500, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.body_timeout'));
   });
