@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import TOML from '@iarna/toml';
+import { parse as parseToml } from 'smol-toml';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { controlRequest, type ControlRequest } from '../master/control.js';
 import { runningMaster } from '../master/pid-file.js';
@@ -22,7 +22,7 @@ export function masterAddress(option: string | undefined): MasterAddress {
   if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
   let server: { pid_file?: unknown; control_socket?: unknown } = {};
   try {
-    if (file !== null) server = ((TOML.parse(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {});
+    if (file !== null) server = ((parseToml(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {});
   } catch {
     // Unparseable: fall back to the defaults.
   }

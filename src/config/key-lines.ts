@@ -1,6 +1,6 @@
 /**
  * Where each key of a TOML document is written, so a validation problem can
- * name its line. @iarna/toml gives positions only for syntax errors; this
+ * name its line. The TOML parser gives positions only for syntax errors; this
  * scan follows table headers, arrays of tables and (dotted) keys, which is
  * all a config file uses. It only runs on text the parser has accepted.
  */

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import TOML from '@iarna/toml';
+import { parse as parseToml } from 'smol-toml';
 import type { z } from 'zod';
 import { configSchema } from './schema.js';
 import { compile, type ConfigProblem } from './compile.js';
@@ -37,11 +37,14 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
   }
   let parsed: unknown;
   try {
-    parsed = TOML.parse(text);
+    parsed = parseToml(text);
   } catch (error) {
-    const e = error as { line?: number; col?: number; message: string };
-    const where = e.line === undefined ? '' : `:${e.line + 1}:${(e.col ?? 0) + 1}`;
-    const reason = e.message.split('\n')[0]!.replace(/ at row \d+, col \d+, pos \d+:?$/, '');
+    // smol-toml's errors carry 1-based line and column and a first line of
+    // "Invalid TOML document: <reason>"; anything else (a stack overflow on a
+    // pathological nesting) is still a syntax error of this file, in one line.
+    const e = error as { line?: number; column?: number; message?: string };
+    const where = typeof e.line === 'number' ? `:${e.line}:${e.column ?? 1}` : '';
+    const reason = String(e.message ?? error).split('\n')[0]!.replace(/^Invalid TOML document: /, '');
     return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
   }
   const lines = indexKeyLines(text);
