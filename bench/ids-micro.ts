@@ -9,8 +9,8 @@
  */
 import { createIdsEngine, type IdsEngine } from '../src/worker/ids/index.js';
 
-const ROUNDS = Number(process.env['BENCH_IDS_ROUNDS'] ?? 7);
-const CALLS = Number(process.env['BENCH_IDS_CALLS'] ?? 200_000);
+const ROUNDS = Number(process.env.BENCH_IDS_ROUNDS ?? 7);
+const CALLS = Number(process.env.BENCH_IDS_CALLS ?? 200_000);
 
 const CHROME_UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 
@@ -44,7 +44,10 @@ const JSON_2K = Buffer.from(
 );
 
 /** Distinct User-Agents (more than the engine remembers), to measure a cache miss every call. */
-const FRESH_UA_HEADERS = Array.from({ length: 4096 }, (_, i) => ({ ...BROWSER_HEADERS, 'user-agent': CHROME_UA.replace('124.0.0.0', `124.0.${i >> 6}.${i & 63}`) }));
+const FRESH_UA_HEADERS = Array.from({ length: 4096 }, (_, i) => ({
+  ...BROWSER_HEADERS,
+  'user-agent': CHROME_UA.replace('124.0.0.0', `124.0.${i >> 6}.${i & 63}`),
+}));
 
 const SESSION_HEADERS = {
   ...BROWSER_HEADERS,
@@ -65,11 +68,13 @@ const CASES: readonly Case[] = [
   },
   {
     name: 'GET with a 5-parameter query',
-    run: (engine) => engine.inspectRequest('/search?q=running+shoes+for+women&size=10.5&color=navy%20blue&sort=price_asc&page=2', BROWSER_HEADERS).length,
+    run: (engine) =>
+      engine.inspectRequest('/search?q=running+shoes+for+women&size=10.5&color=navy%20blue&sort=price_asc&page=2', BROWSER_HEADERS).length,
   },
   {
     name: 'GET with a 5-parameter query, cookie and referer',
-    run: (engine) => engine.inspectRequest('/search?q=running+shoes+for+women&size=10.5&color=navy%20blue&sort=price_asc&page=2', SESSION_HEADERS).length,
+    run: (engine) =>
+      engine.inspectRequest('/search?q=running+shoes+for+women&size=10.5&color=navy%20blue&sort=price_asc&page=2', SESSION_HEADERS).length,
   },
   { name: `POST body: ${JSON_2K.length} B of JSON`, run: (engine) => engine.inspectBody(JSON_2K, 'application/json').length },
 ];

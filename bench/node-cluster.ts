@@ -46,7 +46,9 @@ if (
   workerCount < 1 ||
   (httpsPort !== null && (!validPort(httpsPort) || values.cert === undefined || values.key === undefined))
 ) {
-  process.stderr.write('usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT] [--https-port N --cert PATH --key PATH]\n');
+  process.stderr.write(
+    'usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT] [--https-port N --cert PATH --key PATH]\n',
+  );
   process.exit(2);
 }
 
@@ -116,7 +118,9 @@ function serve(): void {
   };
   http.createServer(handler).listen(port, '127.0.0.1');
   if (httpsPort !== null) {
-    https.createServer({ cert: readFileSync(values.cert as string), key: readFileSync(values.key as string) }, handler).listen(httpsPort, '127.0.0.1');
+    https
+      .createServer({ cert: readFileSync(values.cert as string), key: readFileSync(values.key as string) }, handler)
+      .listen(httpsPort, '127.0.0.1');
   }
   process.on('SIGTERM', () => process.exit(0));
 }

@@ -27,7 +27,12 @@ const { values } = parseArgs({
 
 const variant = values.pipeline;
 const workerCount = Number(values.workers);
-if (values.config === undefined || (variant !== 'full' && variant !== 'routing-only') || !Number.isInteger(workerCount) || workerCount < 1) {
+if (
+  values.config === undefined ||
+  (variant !== 'full' && variant !== 'routing-only') ||
+  !Number.isInteger(workerCount) ||
+  workerCount < 1
+) {
   process.stderr.write('usage: pipeline-server.js --config FILE --pipeline full|routing-only [--workers N]\n');
   process.exit(2);
 }
@@ -57,7 +62,9 @@ if (cluster.isPrimary) {
     process.exit(1);
   }
   const config = loaded.config;
-  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, { pipelineVariant: variant as PipelineVariant });
+  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, {
+    pipelineVariant: variant as PipelineVariant,
+  });
   for (const listener of config.listeners) await server.listen(listener, { host: listener.address, port: listener.port });
   process.on('SIGTERM', () => process.exit(0));
 }

@@ -91,7 +91,12 @@ export interface CpuSnapshot {
 }
 
 /** Run a command to completion with a deadline (`input` on its stdin); resolves with its exit code and output. */
-export function runCommand(command: string, args: readonly string[], timeoutMs: number, input = ''): Promise<{ code: number | null; output: string }> {
+export function runCommand(
+  command: string,
+  args: readonly string[],
+  timeoutMs: number,
+  input = '',
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';

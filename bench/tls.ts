@@ -37,8 +37,23 @@ export async function makeCertificate(dir: string): Promise<BenchCertificate> {
   const made = await runCommand(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${TLS_HOST}`, '-addext', `subjectAltName=DNS:${TLS_HOST}`,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${TLS_HOST}`,
+      '-addext',
+      `subjectAltName=DNS:${TLS_HOST}`,
     ],
     15_000,
   );
@@ -68,7 +83,11 @@ export interface HandshakeCount {
  * in this process that issues session tickets (TLS 1.3, Node's defaults),
  * counted full and resumed: once as wrk comes, once with `env` (the shim).
  */
-export async function countResumptions(certificate: BenchCertificate, keyPem: Buffer, env: NodeJS.ProcessEnv): Promise<{ plain: HandshakeCount; shimmed: HandshakeCount }> {
+export async function countResumptions(
+  certificate: BenchCertificate,
+  keyPem: Buffer,
+  env: NodeJS.ProcessEnv,
+): Promise<{ plain: HandshakeCount; shimmed: HandshakeCount }> {
   let full = 0;
   let resumed = 0;
   const server = tls.createServer({ key: keyPem, cert: certificate.certPem }, (socket) => {
@@ -82,7 +101,14 @@ export async function countResumptions(certificate: BenchCertificate, keyPem: Bu
     server.listen(0, '127.0.0.1', resolve);
   });
   const { port } = server.address() as import('node:net').AddressInfo;
-  const load = { url: `https://127.0.0.1:${port}/`, host: TLS_HOST, threads: 1, connections: 4, durationSeconds: 1, headers: ['Connection: close'] };
+  const load = {
+    url: `https://127.0.0.1:${port}/`,
+    host: TLS_HOST,
+    threads: 1,
+    connections: 4,
+    durationSeconds: 1,
+    headers: ['Connection: close'],
+  };
   try {
     await runWrk(load);
     const plain = { full, resumed };
@@ -112,7 +138,8 @@ export async function negotiated(port: number): Promise<Negotiated | string> {
   const field = (name: string): string | undefined => new RegExp(`^${name}:\\s*(.+)$`, 'm').exec(result.output)?.[1]?.trim();
   const protocol = field('Protocol version');
   const cipher = field('Ciphersuite');
-  if (protocol === undefined || cipher === undefined) return `openssl s_client failed: ${result.output.trim().split('\n').slice(-3).join(' / ')}`;
+  if (protocol === undefined || cipher === undefined)
+    return `openssl s_client failed: ${result.output.trim().split('\n').slice(-3).join(' / ')}`;
   return {
     protocol,
     cipher,

@@ -8,7 +8,11 @@ import type { CertificateView } from '../master/certificate-manager.js';
 import { askRunningMaster } from './running.js';
 
 export async function certsCommand(option: string | undefined, json: boolean): Promise<number> {
-  const asked = await askRunningMaster<{ ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string }>(option, 'certs', { command: 'certs' });
+  const asked = await askRunningMaster<{ ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string }>(
+    option,
+    'certs',
+    { command: 'certs' },
+  );
   if ('exitCode' in asked) return asked.exitCode;
   const { answer } = asked;
   if (json) {
@@ -24,7 +28,9 @@ export async function certsCommand(option: string | undefined, json: boolean): P
       const issuer = certificate.issuer?.split('\n').find((line) => line.startsWith('CN=')) ?? certificate.issuer?.split('\n')[0];
       fields.push(`covers ${certificate.subjectNames.join(', ')}`, `issuer ${issuer}`, `expires ${certificate.notAfter}`);
     }
-    fields.push(`next renewal ${certificate.nextRenewal ?? (certificate.source === 'manual' ? 'none (manual certificate)' : 'none (auto_renew off)')}`);
+    fields.push(
+      `next renewal ${certificate.nextRenewal ?? (certificate.source === 'manual' ? 'none (manual certificate)' : 'none (auto_renew off)')}`,
+    );
     if (certificate.lastError !== null) fields.push(`last error ${certificate.lastError}`);
     process.stdout.write(`${fields.join('\t')}\n`);
   }

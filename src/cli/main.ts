@@ -18,18 +18,34 @@ const program = new Command('miwidothttp')
 
 const configOption = ['-c, --config <file>', 'config file (default ./miwidothttp.toml, else the built-in default)'] as const;
 
-program.command('start').description('run master and workers in the foreground until stopped').option(...configOption).action(async (options: { config?: string }) => {
-  process.exitCode = await startCommand(options.config);
-});
-program.command('check').description('validate a config without starting anything').option(...configOption).action((options: { config?: string }) => {
-  process.exitCode = checkCommand(options.config);
-});
-program.command('reload').description('ask the running master to reload its config; waits for the outcome').option(...configOption).action(async (options: { config?: string }) => {
-  process.exitCode = await reloadCommand(options.config);
-});
-program.command('stop').description('stop gracefully; waits until the master has exited').option(...configOption).action(async (options: { config?: string }) => {
-  process.exitCode = await stopCommand(options.config);
-});
+program
+  .command('start')
+  .description('run master and workers in the foreground until stopped')
+  .option(...configOption)
+  .action(async (options: { config?: string }) => {
+    process.exitCode = await startCommand(options.config);
+  });
+program
+  .command('check')
+  .description('validate a config without starting anything')
+  .option(...configOption)
+  .action((options: { config?: string }) => {
+    process.exitCode = checkCommand(options.config);
+  });
+program
+  .command('reload')
+  .description('ask the running master to reload its config; waits for the outcome')
+  .option(...configOption)
+  .action(async (options: { config?: string }) => {
+    process.exitCode = await reloadCommand(options.config);
+  });
+program
+  .command('stop')
+  .description('stop gracefully; waits until the master has exited')
+  .option(...configOption)
+  .action(async (options: { config?: string }) => {
+    process.exitCode = await stopCommand(options.config);
+  });
 program
   .command('status')
   .description('show the running master and its workers (exit 3 when not running)')
@@ -66,7 +82,12 @@ ban
   })
   .option('--reason <text>', 'recorded with the ban and in the audit log', '')
   .action(async (ip: string, options: { config?: string; seconds?: number; reason: string }) => {
-    const request = { command: 'ban_add', ip, reason: options.reason, ...(options.seconds !== undefined && { seconds: options.seconds }) } as const;
+    const request = {
+      command: 'ban_add',
+      ip,
+      reason: options.reason,
+      ...(options.seconds !== undefined && { seconds: options.seconds }),
+    } as const;
     process.exitCode = await banCommand(options.config, request, false);
   });
 ban

@@ -11,7 +11,11 @@ export async function reloadCommand(option: string | undefined): Promise<number>
     return 1;
   }
   try {
-    const answer = (await askMaster(address, { command: 'reload' }, RELOAD_ANSWER_TIMEOUT_MS)) as { ok?: boolean; generation?: number; reason?: string };
+    const answer = (await askMaster(address, { command: 'reload' }, RELOAD_ANSWER_TIMEOUT_MS)) as {
+      ok?: boolean;
+      generation?: number;
+      reason?: string;
+    };
     if (answer.ok === true) {
       process.stdout.write(`reloaded: generation ${answer.generation} serving\n`);
       return 0;

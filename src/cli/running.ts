@@ -22,7 +22,7 @@ export function masterAddress(option: string | undefined): MasterAddress {
   if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
   let server: { pid_file?: unknown; control_socket?: unknown } = {};
   try {
-    if (file !== null) server = ((parseToml(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {});
+    if (file !== null) server = (parseToml(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {};
   } catch {
     // Unparseable: fall back to the defaults.
   }

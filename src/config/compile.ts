@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
-import { lstatSync } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
@@ -197,9 +197,16 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec |
   const provider = ssl.provider === 'acme' || ssl.provider === 'cloudflare' ? ssl.provider : null;
   const manual = ssl.domains !== undefined && !Array.isArray(ssl.domains) ? ssl.domains : {};
   if (provider === null && Array.isArray(ssl.domains)) {
-    problems.push({ key: 'ssl.domains', message: 'a list of names is obtained from ssl.provider ("acme" or "cloudflare"); manual certificates are [ssl.domains."name"] tables' });
+    problems.push({
+      key: 'ssl.domains',
+      message:
+        'a list of names is obtained from ssl.provider ("acme" or "cloudflare"); manual certificates are [ssl.domains."name"] tables',
+    });
   } else if (provider === null && Object.keys(manual).length === 0) {
-    problems.push({ key: 'ssl.domains', message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file, or set ssl.provider' });
+    problems.push({
+      key: 'ssl.domains',
+      message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file, or set ssl.provider',
+    });
   }
   const certificates = Object.entries(manual).map(([name, files]) => ({
     name,
@@ -212,10 +219,13 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec |
     if (!loaded.ok) problems.push({ key: `ssl.domains.${JSON.stringify(certificate.name)}`, message: loaded.problem });
   }
   if (security.ciphers !== undefined) {
-    for (const problem of validateCiphers(security.ciphers, security.min_tls_version)) problems.push({ key: 'security.ciphers', message: problem });
+    for (const problem of validateCiphers(security.ciphers, security.min_tls_version))
+      problems.push({ key: 'security.ciphers', message: problem });
   }
-  if (raw.server.https_port === raw.server.http_port) problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
-  const issuance = provider === null ? null : compileIssuance(raw, provider, new Set(certificates.map(({ name }) => name.toLowerCase())), problems);
+  if (raw.server.https_port === raw.server.http_port)
+    problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
+  const issuance =
+    provider === null ? null : compileIssuance(raw, provider, new Set(certificates.map(({ name }) => name.toLowerCase())), problems);
   const tls: TlsSpec = {
     certificates,
     minVersion: security.min_tls_version,
@@ -234,7 +244,12 @@ function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec |
  * obtain them. Credentials come from the config, where they are "${VAR}"
  * references to the environment.
  */
-function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manualNames: ReadonlySet<string>, problems: ConfigProblem[]): IssuanceSpec | null {
+function compileIssuance(
+  raw: RawConfig,
+  provider: 'acme' | 'cloudflare',
+  manualNames: ReadonlySet<string>,
+  problems: ConfigProblem[],
+): IssuanceSpec | null {
   const ssl = raw.ssl!;
   const challenges = ssl.challenges;
   const listed = Array.isArray(ssl.domains);
@@ -243,19 +258,27 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
   for (const [i, candidate] of candidates.entries()) {
     const name = parseDnsName(candidate, true);
     if (name === null) {
-      if (listed) problems.push({ key: `ssl.domains[${i}]`, message: `${JSON.stringify(candidate)} is not a host name a certificate can be issued for` });
+      if (listed)
+        problems.push({
+          key: `ssl.domains[${i}]`,
+          message: `${JSON.stringify(candidate)} is not a host name a certificate can be issued for`,
+        });
       continue;
     }
     if (!manualNames.has(name) && !names.includes(name)) names.push(name);
   }
   if (names.length === 0) {
-    problems.push({ key: 'ssl.domains', message: `no names to obtain from ${provider}: list them in ssl.domains or give a vhost a domain other than "*"` });
+    problems.push({
+      key: 'ssl.domains',
+      message: `no names to obtain from ${provider}: list them in ssl.domains or give a vhost a domain other than "*"`,
+    });
   }
   const certDirProblem = privateDirectoryProblem(path.resolve(ssl.cert_dir));
   if (certDirProblem !== null) problems.push({ key: 'ssl.cert_dir', message: certDirProblem });
   const cloudflareApi = (key: string, token: string | undefined, missing: string): void => {
     if (token === undefined) problems.push({ key, message: missing });
-    else if (!isWellFormedToken(token)) problems.push({ key, message: 'is empty or has characters a token cannot have (a space from the environment?)' });
+    else if (!isWellFormedToken(token))
+      problems.push({ key, message: 'is empty or has characters a token cannot have (a space from the environment?)' });
     try {
       checkApiBase(ssl.cloudflare_api_url);
     } catch (error) {
@@ -271,28 +294,52 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
       cloudflare: { apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: ssl.api_token ?? '', validityDays: ssl.requested_validity },
     };
   }
-  if (!ssl.agree_tos) problems.push({ key: 'ssl.agree_tos', message: "set to true to accept the ACME server's terms of service (an account cannot be made otherwise)" });
-  if (new URL(ssl.acme_server).protocol !== 'https:') problems.push({ key: 'ssl.acme_server', message: 'must be an https URL (RFC 8555 §6.1)' });
+  if (!ssl.agree_tos)
+    problems.push({
+      key: 'ssl.agree_tos',
+      message: "set to true to accept the ACME server's terms of service (an account cannot be made otherwise)",
+    });
+  if (new URL(ssl.acme_server).protocol !== 'https:')
+    problems.push({ key: 'ssl.acme_server', message: 'must be an https URL (RFC 8555 §6.1)' });
   const preferred = [...new Set(challenges.preferred)];
   if (preferred.includes('http-01') && challenges.http_01_path.replace(/\/+$/, '') !== ACME_HTTP01_PATH) {
     problems.push({ key: 'ssl.challenges.http_01_path', message: `must be ${ACME_HTTP01_PATH}: the CA asks there (RFC 8555 §8.3)` });
   }
   if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
-    problems.push({ key: 'ssl.challenges.http_01_port', message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener` });
+    problems.push({
+      key: 'ssl.challenges.http_01_port',
+      message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener`,
+    });
   }
   if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== raw.server.https_port) {
-    problems.push({ key: 'ssl.challenges.tls_alpn_01_port', message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener` });
+    problems.push({
+      key: 'ssl.challenges.tls_alpn_01_port',
+      message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener`,
+    });
   }
   let dns: NonNullable<IssuanceSpec['acme']>['dns'] = null;
   switch (challenges.dns_01_provider) {
     case undefined:
       break;
     case 'cloudflare':
-      cloudflareApi('ssl.challenges.dns_01_credentials', challenges.dns_01_credentials, 'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"');
-      dns = { provider: 'cloudflare', apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: challenges.dns_01_credentials ?? '', zoneId: ssl.zone_id ?? null };
+      cloudflareApi(
+        'ssl.challenges.dns_01_credentials',
+        challenges.dns_01_credentials,
+        'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"',
+      );
+      dns = {
+        provider: 'cloudflare',
+        apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''),
+        token: challenges.dns_01_credentials ?? '',
+        zoneId: ssl.zone_id ?? null,
+      };
       break;
     case 'exec':
-      if (challenges.dns_01_command === undefined) problems.push({ key: 'ssl.challenges.dns_01_command', message: 'the exec DNS provider needs the command that sets and clears TXT records' });
+      if (challenges.dns_01_command === undefined)
+        problems.push({
+          key: 'ssl.challenges.dns_01_command',
+          message: 'the exec DNS provider needs the command that sets and clears TXT records',
+        });
       else {
         const problem = rootProgramProblem(challenges.dns_01_command);
         if (problem !== null) problems.push({ key: 'ssl.challenges.dns_01_command', message: problem });
@@ -300,25 +347,40 @@ function compileIssuance(raw: RawConfig, provider: 'acme' | 'cloudflare', manual
       dns = { provider: 'exec', command: challenges.dns_01_command ?? '', credentials: challenges.dns_01_credentials ?? null };
       break;
     default:
-      problems.push({ key: 'ssl.challenges.dns_01_provider', message: `${challenges.dns_01_provider} is not implemented in this version; use "cloudflare" or "exec"` });
+      problems.push({
+        key: 'ssl.challenges.dns_01_provider',
+        message: `${challenges.dns_01_provider} is not implemented in this version; use "cloudflare" or "exec"`,
+      });
   }
   if (dns !== null && !preferred.includes('dns-01')) preferred.push('dns-01');
   if (dns === null) {
     const wildcards = names.filter((name) => name.startsWith('*.'));
-    if (wildcards.length > 0) problems.push({ key: 'ssl.challenges.dns_01_provider', message: `${wildcards.join(', ')} can only be validated by DNS-01: set a DNS provider` });
-    if (preferred.every((type) => type === 'dns-01')) problems.push({ key: 'ssl.challenges.preferred', message: 'dns-01 needs ssl.challenges.dns_01_provider' });
+    if (wildcards.length > 0)
+      problems.push({
+        key: 'ssl.challenges.dns_01_provider',
+        message: `${wildcards.join(', ')} can only be validated by DNS-01: set a DNS provider`,
+      });
+    if (preferred.every((type) => type === 'dns-01'))
+      problems.push({ key: 'ssl.challenges.preferred', message: 'dns-01 needs ssl.challenges.dns_01_provider' });
   }
   return {
     ...issuanceCommon(raw, names),
     provider,
-    acme: { directoryUrl: ssl.acme_server, email: ssl.email ?? null, agreeTos: ssl.agree_tos, dnsPropagationDelayMs: challenges.dns_01_propagation_delay * 1000, preferred: dns === null ? preferred.filter((type) => type !== 'dns-01') : preferred, dns },
+    acme: {
+      directoryUrl: ssl.acme_server,
+      email: ssl.email ?? null,
+      agreeTos: ssl.agree_tos,
+      dnsPropagationDelayMs: challenges.dns_01_propagation_delay * 1000,
+      preferred: dns === null ? preferred.filter((type) => type !== 'dns-01') : preferred,
+      dns,
+    },
     cloudflare: null,
   };
 }
 
 /** The master runs dns_01_command as root: it must be a root-owned program nobody else may change. */
 function rootProgramProblem(file: string): string | null {
-  let stat;
+  let stat: Stats;
   try {
     stat = lstatSync(file);
   } catch (error) {
@@ -331,9 +393,18 @@ function rootProgramProblem(file: string): string | null {
   return null;
 }
 
-function issuanceCommon(raw: RawConfig, names: string[]): Pick<IssuanceSpec, 'names' | 'certDir' | 'keyType' | 'autoRenew' | 'renewalDaysBefore'> {
+function issuanceCommon(
+  raw: RawConfig,
+  names: string[],
+): Pick<IssuanceSpec, 'names' | 'certDir' | 'keyType' | 'autoRenew' | 'renewalDaysBefore'> {
   const ssl = raw.ssl!;
-  return { names, certDir: path.resolve(ssl.cert_dir), keyType: ssl.key_type, autoRenew: ssl.auto_renew, renewalDaysBefore: ssl.renewal_days_before };
+  return {
+    names,
+    certDir: path.resolve(ssl.cert_dir),
+    keyType: ssl.key_type,
+    autoRenew: ssl.auto_renew,
+    renewalDaysBefore: ssl.renewal_days_before,
+  };
 }
 
 function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
@@ -342,7 +413,13 @@ function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
   if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
   const metrics = raw.server.metrics;
   if (metrics.enabled) {
-    listeners.push({ id: `metrics ${metrics.bind_address}:${metrics.port}`, purpose: 'metrics', protocol: 'http', address: metrics.bind_address, port: metrics.port });
+    listeners.push({
+      id: `metrics ${metrics.bind_address}:${metrics.port}`,
+      purpose: 'metrics',
+      protocol: 'http',
+      address: metrics.bind_address,
+      port: metrics.port,
+    });
   }
   return listeners;
 }
@@ -385,9 +462,24 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
 
   const t = raw.security.timeouts;
   const l = raw.security.limits;
-  const headerReadS = reconcile(problems, ['security.timeouts.header_read_timeout', t.header_read_timeout], ['security.timeouts.header_timeout', t.header_timeout], 10);
-  const bodyReadS = reconcile(problems, ['security.timeouts.body_read_timeout', t.body_read_timeout], ['security.timeouts.body_timeout', t.body_timeout], 30);
-  const perIp = reconcile(problems, ['security.limits.max_connections_per_ip', l.max_connections_per_ip], ['security.timeouts.max_connections_per_ip', t.max_connections_per_ip], 100);
+  const headerReadS = reconcile(
+    problems,
+    ['security.timeouts.header_read_timeout', t.header_read_timeout],
+    ['security.timeouts.header_timeout', t.header_timeout],
+    10,
+  );
+  const bodyReadS = reconcile(
+    problems,
+    ['security.timeouts.body_read_timeout', t.body_read_timeout],
+    ['security.timeouts.body_timeout', t.body_timeout],
+    30,
+  );
+  const perIp = reconcile(
+    problems,
+    ['security.limits.max_connections_per_ip', l.max_connections_per_ip],
+    ['security.timeouts.max_connections_per_ip', t.max_connections_per_ip],
+    100,
+  );
   const keepAliveS = t.keepalive_timeout ?? t.idle_timeout;
   if (keepAliveS > t.idle_timeout) {
     problems.push({ key: 'security.timeouts.keepalive_timeout', message: 'must not exceed security.timeouts.idle_timeout' });
@@ -404,7 +496,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
     problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
   }
   const pp = raw.security.proxy_protocol;
-  if (pp.required && !pp.enabled) problems.push({ key: 'security.proxy_protocol.required', message: 'needs security.proxy_protocol.enabled' });
+  if (pp.required && !pp.enabled)
+    problems.push({ key: 'security.proxy_protocol.required', message: 'needs security.proxy_protocol.enabled' });
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
@@ -486,7 +579,11 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       ? { requestsPerSecond: raw.security.rate_limiting.requests_per_second, burst: raw.security.rate_limiting.burst_size }
       : null,
     ids: raw.security.ids.enabled
-      ? { alertThreshold: raw.security.ids.alert_threshold, blockThreshold: raw.security.ids.block_threshold, rules: raw.security.ids.rules }
+      ? {
+          alertThreshold: raw.security.ids.alert_threshold,
+          blockThreshold: raw.security.ids.block_threshold,
+          rules: raw.security.ids.rules,
+        }
       : null,
     responseHeaders: headers,
     isolation: {

@@ -44,7 +44,9 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
     // pathological nesting) is still a syntax error of this file, in one line.
     const e = error as { line?: number; column?: number; message?: string };
     const where = typeof e.line === 'number' ? `:${e.line}:${e.column ?? 1}` : '';
-    const reason = String(e.message ?? error).split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    const reason = String(e.message ?? error)
+      .split('\n')[0]!
+      .replace(/^Invalid TOML document: /, '');
     return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
   }
   const lines = indexKeyLines(text);

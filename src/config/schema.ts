@@ -13,7 +13,10 @@ import { z } from 'zod';
 import { CLOUDFLARE_API_BASE, ORIGIN_CA_DEFAULT_VALIDITY_DAYS, ORIGIN_CA_VALIDITY_DAYS } from '../tls/issuance/cloudflare-api.js';
 
 const port = z.number().int().min(1).max(65535);
-const seconds = z.number().positive().max(86400 * 365);
+const seconds = z
+  .number()
+  .positive()
+  .max(86400 * 365);
 const count = (max: number) => z.number().int().min(1).max(max);
 const bytes = (max: number) => z.number().int().min(1).max(max);
 /** "512M", "2G", "64K" or a plain number of bytes. */
@@ -89,7 +92,9 @@ const ssl = z.strictObject({
   /** Cloudflare's API (Origin CA and the DNS-01 provider). */
   cloudflare_api_url: z.url().default(CLOUDFLARE_API_BASE),
   /** Days an Origin CA certificate is valid (Cloudflare's choices); a year, not the API's 15, so the key changes yearly. */
-  requested_validity: z.union(ORIGIN_CA_VALIDITY_DAYS.map((days) => z.literal(days)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]]).default(ORIGIN_CA_DEFAULT_VALIDITY_DAYS),
+  requested_validity: z
+    .union(ORIGIN_CA_VALIDITY_DAYS.map((days) => z.literal(days)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]])
+    .default(ORIGIN_CA_DEFAULT_VALIDITY_DAYS),
   /** Either the names to obtain from `provider`, or manual certificates by name. */
   domains: z.union([z.array(nonEmpty), z.record(nonEmpty, manualCertificate)]).optional(),
   challenges: z
@@ -97,7 +102,10 @@ const ssl = z.strictObject({
       /** Which challenge to answer, first offered first; wildcards always take dns-01. */
       preferred: z.array(challengeType).min(1).default(['http-01', 'tls-alpn-01', 'dns-01']),
       http_01_port: port.default(80),
-      http_01_path: z.string().regex(/^(\/[^/]+)+\/?$/, 'an absolute path below "/", such as "/.well-known/acme-challenge"').default('/.well-known/acme-challenge'),
+      http_01_path: z
+        .string()
+        .regex(/^(\/[^/]+)+\/?$/, 'an absolute path below "/", such as "/.well-known/acme-challenge"')
+        .default('/.well-known/acme-challenge'),
       dns_01_provider: z.enum(['cloudflare', 'exec', 'route53', 'gcloud']).optional(),
       dns_01_credentials: nonEmpty.optional(),
       /** dns_01_provider = "exec": run as `command present|cleanup <fqdn>. <value>` (lego's convention). */
@@ -175,9 +183,7 @@ const forwarded = z
     trust_proxy: z.boolean().default(false),
     trusted_proxies: z.array(cidr).default(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']),
     trusted_hops: z.number().int().min(0).max(64).default(2),
-    client_ip_headers: z
-      .array(nonEmpty)
-      .default(['CF-Connecting-IP', 'X-Real-IP', 'X-Forwarded-For', 'X-Client-IP', 'Forwarded']),
+    client_ip_headers: z.array(nonEmpty).default(['CF-Connecting-IP', 'X-Real-IP', 'X-Forwarded-For', 'X-Client-IP', 'Forwarded']),
     reject_private_ip: z.boolean().default(false),
     require_proxy_headers: z.boolean().default(false),
   })
@@ -195,7 +201,12 @@ const ddos = z
   .strictObject({
     whitelist: z.array(cidr).default([]),
     blacklist: z.array(cidr).default([]),
-    ban_seconds: z.number().int().min(1).max(86400 * 365).default(300),
+    ban_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86400 * 365)
+      .default(300),
     /** Limit breaches (429s, refused connections) by one client within breach_window that ban it; 0: never. */
     ban_after_breaches: z.number().int().min(0).max(10000000).default(100),
     breach_window: seconds.default(60),
@@ -251,7 +262,9 @@ const headers = z
     permissions_policy: headerFields.permissions_policy.default('geolocation=(), microphone=(), camera=()'),
     csp_enabled: headerFields.csp_enabled.default(true),
     csp_report_only: headerFields.csp_report_only.default(false),
-    csp_directives: headerFields.csp_directives.default("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"),
+    csp_directives: headerFields.csp_directives.default(
+      "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'",
+    ),
     custom: headerFields.custom.default({}),
   })
   .prefault({});
@@ -307,10 +320,24 @@ const isolation = z
     /** cgroup memory limit per worker; V8's heap is sized from it too. */
     max_memory: sizeString.default('512M'),
     /** cgroup CPU quota per worker, in percent of one CPU. */
-    max_cpu_percent: z.number().positive().max(100 * 1024).optional(),
-    max_open_files: z.number().int().min(64).max(1 << 20).default(10000),
+    max_cpu_percent: z
+      .number()
+      .positive()
+      .max(100 * 1024)
+      .optional(),
+    max_open_files: z
+      .number()
+      .int()
+      .min(64)
+      .max(1 << 20)
+      .default(10000),
     /** cgroup pids limit per worker (threads count). */
-    max_pids: z.number().int().min(16).max(1 << 22).default(512),
+    max_pids: z
+      .number()
+      .int()
+      .min(16)
+      .max(1 << 22)
+      .default(512),
     /** cgroup I/O weight per worker, where the kernel offers it (1-10000). */
     io_weight: z.number().int().min(1).max(10000).optional(),
     /** Seconds a worker may stay above max_memory or max_cpu_percent before it is replaced. */
@@ -318,7 +345,10 @@ const isolation = z
     enable_seccomp: z.boolean().default(true),
     seccomp_default_action: z.enum(['errno', 'kill']).default('kill'),
     /** Replaces the built-in, measured allowlist. */
-    allowed_syscalls: z.array(z.string().regex(/^[a-z0-9_]+$/, 'a syscall name')).min(1).optional(),
+    allowed_syscalls: z
+      .array(z.string().regex(/^[a-z0-9_]+$/, 'a syscall name'))
+      .min(1)
+      .optional(),
     enable_apparmor: z.boolean().default(false),
     apparmor_profile: nonEmpty.default('miwidothttp-worker'),
     enable_cgroups: z.boolean().default(true),
@@ -362,7 +392,10 @@ const backend = z.discriminatedUnion('type', [
 
 const domainName = z
   .string()
-  .regex(/^(\*|(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$/i, 'expected a host name, "*.name" or "*"');
+  .regex(
+    /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$/i,
+    'expected a host name, "*.name" or "*"',
+  );
 
 const vhost = z.strictObject({
   domains: z.array(domainName).min(1),

@@ -195,7 +195,12 @@ export interface AuditSpec {
 /** [ssl] with manual certificates, and the [security] TLS policy. */
 export interface TlsSpec {
   /** `[ssl.domains."name"]` entries, in config order; the first is the default certificate (no SNI, no match). */
-  readonly certificates: readonly { readonly name: string; readonly certFile: string; readonly keyFile: string; readonly chainFile?: string }[];
+  readonly certificates: readonly {
+    readonly name: string;
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly chainFile?: string;
+  }[];
   readonly minVersion: '1.2' | '1.3';
   /** security.ciphers, or null for the default (Mozilla intermediate). */
   readonly ciphers: readonly string[] | null;

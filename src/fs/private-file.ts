@@ -4,7 +4,7 @@
  * O_EXCL (never through a link planted at its name), 0600 from its first
  * byte, flushed, renamed over the old one, and the directory flushed.
  */
-import { closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, type Stats, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export function writePrivateFile(file: string, body: string): void {
@@ -42,7 +42,7 @@ export function syncDirectory(dir: string): void {
  * be shared with something else). Returns the problem, or null.
  */
 export function privateDirectoryProblem(dir: string): string | null {
-  let stat;
+  let stat: Stats;
   try {
     stat = lstatSync(dir);
   } catch {

@@ -12,7 +12,7 @@ import type { CertificateMaterial } from '../tls/material.js';
 
 /** The master's answer to a new connection (limits per client, server-wide). */
 export type ConnectVerdict = 'ok' | 'max_connections' | 'max_connections_per_ip' | 'connection_rate' | 'banned';
-const CONNECT_VERDICTS: readonly string[] = ['ok', 'max_connections', 'max_connections_per_ip', 'connection_rate', 'banned'];
+const _CONNECT_VERDICTS: readonly string[] = ['ok', 'max_connections', 'max_connections_per_ip', 'connection_rate', 'banned'];
 
 /** Entries per batched message (LIM_CLOSED, LIM_REPORT): keeps each under MAX_WORKER_MESSAGE_BYTES. */
 export const MAX_BATCH_ENTRIES = 48;
@@ -75,7 +75,13 @@ export type WorkerMessage =
   /** An IDS rule matched a request from `ip`; the master keeps the score per client. */
   | { type: 'IDS_MATCH'; ip: string; rule: string; score: number }
   /** Counts since the last report: [vhost, status, n], [reason, n], [rule, n]; and the open connections now. */
-  | { type: 'MET_REPORT'; connections: number; requests: [vhost: string, status: number, count: number][]; rejections: [reason: string, count: number][]; idsMatches: [rule: string, count: number][] }
+  | {
+      type: 'MET_REPORT';
+      connections: number;
+      requests: [vhost: string, status: number, count: number][];
+      rejections: [reason: string, count: number][];
+      idsMatches: [rule: string, count: number][];
+    }
   /** Someone asked the metrics listener this worker serves: the master has the totals. */
   | { type: 'MET_SCRAPE'; id: number }
   /** The worker serves ACME_CHALLENGES `version` (the master tells the CA to validate only then). */
@@ -113,8 +119,7 @@ const AUDIT_STRING_FIELDS = ['event', 'clientIp', 'method', 'host', 'path', 'det
 /** The largest worker message the master will parse (the channel itself is JSON). */
 export const MAX_WORKER_MESSAGE_BYTES = 16384;
 
-const isCount = (value: unknown): value is number =>
-  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 /** Returns the message if it is exactly one of the catalogue's shapes, else null. */
 export function parseWorkerMessage(value: unknown): WorkerMessage | null {
@@ -128,11 +133,19 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
     case 'AUDIT_EVENT':
       return keys === 'event,type' && isAuditEvent(message.event) ? { type: 'AUDIT_EVENT', event: message.event } : null;
     case 'LIM_CONNECT':
-      return keys === 'id,ip,type' && isCount(message.id) && isClientKey(message.ip) ? { type: 'LIM_CONNECT', id: message.id, ip: message.ip } : null;
+      return keys === 'id,ip,type' && isCount(message.id) && isClientKey(message.ip)
+        ? { type: 'LIM_CONNECT', id: message.id, ip: message.ip }
+        : null;
     case 'LIM_CLOSED':
-      return keys === 'ips,type' && isBatch(message.ips) && message.ips.every(isClientKey) ? { type: 'LIM_CLOSED', ips: message.ips } : null;
+      return keys === 'ips,type' && isBatch(message.ips) && message.ips.every(isClientKey)
+        ? { type: 'LIM_CLOSED', ips: message.ips }
+        : null;
     case 'LIM_LEASE':
-      return keys === 'id,ip,type,want' && isCount(message.id) && isClientKey(message.ip) && isCount(message.want) && message.want <= MAX_TOKENS
+      return keys === 'id,ip,type,want' &&
+        isCount(message.id) &&
+        isClientKey(message.ip) &&
+        isCount(message.want) &&
+        message.want <= MAX_TOKENS
         ? { type: 'LIM_LEASE', id: message.id, ip: message.ip, want: message.want }
         : null;
     case 'LIM_REPORT':
@@ -155,7 +168,11 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
         ? (message as unknown as WorkerMessage)
         : null;
     case 'IDS_MATCH':
-      return keys === 'ip,rule,score,type' && isClientKey(message.ip) && isRuleName(message.rule) && isCount(message.score) && message.score <= MAX_IDS_SCORE
+      return keys === 'ip,rule,score,type' &&
+        isClientKey(message.ip) &&
+        isRuleName(message.rule) &&
+        isCount(message.score) &&
+        message.score <= MAX_IDS_SCORE
         ? { type: 'IDS_MATCH', ip: message.ip, rule: message.rule, score: message.score }
         : null;
     default:
@@ -201,7 +218,8 @@ function isAuditEvent(value: unknown): value is AuditEvent {
       const headers = event.headers;
       if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return false;
       const entries = Object.entries(headers);
-      if (entries.length > MAX_AUDIT_HEADERS || !entries.every(([name, text]) => isBoundedString(name) && isBoundedString(text))) return false;
+      if (entries.length > MAX_AUDIT_HEADERS || !entries.every(([name, text]) => isBoundedString(name) && isBoundedString(text)))
+        return false;
     } else if (!(AUDIT_STRING_FIELDS as readonly string[]).includes(key) || (event[key] !== undefined && !isBoundedString(event[key]))) {
       return false;
     }

@@ -28,7 +28,9 @@ export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'u
       const controllers = readText(path.join(mountPoint, 'cgroup.controllers')).trim().split(/\s+/).filter(Boolean);
       mounts.push({ version: 2, mountPoint, controllers });
     } else if (fsType === 'cgroup') {
-      const controllers = superOptions.split(',').filter((option) => !['rw', 'ro', 'relatime', 'noexec', 'nosuid', 'nodev'].includes(option) && !option.includes('='));
+      const controllers = superOptions
+        .split(',')
+        .filter((option) => !['rw', 'ro', 'relatime', 'noexec', 'nosuid', 'nodev'].includes(option) && !option.includes('='));
       mounts.push({ version: 1, mountPoint, controllers });
     }
   }
@@ -137,11 +139,14 @@ export function delegatedCgroup(
 ): string | null {
   if (env.INVOCATION_ID === undefined || env.INVOCATION_ID === '') return null;
   const lines = procSelfCgroup.split('\n');
-  const line = pureV2 ? lines.find((entry) => entry.startsWith('0::')) : lines.find((entry) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:/.test(entry));
+  const line = pureV2
+    ? lines.find((entry) => entry.startsWith('0::'))
+    : lines.find((entry) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:/.test(entry));
   if (line === undefined) return null;
   let own = line.split(':').slice(2).join(':').replace(/^\/+/, '');
   // Moved into the leaf already (enterDelegatedLeaf) by this master.
-  if (own.endsWith(`/${MASTER_LEAF}`) && own.slice(0, -MASTER_LEAF.length - 1).endsWith('.service')) own = own.slice(0, -MASTER_LEAF.length - 1);
+  if (own.endsWith(`/${MASTER_LEAF}`) && own.slice(0, -MASTER_LEAF.length - 1).endsWith('.service'))
+    own = own.slice(0, -MASTER_LEAF.length - 1);
   if (!own.endsWith('.service')) return null;
   // INVOCATION_ID is inherited: a master started from a shell inside some
   // other service (a CI runner) must not take that unit's cgroup for its own.
@@ -151,9 +156,15 @@ export function delegatedCgroup(
 
 /** Whether `cgroup` (or the master's leaf in it) holds a process other than this one. */
 function hasOtherProcesses(cgroup: string, pureV2: boolean): boolean {
-  const mount = pureV2 ? '/sys/fs/cgroup' : cgroupMounts().find((entry) => entry.version === 1 && entry.controllers.includes('memory'))?.mountPoint;
+  const mount = pureV2
+    ? '/sys/fs/cgroup'
+    : cgroupMounts().find((entry) => entry.version === 1 && entry.controllers.includes('memory'))?.mountPoint;
   if (mount === undefined) return true;
-  const pids = [cgroup, `${cgroup}/${MASTER_LEAF}`].flatMap((dir) => readText(path.join(mount, dir, 'cgroup.procs')).split('\n').filter(Boolean));
+  const pids = [cgroup, `${cgroup}/${MASTER_LEAF}`].flatMap((dir) =>
+    readText(path.join(mount, dir, 'cgroup.procs'))
+      .split('\n')
+      .filter(Boolean),
+  );
   return pids.some((pid) => Number(pid) !== process.pid);
 }
 
@@ -173,6 +184,8 @@ export function enterDelegatedLeaf(service: string): string | null {
   } catch (error) {
     return `cannot move the master into ${leaf}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (is Delegate=yes set?)`;
   }
-  const now = readText('/proc/self/cgroup').split('\n').find((entry) => entry.startsWith('0::'));
+  const now = readText('/proc/self/cgroup')
+    .split('\n')
+    .find((entry) => entry.startsWith('0::'));
   return now === `0::/${leaf}` ? null : `the master is not in ${leaf} after moving (${now ?? 'no unified line'})`;
 }

@@ -4,7 +4,7 @@
  * line naming the key; it is never silently skipped. The helper checks the
  * same things again when it applies them.
  */
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import type { CompiledConfig } from '../config/types.js';
 import { cgroupMounts, readText } from './cgroups.js';
 import { SANDBOX_HELPER } from './worker-command.js';

@@ -54,7 +54,16 @@ export class AuditLog {
 
   write(category: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
     if (!this.enabled(category)) return;
-    const fields = { audit: event.event, category, ...event, event: undefined, ...extra, role: source.role, pid: source.pid, generation: source.generation };
+    const fields = {
+      audit: event.event,
+      category,
+      ...event,
+      event: undefined,
+      ...extra,
+      role: source.role,
+      pid: source.pid,
+      generation: source.generation,
+    };
     if (this.failed) return;
     if (this.destination !== null && this.spec.format === 'text') {
       if (!this.logger.isLevelEnabled(LEVEL_OF[category])) return;
@@ -90,7 +99,11 @@ export class AuditLog {
   }
 
   private reportFailure(error: NodeJS.ErrnoException): void {
-    if (!this.failed) this.mainLog.error({ file: this.spec.logFile, code: error.code }, 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)');
+    if (!this.failed)
+      this.mainLog.error(
+        { file: this.spec.logFile, code: error.code },
+        'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)',
+      );
     this.failed = true;
   }
 }

@@ -142,7 +142,8 @@ export class CertificateManager {
       const known = keep ? this.#entries.get(name) : undefined;
       if (known !== undefined) {
         // A name failing now keeps its backoff: a reload is no reason to ask the CA again at once.
-        if (known.certificate !== null && known.failures === 0) known.due = renewalDue(known.certificate.notBefore, known.certificate.notAfter, spec.renewalDaysBefore);
+        if (known.certificate !== null && known.failures === 0)
+          known.due = renewalDue(known.certificate.notBefore, known.certificate.notAfter, spec.renewalDaysBefore);
         entries.set(name, known);
         continue;
       }
@@ -185,7 +186,10 @@ export class CertificateManager {
     this.#timer = null;
     if (this.#closed || this.#busy) return;
     const due = this.#dueEntries();
-    const next = due.length > 0 ? Date.now() : Math.min(...[...this.#entries.values()].filter((entry) => this.#renews(entry)).map((entry) => entry.due.getTime()));
+    const next =
+      due.length > 0
+        ? Date.now()
+        : Math.min(...[...this.#entries.values()].filter((entry) => this.#renews(entry)).map((entry) => entry.due.getTime()));
     if (!Number.isFinite(next)) return;
     this.#timer = setTimeout(() => void this.#run(), Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS));
     this.#timer.unref();
@@ -230,8 +234,16 @@ export class CertificateManager {
       entry.due = renewalDue(certificate.notBefore, certificate.notAfter, spec.renewalDaysBefore);
       entry.failures = 0;
       entry.lastError = null;
-      this.log.info({ domain: entry.name, notAfter: certificate.notAfter.toISOString(), nextRenewal: entry.due.toISOString() }, renewing ? 'certificate renewed' : 'certificate obtained');
-      this.audit.write('configuration', { event: renewing ? 'tls.certificate_renewed' : 'tls.certificate_obtained', host: entry.name }, { role: 'master', pid: process.pid }, { provider: spec.provider, notAfter: certificate.notAfter.toISOString() });
+      this.log.info(
+        { domain: entry.name, notAfter: certificate.notAfter.toISOString(), nextRenewal: entry.due.toISOString() },
+        renewing ? 'certificate renewed' : 'certificate obtained',
+      );
+      this.audit.write(
+        'configuration',
+        { event: renewing ? 'tls.certificate_renewed' : 'tls.certificate_obtained', host: entry.name },
+        { role: 'master', pid: process.pid },
+        { provider: spec.provider, notAfter: certificate.notAfter.toISOString() },
+      );
       this.changed();
     } catch (error) {
       if (this.#closed) return;
@@ -239,10 +251,21 @@ export class CertificateManager {
       entry.lastError = `${new Date().toISOString()} ${oneLine(error)}`;
       entry.due = new Date(Date.now() + retryDelay(entry.failures, Date.now(), entry.certificate?.notAfter ?? null));
       this.log.error(
-        { domain: entry.name, provider: spec.provider, attempt: entry.failures, retryAt: entry.due.toISOString(), keeping: entry.certificate?.notAfter.toISOString() ?? null },
+        {
+          domain: entry.name,
+          provider: spec.provider,
+          attempt: entry.failures,
+          retryAt: entry.due.toISOString(),
+          keeping: entry.certificate?.notAfter.toISOString() ?? null,
+        },
         `certificate ${renewing ? 'renewal' : 'order'} failed: ${oneLine(error)}`,
       );
-      this.audit.write('configuration', { event: 'tls.certificate_failed', host: entry.name, detail: oneLine(error).slice(0, 500) }, { role: 'master', pid: process.pid }, { attempt: entry.failures });
+      this.audit.write(
+        'configuration',
+        { event: 'tls.certificate_failed', host: entry.name, detail: oneLine(error).slice(0, 500) },
+        { role: 'master', pid: process.pid },
+        { attempt: entry.failures },
+      );
     }
   }
 }
@@ -279,7 +302,13 @@ export function certificateViews(manual: readonly CertificateInfo[], issued: rea
     fingerprint256: certificate?.fingerprint256 ?? null,
   });
   return [
-    ...manual.map((certificate) => ({ name: certificate.name, source: 'manual' as const, ...describe(certificate), nextRenewal: null, lastError: null })),
+    ...manual.map((certificate) => ({
+      name: certificate.name,
+      source: 'manual' as const,
+      ...describe(certificate),
+      nextRenewal: null,
+      lastError: null,
+    })),
     ...issued.map((status) => ({
       name: status.name,
       source: status.provider,

@@ -43,7 +43,8 @@ export function parseControlRequest(text: string): ControlRequest | null {
     case 'ban_add': {
       const { ip, seconds, reason } = request;
       if (!isText(ip, 64) || !isText(reason ?? '', 200)) return null;
-      if (seconds !== undefined && (!Number.isSafeInteger(seconds) || (seconds as number) < 1 || (seconds as number) > MAX_BAN_SECONDS)) return null;
+      if (seconds !== undefined && (!Number.isSafeInteger(seconds) || (seconds as number) < 1 || (seconds as number) > MAX_BAN_SECONDS))
+        return null;
       return { command, ip, reason: (reason as string | undefined) ?? '', ...(seconds !== undefined && { seconds: seconds as number }) };
     }
     case 'ban_remove':

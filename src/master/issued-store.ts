@@ -40,12 +40,20 @@ export function ensurePrivateDirectory(dir: string): void {
 /** Reads and checks a stored certificate in `dir`; chain.pem may be absent, but a broken one is a problem. */
 function loadFrom(dir: string, name: string): { ok: true; certificate: LoadedCertificate } | { ok: false; problem: string } {
   const chainFile = path.join(dir, 'chain.pem');
-  const result = loadCertificate({ name, certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem'), ...(existsSync(chainFile) && { chainFile }) });
+  const result = loadCertificate({
+    name,
+    certFile: path.join(dir, 'cert.pem'),
+    keyFile: path.join(dir, 'key.pem'),
+    ...(existsSync(chainFile) && { chainFile }),
+  });
   return result.ok ? { ok: true, certificate: result.certificate } : { ok: false, problem: result.problem };
 }
 
 /** The stored certificate for `name`, or why there is none usable. */
-export function loadIssued(where: StoreLocation, name: string): { ok: true; certificate: LoadedCertificate } | { ok: false; problem: string } {
+export function loadIssued(
+  where: StoreLocation,
+  name: string,
+): { ok: true; certificate: LoadedCertificate } | { ok: false; problem: string } {
   return loadFrom(directoryOf(where, name), name);
 }
 

@@ -23,9 +23,11 @@ export interface BoundHandle {
  * `net._createServerHandle` binds without listening; it is what node:cluster's
  * primary uses for the same purpose. It returns a negative errno on failure.
  */
-const createServerHandle = (net as unknown as {
-  _createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number): BoundHandle | number;
-})._createServerHandle;
+const createServerHandle = (
+  net as unknown as {
+    _createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number): BoundHandle | number;
+  }
+)._createServerHandle;
 
 export interface BoundListener {
   readonly spec: ListenerSpec;
@@ -53,7 +55,10 @@ export class ListenerSet {
       const handle = createServerHandle(null, null, null, fd);
       const bound: { address?: string; port?: number } = {};
       const error = typeof handle === 'number' ? handle : handle.getsockname(bound);
-      if (typeof handle === 'number' || error !== 0) throw new Error(`socket activation: fd ${fd} is not a TCP listening socket (${getSystemErrorName(typeof handle === 'number' ? handle : error)})`);
+      if (typeof handle === 'number' || error !== 0)
+        throw new Error(
+          `socket activation: fd ${fd} is not a TCP listening socket (${getSystemErrorName(typeof handle === 'number' ? handle : error)})`,
+        );
       const key = socketKey(bound.address, bound.port);
       this.activated.set(key, handle);
       taken.push(key);

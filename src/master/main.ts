@@ -44,7 +44,9 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   try {
     sink = createSink(config.server.logFile);
   } catch (error) {
-    process.stderr.write(`miwidothttp: server.log_file: cannot create ${config.server.logFile}: ${(error as NodeJS.ErrnoException).code ?? error}\n`);
+    process.stderr.write(
+      `miwidothttp: server.log_file: cannot create ${config.server.logFile}: ${(error as NodeJS.ErrnoException).code ?? error}\n`,
+    );
     return EXIT_START_FAILED;
   }
   const log = createMasterLogger(sink, config.server.logLevel);
@@ -83,9 +85,20 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const audit = new AuditLog(config.audit, log);
   const self = { role: 'master', pid: process.pid } as const;
   const metrics = new Metrics({ activeBans: () => abuse.activeBans });
-  const abuse = new AbuseControl(config, log, audit, (message) => supervisor.broadcast(message), (source) => metrics.banAdded(source));
+  const abuse = new AbuseControl(
+    config,
+    log,
+    audit,
+    (message) => supervisor.broadcast(message),
+    (source) => metrics.banAdded(source),
+  );
   const tickets = new SessionTickets((message) => supervisor.broadcast(message));
-  const issued: CertificateManager = new CertificateManager(log, audit, (spec): Issuer => createIssuer(spec, supervisor.challenges, log), () => supervisor.certificatesChanged());
+  const issued: CertificateManager = new CertificateManager(
+    log,
+    audit,
+    (spec): Issuer => createIssuer(spec, supervisor.challenges, log),
+    () => supervisor.certificatesChanged(),
+  );
   const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
@@ -125,7 +138,11 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     await systemd.reloading();
     const outcome = await supervisor.reload(() => loadConfig(configPath));
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
-    await systemd.ready(outcome.ok ? `serving: generation ${outcome.generation}` : `reload refused, generation ${supervisor.generation} still serving: ${outcome.reason}`);
+    await systemd.ready(
+      outcome.ok
+        ? `serving: generation ${outcome.generation}`
+        : `reload refused, generation ${supervisor.generation} still serving: ${outcome.reason}`,
+    );
     metrics.reloaded(outcome.ok);
     if (outcome.ok) {
       log.info({ trigger, generation: outcome.generation }, 'configuration reloaded');
@@ -142,7 +159,12 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
       case 'status':
         return {
           ok: true,
-          master: { pid: process.pid, generation: supervisor.generation, config: supervisor.config.source, uptimeSeconds: Math.round(process.uptime()) },
+          master: {
+            pid: process.pid,
+            generation: supervisor.generation,
+            config: supervisor.config.source,
+            uptimeSeconds: Math.round(process.uptime()),
+          },
           workers: await supervisor.status(),
           listeners: listeners.list().map((listener) => listener.spec),
         };
@@ -154,7 +176,11 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
         setImmediate(() => void stop('control socket'));
         return { ok: true, pid: process.pid };
       case 'certs':
-        return { ok: true, certificates: certificateViews(supervisor.manualCertificates, issued.status()), lastError: supervisor.certificateError };
+        return {
+          ok: true,
+          certificates: certificateViews(supervisor.manualCertificates, issued.status()),
+          lastError: supervisor.certificateError,
+        };
       case 'ban_list':
         return { ok: true, bans: abuse.listBans().map(banView) };
       case 'ban_add': {
@@ -199,7 +225,12 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   process.stdout.on('error', () => undefined);
 
   log.info(
-    { generation: supervisor.generation, workers: config.server.workerCount, listeners: config.listeners.map((l) => l.id), config: config.source },
+    {
+      generation: supervisor.generation,
+      workers: config.server.workerCount,
+      listeners: config.listeners.map((l) => l.id),
+      config: config.source,
+    },
     'miwidothttp started',
   );
   // Every worker of the first generation is ready: only now is the service up.

@@ -34,15 +34,52 @@ export class Metrics {
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
-    this.#requests = new Counter({ name: 'miwidothttp_requests_total', help: 'Responses sent, by vhost (its first domain; "" when none matched) and status.', labelNames: ['vhost', 'status'], registers });
-    this.#rejections = new Counter({ name: 'miwidothttp_rejections_total', help: 'Requests and connections refused, by reason (the audit event).', labelNames: ['reason'], registers });
-    this.#idsMatches = new Counter({ name: 'miwidothttp_ids_matches_total', help: 'IDS rule matches, by rule.', labelNames: ['rule'], registers });
-    this.#rateLimited = new Counter({ name: 'miwidothttp_rate_limited_requests_total', help: 'Requests answered 429 by [security.rate_limiting].', registers });
-    this.#bans = new Counter({ name: 'miwidothttp_bans_total', help: 'Bans added, by source (limits, ids, admin).', labelNames: ['source'], registers });
+    this.#requests = new Counter({
+      name: 'miwidothttp_requests_total',
+      help: 'Responses sent, by vhost (its first domain; "" when none matched) and status.',
+      labelNames: ['vhost', 'status'],
+      registers,
+    });
+    this.#rejections = new Counter({
+      name: 'miwidothttp_rejections_total',
+      help: 'Requests and connections refused, by reason (the audit event).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#idsMatches = new Counter({
+      name: 'miwidothttp_ids_matches_total',
+      help: 'IDS rule matches, by rule.',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.#rateLimited = new Counter({
+      name: 'miwidothttp_rate_limited_requests_total',
+      help: 'Requests answered 429 by [security.rate_limiting].',
+      registers,
+    });
+    this.#bans = new Counter({
+      name: 'miwidothttp_bans_total',
+      help: 'Bans added, by source (limits, ids, admin).',
+      labelNames: ['source'],
+      registers,
+    });
     this.#restarts = new Counter({ name: 'miwidothttp_worker_restarts_total', help: 'Workers started again after dying.', registers });
-    this.#reloads = new Counter({ name: 'miwidothttp_reloads_total', help: 'Reloads, by result (ok or refused).', labelNames: ['result'], registers });
-    this.#lastReloadSuccess = new Gauge({ name: 'miwidothttp_last_reload_success', help: '1 when the last reload succeeded, 0 when it was refused.', registers });
-    this.#lastReloadTime = new Gauge({ name: 'miwidothttp_last_reload_timestamp_seconds', help: 'When the last reload finished.', registers });
+    this.#reloads = new Counter({
+      name: 'miwidothttp_reloads_total',
+      help: 'Reloads, by result (ok or refused).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#lastReloadSuccess = new Gauge({
+      name: 'miwidothttp_last_reload_success',
+      help: '1 when the last reload succeeded, 0 when it was refused.',
+      registers,
+    });
+    this.#lastReloadTime = new Gauge({
+      name: 'miwidothttp_last_reload_timestamp_seconds',
+      help: 'When the last reload finished.',
+      registers,
+    });
     const connections = this.#connections;
     new Gauge({
       name: 'miwidothttp_open_connections',

@@ -237,7 +237,8 @@ export class Supervisor {
     this.pendingManual = manual;
     // cert_dir and the issuer are made now: a problem with them refuses the generation, never half-switches it.
     this.pendingIssuance = config.issuance === null ? null : this.issued.prepare(config.issuance);
-    const tls: GenerationTls = config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
+    const tls: GenerationTls =
+      config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
     for (let index = 0; index < config.server.workerCount; index++) {
       const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
       slots.push(slot);
@@ -264,7 +265,14 @@ export class Supervisor {
   /** The generation that was starting now serves: its certificates are the ones shown, its provider names the ones renewed. */
   private commitCertificates(): void {
     this.manual = this.pendingManual;
-    this.manualCertificates = this.manual.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }));
+    this.manualCertificates = this.manual.map(({ name, subjectNames, issuer, notBefore, notAfter, fingerprint256 }) => ({
+      name,
+      subjectNames,
+      issuer,
+      notBefore,
+      notAfter,
+      fingerprint256,
+    }));
     this.certificateError = null;
     this.issued.configure(this.pendingIssuance);
     // A certificate obtained while this generation was starting is not in its TLS_INIT.
@@ -319,11 +327,11 @@ export class Supervisor {
     const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
     worker.onMessage = (message) => {
       if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
-      else if (message.type === 'MET_SCRAPE') void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
+      else if (message.type === 'MET_SCRAPE')
+        void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
       else if (message.type === 'ACME_ACK') {
         if (!this.challenges.acknowledge(worker, message.version)) worker.kill(`ACME_ACK for version ${message.version}, never sent`);
-      }
-      else this.abuse.handle(link, message);
+      } else this.abuse.handle(link, message);
     };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
@@ -374,7 +382,10 @@ export class Supervisor {
     if (applyIoWeight(worker.cgroup, worker.pid, weight)) return;
     if (!this.ioWeightUnsupportedLogged) {
       this.ioWeightUnsupportedLogged = true;
-      this.log.warn({ key: 'process.isolation.io_weight' }, 'io weight unsupported by this kernel (no io.weight or blkio.weight); not applied');
+      this.log.warn(
+        { key: 'process.isolation.io_weight' },
+        'io weight unsupported by this kernel (no io.weight or blkio.weight); not applied',
+      );
     }
   }
 
@@ -385,7 +396,9 @@ export class Supervisor {
   private async checkResources(): Promise<void> {
     const iso = this.config.isolation;
     if (iso.maxMemoryBytes === null && iso.maxCpuPercent === null) return;
-    const ready = this.slots.map((slot) => slot.worker).filter((worker): worker is WorkerProcess => worker?.state === 'ready' && worker.pid !== undefined);
+    const ready = this.slots
+      .map((slot) => slot.worker)
+      .filter((worker): worker is WorkerProcess => worker?.state === 'ready' && worker.pid !== undefined);
     if (ready.length === 0) return;
     let usage: Record<number, { cpu: number; memory: number }>;
     try {
@@ -441,7 +454,10 @@ export class Supervisor {
     if (slot.quickCrashes > 1) {
       const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (slot.quickCrashes - 2));
       delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-      this.log.warn({ slot: index, crashesInARow: slot.quickCrashes, delayMs: delay }, 'worker crash loop: backing off before the next start');
+      this.log.warn(
+        { slot: index, crashesInARow: slot.quickCrashes, delayMs: delay },
+        'worker crash loop: backing off before the next start',
+      );
     }
     slot.respawnTimer = setTimeout(() => {
       slot.respawnTimer = null;

@@ -84,10 +84,15 @@ export class SystemdNotifier {
     this.#queue = this.#queue.then(
       () =>
         new Promise<void>((resolve) => {
-          execFile(NOTIFY_HELPER, [String(process.pid), message], { env: { NOTIFY_SOCKET: this.#socket }, timeout: 5000 }, (error, _stdout, stderr) => {
-            if (error) this.log.error({ err: error, stderr: stderr.trim() }, 'cannot notify systemd');
-            resolve();
-          });
+          execFile(
+            NOTIFY_HELPER,
+            [String(process.pid), message],
+            { env: { NOTIFY_SOCKET: this.#socket }, timeout: 5000 },
+            (error, _stdout, stderr) => {
+              if (error) this.log.error({ err: error, stderr: stderr.trim() }, 'cannot notify systemd');
+              resolve();
+            },
+          );
         }),
     );
     return this.#queue;

@@ -134,7 +134,10 @@ export class WorkerProcess {
     this.state = 'draining';
     if (this.readyTimer) clearTimeout(this.readyTimer);
     this.send({ type: 'CTL_DRAIN', deadlineMs });
-    this.drainTimer = setTimeout(() => this.kill(`still running ${deadlineMs + DRAIN_GRACE_MS} ms after drain`), deadlineMs + DRAIN_GRACE_MS);
+    this.drainTimer = setTimeout(
+      () => this.kill(`still running ${deadlineMs + DRAIN_GRACE_MS} ms after drain`),
+      deadlineMs + DRAIN_GRACE_MS,
+    );
   }
 
   kill(reason: string): void {

@@ -238,7 +238,7 @@ export class CidrSet {
       const address = word32(bytes, bytes.length - 4);
       const table = this.#ipv4;
       for (let i = 0; i < table.length; i += 2) {
-        if (((address & table[i + 1]!) >>> 0) === table[i]) return true;
+        if ((address & table[i + 1]!) >>> 0 === table[i]) return true;
       }
       return false;
     }
@@ -249,10 +249,10 @@ export class CidrSet {
     const table = this.#ipv6;
     for (let i = 0; i < table.length; i += 8) {
       if (
-        ((a0 & table[i + 4]!) >>> 0) === table[i] &&
-        ((a1 & table[i + 5]!) >>> 0) === table[i + 1] &&
-        ((a2 & table[i + 6]!) >>> 0) === table[i + 2] &&
-        ((a3 & table[i + 7]!) >>> 0) === table[i + 3]
+        (a0 & table[i + 4]!) >>> 0 === table[i] &&
+        (a1 & table[i + 5]!) >>> 0 === table[i + 1] &&
+        (a2 & table[i + 6]!) >>> 0 === table[i + 2] &&
+        (a3 & table[i + 7]!) >>> 0 === table[i + 3]
       ) {
         return true;
       }

@@ -220,7 +220,9 @@ function loadChecked(files: CertificateFiles, now: Date, warnings: string[]): Lo
   // Keys must be root-only (0600): the master reads them before dropping privileges.
   const keyMode = keyFile.stats.mode & 0o777;
   if ((keyMode & 0o077) !== 0) {
-    warnings.push(`key_file ${files.keyFile} is accessible by group or others (mode ${keyMode.toString(8).padStart(4, '0')}); make it 0600`);
+    warnings.push(
+      `key_file ${files.keyFile} is accessible by group or others (mode ${keyMode.toString(8).padStart(4, '0')}); make it 0600`,
+    );
   }
   const uid = process.getuid?.();
   if (uid !== undefined && keyFile.stats.uid !== 0 && keyFile.stats.uid !== uid) {

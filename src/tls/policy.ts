@@ -68,7 +68,10 @@ const REFUSAL_REASONS: readonly [pattern: RegExp, reason: string][] = [
   [/RC4/, 'RC4 is broken (RFC 7465)'],
   [/3DES|DES-CBC3|DES_CBC|(^|[-_])DES($|[-_])/, '3DES/DES has 64-bit blocks (Sweet32)'],
   // OpenSSL spells CBC suites without "CBC" (ECDHE-RSA-AES128-SHA256): a block cipher without GCM/CCM is CBC.
-  [/^(?!.*(GCM|CCM|CHACHA20|POLY1305)).*(AES|CAMELLIA|ARIA|SEED|IDEA|CBC)|MD5/, 'CBC mode with HMAC is not AEAD (Lucky13, padding oracles)'],
+  [
+    /^(?!.*(GCM|CCM|CHACHA20|POLY1305)).*(AES|CAMELLIA|ARIA|SEED|IDEA|CBC)|MD5/,
+    'CBC mode with HMAC is not AEAD (Lucky13, padding oracles)',
+  ],
   [/^TLS_RSA_|^(AES|CAMELLIA|ARIA|SEED|IDEA)/, 'static RSA key exchange has no forward secrecy'],
   [/^(TLS_)?DHE[-_]/, 'finite-field DHE is not offered (use ECDHE)'],
 ];
@@ -135,11 +138,7 @@ export function tlsPolicy(minVersion: MinTlsVersion, ciphers: readonly string[] 
     const problems = validateCiphers(ciphers, minVersion);
     if (problems.length > 0) throw new TlsPolicyError(problems);
     const configured = ciphers.map((name) => SUITE_BY_NAME.get(name.toUpperCase()) as CipherSuite);
-    chosen = [
-      ...configured.filter((suite) => suite.tls13),
-      ...TLS13_SUITES,
-      ...configured.filter((suite) => !suite.tls13),
-    ];
+    chosen = [...configured.filter((suite) => suite.tls13), ...TLS13_SUITES, ...configured.filter((suite) => !suite.tls13)];
   }
   const names = [...new Set(chosen.map((suite) => suite.openssl))];
   return Object.freeze({

@@ -101,9 +101,7 @@ export class SniTable<T> {
   add(name: string, value: T): void {
     const normalised = parseDnsName(name, true);
     if (normalised === null) throw new Error(`invalid TLS server name ${JSON.stringify(name)}`);
-    const [table, key] = normalised.startsWith('*.')
-      ? [this.#wildcard, normalised.slice(2)]
-      : [this.#exact, normalised];
+    const [table, key] = normalised.startsWith('*.') ? [this.#wildcard, normalised.slice(2)] : [this.#exact, normalised];
     if (table.has(key)) throw new Error(`TLS server name ${JSON.stringify(name)} is configured twice`);
     table.set(key, value);
     if (!this.#defaultIsExplicit && this.size === 1) this.#default = value;

@@ -58,7 +58,10 @@ export class AcmeChallenges {
         contexts.set(name, tls.createSecureContext({ key: challenge.keyPem, cert: challenge.certPem, ...CHALLENGE_POLICY }));
       } catch (error) {
         // The message of a PEM parse error names no key material.
-        this.log?.warn({ event: 'acme.bad_challenge', name, code: (error as NodeJS.ErrnoException).code }, 'TLS-ALPN-01 certificate unusable; not served');
+        this.log?.warn(
+          { event: 'acme.bad_challenge', name, code: (error as NodeJS.ErrnoException).code },
+          'TLS-ALPN-01 certificate unusable; not served',
+        );
       }
     }
     this.#version = version;

@@ -18,5 +18,10 @@ export function setProxiedSource(socket: Socket, ip: string): void {
  * others; test/system/tls.test.ts pins it).
  */
 export function peerAddress(socket: Socket): string {
-  return proxiedSource.get(socket) ?? proxiedSource.get((socket as Socket & { _parent?: Socket })._parent as Socket) ?? socket.remoteAddress ?? '';
+  return (
+    proxiedSource.get(socket) ??
+    proxiedSource.get((socket as Socket & { _parent?: Socket })._parent as Socket) ??
+    socket.remoteAddress ??
+    ''
+  );
 }

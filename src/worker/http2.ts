@@ -123,8 +123,16 @@ const viewOf = (request: Http1ViewRequest): Http1View =>
   (request[VIEW] ??= http1View(baseHeaders.call(request) as IncomingHttpHeaders, baseRawHeaders.call(request) as string[]));
 // Accessors on the prototype: Node's typing declares both as plain properties.
 Object.defineProperties(Http1ViewRequest.prototype, {
-  headers: { get(this: Http1ViewRequest) { return viewOf(this).headers; } },
-  rawHeaders: { get(this: Http1ViewRequest) { return viewOf(this).rawHeaders; } },
+  headers: {
+    get(this: Http1ViewRequest) {
+      return viewOf(this).headers;
+    },
+  },
+  rawHeaders: {
+    get(this: Http1ViewRequest) {
+      return viewOf(this).rawHeaders;
+    },
+  },
 });
 
 /** The stream of a request that came over HTTP/2, or null for HTTP/1. */

@@ -82,7 +82,11 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
       if (challenges === null) die(EXIT_BAD_MESSAGE, 'ACME_CHALLENGES before CFG_INIT');
       // Served from this moment (before CFG_START too: from the first connection on); the master waits for this to let the CA validate.
       if (challenges.apply(message.version, message.http01, message.tlsAlpn01)) send({ type: 'ACME_ACK', version: message.version });
-      else log?.debug({ event: 'acme.stale_challenges', version: message.version, serving: challenges.version }, 'older challenge set ignored');
+      else
+        log?.debug(
+          { event: 'acme.stale_challenges', version: message.version, serving: challenges.version },
+          'older challenge set ignored',
+        );
       return;
     case 'CFG_START':
       void start();

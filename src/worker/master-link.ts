@@ -138,8 +138,10 @@ export class MasterLink implements MasterPort {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      for (let i = 0; i < this.#closed.length; i += MAX_BATCH_ENTRIES) this.send({ type: 'LIM_CLOSED', ips: this.#closed.slice(i, i + MAX_BATCH_ENTRIES) });
-      for (let i = 0; i < this.#reports.length; i += MAX_BATCH_ENTRIES) this.send({ type: 'LIM_REPORT', entries: this.#reports.slice(i, i + MAX_BATCH_ENTRIES) });
+      for (let i = 0; i < this.#closed.length; i += MAX_BATCH_ENTRIES)
+        this.send({ type: 'LIM_CLOSED', ips: this.#closed.slice(i, i + MAX_BATCH_ENTRIES) });
+      for (let i = 0; i < this.#reports.length; i += MAX_BATCH_ENTRIES)
+        this.send({ type: 'LIM_REPORT', entries: this.#reports.slice(i, i + MAX_BATCH_ENTRIES) });
       this.#closed = [];
       this.#reports = [];
     });

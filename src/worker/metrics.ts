@@ -54,7 +54,13 @@ export class WorkerMetrics {
     const rounds = Math.max(1, Math.ceil(Math.max(requests.length, rejections.length, idsMatches.length) / MAX_BATCH_ENTRIES));
     for (let i = 0; i < rounds; i++) {
       const slice = <T>(list: T[]): T[] => list.slice(i * MAX_BATCH_ENTRIES, (i + 1) * MAX_BATCH_ENTRIES);
-      this.master.sendMetrics({ type: 'MET_REPORT', connections, requests: slice(requests), rejections: slice(rejections), idsMatches: slice(idsMatches) });
+      this.master.sendMetrics({
+        type: 'MET_REPORT',
+        connections,
+        requests: slice(requests),
+        rejections: slice(rejections),
+        idsMatches: slice(idsMatches),
+      });
     }
   }
 

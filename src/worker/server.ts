@@ -114,7 +114,8 @@ export class WorkerServer {
     const challenges = options.challenges ?? new AcmeChallenges(log);
     this.metrics = new WorkerMetrics(link, () => this.connections.size);
     this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full');
-    this.tlsFront = config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
+    this.tlsFront =
+      config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
     this.h2 = http2Limits(config.limits);
     this.whitelist = new CidrSet(config.access.whitelist);
     this.blacklist = new CidrSet(config.access.blacklist);
@@ -153,7 +154,12 @@ export class WorkerServer {
           const elapsedMs = now - state.headStartedAt;
           if (elapsedMs >= HEAD_RATE_GRACE_MS && (headBytes * 1000) / elapsedMs < minRate) {
             this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
-            this.audit({ event: ERRORS.SLOW_CLIENT.event, status: 408, clientIp: socket.remoteAddress, detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s` });
+            this.audit({
+              event: ERRORS.SLOW_CLIENT.event,
+              status: 408,
+              clientIp: socket.remoteAddress,
+              detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s`,
+            });
             // No request is in flight: the connection is at a message boundary, an answer can go out.
             if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.rawErrorHeaders(socket)));
             else socket.destroy();
@@ -188,7 +194,11 @@ export class WorkerServer {
     const pendingBytes = state.socket.bytesRead - state.bytesReadAtIdle;
     if (pendingBytes > H2_IDLE_CONTROL_BYTES && idleMs >= this.config.timeouts.headerReadTimeoutMs) {
       this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
-      this.audit({ event: ERRORS.SLOW_CLIENT.event, clientIp: peerAddress(state.socket), detail: `HTTP/2: ${pendingBytes} bytes and no request in ${Math.round(idleMs)} ms` });
+      this.audit({
+        event: ERRORS.SLOW_CLIENT.event,
+        clientIp: peerAddress(state.socket),
+        detail: `HTTP/2: ${pendingBytes} bytes and no request in ${Math.round(idleMs)} ms`,
+      });
       this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
       return true;
     }
@@ -254,7 +264,8 @@ export class WorkerServer {
   private serve(protocol: Protocol, req: http.IncomingMessage, res: http.ServerResponse): void {
     const stream = http2Stream(req);
     // Held here: by the time the response closes, req.socket may already be detached (null).
-    const state = stream === null ? this.connections.get(req.socket) : stream.session === undefined ? undefined : this.sessions.get(stream.session);
+    const state =
+      stream === null ? this.connections.get(req.socket) : stream.session === undefined ? undefined : this.sessions.get(stream.session);
     if (state) {
       state.inFlight += 1;
       state.headStartedAt = null;
@@ -316,7 +327,9 @@ export class WorkerServer {
 
   private http2Server(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): Http2Server {
     // The compatibility objects stand in for IncomingMessage and ServerResponse (see serve()).
-    const server = createHttp2Server(this.h2, this.config.responseHeaders, (req, res) => handler(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse));
+    const server = createHttp2Server(this.h2, this.config.responseHeaders, (req, res) =>
+      handler(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
+    );
     // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
     server.setTimeout(this.config.timeouts.idleTimeoutMs);
     server.on('session', (session: ServerHttp2Session) => this.adoptSession(session));
@@ -346,7 +359,11 @@ export class WorkerServer {
     // acknowledges them; one that does not within header_read_timeout is cut.
     const settingsDeadline = setTimeout(() => {
       if (session.closed || session.destroyed) return;
-      this.auditConnection('connection.settings_timeout', state, `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms`);
+      this.auditConnection(
+        'connection.settings_timeout',
+        state,
+        `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms`,
+      );
       this.closeSession(state, session, h2.NGHTTP2_SETTINGS_TIMEOUT);
     }, this.config.timeouts.headerReadTimeoutMs);
     settingsDeadline.unref();
@@ -365,7 +382,8 @@ export class WorkerServer {
       if (streams >= this.config.limits.maxRequestsPerConnection || this.draining) session.close();
       stream.once('close', () => {
         // Streams torn down with the session carry its code, not a reset of their own.
-        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR) return;
+        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR)
+          return;
         if (!budget.spend()) refuseRapidReset('GOAWAY ENHANCE_YOUR_CALM');
       });
     });
@@ -418,7 +436,11 @@ export class WorkerServer {
   private watchStream(stream: ServerHttp2Stream, state: ConnectionState | undefined): void {
     stream.setTimeout(this.config.timeouts.writeTimeoutMs, () => {
       if (stream.destroyed || stream.bufferSize === 0) return;
-      this.audit({ event: 'response.write_timeout', clientIp: state === undefined ? undefined : peerAddress(state.socket), detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued` });
+      this.audit({
+        event: 'response.write_timeout',
+        clientIp: state === undefined ? undefined : peerAddress(state.socket),
+        detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
+      });
       stream.close(h2.NGHTTP2_CANCEL);
     });
   }
@@ -440,7 +462,13 @@ export class WorkerServer {
    */
   private metricsServer(): http.Server {
     return http.createServer(
-      { maxHeaderSize: 4096, headersTimeout: 5000, requestTimeout: 10_000, keepAliveTimeout: 5000, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+      {
+        maxHeaderSize: 4096,
+        headersTimeout: 5000,
+        requestTimeout: 10_000,
+        keepAliveTimeout: 5000,
+        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      },
       (req, res) => {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('Method Not Allowed\n');
@@ -575,7 +603,8 @@ export class WorkerServer {
   /** Closed at accept, nothing read; audited at most once a second per client and reason. */
   private refuseConnection(socket: Socket, ip: string, reason: string): void {
     socket.destroy();
-    const event = reason === 'blacklisted' ? 'connection.blacklisted' : reason === 'banned' ? 'connection.banned' : 'connection.limit_exceeded';
+    const event =
+      reason === 'blacklisted' ? 'connection.blacklisted' : reason === 'banned' ? 'connection.banned' : 'connection.limit_exceeded';
     this.metrics.rejection(event);
     const suppressed = this.refusalThrottle(`${reason} ${ip}`);
     if (suppressed === null) return;

@@ -92,7 +92,10 @@ export class TlsFront {
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       if (socket.alpnProtocol === ACME_TLS_PROTOCOL) {
         // RFC 8737 §3: the handshake was the answer; this connection carries no application data.
-        this.log.debug({ event: 'acme.tls_alpn_01', clientIp: socket.remoteAddress, name: socket.servername }, 'TLS-ALPN-01 challenge handshake');
+        this.log.debug(
+          { event: 'acme.tls_alpn_01', clientIp: socket.remoteAddress, name: socket.servername },
+          'TLS-ALPN-01 challenge handshake',
+        );
         socket.on('error', () => socket.destroy());
         socket.end(() => socket.destroy());
         return;
@@ -156,7 +159,10 @@ export class TlsFront {
         contexts.add(certificate.name, tls.createSecureContext(options));
         first ??= options;
       } catch (error) {
-        this.log.error({ event: 'tls.certificate_unusable', domain: certificate.name, code: (error as NodeJS.ErrnoException).code }, 'certificate not loaded');
+        this.log.error(
+          { event: 'tls.certificate_unusable', domain: certificate.name, code: (error as NodeJS.ErrnoException).code },
+          'certificate not loaded',
+        );
       }
     }
     this.#contexts = contexts;

@@ -126,7 +126,12 @@ export class CloudflareApiStub {
    * gets this error envelope instead of its answer.
    */
   failNext(route: string, status: number, errors: CloudflareError[], options: { success?: boolean } = {}): void {
-    this.#injected.push({ route, status, body: JSON.stringify(envelope(options.success ?? false, null, errors)), contentType: 'application/json' });
+    this.#injected.push({
+      route,
+      status,
+      body: JSON.stringify(envelope(options.success ?? false, null, errors)),
+      contentType: 'application/json',
+    });
   }
 
   /** The next request to `route` gets `body` as is (a proxy's HTML page, a truncated answer). */
@@ -145,13 +150,14 @@ export class CloudflareApiStub {
     const path = url.pathname.startsWith(API_PREFIX) ? url.pathname.slice(API_PREFIX.length) : url.pathname;
     const query = Object.fromEntries(url.searchParams);
     const raw = await readBody(request);
-    let body: unknown = undefined;
+    let body: unknown;
     let status = 200;
     let payload: string;
     let contentType = 'application/json';
     try {
       if (raw.length > 0) {
-        if (!/^application\/json\b/.test(request.headers['content-type'] ?? '')) throw new Reject(400, [{ code: 6003, message: 'Invalid request headers' }]);
+        if (!/^application\/json\b/.test(request.headers['content-type'] ?? ''))
+          throw new Reject(400, [{ code: 6003, message: 'Invalid request headers' }]);
         try {
           body = JSON.parse(raw);
         } catch {
@@ -199,11 +205,15 @@ export class CloudflareApiStub {
     if (parts.length === 1 && parts[0] === 'zones') {
       allow('GET');
       const zones = this.#options.zones.filter((zone) => query.name === undefined || zone.name === query.name);
-      return { ...envelope(true, zones.map(zoneObject), []), result_info: { page: 1, per_page: 20, count: zones.length, total_count: zones.length, total_pages: 1 } };
+      return {
+        ...envelope(true, zones.map(zoneObject), []),
+        result_info: { page: 1, per_page: 20, count: zones.length, total_count: zones.length, total_pages: 1 },
+      };
     }
     if (parts[0] === 'zones' && parts[2] === 'dns_records' && (parts.length === 3 || parts.length === 4)) {
       const zone = this.#options.zones.find((candidate) => candidate.id === parts[1]);
-      if (zone === undefined) throw new Reject(400, [{ code: 7003, message: `Could not route to ${path}, perhaps your object identifier is invalid?` }]);
+      if (zone === undefined)
+        throw new Reject(400, [{ code: 7003, message: `Could not route to ${path}, perhaps your object identifier is invalid?` }]);
       if (parts.length === 3) {
         allow('GET', 'POST');
         return method === 'GET' ? this.#listRecords(zone, query) : await this.#createRecord(zone, body);
@@ -219,16 +229,30 @@ export class CloudflareApiStub {
   }
 
   #listRecords(zone: StubZone, query: Record<string, string>): object {
-    const records = [...this.records.values()].filter((record) => record.zoneId === zone.id && (query.type === undefined || record.type === query.type) && (query.name === undefined || record.name === query.name));
-    return { ...envelope(true, records.map((record) => recordObject(zone, record)), []), result_info: { page: 1, per_page: 100, count: records.length, total_count: records.length, total_pages: 1 } };
+    const records = [...this.records.values()].filter(
+      (record) =>
+        record.zoneId === zone.id &&
+        (query.type === undefined || record.type === query.type) &&
+        (query.name === undefined || record.name === query.name),
+    );
+    return {
+      ...envelope(
+        true,
+        records.map((record) => recordObject(zone, record)),
+        [],
+      ),
+      result_info: { page: 1, per_page: 100, count: records.length, total_count: records.length, total_pages: 1 },
+    };
   }
 
   async #createRecord(zone: StubZone, body: unknown): Promise<object> {
     const fields = objectBody(body);
     const { type, name, content, ttl } = fields;
     if (type !== 'TXT') throw new Reject(400, [{ code: 9004, message: 'This stub only creates TXT records' }]);
-    if (typeof name !== 'string' || !(name === zone.name || name.endsWith(`.${zone.name}`))) throw new Reject(400, [{ code: 9005, message: `Record name ${String(name)} is not in zone ${zone.name}` }]);
-    if (typeof content !== 'string' || content.length === 0 || content.length > 2048) throw new Reject(400, [{ code: 9007, message: 'Content for TXT record is invalid.' }]);
+    if (typeof name !== 'string' || !(name === zone.name || name.endsWith(`.${zone.name}`)))
+      throw new Reject(400, [{ code: 9005, message: `Record name ${String(name)} is not in zone ${zone.name}` }]);
+    if (typeof content !== 'string' || content.length === 0 || content.length > 2048)
+      throw new Reject(400, [{ code: 9007, message: 'Content for TXT record is invalid.' }]);
     if (!(ttl === 1 || (typeof ttl === 'number' && Number.isInteger(ttl) && ttl >= 60 && ttl <= 86_400))) {
       throw new Reject(400, [{ code: 9021, message: 'Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic.' }]);
     }
@@ -237,7 +261,15 @@ export class CloudflareApiStub {
     if ([...this.records.values()].some((record) => record.zoneId === zone.id && record.name === name && record.content === content)) {
       throw new Reject(400, [{ code: 81058, message: 'An identical record already exists.' }]);
     }
-    const record: StubRecord = { id: randomBytes(16).toString('hex'), zoneId: zone.id, type: 'TXT', name, content, ttl, createdOn: new Date().toISOString() };
+    const record: StubRecord = {
+      id: randomBytes(16).toString('hex'),
+      zoneId: zone.id,
+      type: 'TXT',
+      name,
+      content,
+      ttl,
+      createdOn: new Date().toISOString(),
+    };
     this.records.set(record.id, record);
     await this.#options.txtSink?.setTxt(name, content);
     return envelope(true, recordObject(zone, record), []);
@@ -269,16 +301,21 @@ export class CloudflareApiStub {
     if (typeof validity !== 'number' || !ORIGIN_CA_VALIDITY_DAYS.includes(validity)) {
       throw new Reject(400, [{ code: 1001, message: `requested_validity must be one of ${ORIGIN_CA_VALIDITY_DAYS.join(', ')}` }]);
     }
-    if (typeof csr !== 'string' || !csr.includes('-----BEGIN CERTIFICATE REQUEST-----')) throw new Reject(400, [{ code: 1001, message: 'csr must be a PEM certificate request' }]);
+    if (typeof csr !== 'string' || !csr.includes('-----BEGIN CERTIFICATE REQUEST-----'))
+      throw new Reject(400, [{ code: 1001, message: 'csr must be a PEM certificate request' }]);
     const inspected = inspectCsr(csr);
     if (!inspected.signatureOk) throw new Reject(400, [{ code: 1001, message: 'Failed to read certificate request' }]);
     const expected = requestType === 'origin-ecc' ? 'id-ecPublicKey' : 'rsaEncryption';
-    if (inspected.publicKeyAlgorithm !== expected) throw new Reject(400, [{ code: 1001, message: `The CSR's key is ${inspected.publicKeyAlgorithm}, request_type is ${requestType}` }]);
+    if (inspected.publicKeyAlgorithm !== expected)
+      throw new Reject(400, [{ code: 1001, message: `The CSR's key is ${inspected.publicKeyAlgorithm}, request_type is ${requestType}` }]);
     for (const hostname of hostnames as string[]) {
       const bare = hostname.startsWith('*.') ? hostname.slice(2) : hostname;
       if (!this.#options.zones.some((zone) => bare === zone.name || bare.endsWith(`.${zone.name}`))) {
         throw new Reject(400, [
-          { code: 1010, message: `Failed to validate requested hostname ${hostname}: This zone is either not part of your account, or you do not have access to it. Please contact support if using a multi-user organization.` },
+          {
+            code: 1010,
+            message: `Failed to validate requested hostname ${hostname}: This zone is either not part of your account, or you do not have access to it. Please contact support if using a multi-user organization.`,
+          },
         ]);
       }
     }
@@ -303,12 +340,24 @@ export class CloudflareApiStub {
   }
 }
 
-function envelope(success: boolean, result: unknown, errors: CloudflareError[]): { success: boolean; errors: CloudflareError[]; messages: never[]; result: unknown } {
+function envelope(
+  success: boolean,
+  result: unknown,
+  errors: CloudflareError[],
+): { success: boolean; errors: CloudflareError[]; messages: never[]; result: unknown } {
   return { success, errors, messages: [], result };
 }
 
 function zoneObject(zone: StubZone): object {
-  return { id: zone.id, name: zone.name, status: 'active', paused: false, type: 'full', development_mode: 0, name_servers: ['ns1.stub.invalid', 'ns2.stub.invalid'] };
+  return {
+    id: zone.id,
+    name: zone.name,
+    status: 'active',
+    paused: false,
+    type: 'full',
+    development_mode: 0,
+    name_servers: ['ns1.stub.invalid', 'ns2.stub.invalid'],
+  };
 }
 
 function recordObject(zone: StubZone, record: StubRecord): object {
@@ -332,7 +381,8 @@ function recordObject(zone: StubZone, record: StubRecord): object {
 }
 
 function objectBody(body: unknown): Record<string, unknown> {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Reject(400, [{ code: 6007, message: 'Malformed JSON in request body' }]);
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new Reject(400, [{ code: 6007, message: 'Malformed JSON in request body' }]);
   return body as Record<string, unknown>;
 }
 
@@ -345,7 +395,10 @@ function routeOf(method: string, path: string): string {
 }
 
 function goTime(date: Date): string {
-  return `${date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} +0000 UTC`;
+  return `${date
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '')} +0000 UTC`;
 }
 
 function readBody(request: http.IncomingMessage): Promise<string> {

@@ -50,14 +50,20 @@ export class FakeMaster {
   static async start(config: CompiledConfig, startup: readonly MasterMessage[] = []): Promise<FakeMaster> {
     const listeners = new ListenerSet();
     listeners.bindMissing(config.listeners);
-    const child = fork(WORKER_ENTRY, [], { execPath: process.execPath, env: { ...WORKER_ENV }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'json' });
+    const child = fork(WORKER_ENTRY, [], {
+      execPath: process.execPath,
+      env: { ...WORKER_ENV },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      serialization: 'json',
+    });
     const master = new FakeMaster(child, listeners);
     let ready = false;
     child.on('message', (raw: { type?: unknown }) => {
       if (raw?.type === 'CTL_READY') ready = true;
     });
     master.post({ type: 'CFG_INIT', generation: 1, config });
-    for (const listener of listeners.list()) child.send({ type: 'CFG_LISTENER', listener: listener.spec } satisfies MasterMessage, listener.handle as unknown as Socket);
+    for (const listener of listeners.list())
+      child.send({ type: 'CFG_LISTENER', listener: listener.spec } satisfies MasterMessage, listener.handle as unknown as Socket);
     for (const message of startup) master.post(message);
     master.post({ type: 'CFG_START' });
     await Promise.race([
@@ -88,14 +94,19 @@ export class FakeMaster {
         this.post({ type: 'LIM_ADMIT', id: message.id, verdict: 'ok' });
         return;
       case 'LIM_LEASE':
-        this.post(this.grantTokens ? { type: 'LIM_GRANT', id: message.id, granted: message.want, retryAfterMs: 0 } : { type: 'LIM_GRANT', id: message.id, granted: 0, retryAfterMs: 1000 });
+        this.post(
+          this.grantTokens
+            ? { type: 'LIM_GRANT', id: message.id, granted: message.want, retryAfterMs: 0 }
+            : { type: 'LIM_GRANT', id: message.id, granted: 0, retryAfterMs: 1000 },
+        );
         return;
       case 'MET_SCRAPE':
         this.post({ type: 'MET_TEXT', id: message.id, text: '' });
         return;
       case 'MET_REPORT':
         for (const [reason, count] of message.rejections) this.rejections.set(reason, (this.rejections.get(reason) ?? 0) + count);
-        for (const [vhost, status, count] of message.requests) this.responses.set(`${status} ${vhost}`, (this.responses.get(`${status} ${vhost}`) ?? 0) + count);
+        for (const [vhost, status, count] of message.requests)
+          this.responses.set(`${status} ${vhost}`, (this.responses.get(`${status} ${vhost}`) ?? 0) + count);
         return;
       case 'AUDIT_EVENT':
         this.audits.push(message.event);

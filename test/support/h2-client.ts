@@ -12,7 +12,11 @@ export interface H2Response {
  * SETTINGS arrived (and so were acknowledged ahead of any request: nghttp2
  * applies its own settings only from the acknowledgement on).
  */
-export function h2Connect(port: number, servername: string, options: http2.SecureClientSessionOptions = {}): Promise<http2.ClientHttp2Session> {
+export function h2Connect(
+  port: number,
+  servername: string,
+  options: http2.SecureClientSessionOptions = {},
+): Promise<http2.ClientHttp2Session> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`https://127.0.0.1:${port}`, { servername, rejectUnauthorized: false, ...options });
     session.once('error', reject);
@@ -29,7 +33,11 @@ export function h2Connect(port: number, servername: string, options: http2.Secur
  * One request on `session`; rejects with the stream's error (its
  * `rstCode` on the stream) when the server resets it.
  */
-export function h2Request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string | Buffer): Promise<H2Response> {
+export function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: string | Buffer,
+): Promise<H2Response> {
   return new Promise((resolve, reject) => {
     const stream = session.request(headers, { endStream: body === undefined });
     let status = 0;

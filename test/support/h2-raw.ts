@@ -9,10 +9,27 @@
 import net from 'node:net';
 import tls from 'node:tls';
 
-export const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8, CONTINUATION: 0x9 } as const;
+export const FRAME = {
+  DATA: 0x0,
+  HEADERS: 0x1,
+  RST_STREAM: 0x3,
+  SETTINGS: 0x4,
+  PING: 0x6,
+  GOAWAY: 0x7,
+  WINDOW_UPDATE: 0x8,
+  CONTINUATION: 0x9,
+} as const;
 export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
 /** RFC 9113 §7. */
-export const ERROR_CODE = { NO_ERROR: 0x0, PROTOCOL_ERROR: 0x1, INTERNAL_ERROR: 0x2, SETTINGS_TIMEOUT: 0x4, REFUSED_STREAM: 0x7, CANCEL: 0x8, ENHANCE_YOUR_CALM: 0xb } as const;
+export const ERROR_CODE = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  SETTINGS_TIMEOUT: 0x4,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+  ENHANCE_YOUR_CALM: 0xb,
+} as const;
 /** RFC 9113 §6.5.2. */
 export const SETTING = { MAX_CONCURRENT_STREAMS: 0x3, INITIAL_WINDOW_SIZE: 0x4 } as const;
 
@@ -54,7 +71,12 @@ export function headerBlock(fields: readonly (readonly [string, string])[]): Buf
   for (const [name, value] of fields) {
     const nameBytes = Buffer.from(name, 'latin1');
     const valueBytes = Buffer.from(value, 'latin1');
-    parts.push(Buffer.from([0x00, ...hpackInteger(nameBytes.length, 7)]), nameBytes, Buffer.from(hpackInteger(valueBytes.length, 7)), valueBytes);
+    parts.push(
+      Buffer.from([0x00, ...hpackInteger(nameBytes.length, 7)]),
+      nameBytes,
+      Buffer.from(hpackInteger(valueBytes.length, 7)),
+      valueBytes,
+    );
   }
   return Buffer.concat(parts);
 }
@@ -101,7 +123,11 @@ export class RawH2Client {
    * the preface with `settings` ([id, value] pairs); `ackSettings` false never
    * acknowledges the server's.
    */
-  static connect(port: number, servername: string, options: { settings?: readonly (readonly [number, number])[]; ackSettings?: boolean; localAddress?: string } = {}): Promise<RawH2Client> {
+  static connect(
+    port: number,
+    servername: string,
+    options: { settings?: readonly (readonly [number, number])[]; ackSettings?: boolean; localAddress?: string } = {},
+  ): Promise<RawH2Client> {
     const { settings = [], ackSettings = true, localAddress = '127.0.0.1' } = options;
     return new Promise((resolve, reject) => {
       const tcp = net.connect({ host: '127.0.0.1', port, localAddress });
@@ -177,10 +203,16 @@ export class RawH2Client {
     while (this.#buffer.length >= 9) {
       const length = this.#buffer.readUIntBE(0, 3);
       if (this.#buffer.length < 9 + length) break;
-      const f: Frame = { type: this.#buffer[3]!, flags: this.#buffer[4]!, streamId: this.#buffer.readUInt32BE(5) & 0x7fffffff, payload: this.#buffer.subarray(9, 9 + length) };
+      const f: Frame = {
+        type: this.#buffer[3]!,
+        flags: this.#buffer[4]!,
+        streamId: this.#buffer.readUInt32BE(5) & 0x7fffffff,
+        payload: this.#buffer.subarray(9, 9 + length),
+      };
       this.#buffer = this.#buffer.subarray(9 + length);
       // RFC 9113 §6.5.3: SETTINGS are acknowledged; nothing else is answered.
-      if (this.ackSettings && f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && this.socket.writable) this.socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+      if (this.ackSettings && f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && this.socket.writable)
+        this.socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
       this.frames.push(f);
     }
     this.#notify();

@@ -61,7 +61,11 @@ export function cliAsync(args: string[]): Promise<CliResult> {
   });
 }
 
-export async function waitFor<T>(what: string, probe: () => T | null | undefined | Promise<T | null | undefined>, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | null | undefined | Promise<T | null | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -195,9 +199,10 @@ export class TestServer {
     this.process = spawn(file, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
     this.process.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.process.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    const exited = new Promise<never>((_, reject) => this.process!.once('exit', (code) => reject(new Error(`start exited with ${code}:\n${this.output}`))));
-    const started = (): boolean =>
-      (logFile === undefined ? this.output : readText(logFile)).includes('"miwidothttp started"');
+    const exited = new Promise<never>((_, reject) =>
+      this.process!.once('exit', (code) => reject(new Error(`start exited with ${code}:\n${this.output}`))),
+    );
+    const started = (): boolean => (logFile === undefined ? this.output : readText(logFile)).includes('"miwidothttp started"');
     await Promise.race([waitFor('miwidothttp started', started, 20_000), exited]);
   }
 

@@ -123,12 +123,21 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
       const challtestsrv = spawn(
         CHALLTESTSRV_BIN,
         [
-          '-management', `127.0.0.1:${challtestsrvPort}`,
-          '-dns01', `127.0.0.1:${dnsPort}`,
-          '-http01', '', '-https01', '', '-tlsalpn01', '',
-          '-defaultIPv4', '127.0.0.1',
+          '-management',
+          `127.0.0.1:${challtestsrvPort}`,
+          '-dns01',
+          `127.0.0.1:${dnsPort}`,
+          '-http01',
+          '',
+          '-https01',
+          '',
+          '-tlsalpn01',
+          '',
+          '-defaultIPv4',
+          '127.0.0.1',
           // No AAAA answers: pebble would try ::1 first, where the test's servers do not listen.
-          '-defaultIPv6', '',
+          '-defaultIPv6',
+          '',
         ],
         { cwd: dir, stdio: ['ignore', log, log] },
       );
@@ -158,7 +167,12 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
       }
     };
     await waitReady('pebble', children, logs, async () => (await httpsGet(directoryUrl, ca.certPem)).status === 200);
-    await waitReady('pebble-challtestsrv', children, logs, async () => (await post(`${challtestsrvUrl}/clear-txt`, { host: 'ready.invalid.' })) === 200);
+    await waitReady(
+      'pebble-challtestsrv',
+      children,
+      logs,
+      async () => (await post(`${challtestsrvUrl}/clear-txt`, { host: 'ready.invalid.' })) === 200,
+    );
 
     let stopped = false;
     return {
@@ -220,11 +234,17 @@ async function distinctFreePorts(count: number): Promise<number[]> {
   return [...ports];
 }
 
-async function waitReady(what: string, children: readonly ChildProcess[], logs: () => string, probe: () => Promise<boolean>): Promise<void> {
+async function waitReady(
+  what: string,
+  children: readonly ChildProcess[],
+  logs: () => string,
+  probe: () => Promise<boolean>,
+): Promise<void> {
   const until = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     const dead = children.find((child) => child.exitCode !== null || child.signalCode !== null);
-    if (dead !== undefined) throw new Error(`${path.basename(dead.spawnfile)} exited (${dead.exitCode ?? dead.signalCode}) before ${what} was ready`);
+    if (dead !== undefined)
+      throw new Error(`${path.basename(dead.spawnfile)} exited (${dead.exitCode ?? dead.signalCode}) before ${what} was ready`);
     try {
       if (await probe()) return;
     } catch {
@@ -260,10 +280,14 @@ function httpsGet(url: string, caPem: string): Promise<{ status: number; body: s
 
 function post(url: string, body: unknown): Promise<number> {
   return new Promise((resolve, reject) => {
-    const request = http.request(url, { method: 'POST', agent: false, timeout: 5_000, headers: { 'content-type': 'application/json' } }, (response) => {
-      response.resume();
-      response.on('end', () => resolve(response.statusCode ?? 0));
-    });
+    const request = http.request(
+      url,
+      { method: 'POST', agent: false, timeout: 5_000, headers: { 'content-type': 'application/json' } },
+      (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      },
+    );
     request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)));
     request.on('error', reject);
     request.end(JSON.stringify(body));

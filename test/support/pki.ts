@@ -17,7 +17,19 @@ export const fingerprintOf = (file: string): string => new X509Certificate(readF
 export class TestPki {
   constructor(readonly dir: string) {
     this.key('ca');
-    openssl('req', '-x509', '-new', '-key', this.file('ca.key'), '-subj', '/CN=miwidothttp test CA', '-days', '30', '-out', this.file('ca.crt'));
+    openssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      this.file('ca.key'),
+      '-subj',
+      '/CN=miwidothttp test CA',
+      '-days',
+      '30',
+      '-out',
+      this.file('ca.crt'),
+    );
   }
 
   file(name: string): string {
@@ -37,7 +49,23 @@ export class TestPki {
     const csr = this.file(`${name}.csr`);
     openssl('req', '-new', '-key', key, '-subj', `/CN=${names[0]}`, '-out', csr);
     writeFileSync(this.file(`${name}.ext`), `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
-    openssl('x509', '-req', '-in', csr, '-CA', this.file('ca.crt'), '-CAkey', this.file('ca.key'), '-CAcreateserial', '-days', String(days), '-extfile', this.file(`${name}.ext`), '-out', this.file(`${name}.crt`));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      this.file('ca.crt'),
+      '-CAkey',
+      this.file('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      String(days),
+      '-extfile',
+      this.file(`${name}.ext`),
+      '-out',
+      this.file(`${name}.crt`),
+    );
     return { cert: this.file(`${name}.crt`), key };
   }
 
@@ -49,8 +77,27 @@ export class TestPki {
   alpnChallenge(name: string, keyAuthorization: string): { cert: string; key: string } {
     const key = this.key(`alpn-${name}`);
     const cert = this.file(`alpn-${name}.crt`);
-    const digest = createHash('sha256').update(keyAuthorization).digest('hex').replace(/(..)(?!$)/g, '$1:');
-    openssl('req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`, '-days', '7', '-addext', `subjectAltName=DNS:${name}`, '-addext', `1.3.6.1.5.5.7.1.31=critical,DER:04:20:${digest}`, '-out', cert);
+    const digest = createHash('sha256')
+      .update(keyAuthorization)
+      .digest('hex')
+      .replace(/(..)(?!$)/g, '$1:');
+    openssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      `/CN=${name}`,
+      '-days',
+      '7',
+      '-addext',
+      `subjectAltName=DNS:${name}`,
+      '-addext',
+      `1.3.6.1.5.5.7.1.31=critical,DER:04:20:${digest}`,
+      '-out',
+      cert,
+    );
     return { cert, key };
   }
 }

@@ -108,7 +108,9 @@ root = "${server.dir}"`);
     assert.equal(ninth.refused, true, `the ninth got: ${ninth.answer.slice(0, 80)}`);
     const other = await exchange(server.port, '127.0.0.4', GET('limits.test'));
     assert.match(other.answer, /^HTTP\/1\.1 200 /, 'another client is served');
-    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'connection.limit_exceeded' && line.clientIp === '127.0.0.3'));
+    await waitFor('audit', () =>
+      server.logLines().find((line) => line.audit === 'connection.limit_exceeded' && line.clientIp === '127.0.0.3'),
+    );
     held[0]!.destroy();
     await sleep(200);
     const again = await exchange(server.port, '127.0.0.3', GET('limits.test'));
@@ -126,7 +128,9 @@ root = "${server.dir}"`);
     const workerPids = status.workers.map((worker) => worker.pid);
     // Open the connections, until both workers hold some (the kernel picks who accepts).
     for (let attempt = 0; ; attempt++) {
-      await Promise.all(Array.from({ length: 6 }, () => request(server.port, { path: '/', headers: { Host: 'rate.test' }, agent }).catch(() => undefined)));
+      await Promise.all(
+        Array.from({ length: 6 }, () => request(server.port, { path: '/', headers: { Host: 'rate.test' }, agent }).catch(() => undefined)),
+      );
       const spread = connectionsPerWorker(workerPids, client);
       if ([...spread.values()].filter((count) => count > 0).length === 2) break;
       assert.ok(attempt < 10, `connections never reached both workers: ${JSON.stringify([...spread])}`);
@@ -153,10 +157,15 @@ root = "${server.dir}"`);
     const elapsed = (performance.now() - started) / 1000;
     agent.destroy();
     const expected = 20 + 20 * elapsed;
-    assert.ok(Math.abs(allowed - expected) <= expected * 0.1, `allowed ${allowed} in ${elapsed.toFixed(2)} s, expected ${expected.toFixed(0)} +- 10 % (${limited} limited)`);
+    assert.ok(
+      Math.abs(allowed - expected) <= expected * 0.1,
+      `allowed ${allowed} in ${elapsed.toFixed(2)} s, expected ${expected.toFixed(0)} +- 10 % (${limited} limited)`,
+    );
     assert.ok(limited > 0);
     assert.match(retryAfter ?? '', /^[1-9][0-9]*$/);
-    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.rate_limited' && line.clientIp === client && line.status === 429));
+    await waitFor('audit', () =>
+      server.logLines().find((line) => line.audit === 'request.rate_limited' && line.clientIp === client && line.status === 429),
+    );
     // Another client has its own bucket.
     assert.equal((await request(server.port, { path: '/', headers: { Host: 'rate.test' }, localAddress: '127.0.0.21' })).status, 200);
   });
@@ -164,7 +173,8 @@ root = "${server.dir}"`);
 
 describe('access lists and bans', () => {
   const server = new TestServer();
-  const banFile = (): { bans: { ip: string; source: string }[] } => JSON.parse(readFileSync(path.join(server.stateDir, 'bans.json'), 'utf8'));
+  const banFile = (): { bans: { ip: string; source: string }[] } =>
+    JSON.parse(readFileSync(path.join(server.stateDir, 'bans.json'), 'utf8'));
   const config = `[security.timeouts]
 connection_rate_per_ip = 1000
 
@@ -202,12 +212,15 @@ root = "${server.dir}"`;
   it('a blacklisted client is closed at accept, before a byte is read; the worker keeps serving', async () => {
     const result = await exchange(server.port, '127.0.0.31', GET('a.test'));
     assert.equal(result.refused, true);
-    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'connection.blacklisted' && line.clientIp === '127.0.0.31'));
+    await waitFor('audit', () =>
+      server.logLines().find((line) => line.audit === 'connection.blacklisted' && line.clientIp === '127.0.0.31'),
+    );
     assert.equal((await request(server.port, { path: '/', headers: { Host: 'a.test' }, localAddress: '127.0.0.39' })).status, 200);
   });
 
   it('behind a trusted proxy, the client it names is listed, limited and refused per request', async () => {
-    const via = (client: string) => request(server.port, { path: '/', headers: { Host: 'a.test', 'X-Forwarded-For': client }, localAddress: '127.0.0.40' });
+    const via = (client: string) =>
+      request(server.port, { path: '/', headers: { Host: 'a.test', 'X-Forwarded-For': client }, localAddress: '127.0.0.40' });
     const blocked = await via('10.9.1.1');
     assert.equal(blocked.status, 403);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.client_blocked' && line.clientIp === '10.9.1.1'));
@@ -247,7 +260,9 @@ root = "${server.dir}"`;
     const added = cli(['ban', 'add', client, '--seconds', '600', '--reason', 'manual test', '-c', server.configFile]);
     assert.equal(added.status, 0, added.stderr);
     assert.equal((await exchange(server.port, client, GET('a.test'))).refused, true);
-    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'admin.ban_add' && line.clientIp === client && line.detail === 'manual test'));
+    await waitFor('audit', () =>
+      server.logLines().find((line) => line.audit === 'admin.ban_add' && line.clientIp === client && line.detail === 'manual test'),
+    );
 
     assert.equal(cli(['reload', '-c', server.configFile]).status, 0);
     assert.equal((await exchange(server.port, client, GET('a.test'))).refused, true, 'after reload');
@@ -261,7 +276,10 @@ root = "${server.dir}"`;
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'admin.ban_remove' && line.clientIp === client));
     await sleep(100); // the lift reaches both workers
     assert.match((await exchange(server.port, client, GET('a.test'))).answer, /^HTTP\/1\.1 200 /);
-    assert.equal(banFile().bans.some((ban) => ban.ip === client), false);
+    assert.equal(
+      banFile().bans.some((ban) => ban.ip === client),
+      false,
+    );
   });
 
   it('the CLI refuses to ban a whitelisted client or something that is not an address', () => {

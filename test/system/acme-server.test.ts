@@ -9,7 +9,7 @@
  * against the API stub (test/stubs/cloudflare-api.ts).
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -39,14 +39,28 @@ function certOf(server: TestServer, name: string): CertView | undefined {
 }
 
 /** The certificate a new handshake for `servername` gets, verified against `ca`. */
-function handshake(port: number, servername: string, ca: string, alpn?: string[]): Promise<{ cert: X509Certificate; authorized: boolean; error: string | null; protocol: string | false | null }> {
+function handshake(
+  port: number,
+  servername: string,
+  ca: string,
+  alpn?: string[],
+): Promise<{ cert: X509Certificate; authorized: boolean; error: string | null; protocol: string | false | null }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, servername, ca, rejectUnauthorized: false, ...(alpn && { ALPNProtocols: alpn }) }, () => {
-      const peer = socket.getPeerX509Certificate();
-      socket.destroy();
-      if (peer === undefined) reject(new Error('no certificate'));
-      else resolve({ cert: peer, authorized: socket.authorized, error: socket.authorizationError?.message ?? null, protocol: socket.alpnProtocol });
-    });
+    const socket = tls.connect(
+      { host: '127.0.0.1', port, servername, ca, rejectUnauthorized: false, ...(alpn && { ALPNProtocols: alpn }) },
+      () => {
+        const peer = socket.getPeerX509Certificate();
+        socket.destroy();
+        if (peer === undefined) reject(new Error('no certificate'));
+        else
+          resolve({
+            cert: peer,
+            authorized: socket.authorized,
+            error: socket.authorizationError?.message ?? null,
+            protocol: socket.alpnProtocol,
+          });
+      },
+    );
     socket.on('error', reject);
   });
 }
@@ -54,7 +68,11 @@ function handshake(port: number, servername: string, ca: string, alpn?: string[]
 const fingerprintOf = (cert: X509Certificate): string => cert.fingerprint256;
 
 /** One TLS connection speaking HTTP/1.1 keep-alive: each get() sends a request and reads its whole answer. */
-async function keepAliveConnection(port: number, servername: string, ca: string): Promise<{ socket: tls.TLSSocket; get(path: string): Promise<string> }> {
+async function keepAliveConnection(
+  port: number,
+  servername: string,
+  ca: string,
+): Promise<{ socket: tls.TLSSocket; get(path: string): Promise<string> }> {
   const socket = tls.connect({ host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', resolve);
@@ -66,18 +84,27 @@ async function keepAliveConnection(port: number, servername: string, ca: string)
   const get = async (target: string): Promise<string> => {
     buffered = '';
     socket.write(`GET ${target} HTTP/1.1\r\nHost: ${servername}\r\n\r\n`);
-    return waitFor('a whole answer', () => {
-      const end = buffered.indexOf('\r\n\r\n');
-      if (end === -1) return null;
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(buffered.slice(0, end))?.[1] ?? 0);
-      return buffered.length >= end + 4 + length ? buffered : null;
-    }, 5000);
+    return waitFor(
+      'a whole answer',
+      () => {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end === -1) return null;
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(buffered.slice(0, end))?.[1] ?? 0);
+        return buffered.length >= end + 4 + length ? buffered : null;
+      },
+      5000,
+    );
   };
   return { socket, get };
 }
 
 /** The server's config for the provider, after [server]. */
-function acmeConfig(server: TestServer, pebble: Pebble, httpsPort: number, options: { names: string[]; preferred: string[]; dnsCommand?: string }): string {
+function acmeConfig(
+  server: TestServer,
+  pebble: Pebble,
+  httpsPort: number,
+  options: { names: string[]; preferred: string[]; dnsCommand?: string },
+): string {
   return `[ssl]
 provider = "acme"
 acme_server = "${pebble.directoryUrl}"
@@ -170,7 +197,10 @@ describe('ACME through the real server (pebble)', () => {
     assert.equal(accounts.length, 1);
     assert.equal(statSync(path.join(certDir, 'acme-accounts', accounts[0]!, 'account.key')).mode & 0o777, 0o600);
     assert.doesNotMatch(server.output, /PRIVATE KEY/);
-    assert.doesNotMatch(server.output, new RegExp(readFileSync(path.join(stored, 'key.pem'), 'utf8').split('\n')[1]!.slice(0, 40).replace(/[+/]/g, '.')));
+    assert.doesNotMatch(
+      server.output,
+      new RegExp(readFileSync(path.join(stored, 'key.pem'), 'utf8').split('\n')[1]!.slice(0, 40).replace(/[+/]/g, '.')),
+    );
   });
 
   it('TLS-ALPN-01: answered on the HTTPS port beside h2 and http/1.1 (a name added by reload)', async () => {
@@ -186,7 +216,13 @@ describe('ACME through the real server (pebble)', () => {
 
   it('DNS-01 through the exec provider: a wildcard', async () => {
     const program = writeDnsProgram(server.dir, pebble.challtestsrvUrl);
-    reloadWith(acmeConfig(server, pebble, httpsPort, { names: ['http.test', 'alpn.test', '*.dns.test'], preferred: ['http-01'], dnsCommand: program }));
+    reloadWith(
+      acmeConfig(server, pebble, httpsPort, {
+        names: ['http.test', 'alpn.test', '*.dns.test'],
+        preferred: ['http-01'],
+        dnsCommand: program,
+      }),
+    );
     await waitFor('*.dns.test obtained', () => certOf(server, '*.dns.test')?.notAfter ?? null, 60_000);
     const got = await handshake(httpsPort, 'www.dns.test', root);
     assert.equal(got.authorized, true, got.error ?? '');
@@ -239,7 +275,10 @@ describe('renewal of short-lived certificates (pebble, 40 s certificates)', () =
     server.launch = (argv) => ({ file: BIN, args: argv, env: { ...process.env, ...pebble.env } });
     mkdirSync(path.join(server.dir, 'www'), { recursive: true });
     writeFileSync(path.join(server.dir, 'www', 'index.html'), 'renewed\n');
-    await server.start(acmeConfig(server, pebble, httpsPort, { names: ['renew.test'], preferred: ['http-01'] }), `https_port = ${httpsPort}\n`);
+    await server.start(
+      acmeConfig(server, pebble, httpsPort, { names: ['renew.test'], preferred: ['http-01'] }),
+      `https_port = ${httpsPort}\n`,
+    );
     await waitFor('renew.test obtained', () => certOf(server, 'renew.test')?.notAfter ?? null, 60_000);
   });
 
@@ -250,7 +289,10 @@ describe('renewal of short-lived certificates (pebble, 40 s certificates)', () =
 
   it('renews a third of the lifetime before expiry; every new handshake gets it, open connections and workers stay', async () => {
     const first = certOf(server, 'renew.test')!;
-    const workers = server.status().workers.map((worker) => worker.pid).sort();
+    const workers = server
+      .status()
+      .workers.map((worker) => worker.pid)
+      .sort();
     const due = Date.parse(first.nextRenewal!);
     const lifetime = Date.parse(first.notAfter!) - due;
     assert.ok(lifetime > 10_000 && lifetime < 16_000, `renewal due a third of 40 s before expiry, got ${lifetime} ms`);
@@ -258,19 +300,31 @@ describe('renewal of short-lived certificates (pebble, 40 s certificates)', () =
     const open = await keepAliveConnection(httpsPort, 'renew.test', root);
     assert.match(await open.get('/'), /^HTTP\/1\.1 200 /);
     assert.equal(open.socket.getPeerX509Certificate()?.fingerprint256, first.fingerprint256);
-    const renewed = await waitFor('renewed', () => {
-      const now = certOf(server, 'renew.test')!;
-      return now.fingerprint256 !== first.fingerprint256 ? now : null;
-    }, 60_000);
+    const renewed = await waitFor(
+      'renewed',
+      () => {
+        const now = certOf(server, 'renew.test')!;
+        return now.fingerprint256 !== first.fingerprint256 ? now : null;
+      },
+      60_000,
+    );
     assert.match(await open.get('/'), /^HTTP\/1\.1 200 /, 'the connection opened before the renewal still serves');
     open.socket.destroy();
     for (let i = 0; i < 6; i++) assert.equal(fingerprintOf((await handshake(httpsPort, 'renew.test', root)).cert), renewed.fingerprint256);
-    assert.deepEqual(server.status().workers.map((worker) => worker.pid).sort(), workers, 'no worker was restarted');
+    assert.deepEqual(
+      server
+        .status()
+        .workers.map((worker) => worker.pid)
+        .sort(),
+      workers,
+      'no worker was restarted',
+    );
   });
 
   it('a failing renewal keeps the certificate served, says why, and succeeds on a retry', async () => {
     // pebble resolves names through challtestsrv: point renew.test where nothing listens.
-    const post = (route: string, body: unknown) => fetch(`${pebble.challtestsrvUrl}/${route}`, { method: 'POST', body: JSON.stringify(body) });
+    const post = (route: string, body: unknown) =>
+      fetch(`${pebble.challtestsrvUrl}/${route}`, { method: 'POST', body: JSON.stringify(body) });
     await post('add-a', { host: 'renew.test.', addresses: ['127.0.0.2'] });
     const served = certOf(server, 'renew.test')!;
     const failed = await waitFor('renewal failed', () => certOf(server, 'renew.test')?.lastError ?? null, 60_000);
@@ -281,10 +335,14 @@ describe('renewal of short-lived certificates (pebble, 40 s certificates)', () =
     assert.equal(fingerprintOf((await handshake(httpsPort, 'renew.test', root)).cert), served.fingerprint256);
     assert.match(server.output, /certificate renewal failed/);
     await post('clear-a', { host: 'renew.test.' });
-    await waitFor('renewed after the failure', () => {
-      const view = certOf(server, 'renew.test')!;
-      return view.fingerprint256 !== served.fingerprint256 && view.lastError === null ? view : null;
-    }, 60_000);
+    await waitFor(
+      'renewed after the failure',
+      () => {
+        const view = certOf(server, 'renew.test')!;
+        return view.fingerprint256 !== served.fingerprint256 && view.lastError === null ? view : null;
+      },
+      60_000,
+    );
   });
 });
 

@@ -154,13 +154,22 @@ root = "${dir}"
     assert.equal(plain.status, 301, 'plain HTTP serves on (enforce_https)');
     // The first certificate of a name can come by TLS-ALPN-01: its challenge is served with no certificate of ours yet.
     const challengeCert = pki.alpnChallenge('acme.test', KEY_AUTHORIZATION);
-    master.post({ type: 'ACME_CHALLENGES', version: 1, http01: [], tlsAlpn01: [{ name: 'acme.test', certPem: readFileSync(challengeCert.cert, 'utf8'), keyPem: readFileSync(challengeCert.key, 'utf8') }] });
+    master.post({
+      type: 'ACME_CHALLENGES',
+      version: 1,
+      http01: [],
+      tlsAlpn01: [
+        { name: 'acme.test', certPem: readFileSync(challengeCert.cert, 'utf8'), keyPem: readFileSync(challengeCert.key, 'utf8') },
+      ],
+    });
     await waitFor('ACME_ACK 1', () => master.acks.includes(1));
     const validation = await handshake(httpsPort, { servername: 'acme.test', ALPNProtocols: ['acme-tls/1'] });
     validation.socket.destroy();
     assert.equal(validation.fingerprint, fingerprintOf(challengeCert.cert));
     master.post({ type: 'TLS_CERTS', certificates: [material('site.test', first)] });
-    const later = await waitFor('a handshake with the certificate', () => handshake(httpsPort, { servername: 'site.test' }).catch(() => null));
+    const later = await waitFor('a handshake with the certificate', () =>
+      handshake(httpsPort, { servername: 'site.test' }).catch(() => null),
+    );
     later.socket.destroy();
     assert.equal(later.fingerprint, fingerprintOf(first.cert));
     const failures = master.output.split('\n').filter((line) => line.includes('"event":"tls.handshake_failed"'));
@@ -206,7 +215,11 @@ root = "${dir}"
     assert.equal(kept.socket.getPeerCertificate().fingerprint256, fingerprintOf(first.cert), 'with the certificate it was made with');
     assert.equal((await h2Request(session, { ':path': '/', ':authority': 'site.test' })).status, 200, 'the h2 session serves on');
     const freshSession = await h2Connect(httpsPort, 'site.test');
-    assert.equal((await h2Request(freshSession, { ':path': '/', ':authority': 'site.test' })).status, 200, 'h2 is still negotiated with the new set');
+    assert.equal(
+      (await h2Request(freshSession, { ':path': '/', ':authority': 'site.test' })).status,
+      200,
+      'h2 is still negotiated with the new set',
+    );
     assert.equal((freshSession.socket as tls.TLSSocket).getPeerCertificate().fingerprint256, fingerprintOf(second.cert));
     freshSession.close();
     kept.socket.destroy();
@@ -282,7 +295,10 @@ root = "${dir}"
       master.post({ type: 'ACME_CHALLENGES', version: 8, http01: [[TOKEN, KEY_AUTHORIZATION]], tlsAlpn01: [] });
       await waitFor('ACME_ACK 9', () => master.acks.includes(9));
       // Messages are handled in order: once a request after both is answered, 8 has been seen.
-      assert.equal((await request(httpPort, { path: `/.well-known/acme-challenge/${token}`, headers: { Host: 'site.test' } })).body, `${token}.thumb`);
+      assert.equal(
+        (await request(httpPort, { path: `/.well-known/acme-challenge/${token}`, headers: { Host: 'site.test' } })).body,
+        `${token}.thumb`,
+      );
       assert.equal((await request(httpPort, { path: challenge, headers: { Host: 'site.test' } })).status, 404, 'the old token is gone');
       assert.deepEqual(master.acks, [7, 9]);
       assert.deepEqual(master.invalid, []);
@@ -299,7 +315,9 @@ root = "${dir}"
         type: 'ACME_CHALLENGES',
         version: 1,
         http01: [],
-        tlsAlpn01: [{ name: 'acme.test', certPem: readFileSync(challengeCert.cert, 'utf8'), keyPem: readFileSync(challengeCert.key, 'utf8') }],
+        tlsAlpn01: [
+          { name: 'acme.test', certPem: readFileSync(challengeCert.cert, 'utf8'), keyPem: readFileSync(challengeCert.key, 'utf8') },
+        ],
       });
       await waitFor('ACME_ACK 1', () => master.acks.includes(1));
     });
@@ -331,10 +349,17 @@ root = "${dir}"
     });
 
     it('without a challenge for the name, an acme-tls/1-only client gets an alert (no protocol); the worker serves on', async () => {
-      await assert.rejects(handshake(httpsPort, { servername: 'site.test', ALPNProtocols: ['acme-tls/1'] }), /no application protocol|NO_APPLICATION_PROTOCOL/i);
+      await assert.rejects(
+        handshake(httpsPort, { servername: 'site.test', ALPNProtocols: ['acme-tls/1'] }),
+        /no application protocol|NO_APPLICATION_PROTOCOL/i,
+      );
       master.post({ type: 'ACME_CHALLENGES', version: 2, http01: [], tlsAlpn01: [] });
       await waitFor('ACME_ACK 2', () => master.acks.includes(2));
-      await assert.rejects(handshake(httpsPort, { servername: 'acme.test', ALPNProtocols: ['acme-tls/1'] }), /no application protocol|NO_APPLICATION_PROTOCOL/i, 'a challenge withdrawn is no longer served');
+      await assert.rejects(
+        handshake(httpsPort, { servername: 'acme.test', ALPNProtocols: ['acme-tls/1'] }),
+        /no application protocol|NO_APPLICATION_PROTOCOL/i,
+        'a challenge withdrawn is no longer served',
+      );
       const session = await h2Connect(httpsPort, 'site.test');
       assert.equal((await h2Request(session, { ':path': '/', ':authority': 'site.test' })).status, 200);
       session.close();
@@ -344,7 +369,7 @@ root = "${dir}"
 });
 
 describe('Node runs the ALPN callback before the SNI callback (what TLS-ALPN-01 relies on)', () => {
-  it('both get the handshake\'s TLS socket as `this`, the ALPN callback first, with the server name', async () => {
+  it("both get the handshake's TLS socket as `this`, the ALPN callback first, with the server name", async () => {
     const dir = tempDir();
     const pki = new TestPki(dir);
     const site = pki.leaf('site', ['order.test']);

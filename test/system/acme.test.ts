@@ -61,7 +61,10 @@ function cloudflareDns() {
  * challtestsrv, whose URL it gets as its credentials. `failPresent` makes
  * `present` fail the way a real program would: a message on stderr, status 3.
  */
-function dnsProgram(name: string, options: { failPresent?: boolean } = {}): { command: string; calls: () => { action: string; fqdn: string; value: string; env: string[] }[] } {
+function dnsProgram(
+  name: string,
+  options: { failPresent?: boolean } = {},
+): { command: string; calls: () => { action: string; fqdn: string; value: string; env: string[] }[] } {
   const command = path.join(work, name);
   const callLog = path.join(work, `${name}.calls`);
   writeFileSync(
@@ -83,17 +86,20 @@ fetch(process.env.MIWIDOTHTTP_DNS_CREDENTIALS + (action === 'present' ? '/set-tx
   chmodSync(command, 0o755);
   return {
     command,
-    calls: () => (existsSync(callLog) ? readFileSync(callLog, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { action: string; fqdn: string; value: string; env: string[] }) : []),
+    calls: () =>
+      existsSync(callLog)
+        ? readFileSync(callLog, 'utf8')
+            .trim()
+            .split('\n')
+            .map((line) => JSON.parse(line) as { action: string; fqdn: string; value: string; env: string[] })
+        : [],
   };
 }
 
 /** The leaf is ours, for the names, and chains up to the root pebble issued from. */
 function assertIssued(issued: IssuedCertificate, names: string[], keyType: 'ec' | 'rsa' = 'ec'): X509Certificate {
   const leaf = new X509Certificate(issued.certPem);
-  assert.deepEqual(
-    leaf.subjectAltName?.split(', ').sort(),
-    names.map((name) => `DNS:${name}`).sort(),
-  );
+  assert.deepEqual(leaf.subjectAltName?.split(', ').sort(), names.map((name) => `DNS:${name}`).sort());
   const key = createPrivateKey(issued.keyPem);
   assert.ok(leaf.checkPrivateKey(key), 'the leaf carries the key returned with it');
   assert.equal(key.asymmetricKeyType, keyType);
@@ -110,7 +116,6 @@ function assertIssued(issued: IssuedCertificate, names: string[], keyType: 'ec' 
   assert.equal(issued.notAfter.getTime(), leaf.validToDate.getTime());
   return leaf;
 }
-
 
 describe('ACME issuance through pebble', () => {
   before(async () => {
@@ -148,7 +153,10 @@ describe('ACME issuance through pebble', () => {
     const firstPublish = board.events.findIndex((event) => event.op === 'publish');
     const served = board.events.flatMap((event, index) => (event.op === 'served' ? [index] : []));
     assert.ok(served.length >= 2, 'pebble fetched both answers');
-    assert.ok(served.every((index) => index > firstPublish), 'nothing was fetched before publish() resolved');
+    assert.ok(
+      served.every((index) => index > firstPublish),
+      'nothing was fetched before publish() resolved',
+    );
     assert.equal(board.http01.size, 0);
   });
 
@@ -174,10 +182,13 @@ describe('ACME issuance through pebble', () => {
     const names = ['exec.example.com'];
     assertIssued(await issuer({ challenges: ['dns-01'], dns }).issue(names), names);
     const calls = program.calls();
-    assert.deepEqual(calls.map((call) => [call.action, call.fqdn]), [
-      ['present', '_acme-challenge.exec.example.com.'],
-      ['cleanup', '_acme-challenge.exec.example.com.'],
-    ]);
+    assert.deepEqual(
+      calls.map((call) => [call.action, call.fqdn]),
+      [
+        ['present', '_acme-challenge.exec.example.com.'],
+        ['cleanup', '_acme-challenge.exec.example.com.'],
+      ],
+    );
     assert.equal(calls[0]?.value, calls[1]?.value);
     assert.match(calls[0]?.value ?? '', /^[A-Za-z0-9_-]{43}$/, 'base64url SHA-256 of the key authorization (RFC 8555 §8.4)');
     assert.deepEqual(calls[0]?.env, ['MIWIDOTHTTP_DNS_CREDENTIALS', 'PATH']);
@@ -191,7 +202,9 @@ describe('ACME issuance through pebble', () => {
     const created = (cloudflare.requests[2]?.response as { result?: { id?: string } } | undefined)?.result?.id;
     assert.match(created ?? '', /^[0-9a-f]{32}$/);
     assert.deepEqual(
-      cloudflare.requests.map((request) => `${request.status} ${request.method} ${request.path}${request.query.name ? `?name=${request.query.name}` : ''}`),
+      cloudflare.requests.map(
+        (request) => `${request.status} ${request.method} ${request.path}${request.query.name ? `?name=${request.query.name}` : ''}`,
+      ),
       [
         '200 GET /zones?name=cf.example.com',
         '200 GET /zones?name=example.com',
@@ -199,7 +212,7 @@ describe('ACME issuance through pebble', () => {
         `200 DELETE /zones/${ZONE.id}/dns_records/${created}`,
       ],
     );
-    const { content, ...rest } = cloudflare.requests[2]?.body as { content: string };
+    const { content, ...rest } = cloudflare.requests[2]!.body as { content: string };
     assert.deepEqual(rest, { type: 'TXT', name: '_acme-challenge.cf.example.com', ttl: 120 });
     assert.match(content, /^[A-Za-z0-9_-]{43}$/);
     assert.ok(cloudflare.requests.every((request) => request.authorization === `Bearer ${CLOUDFLARE_TOKEN}`));
@@ -245,7 +258,10 @@ describe('ACME issuance through pebble', () => {
       assert.equal(statSync(accountPath).mode & 0o777, 0o700);
       assert.equal(statSync(path.join(accountPath, 'account.key')).mode & 0o777, 0o600);
       assert.equal(statSync(path.join(accountPath, 'account.json')).mode & 0o777, 0o600);
-      const account = JSON.parse(readFileSync(path.join(accountPath, 'account.json'), 'utf8')) as { directoryUrl: string; accountUrl: string };
+      const account = JSON.parse(readFileSync(path.join(accountPath, 'account.json'), 'utf8')) as {
+        directoryUrl: string;
+        accountUrl: string;
+      };
       assert.equal(account.directoryUrl, pebble.directoryUrl);
       assert.match(account.accountUrl, /^https:\/\/127\.0\.0\.1:\d+\//);
       const keyBefore = readFileSync(path.join(accountPath, 'account.key'), 'utf8');
@@ -259,7 +275,11 @@ describe('ACME issuance through pebble', () => {
       rmSync(path.join(accountPath, 'account.json'));
       await issuer({ accountDir: dir, challenges: ['http-01'] }).issue(['account.example.com']);
       assert.equal(newAccountRequests(), 2, 'asked again with the same key');
-      assert.equal(JSON.parse(readFileSync(path.join(accountPath, 'account.json'), 'utf8')).accountUrl, account.accountUrl, 'the same account');
+      assert.equal(
+        JSON.parse(readFileSync(path.join(accountPath, 'account.json'), 'utf8')).accountUrl,
+        account.accountUrl,
+        'the same account',
+      );
       assert.equal(readFileSync(path.join(accountPath, 'account.key'), 'utf8'), keyBefore);
 
       await issuer({ accountDir: dir, directoryUrl: pebble.directoryUrlByName, challenges: ['http-01'] }).issue(['account.example.com']);
@@ -321,8 +341,14 @@ describe('ACME issuance through pebble', () => {
     const program = dnsProgram('dns-exec-failing', { failPresent: true });
     const dns = createExecDns({ command: program.command, log: captured.log });
     const error = await issuanceRejection(issuer({ challenges: ['dns-01'], dns }).issue(['locked.example.com']));
-    assert.match(error.message, /^locked\.example\.com: dns-01 via exec: exec: .* present _acme-challenge\.locked\.example\.com: exited with status 3: zone is locked for maintenance$/);
-    assert.deepEqual(program.calls().map((call) => call.action), ['present', 'cleanup']);
+    assert.match(
+      error.message,
+      /^locked\.example\.com: dns-01 via exec: exec: .* present _acme-challenge\.locked\.example\.com: exited with status 3: zone is locked for maintenance$/,
+    );
+    assert.deepEqual(
+      program.calls().map((call) => call.action),
+      ['present', 'cleanup'],
+    );
   });
 
   it('a validation that never completes times out, and the answer is removed', async () => {
@@ -343,14 +369,17 @@ describe('ACME issuance through pebble', () => {
     refused.catch(() => undefined);
     board.publishGate = refused;
     const error = await issuanceRejection(issuer({ challenges: ['http-01'] }).issue(['unacked.example.com']));
-    assert.equal(error.message, 'unacked.example.com: waiting for the workers to serve the challenge answers: worker 2 did not acknowledge challenge set 7 within 5s');
+    assert.equal(
+      error.message,
+      'unacked.example.com: waiting for the workers to serve the challenge answers: worker 2 did not acknowledge challenge set 7 within 5s',
+    );
     assert.deepEqual(board.calls(), ['setHttp01', 'clearHttp01']);
     assert.ok(!board.events.some((event) => event.op === 'served'));
     assert.ok(captured.entries('could not publish the removal of ACME challenge answers').length > 0, 'the failed removal is logged');
   });
 
   it('an abort while the workers have not acknowledged stops the issue, and the answer is removed', async () => {
-    let release = () => undefined as void;
+    let release: () => void = () => undefined;
     board.publishGate = new Promise<void>((resolve) => (release = resolve));
     const controller = new AbortController();
     const pending = issuer({ challenges: ['http-01'] }).issue(['aborted.example.com'], controller.signal);

@@ -45,7 +45,7 @@ root = "${server.dir}"
   });
   after(() => server.stop());
 
-  it('writes a worker\'s rejection as one JSON line with who, where and why', async () => {
+  it("writes a worker's rejection as one JSON line with who, where and why", async () => {
     const answer = await rawRequest(server.port, REJECTED);
     assert.match(answer, /^HTTP\/1\.1 400 /);
     const line = await waitFor('audit line', () => auditLines(file).find((entry) => entry.audit === 'request.duplicate_host'));
@@ -94,9 +94,13 @@ describe('audit log problems', () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
     try {
       // Under /proc no directory can be made (and Node's recursive mkdir never returns there).
-      await server.start(`[security.audit]\nlog_file = "/proc/miwidothttp-no-such-dir/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
+      await server.start(
+        `[security.audit]\nlog_file = "/proc/miwidothttp-no-such-dir/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+      );
       await rawRequest(server.port, REJECTED);
-      await waitFor('failure reported', () => server.logLines().find((line) => line.msg === 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)'));
+      await waitFor('failure reported', () =>
+        server.logLines().find((line) => line.msg === 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)'),
+      );
       assert.equal((await request(server.port, { path: '/' })).status, 200);
       // And the master is not spinning on the directory it could not make.
       const before = cpuTicks(server.masterPid());
@@ -113,7 +117,11 @@ describe('audit log problems', () => {
     try {
       await server.start(`[security.audit]\nlog_file = "${file}"\nformat = "text"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
       await rawRequest(server.port, REJECTED);
-      const line = await waitFor('text line', () => readText(file).split('\n').find((entry) => entry.includes('request.duplicate_host')));
+      const line = await waitFor('text line', () =>
+        readText(file)
+          .split('\n')
+          .find((entry) => entry.includes('request.duplicate_host')),
+      );
       assert.match(line, /^\d{4}-\d\d-\d\dT[\d:.]+Z request\.duplicate_host .*clientIp=127\.0\.0\.1/);
       assert.ok(!readText(file).includes(SECRET));
     } finally {

@@ -32,8 +32,8 @@ function v2Tcp4(source: string, sourcePort: number): Buffer {
   header[12] = 0x21; // version 2, PROXY
   header[13] = 0x11; // AF_INET, STREAM
   header.writeUInt16BE(12, 14);
-  source.split('.').forEach((octet, i) => (header[16 + i] = Number(octet)));
-  [127, 0, 0, 1].forEach((octet, i) => (header[20 + i] = octet));
+  for (const [i, octet] of source.split('.').entries()) header[16 + i] = Number(octet);
+  for (const [i, octet] of [127, 0, 0, 1].entries()) header[20 + i] = octet;
   header.writeUInt16BE(sourcePort, 24);
   header.writeUInt16BE(80, 26);
   return header;
@@ -64,12 +64,12 @@ ${proxyVhost('app.test', port)}`);
     upstream.close();
   });
 
-  it('a trusted proxy\'s v1 header names the client', async () => {
+  it("a trusted proxy's v1 header names the client", async () => {
     const answer = await exchange(server.port, `PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n${GET}\r\n`);
     assert.match(answer, /^HTTP\/1\.1 200 .*client 203\.0\.113\.9\n$/s);
   });
 
-  it('a trusted proxy\'s v2 header names the client, split across writes', async () => {
+  it("a trusted proxy's v2 header names the client, split across writes", async () => {
     const bytes = Buffer.concat([v2Tcp4('198.51.100.23', 40000), Buffer.from(`${GET}\r\n`)]);
     const answer = await new Promise<string>((resolve) => {
       const socket = net.connect(server.port, '127.0.0.1');
@@ -97,7 +97,11 @@ ${proxyVhost('app.test', port)}`);
   });
 
   it('forwarding headers from an untrusted peer are ignored', async () => {
-    const answer = await exchange(server.port, `${GET}X-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.2\r\nForwarded: for=192.0.2.3\r\n\r\n`, '127.0.0.5');
+    const answer = await exchange(
+      server.port,
+      `${GET}X-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.2\r\nForwarded: for=192.0.2.3\r\n\r\n`,
+      '127.0.0.5',
+    );
     assert.match(answer, /client 127\.0\.0\.5\n$/);
   });
 
@@ -139,6 +143,9 @@ root = "${server.dir}"
   });
 
   it('serves a connection with a header', async () => {
-    assert.match(await exchange(server.port, 'PROXY TCP4 1.2.3.4 127.0.0.1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 (200|404) /);
+    assert.match(
+      await exchange(server.port, 'PROXY TCP4 1.2.3.4 127.0.0.1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+      /^HTTP\/1\.1 (200|404) /,
+    );
   });
 });

@@ -46,7 +46,10 @@ describe('shipped configs', () => {
   it('the built-in default serves the bundled page on 127.0.0.1:8080', () => {
     const result = loadConfig(null);
     assert.ok(result.ok);
-    assert.deepEqual(result.config.listeners.map((l) => l.id), ['http 127.0.0.1:8080']);
+    assert.deepEqual(
+      result.config.listeners.map((l) => l.id),
+      ['http 127.0.0.1:8080'],
+    );
     assert.equal(result.config.vhosts[0]!.domains[0], '*');
     assert.match(result.config.vhosts[0]!.hostRoot!, /share\/www$/);
     assert.equal(result.config.isolation.chroot, result.config.vhosts[0]!.hostRoot, 'the bundled site is the jail');
@@ -96,42 +99,141 @@ describe('one line per problem, naming the key', () => {
     ['negative size', '[security.limits]\nmax_body_size = -1\n', /^security\.limits\.max_body_size: .* \(line 2\)$/],
     ['bad enum', '[security.headers]\nframe_options = "ALLOW"\n', /^security\.headers\.frame_options: .*DENY.* \(line 2\)$/],
     ['bad size string', '[process.isolation]\nmax_memory = "lots"\n', /^process\.isolation\.max_memory: .*size.* \(line 2\)$/],
-    ['bad CIDR', '[security.proxy_protocol]\ntrusted_proxies = ["10.0.0.0/33"]\n', /^security\.proxy_protocol\.trusted_proxies\[0\]: not an IP address or CIDR.* \(line 2\)$/],
-    ['bad regex', '[[security.ids.rules]]\nname = "x"\npattern = "(("\n', /^security\.ids\.rules\[0\]\.pattern: not a valid regular expression \(line 3\)$/],
+    [
+      'bad CIDR',
+      '[security.proxy_protocol]\ntrusted_proxies = ["10.0.0.0/33"]\n',
+      /^security\.proxy_protocol\.trusted_proxies\[0\]: not an IP address or CIDR.* \(line 2\)$/,
+    ],
+    [
+      'bad regex',
+      '[[security.ids.rules]]\nname = "x"\npattern = "(("\n',
+      /^security\.ids\.rules\[0\]\.pattern: not a valid regular expression \(line 3\)$/,
+    ],
     ['bad bind address', '[server]\nbind_address = "localhost"\n', /^server\.bind_address: must be an IPv4 or IPv6 address \(line 2\)$/],
     ['vhost without root', '[[vhosts]]\ndomains = ["a.example"]\n', /^vhosts\[0\]\.root: required for a static vhost/],
     ['bad domain', '[[vhosts]]\ndomains = ["a b"]\nroot = "/srv"\n', /^vhosts\[0\]\.domains\[0\]: expected a host name.* \(line 2\)$/],
     ['relative root', '[[vhosts]]\ndomains = ["*"]\nroot = "srv"\n', /^vhosts\[0\]\.root: must be an absolute path \(line 3\)$/],
-    ['bad backend type', '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "teleport"\n', /^vhosts\[0\]\.backend\.type: .* \(line 4\)$/],
-    ['proxy without target', '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "proxy"\n', /^vhosts\[0\]\.backend\.target: set exactly one of target and targets/],
-    ['proxy target not http', '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "proxy"\ntarget = "file:///etc/passwd"\n', /^vhosts\[0\]\.backend\.target: .* \(line 5\)$/],
-    ['second vhost', '[[vhosts]]\ndomains = ["*"]\nroot = "/a"\n[[vhosts]]\ndomains = ["b"]\nroot = "/b"\nlisting = true\n', /^vhosts\[1\]\.listing: unknown key \(line 7\)$/],
-    ['conflicting aliases', '[security.timeouts]\nheader_read_timeout = 10\nheader_timeout = 20\n', /^security\.timeouts\.header_timeout: conflicts with security\.timeouts\.header_read_timeout/],
-    ['keepalive above idle', '[security.timeouts]\nidle_timeout = 10\nkeepalive_timeout = 20\n', /^security\.timeouts\.keepalive_timeout: must not exceed/],
-    ['root outside chroot', '[process.isolation]\nchroot = "/var/jail"\n[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n', /^vhosts\[0\]\.root: \/srv lies outside process\.isolation\.chroot/],
-    ['unimplemented feature', '[server.http3]\nenabled = true\n', /^server\.http3\.enabled: HTTP\/3 is not implemented in this version.* \(line 2\)$/],
-    ['metrics on the serving port', '[server.metrics]\nenabled = true\nport = 8080\n', /^server\.metrics\.port: must differ from server\.http_port/],
-    ['vhost header override of an unknown key', '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.headers]\nframe_option = "DENY"\n', /^vhosts\[0\]\.headers\.frame_option: unknown key \(line 5\)$/],
-    ['manual certificate key', '[ssl.domains."example.com"]\ncert_file = "/c"\nkey_fil = "/k"\n', /^ssl\.domains\."example\.com"\.key_fil: unknown key \(line 3\)$/],
+    [
+      'bad backend type',
+      '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "teleport"\n',
+      /^vhosts\[0\]\.backend\.type: .* \(line 4\)$/,
+    ],
+    [
+      'proxy without target',
+      '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "proxy"\n',
+      /^vhosts\[0\]\.backend\.target: set exactly one of target and targets/,
+    ],
+    [
+      'proxy target not http',
+      '[[vhosts]]\ndomains = ["*"]\n[vhosts.backend]\ntype = "proxy"\ntarget = "file:///etc/passwd"\n',
+      /^vhosts\[0\]\.backend\.target: .* \(line 5\)$/,
+    ],
+    [
+      'second vhost',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/a"\n[[vhosts]]\ndomains = ["b"]\nroot = "/b"\nlisting = true\n',
+      /^vhosts\[1\]\.listing: unknown key \(line 7\)$/,
+    ],
+    [
+      'conflicting aliases',
+      '[security.timeouts]\nheader_read_timeout = 10\nheader_timeout = 20\n',
+      /^security\.timeouts\.header_timeout: conflicts with security\.timeouts\.header_read_timeout/,
+    ],
+    [
+      'keepalive above idle',
+      '[security.timeouts]\nidle_timeout = 10\nkeepalive_timeout = 20\n',
+      /^security\.timeouts\.keepalive_timeout: must not exceed/,
+    ],
+    [
+      'root outside chroot',
+      '[process.isolation]\nchroot = "/var/jail"\n[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n',
+      /^vhosts\[0\]\.root: \/srv lies outside process\.isolation\.chroot/,
+    ],
+    [
+      'unimplemented feature',
+      '[server.http3]\nenabled = true\n',
+      /^server\.http3\.enabled: HTTP\/3 is not implemented in this version.* \(line 2\)$/,
+    ],
+    [
+      'metrics on the serving port',
+      '[server.metrics]\nenabled = true\nport = 8080\n',
+      /^server\.metrics\.port: must differ from server\.http_port/,
+    ],
+    [
+      'vhost header override of an unknown key',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.headers]\nframe_option = "DENY"\n',
+      /^vhosts\[0\]\.headers\.frame_option: unknown key \(line 5\)$/,
+    ],
+    [
+      'manual certificate key',
+      '[ssl.domains."example.com"]\ncert_file = "/c"\nkey_fil = "/k"\n',
+      /^ssl\.domains\."example\.com"\.key_fil: unknown key \(line 3\)$/,
+    ],
     ['ACME without accepting the terms', '[ssl]\nprovider = "acme"\ndomains = ["a.example"]\n', /^ssl\.agree_tos: set to true to accept/],
     ['ACME with no names', '[ssl]\nprovider = "acme"\nagree_tos = true\n', /^ssl\.domains: no names to obtain from acme/],
-    ['ACME wildcard without DNS', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["*.a.example"]\n', /^ssl\.challenges\.dns_01_provider: \*\.a\.example can only be validated by DNS-01/],
-    ['HTTP-01 on another port', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_port = 80\n', /^ssl\.challenges\.http_01_port: must be server\.http_port \(8080\)/],
-    ['exec DNS without a command', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\npreferred = ["dns-01"]\ndns_01_provider = "exec"\n', /^ssl\.challenges\.dns_01_command: the exec DNS provider needs/],
-    ['DNS provider not built', '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "route53"\n', /^ssl\.challenges\.dns_01_provider: route53 is not implemented in this version/],
-    ['Origin CA without a token', '[ssl]\nprovider = "cloudflare"\ndomains = ["a.example"]\n', /^ssl\.api_token: Cloudflare Origin CA needs an API token/],
-    ['Origin CA validity not offered', '[ssl]\nprovider = "cloudflare"\napi_token = "t"\nrequested_validity = 10\ndomains = ["a.example"]\n', /^ssl\.requested_validity: /],
-    ['ACME over plain HTTP', '[ssl]\nprovider = "acme"\nagree_tos = true\nacme_server = "http://ca.example/dir"\ndomains = ["a.example"]\n', /^ssl\.acme_server: must be an https URL/],
-    ['HTTP-01 answers elsewhere than where CAs ask', '[server]\nhttp_port = 80\n[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_path = "/acme"\n', /^ssl\.challenges\.http_01_path: must be \/\.well-known\/acme-challenge/],
+    [
+      'ACME wildcard without DNS',
+      '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["*.a.example"]\n',
+      /^ssl\.challenges\.dns_01_provider: \*\.a\.example can only be validated by DNS-01/,
+    ],
+    [
+      'HTTP-01 on another port',
+      '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_port = 80\n',
+      /^ssl\.challenges\.http_01_port: must be server\.http_port \(8080\)/,
+    ],
+    [
+      'exec DNS without a command',
+      '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\npreferred = ["dns-01"]\ndns_01_provider = "exec"\n',
+      /^ssl\.challenges\.dns_01_command: the exec DNS provider needs/,
+    ],
+    [
+      'DNS provider not built',
+      '[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "route53"\n',
+      /^ssl\.challenges\.dns_01_provider: route53 is not implemented in this version/,
+    ],
+    [
+      'Origin CA without a token',
+      '[ssl]\nprovider = "cloudflare"\ndomains = ["a.example"]\n',
+      /^ssl\.api_token: Cloudflare Origin CA needs an API token/,
+    ],
+    [
+      'Origin CA validity not offered',
+      '[ssl]\nprovider = "cloudflare"\napi_token = "t"\nrequested_validity = 10\ndomains = ["a.example"]\n',
+      /^ssl\.requested_validity: /,
+    ],
+    [
+      'ACME over plain HTTP',
+      '[ssl]\nprovider = "acme"\nagree_tos = true\nacme_server = "http://ca.example/dir"\ndomains = ["a.example"]\n',
+      /^ssl\.acme_server: must be an https URL/,
+    ],
+    [
+      'HTTP-01 answers elsewhere than where CAs ask',
+      '[server]\nhttp_port = 80\n[ssl]\nprovider = "acme"\nagree_tos = true\ndomains = ["a.example"]\n[ssl.challenges]\nhttp_01_path = "/acme"\n',
+      /^ssl\.challenges\.http_01_path: must be \/\.well-known\/acme-challenge/,
+    ],
     ['the ACME path is the whole site', '[ssl.challenges]\nhttp_01_path = "/"\n', /^ssl\.challenges\.http_01_path: an absolute path below/],
-    ['Origin CA token with a space', '[ssl]\nprovider = "cloudflare"\napi_token = "abc def"\ndomains = ["a.example"]\n', /^ssl\.api_token: is empty or has characters a token cannot have/],
-    ['Cloudflare API over plain HTTP', '[ssl]\nprovider = "cloudflare"\napi_token = "abc"\ncloudflare_api_url = "http://api.example/client/v4"\ndomains = ["a.example"]\n', /^ssl\.cloudflare_api_url: .*not https/],
-    ['a list of names without a provider', '[ssl]\ndomains = ["a.example"]\n', /^ssl\.domains: a list of names is obtained from ssl\.provider/],
+    [
+      'Origin CA token with a space',
+      '[ssl]\nprovider = "cloudflare"\napi_token = "abc def"\ndomains = ["a.example"]\n',
+      /^ssl\.api_token: is empty or has characters a token cannot have/,
+    ],
+    [
+      'Cloudflare API over plain HTTP',
+      '[ssl]\nprovider = "cloudflare"\napi_token = "abc"\ncloudflare_api_url = "http://api.example/client/v4"\ndomains = ["a.example"]\n',
+      /^ssl\.cloudflare_api_url: .*not https/,
+    ],
+    [
+      'a list of names without a provider',
+      '[ssl]\ndomains = ["a.example"]\n',
+      /^ssl\.domains: a list of names is obtained from ssl\.provider/,
+    ],
   ];
   for (const [name, text, expected] of table) {
     it(name, () => {
       const errors = errorsOf(text);
-      assert.ok(errors.some((line) => expected.test(line)), `got:\n${errors.join('\n')}`);
+      assert.ok(
+        errors.some((line) => expected.test(line)),
+        `got:\n${errors.join('\n')}`,
+      );
     });
   }
 
@@ -179,7 +281,12 @@ describe('[ssl] provider', () => {
 
   it('workers never get the credentials', async () => {
     const { forWorkers } = await import('../../src/config/types.js');
-    const result = loadConfig(write('[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "cloudflare"\napi_token = "${CF_TOKEN}"\ndomains = ["a.example"]\n'), { CF_TOKEN: 'origin-ca-secret' });
+    const result = loadConfig(
+      write(
+        '[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "cloudflare"\napi_token = "${CF_TOKEN}"\ndomains = ["a.example"]\n',
+      ),
+      { CF_TOKEN: 'origin-ca-secret' },
+    );
     assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
     assert.match(JSON.stringify(result.config), /origin-ca-secret/);
     assert.doesNotMatch(JSON.stringify(forWorkers(result.config)), /origin-ca-secret/);
@@ -195,13 +302,22 @@ describe('[ssl] provider', () => {
     const errors = errorsOf(
       `[server]\nhttp_port = 80\n[ssl]\nprovider = "acme"\nagree_tos = true\ncert_dir = "${open}"\ndomains = ["a.example"]\n[ssl.challenges]\ndns_01_provider = "exec"\ndns_01_command = "${program}"\n`,
     );
-    assert.ok(errors.some((line) => /^ssl\.cert_dir: .* open to group or others/.test(line)), errors.join('\n'));
-    assert.ok(errors.some((line) => /^ssl\.challenges\.dns_01_command: .* writable by group or others/.test(line)), errors.join('\n'));
+    assert.ok(
+      errors.some((line) => /^ssl\.cert_dir: .* open to group or others/.test(line)),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((line) => /^ssl\.challenges\.dns_01_command: .* writable by group or others/.test(line)),
+      errors.join('\n'),
+    );
   });
 
   it('names the manual certificate that is broken, next to a provider', () => {
     const errors = errorsOf(acme(), { CF_TOKEN: 'x' });
-    assert.ok(errors.some((line) => /^ssl\.domains\."manual\.example": /.test(line)), errors.join('\n'));
+    assert.ok(
+      errors.some((line) => /^ssl\.domains\."manual\.example": /.test(line)),
+      errors.join('\n'),
+    );
   });
 });
 

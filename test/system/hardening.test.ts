@@ -29,30 +29,130 @@ const cases: Case[] = [
   { name: 'HTTP/2.0 in text form', bytes: `GET / HTTP/2.0\r\n${H}\r\n`, status: 505, event: 'request.version_not_supported' },
   { name: 'HTTP/1.2', bytes: `GET / HTTP/1.2\r\n${H}\r\n`, status: 505, event: 'request.version_not_supported' },
   { name: 'URL over max_url_length', bytes: `GET /${'a'.repeat(300)} HTTP/1.1\r\n${H}\r\n`, status: 414, event: 'request.url_too_long' },
-  { name: 'request line over max_header_size', bytes: `GET /${'a'.repeat(9000)} HTTP/1.1\r\n${H}\r\n`, status: 414, event: 'request.url_too_long' },
-  { name: 'head over max_header_size', bytes: `GET / HTTP/1.1\r\n${H}${'X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(250)}\r\n`, status: 431, event: 'request.headers_too_large' },
-  { name: 'more headers than max_headers', bytes: `GET / HTTP/1.1\r\n${H}${Array.from({ length: 20 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`, status: 431, event: 'request.too_many_headers' },
-  { name: 'header name over max_header_name_len', bytes: `GET / HTTP/1.1\r\n${H}X-${'n'.repeat(300)}: v\r\n\r\n`, status: 431, event: 'request.header_name_too_long' },
-  { name: 'header value over max_header_value_len', bytes: `GET / HTTP/1.1\r\n${H}X-Long: ${'v'.repeat(5000)}\r\n\r\n`, status: 431, event: 'request.header_value_too_long' },
+  {
+    name: 'request line over max_header_size',
+    bytes: `GET /${'a'.repeat(9000)} HTTP/1.1\r\n${H}\r\n`,
+    status: 414,
+    event: 'request.url_too_long',
+  },
+  {
+    name: 'head over max_header_size',
+    bytes: `GET / HTTP/1.1\r\n${H}${'X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(250)}\r\n`,
+    status: 431,
+    event: 'request.headers_too_large',
+  },
+  {
+    name: 'more headers than max_headers',
+    bytes: `GET / HTTP/1.1\r\n${H}${Array.from({ length: 20 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`,
+    status: 431,
+    event: 'request.too_many_headers',
+  },
+  {
+    name: 'header name over max_header_name_len',
+    bytes: `GET / HTTP/1.1\r\n${H}X-${'n'.repeat(300)}: v\r\n\r\n`,
+    status: 431,
+    event: 'request.header_name_too_long',
+  },
+  {
+    name: 'header value over max_header_value_len',
+    bytes: `GET / HTTP/1.1\r\n${H}X-Long: ${'v'.repeat(5000)}\r\n\r\n`,
+    status: 431,
+    event: 'request.header_value_too_long',
+  },
   { name: 'control character in a value', bytes: `GET / HTTP/1.1\r\n${H}X-Ctl: a\x01b\r\n\r\n`, status: 400, event: 'request.malformed' },
-  { name: 'CL.TE: Content-Length and Transfer-Encoding', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG`, status: 400, event: 'request.malformed' },
-  { name: 'TE.CL: Transfer-Encoding first', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
-  { name: 'TE.TE: obfuscated Transfer-Encoding', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
-  { name: 'TE.TE: Transfer-Encoding with a space before the colon', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.malformed' },
-  { name: 'Transfer-Encoding other than chunked', bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, status: 501, event: 'request.transfer_encoding_not_supported' },
-  { name: 'Transfer-Encoding on HTTP/1.0', bytes: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, status: 400, event: 'request.ambiguous_framing' },
-  { name: 'two Content-Length values', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, status: 400, event: 'request.malformed' },
-  { name: 'Content-Length with a sign', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: +3\r\n\r\nabc`, status: 400, event: 'request.malformed' },
+  {
+    name: 'CL.TE: Content-Length and Transfer-Encoding',
+    bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG`,
+    status: 400,
+    event: 'request.malformed',
+  },
+  {
+    name: 'TE.CL: Transfer-Encoding first',
+    bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n`,
+    status: 400,
+    event: 'request.malformed',
+  },
+  {
+    name: 'TE.TE: obfuscated Transfer-Encoding',
+    bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n`,
+    status: 400,
+    event: 'request.malformed',
+  },
+  {
+    name: 'TE.TE: Transfer-Encoding with a space before the colon',
+    bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n`,
+    status: 400,
+    event: 'request.malformed',
+  },
+  {
+    name: 'Transfer-Encoding other than chunked',
+    bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
+    status: 501,
+    event: 'request.transfer_encoding_not_supported',
+  },
+  {
+    name: 'Transfer-Encoding on HTTP/1.0',
+    bytes: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    status: 400,
+    event: 'request.ambiguous_framing',
+  },
+  {
+    name: 'two Content-Length values',
+    bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`,
+    status: 400,
+    event: 'request.malformed',
+  },
+  {
+    name: 'Content-Length with a sign',
+    bytes: `POST / HTTP/1.1\r\n${H}Content-Length: +3\r\n\r\nabc`,
+    status: 400,
+    event: 'request.malformed',
+  },
   { name: 'Content-Length list', bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 3, 3\r\n\r\nabc`, status: 400, event: 'request.malformed' },
   { name: 'obs-fold', bytes: `GET / HTTP/1.1\r\n${H}X-Fold: a\r\n b\r\n\r\n`, status: 400, event: 'request.malformed' },
   { name: 'bare CR in a header', bytes: `GET / HTTP/1.1\r\n${H}X-Cr: a\rb\r\n\r\n`, status: 400, event: 'request.malformed' },
-  { name: 'declared body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Length: 5000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
-  { name: 'JSON nested deeper than max_json_depth', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/json\r\nContent-Length: 20\r\n\r\n[[[[[[[[[[]]]]]]]]]]`, status: 400, event: 'request.json_too_deep' },
-  { name: 'more urlencoded fields than max_form_fields', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 47\r\n\r\na=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=0&k=1&l=2`, status: 413, event: 'request.too_many_form_fields' },
-  { name: 'multipart without a boundary', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data\r\nContent-Length: 4\r\n\r\nabcd`, status: 400, event: 'request.bad_multipart' },
-  { name: 'multipart over max_multipart_size', bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 6000\r\n\r\n`, status: 413, event: 'request.body_too_large' },
-  { name: 'chunked body over max_body_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n${'400\r\n' + 'x'.repeat(1024) + '\r\n'}${'400\r\n' + 'x'.repeat(1024) + '\r\n'}0\r\n\r\n`, status: 413, event: 'request.body_too_large' },
-  { name: 'chunk over max_chunk_size', bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n${'c'.repeat(1600)}\r\n0\r\n\r\n`, status: 413, event: 'request.chunk_too_large' },
+  {
+    name: 'declared body over max_body_size',
+    bytes: `POST / HTTP/1.1\r\n${B}Content-Length: 5000\r\n\r\n`,
+    status: 413,
+    event: 'request.body_too_large',
+  },
+  {
+    name: 'JSON nested deeper than max_json_depth',
+    bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/json\r\nContent-Length: 20\r\n\r\n[[[[[[[[[[]]]]]]]]]]`,
+    status: 400,
+    event: 'request.json_too_deep',
+  },
+  {
+    name: 'more urlencoded fields than max_form_fields',
+    bytes: `POST / HTTP/1.1\r\n${B}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 47\r\n\r\na=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=0&k=1&l=2`,
+    status: 413,
+    event: 'request.too_many_form_fields',
+  },
+  {
+    name: 'multipart without a boundary',
+    bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data\r\nContent-Length: 4\r\n\r\nabcd`,
+    status: 400,
+    event: 'request.bad_multipart',
+  },
+  {
+    name: 'multipart over max_multipart_size',
+    bytes: `POST / HTTP/1.1\r\n${B}Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 6000\r\n\r\n`,
+    status: 413,
+    event: 'request.body_too_large',
+  },
+  {
+    name: 'chunked body over max_body_size',
+    bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n${`400\r\n${'x'.repeat(1024)}\r\n`}${`400\r\n${'x'.repeat(1024)}\r\n`}0\r\n\r\n`,
+    status: 413,
+    event: 'request.body_too_large',
+  },
+  {
+    name: 'chunk over max_chunk_size',
+    bytes: `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n${'c'.repeat(1600)}\r\n0\r\n\r\n`,
+    status: 413,
+    event: 'request.chunk_too_large',
+  },
 ];
 
 /**
@@ -126,7 +226,12 @@ ${proxyVhost('body.test', upstreamPort)}`);
 
   it('a multipart upload may exceed max_body_size up to max_multipart_size', async () => {
     const part = `--b\r\nContent-Disposition: form-data; name="f"; filename="x"\r\n\r\n${'u'.repeat(3000)}\r\n--b--\r\n`;
-    const response = await request(server.port, { method: 'POST', path: '/', headers: { Host: 'body.test', 'Content-Type': 'multipart/form-data; boundary=b' }, body: part });
+    const response = await request(server.port, {
+      method: 'POST',
+      path: '/',
+      headers: { Host: 'body.test', 'Content-Type': 'multipart/form-data; boundary=b' },
+      body: part,
+    });
     assert.equal(response.status, 200);
     assert.equal(response.body, `read ${Buffer.byteLength(part)}\n`);
   });
@@ -139,7 +244,7 @@ ${proxyVhost('body.test', upstreamPort)}`);
 
   it('a chunk over max_chunk_size is caught when it arrives over several reads', async () => {
     const head = `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n640\r\n`;
-    const answer = await sendInPieces(server.port, [head + 'a'.repeat(600), 'a'.repeat(600), 'a'.repeat(400) + '\r\n0\r\n\r\n']);
+    const answer = await sendInPieces(server.port, [head + 'a'.repeat(600), 'a'.repeat(600), `${'a'.repeat(400)}\r\n0\r\n\r\n`]);
     assert.match(answer, /^HTTP\/1\.1 413 /);
     assert.match(answer, /\r\nConnection: close\r\n/i);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.chunk_too_large'));
@@ -148,7 +253,11 @@ ${proxyVhost('body.test', upstreamPort)}`);
   it('chunks under max_chunk_size pass however the reads split them', async () => {
     const head = `POST / HTTP/1.1\r\n${B}Transfer-Encoding: chunked\r\n\r\n`;
     // Chunk of 1400 split mid-data; the next read begins with framing, then a 500-byte chunk.
-    const answer = await sendInPieces(server.port, [head + '578\r\n' + 'b'.repeat(700), 'b'.repeat(700), '\r\n1f4\r\n' + 'c'.repeat(500) + '\r\n0\r\n\r\n']);
+    const answer = await sendInPieces(server.port, [
+      `${head}578\r\n${'b'.repeat(700)}`,
+      'b'.repeat(700),
+      `\r\n1f4\r\n${'c'.repeat(500)}\r\n0\r\n\r\n`,
+    ]);
     assert.match(answer, /^HTTP\/1\.1 200 /, answer.slice(0, 100));
     assert.match(answer, /read 1900\n$/);
   });
@@ -179,7 +288,9 @@ ${proxyVhost('body.test', upstreamPort)}`);
     const answer = await sendInPieces(server.port, head.match(/[\s\S]{1,5}/g)!, { pauseMs: 250, untilClosed: true });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 4000, 'cut long before header_read_timeout');
-    await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client' && String(line.detail).startsWith('head')));
+    await waitFor('audit', () =>
+      server.logLines().find((line) => line.audit === 'request.slow_client' && String(line.detail).startsWith('head')),
+    );
   });
 
   it('a request head not complete within header_read_timeout gets 408, however fast it trickles', async () => {
@@ -187,7 +298,10 @@ ${proxyVhost('body.test', upstreamPort)}`);
     // 250 bytes a second, above min_data_rate, one header line at a time: never finishes.
     const lines = Array.from({ length: 14 }, (_, i) => `X-Line-${i}: ${'v'.repeat(88)}\r\n`);
     // The head's start and the first line go together, then a line every 400 ms.
-    const answer = await sendInPieces(server.port, [`GET / HTTP/1.1\r\n${H}${lines[0]}`, ...lines.slice(1)], { pauseMs: 400, untilClosed: true });
+    const answer = await sendInPieces(server.port, [`GET / HTTP/1.1\r\n${H}${lines[0]}`, ...lines.slice(1)], {
+      pauseMs: 400,
+      untilClosed: true,
+    });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     const took = Date.now() - started;
     assert.ok(took >= 2900 && took < 5500, `cut at header_read_timeout (3 s), took ${took} ms`);
@@ -198,7 +312,10 @@ ${proxyVhost('body.test', upstreamPort)}`);
   it('a body trickling under min_data_rate gets 408 and the connection closes', async () => {
     const started = Date.now();
     // The head and the first body byte go together, then a byte every 500 ms.
-    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\nx`, ...'x'.repeat(7)], { pauseMs: 500, untilClosed: true });
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1000\r\n\r\nx`, ...'x'.repeat(7)], {
+      pauseMs: 500,
+      untilClosed: true,
+    });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.ok(Date.now() - started < 5000, 'cut within about a second of falling under the rate');
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.slow_client'));
@@ -208,7 +325,10 @@ ${proxyVhost('body.test', upstreamPort)}`);
     // 150 bytes a second: above min_data_rate, but 1900 bytes take longer than 3 s.
     const body = Array.from({ length: 12 }, () => 'y'.repeat(75));
     // The head and the first 75 bytes go together, then 75 bytes every 500 ms.
-    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n${body[0]}`, ...body.slice(1)], { pauseMs: 500, untilClosed: true });
+    const answer = await sendInPieces(server.port, [`POST / HTTP/1.1\r\n${B}Content-Length: 1900\r\n\r\n${body[0]}`, ...body.slice(1)], {
+      pauseMs: 500,
+      untilClosed: true,
+    });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.body_timeout'));
   });

@@ -35,7 +35,28 @@ const SEEDS = [
   'POST /up HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
   'GET / HTTP/1.0\r\nHost: fuzz.test\r\nConnection: keep-alive\r\n\r\n',
 ];
-const INTERESTING = ['\r', '\n', '\0', ' ', '\t', ':', ',', '"', '%', '\\', '\x7f', '\xff', 'chunked', 'Content-Length: 5', 'Transfer-Encoding: chunked', 'Host: other.test', '0\r\n\r\n', 'HTTP/2.0', '..', '%2e%2e/'];
+const INTERESTING = [
+  '\r',
+  '\n',
+  '\0',
+  ' ',
+  '\t',
+  ':',
+  ',',
+  '"',
+  '%',
+  '\\',
+  '\x7f',
+  '\xff',
+  'chunked',
+  'Content-Length: 5',
+  'Transfer-Encoding: chunked',
+  'Host: other.test',
+  '0\r\n\r\n',
+  'HTTP/2.0',
+  '..',
+  '%2e%2e/',
+];
 
 function mutate(random: () => number, input: string): string {
   let text = input;
@@ -106,7 +127,10 @@ ${proxyVhost('api.test', port)}`);
   });
 
   it(`every mutated request gets a well-formed answer or a close, and no worker dies (seed ${SEED})`, async () => {
-    const workersBefore = server.status().workers.map((worker) => worker.pid).sort();
+    const workersBefore = server
+      .status()
+      .workers.map((worker) => worker.pid)
+      .sort();
     const random = prng(SEED);
     const until = Date.now() + BUDGET_MS;
     let sent = 0;
@@ -120,7 +144,14 @@ ${proxyVhost('api.test', port)}`);
     }
     assert.ok(sent > 50, `fuzzed ${sent} requests`);
     const deaths = server.logLines().filter((line) => line.msg === 'worker died' || line.level === 50 || line.level === 60);
-    assert.deepEqual(server.status().workers.map((worker) => worker.pid).sort(), workersBefore, `a worker died: ${JSON.stringify(deaths).slice(0, 3000)}`);
+    assert.deepEqual(
+      server
+        .status()
+        .workers.map((worker) => worker.pid)
+        .sort(),
+      workersBefore,
+      `a worker died: ${JSON.stringify(deaths).slice(0, 3000)}`,
+    );
     assert.equal(server.logLines().filter((line) => line.msg === 'worker died').length, 0);
     assert.equal((await request(server.port, { path: '/', headers: { Host: 'fuzz.test' } })).status, 200);
   });

@@ -43,15 +43,28 @@ function echoUpstream(): http.Server {
     let bodyBytes = 0;
     req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
     req.on('end', () => {
-      const seen: Seen = { version: req.httpVersion, method: req.method ?? '', url: req.url ?? '', headers: req.headers, names: req.rawHeaders.filter((_, i) => i % 2 === 0), bodyBytes };
+      const seen: Seen = {
+        version: req.httpVersion,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        names: req.rawHeaders.filter((_, i) => i % 2 === 0),
+        bodyBytes,
+      };
       // Hop-by-hop fields an HTTP/1.1 upstream may send: none may reach an h2 client (RFC 9113 §8.2.2).
       res.writeHead(200, [
-        'Content-Type', 'application/json',
-        'Connection', 'keep-alive, X-Hop',
-        'Keep-Alive', 'timeout=5',
-        'X-Hop', 'for this hop only',
-        'Set-Cookie', 'u1=1',
-        'Set-Cookie', 'u2=2',
+        'Content-Type',
+        'application/json',
+        'Connection',
+        'keep-alive, X-Hop',
+        'Keep-Alive',
+        'timeout=5',
+        'X-Hop',
+        'for this hop only',
+        'Set-Cookie',
+        'u1=1',
+        'Set-Cookie',
+        'u2=2',
       ]);
       res.end(JSON.stringify(seen));
     });
@@ -60,21 +73,28 @@ function echoUpstream(): http.Server {
 
 /** curl's answer: HTTP version and status, and the response head. */
 function curl(args: string[]): { version: string; status: number; head: string } {
-  const out = execFileSync('curl', ['-k', '-sS', '-D', '-', '-o', '/dev/null', '-w', '\n%{http_version} %{http_code}', ...args], { encoding: 'utf8', timeout: 20_000 });
+  const out = execFileSync('curl', ['-k', '-sS', '-D', '-', '-o', '/dev/null', '-w', '\n%{http_version} %{http_code}', ...args], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   const lines = out.trimEnd().split('\n');
   const [version, status] = lines.at(-1)!.split(' ');
   return { version: version!, status: Number(status), head: lines.slice(0, -1).join('\n') };
 }
 
 /** The first frame of `client`'s answer on `streamId`, HEADERS: its first HPACK byte, which for common statuses is a static-table index (RFC 7541 Appendix A). */
-const STATIC_STATUS: Record<number, number> = { 0x88: 200, 0x8c: 400, 0x8e: 500 };
+const STATIC_STATUS: Record<number, number> = { 136: 200, 140: 400, 142: 500 };
 
 async function rawStatus(client: RawH2Client, streamId: number, timeoutMs = 5000): Promise<number | null> {
   const headers = await client.waitFor((f) => f.type === FRAME.HEADERS && f.streamId === streamId, timeoutMs);
   return headers === null ? null : (STATIC_STATUS[headers.payload[0]!] ?? -1);
 }
 
-const audited = (server: TestServer, event: string, test: (line: Record<string, unknown>) => boolean = () => true): Promise<Record<string, unknown>> =>
+const audited = (
+  server: TestServer,
+  event: string,
+  test: (line: Record<string, unknown>) => boolean = () => true,
+): Promise<Record<string, unknown>> =>
   waitFor(`audit ${event}`, () => server.logLines().find((line) => line.audit === event && test(line)));
 
 describe('HTTP/2 on the HTTPS listener', () => {
@@ -155,10 +175,13 @@ root = "${server.dir}"`,
   it('ALPN: the server prefers h2; a client offering nothing it speaks gets an alert', async () => {
     const alpn = (protocols: string[]): Promise<string | false | null> =>
       new Promise((resolve, reject) => {
-        const socket = tls.connect({ host: '127.0.0.1', port, servername: 'site.test', rejectUnauthorized: false, ALPNProtocols: protocols }, () => {
-          resolve(socket.alpnProtocol);
-          socket.destroy();
-        });
+        const socket = tls.connect(
+          { host: '127.0.0.1', port, servername: 'site.test', rejectUnauthorized: false, ALPNProtocols: protocols },
+          () => {
+            resolve(socket.alpnProtocol);
+            socket.destroy();
+          },
+        );
         socket.on('error', reject);
       });
     assert.equal(await alpn(['http/1.1', 'h2']), 'h2');
@@ -184,14 +207,23 @@ root = "${server.dir}"`,
 
   it('the proxy sends an h2 request upstream as HTTP/1.1: Host from :authority, no pseudo-headers, hop-by-hop gone both ways', async () => {
     const session = await h2Connect(port, 'api.test');
-    const answer = await h2Request(session, { ':path': '/echo?x=1', ':authority': 'api.test', cookie: ['a=1', 'b=2'], te: 'trailers', 'x-custom': 'kept' });
+    const answer = await h2Request(session, {
+      ':path': '/echo?x=1',
+      ':authority': 'api.test',
+      cookie: ['a=1', 'b=2'],
+      te: 'trailers',
+      'x-custom': 'kept',
+    });
     session.close();
     assert.equal(answer.status, 200);
     const seen = JSON.parse(answer.body) as Seen;
     assert.equal(seen.version, '1.1');
     assert.equal(seen.url, '/echo?x=1');
     assert.equal(seen.headers.host, 'api.test');
-    assert.deepEqual(seen.names.filter((name) => name.startsWith(':')), []);
+    assert.deepEqual(
+      seen.names.filter((name) => name.startsWith(':')),
+      [],
+    );
     assert.equal(seen.headers.cookie, 'a=1; b=2', 'cookie crumbs joined (RFC 9113 §8.2.3)');
     assert.equal(seen.headers.te, undefined);
     assert.equal(seen.headers['x-custom'], 'kept');
@@ -205,14 +237,51 @@ root = "${server.dir}"`,
 
   // Every refusal over h2: its status, its audit event, and the same session serving the next request.
   const refusals: { name: string; headers: Record<string, string | string[]>; body?: string; status: number; event: string }[] = [
-    { name: 'more than max_headers fields', headers: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`x-field-${i}`, 'v'])), status: 431, event: 'request.too_many_headers' },
-    { name: 'a name over max_header_name_len', headers: { [`x-${'n'.repeat(300)}`]: 'v' }, status: 431, event: 'request.header_name_too_long' },
-    { name: 'a value over max_header_value_len', headers: { 'x-long': 'v'.repeat(5000) }, status: 431, event: 'request.header_value_too_long' },
-    { name: 'a header list over max_header_size (in its HTTP/1.1 size)', headers: { 'x-a': 'a'.repeat(3000), 'x-b': 'b'.repeat(3000), 'x-c': 'c'.repeat(3000) }, status: 431, event: 'request.headers_too_large' },
+    {
+      name: 'more than max_headers fields',
+      headers: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`x-field-${i}`, 'v'])),
+      status: 431,
+      event: 'request.too_many_headers',
+    },
+    {
+      name: 'a name over max_header_name_len',
+      headers: { [`x-${'n'.repeat(300)}`]: 'v' },
+      status: 431,
+      event: 'request.header_name_too_long',
+    },
+    {
+      name: 'a value over max_header_value_len',
+      headers: { 'x-long': 'v'.repeat(5000) },
+      status: 431,
+      event: 'request.header_value_too_long',
+    },
+    {
+      name: 'a header list over max_header_size (in its HTTP/1.1 size)',
+      headers: { 'x-a': 'a'.repeat(3000), 'x-b': 'b'.repeat(3000), 'x-c': 'c'.repeat(3000) },
+      status: 431,
+      event: 'request.headers_too_large',
+    },
     { name: 'a URL over max_url_length', headers: { ':path': `/${'u'.repeat(9000)}` }, status: 414, event: 'request.url_too_long' },
-    { name: 'an IDS match in the query', headers: { ':path': '/search?q=%3Cscript%3Ealert(1)%3C/script%3E' }, status: 403, event: 'request.ids_blocked' },
-    { name: 'a Content-Length over max_body_size', headers: { ':method': 'POST', ':path': '/upload', ':authority': 'api.test', 'content-length': '10000' }, body: 'x'.repeat(10000), status: 413, event: 'request.body_too_large' },
-    { name: 'a body without Content-Length passing max_body_size', headers: { ':method': 'POST', ':path': '/upload', ':authority': 'api.test' }, body: 'x'.repeat(10000), status: 413, event: 'request.body_too_large' },
+    {
+      name: 'an IDS match in the query',
+      headers: { ':path': '/search?q=%3Cscript%3Ealert(1)%3C/script%3E' },
+      status: 403,
+      event: 'request.ids_blocked',
+    },
+    {
+      name: 'a Content-Length over max_body_size',
+      headers: { ':method': 'POST', ':path': '/upload', ':authority': 'api.test', 'content-length': '10000' },
+      body: 'x'.repeat(10000),
+      status: 413,
+      event: 'request.body_too_large',
+    },
+    {
+      name: 'a body without Content-Length passing max_body_size',
+      headers: { ':method': 'POST', ':path': '/upload', ':authority': 'api.test' },
+      body: 'x'.repeat(10000),
+      status: 413,
+      event: 'request.body_too_large',
+    },
   ];
   for (const refusal of refusals) {
     it(`refuses ${refusal.name}: ${refusal.status}, audited, the session serves on`, async () => {
@@ -227,12 +296,25 @@ root = "${server.dir}"`,
     });
   }
 
-  it('what node:http2 will not send: a Host unlike :authority (400, audited); no host, TE, Connection, a control character are nghttp2\'s (RST_STREAM, field dropped)', async () => {
+  it("what node:http2 will not send: a Host unlike :authority (400, audited); no host, TE, Connection, a control character are nghttp2's (RST_STREAM, field dropped)", async () => {
     const client = await RawH2Client.connect(port, 'api.test');
     await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, getRequest('api.test', '/', [['host', 'other.test']])));
     assert.equal(await rawStatus(client, 1), 400);
-    await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, headerBlock([[':method', 'GET'], [':scheme', 'https'], [':path', '/']])));
-    await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 5, getRequest('api.test', '/', [['transfer-encoding', 'chunked']])));
+    await client.write(
+      frame(
+        FRAME.HEADERS,
+        FLAG.END_HEADERS | FLAG.END_STREAM,
+        3,
+        headerBlock([
+          [':method', 'GET'],
+          [':scheme', 'https'],
+          [':path', '/'],
+        ]),
+      ),
+    );
+    await client.write(
+      frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 5, getRequest('api.test', '/', [['transfer-encoding', 'chunked']])),
+    );
     await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 7, getRequest('api.test', '/', [['connection', 'close']])));
     await client.waitFor((f) => f.type === FRAME.RST_STREAM && f.streamId === 7, 5000);
     assert.equal(client.resetCode(3), ERROR_CODE.PROTOCOL_ERROR, 'neither :authority nor Host');
@@ -240,10 +322,22 @@ root = "${server.dir}"`,
     assert.equal(client.resetCode(7), ERROR_CODE.PROTOCOL_ERROR);
     // nghttp2 drops a field whose value holds a control character (Node asks it to, rather than reset the stream):
     // the request is served without it, and nothing of it goes upstream.
-    await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 9, getRequest('api.test', '/', [['x-bad', 'a\x01b'], ['x-good', 'ok']])));
+    await client.write(
+      frame(
+        FRAME.HEADERS,
+        FLAG.END_HEADERS | FLAG.END_STREAM,
+        9,
+        getRequest('api.test', '/', [
+          ['x-bad', 'a\x01b'],
+          ['x-good', 'ok'],
+        ]),
+      ),
+    );
     assert.equal(await rawStatus(client, 9), 200, 'the connection serves on');
     await client.waitFor((f) => f.type === FRAME.DATA && f.streamId === 9 && (f.flags & FLAG.END_STREAM) !== 0, 5000);
-    const body = Buffer.concat(client.frames.filter((f) => f.type === FRAME.DATA && f.streamId === 9).map((f) => f.payload)).toString('utf8');
+    const body = Buffer.concat(client.frames.filter((f) => f.type === FRAME.DATA && f.streamId === 9).map((f) => f.payload)).toString(
+      'utf8',
+    );
     const seen = JSON.parse(body) as Seen;
     assert.equal(seen.headers['x-good'], 'ok');
     assert.equal(seen.headers['x-bad'], undefined);
@@ -278,10 +372,14 @@ root = "${server.dir}"`,
     await client.waitFor((f) => f.type === FRAME.SETTINGS, 5000);
     await sleep(100);
     const streams: Buffer[] = [];
-    for (let i = 0; i < 20; i++) streams.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1 + 2 * i, getRequest('api.test', '/slow')));
+    for (let i = 0; i < 20; i++)
+      streams.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1 + 2 * i, getRequest('api.test', '/slow')));
     await client.write(Buffer.concat(streams));
     const other = h2Get(port, 'site.test');
-    const refused = await client.waitFor((f) => f.type === FRAME.GOAWAY || (f.type === FRAME.RST_STREAM && f.payload.readUInt32BE(0) === ERROR_CODE.REFUSED_STREAM), 5000);
+    const refused = await client.waitFor(
+      (f) => f.type === FRAME.GOAWAY || (f.type === FRAME.RST_STREAM && f.payload.readUInt32BE(0) === ERROR_CODE.REFUSED_STREAM),
+      5000,
+    );
     assert.ok(refused, 'GOAWAY or REFUSED_STREAM');
     if (refused.type === FRAME.GOAWAY) assert.equal(client.goaway()!.code, ERROR_CODE.PROTOCOL_ERROR);
     assert.equal((await other).status, 200);
@@ -291,13 +389,22 @@ root = "${server.dir}"`,
   });
 
   /** Opens streams and resets each at once, `perWrite` pairs a write, until the server closes or `total` were sent. */
-  async function rapidReset(client: RawH2Client, perWrite: number, total: number, pauseMs: number, duringAttack: () => void): Promise<number> {
+  async function rapidReset(
+    client: RawH2Client,
+    perWrite: number,
+    total: number,
+    pauseMs: number,
+    duringAttack: () => void,
+  ): Promise<number> {
     let nextStream = 1;
     let writes = 0;
     while ((nextStream - 1) / 2 < total && !client.closed) {
       const burst: Buffer[] = [];
       for (let i = 0; i < perWrite; i++) {
-        burst.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, nextStream, getRequest('site.test', '/')), rstStream(nextStream, ERROR_CODE.CANCEL));
+        burst.push(
+          frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, nextStream, getRequest('site.test', '/')),
+          rstStream(nextStream, ERROR_CODE.CANCEL),
+        );
         nextStream += 2;
       }
       await client.write(Buffer.concat(burst));
@@ -310,8 +417,20 @@ root = "${server.dir}"`,
   // The allowance is 2 x max_concurrent_streams = 16 resets (refilled at 33/s); nghttp2's own limit, 4 x that.
   // Each from its own address: the audit writes one such event a second per client.
   const rapidResetCases: { name: string; perWrite: number; pauseMs: number; codes: number[]; from: string }[] = [
-    { name: 'a trickle that JavaScript sees whole meets our allowance: GOAWAY ENHANCE_YOUR_CALM', perWrite: 4, pauseMs: 5, codes: [ERROR_CODE.ENHANCE_YOUR_CALM], from: '127.0.0.41' },
-    { name: 'a flood past what JavaScript is shown per read meets nghttp2\'s limit first: GOAWAY, audited all the same', perWrite: 50, pauseMs: 2, codes: [ERROR_CODE.ENHANCE_YOUR_CALM, ERROR_CODE.INTERNAL_ERROR], from: '127.0.0.42' },
+    {
+      name: 'a trickle that JavaScript sees whole meets our allowance: GOAWAY ENHANCE_YOUR_CALM',
+      perWrite: 4,
+      pauseMs: 5,
+      codes: [ERROR_CODE.ENHANCE_YOUR_CALM],
+      from: '127.0.0.41',
+    },
+    {
+      name: "a flood past what JavaScript is shown per read meets nghttp2's limit first: GOAWAY, audited all the same",
+      perWrite: 50,
+      pauseMs: 2,
+      codes: [ERROR_CODE.ENHANCE_YOUR_CALM, ERROR_CODE.INTERNAL_ERROR],
+      from: '127.0.0.42',
+    },
   ];
   for (const attack of rapidResetCases) {
     it(`rapid reset (CVE-2023-44487), ${attack.name}; the connection is closed after a bounded number, a normal client is served meanwhile and after`, async (t) => {
@@ -328,7 +447,9 @@ root = "${server.dir}"`,
       assert.ok(attack.codes.includes(goaway.code), `GOAWAY code ${goaway.code}`);
       assert.ok(goaway.lastStreamId < 2 * 200, `stopped at stream ${goaway.lastStreamId}`);
       const line = await audited(server, 'connection.rapid_reset', (entry) => entry.clientIp === attack.from);
-      t.diagnostic(`sent ${sent} HEADERS+RST_STREAM; GOAWAY code ${goaway.code}, last stream ${goaway.lastStreamId}; audit: ${String(line.detail)}`);
+      t.diagnostic(
+        `sent ${sent} HEADERS+RST_STREAM; GOAWAY code ${goaway.code}, last stream ${goaway.lastStreamId}; audit: ${String(line.detail)}`,
+      );
       assert.ok(normal !== null, 'the attack lasted long enough for a normal request');
       assert.equal(await normal, 200, 'served during the attack');
       assert.equal((await h2Get(port, 'site.test')).status, 200, 'served after it');
@@ -374,7 +495,8 @@ root = "${server.dir}"`,
     upstream.close();
   });
 
-  const goawayOf = (session: ClientHttp2Session): Promise<number> => new Promise((resolve) => session.once('goaway', (code: number) => resolve(code)));
+  const goawayOf = (session: ClientHttp2Session): Promise<number> =>
+    new Promise((resolve) => session.once('goaway', (code: number) => resolve(code)));
 
   it('an idle session gets GOAWAY after keepalive_timeout and is closed', async () => {
     const session = await h2Connect(port, 'site.test');
@@ -432,7 +554,19 @@ root = "${server.dir}"`,
     assert.equal(reset.payload.readUInt32BE(0), ERROR_CODE.CANCEL);
     await audited(server, 'response.write_timeout', (line) => String(line.detail).includes('HTTP/2 stream 1'));
     // HEADERS are not flow-controlled: a HEAD on the same connection is still answered.
-    await client.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, headerBlock([[':method', 'HEAD'], [':scheme', 'https'], [':authority', 'site.test'], [':path', '/']])));
+    await client.write(
+      frame(
+        FRAME.HEADERS,
+        FLAG.END_HEADERS | FLAG.END_STREAM,
+        3,
+        headerBlock([
+          [':method', 'HEAD'],
+          [':scheme', 'https'],
+          [':authority', 'site.test'],
+          [':path', '/'],
+        ]),
+      ),
+    );
     assert.equal(await rawStatus(client, 3), 200);
     assert.equal(client.closed, false);
     client.destroy();
@@ -500,7 +634,9 @@ root = "${server.dir}"`,
     const session = await viaProxy('198.51.100.23');
     assert.equal((await h2Request(session, { ':path': '/?via=h2', ':authority': 'site.test' })).status, 200);
     session.close();
-    const line = await waitFor('the access log line', () => server.logLines().find((entry) => entry.access === true && entry.clientIp === '198.51.100.23'));
+    const line = await waitFor('the access log line', () =>
+      server.logLines().find((entry) => entry.access === true && entry.clientIp === '198.51.100.23'),
+    );
     assert.equal(line.status, 200);
   });
 

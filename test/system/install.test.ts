@@ -64,14 +64,19 @@ describe('install and uninstall', () => {
     const master = spawn(cli, ['start', '-c', config], { stdio: 'ignore' });
     const response = await waitFor('the installed server', () => request(port, { path: '/' }).catch(() => null), 20_000);
     assert.equal(response.status, 200);
-    const status = JSON.parse(spawnSync(cli, ['status', '-c', config, '--json'], { encoding: 'utf8' }).stdout) as { workers: { pid: number; uid: number }[] };
+    const status = JSON.parse(spawnSync(cli, ['status', '-c', config, '--json'], { encoding: 'utf8' }).stdout) as {
+      workers: { pid: number; uid: number }[];
+    };
     assert.ok(status.workers.length > 0 && status.workers.every((worker) => worker.uid === uid), 'workers run as the service user');
     const workerPids = status.workers.map((worker) => worker.pid);
 
     const uninstall = spawnSync(path.join(ROOT, 'scripts/uninstall-system.sh'), { env, encoding: 'utf8' });
     assert.equal(uninstall.status, 0, uninstall.stderr);
     await waitFor('the master to exit', () => master.exitCode !== null || master.signalCode !== null || undefined);
-    assert.ok(workerPids.every((pid) => !isRunning(pid)), 'no worker left');
+    assert.ok(
+      workerPids.every((pid) => !isRunning(pid)),
+      'no worker left',
+    );
     assert.deepEqual(workerCgroups(master.pid!), [], 'no worker cgroup left');
     assert.equal(userId(USER), null, 'the user is gone');
     assert.equal(existsSync(dirs.PREFIX), false);

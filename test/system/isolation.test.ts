@@ -98,7 +98,7 @@ root = "${server.dir}"
     }
   });
 
-  it('each worker\'s root is the jail; the host is out of reach', () => {
+  it("each worker's root is the jail; the host is out of reach", () => {
     for (const { pid } of server.status().workers) {
       assert.equal(readlinkSync(`/proc/${pid}/root`), server.dir);
       const inside = `/proc/${pid}/root`;
@@ -144,15 +144,23 @@ describe('inside the sandbox the master builds', () => {
   const jail = new TestServer();
   jail.port = 1;
   const run = (script: string): ReturnType<typeof spawnSync> => {
-    const loaded = loadConfig(writeConfig(jail, `[process.isolation]\nchroot = "${jail.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${jail.dir}"\n`));
+    const loaded = loadConfig(
+      writeConfig(jail, `[process.isolation]\nchroot = "${jail.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${jail.dir}"\n`),
+    );
     assert.ok(loaded.ok);
     const options = sandboxOptions(loaded.config, null, null);
-    return spawnSync(SANDBOX_HELPER, [...options, '--', nodeBinary(), '-e', script], { encoding: 'utf8', env: { ...WORKER_ENV }, timeout: 30_000 });
+    return spawnSync(SANDBOX_HELPER, [...options, '--', nodeBinary(), '-e', script], {
+      encoding: 'utf8',
+      env: { ...WORKER_ENV },
+      timeout: 30_000,
+    });
   };
   after(() => jail.stop());
 
   it('a worker cannot start a process', () => {
-    const result = run("const r = require('child_process').spawnSync('/bin/sh', ['-c', 'id']); console.log(r.error ? r.error.code : 'ran ' + r.status);");
+    const result = run(
+      "const r = require('child_process').spawnSync('/bin/sh', ['-c', 'id']); console.log(r.error ? r.error.code : 'ran ' + r.status);",
+    );
     assert.equal(result.status, 0, String(result.stderr));
     assert.match(String(result.stdout), /^E(PERM|NOENT|ACCES)/);
   });
@@ -175,7 +183,11 @@ describe('sandbox failures stop the start', () => {
     const server = new TestServer();
     try {
       const started = Date.now();
-      await assert.rejects(server.start(`[process.isolation]\nrun_as_user = "no-such-user-here"\nchroot = "${server.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`));
+      await assert.rejects(
+        server.start(
+          `[process.isolation]\nrun_as_user = "no-such-user-here"\nchroot = "${server.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+        ),
+      );
       assert.ok(Date.now() - started < 10_000);
       assert.match(server.output, /start failed: .*run-as-user.*no-such-user-here/);
       assert.ok(server.logLines().some((line) => line.msg === 'cannot apply the worker sandbox; the slot stays empty'));
@@ -189,7 +201,11 @@ describe('sandbox failures stop the start', () => {
   it('a missing jail directory: start fails with one line naming the key', async () => {
     const server = new TestServer();
     try {
-      await assert.rejects(server.start(`[process.isolation]\nchroot = "${server.dir}/missing"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}/missing/www"\n`));
+      await assert.rejects(
+        server.start(
+          `[process.isolation]\nchroot = "${server.dir}/missing"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}/missing/www"\n`,
+        ),
+      );
       assert.match(server.output, /process\.isolation\.chroot: .* is not a directory/);
     } finally {
       await server.stop();
@@ -203,7 +219,9 @@ describe('sandbox failures stop the start', () => {
     const server = new TestServer();
     try {
       await assert.rejects(
-        server.start(`[process.isolation]\nchroot = "${server.dir}"\nenable_apparmor = true\napparmor_profile = "miwidothttp-test-no-such-profile"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`),
+        server.start(
+          `[process.isolation]\nchroot = "${server.dir}"\nenable_apparmor = true\napparmor_profile = "miwidothttp-test-no-such-profile"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+        ),
       );
       if (enabled) assert.match(server.output, /start failed: .*apparmor/i);
       else assert.match(server.output, /process\.isolation\.enable_apparmor: AppArmor is not enabled on this kernel/);
@@ -232,9 +250,16 @@ describe('cgroups and resource monitoring', () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'x\n');
     try {
       // An idle worker's resident size (about 75 MB on this machine) is above 90 % of this limit.
-      await server.start(`[process.isolation]\nchroot = "${server.dir}"\nmax_memory = "80M"\nresource_grace_period = 1\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`, 'workers = 1');
+      await server.start(
+        `[process.isolation]\nchroot = "${server.dir}"\nmax_memory = "80M"\nresource_grace_period = 1\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+        'workers = 1',
+      );
       const first = server.status().workers[0]!.pid;
-      const event = await waitFor('replacement logged', () => server.logLines().find((line) => line.msg === 'worker over its resource limit: replacing it gracefully'), 15_000);
+      const event = await waitFor(
+        'replacement logged',
+        () => server.logLines().find((line) => line.msg === 'worker over its resource limit: replacing it gracefully'),
+        15_000,
+      );
       assert.equal(event.overMemory, true);
       await waitFor('old worker gone', () => !isRunning(first), 15_000);
       assert.equal((await request(server.port, { path: '/' })).status, 200);
@@ -248,4 +273,3 @@ function writeConfig(server: TestServer, body: string): string {
   server.writeConfig(body);
   return server.configFile;
 }
-

@@ -80,8 +80,12 @@ describe('crashes', () => {
       return worker ?? null;
     });
     // Measured by the master's own clock: death noticed -> replacement ready.
-    const died = await waitFor('death logged', () => server.logLines().find((line) => line.msg === 'worker died' && line.workerPid === before.pid));
-    const ready = await waitFor('ready logged', () => server.logLines().find((line) => line.msg === 'worker ready' && line.workerPid === replacement.pid));
+    const died = await waitFor('death logged', () =>
+      server.logLines().find((line) => line.msg === 'worker died' && line.workerPid === before.pid),
+    );
+    const ready = await waitFor('ready logged', () =>
+      server.logLines().find((line) => line.msg === 'worker ready' && line.workerPid === replacement.pid),
+    );
     const gapMs = Date.parse(String(ready.time)) - Date.parse(String(died.time));
     assert.ok(gapMs < 1000, `replacement took ${gapMs} ms`);
     assert.equal(replacement.restarts, 1);
@@ -94,7 +98,9 @@ describe('crashes', () => {
       process.kill(victim.pid, 'SIGKILL');
       await waitFor('slot 0 gone', () => !isRunning(victim.pid));
     }
-    const backoff = await waitFor('crash loop log', () => server.logLines().find((line) => line.msg === 'worker crash loop: backing off before the next start'));
+    const backoff = await waitFor('crash loop log', () =>
+      server.logLines().find((line) => line.msg === 'worker crash loop: backing off before the next start'),
+    );
     assert.ok((backoff.crashesInARow as number) >= 2);
     assert.ok((backoff.delayMs as number) > 0);
     await waitFor('slot 0 back', () => server.status().workers.find((w) => w.slot === 0 && w.state === 'ready') ?? null);
@@ -112,7 +118,7 @@ describe('crashes', () => {
     }
   });
 
-  it('treats the dead master\'s pid file as stale and starts again', async () => {
+  it("treats the dead master's pid file as stale and starts again", async () => {
     await server.start(site(server));
     assert.equal((await request(server.port, { path: '/' })).status, 200);
   });

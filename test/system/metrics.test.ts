@@ -49,7 +49,9 @@ root = "${server.dir}"`;
 
   it('counts every response of both workers by vhost and status', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    const responses = await Promise.all(Array.from({ length: 40 }, () => request(server.port, { path: '/', headers: { Host: 'm.test' }, agent })));
+    const responses = await Promise.all(
+      Array.from({ length: 40 }, () => request(server.port, { path: '/', headers: { Host: 'm.test' }, agent })),
+    );
     await Promise.all(Array.from({ length: 5 }, () => request(server.port, { path: '/missing', headers: { Host: 'm.test' }, agent })));
     agent.destroy();
     assert.ok(responses.every((response) => response.status === 200));
@@ -65,7 +67,8 @@ root = "${server.dir}"`;
     const answer = await rawRequest(server.port, `GET / HTTP/1.1\r\nHost: m.test\r\n${'X-H: v\r\n'.repeat(15)}\r\n`);
     assert.match(answer, /^HTTP\/1\.1 431 /);
     const statuses: number[] = [];
-    for (let i = 0; i < 4; i++) statuses.push((await request(server.port, { path: '/', headers: { Host: 'm.test' }, localAddress: '127.0.0.50' })).status);
+    for (let i = 0; i < 4; i++)
+      statuses.push((await request(server.port, { path: '/', headers: { Host: 'm.test' }, localAddress: '127.0.0.50' })).status);
     assert.ok(statuses.includes(429), `statuses ${statuses}`);
     const limited = statuses.filter((status) => status === 429).length;
     const text = await waitFor('the rejections', async () => {

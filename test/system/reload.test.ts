@@ -153,4 +153,3 @@ describe('reload', () => {
     for (const answer of refused) assert.match(answer.stderr, /already in progress/);
   });
 });
-

@@ -33,7 +33,12 @@ interface Result {
 }
 
 function run(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Result {
-  const result = spawnSync(HELPER, args, { encoding: 'utf8', timeout: 60_000, input: options.input ?? '', env: options.env ?? { PATH: '/usr/bin:/bin' } });
+  const result = spawnSync(HELPER, args, {
+    encoding: 'utf8',
+    timeout: 60_000,
+    input: options.input ?? '',
+    env: options.env ?? { PATH: '/usr/bin:/bin' },
+  });
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -71,14 +76,18 @@ function jailedProbe(jail: string, action: string[], extra: string[] = []): stri
 /** A jailed node that prints "ready" and stays until its stdin closes, for reading /proc/<pid> from the host. */
 const WAIT_SCRIPT = 'process.stdout.write("ready\\n"); process.stdin.resume(); process.stdin.on("end", () => process.exit(0));';
 
-async function startWaiting(args: string[], stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe']): Promise<ChildProcess & { output: () => string }> {
+async function startWaiting(
+  args: string[],
+  stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe'],
+): Promise<ChildProcess & { output: () => string }> {
   const child = spawn(HELPER, args, { stdio, env: { PATH: '/usr/bin:/bin' } });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const until = Date.now() + 20_000;
   while (!out.includes('ready')) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`helper exited ${child.exitCode ?? child.signalCode}: ${out}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`helper exited ${child.exitCode ?? child.signalCode}: ${out}`);
     if (Date.now() > until) throw new Error(`no "ready" from the jailed node: ${out}`);
     await sleep(20);
   }
@@ -112,8 +121,21 @@ describe('usage and refusals (nothing is applied)', () => {
     const result = run(['--help']);
     assert.equal(result.status, 0);
     for (const option of [
-      '--run-as-user', '--run-as-group', '--chroot', '--bind-ro', '--working-dir', '--max-memory', '--max-cpu-percent',
-      '--max-pids', '--max-open-files', '--cgroup', '--seccomp ', '--seccomp-action', '--apparmor-profile', '--keep-fd', '--help',
+      '--run-as-user',
+      '--run-as-group',
+      '--chroot',
+      '--bind-ro',
+      '--working-dir',
+      '--max-memory',
+      '--max-cpu-percent',
+      '--max-pids',
+      '--max-open-files',
+      '--cgroup',
+      '--seccomp ',
+      '--seccomp-action',
+      '--apparmor-profile',
+      '--keep-fd',
+      '--help',
     ]) {
       assert.match(result.stdout, new RegExp(`^  ${option.trim()} `, 'm'), `--help does not document ${option}`);
     }
@@ -207,7 +229,13 @@ describe('usage and refusals (nothing is applied)', () => {
   });
 
   test('bad limit values fail with 126', () => {
-    for (const [option, value] of [['--max-memory', '12Q'], ['--max-memory', '-1'], ['--max-cpu-percent', '0'], ['--max-pids', 'x'], ['--max-open-files', '2']] as const) {
+    for (const [option, value] of [
+      ['--max-memory', '12Q'],
+      ['--max-memory', '-1'],
+      ['--max-cpu-percent', '0'],
+      ['--max-pids', 'x'],
+      ['--max-open-files', '2'],
+    ] as const) {
       const args = option === '--max-open-files' ? [option, value] : ['--cgroup', 'miwidothttp-test/never', option, value];
       const result = run([...args, '--', '/bin/true']);
       assert.equal(result.status, 126, `${option} ${value}: ${result.stderr}`);
@@ -298,7 +326,8 @@ describe('inside the jail', { skip: needsRoot }, () => {
       const result = run(jailedNode(jailDir(), script, ['--seccomp', seccomp]));
       assert.equal(result.status, 0, result.stderr);
       const out = JSON.parse(result.stdout) as Record<string, string | number>;
-      for (const name of ['setuid', 'setgid', 'seteuid', 'setgroups']) assert.match(String(out[name]), /EPERM/, `${seccomp}: ${name}: ${out[name]}`);
+      for (const name of ['setuid', 'setgid', 'seteuid', 'setgroups'])
+        assert.match(String(out[name]), /EPERM/, `${seccomp}: ${name}: ${out[name]}`);
       assert.equal(out.uid, 65534);
     }
   });
@@ -326,7 +355,12 @@ describe('inside the jail', { skip: needsRoot }, () => {
       assert.match(result.stdout, pattern);
     }
     // Node itself starts threads (clone with CLONE_THREAD) under the filter: a worker thread runs.
-    const result = run(jailedNode(jailDir(), `const { Worker } = require('node:worker_threads'); new Worker('require("node:worker_threads").parentPort.postMessage(6*7)', { eval: true }).on('message', (m) => console.log(m));`));
+    const result = run(
+      jailedNode(
+        jailDir(),
+        `const { Worker } = require('node:worker_threads'); new Worker('require("node:worker_threads").parentPort.postMessage(6*7)', { eval: true }).on('message', (m) => console.log(m));`,
+      ),
+    );
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stdout.trim(), '42');
   });
@@ -349,7 +383,8 @@ describe('inside the jail', { skip: needsRoot }, () => {
       assert.equal(statusField(pid, 'Uid'), '65534\t65534\t65534\t65534');
       assert.equal(statusField(pid, 'Gid'), '65534\t65534\t65534\t65534');
       assert.equal(statusField(pid, 'Groups'), '');
-      for (const field of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.equal(statusField(pid, field), '0000000000000000', field);
+      for (const field of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'])
+        assert.equal(statusField(pid, field), '0000000000000000', field);
       assert.equal(statusField(pid, 'NoNewPrivs'), '1');
       assert.equal(statusField(pid, 'Seccomp'), '2');
       const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
@@ -529,7 +564,10 @@ describe('cgroups', { skip: needsRoot }, () => {
     const child = await startWaiting(jailedNode(jailDir(), WAIT_SCRIPT, ['--cgroup', rel]));
     try {
       const membership = readFileSync(`/proc/${child.pid}/cgroup`, 'utf8');
-      assert.ok(membership.split('\n').some((line) => line.endsWith(`:/${rel}`)), membership);
+      assert.ok(
+        membership.split('\n').some((line) => line.endsWith(`:/${rel}`)),
+        membership,
+      );
     } finally {
       await finish(child);
     }

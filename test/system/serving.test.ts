@@ -30,7 +30,9 @@ function echoUpstream(): Promise<{ server: http.Server; port: number; seen: http
       res.end(JSON.stringify(req.headers));
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, seen })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, seen })),
+  );
 }
 
 describe('serving', () => {
@@ -181,14 +183,16 @@ status = 308
       });
       assert.equal(response.status, 200);
       const seen = JSON.parse(response.body) as http.IncomingHttpHeaders;
-      assert.equal(seen['x-real-ip'], '127.0.0.1', 'X-Real-IP is the client address, never the client\'s claim');
+      assert.equal(seen['x-real-ip'], '127.0.0.1', "X-Real-IP is the client address, never the client's claim");
       assert.equal(seen['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
       assert.equal(seen['x-forwarded-proto'], 'http');
       assert.equal(seen['x-forwarded-host'], 'app.test');
       assert.equal(seen.host, 'app.test');
-      for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'te']) assert.equal(seen[name], undefined, `${name} reached the upstream`);
+      for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'te'])
+        assert.equal(seen[name], undefined, `${name} reached the upstream`);
       assert.equal(response.headers['x-upstream-path'], '/api/x?q=1');
-      for (const name of ['x-upstream-secret', 'proxy-authenticate']) assert.equal(response.headers[name], undefined, `${name} reached the client`);
+      for (const name of ['x-upstream-secret', 'proxy-authenticate'])
+        assert.equal(response.headers[name], undefined, `${name} reached the client`);
     });
 
     it('never passes an h2c upgrade to the upstream (Upgrade, HTTP2-Settings)', async () => {

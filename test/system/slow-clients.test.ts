@@ -96,7 +96,19 @@ ${proxyVhost('*', port)}`);
       const before = server.logLines().filter((line) => line.audit === event).length;
       const load = probe(server.port);
       const path = mode[0] === '-X' ? '/big' : '/';
-      const report = await slowhttptest([...mode, '-c', '100', '-r', '50', '-l', '10', '-p', '3', '-u', `http://127.0.0.1:${server.port}${path}`]);
+      const report = await slowhttptest([
+        ...mode,
+        '-c',
+        '100',
+        '-r',
+        '50',
+        '-l',
+        '10',
+        '-p',
+        '3',
+        '-u',
+        `http://127.0.0.1:${server.port}${path}`,
+      ]);
       const { served, missed } = await load.stop();
       assert.deepEqual(missed, [], 'the other client missed requests');
       assert.ok(served > 20, `the other client was served (${served})`);

@@ -16,27 +16,46 @@ import { BIN, cli, request, TestServer, waitFor } from '../support/harness.js';
 
 describe('the cgroup systemd delegated to the service', () => {
   it('is read from the memory hierarchy on v1 and the unified line on v2, only when systemd started us', () => {
-    const v1 = '12:pids:/system.slice/miwidothttp.service\n4:memory:/system.slice/miwidothttp.service\n0::/system.slice/miwidothttp.service\n';
+    const v1 =
+      '12:pids:/system.slice/miwidothttp.service\n4:memory:/system.slice/miwidothttp.service\n0::/system.slice/miwidothttp.service\n';
     const alone = (): boolean => false;
     assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false, alone), 'system.slice/miwidothttp.service');
     assert.equal(delegatedCgroup({}, v1, false, alone), null, 'not started by systemd');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/system.slice/miwidothttp.service/master\n', true, alone), 'system.slice/miwidothttp.service', 'the master already moved into its leaf');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/user.slice/user-0.slice/session-1.scope\n', true, alone), null, 'a login session is not a service');
+    assert.equal(
+      delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/system.slice/miwidothttp.service/master\n', true, alone),
+      'system.slice/miwidothttp.service',
+      'the master already moved into its leaf',
+    );
+    assert.equal(
+      delegatedCgroup({ INVOCATION_ID: 'x' }, '0::/user.slice/user-0.slice/session-1.scope\n', true, alone),
+      null,
+      'a login session is not a service',
+    );
     assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, '4:cpuset,memory:/a.slice/b.service\n', false, alone), 'a.slice/b.service');
-    assert.equal(delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false, () => true), null, 'started from inside another service (INVOCATION_ID inherited): its cgroup is not ours');
+    assert.equal(
+      delegatedCgroup({ INVOCATION_ID: 'x' }, v1, false, () => true),
+      null,
+      'started from inside another service (INVOCATION_ID inherited): its cgroup is not ours',
+    );
   });
 });
 
 describe('worker cgroups under a delegated service cgroup (v1 hierarchies)', () => {
   const server = new TestServer();
   const service = `miwidothttp-test-${process.pid}.slice/miwidothttp.service`;
-  const hierarchies = cgroupMounts().filter((mount) => mount.version === 1 && ['memory', 'cpu', 'pids'].some((c) => mount.controllers.includes(c)));
+  const hierarchies = cgroupMounts().filter(
+    (mount) => mount.version === 1 && ['memory', 'cpu', 'pids'].some((c) => mount.controllers.includes(c)),
+  );
 
   before(async () => {
     for (const mount of hierarchies) mkdirSync(path.join(mount.mountPoint, service), { recursive: true });
     // What systemd does before exec: the process joins the unit's cgroup in every hierarchy.
     const enter = hierarchies.map((mount) => `echo $$ > ${path.join(mount.mountPoint, service, 'cgroup.procs')}`).join(' && ');
-    server.launch = (argv) => ({ file: '/bin/sh', args: ['-c', `${enter} && exec "$0" "$@"`, BIN, ...argv], env: { ...process.env, INVOCATION_ID: 'd00dfeed' } });
+    server.launch = (argv) => ({
+      file: '/bin/sh',
+      args: ['-c', `${enter} && exec "$0" "$@"`, BIN, ...argv],
+      env: { ...process.env, INVOCATION_ID: 'd00dfeed' },
+    });
     await server.start(`[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
   });
 
@@ -53,7 +72,8 @@ describe('worker cgroups under a delegated service cgroup (v1 hierarchies)', () 
     }
   });
 
-  const memoryCgroupOf = (pid: number): string => readFileSync(`/proc/${pid}/cgroup`, 'utf8').match(/^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m)![1]!;
+  const memoryCgroupOf = (pid: number): string =>
+    readFileSync(`/proc/${pid}/cgroup`, 'utf8').match(/^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m)![1]!;
 
   it('puts each worker in <service>/worker-<master pid>-<n>, with its limits', async () => {
     const master = server.masterPid();

@@ -32,7 +32,9 @@ async function notifySocket(dir: string): Promise<{ path: string; messages: Noti
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line === 'listening') return listening();
     const [pid, text] = line.split('\t');
-    const fields = Object.fromEntries((text ?? '').split('|').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]));
+    const fields = Object.fromEntries(
+      (text ?? '').split('|').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]),
+    );
     messages.push({ pid: Number(pid), fields });
   });
   await ready;
@@ -140,7 +142,9 @@ describe('socket activation', () => {
     const response = await waitFor('an answer', () => request(port, { path: '/', headers: { Host: 'a.test' } }).catch(() => null), 20_000);
     assert.equal(response.status, 200);
     assert.equal(response.body, 'activated\n');
-    await waitFor('the adoption logged', () => server.logLines().find((line) => line.msg === 'socket activation: listening sockets from systemd'));
+    await waitFor('the adoption logged', () =>
+      server.logLines().find((line) => line.msg === 'socket activation: listening sockets from systemd'),
+    );
   });
 
   it('LISTEN_* never reaches a worker; the socket is kept across a reload', async () => {
@@ -162,18 +166,27 @@ describe('logging to the journal', () => {
       const logFile = path.join(server.dir, 'journal.log');
       const fd = openSync(logFile, 'w');
       const { dev, ino } = fstatSync(fd);
-      const master = spawn(BIN, ['start', '-c', server.configFile], { stdio: ['ignore', fd, fd], env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}` } });
+      const master = spawn(BIN, ['start', '-c', server.configFile], {
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, JOURNAL_STREAM: `${dev}:${ino}` },
+      });
       closeSync(fd);
       await waitFor('started', () => readFileSync(logFile, 'utf8').includes('miwidothttp started') || undefined);
       cli(['stop', '-c', server.configFile]);
       await waitFor('stopped', () => master.exitCode !== null || undefined);
-      const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = readFileSync(logFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       assert.ok(lines.length > 3);
       for (const line of lines) {
         assert.equal(line.time, undefined, 'no timestamp of our own');
         assert.equal(typeof line.level, 'number');
       }
-      assert.ok(lines.some((line) => line.msg === 'worker ready'), 'info lines, as log_level says');
+      assert.ok(
+        lines.some((line) => line.msg === 'worker ready'),
+        'info lines, as log_level says',
+      );
     } finally {
       await server.stop();
     }
@@ -187,10 +200,15 @@ describe('unit files', () => {
       const unit = readFileSync(path.join(ROOT, 'systemd/miwidothttp.service'), 'utf8').replaceAll('@PREFIX@', ROOT);
       writeFileSync(path.join(server.dir, 'miwidothttp.service'), unit);
       writeFileSync(path.join(server.dir, 'miwidothttp.socket'), readFileSync(path.join(ROOT, 'systemd/miwidothttp.socket'), 'utf8'));
-      const verify = spawnSync('systemd-analyze', ['verify', path.join(server.dir, 'miwidothttp.socket'), path.join(server.dir, 'miwidothttp.service')], { encoding: 'utf8' });
+      const verify = spawnSync(
+        'systemd-analyze',
+        ['verify', path.join(server.dir, 'miwidothttp.socket'), path.join(server.dir, 'miwidothttp.service')],
+        { encoding: 'utf8' },
+      );
       assert.equal(verify.status, 0, verify.stderr);
       assert.equal(`${verify.stdout}${verify.stderr}`.trim(), '', 'no warnings');
-      for (const directive of ['Type=notify', 'Delegate=yes', 'KillMode=mixed', 'Restart=on-failure', 'LimitNOFILE=']) assert.match(unit, new RegExp(`^${directive}`, 'm'));
+      for (const directive of ['Type=notify', 'Delegate=yes', 'KillMode=mixed', 'Restart=on-failure', 'LimitNOFILE='])
+        assert.match(unit, new RegExp(`^${directive}`, 'm'));
       assert.match(unit, /^ExecReload=.*miwidothttp reload -c \/etc\/miwidothttp\/miwidothttp\.toml$/m);
     } finally {
       void server.stop();

@@ -31,7 +31,10 @@ function handshake(port: number, options: tls.ConnectionOptions): Promise<Handsh
     socket.on('session', (data: Buffer) => (session = data));
     socket.once('secureConnect', () => {
       // TLS 1.3 sends its ticket after the handshake: give it a moment.
-      setTimeout(() => resolve({ fingerprint: socket.getPeerCertificate().fingerprint256, reused: socket.isSessionReused(), session, socket }), 100);
+      setTimeout(
+        () => resolve({ fingerprint: socket.getPeerCertificate().fingerprint256, reused: socket.isSessionReused(), session, socket }),
+        100,
+      );
     });
     socket.once('error', reject);
   });
@@ -126,8 +129,12 @@ root = "${server.dir}"`;
   });
 
   it('refuses TLS 1.1 and CBC-only clients', async () => {
-    await assert.rejects(handshake(httpsPort, { servername: 'site.test', minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }));
-    await assert.rejects(handshake(httpsPort, { servername: 'site.test', maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA' }));
+    await assert.rejects(
+      handshake(httpsPort, { servername: 'site.test', minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }),
+    );
+    await assert.rejects(
+      handshake(httpsPort, { servername: 'site.test', maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA' }),
+    );
   });
 
   it('redirects plain HTTP to HTTPS (301, 308 for other methods), except ACME challenges; no HSTS over HTTP', async () => {
@@ -169,8 +176,14 @@ root = "${server.dir}"`;
   it('`certs` lists each certificate with issuer and expiry; keys never reach the log', () => {
     const result = cli(['certs', '-c', server.configFile, '--json']);
     assert.equal(result.status, 0, result.stderr);
-    const listed = JSON.parse(result.stdout) as { certificates: { name: string; issuer: string; notAfter: string; nextRenewal: null }[]; lastError: null };
-    assert.deepEqual(listed.certificates.map((c) => c.name), ['site.test', '*.wild.test']);
+    const listed = JSON.parse(result.stdout) as {
+      certificates: { name: string; issuer: string; notAfter: string; nextRenewal: null }[];
+      lastError: null;
+    };
+    assert.deepEqual(
+      listed.certificates.map((c) => c.name),
+      ['site.test', '*.wild.test'],
+    );
     assert.match(listed.certificates[0]!.issuer, /miwidothttp test CA/);
     assert.ok(Date.parse(listed.certificates[0]!.notAfter) > Date.now());
     assert.equal(listed.lastError, null);
@@ -182,7 +195,8 @@ root = "${server.dir}"`;
   // sslscan is a Debian package the test command installs (README).
   it('sslscan finds no SSLv3, TLS 1.0/1.1 and no weak cipher', () => {
     const scan = execFileSync('sslscan', ['--no-colour', '--sni-name=site.test', `127.0.0.1:${httpsPort}`], { encoding: 'utf8' });
-    for (const protocol of ['SSLv2', 'SSLv3', 'TLSv1.0', 'TLSv1.1']) assert.match(scan, new RegExp(`${protocol.replace('.', '\\.')}\\s+disabled`), `${protocol} disabled`);
+    for (const protocol of ['SSLv2', 'SSLv3', 'TLSv1.0', 'TLSv1.1'])
+      assert.match(scan, new RegExp(`${protocol.replace('.', '\\.')}\\s+disabled`), `${protocol} disabled`);
     assert.match(scan, /TLSv1\.2\s+enabled/);
     assert.match(scan, /TLSv1\.3\s+enabled/);
     const accepted = scan.split('\n').filter((line) => /^(Preferred|Accepted)\s/.test(line));
@@ -194,7 +208,10 @@ root = "${server.dir}"`;
     const other = pki.key('other');
     copyFileSync(other, path.join(server.dir, 'mismatch.key'));
     chmodSync(path.join(server.dir, 'mismatch.key'), 0o600);
-    writeFileSync(server.configFile, readFileSync(server.configFile, 'utf8').replace(`key_file = "${site.key}"`, `key_file = "${path.join(server.dir, 'mismatch.key')}"`));
+    writeFileSync(
+      server.configFile,
+      readFileSync(server.configFile, 'utf8').replace(`key_file = "${site.key}"`, `key_file = "${path.join(server.dir, 'mismatch.key')}"`),
+    );
     const reload = cli(['reload', '-c', server.configFile]);
     assert.equal(reload.status, 1);
     assert.match(reload.stderr, /ssl\.domains\."site\.test": .*does not match/);
@@ -276,9 +293,18 @@ root = "${server.dir}"
     const result = cli(['check', '-c', file]);
     assert.equal(result.status, 1);
     const lines = result.stderr.trim().split('\n');
-    assert.ok(lines.some((line) => /ssl\.domains\."missing\.test": .*(ENOENT|cannot read)/.test(line)), result.stderr);
-    assert.ok(lines.some((line) => /ssl\.domains\."mismatch\.test": .*does not match/.test(line)), result.stderr);
-    assert.ok(lines.some((line) => /ssl\.domains\."old\.test": .*expired/.test(line)), result.stderr);
+    assert.ok(
+      lines.some((line) => /ssl\.domains\."missing\.test": .*(ENOENT|cannot read)/.test(line)),
+      result.stderr,
+    );
+    assert.ok(
+      lines.some((line) => /ssl\.domains\."mismatch\.test": .*does not match/.test(line)),
+      result.stderr,
+    );
+    assert.ok(
+      lines.some((line) => /ssl\.domains\."old\.test": .*expired/.test(line)),
+      result.stderr,
+    );
     assert.doesNotMatch(result.stderr, /PRIVATE KEY/);
   });
 });

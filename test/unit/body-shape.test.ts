@@ -1,7 +1,13 @@
 /** The streaming body inspectors: JSON depth, form fields, multipart parts, across chunk edges. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from '../../src/worker/pipeline/body-shape.js';
+import {
+  formFieldsInspector,
+  jsonDepthInspector,
+  multipartBoundary,
+  multipartPartsInspector,
+  type BodyInspector,
+} from '../../src/worker/pipeline/body-shape.js';
 
 /** Feed `text` in pieces of `size` bytes; the first rejection's code, or null. */
 function run(inspector: BodyInspector, text: string, size: number): string | null {
@@ -39,7 +45,7 @@ describe('form fields', () => {
 
 describe('multipart parts', () => {
   const body = (parts: number): string =>
-    Array.from({ length: parts }, (_, i) => `--XyZ\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nvalue${i}\r\n`).join('') + '--XyZ--\r\n';
+    `${Array.from({ length: parts }, (_, i) => `--XyZ\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nvalue${i}\r\n`).join('')}--XyZ--\r\n`;
   for (const size of [1, 4, 7, 4096]) {
     it(`counts parts, delimiters split across chunks of ${size}`, () => {
       assert.equal(run(multipartPartsInspector('XyZ', 3), body(3), size), null);

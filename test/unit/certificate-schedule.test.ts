@@ -38,8 +38,14 @@ describe('retry backoff', () => {
     assert.equal(retryDelay(1, now, null, middle), 60_000);
     assert.equal(retryDelay(2, now, null, middle), 120_000);
     assert.equal(retryDelay(30, now, null, middle), 6 * 60 * 60 * 1000);
-    assert.equal(retryDelay(1, now, null, () => 0), 48_000);
-    assert.equal(retryDelay(1, now, null, () => 1), 72_000);
+    assert.equal(
+      retryDelay(1, now, null, () => 0),
+      48_000,
+    );
+    assert.equal(
+      retryDelay(1, now, null, () => 1),
+      72_000,
+    );
   });
 
   it('retries sooner than the backoff when the certificate served expires soon, never below 5 s', () => {

@@ -12,8 +12,8 @@ describe('parseIp accepts', () => {
     ['255.255.255.255', 4, 'ffffffff'],
     ['10.0.100.9', 4, '0a006409'],
     ['::', 6, '0'.repeat(32)],
-    ['::1', 6, '0'.repeat(31) + '1'],
-    ['1::', 6, '0001' + '0'.repeat(28)],
+    ['::1', 6, `${'0'.repeat(31)}1`],
+    ['1::', 6, `0001${'0'.repeat(28)}`],
     ['2001:db8::ff00:42:8329', 6, '20010db8000000000000ff0000428329'],
     ['2001:0db8:0000:0000:0000:ff00:0042:8329', 6, '20010db8000000000000ff0000428329'],
     ['2001:DB8::FF00:42:8329', 6, '20010db8000000000000ff0000428329'],
@@ -91,8 +91,8 @@ describe('parseCidr', () => {
     ['10.1.2.3/8', 4, '0a000000', 8], // host bits cleared
     ['1.2.3.4', 4, '01020304', 32],
     ['0.0.0.0/0', 4, '00000000', 0],
-    ['2001:db8::/32', 6, '20010db8' + '0'.repeat(24), 32],
-    ['::1', 6, '0'.repeat(31) + '1', 128],
+    ['2001:db8::/32', 6, `20010db8${'0'.repeat(24)}`, 32],
+    ['::1', 6, `${'0'.repeat(31)}1`, 128],
     ['::ffff:10.0.0.0/104', 4, '0a000000', 8], // mapped range stored as IPv4
     ['::ffff:0:0/96', 4, '00000000', 0],
   ];
@@ -100,11 +100,25 @@ describe('parseCidr', () => {
     it(`accepts ${text}`, () => {
       const cidr = parseCidr(text);
       assert.ok(cidr);
-      assert.deepEqual({ family: cidr.family, network: hex(cidr.network), prefixLength: cidr.prefixLength }, { family, network: networkHex, prefixLength });
+      assert.deepEqual(
+        { family: cidr.family, network: hex(cidr.network), prefixLength: cidr.prefixLength },
+        { family, network: networkHex, prefixLength },
+      );
       assert.equal(isValidCidr(text), true);
     });
   }
-  const invalid = ['10.0.0.0/33', '10.0.0.0/', '10.0.0.0/08', '10.0.0.0/-1', '10.0.0.0/8/8', '::/129', '01.0.0.0/8', '/8', 'fe80::/10%eth0', '10.0.0.0/ 8'];
+  const invalid = [
+    '10.0.0.0/33',
+    '10.0.0.0/',
+    '10.0.0.0/08',
+    '10.0.0.0/-1',
+    '10.0.0.0/8/8',
+    '::/129',
+    '01.0.0.0/8',
+    '/8',
+    'fe80::/10%eth0',
+    '10.0.0.0/ 8',
+  ];
   for (const text of invalid) {
     it(`rejects ${JSON.stringify(text)}`, () => {
       assert.equal(parseCidr(text), null);

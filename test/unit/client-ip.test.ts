@@ -4,12 +4,7 @@ import http, { type IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { CidrSet, parseIp } from '../../src/net/cidr.js';
-import {
-  isPrivateIp,
-  resolveClientIp,
-  type ClientIpPolicy,
-  type ClientIpResult,
-} from '../../src/worker/pipeline/client-ip.js';
+import { isPrivateIp, resolveClientIp, type ClientIpPolicy, type ClientIpResult } from '../../src/worker/pipeline/client-ip.js';
 
 const DEFAULT_HEADERS = ['CF-Connecting-IP', 'X-Real-IP', 'X-Forwarded-For', 'X-Client-IP', 'Forwarded'];
 const TRUSTED = new CidrSet(['10.0.0.0/8', '192.168.0.0/16', '2001:db8:ffff::/48']);
@@ -57,7 +52,12 @@ describe('untrusted peers: forwarding headers are ignored', () => {
   };
   runTable([
     { name: 'public peer with every header spoofed', peer: '203.0.113.9', headers: spoofed, expect: ok('203.0.113.9') },
-    { name: 'spoofed X-Forwarded-For alone', peer: '203.0.113.9', headers: { 'x-forwarded-for': '198.51.100.7' }, expect: ok('203.0.113.9') },
+    {
+      name: 'spoofed X-Forwarded-For alone',
+      peer: '203.0.113.9',
+      headers: { 'x-forwarded-for': '198.51.100.7' },
+      expect: ok('203.0.113.9'),
+    },
     { name: 'spoofed X-Real-IP alone', peer: '203.0.113.9', headers: { 'x-real-ip': '198.51.100.7' }, expect: ok('203.0.113.9') },
     { name: 'spoofed Forwarded alone', peer: '203.0.113.9', headers: { forwarded: 'for=198.51.100.7' }, expect: ok('203.0.113.9') },
     { name: 'trust_proxy off: even a peer inside trusted_proxies', headers: spoofed, policy: { trustProxy: false }, expect: fromPeer },
@@ -90,7 +90,12 @@ describe('trusted peer: each header and the priority order', () => {
     { name: 'no headers: the proxy itself', headers: {}, expect: fromPeer },
     {
       name: 'first in priority wins',
-      headers: { 'cf-connecting-ip': '198.51.100.1', 'x-real-ip': '198.51.100.2', 'x-forwarded-for': '198.51.100.3', forwarded: 'for=198.51.100.4' },
+      headers: {
+        'cf-connecting-ip': '198.51.100.1',
+        'x-real-ip': '198.51.100.2',
+        'x-forwarded-for': '198.51.100.3',
+        forwarded: 'for=198.51.100.4',
+      },
       expect: ok('198.51.100.1', 'cf-connecting-ip'),
     },
     {
@@ -191,7 +196,12 @@ describe('X-Forwarded-For: right to left through trusted proxies, at most truste
     xff('upper-case IPv6 is compressed and lower-cased', '2001:DB8:0:0:1:0:0:7', via('2001:db8::1:0:0:7')),
     xff('IPv6 trusted chain', '2001:db8::7, 2001:db8:ffff::2', via('2001:db8::7')),
     { name: 'IPv6 trusted peer', peer: '2001:db8:ffff::1', headers: { 'x-forwarded-for': '2001:db8::7' }, expect: via('2001:db8::7') },
-    { name: 'IPv4-mapped trusted peer', peer: '::ffff:10.0.0.1', headers: { 'x-forwarded-for': '198.51.100.7' }, expect: via('198.51.100.7') },
+    {
+      name: 'IPv4-mapped trusted peer',
+      peer: '::ffff:10.0.0.1',
+      headers: { 'x-forwarded-for': '198.51.100.7' },
+      expect: via('198.51.100.7'),
+    },
     // Entries that are not addresses end the walk; nginx keeps the last address found.
     xff('garbage nearest to us: the header yields nothing', '198.51.100.7, garbage', fromPeer),
     xff('garbage behind a trusted proxy: that proxy', 'garbage, 10.0.0.2', via('10.0.0.2')),
@@ -234,12 +244,8 @@ describe('Forwarded (RFC 7239)', () => {
     fwd('quoted-pair inside the node is unescaped', 'for="192.0.2.4\\3"', via('192.0.2.43')),
     fwd('obfuscated port', 'for="[2001:db8::17]:_p0rt"', via('2001:db8::17')),
     fwd('comma and escaped quote inside a quoted-string', 'for=192.0.2.43, for=10.0.0.2;by="a,\\"b,c"', via('192.0.2.43')),
-    fwd(
-      'escaped backslash before a closing quote',
-      'for=192.0.2.43;by="x\\\\", for=10.0.0.2;by="y,\\\\\\"z"',
-      via('192.0.2.43'),
-    ),
-    fwd('client-written unbalanced quote left of our proxy\'s element', 'for="203.0.113.66, for=192.0.2.43', via('192.0.2.43')),
+    fwd('escaped backslash before a closing quote', 'for=192.0.2.43;by="x\\\\", for=10.0.0.2;by="y,\\\\\\"z"', via('192.0.2.43')),
+    fwd("client-written unbalanced quote left of our proxy's element", 'for="203.0.113.66, for=192.0.2.43', via('192.0.2.43')),
     // Nodes that name no address end the walk.
     fwd('unknown', 'for=unknown', fromPeer),
     fwd('unknown nearest to us', 'for=192.0.2.43, for=unknown', fromPeer),
@@ -264,30 +270,79 @@ describe('Forwarded (RFC 7239)', () => {
 describe('require_proxy_headers', () => {
   const required = { requireProxyHeaders: true };
   runTable([
-    { name: 'trusted peer without headers', headers: {}, policy: required, expect: { ok: false, reason: 'missing_proxy_headers', clientIp: PROXY } },
+    {
+      name: 'trusted peer without headers',
+      headers: {},
+      policy: required,
+      expect: { ok: false, reason: 'missing_proxy_headers', clientIp: PROXY },
+    },
     {
       name: 'trusted peer with only malformed headers',
       headers: { 'x-real-ip': 'nope', 'x-forwarded-for': 'garbage' },
       policy: required,
       expect: { ok: false, reason: 'missing_proxy_headers', clientIp: PROXY },
     },
-    { name: 'trusted peer with a header', headers: { 'x-real-ip': '198.51.100.7' }, policy: required, expect: ok('198.51.100.7', 'x-real-ip') },
+    {
+      name: 'trusted peer with a header',
+      headers: { 'x-real-ip': '198.51.100.7' },
+      policy: required,
+      expect: ok('198.51.100.7', 'x-real-ip'),
+    },
     { name: 'trust_proxy off', headers: {}, policy: { ...required, trustProxy: false }, expect: fromPeer },
   ]);
 });
 
 describe('reject_private_ip', () => {
   const PRIVATE = [
-    '10.0.0.1', '10.255.255.255', '172.16.0.1', '172.31.255.255', '192.168.0.1', '192.168.255.255',
-    '100.64.0.1', '100.127.255.255', '127.0.0.1', '127.255.255.254', '169.254.0.1', '169.254.255.255',
-    '0.0.0.0', 'fc00::1', 'fdff:ffff::1', 'fe80::1', 'febf:ffff::1', '::1', '::',
-    '::ffff:10.0.0.1', '::ffff:127.0.0.1', '::ffff:192.168.1.1', '::ffff:100.64.0.1', '0:0:0:0:0:0:0:1',
+    '10.0.0.1',
+    '10.255.255.255',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.0.1',
+    '192.168.255.255',
+    '100.64.0.1',
+    '100.127.255.255',
+    '127.0.0.1',
+    '127.255.255.254',
+    '169.254.0.1',
+    '169.254.255.255',
+    '0.0.0.0',
+    'fc00::1',
+    'fdff:ffff::1',
+    'fe80::1',
+    'febf:ffff::1',
+    '::1',
+    '::',
+    '::ffff:10.0.0.1',
+    '::ffff:127.0.0.1',
+    '::ffff:192.168.1.1',
+    '::ffff:100.64.0.1',
+    '0:0:0:0:0:0:0:1',
   ];
   const PUBLIC = [
-    '8.8.8.8', '1.1.1.1', '198.51.100.7', '203.0.113.9', '11.0.0.0', '9.255.255.255', '172.15.255.255',
-    '172.32.0.0', '192.167.255.255', '192.169.0.0', '100.63.255.255', '100.128.0.0', '126.255.255.255',
-    '128.0.0.0', '169.253.255.255', '169.255.0.0', '2001:db8::1', '2606:4700::1111', 'fbff::1',
-    'fec0::1', 'fe7f::1', '::2', '::ffff:8.8.8.8',
+    '8.8.8.8',
+    '1.1.1.1',
+    '198.51.100.7',
+    '203.0.113.9',
+    '11.0.0.0',
+    '9.255.255.255',
+    '172.15.255.255',
+    '172.32.0.0',
+    '192.167.255.255',
+    '192.169.0.0',
+    '100.63.255.255',
+    '100.128.0.0',
+    '126.255.255.255',
+    '128.0.0.0',
+    '169.253.255.255',
+    '169.255.0.0',
+    '2001:db8::1',
+    '2606:4700::1111',
+    'fbff::1',
+    'fec0::1',
+    'fe7f::1',
+    '::2',
+    '::ffff:8.8.8.8',
   ];
   for (const ip of PRIVATE) it(`${ip} is private`, () => assert.equal(isPrivateIp(ip), true));
   for (const ip of PUBLIC) it(`${ip} is public`, () => assert.equal(isPrivateIp(ip), false));
@@ -309,13 +364,35 @@ describe('reject_private_ip', () => {
       policy: reject,
       expect: { ok: false, reason: 'private_ip', clientIp: '10.9.9.9' },
     },
-    { name: 'public client behind a trusted proxy', headers: { 'x-forwarded-for': '198.51.100.7' }, policy: reject, expect: ok('198.51.100.7', 'x-forwarded-for') },
+    {
+      name: 'public client behind a trusted proxy',
+      headers: { 'x-forwarded-for': '198.51.100.7' },
+      policy: reject,
+      expect: ok('198.51.100.7', 'x-forwarded-for'),
+    },
     // With it on, the proxy itself (private) is refused when it names no client, and so is loopback.
-    { name: 'trusted private proxy without headers', headers: {}, policy: reject, expect: { ok: false, reason: 'private_ip', clientIp: PROXY } },
-    { name: 'loopback peer', peer: '127.0.0.1', headers: {}, policy: reject, expect: { ok: false, reason: 'private_ip', clientIp: '127.0.0.1' } },
+    {
+      name: 'trusted private proxy without headers',
+      headers: {},
+      policy: reject,
+      expect: { ok: false, reason: 'private_ip', clientIp: PROXY },
+    },
+    {
+      name: 'loopback peer',
+      peer: '127.0.0.1',
+      headers: {},
+      policy: reject,
+      expect: { ok: false, reason: 'private_ip', clientIp: '127.0.0.1' },
+    },
     { name: 'IPv6 loopback peer', peer: '::1', headers: {}, policy: reject, expect: { ok: false, reason: 'private_ip', clientIp: '::1' } },
     { name: 'public peer', peer: '203.0.113.9', headers: {}, policy: reject, expect: ok('203.0.113.9') },
-    { name: 'a peer that is not an address is not public', peer: '', headers: {}, policy: reject, expect: { ok: false, reason: 'private_ip', clientIp: '' } },
+    {
+      name: 'a peer that is not an address is not public',
+      peer: '',
+      headers: {},
+      policy: reject,
+      expect: { ok: false, reason: 'private_ip', clientIp: '' },
+    },
     {
       name: 'missing proxy headers is reported before private',
       headers: {},
@@ -329,7 +406,7 @@ describe('bounded work on hostile input', () => {
   const onlyXff = policy({ clientIpHeaders: ['X-Forwarded-For'] });
   const onlyForwarded = policy({ clientIpHeaders: ['Forwarded'] });
 
-  it('padding the client-written part of X-Forwarded-For does not hide our proxy\'s entry', () => {
+  it("padding the client-written part of X-Forwarded-For does not hide our proxy's entry", () => {
     const padded = `${'a'.repeat(1_000_000)}, 198.51.100.7`;
     assert.deepEqual(resolveClientIp(PROXY, { 'x-forwarded-for': padded }, onlyXff), ok('198.51.100.7', 'x-forwarded-for'));
   });

@@ -18,9 +18,15 @@ import { RequestTokens } from '../../src/worker/pipeline/access.js';
 
 const quiet = pino({ level: 'silent' });
 
-function settings(overrides: { perIp?: number; rate?: number; max?: number; rps?: number; burst?: number; banAfter?: number; tracked?: number } = {}): LimitSettings {
+function settings(
+  overrides: { perIp?: number; rate?: number; max?: number; rps?: number; burst?: number; banAfter?: number; tracked?: number } = {},
+): LimitSettings {
   return {
-    limits: { maxConnections: overrides.max ?? 1000, maxConnectionsPerIp: overrides.perIp ?? 3, connectionRatePerIp: overrides.rate ?? 1000 },
+    limits: {
+      maxConnections: overrides.max ?? 1000,
+      maxConnectionsPerIp: overrides.perIp ?? 3,
+      connectionRatePerIp: overrides.rate ?? 1000,
+    },
     rateLimit: overrides.rps === undefined ? null : { requestsPerSecond: overrides.rps, burst: overrides.burst ?? overrides.rps },
     access: { banAfterBreaches: overrides.banAfter ?? 0, breachWindowMs: 60_000, maxTrackedClients: overrides.tracked ?? 100_000 },
   };
@@ -59,7 +65,11 @@ describe('connection limits held by the master', () => {
 
   it('connection_rate_per_ip refuses the connection past the rate, then refills', async () => {
     let now = 0;
-    const limits = new ClientLimits(settings({ rate: 5, perIp: 100 }), () => undefined, () => now);
+    const limits = new ClientLimits(
+      settings({ rate: 5, perIp: 100 }),
+      () => undefined,
+      () => now,
+    );
     const verdicts = Array.from({ length: 7 }, () => limits.connect(1, '192.0.2.9'));
     assert.deepEqual(verdicts, ['ok', 'ok', 'ok', 'ok', 'ok', 'connection_rate', 'connection_rate']);
     now += 400; // two tokens at 5 per second
@@ -78,7 +88,11 @@ describe('connection limits held by the master', () => {
 
   it('a million distinct addresses leave the tables at their cap', () => {
     let now = 0;
-    const limits = new ClientLimits(settings({ rate: 5, perIp: 100, rps: 10, tracked: 10_000, banAfter: 1_000_000 }), () => undefined, () => now);
+    const limits = new ClientLimits(
+      settings({ rate: 5, perIp: 100, rps: 10, tracked: 10_000, banAfter: 1_000_000 }),
+      () => undefined,
+      () => now,
+    );
     for (let i = 0; i < 1_000_000; i++) {
       const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
       limits.lease(ip, 1);
@@ -155,11 +169,17 @@ describe('the ban list', () => {
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const again = new BanList(file, quiet, () => undefined);
     again.load();
-    assert.deepEqual(again.list().map((ban) => ban.ip), ['192.0.2.77']);
+    assert.deepEqual(
+      again.list().map((ban) => ban.ip),
+      ['192.0.2.77'],
+    );
     assert.ok(again.isBanned('192.0.2.77'));
     await sleep(1200);
     assert.equal(bans.isBanned('192.0.2.77'), false);
-    assert.deepEqual(changes.map((change) => change.kind), ['add', 'lift']);
+    assert.deepEqual(
+      changes.map((change) => change.kind),
+      ['add', 'lift'],
+    );
     assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).bans, [], 'the expiry is written back');
     bans.close();
     again.close();

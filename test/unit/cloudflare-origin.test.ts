@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { createCloudflareOriginIssuer, type CloudflareOriginIssuerOptions } from '../../src/tls/issuance/cloudflare-origin.js';
-import { IssuanceError } from '../../src/tls/issuance/types.js';
+import type { IssuanceError } from '../../src/tls/issuance/types.js';
 import { captureLog } from '../support/log-capture.js';
 import { issuanceRejection, issuanceRejectionSync } from '../support/issuance-errors.js';
 import { createTestCa, issueServerCertificate, inspectCsr, type TestCa } from '../support/test-ca.js';
@@ -91,7 +91,7 @@ describe('Cloudflare Origin CA issuer', () => {
     assert.equal(leaf.subjectAltName, 'DNS:example.com, DNS:*.example.com');
     assert.equal(issued.notAfter.getTime(), leaf.validToDate.getTime());
     assert.ok(Math.abs(issued.notAfter.getTime() - issued.notBefore.getTime() - 30 * DAY_MS) < 60_000);
-    const result = (request?.response as { result: { expires_on: string; request_type: string } }).result;
+    const result = (request!.response as { result: { expires_on: string; request_type: string } }).result;
     assert.match(result.expires_on, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC$/);
   });
 
@@ -106,7 +106,13 @@ describe('Cloudflare Origin CA issuer', () => {
   });
 
   // Each way the API says no, and the one line it must become.
-  const envelopes: { what: string; arrange: () => void; overrides?: Partial<CloudflareOriginIssuerOptions>; names?: string[]; expect: RegExp }[] = [
+  const envelopes: {
+    what: string;
+    arrange: () => void;
+    overrides?: Partial<CloudflareOriginIssuerOptions>;
+    names?: string[];
+    expect: RegExp;
+  }[] = [
     {
       what: 'a wrong token: 403, 10000 Authentication error',
       arrange: () => undefined,
@@ -117,7 +123,8 @@ describe('Cloudflare Origin CA issuer', () => {
       what: 'a hostname outside the account: 400, 1010',
       arrange: () => undefined,
       names: ['example.org'],
-      expect: /^example\.org: cloudflare origin ca: requesting a certificate: HTTP 400: error 1010: Failed to validate requested hostname example\.org: /,
+      expect:
+        /^example\.org: cloudflare origin ca: requesting a certificate: HTTP 400: error 1010: Failed to validate requested hostname example\.org: /,
     },
     {
       what: 'a token without the permission: 403, 1016',
@@ -155,7 +162,13 @@ describe('Cloudflare Origin CA issuer', () => {
     },
     {
       what: 'success without a certificate',
-      arrange: () => stub.answerNextRaw('POST /certificates', 200, JSON.stringify({ success: true, errors: [], messages: [], result: { id: '1' } }), 'application/json'),
+      arrange: () =>
+        stub.answerNextRaw(
+          'POST /certificates',
+          200,
+          JSON.stringify({ success: true, errors: [], messages: [], result: { id: '1' } }),
+          'application/json',
+        ),
       expect: /^example\.com: cloudflare origin ca: the answer has no certificate$/,
     },
     {
@@ -163,13 +176,19 @@ describe('Cloudflare Origin CA issuer', () => {
       arrange: () => {
         const other = issueServerCertificate(originCa, 'other-key', ['example.com']);
         const certificate = readText(other.certFile);
-        stub.answerNextRaw('POST /certificates', 200, JSON.stringify({ success: true, errors: [], messages: [], result: { id: '2', certificate } }), 'application/json');
+        stub.answerNextRaw(
+          'POST /certificates',
+          200,
+          JSON.stringify({ success: true, errors: [], messages: [], result: { id: '2', certificate } }),
+          'application/json',
+        );
       },
       expect: /^example\.com: the Cloudflare Origin CA sent a certificate for another key$/,
     },
     {
       what: 'the token echoed back is scrubbed',
-      arrange: () => stub.failNext('POST /certificates', 400, [{ code: 6111, message: `Invalid format for Authorization header: Bearer ${TOKEN}` }]),
+      arrange: () =>
+        stub.failNext('POST /certificates', 400, [{ code: 6111, message: `Invalid format for Authorization header: Bearer ${TOKEN}` }]),
       expect: /: HTTP 400: error 6111: Invalid format for Authorization header: Bearer \[token\]$/,
     },
   ];
@@ -188,8 +207,13 @@ describe('Cloudflare Origin CA issuer', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as net.AddressInfo;
     try {
-      const error = await rejection(issuer({ apiBaseUrl: `http://127.0.0.1:${port}/client/v4`, requestTimeoutMs: 300 }).issue(['example.com']));
-      assert.equal(error.message, `example.com: cloudflare origin ca: requesting a certificate: no answer from http://127.0.0.1:${port} within 0.3s`);
+      const error = await rejection(
+        issuer({ apiBaseUrl: `http://127.0.0.1:${port}/client/v4`, requestTimeoutMs: 300 }).issue(['example.com']),
+      );
+      assert.equal(
+        error.message,
+        `example.com: cloudflare origin ca: requesting a certificate: no answer from http://127.0.0.1:${port} within 0.3s`,
+      );
     } finally {
       silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
@@ -199,13 +223,22 @@ describe('Cloudflare Origin CA issuer', () => {
   it('an API that is not there: the connection error, in one line', async () => {
     const port = await freePort();
     const error = await rejection(issuer({ apiBaseUrl: `http://127.0.0.1:${port}/client/v4` }).issue(['example.com']));
-    assert.equal(error.message, `example.com: cloudflare origin ca: requesting a certificate: cannot reach http://127.0.0.1:${port}: ECONNREFUSED`);
+    assert.equal(
+      error.message,
+      `example.com: cloudflare origin ca: requesting a certificate: cannot reach http://127.0.0.1:${port}: ECONNREFUSED`,
+    );
   });
 
   it('options the API cannot take are refused when the issuer is made', () => {
-    assert.match(rejectionSync(() => issuer({ validityDays: 14 as never })).message, /validity 14 days is not one of 7, 30, 90, 365, 730, 1095, 5475/);
+    assert.match(
+      rejectionSync(() => issuer({ validityDays: 14 as never })).message,
+      /validity 14 days is not one of 7, 30, 90, 365, 730, 1095, 5475/,
+    );
     assert.match(rejectionSync(() => issuer({ apiBaseUrl: 'http://api.cloudflare.com/client/v4' })).message, /is not https/);
-    assert.match(rejectionSync(() => issuer({ apiBaseUrl: 'https://user:pw@api.cloudflare.com/client/v4' })).message, /must not hold credentials/);
+    assert.match(
+      rejectionSync(() => issuer({ apiBaseUrl: 'https://user:pw@api.cloudflare.com/client/v4' })).message,
+      /must not hold credentials/,
+    );
     const badToken = `${TOKEN}\r\nX-Injected: 1`;
     const error = rejectionSync(() => issuer({ apiToken: badToken }));
     assert.match(error.message, /token is empty or has characters a token cannot have/);

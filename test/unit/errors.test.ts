@@ -10,7 +10,12 @@ it('docs/errors.md lists exactly the catalogue', () => {
   const rows = readFileSync(path.join(ROOT, 'docs/errors.md'), 'utf8')
     .split('\n')
     .filter((line) => /^\| [A-Z_]+ \|/.test(line))
-    .map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()));
+    .map((line) =>
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    );
   const documented = Object.fromEntries(
     rows.map(([code, status, event, text, close]) => [code, { status: Number(status), event, text, close: close === 'yes' }]),
   );

@@ -190,7 +190,9 @@ const ATTACKS: readonly Attack[] = [
   xss(`';alert(String.fromCharCode(88,83,83))//`),
   xss('"-alert(1)-"'),
   xss('color:expression(alert(1))'),
-  xss('jaVasCript:/*-/*`/*\\`/*\'/*"/**/(/* */oNcliCk=alert() )//%0D%0A%0d%0a//</stYle/</titLe/</teXtarEa/</scRipt/--!>\\x3csVg/<sVg/oNloAd=alert()//>\\x3e'),
+  xss(
+    'jaVasCript:/*-/*`/*\\`/*\'/*"/**/(/* */oNcliCk=alert() )//%0D%0A%0d%0a//</stYle/</titLe/</teXtarEa/</scRipt/--!>\\x3csVg/<sVg/oNloAd=alert()//>\\x3e',
+  ),
   xss(`<BR SIZE="&{alert('XSS')}">`),
   xss(`<STYLE TYPE="text/javascript">alert('XSS');</STYLE>`),
   xss(`{{constructor.constructor('alert(1)')()}}`),
@@ -200,7 +202,9 @@ const ATTACKS: readonly Attack[] = [
   xss('<!--<img src="--><img src=x onerror=alert(1)//">'),
   xss('<img src=x onerror=alert`1`>'),
   xss(`'}alert(1);{'`),
-  xss(String.raw`<DIV STYLE="background-image:\0075\0072\006C\0028'\006a\0061\0076\0061\0073\0063\0072\0069\0070\0074\003a\0061\006c\0065\0072\0074\0028.1027\0058.1053\0053\0027\0029'\0029">`),
+  xss(
+    String.raw`<DIV STYLE="background-image:\0075\0072\006C\0028'\006a\0061\0076\0061\0073\0063\0072\0069\0070\0074\003a\0061\006c\0065\0072\0074\0028.1027\0058.1053\0053\0027\0029'\0029">`,
+  ),
   xss('<a id=x tabindex=1 onfocusin=alert(1)></a>'),
   xss('<xss onafterscriptexecute=alert(1)><script>1</script>'),
   xss('javascript%3A%2F%2F%250Aalert(1)', true),
@@ -326,7 +330,10 @@ function hasControl(s: string): boolean {
 
 /** Where each attack is placed: the query always, and two more positions in rotation. */
 function positionsFor(attack: Attack, index: number): Position[] {
-  const pool = attack.encoded === true ? ENCODED_POSITIONS : ALL_POSITIONS.filter((p) => !(hasControl(attack.payload) && (p === 'user-agent' || p === 'text')));
+  const pool =
+    attack.encoded === true
+      ? ENCODED_POSITIONS
+      : ALL_POSITIONS.filter((p) => !(hasControl(attack.payload) && (p === 'user-agent' || p === 'text')));
   const chosen: Position[] = ['query', pool[index % pool.length]!, pool[(index + 3) % pool.length]!];
   return chosen.filter((p, i) => chosen.indexOf(p) === i);
 }
@@ -352,7 +359,10 @@ function inspectAt(engine: IdsEngine, position: Position, attack: Attack): IdsMa
     case 'form':
       return engine.inspectBody(Buffer.from(`name=alice&comment=${onWire}`), 'application/x-www-form-urlencoded');
     case 'json':
-      return engine.inspectBody(Buffer.from(JSON.stringify({ user: 'alice', comment: attack.payload, tags: ['a'] })), 'application/json; charset=utf-8');
+      return engine.inspectBody(
+        Buffer.from(JSON.stringify({ user: 'alice', comment: attack.payload, tags: ['a'] })),
+        'application/json; charset=utf-8',
+      );
     case 'text':
       return engine.inspectBody(Buffer.from(attack.payload), 'text/plain');
   }
@@ -568,7 +578,7 @@ const BENIGN_URLS: readonly string[] = [
   '/page?callback=jQuery1234567_1700000000&_=1700000000',
   '/issues?q=is:open+label:bug+sort:created-desc',
   '/wiki/Rock_%26_Roll',
-  "/wiki/Don%27t_Stop_Me_Now",
+  '/wiki/Don%27t_Stop_Me_Now',
   '/wiki/Special:Search?search=union+select',
   '/wiki/Script_(Unicode)',
   '/wiki/Javascript:_The_Good_Parts',
@@ -661,7 +671,10 @@ const BENIGN_BODIES: readonly [string, string][] = [
   [JSON_TYPE, `{"name":"O'Reilly","tags":["books","tech"],"price":29.99}`],
   [JSON_TYPE, '{"html":"<p>Hello <strong>there</strong>, <a href=\\"https://example.com\\">link</a></p>"}'],
   [JSON_TYPE, '{"id":"550e8400-e29b-41d4-a716-446655440000","created":"2024-01-05T10:30:00Z"}'],
-  [JSON_TYPE, '{"avatar":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="}'],
+  [
+    JSON_TYPE,
+    '{"avatar":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="}',
+  ],
   [JSON_TYPE, `{"description":"Rock & roll; the best of the 60's and 70's","rating":4.5}`],
   [JSON_TYPE, '{"filter":{"and":[{"field":"age","op":">","value":30},{"field":"name","op":"like","value":"Jo%"}]}}'],
   [JSON_TYPE, `{"message":"Let's meet at 5 or 6 \\u2014 whichever works","to":["bob@example.com"]}`],
@@ -671,7 +684,10 @@ const BENIGN_BODIES: readonly [string, string][] = [
   [JSON_TYPE, '{"comment":"I <3 this product!!!","stars":5}'],
   [JSON_TYPE, '{"query":"query GetUser($id: ID!) { user(id: $id) { name email } }","variables":{"id":"42"}}'],
   [JSON_TYPE, '{"events":[{"type":"click","target":"#buy-now","ts":1700000000123},{"type":"scroll","y":840}]}'],
-  ['application/vnd.api+json', '{"data":{"type":"articles","attributes":{"title":"Rails is Omakase","body":"The best of both worlds; really."}}}'],
+  [
+    'application/vnd.api+json',
+    '{"data":{"type":"articles","attributes":{"title":"Rails is Omakase","body":"The best of both worlds; really."}}}',
+  ],
   ['text/plain', "Hi there,\nI'd like to order 3 boxes -- the blue ones, not the red.\nThanks & regards,\nO'Brien"],
   ['text/csv', 'id,name,email\n1,"Smith, John",john@example.com\n2,"O\'Hara",ohara@example.com\n'],
   ['application/xml', '<?xml version="1.0"?><order><id>1</id><note>Tom &amp; Jerry</note><item sku="A-1" qty="2"/></order>'],
@@ -714,7 +730,8 @@ describe('ordinary traffic is not flagged', () => {
     it(`x-forwarded-for ${xff}`, () => assert.deepEqual(engine.inspectRequest('/', { 'x-forwarded-for': xff }), []));
   }
   for (const [type, body] of BENIGN_BODIES) {
-    it(`${type} body ${JSON.stringify(body.slice(0, 60))}`, () => assert.deepEqual(engine.inspectBody(Buffer.from(body, 'latin1'), type), []));
+    it(`${type} body ${JSON.stringify(body.slice(0, 60))}`, () =>
+      assert.deepEqual(engine.inspectBody(Buffer.from(body, 'latin1'), type), []));
   }
   it('a 2 KiB JSON order', () => assert.deepEqual(engine.inspectBody(Buffer.from(BENIGN_JSON_2K), JSON_TYPE), []));
   it('a multipart upload with a text field and a binary file', () => {
@@ -730,15 +747,21 @@ describe('ordinary traffic is not flagged', () => {
 
 describe('multipart', () => {
   it('inspects text fields and file names', () => {
-    const body = '--b\r\nContent-Disposition: form-data; name="q"\r\n\r\n1 UNION SELECT 1,2\r\n--b\r\nContent-Disposition: form-data; name="f"; filename="../../etc/passwd"\r\nContent-Type: image/png\r\n\r\nxx\r\n--b--\r\n';
-    const rules = engine.inspectBody(Buffer.from(body), 'multipart/form-data; boundary=b').map((m) => m.rule).sort();
+    const body =
+      '--b\r\nContent-Disposition: form-data; name="q"\r\n\r\n1 UNION SELECT 1,2\r\n--b\r\nContent-Disposition: form-data; name="f"; filename="../../etc/passwd"\r\nContent-Type: image/png\r\n\r\nxx\r\n--b--\r\n';
+    const rules = engine
+      .inspectBody(Buffer.from(body), 'multipart/form-data; boundary=b')
+      .map((m) => m.rule)
+      .sort();
     assert.deepEqual(rules, ['path-traversal', 'sqli']);
   });
 });
 
 describe('matches', () => {
   it('carry the built-in severity and at most one per (rule, location)', () => {
-    const matches = engine.inspectRequest(`/a?x=${encodeURIComponent("' or 1=1--")}&y=${encodeURIComponent('1 union select 1,2')}`, { 'user-agent': "' or 1=1--" });
+    const matches = engine.inspectRequest(`/a?x=${encodeURIComponent("' or 1=1--")}&y=${encodeURIComponent('1 union select 1,2')}`, {
+      'user-agent': "' or 1=1--",
+    });
     assert.deepEqual(
       matches.map((m) => [m.rule, m.location, m.severity]),
       [
@@ -748,11 +771,17 @@ describe('matches', () => {
     );
   });
   it('report every category found', () => {
-    const rules = engine.inspectRequest(`/x?a=${encodeURIComponent('<script>alert(1)</script>')}&b=${encodeURIComponent('; cat /etc/passwd')}`, {}).map((m) => `${m.rule}@${m.location}`);
+    const rules = engine
+      .inspectRequest(`/x?a=${encodeURIComponent('<script>alert(1)</script>')}&b=${encodeURIComponent('; cat /etc/passwd')}`, {})
+      .map((m) => `${m.rule}@${m.location}`);
     assert.deepEqual(rules.sort(), ['command-injection@query', 'path-traversal@query', 'xss@query']);
   });
   it('severity scores rise with severity', () => {
-    assert.ok(SEVERITY_SCORE.low < SEVERITY_SCORE.medium && SEVERITY_SCORE.medium < SEVERITY_SCORE.high && SEVERITY_SCORE.high < SEVERITY_SCORE.critical);
+    assert.ok(
+      SEVERITY_SCORE.low < SEVERITY_SCORE.medium &&
+        SEVERITY_SCORE.medium < SEVERITY_SCORE.high &&
+        SEVERITY_SCORE.high < SEVERITY_SCORE.critical,
+    );
   });
   it('absolute-form request targets are inspected by their path and query', () => {
     assert.equal(engine.inspectRequest('http://shop.example/a?id=1%20or%201%3D1', {})[0]?.location, 'query');
@@ -760,7 +789,10 @@ describe('matches', () => {
   });
   it('X-Original-URL is inspected as a path', () => {
     const matches = engine.inspectRequest('/', { 'x-original-url': '/admin/../../etc/passwd' });
-    assert.deepEqual(matches.map((m) => [m.rule, m.location]), [['path-traversal', 'header:x-original-url']]);
+    assert.deepEqual(
+      matches.map((m) => [m.rule, m.location]),
+      [['path-traversal', 'header:x-original-url']],
+    );
   });
   it('a repeated clean header is not inspected again, and an attack in it always is', () => {
     const fresh = createIdsEngine([]);
@@ -781,7 +813,9 @@ describe('custom rules', () => {
     ]);
   });
   it('match the decoded query', () => {
-    assert.deepEqual(custom.inspectRequest('/a?DEBUG%3dTrue', {}), [{ rule: 'debug-flag', category: 'custom', severity: 'low', action: 'log', location: 'query' }]);
+    assert.deepEqual(custom.inspectRequest('/a?DEBUG%3dTrue', {}), [
+      { rule: 'debug-flag', category: 'custom', severity: 'low', action: 'log', location: 'query' },
+    ]);
   });
   it('match the selected headers', () => {
     assert.deepEqual(custom.inspectRequest('/', { 'user-agent': 'sqlmap/1.7.2#stable (https://sqlmap.org)' }), [
@@ -790,10 +824,16 @@ describe('custom rules', () => {
   });
   it('are reported at most once per request', () => {
     const matches = custom.inspectRequest('/nikto?nikto=1', { 'user-agent': 'Nikto', referer: 'https://x/nikto' });
-    assert.deepEqual(matches.map((m) => m.rule), ['scanner']);
+    assert.deepEqual(
+      matches.map((m) => m.rule),
+      ['scanner'],
+    );
   });
   it('run beside the built-in rules', () => {
-    const rules = custom.inspectRequest('/wp-admin/x?id=1%20or%201%3D1', {}).map((m) => m.rule).sort();
+    const rules = custom
+      .inspectRequest('/wp-admin/x?id=1%20or%201%3D1', {})
+      .map((m) => m.rule)
+      .sort();
     assert.deepEqual(rules, ['no-wp-admin', 'sqli']);
   });
   it('an invalid pattern is refused when the engine is built', () => {
@@ -802,10 +842,32 @@ describe('custom rules', () => {
 });
 
 describe('hostile input never throws', () => {
-  const inputs = ['', '%', '%%%', '%zz', '%u12', '%c0', '%ff%fe', '?', '?&&==&', '*', 'http://', 'http://h', '/\ud800', '/%ed%a0%80', '/a?%=%', '/a?\u0000=\u0000', `/${'%'.repeat(5000)}`];
+  const inputs = [
+    '',
+    '%',
+    '%%%',
+    '%zz',
+    '%u12',
+    '%c0',
+    '%ff%fe',
+    '?',
+    '?&&==&',
+    '*',
+    'http://',
+    'http://h',
+    '/\ud800',
+    '/%ed%a0%80',
+    '/a?%=%',
+    '/a?\u0000=\u0000',
+    `/${'%'.repeat(5000)}`,
+  ];
   for (const url of inputs) {
     it(`url ${JSON.stringify(url.slice(0, 40))}`, () => {
-      assert.ok(Array.isArray(engine.inspectRequest(url, { cookie: ['a=%', 'b'], 'user-agent': ['x', 'y'], referer: 'http://', 'x-forwarded-for': undefined })));
+      assert.ok(
+        Array.isArray(
+          engine.inspectRequest(url, { cookie: ['a=%', 'b'], 'user-agent': ['x', 'y'], referer: 'http://', 'x-forwarded-for': undefined }),
+        ),
+      );
     });
   }
   for (const [type, body] of [
@@ -817,13 +879,36 @@ describe('hostile input never throws', () => {
     ['multipart/form-data; boundary=x', '--x\r\n\r\n--x'],
     [undefined, '\u00ff\u00fe'],
   ] as const) {
-    it(`body ${String(type)} ${JSON.stringify(body)}`, () => assert.ok(Array.isArray(engine.inspectBody(Buffer.from(body, 'latin1'), type))));
+    it(`body ${String(type)} ${JSON.stringify(body)}`, () =>
+      assert.ok(Array.isArray(engine.inspectBody(Buffer.from(body, 'latin1'), type))));
   }
 });
 
 describe('pathological input is handled in bounded work', () => {
   const huge = (unit: string): string => unit.repeat(Math.ceil(100_000 / unit.length));
-  const units = ["'", '"', '<', '(', '%', '../', '<a ', '<a x="', '&#', '/*', '$(', ';', '`', '\\', 'on=', '||', '@@', ' or ', '%25', '%c0%ae', 'javascript:'];
+  const units = [
+    "'",
+    '"',
+    '<',
+    '(',
+    '%',
+    '../',
+    '<a ',
+    '<a x="',
+    '&#',
+    '/*',
+    '$(',
+    ';',
+    '`',
+    '\\',
+    'on=',
+    '||',
+    '@@',
+    ' or ',
+    '%25',
+    '%c0%ae',
+    'javascript:',
+  ];
   for (const unit of units) {
     it(`100 KB of ${JSON.stringify(unit)}`, () => {
       const value = huge(unit);
@@ -864,7 +949,8 @@ describe('detectors', () => {
 // The corpus numbers quoted in reports.
 describe('corpus size', () => {
   it('has at least 150 attacks and 150 benign samples', () => {
-    const benign = BENIGN_URLS.length + BENIGN_USER_AGENTS.length + BENIGN_REFERERS.length + BENIGN_COOKIES.length + BENIGN_BODIES.length + 5;
+    const benign =
+      BENIGN_URLS.length + BENIGN_USER_AGENTS.length + BENIGN_REFERERS.length + BENIGN_COOKIES.length + BENIGN_BODIES.length + 5;
     assert.ok(ATTACKS.length >= 150, `${ATTACKS.length} attacks`);
     assert.ok(benign >= 150, `${benign} benign`);
   });
@@ -884,7 +970,10 @@ describe('expression-language injection in headers', () => {
   for (const [name, value] of attacks) {
     it(`finds ${value.slice(0, 40)} in ${name}`, () => {
       const matches = engine.inspectRequest('/', { [name]: value });
-      assert.ok(matches.some((match) => match.rule === 'expression-injection' && match.location === `header:${name}` && match.action === 'block'), JSON.stringify(matches));
+      assert.ok(
+        matches.some((match) => match.rule === 'expression-injection' && match.location === `header:${name}` && match.action === 'block'),
+        JSON.stringify(matches),
+      );
     });
   }
   const benign: [string, string][] = [
@@ -898,7 +987,10 @@ describe('expression-language injection in headers', () => {
   ];
   for (const [name, value] of benign) {
     it(`leaves ${name}: ${value.slice(0, 40)}`, () => {
-      assert.deepEqual(engine.inspectRequest('/', { [name]: value }).filter((match) => match.rule === 'expression-injection'), []);
+      assert.deepEqual(
+        engine.inspectRequest('/', { [name]: value }).filter((match) => match.rule === 'expression-injection'),
+        [],
+      );
     });
   }
   it('detectExpression is bounded on pathological input', () => {

@@ -19,7 +19,20 @@ describe('worker -> master messages', () => {
     ['LIM_REPORT', { type: 'LIM_REPORT', entries: [['192.0.2.1', 2, 0]] }],
     ['IDS_MATCH', { type: 'IDS_MATCH', ip: '192.0.2.1', rule: 'sqli', score: 5 }],
     ['MET_SCRAPE', { type: 'MET_SCRAPE', id: 9 }],
-    ['MET_REPORT', { type: 'MET_REPORT', connections: 3, requests: [['example.com', 200, 5], ['', 421, 1], ['*', 404, 2]], rejections: [['request.rate_limited', 7]], idsMatches: [['no-wp', 1]] }],
+    [
+      'MET_REPORT',
+      {
+        type: 'MET_REPORT',
+        connections: 3,
+        requests: [
+          ['example.com', 200, 5],
+          ['', 421, 1],
+          ['*', 404, 2],
+        ],
+        rejections: [['request.rate_limited', 7]],
+        idsMatches: [['no-wp', 1]],
+      },
+    ],
     ['an empty MET_REPORT', { type: 'MET_REPORT', connections: 0, requests: [], rejections: [], idsMatches: [] }],
   ];
   for (const [name, message] of accepted) {
@@ -36,7 +49,10 @@ describe('worker -> master messages', () => {
     ['an IDS rule name with a space', { type: 'IDS_MATCH', ip: '192.0.2.1', rule: 'no wp', score: 5 }],
     ['a status outside 100-999', { type: 'MET_REPORT', connections: 0, requests: [['a.test', 1000, 1]], rejections: [], idsMatches: [] }],
     ['a vhost label with a quote', { type: 'MET_REPORT', connections: 0, requests: [['a"b', 200, 1]], rejections: [], idsMatches: [] }],
-    ['a rejection reason that is not an event name', { type: 'MET_REPORT', connections: 0, requests: [], rejections: [['DROP TABLE', 1]], idsMatches: [] }],
+    [
+      'a rejection reason that is not an event name',
+      { type: 'MET_REPORT', connections: 0, requests: [], rejections: [['DROP TABLE', 1]], idsMatches: [] },
+    ],
     ['null', null],
     ['a string', 'CTL_READY'],
     ['an array', [{ type: 'CTL_READY', generation: 1 }]],

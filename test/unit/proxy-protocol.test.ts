@@ -122,19 +122,44 @@ interface ValidVector {
 
 const valid: ValidVector[] = [
   // v1 (§2.1)
-  { name: 'v1 TCP4', bytes: ascii('PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n'), header: tcp4Header('192.168.0.1', 56324, '192.168.0.11', 443), consumed: 47 },
-  { name: 'v1 TCP4 ports 0 and 65535', bytes: ascii('PROXY TCP4 0.0.0.0 255.255.255.255 0 65535\r\n'), header: tcp4Header('0.0.0.0', 0, '255.255.255.255', 65535), consumed: 44 },
-  { name: 'v1 TCP6', bytes: ascii('PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n'), header: tcp6Header('2001:db8::1', 1, '2001:db8::2', 65535), consumed: 44 },
+  {
+    name: 'v1 TCP4',
+    bytes: ascii('PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n'),
+    header: tcp4Header('192.168.0.1', 56324, '192.168.0.11', 443),
+    consumed: 47,
+  },
+  {
+    name: 'v1 TCP4 ports 0 and 65535',
+    bytes: ascii('PROXY TCP4 0.0.0.0 255.255.255.255 0 65535\r\n'),
+    header: tcp4Header('0.0.0.0', 0, '255.255.255.255', 65535),
+    consumed: 44,
+  },
+  {
+    name: 'v1 TCP6',
+    bytes: ascii('PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n'),
+    header: tcp6Header('2001:db8::1', 1, '2001:db8::2', 65535),
+    consumed: 44,
+  },
   {
     name: 'v1 TCP6 long forms are canonicalised',
     bytes: ascii('PROXY TCP6 2001:0DB8:0000:0000:0000:0000:0000:0001 ::FFFF:1.2.3.4 80 8080\r\n'),
     header: tcp6Header('2001:db8::1', 80, '::ffff:1.2.3.4', 8080),
     consumed: 75,
   },
-  { name: 'v1 TCP6 worst case', bytes: ascii(`PROXY TCP6 ${FFFF6} ${FFFF6} 65535 65535\r\n`), header: tcp6Header(FFFF6, 65535, FFFF6, 65535), consumed: 104 },
+  {
+    name: 'v1 TCP6 worst case',
+    bytes: ascii(`PROXY TCP6 ${FFFF6} ${FFFF6} 65535 65535\r\n`),
+    header: tcp6Header(FFFF6, 65535, FFFF6, 65535),
+    consumed: 104,
+  },
   { name: 'v1 UNKNOWN', bytes: ascii('PROXY UNKNOWN\r\n'), header: { kind: 'unknown', version: 1 }, consumed: 15 },
   { name: 'v1 UNKNOWN with addresses, 107 bytes', bytes: V1_UNKNOWN_107, header: { kind: 'unknown', version: 1 }, consumed: 107 },
-  { name: 'v1 UNKNOWN followed by anything', bytes: ascii('PROXY UNKNOWN \x00\xff\x01 junk\r\n'), header: { kind: 'unknown', version: 1 }, consumed: 24 },
+  {
+    name: 'v1 UNKNOWN followed by anything',
+    bytes: ascii('PROXY UNKNOWN \x00\xff\x01 junk\r\n'),
+    header: { kind: 'unknown', version: 1 },
+    consumed: 24,
+  },
   {
     name: 'v1 followed by HTTP bytes, which are not consumed',
     bytes: Buffer.concat([ascii('PROXY TCP4 1.2.3.4 5.6.7.8 1000 80\r\n'), HTTP]),
@@ -142,7 +167,12 @@ const valid: ValidVector[] = [
     consumed: 36,
   },
   // v2 (§2.2)
-  { name: 'v2 PROXY TCP4', bytes: v2(PROXY, TCP4, TCP4_BLOCK), header: tcp4Header('192.0.2.1', 56324, '198.51.100.7', 443, 2), consumed: 28 },
+  {
+    name: 'v2 PROXY TCP4',
+    bytes: v2(PROXY, TCP4, TCP4_BLOCK),
+    header: tcp4Header('192.0.2.1', 56324, '198.51.100.7', 443, 2),
+    consumed: 28,
+  },
   {
     name: 'v2 PROXY TCP6',
     bytes: v2(PROXY, TCP6, ipv6Block('2001:db8::1', '2001:db8:0:0:1::2', 0, 65535)),
@@ -157,13 +187,32 @@ const valid: ValidVector[] = [
   },
   { name: 'v2 LOCAL', bytes: v2(LOCAL, UNSPEC, Buffer.alloc(0)), header: { kind: 'local', version: 2 }, consumed: 16 },
   { name: 'v2 LOCAL with a TCP4 block (ignored)', bytes: v2(LOCAL, TCP4, TCP4_BLOCK), header: { kind: 'local', version: 2 }, consumed: 28 },
-  { name: 'v2 LOCAL ignores its family, even UDP', bytes: v2(LOCAL, UDP4, Buffer.alloc(3)), header: { kind: 'local', version: 2 }, consumed: 19 },
+  {
+    name: 'v2 LOCAL ignores its family, even UDP',
+    bytes: v2(LOCAL, UDP4, Buffer.alloc(3)),
+    header: { kind: 'local', version: 2 },
+    consumed: 19,
+  },
   { name: 'v2 PROXY AF_UNSPEC', bytes: v2(PROXY, UNSPEC, Buffer.alloc(0)), header: { kind: 'unknown', version: 2 }, consumed: 16 },
-  { name: 'v2 PROXY AF_UNSPEC with a block to skip', bytes: v2(PROXY, UNSPEC, Buffer.alloc(7, 0xff)), header: { kind: 'unknown', version: 2 }, consumed: 23 },
-  { name: 'v2 PROXY AF_UNIX', bytes: v2(PROXY, UNIX_STREAM, Buffer.alloc(216, 0x2f)), header: { kind: 'unknown', version: 2 }, consumed: 232 },
+  {
+    name: 'v2 PROXY AF_UNSPEC with a block to skip',
+    bytes: v2(PROXY, UNSPEC, Buffer.alloc(7, 0xff)),
+    header: { kind: 'unknown', version: 2 },
+    consumed: 23,
+  },
+  {
+    name: 'v2 PROXY AF_UNIX',
+    bytes: v2(PROXY, UNIX_STREAM, Buffer.alloc(216, 0x2f)),
+    header: { kind: 'unknown', version: 2 },
+    consumed: 232,
+  },
   {
     name: 'v2 TCP4 with TLVs (ALPN, AUTHORITY, empty NOOP)',
-    bytes: v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, tlv(0x01, ascii('h2')), tlv(0x02, ascii('example.com')), tlv(0x04, Buffer.alloc(0))])),
+    bytes: v2(
+      PROXY,
+      TCP4,
+      Buffer.concat([TCP4_BLOCK, tlv(0x01, ascii('h2')), tlv(0x02, ascii('example.com')), tlv(0x04, Buffer.alloc(0))]),
+    ),
     header: tcp4Header('192.0.2.1', 56324, '198.51.100.7', 443, 2),
     consumed: 28 + 5 + 14 + 3,
   },
@@ -241,7 +290,10 @@ const invalid: [name: string, bytes: Buffer][] = [
   ['v2 TCP6 length smaller than the address block', v2(PROXY, TCP6, Buffer.alloc(35))],
   ['v2 UNIX length smaller than the address block', v2(PROXY, UNIX_STREAM, Buffer.alloc(215))],
   ['v2 TLV overrunning the declared length', v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, tlv(0x01, ascii('h2')).subarray(0, 4)]))],
-  ['v2 TLV length past the declared length (more bytes follow)', Buffer.concat([v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, Buffer.from([0x01, 0x00, 0x05, 0x61])])), ascii('bcdefgh')])],
+  [
+    'v2 TLV length past the declared length (more bytes follow)',
+    Buffer.concat([v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, Buffer.from([0x01, 0x00, 0x05, 0x61])])), ascii('bcdefgh')]),
+  ],
   ['v2 CRC32C mismatch', withCrc32c(PROXY, TCP4, TCP4_BLOCK, 1)],
   ['v2 CRC32C TLV of 3 bytes', v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, tlv(0x03, Buffer.alloc(3))]))],
   ['v2 truncated TLV header', v2(PROXY, TCP4, Buffer.concat([TCP4_BLOCK, Buffer.from([0x04, 0x00])]))],
@@ -366,7 +418,8 @@ interface ServerSide {
 }
 
 const EVENTS = ['data', 'end', 'close', 'error', 'readable'] as const;
-const countListeners = (socket: net.Socket): Record<string, number> => Object.fromEntries(EVENTS.map((event) => [event, socket.listenerCount(event)]));
+const countListeners = (socket: net.Socket): Record<string, number> =>
+  Object.fromEntries(EVENTS.map((event) => [event, socket.listenerCount(event)]));
 
 /** Accepts one connection, runs readProxyHeader on it, then drains what follows; the client side is `client`. */
 async function exchange(
@@ -441,7 +494,13 @@ describe('readProxyHeader on real sockets', () => {
   it('header split across several writes with delays', async () => {
     const bytes = Buffer.concat([V1_HEADER, HTTP]);
     const side = await exchange({ required: true }, async (socket) => {
-      for (const [from, to] of [[0, 1], [1, 7], [7, 20], [20, V1_HEADER.length - 1], [V1_HEADER.length - 1, bytes.length]] as const) {
+      for (const [from, to] of [
+        [0, 1],
+        [1, 7],
+        [7, 20],
+        [20, V1_HEADER.length - 1],
+        [V1_HEADER.length - 1, bytes.length],
+      ] as const) {
         socket.write(bytes.subarray(from, to));
         await sleep(30);
       }
@@ -454,7 +513,12 @@ describe('readProxyHeader on real sockets', () => {
   it('v2 header split across writes with delays', async () => {
     const header = v2(PROXY, TCP6, ipv6Block('2001:db8::7', '2001:db8::8', 5, 6));
     const side = await exchange({ required: true }, async (socket) => {
-      for (const part of [header.subarray(0, 5), header.subarray(5, 14), header.subarray(14, 30), Buffer.concat([header.subarray(30), HTTP])]) {
+      for (const part of [
+        header.subarray(0, 5),
+        header.subarray(5, 14),
+        header.subarray(14, 30),
+        Buffer.concat([header.subarray(30), HTTP]),
+      ]) {
         socket.write(part);
         await sleep(30);
       }
@@ -574,7 +638,9 @@ describe('parseProxyHeader fuzz', () => {
   const FUZZ_BUDGET_MS = Number(process.env.PROXY_FUZZ_MS ?? 4000);
   const SEED = Number(process.env.PROXY_FUZZ_SEED ?? 0x5eed_0004);
 
-  it(`never throws, never over-consumes, and decides the same on every split (seed ${SEED}, ${FUZZ_BUDGET_MS} ms)`, { timeout: FUZZ_BUDGET_MS + 10_000 }, (t) => {
+  it(`never throws, never over-consumes, and decides the same on every split (seed ${SEED}, ${FUZZ_BUDGET_MS} ms)`, {
+    timeout: FUZZ_BUDGET_MS + 10_000,
+  }, (t) => {
     const random = prng(SEED);
     const int = (n: number): number => Math.floor(random() * n);
     const byte = (): number => (random() < 0.3 ? [0x20, 0x0d, 0x0a, 0x3a, 0x2e, 0x30, 0x00, 0xff][int(8)]! : int(256));
@@ -585,14 +651,29 @@ describe('parseProxyHeader fuzz', () => {
       for (let rounds = 1 + int(4); rounds > 0; rounds--) {
         const at = int(bytes.length + 1);
         switch (int(7)) {
-          case 0: bytes[at] = (bytes[at] ?? 0) ^ (1 << int(8)); break;
-          case 1: bytes[at] = byte(); break;
-          case 2: bytes.splice(at, 0, byte()); break;
-          case 3: bytes.splice(at, 1 + int(4)); break;
-          case 4: bytes.length = Math.min(bytes.length, at); break;
-          case 5: bytes.splice(at, 0, ...bytes.slice(int(bytes.length), int(bytes.length) + int(8))); break;
+          case 0:
+            bytes[at] = (bytes[at] ?? 0) ^ (1 << int(8));
+            break;
+          case 1:
+            bytes[at] = byte();
+            break;
+          case 2:
+            bytes.splice(at, 0, byte());
+            break;
+          case 3:
+            bytes.splice(at, 1 + int(4));
+            break;
+          case 4:
+            bytes.length = Math.min(bytes.length, at);
+            break;
+          case 5:
+            bytes.splice(at, 0, ...bytes.slice(int(bytes.length), int(bytes.length) + int(8)));
+            break;
           case 6: // the v2 length field, where bounds bugs live
-            if (bytes.length >= 16) { bytes[14] = int(256); bytes[15] = int(256); }
+            if (bytes.length >= 16) {
+              bytes[14] = int(256);
+              bytes[15] = int(256);
+            }
             break;
         }
       }
@@ -609,7 +690,10 @@ describe('parseProxyHeader fuzz', () => {
       assert.ok(['need-more', 'absent', 'done', 'invalid'].includes(result.state), label);
       if (result.state === 'invalid') assert.equal(typeof result.reason, 'string', label);
       if (result.state !== 'done') return;
-      assert.ok(Number.isInteger(result.consumed) && result.consumed > 0 && result.consumed <= input.length, `${label}: consumed ${result.consumed} of ${input.length}`);
+      assert.ok(
+        Number.isInteger(result.consumed) && result.consumed > 0 && result.consumed <= input.length,
+        `${label}: consumed ${result.consumed} of ${input.length}`,
+      );
       const { header } = result;
       if (header.kind === 'proxy') {
         for (const port of [header.sourcePort, header.destPort]) assert.ok(Number.isInteger(port) && port >= 0 && port <= 0xffff, label);

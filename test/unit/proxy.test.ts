@@ -248,7 +248,19 @@ describe('hop-by-hop helpers', () => {
       'x-kept': 'yes',
     });
     assert.deepEqual(flat, ['set-cookie', 'a=1', 'set-cookie', 'b=2', 'x-kept', 'yes']);
-    for (const name of ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade', 'proxy-connection', 'http2-settings']) {
+    for (const name of [
+      'connection',
+      'keep-alive',
+      'proxy-authenticate',
+      'proxy-authorization',
+      'te',
+      'trailer',
+      'trailers',
+      'transfer-encoding',
+      'upgrade',
+      'proxy-connection',
+      'http2-settings',
+    ]) {
       assert.ok(HOP_BY_HOP_HEADERS.has(name), name);
     }
   });
@@ -340,7 +352,17 @@ describe('request headers to the upstream', () => {
     assert.match(response, /^HTTP\/1\.1 200 /);
     const seen = upstream.seen[0]!;
     assert.equal(seen.url, '/p?q=1');
-    for (const name of ['x-hop-secret', 'keep-alive', 'te', 'trailer', 'trailers', 'upgrade', 'proxy-authorization', 'proxy-connection', 'http2-settings']) {
+    for (const name of [
+      'x-hop-secret',
+      'keep-alive',
+      'te',
+      'trailer',
+      'trailers',
+      'upgrade',
+      'proxy-authorization',
+      'proxy-connection',
+      'http2-settings',
+    ]) {
       assert.equal(seen.headers[name], undefined, `${name} must not reach the upstream`);
     }
     // undici's own connection management, not the client's.
@@ -396,7 +418,10 @@ describe('request headers to the upstream', () => {
   test('absolute-form forwards only path and query; asterisk-form, CONNECT and TRACE are refused', async () => {
     const upstream = await okUpstream();
     const proxy = await startProxy(backend([`${upstream.url}/api`]));
-    const absolute = await rawExchange(proxy.port, 'GET http://elsewhere.example/abs?x=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n');
+    const absolute = await rawExchange(
+      proxy.port,
+      'GET http://elsewhere.example/abs?x=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n',
+    );
     assert.match(absolute, /^HTTP\/1\.1 200 /);
     assert.equal(upstream.seen[0]!.url, '/api/abs?x=1');
 
@@ -527,7 +552,12 @@ describe('connections and balancing', () => {
   test('round robin honours weights 3:1 in nginx smooth order', async () => {
     const a = await okUpstream('a');
     const b = await okUpstream('b');
-    const proxy = await startProxy(backend([{ url: a.url, weight: 3 }, { url: b.url, weight: 1 }]));
+    const proxy = await startProxy(
+      backend([
+        { url: a.url, weight: 3 },
+        { url: b.url, weight: 1 },
+      ]),
+    );
     let order = '';
     for (let i = 0; i < 8; i++) order += (await request(proxy)).body.toString();
     assert.equal(order, 'aabaaaba');
@@ -751,7 +781,14 @@ describe('client abort', () => {
       res.on('close', () => (upstreamClosed = true));
     });
     const proxy = await startProxy(backend([upstream.url]));
-    const req = http.request({ host: '127.0.0.1', port: proxy.port, method: 'POST', path: '/', agent: false, headers: { 'content-length': 10 * MiB } });
+    const req = http.request({
+      host: '127.0.0.1',
+      port: proxy.port,
+      method: 'POST',
+      path: '/',
+      agent: false,
+      headers: { 'content-length': 10 * MiB },
+    });
     req.on('error', () => {});
     req.write(Buffer.alloc(64 * 1024));
     await waitFor(() => bytes > 0);

@@ -36,7 +36,11 @@ interface TestServer {
  * One request written byte-for-byte over a socket, so targets reach the
  * server exactly as an attacker would send them (no client normalisation).
  */
-function rawRequest(port: number, target: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<RawResponse> {
+function rawRequest(
+  port: number,
+  target: string,
+  options: { method?: string; headers?: Record<string, string> } = {},
+): Promise<RawResponse> {
   const method = options.method ?? 'GET';
   const extra = Object.entries(options.headers ?? {})
     .map(([name, value]) => `${name}: ${value}\r\n`)
@@ -174,7 +178,7 @@ describe('static handler', () => {
       assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
       assert.equal(res.headers['content-length'], String(HELLO.length));
       assert.equal(res.headers['accept-ranges'], 'bytes');
-      assert.match(res.headers['etag'] ?? '', /^W\/"[0-9a-f]+-[0-9a-f]+"$/);
+      assert.match(res.headers.etag ?? '', /^W\/"[0-9a-f]+-[0-9a-f]+"$/);
       const stats = await fs.stat(path.join(root, 'hello.txt'));
       assert.equal(res.headers['last-modified'], new Date(Math.floor(stats.mtimeMs / 1000) * 1000).toUTCString());
     });
@@ -268,7 +272,7 @@ describe('static handler', () => {
       it(`refuses ${method} with 405 and Allow`, async () => {
         const res = await rawRequest(server.port, '/hello.txt', { method, headers: { 'Content-Length': '0' } });
         assert.equal(res.status, 405);
-        assert.equal(res.headers['allow'], 'GET, HEAD');
+        assert.equal(res.headers.allow, 'GET, HEAD');
         assert.equal(res.headers['cache-control'], 'no-store');
         assert.equal(server.notes.at(-1)?.event, 'request.method_not_allowed');
       });
@@ -278,7 +282,7 @@ describe('static handler', () => {
   describe('conditional requests (RFC 9110 §13)', () => {
     async function validators(target: string): Promise<{ etag: string; lastModified: string }> {
       const res = await rawRequest(server.port, target);
-      return { etag: res.headers['etag'] ?? '', lastModified: res.headers['last-modified'] ?? '' };
+      return { etag: res.headers.etag ?? '', lastModified: res.headers['last-modified'] ?? '' };
     }
 
     it('answers a matching If-None-Match with 304 and the ETag', async () => {
@@ -286,7 +290,7 @@ describe('static handler', () => {
         const { etag } = await validators(target);
         const res = await rawRequest(server.port, target, { headers: { 'If-None-Match': etag } });
         assert.equal(res.status, 304);
-        assert.equal(res.headers['etag'], etag);
+        assert.equal(res.headers.etag, etag);
         assert.equal(res.body.length, 0);
       }
     });
@@ -403,7 +407,7 @@ describe('static handler', () => {
       assert.equal(old.body.toString(), HELLO);
       // Our entity tags are weak; If-Range needs a strong match (§13.1.5).
       const tagged = await rawRequest(server.port, '/hello.txt', {
-        headers: { Range: 'bytes=0-4', 'If-Range': plain.headers['etag'] ?? '' },
+        headers: { Range: 'bytes=0-4', 'If-Range': plain.headers.etag ?? '' },
       });
       assert.equal(tagged.status, 200);
     });
@@ -423,16 +427,16 @@ describe('static handler', () => {
     it('redirects a directory without its slash, keeping the query', async () => {
       const res = await rawRequest(server.port, '/sub');
       assert.equal(res.status, 301);
-      assert.equal(res.headers['location'], '/sub/');
+      assert.equal(res.headers.location, '/sub/');
       const withQuery = await rawRequest(server.port, '/sub?a=1&b=%2F');
       assert.equal(withQuery.status, 301);
-      assert.equal(withQuery.headers['location'], '/sub/?a=1&b=%2F');
+      assert.equal(withQuery.headers.location, '/sub/?a=1&b=%2F');
     });
 
     it('never redirects to a scheme-relative Location', async () => {
       const res = await rawRequest(server.port, '//evil.com');
       assert.equal(res.status, 301);
-      assert.equal(res.headers['location'], '/evil.com/');
+      assert.equal(res.headers.location, '/evil.com/');
     });
 
     it('does not list a directory without an index by default', async () => {
@@ -472,7 +476,16 @@ describe('static handler', () => {
   });
 
   describe('dotfiles', () => {
-    for (const target of ['/.env', '/%2eenv', '/.git/config', '/.git/', '/sub/.hidden', '/.well-known/.hidden', '/link-to-dotfile.txt', '/...']) {
+    for (const target of [
+      '/.env',
+      '/%2eenv',
+      '/.git/config',
+      '/.git/',
+      '/sub/.hidden',
+      '/.well-known/.hidden',
+      '/link-to-dotfile.txt',
+      '/...',
+    ]) {
       it(`hides ${target} as 404`, async () => {
         const res = await rawRequest(server.port, target);
         assert.equal(res.status, 404);
@@ -568,7 +581,7 @@ describe('static handler', () => {
       const second = await rawRequest(server.port, '/changing.txt');
       assert.equal(second.status, 200);
       assert.equal(second.body.toString(), 'version two, longer');
-      assert.notEqual(second.headers['etag'], first.headers['etag']);
+      assert.notEqual(second.headers.etag, first.headers.etag);
     });
 
     it('sees a file created after a cached 404', async () => {

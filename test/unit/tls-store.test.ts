@@ -12,12 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import {
-  loadCertificate,
-  type CertificateFiles,
-  type CertificateLoadResult,
-  type LoadedCertificate,
-} from '../../src/tls/certificates.js';
+import { loadCertificate, type CertificateFiles, type CertificateLoadResult, type LoadedCertificate } from '../../src/tls/certificates.js';
 import { tlsPolicy, TlsPolicyError, validateCiphers, type TlsPolicy } from '../../src/tls/policy.js';
 import { dnsNameCovers, parseDnsName, SniTable } from '../../src/tls/sni.js';
 import { TICKET_KEY_BYTES, TicketKeyRing } from '../../src/tls/ticket-keys.js';
@@ -51,8 +46,21 @@ function leaf(name: string, ca: string, sans: string[], days = 30, key = newKey(
   const extensions = file(`${name}.ext`);
   writeFileSync(extensions, sans.length > 0 ? `subjectAltName=${sans.join(',')}\n` : 'basicConstraints=CA:FALSE\n');
   openssl(
-    'x509', '-req', '-in', csr, '-CA', file(`${ca}.crt`), '-CAkey', file(`${ca}.key`), '-CAcreateserial',
-    '-days', String(days), '-extfile', extensions, '-out', file(`${name}.crt`),
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    file(`${ca}.crt`),
+    '-CAkey',
+    file(`${ca}.key`),
+    '-CAcreateserial',
+    '-days',
+    String(days),
+    '-extfile',
+    extensions,
+    '-out',
+    file(`${name}.crt`),
   );
 }
 
@@ -95,7 +103,7 @@ before(() => {
   writeFileSync(file('loose.key'), readFileSync(file('site.key')));
   chmodSync(file('loose.key'), 0o644);
   const keyLines = readFileSync(file('site.key'), 'latin1').split('\n');
-  writeFileSync(file('truncated.key'), keyLines.slice(0, 3).join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(file('truncated.key'), `${keyLines.slice(0, 3).join('\n')}\n`, { mode: 0o600 });
 });
 
 after(() => {
@@ -131,7 +139,12 @@ describe('loadCertificate', () => {
     ['a key that belongs to another certificate', () => files('site.example.test', 'site', 'stranger'), 'key_mismatch'],
     ['an expired certificate', () => files('site.example.test', 'expired'), 'expired'],
     ['a certificate past its notAfter at `now`', () => files('site.example.test', 'site'), 'expired', new Date(Date.now() + 31 * DAY_MS)],
-    ['a certificate before its notBefore at `now`', () => files('site.example.test', 'site'), 'not_yet_valid', new Date(Date.now() - DAY_MS)],
+    [
+      'a certificate before its notBefore at `now`',
+      () => files('site.example.test', 'site'),
+      'not_yet_valid',
+      new Date(Date.now() - DAY_MS),
+    ],
     ['a chain whose CA did not issue the leaf', () => files('site.example.test', 'site', 'site', 'other-ca'), 'chain_mismatch'],
     ['a chain_file that is not a certificate', () => ({ ...files('site.example.test', 'site'), chainFile: file('site.key') }), 'bad_chain'],
     ['a missing cert_file', () => files('site.example.test', 'absent', 'site'), 'unreadable_file'],
@@ -164,7 +177,11 @@ describe('loadCertificate', () => {
     const now = new Date(Date.now() + 31 * DAY_MS);
     const result = load(files('site.example.test', 'site'), now);
     assert.ok(!result.ok);
-    const notAfter = new Date(execFileSync('openssl', ['x509', '-in', file('site.crt'), '-noout', '-enddate'], { encoding: 'utf8' }).trim().slice('notAfter='.length));
+    const notAfter = new Date(
+      execFileSync('openssl', ['x509', '-in', file('site.crt'), '-noout', '-enddate'], { encoding: 'utf8' })
+        .trim()
+        .slice('notAfter='.length),
+    );
     assert.ok(result.problem.includes(notAfter.toISOString()));
   });
 
@@ -345,7 +362,10 @@ describe('tlsPolicy', () => {
       const problems = validateCiphers(['ECDHE-RSA-AES128-GCM-SHA256', name]);
       assert.equal(problems.length, 1);
       assert.ok(problems[0]?.includes(JSON.stringify(name)));
-      assert.throws(() => tlsPolicy('1.2', [name]), (error: unknown) => error instanceof TlsPolicyError && error.code === 'ERR_TLS_POLICY');
+      assert.throws(
+        () => tlsPolicy('1.2', [name]),
+        (error: unknown) => error instanceof TlsPolicyError && error.code === 'ERR_TLS_POLICY',
+      );
     });
   }
 
@@ -388,7 +408,12 @@ interface Worker {
 }
 
 /** A TLS server as a worker builds it: default context plus SNI contexts, all from loaded PEMs. */
-async function startWorker(policy: TlsPolicy, certificates: LoadedCertificate[], sessionIdContext?: string, ticketKey?: Buffer): Promise<Worker> {
+async function startWorker(
+  policy: TlsPolicy,
+  certificates: LoadedCertificate[],
+  sessionIdContext?: string,
+  ticketKey?: Buffer,
+): Promise<Worker> {
   const contextOptions = (certificate: LoadedCertificate): tls.SecureContextOptions => ({
     key: certificate.keyPem,
     cert: certificate.certPem + (certificate.chainPem ?? ''),
@@ -500,7 +525,11 @@ describe('TLS handshakes with loaded certificates and the policy', () => {
   it('refuses a TLS 1.2 client that offers only CBC suites', async () => {
     const serverError = once(worker.server, 'tlsClientError');
     await assert.rejects(
-      handshake(worker.port, { servername: 'site.example.test', maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384' }),
+      handshake(worker.port, {
+        servername: 'site.example.test',
+        maxVersion: 'TLSv1.2',
+        ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384',
+      }),
     );
     const [error] = (await serverError) as [NodeJS.ErrnoException];
     assert.equal(error.code, 'ERR_SSL_NO_SHARED_CIPHER');

@@ -51,7 +51,8 @@ export class BanList {
     try {
       text = readFileSync(this.file, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err: error, file: this.file }, 'cannot read the ban list; starting without it');
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log.error({ err: error, file: this.file }, 'cannot read the ban list; starting without it');
       return;
     }
     const now = this.now();
@@ -63,10 +64,16 @@ export class BanList {
         const ip = typeof entry.ip === 'string' ? clientKey(entry.ip) : null;
         const until = entry.until;
         const source = entry.source;
-        if (ip === null || typeof until !== 'number' || !Number.isFinite(until) || (source !== 'limits' && source !== 'ids' && source !== 'admin')) {
+        if (
+          ip === null ||
+          typeof until !== 'number' ||
+          !Number.isFinite(until) ||
+          (source !== 'limits' && source !== 'ids' && source !== 'admin')
+        ) {
           throw new Error(`bad entry ${JSON.stringify(entry).slice(0, 100)}`);
         }
-        if (until > now) this.#bans.set(ip, { ip, until, source, reason: typeof entry.reason === 'string' ? entry.reason.slice(0, 200) : '' });
+        if (until > now)
+          this.#bans.set(ip, { ip, until, source, reason: typeof entry.reason === 'string' ? entry.reason.slice(0, 200) : '' });
       }
     } catch (error) {
       const aside = `${this.file}.damaged-${now}`;

@@ -91,7 +91,11 @@ export class AbuseControl {
     switch (message.type) {
       case 'LIM_CONNECT': {
         // Workers do not ask for whitelisted clients; one that does (its config predates a reload) is let in uncounted.
-        const verdict = this.#whitelist.has(message.ip) ? 'ok' : this.#bans.isBanned(message.ip) ? 'banned' : this.#limits.connect(worker.id, message.ip);
+        const verdict = this.#whitelist.has(message.ip)
+          ? 'ok'
+          : this.#bans.isBanned(message.ip)
+            ? 'banned'
+            : this.#limits.connect(worker.id, message.ip);
         worker.post({ type: 'LIM_ADMIT', id: message.id, verdict });
         return;
       }
@@ -165,10 +169,23 @@ export class AbuseControl {
     const source = { role: 'worker', pid: worker.pid, generation: worker.generation } as const;
     if (entry.score >= ids.alertThreshold && !entry.alerted) {
       entry.alerted = true;
-      this.audit.write('security', { event: 'ids.alert', clientIp: ip, detail: `score ${entry.score.toFixed(1)} reached alert_threshold ${ids.alertThreshold} (last rule ${rule})` }, source);
+      this.audit.write(
+        'security',
+        {
+          event: 'ids.alert',
+          clientIp: ip,
+          detail: `score ${entry.score.toFixed(1)} reached alert_threshold ${ids.alertThreshold} (last rule ${rule})`,
+        },
+        source,
+      );
     }
     if (entry.score >= ids.blockThreshold && !this.#bans.isBanned(ip)) {
-      this.#bans.add(ip, this.#config.access.banSeconds, 'ids', `IDS score ${entry.score.toFixed(1)} reached block_threshold ${ids.blockThreshold} (last rule ${rule})`);
+      this.#bans.add(
+        ip,
+        this.#config.access.banSeconds,
+        'ids',
+        `IDS score ${entry.score.toFixed(1)} reached block_threshold ${ids.blockThreshold} (last rule ${rule})`,
+      );
     }
   }
 
@@ -177,11 +194,19 @@ export class AbuseControl {
       this.onBanAdded(change.ban.source);
       this.broadcast({ type: 'BAN_ADD', ip: change.ban.ip, until: change.ban.until });
       const category = change.ban.source === 'admin' ? 'admin' : 'security';
-      this.audit.write(category, { event: change.ban.source === 'admin' ? 'admin.ban_add' : 'ban.added', clientIp: change.ban.ip, detail: change.ban.reason }, this.#self, {
-        until: new Date(change.ban.until).toISOString(),
-        source: change.ban.source,
-      });
-      this.log.warn({ clientIp: change.ban.ip, until: new Date(change.ban.until).toISOString(), source: change.ban.source, reason: change.ban.reason }, 'client banned');
+      this.audit.write(
+        category,
+        { event: change.ban.source === 'admin' ? 'admin.ban_add' : 'ban.added', clientIp: change.ban.ip, detail: change.ban.reason },
+        this.#self,
+        {
+          until: new Date(change.ban.until).toISOString(),
+          source: change.ban.source,
+        },
+      );
+      this.log.warn(
+        { clientIp: change.ban.ip, until: new Date(change.ban.until).toISOString(), source: change.ban.source, reason: change.ban.reason },
+        'client banned',
+      );
     } else {
       this.broadcast({ type: 'BAN_LIFT', ip: change.ip });
       if (change.why === 'admin') this.audit.write('admin', { event: 'admin.ban_remove', clientIp: change.ip }, this.#self);

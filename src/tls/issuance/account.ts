@@ -122,7 +122,8 @@ function checkPrivateFile(file: string): void {
   const stat = lstatSync(file);
   if (!stat.isFile()) throw new IssuanceError(`${file} is not a regular file`);
   const uid = process.getuid?.();
-  if (uid !== undefined && stat.uid !== uid) throw new IssuanceError(`${file} belongs to uid ${stat.uid}, not to this process (uid ${uid})`);
+  if (uid !== undefined && stat.uid !== uid)
+    throw new IssuanceError(`${file} belongs to uid ${stat.uid}, not to this process (uid ${uid})`);
   if ((stat.mode & 0o077) !== 0) {
     throw new IssuanceError(`${file} is readable by group or others (mode ${(stat.mode & 0o777).toString(8)}): chmod 600 it`);
   }

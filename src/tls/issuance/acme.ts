@@ -34,7 +34,15 @@ import { Client, crypto as acmeCrypto, type Authorization, type Order } from 'ac
 import type { Logger } from 'pino';
 import { AccountStore } from './account.js';
 import { createKeyAndCsr, issuedCertificate } from './keys.js';
-import { IssuanceError, type CertificateKeyType, type ChallengeBoard, type ChallengeType, type DnsProvider, type IssuedCertificate, type Issuer } from './types.js';
+import {
+  IssuanceError,
+  type CertificateKeyType,
+  type ChallengeBoard,
+  type ChallengeType,
+  type DnsProvider,
+  type IssuedCertificate,
+  type Issuer,
+} from './types.js';
 
 /** Every default of the ACME issuer, in one place, unit in the name. */
 export const ACME_DEFAULTS = {
@@ -120,7 +128,8 @@ class AcmeIssuer implements Issuer {
     for (const type of challenges) {
       if (!CHALLENGE_TYPES.includes(type)) throw new IssuanceError(`unknown ACME challenge type ${JSON.stringify(type)}`);
     }
-    if (challenges.includes('dns-01') && !options.dns) throw new IssuanceError('dns-01 is a preferred challenge but no DNS provider is set ([ssl.challenges] dns_01_provider)');
+    if (challenges.includes('dns-01') && !options.dns)
+      throw new IssuanceError('dns-01 is a preferred challenge but no DNS provider is set ([ssl.challenges] dns_01_provider)');
     this.#options = options;
     this.#challenges = [...new Set(challenges)];
     this.#store = new AccountStore(options.accountDir, options.directoryUrl);
@@ -134,7 +143,10 @@ class AcmeIssuer implements Issuer {
     const client = await this.#guard(subject, 'opening the ACME account', this.#account(), signal);
     const ca = (what: string, work: Promise<unknown>) => this.#guard(subject, what, work, signal);
 
-    let order = (await ca('creating the order', client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }))) as Order;
+    let order = (await ca(
+      'creating the order',
+      client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }),
+    )) as Order;
     this.#log.info({ names }, 'ACME order created');
     const answers: Answer[] = [];
     let issued = false;
@@ -170,7 +182,10 @@ class AcmeIssuer implements Issuer {
       const bundle = (await ca('downloading the certificate', client.getCertificate(order))) as string;
       const certificate = issuedCertificate(`the ACME server (${this.#options.directoryUrl})`, names, bundle, keyPem);
       issued = true;
-      this.#log.info({ names, notBefore: certificate.notBefore.toISOString(), notAfter: certificate.notAfter.toISOString() }, 'certificate issued');
+      this.#log.info(
+        { names, notBefore: certificate.notBefore.toISOString(), notAfter: certificate.notAfter.toISOString() },
+        'certificate issued',
+      );
       return certificate;
     } finally {
       await this.#cleanup(client, answers, issued);
@@ -182,10 +197,13 @@ class AcmeIssuer implements Issuer {
     const canDns = this.#challenges.includes('dns-01');
     for (const name of names) {
       if (name.startsWith('*.') && !canDns) {
-        throw new IssuanceError(`${name}: a wildcard is validated by dns-01 only, which is not configured ([ssl.challenges] dns_01_provider)`);
+        throw new IssuanceError(
+          `${name}: a wildcard is validated by dns-01 only, which is not configured ([ssl.challenges] dns_01_provider)`,
+        );
       }
     }
-    if (new Set(names.map((name) => name.toLowerCase())).size !== names.length) throw new IssuanceError(`${names[0]}: a name is listed twice`);
+    if (new Set(names.map((name) => name.toLowerCase())).size !== names.length)
+      throw new IssuanceError(`${names[0]}: a name is listed twice`);
   }
 
   /** The account's client, made once per issuer (concurrent issues share it; a failure is retried next time). */
@@ -205,7 +223,9 @@ class AcmeIssuer implements Issuer {
       return new Client({ directoryUrl, accountKey: stored.keyPem, accountUrl: stored.accountUrl });
     }
     if (!agreeTos) {
-      throw new IssuanceError(`refusing to create an ACME account at ${directoryUrl}: its terms of service are not agreed to ([ssl] agree_tos = true)`);
+      throw new IssuanceError(
+        `refusing to create an ACME account at ${directoryUrl}: its terms of service are not agreed to ([ssl] agree_tos = true)`,
+      );
     }
     // The key is kept before the CA hears of it: if the answer is lost, the
     // next attempt presents the same key and the CA returns the same account.
@@ -277,11 +297,22 @@ class AcmeIssuer implements Issuer {
     throw new IssuanceError(`${name}: no challenge we can answer: the CA offers ${offered}, we do ${this.#challenges.join(', ')}`);
   }
 
-  async #waitForAuthorizations(client: Client, order: Order, answers: Answer[], deadline: number, signal: AbortSignal | undefined): Promise<void> {
+  async #waitForAuthorizations(
+    client: Client,
+    order: Order,
+    answers: Answer[],
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const subject = answers[0]?.name ?? '';
     let intervalMs: number = ACME_DEFAULTS.pollFirstIntervalMs;
     for (;;) {
-      const current = (await this.#guard(subject, 'polling the authorizations', client.getAuthorizations(order), signal)) as Authorization[];
+      const current = (await this.#guard(
+        subject,
+        'polling the authorizations',
+        client.getAuthorizations(order),
+        signal,
+      )) as Authorization[];
       let pending = false;
       for (const answer of answers) {
         const authz = current.find((candidate) => candidate.url === answer.authz.url);
@@ -306,13 +337,22 @@ class AcmeIssuer implements Issuer {
   }
 
   /** Polls the order until it is `want` (ready to finalize, or valid with its certificate). */
-  async #waitForOrder(client: Client, subject: string, order: Order, want: 'ready' | 'valid', deadline: number, signal: AbortSignal | undefined): Promise<Order> {
+  async #waitForOrder(
+    client: Client,
+    subject: string,
+    order: Order,
+    want: 'ready' | 'valid',
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Order> {
     let intervalMs: number = ACME_DEFAULTS.pollFirstIntervalMs;
     let current = order;
     for (;;) {
       if (current.status === want || (want === 'ready' && current.status === 'valid')) return current;
-      if (current.status === 'invalid') throw new IssuanceError(`${subject}: the CA marked the order invalid: ${problemText(current.error)}`);
-      if (Date.now() + intervalMs > deadline) throw new IssuanceError(`${subject}: the order was not ${want} within ${this.#timeoutSeconds()}s (it is ${current.status})`);
+      if (current.status === 'invalid')
+        throw new IssuanceError(`${subject}: the CA marked the order invalid: ${problemText(current.error)}`);
+      if (Date.now() + intervalMs > deadline)
+        throw new IssuanceError(`${subject}: the order was not ${want} within ${this.#timeoutSeconds()}s (it is ${current.status})`);
       await this.#guard(subject, `waiting for the order to be ${want}`, sleep(intervalMs, undefined, { signal }), signal);
       intervalMs = Math.min(intervalMs * 2, ACME_DEFAULTS.pollMaxIntervalMs);
       current = (await this.#guard(subject, 'polling the order', client.getOrder(current), signal)) as Order;

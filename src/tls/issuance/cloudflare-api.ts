@@ -70,7 +70,12 @@ export class CloudflareApi {
    * @param what what the call is for, the start of any error ("creating TXT _acme-challenge.example.com").
    * @throws IssuanceError `what: HTTP 403: error 10000: Authentication error`
    */
-  async call(what: string, method: 'GET' | 'POST' | 'DELETE', path: string, options: { query?: Record<string, string>; body?: unknown; signal?: AbortSignal } = {}): Promise<unknown> {
+  async call(
+    what: string,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    options: { query?: Record<string, string>; body?: unknown; signal?: AbortSignal } = {},
+  ): Promise<unknown> {
     const url = new URL(`${this.#base}${path}`);
     for (const [key, value] of Object.entries(options.query ?? {})) url.searchParams.set(key, value);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
@@ -134,7 +139,11 @@ export class CloudflareApi {
 
   /** One line, bounded, and never the token even if the far end echoed it. */
   #scrub(text: string): string {
-    const line = text.split(this.#token).join('[token]').replace(/\s*[\r\n]+\s*/g, ' ').trim();
+    const line = text
+      .split(this.#token)
+      .join('[token]')
+      .replace(/\s*[\r\n]+\s*/g, ' ')
+      .trim();
     return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}...` : line;
   }
 
@@ -178,7 +187,9 @@ async function readBounded(response: Response, what: string): Promise<string> {
       size += chunk.byteLength;
       // Throwing out of for-await cancels the stream.
       if (size > CLOUDFLARE_DEFAULTS.maxResponseBytes) {
-        throw new IssuanceError(`${what}: HTTP ${response.status}: the answer is larger than ${CLOUDFLARE_DEFAULTS.maxResponseBytes} bytes`);
+        throw new IssuanceError(
+          `${what}: HTTP ${response.status}: the answer is larger than ${CLOUDFLARE_DEFAULTS.maxResponseBytes} bytes`,
+        );
       }
       chunks.push(chunk);
     }

@@ -46,7 +46,11 @@ export function createCloudflareOriginIssuer(options: CloudflareOriginIssuerOpti
     throw new IssuanceError(`Cloudflare Origin CA validity ${validityDays} days is not one of ${ORIGIN_CA_VALIDITY_DAYS.join(', ')}`);
   }
   const keyType = options.keyType ?? ORIGIN_CA_DEFAULTS.keyType;
-  const api = new CloudflareApi({ apiToken: options.apiToken, ...(options.apiBaseUrl ? { apiBaseUrl: options.apiBaseUrl } : {}), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
+  const api = new CloudflareApi({
+    apiToken: options.apiToken,
+    ...(options.apiBaseUrl ? { apiBaseUrl: options.apiBaseUrl } : {}),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+  });
   const log = options.log.child({ component: 'cloudflare-origin-ca' });
 
   return {
@@ -62,7 +66,15 @@ export function createCloudflareOriginIssuer(options: CloudflareOriginIssuerOpti
       const { id, certificate, expires_on: expiresOn } = (result ?? {}) as { id?: unknown; certificate?: unknown; expires_on?: unknown };
       if (typeof certificate !== 'string') throw new IssuanceError(`${subject}: cloudflare origin ca: the answer has no certificate`);
       const issued = issuedCertificate('the Cloudflare Origin CA', names, certificate, keyPem);
-      log.info({ names, certificateId: typeof id === 'string' ? id : null, expiresOn: typeof expiresOn === 'string' ? expiresOn : null, notAfter: issued.notAfter.toISOString() }, 'certificate issued');
+      log.info(
+        {
+          names,
+          certificateId: typeof id === 'string' ? id : null,
+          expiresOn: typeof expiresOn === 'string' ? expiresOn : null,
+          notAfter: issued.notAfter.toISOString(),
+        },
+        'certificate issued',
+      );
       return issued;
     },
   };

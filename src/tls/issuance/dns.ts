@@ -48,9 +48,14 @@ interface CloudflareRecord {
 }
 
 export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider {
-  const api = new CloudflareApi({ apiToken: options.apiToken, ...(options.apiBaseUrl ? { apiBaseUrl: options.apiBaseUrl } : {}), ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}) });
+  const api = new CloudflareApi({
+    apiToken: options.apiToken,
+    ...(options.apiBaseUrl ? { apiBaseUrl: options.apiBaseUrl } : {}),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+  });
   const ttl = options.ttlSeconds ?? DNS_DEFAULTS.cloudflareTtlSeconds;
-  if (!(ttl === 1 || (Number.isInteger(ttl) && ttl >= 60 && ttl <= 86_400))) throw new IssuanceError(`Cloudflare TTL ${ttl} is not 1 (automatic) or 60..86400 seconds`);
+  if (!(ttl === 1 || (Number.isInteger(ttl) && ttl >= 60 && ttl <= 86_400)))
+    throw new IssuanceError(`Cloudflare TTL ${ttl} is not 1 (automatic) or 60..86400 seconds`);
   const log = options.log.child({ component: 'dns-01', provider: 'cloudflare' });
   // Zone ids by zone name, and by the record names already resolved (so a
   // second value at the same name asks nothing).
@@ -80,8 +85,13 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
         return known;
       }
       tried.push(candidate);
-      const zones = await api.call(`cloudflare: looking up zone ${candidate}`, 'GET', '/zones', { query: { name: candidate }, ...(signal ? { signal } : {}) });
-      const zone = Array.isArray(zones) ? (zones as { id?: unknown; name?: unknown }[]).find((entry) => entry?.name === candidate && typeof entry.id === 'string') : undefined;
+      const zones = await api.call(`cloudflare: looking up zone ${candidate}`, 'GET', '/zones', {
+        query: { name: candidate },
+        ...(signal ? { signal } : {}),
+      });
+      const zone = Array.isArray(zones)
+        ? (zones as { id?: unknown; name?: unknown }[]).find((entry) => entry?.name === candidate && typeof entry.id === 'string')
+        : undefined;
       if (zone !== undefined) {
         zoneIds.set(candidate, zone.id as string);
         zoneOfName.set(fqdn, zone.id as string);
@@ -115,14 +125,21 @@ export function createCloudflareDns(options: CloudflareDnsOptions): DnsProvider 
           ...(signal ? { signal } : {}),
         });
         // Cloudflare may hand TXT content back in quotes.
-        const match = Array.isArray(found) ? (found as { id?: unknown; content?: unknown }[]).find((entry) => entry?.content === value || entry?.content === `"${value}"`) : undefined;
+        const match = Array.isArray(found)
+          ? (found as { id?: unknown; content?: unknown }[]).find((entry) => entry?.content === value || entry?.content === `"${value}"`)
+          : undefined;
         if (match === undefined || typeof match.id !== 'string') {
           log.debug({ fqdn }, 'no TXT record to remove');
           return;
         }
         record = { zoneId, id: match.id };
       }
-      await api.call(`cloudflare: deleting TXT ${fqdn}`, 'DELETE', `/zones/${encodeURIComponent(record.zoneId)}/dns_records/${encodeURIComponent(record.id)}`, signal ? { signal } : {});
+      await api.call(
+        `cloudflare: deleting TXT ${fqdn}`,
+        'DELETE',
+        `/zones/${encodeURIComponent(record.zoneId)}/dns_records/${encodeURIComponent(record.id)}`,
+        signal ? { signal } : {},
+      );
       records.delete(key);
       log.debug({ fqdn, recordId: record.id }, 'TXT record deleted');
     },
@@ -139,7 +156,8 @@ export interface ExecDnsOptions {
 }
 
 export function createExecDns(options: ExecDnsOptions): DnsProvider {
-  if (!path.isAbsolute(options.command)) throw new IssuanceError(`the DNS-01 program ${JSON.stringify(options.command)} is not an absolute path`);
+  if (!path.isAbsolute(options.command))
+    throw new IssuanceError(`the DNS-01 program ${JSON.stringify(options.command)} is not an absolute path`);
   const timeoutMs = options.timeoutMs ?? DNS_DEFAULTS.execTimeoutMs;
   const log = options.log.child({ component: 'dns-01', provider: 'exec' });
   const env: Record<string, string> = { PATH: DNS_DEFAULTS.execPath };
@@ -161,7 +179,10 @@ export function createExecDns(options: ExecDnsOptions): DnsProvider {
         throw new IssuanceError(`${what}: aborted (killed)`);
       case 'failed': {
         const status = outcome.signal !== null ? `killed by ${outcome.signal}` : `exited with status ${outcome.status}`;
-        const firstLine = outcome.stderr.split('\n').map((line) => line.trim()).find((line) => line !== '');
+        const firstLine = outcome.stderr
+          .split('\n')
+          .map((line) => line.trim())
+          .find((line) => line !== '');
         throw new IssuanceError(`${what}: ${status}${firstLine ? `: ${scrub(firstLine).slice(0, 300)}` : ''}`);
       }
     }
@@ -182,7 +203,13 @@ type ProgramOutcome =
   | { kind: 'failed'; status: number | null; signal: NodeJS.Signals | null; stderr: string };
 
 /** Runs `command` without a shell in a process group of its own, so a timeout or an abort kills what it started too. */
-function runProgram(command: string, args: string[], env: Record<string, string>, timeoutMs: number, signal: AbortSignal | undefined): Promise<ProgramOutcome> {
+function runProgram(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<ProgramOutcome> {
   return new Promise((resolve) => {
     if (signal?.aborted) {
       resolve({ kind: 'aborted' });

@@ -14,12 +14,19 @@ export function createIssuer(spec: IssuanceSpec, board: ChallengeBoard, log: Log
   const keyType = spec.keyType === 'rsa' ? 'rsa-2048' : 'ecdsa-p256';
   if (spec.cloudflare !== null) {
     const { apiUrl, token, validityDays } = spec.cloudflare;
-    return createCloudflareOriginIssuer({ apiToken: token, apiBaseUrl: apiUrl, keyType, validityDays: validityDays as OriginCaValidityDays, log });
+    return createCloudflareOriginIssuer({
+      apiToken: token,
+      apiBaseUrl: apiUrl,
+      keyType,
+      validityDays: validityDays as OriginCaValidityDays,
+      log,
+    });
   }
   const acme = spec.acme;
   if (acme === null) throw new Error('[ssl] provider has neither ACME nor Cloudflare settings');
   let dns: DnsProvider | null = null;
-  if (acme.dns?.provider === 'cloudflare') dns = createCloudflareDns({ apiToken: acme.dns.token, zoneId: acme.dns.zoneId, apiBaseUrl: acme.dns.apiUrl, log });
+  if (acme.dns?.provider === 'cloudflare')
+    dns = createCloudflareDns({ apiToken: acme.dns.token, zoneId: acme.dns.zoneId, apiBaseUrl: acme.dns.apiUrl, log });
   else if (acme.dns?.provider === 'exec') dns = createExecDns({ command: acme.dns.command, credentials: acme.dns.credentials, log });
   return createAcmeIssuer({
     directoryUrl: acme.directoryUrl,

@@ -61,7 +61,7 @@ export function endToEndResponseHeaders(headers: IncomingHttpHeaders): string[] 
   const out: string[] = [];
   for (const name of Object.keys(headers)) {
     if (HOP_BY_HOP_HEADERS.has(name)) continue;
-    if (listed !== null && listed.has(name)) continue;
+    if (listed?.has(name)) continue;
     if (dropContentLength && name === 'content-length') continue;
     const value = headers[name];
     if (typeof value === 'string') {

@@ -298,7 +298,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     const out: string[] = ['host', ''];
     for (const name of Object.keys(incoming)) {
       if (HOP_BY_HOP_HEADERS.has(name) || PROXY_OWNED_REQUEST_HEADERS.has(name)) continue;
-      if (listed !== null && listed.has(name)) continue;
+      if (listed?.has(name)) continue;
       const value = incoming[name];
       if (typeof value === 'string') {
         out.push(name, value);
@@ -326,7 +326,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
 
     // A field the client named in Connection was meant for this hop only,
     // so an X-Forwarded-For listed there is not appended to.
-    const priorForwardedFor = listed !== null && listed.has('x-forwarded-for') ? undefined : incoming['x-forwarded-for'];
+    const priorForwardedFor = listed?.has('x-forwarded-for') ? undefined : incoming['x-forwarded-for'];
     out.push(
       'x-real-ip',
       ctx.clientIp,

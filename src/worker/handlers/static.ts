@@ -116,9 +116,7 @@ export function createStaticHandler(vhost: VhostSpec, tuning: Partial<StaticCach
   const limits: StaticCacheTuning = { ...STATIC_CACHE_DEFAULTS, ...tuning };
   const root = path.resolve(vhost.root);
   // Index names come from config; a name that could climb or hide is never tried.
-  const indexFiles = vhost.indexFiles.filter(
-    (name) => name !== '' && !name.includes('/') && !name.includes('\\') && !name.startsWith('.'),
-  );
+  const indexFiles = vhost.indexFiles.filter((name) => name !== '' && !name.includes('/') && !name.includes('\\') && !name.startsWith('.'));
   const directoryListing = vhost.directoryListing;
 
   // Keyed by the raw request path (query stripped): a hit skips decoding
@@ -729,10 +727,22 @@ function parseByteRange(fieldValue: string, size: number): { start: number; end:
 }
 
 const MONTHS: Readonly<Record<string, number>> = {
-  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
 };
 const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
-const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850_DATE =
+  /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
 const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
 
 // An HTTP-date in seconds since the epoch, or NaN. RFC 9110 §5.6.7: accept

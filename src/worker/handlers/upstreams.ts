@@ -82,7 +82,7 @@ export class UpstreamBalancer<P extends UpstreamPeer> {
   select(tried: ReadonlySet<P> | null, nowMs: number): P | null {
     if (this.#peers.length === 1) {
       const only = this.#peers[0]!;
-      return tried !== null && tried.has(only) ? null : only;
+      return tried?.has(only) ? null : only;
     }
     if (this.#marking) {
       const live = this.#pick(tried, nowMs, false);
@@ -138,12 +138,7 @@ export class UpstreamBalancer<P extends UpstreamPeer> {
   }
 
   /** nginx's smooth weighted round robin over the eligible targets. */
-  #smoothWeighted(
-    tried: ReadonlySet<P> | null,
-    nowMs: number,
-    includeDown: boolean,
-    among: ((peer: P) => boolean) | null,
-  ): P | null {
+  #smoothWeighted(tried: ReadonlySet<P> | null, nowMs: number, includeDown: boolean, among: ((peer: P) => boolean) | null): P | null {
     let best: P | null = null;
     let total = 0;
     for (const peer of this.#peers) {
@@ -158,7 +153,7 @@ export class UpstreamBalancer<P extends UpstreamPeer> {
   }
 
   #eligible(peer: P, tried: ReadonlySet<P> | null, nowMs: number, includeDown: boolean): boolean {
-    if (tried !== null && tried.has(peer)) return false;
+    if (tried?.has(peer)) return false;
     return includeDown || !peer.isDown(nowMs);
   }
 }

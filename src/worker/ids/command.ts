@@ -15,22 +15,109 @@
 
 /** Commands no one writes in prose: any argument, or none, after a separator is enough. */
 const UNMISTAKABLE_COMMANDS = new Set([
-  'whoami', 'uname', 'ifconfig', 'ipconfig', 'systeminfo', 'netstat', 'nslookup', 'powershell', 'pwsh',
-  'certutil', 'bitsadmin', 'mshta', 'rundll32', 'regsvr32', 'wmic', 'useradd', 'usermod', 'crontab',
-  'chmod', 'chown', 'mkfifo', 'busybox', 'xxd', 'nohup', 'sudo', 'tftp', 'printenv', 'cscript',
-  'wscript', 'msiexec', 'getent', 'tasklist', 'taskkill', 'lsb_release', 'socat', 'ncat', 'netcat',
-  'nmap', 'traceroute', 'tracert', 'base64',
+  'whoami',
+  'uname',
+  'ifconfig',
+  'ipconfig',
+  'systeminfo',
+  'netstat',
+  'nslookup',
+  'powershell',
+  'pwsh',
+  'certutil',
+  'bitsadmin',
+  'mshta',
+  'rundll32',
+  'regsvr32',
+  'wmic',
+  'useradd',
+  'usermod',
+  'crontab',
+  'chmod',
+  'chown',
+  'mkfifo',
+  'busybox',
+  'xxd',
+  'nohup',
+  'sudo',
+  'tftp',
+  'printenv',
+  'cscript',
+  'wscript',
+  'msiexec',
+  'getent',
+  'tasklist',
+  'taskkill',
+  'lsb_release',
+  'socat',
+  'ncat',
+  'netcat',
+  'nmap',
+  'traceroute',
+  'tracert',
+  'base64',
 ]);
 
 /** Commands whose names are not English words: a bare "| whoami" is enough. */
 const DISTINCT_COMMANDS = new Set([
-  'whoami', 'uname', 'ifconfig', 'ipconfig', 'systeminfo', 'netstat', 'nslookup', 'wget', 'curl',
-  'nc', 'ncat', 'netcat', 'bash', 'sh', 'zsh', 'ksh', 'dash', 'csh', 'tcsh', 'powershell', 'pwsh',
-  'certutil', 'bitsadmin', 'mshta', 'rundll32', 'regsvr32', 'wmic', 'cmd', 'socat', 'telnet',
-  'python2', 'python3', 'busybox', 'base64', 'xxd',
-  'nohup', 'chmod', 'chown', 'crontab', 'useradd', 'usermod', 'sudo', 'mkfifo', 'tftp',
-  'printenv', 'cscript', 'wscript', 'msiexec', 'getent', 'tasklist', 'taskkill', 'reg',
-  'hostname', 'lsb_release', 'xterm', 'nmap', 'traceroute', 'tracert',
+  'whoami',
+  'uname',
+  'ifconfig',
+  'ipconfig',
+  'systeminfo',
+  'netstat',
+  'nslookup',
+  'wget',
+  'curl',
+  'nc',
+  'ncat',
+  'netcat',
+  'bash',
+  'sh',
+  'zsh',
+  'ksh',
+  'dash',
+  'csh',
+  'tcsh',
+  'powershell',
+  'pwsh',
+  'certutil',
+  'bitsadmin',
+  'mshta',
+  'rundll32',
+  'regsvr32',
+  'wmic',
+  'cmd',
+  'socat',
+  'telnet',
+  'python2',
+  'python3',
+  'busybox',
+  'base64',
+  'xxd',
+  'nohup',
+  'chmod',
+  'chown',
+  'crontab',
+  'useradd',
+  'usermod',
+  'sudo',
+  'mkfifo',
+  'tftp',
+  'printenv',
+  'cscript',
+  'wscript',
+  'msiexec',
+  'getent',
+  'tasklist',
+  'taskkill',
+  'reg',
+  'hostname',
+  'lsb_release',
+  'xterm',
+  'nmap',
+  'traceroute',
+  'tracert',
 ]);
 
 /** Short or English-like commands that may stand alone only when a separator, not "|", ends them: ";id", "&& ls". */
@@ -38,13 +125,76 @@ const BARE_COMMANDS = new Set(['id', 'ls', 'pwd', 'ps', 'env', 'dir', 'ver', 're
 
 /** English-like commands that need an argument shaped like a shell argument: "; cat /etc/passwd". */
 const ARGUMENT_COMMANDS = new Set([
-  'cat', 'ls', 'id', 'echo', 'ping', 'kill', 'more', 'less', 'head', 'tail', 'find', 'touch', 'rm',
-  'cp', 'mv', 'cd', 'type', 'dir', 'grep', 'awk', 'sed', 'tar', 'dd', 'od', 'strings', 'su',
-  'ssh', 'scp', 'ftp', 'nl', 'tac', 'export', 'eval', 'exec', 'source', 'printf', 'dig', 'host',
-  'ps', 'env', 'set', 'net', 'sleep', 'timeout', 'shutdown', 'del', 'copy', 'start', 'wc', 'file',
-  'chgrp', 'ln', 'mkdir', 'tee', 'xargs', 'readlink', 'stat', 'whois', 'ver', 'systemctl', 'service',
+  'cat',
+  'ls',
+  'id',
+  'echo',
+  'ping',
+  'kill',
+  'more',
+  'less',
+  'head',
+  'tail',
+  'find',
+  'touch',
+  'rm',
+  'cp',
+  'mv',
+  'cd',
+  'type',
+  'dir',
+  'grep',
+  'awk',
+  'sed',
+  'tar',
+  'dd',
+  'od',
+  'strings',
+  'su',
+  'ssh',
+  'scp',
+  'ftp',
+  'nl',
+  'tac',
+  'export',
+  'eval',
+  'exec',
+  'source',
+  'printf',
+  'dig',
+  'host',
+  'ps',
+  'env',
+  'set',
+  'net',
+  'sleep',
+  'timeout',
+  'shutdown',
+  'del',
+  'copy',
+  'start',
+  'wc',
+  'file',
+  'chgrp',
+  'ln',
+  'mkdir',
+  'tee',
+  'xargs',
+  'readlink',
+  'stat',
+  'whois',
+  'ver',
+  'systemctl',
+  'service',
   // Interpreters are also the names of languages people write about: "python & php".
-  'python', 'perl', 'ruby', 'php', 'lua', 'node', 'gcc', 'java',
+  'python',
+  'perl',
+  'ruby',
+  'php',
+  'lua',
+  'node',
+  'gcc',
+  'java',
 ]);
 
 /** Commands whose one telling argument is a number, then the end: "; sleep 5", "$(sleep 5)". */
@@ -57,7 +207,28 @@ const TELLING_ARGUMENTS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /** What "/???/c?t" may stand for: the commands worth the effort of a glob. */
-const GLOB_TARGETS = ['cat', 'nc', 'sh', 'bash', 'id', 'ls', 'wget', 'curl', 'python', 'perl', 'whoami', 'uname', 'ncat', 'netcat', 'base64', 'tac', 'more', 'less', 'head', 'tail'];
+const GLOB_TARGETS = [
+  'cat',
+  'nc',
+  'sh',
+  'bash',
+  'id',
+  'ls',
+  'wget',
+  'curl',
+  'python',
+  'perl',
+  'whoami',
+  'uname',
+  'ncat',
+  'netcat',
+  'base64',
+  'tac',
+  'more',
+  'less',
+  'head',
+  'tail',
+];
 
 function globMatches(pattern: string, word: string): boolean {
   // Iterative "?" and "*" matching with one backtrack point: linear in practice.
@@ -91,10 +262,23 @@ function isShellSpace(c: number): boolean {
 /** Characters that end a shell word. */
 function endsWord(c: number, inBrace: boolean): boolean {
   switch (c) {
-    case 0x20: case 0x09: case 0x0a: case 0x0b: case 0x0c: case 0x0d:
-    case 0x3b: case 0x7c: case 0x26: case 0x3c: case 0x3e: case 0x28: case 0x29: case 0x60:
+    case 0x20:
+    case 0x09:
+    case 0x0a:
+    case 0x0b:
+    case 0x0c:
+    case 0x0d:
+    case 0x3b:
+    case 0x7c:
+    case 0x26:
+    case 0x3c:
+    case 0x3e:
+    case 0x28:
+    case 0x29:
+    case 0x60:
       return true;
-    case 0x2c: case 0x7d:
+    case 0x2c:
+    case 0x7d:
       return inBrace;
     default:
       return false;
@@ -172,7 +356,18 @@ function classify(name: string): CommandClass {
   if (ARGUMENT_COMMANDS.has(name) || BARE_COMMANDS.has(name)) return 'argument';
   // cmd.exe is case-insensitive: "WHOAMI", "Net User".
   const lower = name.length <= 12 ? name.toLowerCase() : name;
-  if (lower !== name && (lower === 'whoami' || lower === 'ipconfig' || lower === 'systeminfo' || lower === 'powershell' || lower === 'certutil' || lower === 'cmd' || lower === 'net' || lower === 'type' || lower === 'dir')) {
+  if (
+    lower !== name &&
+    (lower === 'whoami' ||
+      lower === 'ipconfig' ||
+      lower === 'systeminfo' ||
+      lower === 'powershell' ||
+      lower === 'certutil' ||
+      lower === 'cmd' ||
+      lower === 'net' ||
+      lower === 'type' ||
+      lower === 'dir')
+  ) {
     return lower === 'net' || lower === 'type' || lower === 'dir' ? 'argument' : 'distinct';
   }
   if (name.length <= 12 && (name.indexOf('?') !== -1 || name.indexOf('*') !== -1) && /[a-z]/.test(name)) {
@@ -197,8 +392,17 @@ function isShellArgument(raw: string): boolean {
 /** What follows a command: the end, or a character that ends the command. */
 function endsCommand(c: number, pipeEnds: boolean): boolean {
   return (
-    Number.isNaN(c) || c === 0x3b || c === 0x26 || c === 0x0a || c === 0x0d || c === 0x60 || c === 0x29 ||
-    c === 0x23 || c === 0x3e || c === 0x3c || (pipeEnds && c === 0x7c)
+    Number.isNaN(c) ||
+    c === 0x3b ||
+    c === 0x26 ||
+    c === 0x0a ||
+    c === 0x0d ||
+    c === 0x60 ||
+    c === 0x29 ||
+    c === 0x23 ||
+    c === 0x3e ||
+    c === 0x3c ||
+    (pipeEnds && c === 0x7c)
   );
 }
 
@@ -254,7 +458,7 @@ function commandLineAt(s: string, i: number): boolean {
   // "echo vulnerable" and nothing after it: the marker of a blind probe.
   if (lower === 'echo' && /^\s*\w+\s*$/.test(line) && endsCommand(followingAt(s, j + line.length), true)) return true;
   const telling = TELLING_ARGUMENTS[lower];
-  return telling !== undefined && telling.includes(argument.toLowerCase().replace(/^-/, ''));
+  return telling?.includes(argument.toLowerCase().replace(/^-/, '')) === true;
 }
 
 /** Shells and interpreters started with the option that makes them a reverse or inline shell: "nc -e", "sh -i", "cmd /c". */
@@ -265,10 +469,27 @@ const SHELL_OPTION =
 const CODE_CALL =
   /\bfsockopen\s{0,4}\(|\bsocket\.socket\s{0,4}\(|\bos\.(?:system|popen)\s{0,4}\(|\bsubprocess\.(?:call|Popen|run|check_output)\s{0,4}\(|Runtime\.getRuntime\(\)\.exec\s{0,4}\(|\bIEX\s{0,4}\(|\bDownloadString\s{0,4}\(|\brequire\s{0,4}\(\s{0,4}['"]child_process|(?:^|[;|&`'"\s{}@])(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec)\s{0,4}\(\s{0,4}['"$`]/i;
 /** Names a CODE_CALL ends with, right before its "(": looked up first so that most "(" cost nothing. */
-const CALL_NAMES = new Set(['fsockopen', 'socket', 'system', 'popen', 'call', 'run', 'check_output', 'exec', 'iex', 'downloadstring', 'require', 'passthru', 'shell_exec', 'proc_open', 'pcntl_exec']);
+const CALL_NAMES = new Set([
+  'fsockopen',
+  'socket',
+  'system',
+  'popen',
+  'call',
+  'run',
+  'check_output',
+  'exec',
+  'iex',
+  'downloadstring',
+  'require',
+  'passthru',
+  'shell_exec',
+  'proc_open',
+  'pcntl_exec',
+]);
 
 /** Reverse-shell and download snippets without a call: Ruby and Perl sockets, PowerShell's WebClient, PHP code itself. */
-const CODE_WORDS = /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s|\bchild_process\b/i;
+const CODE_WORDS =
+  /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s|\bchild_process\b/i;
 
 /** Shellshock: a value that starts as a function definition ("() { :; };"), which bash imported from the environment (CVE-2014-6271). */
 const SHELLSHOCK = /^\s{0,4}\(\s{0,4}\)\s{0,8}\{/;
@@ -281,7 +502,8 @@ const CODE_WORDS_HINT = /ocket|bject|<\?|_process/i;
  * includes ("<!--#exec cmd=..."), and Log4j lookups ("${jndi:ldap://...}",
  * CVE-2021-44228) including their nested-lookup disguises ("${${lower:j}ndi:").
  */
-const SSI_OR_JNDI = /<!--#\s{0,4}(?:exec|include|echo|config|fsize|flastmod|printenv)\b|\$\{(?:jndi:|[^}]{0,32}\$\{(?:lower|upper|::-|env|sys|date)[^}]{0,32}\})/i;
+const SSI_OR_JNDI =
+  /<!--#\s{0,4}(?:exec|include|echo|config|fsize|flastmod|printenv)\b|\$\{(?:jndi:|[^}]{0,32}\$\{(?:lower|upper|::-|env|sys|date)[^}]{0,32}\})/i;
 
 /** Whether some "(" in `s` follows one of CALL_NAMES (spaces allowed between). */
 function hasCallName(s: string): boolean {
@@ -342,11 +564,7 @@ export function detectCommand(input: string): boolean {
     if (hasCallName(input) && CODE_CALL.test(input)) return true;
   }
   if (option && SHELL_OPTION.test(input)) return true;
-  if (
-    (separators || paren || input.indexOf('<?') !== -1) &&
-    CODE_WORDS_HINT.test(input) &&
-    CODE_WORDS.test(input)
-  ) {
+  if ((separators || paren || input.indexOf('<?') !== -1) && CODE_WORDS_HINT.test(input) && CODE_WORDS.test(input)) {
     return true;
   }
   if (!separators) return false;

@@ -110,7 +110,8 @@ const EXPRESSION_WINDOW_CHARS = 256;
  * Log4j lookups (jndi:, env:, lower:, ...; CVE-2021-44228) and the nested or
  * defaulted forms that hide them (${${lower:j}ndi:, ${::-j}).
  */
-const LOOKUP_START = /^(?:jndi|(?:lower|upper|env|sys|java|date|main|ctx|bundle|base64|k8s|docker|spring|web|log4j|marker|sd|event|map):|::-|[$%#]\{)/;
+const LOOKUP_START =
+  /^(?:jndi|(?:lower|upper|env|sys|java|date|main|ctx|bundle|base64|k8s|docker|spring|web|log4j|marker|sd|event|map):|::-|[$%#]\{)/;
 /** Inside an expression: OGNL and EL reaching for classes, members or the runtime (CVE-2017-5638). */
 const CODE_INSIDE = /[#@]|\bnew\s|\.class\b|getruntime|processbuilder|\bt\s*\(/;
 
@@ -237,8 +238,23 @@ for (let c = 0x30; c <= 0x39; c++) CLASS_OF[c] = DIGIT;
 for (let c = 0x41; c <= 0x5a; c++) CLASS_OF[c] = LETTER;
 for (let c = 0x61; c <= 0x7a; c++) CLASS_OF[c] = LETTER;
 for (const [chars, bit] of [
-  [' \t', SPACE], ['.', DOT], ['/', SLASH], ['\\', BACKSLASH], [':', COLON], ['\'"', QUOTE], ['`', BACKTICK], ['<', LT],
-  ['&', AMP], ['=', EQUALS], [';', SEMICOLON], ['|', PIPE], ['$', DOLLAR], ['(', PAREN], ['-', DASH], ['_', UNDERSCORE], ['~', TILDE],
+  [' \t', SPACE],
+  ['.', DOT],
+  ['/', SLASH],
+  ['\\', BACKSLASH],
+  [':', COLON],
+  ['\'"', QUOTE],
+  ['`', BACKTICK],
+  ['<', LT],
+  ['&', AMP],
+  ['=', EQUALS],
+  [';', SEMICOLON],
+  ['|', PIPE],
+  ['$', DOLLAR],
+  ['(', PAREN],
+  ['-', DASH],
+  ['_', UNDERSCORE],
+  ['~', TILDE],
 ] as const) {
   for (const c of chars) CLASS_OF[c.charCodeAt(0)] = bit;
 }
@@ -285,13 +301,16 @@ function inspectValue(raw: string, location: string, shape: Shape, found: Findin
 function inspectClassified(value: string, classes: number, location: string, shape: Shape, found: Findings): void {
   if ((classes & ~(shape === 'path' ? INERT_IN_PATH : INERT)) === 0) {
     // Without a separator, only a dot can start a traversal ("..") or a target ("win.ini").
-    if ((classes & (DOT | SLASH)) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, true)) found.addBuiltin(TRAVERSAL, location);
+    if ((classes & (DOT | SLASH)) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, true))
+      found.addBuiltin(TRAVERSAL, location);
     // "/dev/tcp/10.0.0.1/4444" is all inert characters, and a reverse shell.
     if ((classes & SLASH) !== 0 && !found.has(COMMAND.name, location) && detectCommand(value)) found.addBuiltin(COMMAND, location);
     return;
   }
-  if ((classes & TRAVERSAL_NEEDS) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, shape !== 'text')) found.addBuiltin(TRAVERSAL, location);
-  if ((classes & SQLI_NEEDS) !== 0 && !found.has(SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value))) found.addBuiltin(SQLI, location);
+  if ((classes & TRAVERSAL_NEEDS) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, shape !== 'text'))
+    found.addBuiltin(TRAVERSAL, location);
+  if ((classes & SQLI_NEEDS) !== 0 && !found.has(SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value)))
+    found.addBuiltin(SQLI, location);
   if ((classes & XSS_NEEDS) !== 0 && !found.has(XSS.name, location) && detectXss(value)) found.addBuiltin(XSS, location);
   const commandMayApply = (classes & COMMAND_NEEDS) !== 0 || ((classes & SPACE) !== 0 && (classes & DASH) !== 0); // "nc -e", "sh -i"
   if (commandMayApply && !found.has(COMMAND.name, location) && detectCommand(value)) found.addBuiltin(COMMAND, location);
@@ -329,7 +348,7 @@ function originForm(target: string): string {
   const slash = target.indexOf('/', scheme + 3);
   const question = target.indexOf('?', scheme + 3);
   if (slash === -1 && question === -1) return '/';
-  if (slash === -1 || (question !== -1 && question < slash)) return '/' + target.slice(question);
+  if (slash === -1 || (question !== -1 && question < slash)) return `/${target.slice(question)}`;
   return target.slice(slash);
 }
 
@@ -382,7 +401,7 @@ function inspectHeader(name: SelectedHeader, value: string, found: Findings): vo
         if (slash === -1) return;
         const host = rest.slice(0, slash);
         if (!isInert(host.replace(/[:@[\]]/g, ''))) inspectValue(decodePercent(boundRaw(host), false), location, 'value', found);
-        inspectTarget(rest.charCodeAt(slash) === 0x3f ? '/' + rest.slice(slash) : rest.slice(slash), location, location, found);
+        inspectTarget(rest.charCodeAt(slash) === 0x3f ? `/${rest.slice(slash)}` : rest.slice(slash), location, location, found);
         return;
       }
       inspectValue(decodePercent(boundRaw(value), false), location, 'value', found);
@@ -398,7 +417,8 @@ function inspectHeader(name: SelectedHeader, value: string, found: Findings): vo
 }
 
 /** Media types whose bodies are binary: inspecting them as text finds only noise. */
-const BINARY_MEDIA = /^(?:image|audio|video|font|model)\/|^application\/(?:octet-stream|zip|gzip|x-gzip|x-tar|x-7z-compressed|pdf|wasm|grpc|x-protobuf|protobuf|vnd\.|msword|ogg|x-bzip2|zstd)/;
+const BINARY_MEDIA =
+  /^(?:image|audio|video|font|model)\/|^application\/(?:octet-stream|zip|gzip|x-gzip|x-tar|x-7z-compressed|pdf|wasm|grpc|x-protobuf|protobuf|vnd\.|msword|ogg|x-bzip2|zstd)/;
 
 /**
  * Reads the string literals of a JSON text, keys and values, even when it
@@ -528,7 +548,8 @@ export function createIdsEngine(rules: readonly IdsRuleSpec[]): IdsEngine {
         for (const name in headers) {
           const value = headers[name];
           const text = Array.isArray(value) ? value.join(', ') : value;
-          if (text !== undefined && text.includes('{') && !found.has(EXPRESSION.name, `header:${name}`) && detectExpression(text)) found.addBuiltin(EXPRESSION, `header:${name}`);
+          if (text?.includes('{') && !found.has(EXPRESSION.name, `header:${name}`) && detectExpression(text))
+            found.addBuiltin(EXPRESSION, `header:${name}`);
         }
         if (custom.length > 0) {
           const q = target.indexOf('?');

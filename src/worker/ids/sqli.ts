@@ -48,8 +48,25 @@ type TokenType =
 const LOGIC_WORDS = new Set(['and', 'or', 'xor']);
 const COMPARE_WORDS = new Set(['like', 'rlike', 'regexp', 'between', 'sounds']);
 const STATEMENT_WORDS = new Set([
-  'insert', 'update', 'delete', 'drop', 'create', 'alter', 'truncate', 'rename',
-  'exec', 'execute', 'declare', 'shutdown', 'grant', 'revoke', 'set', 'replace', 'desc', 'describe', 'show',
+  'insert',
+  'update',
+  'delete',
+  'drop',
+  'create',
+  'alter',
+  'truncate',
+  'rename',
+  'exec',
+  'execute',
+  'declare',
+  'shutdown',
+  'grant',
+  'revoke',
+  'set',
+  'replace',
+  'desc',
+  'describe',
+  'show',
 ]);
 const LITERAL_WORDS = new Set(['null', 'true', 'false', 'unknown']);
 const OPERATOR_WORDS = new Set(['not', 'div', 'mod']);
@@ -61,43 +78,178 @@ const OPERATOR_WORDS = new Set(['not', 'div', 'mod']);
  * Matched on the whole dotted name and on its last part.
  */
 const ATTACK_FUNCTIONS = new Set([
-  'sleep', 'benchmark', 'pg_sleep', 'pg_sleep_for', 'dbms_lock.sleep', 'dbms_session.sleep',
-  'dbms_pipe.receive_message', 'receive_message', 'load_file', 'extractvalue', 'updatexml',
-  'xp_cmdshell', 'xp_dirtree', 'xp_fileexist', 'xp_regread', 'sp_oacreate', 'sp_executesql',
-  'sys_eval', 'sys_exec', 'lo_import', 'lo_export', 'pg_read_file', 'pg_ls_dir', 'name_const',
-  'gtid_subset', 'gtid_subtract',
-  'randomblob', 'utl_inaddr.get_host_address',
-  'utl_inaddr.get_host_name', 'get_host_address', 'get_host_name', 'utl_http.request',
-  'httpuritype', 'ctxsys.drithsx.sn', 'dbms_xmlgen.getxml', 'xmltype', 'dbms_java.runjava',
-  'st_latfromgeohash', 'st_longfromgeohash', 'st_pointfromgeohash', 'json_keys',
+  'sleep',
+  'benchmark',
+  'pg_sleep',
+  'pg_sleep_for',
+  'dbms_lock.sleep',
+  'dbms_session.sleep',
+  'dbms_pipe.receive_message',
+  'receive_message',
+  'load_file',
+  'extractvalue',
+  'updatexml',
+  'xp_cmdshell',
+  'xp_dirtree',
+  'xp_fileexist',
+  'xp_regread',
+  'sp_oacreate',
+  'sp_executesql',
+  'sys_eval',
+  'sys_exec',
+  'lo_import',
+  'lo_export',
+  'pg_read_file',
+  'pg_ls_dir',
+  'name_const',
+  'gtid_subset',
+  'gtid_subtract',
+  'randomblob',
+  'utl_inaddr.get_host_address',
+  'utl_inaddr.get_host_name',
+  'get_host_address',
+  'get_host_name',
+  'utl_http.request',
+  'httpuritype',
+  'ctxsys.drithsx.sn',
+  'dbms_xmlgen.getxml',
+  'xmltype',
+  'dbms_java.runjava',
+  'st_latfromgeohash',
+  'st_longfromgeohash',
+  'st_pointfromgeohash',
+  'json_keys',
 ]);
 
 /** Ordinary SQL functions: harmless alone, telling right after a broken-out string or logic operator. */
 const SQL_FUNCTIONS = new Set([
-  'char', 'chr', 'nchar', 'concat', 'concat_ws', 'group_concat', 'string_agg', 'listagg',
-  'version', 'database', 'user', 'current_user', 'system_user', 'session_user', 'schema',
-  'ascii', 'ord', 'unicode', 'substring', 'substr', 'mid', 'left', 'right', 'if', 'iif',
-  'ifnull', 'isnull', 'nullif', 'coalesce', 'count', 'cast', 'convert', 'hex', 'unhex', 'bin',
-  'conv', 'length', 'len', 'char_length', 'lower', 'upper', 'lcase', 'ucase', 'rand', 'floor',
-  'ceil', 'md5', 'sha1', 'sha2', 'now', 'sysdate', 'exists', 'row', 'elt', 'make_set', 'db_name',
-  'host_name', 'object_name', 'user_name', 'suser_name', 'is_srvrolemember', 'quotename',
-  'reverse', 'trim', 'instr', 'locate', 'position', 'strcmp', 'greatest', 'least',
-  'sqlite_version', 'current_database', 'to_char', 'regexp_substr', 'table_name', 'column_name',
-  'replace', 'exp', 'geometrycollection', 'multipoint', 'multipolygon', 'multilinestring',
-  'linestring', 'polygon',
+  'char',
+  'chr',
+  'nchar',
+  'concat',
+  'concat_ws',
+  'group_concat',
+  'string_agg',
+  'listagg',
+  'version',
+  'database',
+  'user',
+  'current_user',
+  'system_user',
+  'session_user',
+  'schema',
+  'ascii',
+  'ord',
+  'unicode',
+  'substring',
+  'substr',
+  'mid',
+  'left',
+  'right',
+  'if',
+  'iif',
+  'ifnull',
+  'isnull',
+  'nullif',
+  'coalesce',
+  'count',
+  'cast',
+  'convert',
+  'hex',
+  'unhex',
+  'bin',
+  'conv',
+  'length',
+  'len',
+  'char_length',
+  'lower',
+  'upper',
+  'lcase',
+  'ucase',
+  'rand',
+  'floor',
+  'ceil',
+  'md5',
+  'sha1',
+  'sha2',
+  'now',
+  'sysdate',
+  'exists',
+  'row',
+  'elt',
+  'make_set',
+  'db_name',
+  'host_name',
+  'object_name',
+  'user_name',
+  'suser_name',
+  'is_srvrolemember',
+  'quotename',
+  'reverse',
+  'trim',
+  'instr',
+  'locate',
+  'position',
+  'strcmp',
+  'greatest',
+  'least',
+  'sqlite_version',
+  'current_database',
+  'to_char',
+  'regexp_substr',
+  'table_name',
+  'column_name',
+  'replace',
+  'exp',
+  'geometrycollection',
+  'multipoint',
+  'multipolygon',
+  'multilinestring',
+  'linestring',
+  'polygon',
 ]);
 
 /** System variables that leak server facts: "@@version" means SQL, "@@john" is a typo. */
 const SYSTEM_VARIABLES = new Set([
-  'version', 'version_comment', 'version_compile_os', 'datadir', 'basedir', 'hostname',
-  'servername', 'tmpdir', 'plugin_dir', 'innodb_version', 'secure_file_priv', 'spid',
-  'language', 'identity', 'rowcount', 'microsoftversion', 'port', 'have_openssl', 'log_error',
+  'version',
+  'version_comment',
+  'version_compile_os',
+  'datadir',
+  'basedir',
+  'hostname',
+  'servername',
+  'tmpdir',
+  'plugin_dir',
+  'innodb_version',
+  'secure_file_priv',
+  'spid',
+  'language',
+  'identity',
+  'rowcount',
+  'microsoftversion',
+  'port',
+  'have_openssl',
+  'log_error',
 ]);
 
 /** Objects a DROP / CREATE / ALTER / TRUNCATE statement names next. */
 const SCHEMA_OBJECTS = new Set([
-  'table', 'database', 'schema', 'user', 'view', 'procedure', 'function', 'index', 'trigger',
-  'login', 'temporary', 'column', 'event', 'role', 'tablespace', 'sequence',
+  'table',
+  'database',
+  'schema',
+  'user',
+  'view',
+  'procedure',
+  'function',
+  'index',
+  'trigger',
+  'login',
+  'temporary',
+  'column',
+  'event',
+  'role',
+  'tablespace',
+  'sequence',
 ]);
 
 /** A number glued to one of these is split ("1union", "1and"), as MySQL's lexer does. */
@@ -632,7 +784,9 @@ function statementAt(ts: TokenStream, k: number): boolean {
       return /^(?:tables|databases|schemas|columns|grants|variables|processlist|users)$/.test(nextText);
     case 'grant':
     case 'revoke':
-      return nextType === 'S' || nextType === 'E' || nextText === 'all' || nextText === 'file' || nextText === 'usage' || nextText === 'super';
+      return (
+        nextType === 'S' || nextType === 'E' || nextText === 'all' || nextText === 'file' || nextText === 'usage' || nextText === 'super'
+      );
     default:
       return false;
   }
@@ -670,7 +824,12 @@ function tautologyAt(ts: TokenStream, k: number): boolean {
   if (left === 'n' && right === 'n') return true;
   if (left === 's' && right === 's') return true;
   const leftText = ts.texts[k]!;
-  return (left === 's' || left === 'n' || left === 'b') && (right === 's' || right === 'n' || right === 'b') && leftText !== '' && leftText === ts.texts[k + 2];
+  return (
+    (left === 's' || left === 'n' || left === 'b') &&
+    (right === 's' || right === 'n' || right === 'b') &&
+    leftText !== '' &&
+    leftText === ts.texts[k + 2]
+  );
 }
 
 /** Rules that hold wherever they occur: stacked statements, UNION SELECT, SQL-only constructs. */
@@ -739,7 +898,7 @@ function bareContextMatches(ts: TokenStream): boolean {
   // admin or 1=1   or 1=1   x or 'a'='a': a logic operator before a tautology.
   if (shape.startsWith('b&') && tautologyAt(ts, 2)) return true;
   if (shape.startsWith('&') && tautologyAt(ts, 1)) return true;
-  if (shape.startsWith(';&') && tautologyAt(ts, 2)) return true; // "; or '1'='1'" 
+  if (shape.startsWith(';&') && tautologyAt(ts, 2)) return true; // "; or '1'='1'"
   // 1 and true / 1 and false: boolean probes.
   if (/^[nv]&n(?:c|$)/.test(shape) && (ts.texts[2] === 'true' || ts.texts[2] === 'false')) return true;
   // A whole data-changing statement as the value: INSERT INTO t ... VALUES, UPDATE t SET c=, DELETE FROM t WHERE.
@@ -747,14 +906,35 @@ function bareContextMatches(ts: TokenStream): boolean {
   // (select 1): a subquery where a value was expected.
   if (shape.startsWith('S') && ts.texts[0] === '(select' && selectListAt(ts, 1)) return true;
   // char(97)+char(100): a string spelled in character codes.
-  if (/^g[n,]*[o&]g/.test(shape) && /^n?chr?a?r?$/.test(ts.texts[0]!) && /^n?chr?a?r?$/.test(ts.texts[shape.search(/[o&]/) + 1] ?? '')) return true;
+  if (/^g[n,]*[o&]g/.test(shape) && /^n?chr?a?r?$/.test(ts.texts[0]!) && /^n?chr?a?r?$/.test(ts.texts[shape.search(/[o&]/) + 1] ?? ''))
+    return true;
   return false;
 }
 
 const TRIGGER_WORDS = [
-  'or', 'and', 'xor', 'union', 'select', 'order', 'group', 'having', 'waitfor', 'into', 'exec', 'execute', 'case', 'where',
-  'insert', 'update', 'delete',
-  'rlike', 'regexp', 'char', 'chr', 'sp_makewebtask', 'sp_addsrvrolemember',
+  'or',
+  'and',
+  'xor',
+  'union',
+  'select',
+  'order',
+  'group',
+  'having',
+  'waitfor',
+  'into',
+  'exec',
+  'execute',
+  'case',
+  'where',
+  'insert',
+  'update',
+  'delete',
+  'rlike',
+  'regexp',
+  'char',
+  'chr',
+  'sp_makewebtask',
+  'sp_addsrvrolemember',
   ...[...ATTACK_FUNCTIONS].map((name) => name.split('.')[0]!),
 ];
 const STACKED_WORDS = ['select', ...STATEMENT_WORDS].join('|');
@@ -787,7 +967,8 @@ const ANYWHERE_TRIGGER = new RegExp(
 );
 
 /** Words that, right after the string a quote context closes, can begin one of QUOTED_SHAPES. */
-const AFTER_QUOTE_WORD = /^(?:or|and|xor|not|like|rlike|regexp|sounds|between|is|in|div|mod|order|group|having|union|select|waitfor|into|limit|procedure|where)\b/i;
+const AFTER_QUOTE_WORD =
+  /^(?:or|and|xor|not|like|rlike|regexp|sounds|between|is|in|div|mod|order|group|having|union|select|waitfor|into|limit|procedure|where)\b/i;
 
 /**
  * Whether a quote context is worth reading: every QUOTED_SHAPES rule, and
@@ -801,8 +982,21 @@ function sqlAfterQuote(s: string, quote: number): boolean {
   let i = end + 1;
   while (i < s.length && (isSpace(s.charCodeAt(i)) || s.charCodeAt(i) === 0x29)) i++;
   switch (s.charCodeAt(i)) {
-    case 0x3d: case 0x3c: case 0x3e: case 0x21: case 0x2d: case 0x23: case 0x2f: case 0x2b:
-    case 0x2a: case 0x25: case 0x5e: case 0x7c: case 0x26: case 0x7e: case 0x3b:
+    case 0x3d:
+    case 0x3c:
+    case 0x3e:
+    case 0x21:
+    case 0x2d:
+    case 0x23:
+    case 0x2f:
+    case 0x2b:
+    case 0x2a:
+    case 0x25:
+    case 0x5e:
+    case 0x7c:
+    case 0x26:
+    case 0x7e:
+    case 0x3b:
       return true;
     default:
       return AFTER_QUOTE_WORD.test(s.slice(i, i + 12));

@@ -83,7 +83,7 @@ function decodeOnce(s: string, plusAsSpace: boolean): string {
   while (i < n) {
     const c = s.charCodeAt(i);
     if (c === PLUS && plusAsSpace) {
-      out += s.slice(runStart, i) + ' ';
+      out += `${s.slice(runStart, i)} `;
       i += 1;
       runStart = i;
       continue;
@@ -236,7 +236,7 @@ const BEFORE_NAME = String.raw`(?:^|[\\/=:\s'"\x60>(,;])`;
 const SENSITIVE_TARGET = new RegExp(
   [
     String.raw`[\\/](?:${PATH_TARGETS})`,
-    String.raw`^(?:${PATH_TARGETS})`,
+    `^(?:${PATH_TARGETS})`,
     String.raw`\.(?<=${BEFORE_NAME}(?:boot|win|system)\.)ini(?![\w-])`,
     String.raw`\.(?<=${BEFORE_NAME}\.)(?:htpasswd|htaccess|bash_history|mysql_history|psql_history)(?![\w-])`,
     String.raw`:(?<=(?:^|[^a-z0-9])(?:php|phar|expect|zip|glob|data|file):)[\\/]{2}`,

@@ -21,8 +21,19 @@
 
 /** Elements that load and run active content from any URL they are given (script always counts). */
 const ACTIVE_ELEMENTS = new Set([
-  'iframe', 'frame', 'frameset', 'object', 'embed', 'applet', 'base', 'meta',
-  'xml', 'import', 'layer', 'ilayer', 'portal',
+  'iframe',
+  'frame',
+  'frameset',
+  'object',
+  'embed',
+  'applet',
+  'base',
+  'meta',
+  'xml',
+  'import',
+  'layer',
+  'ilayer',
+  'portal',
 ]);
 
 /**
@@ -30,16 +41,50 @@ const ACTIVE_ELEMENTS = new Set([
  * an "on" prefix alone ("online=1") is not enough. Inside a tag any
  * "on<letters>" attribute counts.
  */
-const EVENT_HANDLER = /^on(?:abort|activate|after\w*|animation\w+|auxclick|before\w+|begin|blur|bounce|can\w*|change|click|close|contextmenu|copy|cuechange|cut|dblclick|drag\w*|drop|durationchange|emptied|end|ended|error|finish|focus\w*|fullscreen\w*|hashchange|help|input|invalid|key\w+|load\w*|lose\w+|message|mouse\w+|mozfullscreen\w+|move\w*|page\w+|paste|pause|play\w*|pointer\w+|popstate|progress|propertychange|ratechange|readystatechange|repeat|reset|resize|scroll\w*|search|seek\w+|select\w*|show|stalled|start|storage|submit|suspend|timeupdate|toggle|touch\w+|transition\w+|unload|volumechange|waiting|webkit\w+|wheel|zoom)$/;
+const EVENT_HANDLER =
+  /^on(?:abort|activate|after\w*|animation\w+|auxclick|before\w+|begin|blur|bounce|can\w*|change|click|close|contextmenu|copy|cuechange|cut|dblclick|drag\w*|drop|durationchange|emptied|end|ended|error|finish|focus\w*|fullscreen\w*|hashchange|help|input|invalid|key\w+|load\w*|lose\w+|message|mouse\w+|mozfullscreen\w+|move\w*|page\w+|paste|pause|play\w*|pointer\w+|popstate|progress|propertychange|ratechange|readystatechange|repeat|reset|resize|scroll\w*|search|seek\w+|select\w*|show|stalled|start|storage|submit|suspend|timeupdate|toggle|touch\w+|transition\w+|unload|volumechange|waiting|webkit\w+|wheel|zoom)$/;
 
 /** Named character references that matter for hiding markup and schemes; most are HTML5's. */
 const NAMED_ENTITIES: Readonly<Record<string, string>> = {
-  lt: '<', gt: '>', amp: '&', quot: '"', apos: "'", colon: ':', tab: '\t', newline: '\n',
-  lpar: '(', rpar: ')', sol: '/', bsol: '\\', period: '.', comma: ',', excl: '!', num: '#',
-  semi: ';', equals: '=', grave: '`', nbsp: '\u00a0', lsqb: '[', rsqb: ']', lbrack: '[',
-  rbrack: ']', lcub: '{', rcub: '}', lbrace: '{', rbrace: '}', plus: '+', quest: '?',
-  dollar: '$', percnt: '%', commat: '@', lowbar: '_', ast: '*', midast: '*', vert: '|',
-  verbar: '|', hat: '^',
+  lt: '<',
+  gt: '>',
+  amp: '&',
+  quot: '"',
+  apos: "'",
+  colon: ':',
+  tab: '\t',
+  newline: '\n',
+  lpar: '(',
+  rpar: ')',
+  sol: '/',
+  bsol: '\\',
+  period: '.',
+  comma: ',',
+  excl: '!',
+  num: '#',
+  semi: ';',
+  equals: '=',
+  grave: '`',
+  nbsp: '\u00a0',
+  lsqb: '[',
+  rsqb: ']',
+  lbrack: '[',
+  rbrack: ']',
+  lcub: '{',
+  rcub: '}',
+  lbrace: '{',
+  rbrace: '}',
+  plus: '+',
+  quest: '?',
+  dollar: '$',
+  percnt: '%',
+  commat: '@',
+  lowbar: '_',
+  ast: '*',
+  midast: '*',
+  vert: '|',
+  verbar: '|',
+  hat: '^',
 };
 
 function isAsciiLetter(c: number): boolean {
@@ -120,7 +165,8 @@ function decodeJsEscapes(s: string): string {
 
 const SCRIPT_SCHEMES = new Set(['javascript', 'vbscript', 'livescript', 'mocha']);
 /** data: media types a browser renders as a document or runs as script. */
-const ACTIVE_DATA = /^\s*(?:text\/(?:html|xml|javascript|ecmascript)|application\/(?:xhtml\+xml|xml|javascript|ecmascript|x-shockwave-flash)|image\/svg\+xml)/i;
+const ACTIVE_DATA =
+  /^\s*(?:text\/(?:html|xml|javascript|ecmascript)|application\/(?:xhtml\+xml|xml|javascript|ecmascript|x-shockwave-flash)|image\/svg\+xml)/i;
 
 /**
  * Whether an attribute value is a URL that runs script. Leading spaces and
@@ -324,7 +370,18 @@ function hasBareEventHandler(s: string): boolean {
     while (start > 0 && end - start < 32 && isAsciiLetter(s.charCodeAt(start - 1))) start--;
     if (end - start < 5 || (s.charCodeAt(start) | 0x20) !== 0x6f || (s.charCodeAt(start + 1) | 0x20) !== 0x6e) continue;
     const before = start === 0 ? NaN : s.charCodeAt(start - 1);
-    if (!(Number.isNaN(before) || isHtmlSpace(before) || before === 0x22 || before === 0x27 || before === 0x60 || before === 0x2f || before === 0x3b)) continue;
+    if (
+      !(
+        Number.isNaN(before) ||
+        isHtmlSpace(before) ||
+        before === 0x22 ||
+        before === 0x27 ||
+        before === 0x60 ||
+        before === 0x2f ||
+        before === 0x3b
+      )
+    )
+      continue;
     if (!EVENT_HANDLER.test(s.slice(start, end).toLowerCase())) continue;
     if (/[(`=]|&#|\\u|\\x/.test(s.slice(eq + 1, eq + 256))) return true;
   }

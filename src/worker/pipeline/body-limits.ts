@@ -35,7 +35,11 @@ import type { Exchange, Stage } from './index.js';
 /** How often a body in progress is checked against the minimum data rate. */
 const RATE_CHECK_INTERVAL_MS = 1000;
 
-export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Exchange, error: HttpError) => void, gate: BodyGate | null = null): Stage {
+export function bodyLimitsStage(
+  config: CompiledConfig,
+  reject: (exchange: Exchange, error: HttpError) => void,
+  gate: BodyGate | null = null,
+): Stage {
   const { maxBodyBytes, maxMultipartBytes, maxJsonDepth, maxFormFields } = config.limits;
   const { bodyReadTimeoutMs, minDataRateBytesPerSec } = config.timeouts;
   const { maxChunkBytes } = config.limits;
@@ -71,9 +75,18 @@ export function bodyLimitsStage(config: CompiledConfig, reject: (exchange: Excha
         inspector = formFieldsInspector(maxFormFields);
       }
       const chunkSizer = chunked ? chunkSizeMeter(exchange.req, maxChunkBytes) : null;
-      const held = gate !== null && gate.wants(exchange.req) ? gate : null;
+      const held = gate?.wants(exchange.req) ? gate : null;
       // A declared HTTP/1 length is held to by the parser; every other body is counted as it streams.
-      watchBody(exchange, streamed || http2 ? maxBytes : Infinity, inspector, chunkSizer, held, bodyReadTimeoutMs, minDataRateBytesPerSec, reject);
+      watchBody(
+        exchange,
+        streamed || http2 ? maxBytes : Infinity,
+        inspector,
+        chunkSizer,
+        held,
+        bodyReadTimeoutMs,
+        minDataRateBytesPerSec,
+        reject,
+      );
     },
   };
 }
@@ -196,7 +209,8 @@ function chunkSizeMeter(req: IncomingMessage, maxChunkBytes: number): (piece: Bu
       const parser = (socket as unknown as { parser?: ParserBinding | null }).parser;
       const read = readMark === -1 ? null : (parser?.getCurrentBuffer() ?? null);
       // Without the parser's buffer, assume the chunk goes on: err long, never short.
-      continues = readMark !== -1 && (read === null || (read.length >= piece.length && read.compare(piece, 0, piece.length, 0, piece.length) === 0));
+      continues =
+        readMark !== -1 && (read === null || (read.length >= piece.length && read.compare(piece, 0, piece.length, 0, piece.length) === 0));
       readMark = bytesRead;
     }
     chunkBytes = continues ? chunkBytes + piece.length : piece.length;

@@ -42,8 +42,7 @@ export interface ClientIpPolicy {
 
 export type ClientIpResult =
   /** `via`: the (lower-cased) header the address came from, or null for the peer itself. */
-  | { ok: true; clientIp: string; via: string | null }
-  | { ok: false; reason: 'private_ip' | 'missing_proxy_headers'; clientIp: string };
+  { ok: true; clientIp: string; via: string | null } | { ok: false; reason: 'private_ip' | 'missing_proxy_headers'; clientIp: string };
 
 /**
  * Only the last this-many characters of a list header are looked at, and a
@@ -118,9 +117,7 @@ export function resolveClientIp(peerIp: string, headers: IncomingHttpHeaders, po
       const value = headers[source.name];
       if (value === undefined) continue;
       found =
-        source.kind === 'single'
-          ? singleValue(value)
-          : walkList(listTail(value), source.kind, policy.trustedProxies, policy.trustedHops);
+        source.kind === 'single' ? singleValue(value) : walkList(listTail(value), source.kind, policy.trustedProxies, policy.trustedHops);
       if (found !== null) {
         via = source.name;
         break;
@@ -395,13 +392,13 @@ function forwardedFor(element: string): ParsedAddress | null {
           closed = true;
           break;
         }
-        const escape = c === 0x5c;
-        if (escape) {
+        const escaped = c === 0x5c;
+        if (escaped) {
           unquoted += element.slice(runStart, i);
           runStart = ++i;
           if (i === n) return null;
         }
-        const text = escape ? element.charCodeAt(i) : c;
+        const text = escaped ? element.charCodeAt(i) : c;
         // qdtext and quoted-pair: HTAB, SP, visible ASCII, obs-text; no other controls.
         if (!(text === 0x09 || (text >= 0x20 && text !== 0x7f))) return null;
       }
@@ -446,8 +443,7 @@ function isNodePort(text: string): boolean {
   if (text.length < 2 || text.length > 32) return false;
   for (let i = 1; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    const ok =
-      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2e || c === 0x5f || c === 0x2d;
+    const ok = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2e || c === 0x5f || c === 0x2d;
     if (!ok) return false;
   }
   return true;

@@ -51,7 +51,8 @@ export function headerLimitsStage(config: CompiledConfig): Stage {
         if (name.length === 4 && name.toLowerCase() === 'host') hosts += 1;
       }
       // HTTP/1 heads were measured by the parser as they arrived.
-      if (http2 && headBytes + 2 > maxHeaderBytes) throw new HttpError('HEADERS_TOO_LARGE', `HTTP/2 header list of ${headBytes + 2} bytes in HTTP/1.1 form`);
+      if (http2 && headBytes + 2 > maxHeaderBytes)
+        throw new HttpError('HEADERS_TOO_LARGE', `HTTP/2 header list of ${headBytes + 2} bytes in HTTP/1.1 form`);
       // RFC 9112 §3.2: HTTP/1.1 requires exactly one Host field; 400 otherwise.
       // RFC 9113 §8.3.1: an HTTP/2 request names its host in :authority (or Host), and not two different ones.
       if (hosts > 1) throw new HttpError('DUPLICATE_HOST', `${hosts} Host fields`);

@@ -82,9 +82,18 @@ export function createPipeline(
   const auditLog = createAudit(config.audit);
   const throttle = createAuditThrottle();
   /** One audit event about a request; the path without its query (query strings carry tokens as often as search terms). */
-  const auditRequest = (exchange: Exchange, event: string, status: number | undefined, detail: string | undefined, host: string | undefined): void => {
+  const auditRequest = (
+    exchange: Exchange,
+    event: string,
+    status: number | undefined,
+    detail: string | undefined,
+    host: string | undefined,
+  ): void => {
     const { req, ctx } = exchange;
-    auditLog({ event, status, clientIp: ctx.clientIp, method: req.method, host, path: (req.url ?? '').split('?', 1)[0], detail }, req.headers);
+    auditLog(
+      { event, status, clientIp: ctx.clientIp, method: req.method, host, path: (req.url ?? '').split('?', 1)[0], detail },
+      req.headers,
+    );
   };
   /** Every rejection is an audit event, whether or not the access log is on. */
   const audit = (exchange: Exchange, rejection: HttpError): void => {
@@ -97,7 +106,13 @@ export function createPipeline(
       if (count === null) return;
       suppressed = count;
     }
-    auditRequest(exchange, rejection.spec.event, rejection.spec.status, withSuppressed(rejection.detail, suppressed), exchange.ctx.host || undefined);
+    auditRequest(
+      exchange,
+      rejection.spec.event,
+      rejection.spec.status,
+      withSuppressed(rejection.detail, suppressed),
+      exchange.ctx.host || undefined,
+    );
   };
   /** An IDS match, blocking or not: a security event of its own (the block is audited again as the rejection). */
   const auditMatch = (exchange: Exchange, match: IdsMatch): void => {

@@ -289,7 +289,8 @@ function parseV2(buffer: Buffer, maxHeaderBytes: number): ParseResult {
   const totalBytes = V2_FIXED_HEADER_BYTES + payloadBytes;
   if (totalBytes > maxHeaderBytes) return invalid(`v2 header of ${totalBytes} bytes exceeds the ${maxHeaderBytes}-byte cap`);
   const addressBytes = command === V2_COMMAND_LOCAL ? 0 : family.addressBytes;
-  if (payloadBytes < addressBytes) return invalid(`v2 length ${payloadBytes} is smaller than the ${family.name} address block (${addressBytes})`);
+  if (payloadBytes < addressBytes)
+    return invalid(`v2 length ${payloadBytes} is smaller than the ${family.name} address block (${addressBytes})`);
   if (buffer.length < totalBytes) return NEED_MORE;
 
   // From here on only the declared header is looked at, never beyond it.
@@ -391,8 +392,7 @@ export interface ProxyProtocolOptions {
 
 export type ProxyReadResult =
   /** null: no header (only when !required). */
-  | { ok: true; header: ProxyHeader | null }
-  | { ok: false; reason: 'untrusted' | 'missing' | 'malformed' | 'timeout'; detail: string };
+  { ok: true; header: ProxyHeader | null } | { ok: false; reason: 'untrusted' | 'missing' | 'malformed' | 'timeout'; detail: string };
 
 /**
  * Reads the PROXY header (if any) from a freshly accepted socket, then hands
@@ -445,7 +445,8 @@ export function readProxyHeader(socket: net.Socket, options: ProxyProtocolOption
       const result = parseProxyHeader(received, maxHeaderBytes);
       switch (result.state) {
         case 'need-more':
-          if (!trusted && startsWithProxySignature(received)) fail('untrusted', `peer ${peer ?? '(closed)'} sent a PROXY header but is not a trusted proxy`);
+          if (!trusted && startsWithProxySignature(received))
+            fail('untrusted', `peer ${peer ?? '(closed)'} sent a PROXY header but is not a trusted proxy`);
           return;
         case 'absent':
           if (options.required) fail('missing', 'connection does not start with a PROXY header');

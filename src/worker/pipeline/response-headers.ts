@@ -56,12 +56,21 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
   const appliedFor = (policy: HeaderPolicy): Applied => {
     let entry = applied.get(policy);
     if (entry === undefined) {
-      entry = { baseline: policyHeaders(policy, protocol), removed: new Set([...policy.remove, ...alwaysRemoved]), mergedFor: new WeakMap() };
+      entry = {
+        baseline: policyHeaders(policy, protocol),
+        removed: new Set([...policy.remove, ...alwaysRemoved]),
+        mergedFor: new WeakMap(),
+      };
       applied.set(policy, entry);
     }
     return entry;
   };
-  return (response: PolicyTarget, writeHead: WriteHead, statusCode: number, headers: OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined): void => {
+  return (
+    response: PolicyTarget,
+    writeHead: WriteHead,
+    statusCode: number,
+    headers: OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined,
+  ): void => {
     const { baseline, removed, mergedFor } = appliedFor(response[POLICY] ?? serverPolicy);
     if (headers !== undefined && !Array.isArray(headers)) {
       if (Object.isFrozen(headers)) {
@@ -96,7 +105,12 @@ export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protoc
     ): this {
       const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
       const headers = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
-      write(this, (status, merged) => (reason === undefined ? super.writeHead(status, merged) : super.writeHead(status, reason, merged)), statusCode, headers);
+      write(
+        this,
+        (status, merged) => (reason === undefined ? super.writeHead(status, merged) : super.writeHead(status, reason, merged)),
+        statusCode,
+        headers,
+      );
       return this;
     }
   };
@@ -128,7 +142,10 @@ export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Htt
       reasonOrHeaders?: string | OutgoingHttpHeaders | readonly string[],
       maybeHeaders?: OutgoingHttpHeaders | readonly string[],
     ): this {
-      const headers = (typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
+      const headers = (typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders) as
+        | OutgoingHttpHeaders
+        | OutgoingHttpHeader[]
+        | undefined;
       write(this, (status, merged) => super.writeHead(status, merged as OutgoingHttpHeaders), statusCode, headers);
       return this;
     }
