@@ -18,7 +18,7 @@ import { caKey } from '../tls/issuance/account.js';
 import { oneLine } from '../tls/issuance/acme.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import type { AuditLog } from './audit-log.js';
-import type { CertificateInfo } from './supervisor.js';
+import type { CertificateInfo } from '../tls/certificates.js';
 import { ensurePrivateDirectory, loadIssued, saveIssued, type StoreLocation } from './issued-store.js';
 
 const RETRY_BASE_MS = 60_000;

@@ -19,7 +19,7 @@ import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { workerCommand } from '../isolation/worker-command.js';
 import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
-import type { LoadedCertificate } from '../tls/certificates.js';
+import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
 import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
@@ -29,9 +29,6 @@ import type { CertificateManager, PreparedIssuance } from './certificate-manager
 import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
 import { WorkerProcess } from './worker-process.js';
-
-/** What `miwidothttp certs` shows of a certificate: never the key. */
-export type CertificateInfo = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
 
 /** A worker that lived less than this counts towards a crash loop. */
 const CRASH_LOOP_WINDOW_MS = 10_000;

@@ -42,6 +42,9 @@ export interface LoadedCertificate {
   fingerprint256: string;
 }
 
+/** What `miwidothttp certs` shows of a certificate: never the key. */
+export type CertificateInfo = Pick<LoadedCertificate, 'name' | 'subjectNames' | 'issuer' | 'notBefore' | 'notAfter' | 'fingerprint256'>;
+
 /** What went wrong, for tests and callers that branch on it; `problem` is the text for people. */
 export type CertificateProblemCode =
   | 'invalid_name'

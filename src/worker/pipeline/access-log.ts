@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../../config/types.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 export function accessLogStage(config: CompiledConfig, log: Logger): Stage {
   if (!config.server.accessLog) return { name: 'access-log' };

@@ -17,7 +17,7 @@ import type { CompiledConfig } from '../../config/types.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
 import { HttpError } from '../errors.js';
 import type { MasterPort } from '../master-link.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 /** Unspent tokens go back to the master this long after their lease. */
 export const LEASE_TTL_MS = 250;

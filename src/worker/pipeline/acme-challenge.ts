@@ -18,7 +18,7 @@
 import type { TlsSpec } from '../../config/types.js';
 import { ACME_TOKEN, type AcmeChallenges } from '../acme-challenges.js';
 import { HttpError } from '../errors.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 const ALLOW = Object.freeze({ Allow: 'GET, HEAD' });
 

@@ -19,7 +19,7 @@
  * raw bytes. max_request_per_connection is server.maxRequestsPerSocket.
  */
 import { HttpError } from '../errors.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 const DIGITS = /^[0-9]{1,15}$/;
 

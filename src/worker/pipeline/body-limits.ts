@@ -30,7 +30,7 @@ import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
 import { hasBodyWithoutLength, http2Stream } from '../http2.js';
 import type { BodyGate } from './ids.js';
-import type { Exchange, Stage } from './index.js';
+import type { Exchange, Stage } from './stage.js';
 
 /** How often a body in progress is checked against the minimum data rate. */
 const RATE_CHECK_INTERVAL_MS = 1000;

@@ -18,7 +18,7 @@ import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
 import { peerAddress } from '../connection-peer.js';
 import { HttpError } from '../errors.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 export interface ClientIpPolicy {
   /** `[security.forwarded].trust_proxy` */

@@ -19,7 +19,7 @@
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError } from '../errors.js';
 import { http2Stream } from '../http2.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 /** Control characters other than HTAB (RFC 9110 §5.5: field values are VCHAR, SP, HTAB, obs-text). */
 const CONTROL_CHARACTER = /[\x00-\x08\x0a-\x1f\x7f]/;

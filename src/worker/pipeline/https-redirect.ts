@@ -8,7 +8,7 @@
 import type { TlsSpec } from '../../config/types.js';
 import { HttpError } from '../errors.js';
 import { hostOf } from '../router.js';
-import type { Stage } from './index.js';
+import type { Stage } from './stage.js';
 
 /** A DNS name or a bracketed IPv6 literal: nothing else goes into a Location this stage writes. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;

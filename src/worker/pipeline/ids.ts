@@ -20,7 +20,7 @@ import { HttpError } from '../errors.js';
 import { createIdsEngine, MAX_BODY_BYTES, SEVERITY_SCORE, type IdsMatch } from '../ids/index.js';
 import type { MasterPort } from '../master-link.js';
 import type { WorkerMetrics } from '../metrics.js';
-import type { Exchange, Stage } from './index.js';
+import type { Exchange, Stage } from './stage.js';
 
 /** What body-limits asks before it holds back a body's first bytes for judgement. */
 export interface BodyGate {

@@ -26,32 +26,8 @@ import { antiSmugglingStage } from './anti-smuggling.js';
 import { bodyLimitsStage, rejectInFlight } from './body-limits.js';
 import { clientIpStage } from './client-ip.js';
 import { headerLimitsStage } from './header-limits.js';
-import { routeStage, type VhostRuntime } from './route.js';
-
-/** One request as it travels the pipeline. */
-export interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly ctx: ExchangeContext;
-  /** Chosen by the route stage. */
-  vhost: VhostRuntime | null;
-}
-
-/** The handler's read-only RequestContext, as the stages fill it in. */
-export type ExchangeContext = { -readonly [K in keyof RequestContext]: RequestContext[K] } & {
-  event: string | null;
-  detail: string | null;
-};
-
-export interface Stage {
-  readonly name: string;
-  /**
-   * Runs in list order before the handler; throw HttpError to reject. A
-   * stage that must wait (for the master) returns a promise; the next stage
-   * runs when it settles.
-   */
-  onRequest?(exchange: Exchange): void | Promise<void> | 'answered';
-}
+import { routeStage } from './route.js';
+import type { Exchange, Stage } from './stage.js';
 
 export interface Pipeline {
   /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */

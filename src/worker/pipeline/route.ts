@@ -10,13 +10,8 @@ import { createRedirectHandler } from '../handlers/redirect.js';
 import { createStaticHandler } from '../handlers/static.js';
 import type { RequestHandler } from '../handlers/types.js';
 import { hostOf, VhostRouter } from '../router.js';
-import type { Stage } from './index.js';
+import type { Stage, VhostRuntime } from './stage.js';
 import { useHeaderPolicy } from './response-headers.js';
-
-export interface VhostRuntime {
-  readonly spec: VhostSpec;
-  readonly handler: RequestHandler;
-}
 
 function handlerFor(spec: VhostSpec): RequestHandler {
   switch (spec.backend.type) {
