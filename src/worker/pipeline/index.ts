@@ -20,7 +20,6 @@ import { acmeChallengeStage } from './acme-challenge.js';
 import { httpsRedirectStage } from './https-redirect.js';
 import { idsStage } from './ids.js';
 import { HttpError, sendError } from '../errors.js';
-import type { RequestContext } from '../handlers/types.js';
 import { accessLogStage } from './access-log.js';
 import { antiSmugglingStage } from './anti-smuggling.js';
 import { bodyLimitsStage, rejectInFlight } from './body-limits.js';
