@@ -15,7 +15,18 @@ import { parseDnsName } from '../tls/sni.js';
 import { delegatedCgroup } from '../isolation/cgroups.js';
 import { privateDirectoryProblem } from '../fs/private-file.js';
 import { checkApiBase, isWellFormedToken } from '../tls/issuance/cloudflare-api.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
+import { compileDashboard } from './dashboard.js';
+import type {
+  AuditSpec,
+  BackendSpec,
+  CompiledConfig,
+  DashboardSpec,
+  HeaderPolicy,
+  IssuanceSpec,
+  ListenerSpec,
+  TlsSpec,
+  VhostSpec,
+} from './types.js';
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
@@ -174,6 +185,7 @@ function compileAudit(raw: RawConfig): AuditSpec {
     logConfigurationChanges: audit.log_configuration_changes,
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
+    logAuthentication: audit.log_authentication,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
@@ -407,7 +419,7 @@ function issuanceCommon(
   };
 }
 
-function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
+function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
   const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
   const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
   if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
@@ -420,6 +432,10 @@ function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
       address: metrics.bind_address,
       port: metrics.port,
     });
+  }
+  if (dashboard !== null) {
+    const { address, port } = dashboard;
+    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
   }
   return listeners;
 }
@@ -438,6 +454,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   if (metrics.enabled && metrics.port === raw.server.http_port) {
     problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
   }
+  const dashboard = compileDashboard(raw);
+  problems.push(...dashboard.problems);
   const cidrLists: [string, string[]][] = [
     ['security.proxy_protocol.trusted_proxies', raw.security.proxy_protocol.trusted_proxies],
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
@@ -521,8 +539,9 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       accessLog: server.access_log,
       stateDir: path.resolve(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
+      dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls),
+    listeners: compileListeners(raw, tls, dashboard.spec),
     tls,
     issuance,
     limits: {

@@ -93,11 +93,13 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly Propert
   return problems;
 }
 
+/** One line per problem: a problem both interpolation and the compiler see (an unset variable) is said once. */
 function format(source: string, problems: readonly ConfigProblem[], lines: Map<string, number>): string[] {
-  return problems.map(({ key, message }) => {
+  const formatted = problems.map(({ key, message }) => {
     const line = lineOf(key, lines);
     return `${source}: ${key}: ${message}${line === undefined ? '' : ` (line ${line})`}`;
   });
+  return [...new Set(formatted)];
 }
 
 /** The line of the key itself, else of the closest enclosing key or table. */
