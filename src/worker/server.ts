@@ -15,6 +15,8 @@ import { AcmeChallenges } from './acme-challenges.js';
 import { createAudit, createAuditThrottle, withSuppressed, type Audit } from './audit.js';
 import type { MasterPort } from './master-link.js';
 import { WorkerMetrics } from './metrics.js';
+import { loadDashboardAssets } from './dashboard/assets.js';
+import { createDashboardServer } from './dashboard/server.js';
 import { peerAddress, setProxiedSource } from './connection-peer.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from './errors.js';
 import { createHttp2Server, http2Limits, http2Stream, StreamResetBudget, type Http2Limits } from './http2.js';
@@ -212,6 +214,7 @@ export class WorkerServer {
   /** Start accepting on a socket the master bound. */
   listen(spec: ListenerSpec, handle: unknown): Promise<void> {
     if (spec.purpose === 'metrics') return this.start(spec, this.metricsServer(), handle);
+    if (spec.purpose === 'dashboard') return this.start(spec, createDashboardServer(this.config, this.link, loadDashboardAssets()), handle);
     const { limits, timeouts } = this.config;
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderBytes,
