@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BIN, cli, freePort, readText, request, TestServer, waitFor, type Response } from '../support/harness.js';
@@ -198,6 +199,27 @@ describe('dashboard over HTTP', () => {
       const shown = (await state()).auditEvents.filter((event) => event.clientIp === attacker).map((event) => event.event);
       return shown.includes('auth.dashboard_failed') && shown.includes('auth.dashboard_locked');
     });
+  });
+
+  it('closes connections past its cap, audited with the client, while the sites and the dashboard go on', async () => {
+    const flood: net.Socket[] = [];
+    try {
+      // 64 per worker: 200 from one address fill both workers' share, whatever the kernel's split.
+      for (let i = 0; i < 200; i++) {
+        const socket = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.30' });
+        socket.on('error', () => undefined);
+        flood.push(socket);
+      }
+      await waitFor('the refusal in the audit log', () =>
+        readText(auditLog)
+          .split('\n')
+          .some((line) => line.includes('"connection.limit_exceeded"') && line.includes('"127.0.0.30"') && line.includes('dashboard')),
+      );
+      assert.equal((await request(server.port, { path: '/' })).status, 200, 'the sites are served');
+    } finally {
+      for (const socket of flood) socket.destroy();
+    }
+    await waitFor('the dashboard again', async () => (await get('/api/state', { Authorization: `Bearer ${TOKEN}` })).status === 200);
   });
 
   it('shows a ban added with the CLI', async () => {

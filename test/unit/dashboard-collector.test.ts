@@ -89,8 +89,10 @@ describe('refused clients', () => {
 function sources(overrides: Partial<DashboardSources> = {}): DashboardSources {
   const loaded = loadConfig(null);
   assert.ok(loaded.ok);
+  const dashboard = { address: '127.0.0.1', port: 9146, tokenSha256: '0'.repeat(64), sessionKey: '0'.repeat(64) };
+  const config = { ...loaded.config, server: { ...loaded.config.server, dashboard } };
   return {
-    config: () => loaded.config,
+    config: () => config,
     generation: () => 1,
     workers: () => Promise.resolve([]),
     bans: () => [],
@@ -132,6 +134,22 @@ describe('the collector', () => {
         (state.refusedClients as { ip: string; count: number }[]).map((client) => [client.ip, client.count]),
         [['192.0.2.9', 150]],
       );
+    } finally {
+      collector.close();
+    }
+  });
+
+  it('tallies no refused clients while the dashboard is off', async () => {
+    const off = sources();
+    const collector = new DashboardCollector({
+      ...off,
+      config: () => ({ ...off.config(), server: { ...off.config().server, dashboard: null } }),
+    });
+    try {
+      collector.recordAudit(entry({ audit: 'connection.banned', clientIp: '192.0.2.9' }));
+      const state = JSON.parse(await collector.state()) as { refusedClients: unknown[]; auditEvents: unknown[] };
+      assert.deepEqual(state.refusedClients, []);
+      assert.equal(state.auditEvents.length, 1);
     } finally {
       collector.close();
     }

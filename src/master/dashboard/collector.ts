@@ -107,7 +107,9 @@ export class DashboardCollector {
     this.#events.push(view);
     if (name.startsWith('ids.')) this.#idsEvents.push(view);
     const clientIp = entry.fields.clientIp;
-    if (typeof clientIp === 'string' && isRefusal(name)) this.#refusals.add(clientIp, refusalCount(entry), name, Date.parse(entry.time));
+    // The one table a flood of addresses can fill (to its cap): kept only while someone can look at it.
+    if (typeof clientIp === 'string' && isRefusal(name) && this.sources.config().server.dashboard !== null)
+      this.#refusals.add(clientIp, refusalCount(entry), name, Date.parse(entry.time));
     if (name === 'config.reload' || name === 'config.reload_refused') {
       const generation = entry.fields.generation;
       const detail = entry.fields.detail;

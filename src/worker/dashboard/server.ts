@@ -29,6 +29,8 @@ const STATE_TIMEOUT_MS = 10_000;
 /** A login form is one field: anything larger is not one. */
 const MAX_FORM_BYTES = 4096;
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/** Connections one worker keeps open to the dashboard; more are closed as they arrive. */
+const MAX_CONNECTIONS = 64;
 
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy': "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
@@ -219,7 +221,7 @@ export function createDashboardServer(config: CompiledConfig, link: MasterPort, 
     }
   };
 
-  return http.createServer(
+  const server = http.createServer(
     {
       maxHeaderSize: 8192,
       headersTimeout: 5000,
@@ -229,6 +231,21 @@ export function createDashboardServer(config: CompiledConfig, link: MasterPort, 
     },
     handle,
   );
+  // A few operators' browsers, not a crowd: a flood of connections costs the worker no more than these.
+  server.maxConnections = MAX_CONNECTIONS;
+  const securityAudit = createAudit(config.audit);
+  server.on('drop', (peer?: { remoteAddress?: string }) => {
+    const address = peer?.remoteAddress ?? '';
+    const clientIp = clientKey(address) ?? address;
+    const suppressed = throttle(`drop ${clientIp}`);
+    if (suppressed !== null)
+      securityAudit({
+        event: 'connection.limit_exceeded',
+        clientIp,
+        detail: withSuppressed(`dashboard: ${MAX_CONNECTIONS} connections open at this worker`, suppressed),
+      });
+  });
+  return server;
 }
 
 /** An application/x-www-form-urlencoded body of at most MAX_FORM_BYTES, or null. */
