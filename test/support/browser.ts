@@ -63,11 +63,19 @@ export class Browser {
         '--disable-component-update',
         '--disable-sync',
         '--disable-dev-shm-usage',
+        '--disable-crash-reporter',
+        '--disable-breakpad',
         `--user-data-dir=${profile}`,
         '--remote-debugging-port=0',
         'about:blank',
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      // Its own process group: close() can end every process it started (zygotes, renderers), and nothing else.
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+        // Its crash database and caches go in the profile too, not in root's home.
+        env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: path.join(profile, 'config'), XDG_CACHE_HOME: path.join(profile, 'cache') },
+      },
     );
     let stderr = '';
     const url = await new Promise<string>((resolve, reject) => {
@@ -134,7 +142,12 @@ export class Browser {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((resolve) => this.child.once('exit', resolve));
       await Promise.race([exited, sleep(10_000)]);
-      if (this.child.exitCode === null) this.child.kill('SIGKILL');
+    }
+    try {
+      // Whatever of its group is left (a helper that outlived the browser).
+      process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      // The whole group is gone.
     }
     rmSync(this.profile, { recursive: true, force: true });
   }
