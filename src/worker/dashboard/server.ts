@@ -14,7 +14,7 @@
  * frame-ancestors 'none': no inline script, no framing) and nosniff.
  */
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { CompiledConfig, DashboardSpec } from '../../config/types.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
 import { createAudit, createAuditThrottle, withSuppressed, type Audit } from '../audit.js';
@@ -198,11 +198,27 @@ export function createDashboardServer(config: CompiledConfig, link: MasterPort, 
     });
   };
 
+  /**
+   * DNS rebinding: a page of another site whose name resolves to this
+   * address could make an operator's browser send wrong tokens and hold the
+   * operator's own address back. A browser reaching the dashboard directly
+   * names it by an IP address or "localhost" (an SSH tunnel); a name is
+   * accepted only through a trusted forwarding proxy, which checked it.
+   */
+  const hostAllowed = (req: http.IncomingMessage): boolean => {
+    if (forwardingProxies.has(clientOf(req.socket))) return true;
+    const host = /^(\[[0-9A-Fa-f:.]+\]|[^:]*)(?::[0-9]{1,5})?$/.exec(req.headers.host ?? '')?.[1]?.toLowerCase() ?? '';
+    return host === 'localhost' || isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0;
+  };
+
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '').split('?', 1)[0] ?? '';
     const method = req.method ?? '';
     const file = assets.files.get(path);
-    if (method === 'POST' && path === '/login') login(req, res);
+    if (!hostAllowed(req)) {
+      req.resume();
+      send(res, 421, 'text/plain; charset=utf-8', 'Misdirected Request: open the dashboard by its address\n', { Connection: 'close' });
+    } else if (method === 'POST' && path === '/login') login(req, res);
     else if (method === 'POST' && path === '/logout') {
       req.resume();
       if (!sameOrigin(req)) sendLogin(res, 403, 'origin');
