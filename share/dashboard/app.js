@@ -247,8 +247,12 @@ function render(state) {
     `Updated ${clock(state.generatedAt)} from master ${state.master.pid}; refreshes every ${REFRESH_MS / 1000} s.`;
 }
 
+/** A slow answer is waited for, not asked for again on top. */
+let asking = false;
+
 async function refresh() {
-  if (document.visibilityState === 'hidden') return;
+  if (document.visibilityState === 'hidden' || asking) return;
+  asking = true;
   try {
     const response = await fetch('/api/state', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
     if (response.status === 401) {
@@ -264,6 +268,8 @@ async function refresh() {
   } catch (error) {
     document.body.classList.add('stale');
     byId('updated').textContent = `Not updated: ${error.message}. Trying again every ${REFRESH_MS / 1000} s.`;
+  } finally {
+    asking = false;
   }
 }
 
