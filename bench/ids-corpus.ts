@@ -56,6 +56,8 @@ interface Sample {
   /** How it goes in a URL or form: as written when the list writes it percent-encoded, else encoded. */
   readonly wire: string;
   readonly placements: readonly Placement[];
+  /** What goes in a header when it is not the text. */
+  readonly headerText?: string;
 }
 
 interface AttackSample extends Sample {
@@ -106,28 +108,39 @@ function sample<T>(items: readonly T[], count: number, seed: number): T[] {
 
 const ESCAPED = /%[0-9a-f]{2}/i;
 
-/** Percent-decoding once, as an application's framework does; invalid escapes stay. */
-function decodeOnce(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/%(?![0-9a-f]{2})/gi, '%25'));
-  } catch {
-    return s.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+/**
+ * A list line as sent: written with escapes, it goes on the wire as written
+ * (spaces and "#", "&" escaped) and means its text decoded until no escape
+ * is left (a double-encoded line is meant for an application that decodes
+ * twice); a line whose escapes are not UTF-8 (overlong forms) or are IIS's
+ * %uXXXX exists only in a URL (urlOnly). Otherwise it is encoded.
+ */
+function wireOf(line: string): { text: string; wire: string; urlOnly: boolean } {
+  const iis = /%u[0-9a-f]{4}/i.test(line);
+  if (!ESCAPED.test(line) && !iis) return { text: line, wire: encodeURIComponent(line), urlOnly: false };
+  const wire = line.replace(/[ #&\t\r\n"<>]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  // IIS's %uXXXX exists only in URLs that IIS decodes.
+  if (iis) return { text: line, wire, urlOnly: true };
+  let text = line;
+  for (let round = 0; round < 3 && ESCAPED.test(text); round++) {
+    try {
+      text = decodeURIComponent(text.replace(/%(?![0-9a-f]{2})/gi, '%25'));
+    } catch {
+      return { text: line, wire, urlOnly: true };
+    }
   }
-}
-
-/** A list line as sent: written with escapes, it goes on the wire as written (spaces and "#", "&" escaped), else encoded. */
-function wireOf(line: string): { text: string; wire: string } {
-  if (ESCAPED.test(line)) {
-    return { text: decodeOnce(line), wire: line.replace(/[ #&\t\r\n"<>]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`) };
-  }
-  return { text: line, wire: encodeURIComponent(line) };
+  return { text, wire, urlOnly: false };
 }
 
 const ATTACK_PLACEMENTS: readonly Placement[] = ['query', 'form', 'json', 'header'];
 
 function attack(category: Category, source: string, line: string, extra: readonly Placement[] = []): AttackSample {
-  const { text, wire } = wireOf(line);
-  return { category, source, text, wire, placements: [...ATTACK_PLACEMENTS, ...extra] };
+  const { text, wire, urlOnly } = wireOf(line);
+  // A URL-only line goes in a header as written (the engine decodes header values as an application would).
+  if (urlOnly) return { category, source, text, wire, placements: ['query', 'form', ...extra], headerText: line };
+  // A header cannot carry CR, LF or NUL: a line that needs them is not placed there.
+  const placements = /[\r\n\0]/.test(text) ? ATTACK_PLACEMENTS.filter((p) => p !== 'header') : ATTACK_PLACEMENTS;
+  return { category, source, text, wire, placements: [...placements, ...extra] };
 }
 
 // ---- attack corpora -------------------------------------------------------
@@ -136,13 +149,20 @@ const WFUZZ = '/usr/share/wfuzz/wordlist';
 const WAPITI = '/usr/lib/python3/dist-packages/wapitiCore/data/attacks';
 const SQLMAP = '/usr/share/sqlmap/data';
 
+/** A wfuzz list: "#" lines are comments; dirTraversal's {FILE} is "replaced with the absolute URI of a local resource". */
 function wfuzzList(file: string, category: Category, extra: readonly Placement[] = []): AttackSample[] {
-  return lines(path.join(WFUZZ, file)).map((line) => attack(category, `wfuzz ${file}`, line, extra));
+  return lines(path.join(WFUZZ, file))
+    .filter((line) => !(file.startsWith('vulns/') && line.startsWith('#')))
+    .map((line) => attack(category, `wfuzz ${file}`, line.replaceAll('{FILE}', 'etc/passwd'), extra));
 }
 
 function wapitiBlindSql(): AttackSample[] {
   return lines(path.join(WAPITI, 'blindSQLPayloads.txt')).map((line) =>
-    attack('sqli', 'wapiti blindSQLPayloads.txt', line.replaceAll('[TIME]', '5').replaceAll('[VALUE]', '1').replaceAll('[LF]', '\n')),
+    attack(
+      'sqli',
+      'wapiti blindSQLPayloads.txt',
+      line.replaceAll('[TIME]', '5').replaceAll('[VALUE]', '1').replaceAll('[LF]', '\n').replaceAll('[TAB]', '\t'),
+    ),
   );
 }
 
@@ -157,7 +177,11 @@ function wapitiXss(): AttackSample[] {
   for (const line of lines(path.join(WAPITI, 'xssPayloads.ini'))) {
     const match = /^payload\s*=\s*(.*)$/.exec(line);
     if (match === null) continue;
-    const payload = match[1]!
+    // In-tag payloads start after "y" and close the attribute with its quote (wapiti net/xss_utils.py).
+    const inTag = match[1]!.includes('[ATTR_SEP]');
+    const payload = `${inTag ? 'y' : ''}${match[1]!}`
+      .replaceAll('[ATTR_SEP]', '"')
+      .replaceAll('[VALUE_SEP]', '"')
       .replaceAll('__XSS__', 'w4p1t1x')
       .replaceAll('[LF]', '\n')
       .replaceAll('[TAB]', '\t')
@@ -199,7 +223,7 @@ function tag(block: string, name: string): string {
 /** sqlmap's placeholders, filled the way sqlmap fills them (agent.py), with fixed "random" values. */
 function fillSqlmap(s: string): string {
   return s
-    .replaceAll('[GENERIC_SQL_COMMENT]', '-- -')
+    .replaceAll('[GENERIC_SQL_COMMENT]', '-- [RANDSTR]')
     .replaceAll('[SLEEPTIME]', '5')
     .replaceAll('[DELIMITER_START]', 'qzvkq')
     .replaceAll('[DELIMITER_STOP]', 'qbxjq')
@@ -245,7 +269,9 @@ function sqlmapPayloads(): AttackSample[] {
       let payloads = [tag(block, 'payload')];
       if (payloads[0] === '' && /\[UNION\]/.test(tag(block, 'vector'))) {
         // A UNION test: sqlmap writes the column list itself (techniques/union/use.py).
-        const char = tag(block, 'char') === 'NULL' ? 'NULL' : fillSqlmap(tag(block, 'char') || '[RANDNUM]');
+        // [CHAR] is --union-char, a random number unless given.
+        const char =
+          tag(block, 'char') === 'NULL' ? 'NULL' : fillSqlmap((tag(block, 'char') || '[RANDNUM]').replace('[CHAR]', '[RANDNUM]'));
         payloads = [1, 3, 5].map(
           (columns) => `UNION ALL SELECT ${[...Array(columns - 1).fill(char), 'CONCAT(0x717a766b71,0x4a6d4c,0x71627a6a71)'].join(',')}`,
         );
@@ -257,9 +283,11 @@ function sqlmapPayloads(): AttackSample[] {
           if (!clauses.some((c) => c === '0' || boundary.clause.has(c) || boundary.clause.has('0'))) continue;
           for (const where of wheres) {
             if (!boundary.where.has(where)) continue;
+            // As sqlmap's agent.py prefixQuery/suffixQuery: the original value, the prefix and a
+            // space (none before a stacked ";"), the payload, then the comment or else the suffix.
             const original = where === '1' ? '1' : where === '2' ? '-4271' : '';
-            const prefix = boundary.prefix === '' ? '' : `${boundary.prefix} `;
-            const suffix = boundary.suffix === '' ? '' : ` ${boundary.suffix}`;
+            const prefix = where === '3' ? '' : `${boundary.prefix}${payload.startsWith(';') ? '' : ' '}`;
+            const suffix = comment !== '' || boundary.suffix === '' || where === '3' ? '' : ` ${boundary.suffix}`;
             const text = fillSqlmap(`${original}${prefix}${payload}${comment}${suffix}`);
             if (!out.has(text)) {
               out.set(text, {
@@ -431,7 +459,7 @@ function inspect(sample: Sample, placement: Placement): IdsMatch[] {
     case 'json':
       return engine.inspectBody(Buffer.from(JSON.stringify({ name: 'alice', q: sample.text })), 'application/json');
     case 'header':
-      return engine.inspectRequest('/search', { ...BROWSER_HEADERS, 'x-search': asHeaderValue(sample.text) });
+      return engine.inspectRequest('/search', { ...BROWSER_HEADERS, 'x-search': asHeaderValue(sample.headerText ?? sample.text) });
     case 'user-agent':
       return engine.inspectRequest('/', { ...BROWSER_HEADERS, 'user-agent': asHeaderValue(sample.text) });
   }

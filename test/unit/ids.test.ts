@@ -14,7 +14,7 @@ import { detectXss } from '../../src/worker/ids/xss.js';
 const BROWSER_UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 
 type Rule = 'sqli' | 'xss' | 'path-traversal' | 'command-injection';
-type Position = 'query' | 'path' | 'user-agent' | 'referer' | 'cookie' | 'form' | 'json' | 'text';
+type Position = 'query' | 'path' | 'user-agent' | 'referer' | 'cookie' | 'header' | 'form' | 'json' | 'text';
 
 /** An attack: the text as a client sends it, or (encoded) already percent-encoded on the wire. */
 interface Attack {
@@ -320,9 +320,9 @@ const ATTACKS: readonly Attack[] = [
   command('%26%26%20whoami', true),
 ];
 
-const ALL_POSITIONS: readonly Position[] = ['path', 'user-agent', 'referer', 'cookie', 'form', 'json', 'text'];
+const ALL_POSITIONS: readonly Position[] = ['path', 'user-agent', 'header', 'referer', 'cookie', 'form', 'json', 'text'];
 /** Positions where a percent-encoded payload arrives encoded and is decoded by the engine. */
-const ENCODED_POSITIONS: readonly Position[] = ['path', 'referer', 'cookie', 'form'];
+const ENCODED_POSITIONS: readonly Position[] = ['path', 'referer', 'header', 'cookie', 'form'];
 
 function hasControl(s: string): boolean {
   return /[\x00-\x1f\x7f]/.test(s);
@@ -334,7 +334,9 @@ function positionsFor(attack: Attack, index: number): Position[] {
     attack.encoded === true
       ? ENCODED_POSITIONS
       : ALL_POSITIONS.filter((p) => !(hasControl(attack.payload) && (p === 'user-agent' || p === 'text')));
-  const chosen: Position[] = ['query', pool[index % pool.length]!, pool[(index + 3) % pool.length]!];
+  // Every attack in an arbitrary header too (issue 14: not only the headers applications are known to copy).
+  const header: Position[] = attack.encoded === true || !hasControl(attack.payload) ? ['header'] : [];
+  const chosen: Position[] = ['query', ...header, pool[index % pool.length]!, pool[(index + 3) % pool.length]!];
   return chosen.filter((p, i) => chosen.indexOf(p) === i);
 }
 
@@ -356,6 +358,8 @@ function inspectAt(engine: IdsEngine, position: Position, attack: Attack): IdsMa
       return engine.inspectRequest('/index.html', { ...headers, referer: `https://shop.example/search?q=${onWire}` });
     case 'cookie':
       return engine.inspectRequest('/index.html', { ...headers, cookie: `session=4f2a9c1e; pref=${onWire}` });
+    case 'header':
+      return engine.inspectRequest('/index.html', { ...headers, 'x-note': attack.encoded === true ? attack.payload : attack.payload });
     case 'form':
       return engine.inspectBody(Buffer.from(`name=alice&comment=${onWire}`), 'application/x-www-form-urlencoded');
     case 'json':
@@ -378,6 +382,8 @@ function expectedLocation(position: Position): string {
     case 'json':
     case 'text':
       return 'body';
+    case 'header':
+      return 'header:x-note';
     default:
       return `header:${position}`;
   }
@@ -817,6 +823,43 @@ describe('custom rules', () => {
       { rule: 'debug-flag', category: 'custom', severity: 'low', action: 'log', location: 'query' },
     ]);
   });
+  it('match any header, as sent or percent-decoded', () => {
+    assert.deepEqual(custom.inspectRequest('/', { 'x-scanner': 'nikto/2.5' }), [
+      { rule: 'scanner', category: 'custom', severity: 'high', action: 'block', location: 'header:x-scanner' },
+    ]);
+    assert.deepEqual(
+      custom.inspectRequest('/', { 'x-flags': 'debug%3D1' }).map((m) => m.location),
+      ['header:x-flags'],
+    );
+  });
+  it('match a body in every decoding the built-in detectors see (issue 14)', () => {
+    const bodyRules = createIdsEngine([
+      { name: 'internal-field', pattern: 'internal_role\\s*=\\s*admin', severity: 'medium', action: 'block' },
+      { name: 'blink', pattern: '<blink>', severity: 'low', action: 'log' },
+    ]);
+    const form = bodyRules.inspectBody(Buffer.from('name=alice&internal_role+%3D+admin'), 'application/x-www-form-urlencoded');
+    assert.deepEqual(form, [{ rule: 'internal-field', category: 'custom', severity: 'medium', action: 'block', location: 'body' }]);
+    const json = bodyRules.inspectBody(Buffer.from('{"bio":"\\u003cblink>hi"}'), 'application/json');
+    assert.deepEqual(
+      json.map((m) => m.rule),
+      ['blink'],
+    );
+    const deep = bodyRules.inspectBody(Buffer.from(`${'x'.repeat(60_000)} internal_role = admin`), 'text/plain');
+    assert.deepEqual(
+      deep.map((m) => m.rule),
+      ['internal-field'],
+    );
+    const multipart = bodyRules.inspectBody(
+      Buffer.from('--b\r\nContent-Disposition: form-data; name="r"\r\n\r\ninternal_role=admin\r\n--b--\r\n'),
+      'multipart/form-data; boundary=b',
+    );
+    assert.deepEqual(
+      multipart.map((m) => m.rule),
+      ['internal-field'],
+    );
+    assert.deepEqual(bodyRules.inspectBody(Buffer.from('name=alice&role=admin'), 'application/x-www-form-urlencoded'), []);
+    assert.deepEqual(bodyRules.inspectBody(Buffer.from('\u0089PNG internal_role=admin'), 'image/png'), [], 'binary bodies are not read');
+  });
   it('match the selected headers', () => {
     assert.deepEqual(custom.inspectRequest('/', { 'user-agent': 'sqlmap/1.7.2#stable (https://sqlmap.org)' }), [
       { rule: 'scanner', category: 'custom', severity: 'high', action: 'block', location: 'header:user-agent' },
@@ -996,5 +1039,110 @@ describe('expression-language injection in headers', () => {
   it('detectExpression is bounded on pathological input', () => {
     assert.equal(detectExpression('${'.repeat(50_000)), true);
     assert.equal(detectExpression('{'.repeat(100_000)), false);
+  });
+});
+
+describe('every header is inspected, each by its grammar (issue 14)', () => {
+  const engine = createIdsEngine([]);
+  const basic = (credentials: string): string => `Basic ${Buffer.from(credentials).toString('base64')}`;
+  const attacks: [string, string, string][] = [
+    ['x-foo', "' OR 1=1--", 'sqli'],
+    ['x-tenant-id', '1 UNION SELECT null,null--', 'sqli'],
+    ['accept', "text/html' AND SLEEP(5)#", 'sqli'],
+    ['accept-language', '<svg onload=alert(1)>', 'xss'],
+    ['x-forwarded-host', '"><script>alert(1)</script>', 'xss'],
+    ['x-file', '..%2f..%2f..%2fetc%2fpasswd', 'path-traversal'],
+    ['x-callback', 'http://x/;cat /etc/passwd', 'command-injection'],
+    ['host', "shop.example' OR '1'='1", 'sqli'],
+    ['authorization', basic("admin'--:secret"), 'sqli'],
+    ['authorization', 'Digest username="x\' or 1=1--", realm="r", uri="/a", response="0"', 'sqli'],
+    ['proxy-authorization', basic('<script>alert(1)</script>:pw'), 'xss'],
+    ['content-type', 'multipart/form-data; boundary="x\' UNION SELECT 1,2--"', 'sqli'],
+    ['if-none-match', "\"a' OR '1'='1\"", 'sqli'],
+    ['origin', 'https://shop.example/?q=%3Cscript%3Ealert(1)%3C/script%3E', 'xss'],
+    ['referer', 'https://shop.example/#/search?q=1%20union%20select%201,2', 'sqli'],
+    ["x-'or'1'--", 'value', 'sqli'],
+  ];
+  for (const [name, value, rule] of attacks) {
+    it(`finds ${rule} in ${name}: ${value}`, () => {
+      const matches = engine.inspectRequest('/', { host: 'shop.example', [name]: value });
+      assert.ok(
+        matches.some((m) => m.rule === rule && m.location === `header:${name}` && m.action === 'block'),
+        JSON.stringify(matches),
+      );
+    });
+  }
+
+  /** Values real browsers, API clients and proxies send. */
+  const benign: [string, string][] = [
+    ['host', 'shop.example:8443'],
+    ['host', '[2001:db8::1]:443'],
+    [
+      'accept',
+      'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+    ],
+    ['accept', 'application/json, text/plain, */*'],
+    ['accept', 'application/vnd.github+json'],
+    ['accept', 'text/event-stream'],
+    ['accept-language', 'de-CH,de;q=0.9,fr-CH;q=0.8,fr;q=0.7,en-US;q=0.6,en;q=0.5'],
+    ['accept-language', 'zh-Hans-CN,zh-CN;q=0.9,ja;q=0.8'],
+    ['accept-encoding', 'gzip, deflate, br, zstd'],
+    ['accept-charset', 'utf-8, iso-8859-1;q=0.5, *;q=0.1'],
+    ['cache-control', 'max-age=0, no-cache, no-store, must-revalidate'],
+    ['pragma', 'no-cache'],
+    ['connection', 'keep-alive, Upgrade'],
+    ['upgrade', 'websocket'],
+    ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+    ['sec-websocket-extensions', 'permessage-deflate; client_max_window_bits'],
+    ['sec-ch-ua', '"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"'],
+    ['sec-ch-ua-platform', '"Windows"'],
+    ['sec-ch-ua-mobile', '?0'],
+    ['sec-fetch-site', 'same-origin'],
+    ['sec-fetch-dest', 'document'],
+    ['priority', 'u=0, i'],
+    ['dnt', '1'],
+    ['if-none-match', 'W/"5e-1a2b3c", "xyzzy", "r2d2xxxx"'],
+    ['if-none-match', '"33a64df551425fcc55e4d42a148795d9f25f89d4"'],
+    ['if-none-match', '*'],
+    ['if-modified-since', 'Wed, 21 Oct 2015 07:28:00 GMT'],
+    ['if-range', '"67ab43"'],
+    ['range', 'bytes=0-1023, 2048-'],
+    ['content-type', 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW'],
+    ['content-type', 'multipart/form-data; boundary=------------------------d74496d66958873e'],
+    ['content-type', 'application/x-www-form-urlencoded; charset=UTF-8'],
+    ['content-type', 'text/plain; charset="utf-8"'],
+    ['authorization', basic("alice:k7'#Lp2 OR x=x--")],
+    ['authorization', basic('bob@example.com:correct horse battery staple; DROP')],
+    [
+      'authorization',
+      'Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c',
+    ],
+    [
+      'authorization',
+      'Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"',
+    ],
+    [
+      'authorization',
+      'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7',
+    ],
+    ['authorization', 'Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggSKYYIEhjCCBIKgAwIBBQ=='],
+    ['referer', 'https://www.google.com/search?q=select+union+jobs&oq=select+union&sourceid=chrome&ie=UTF-8'],
+    ['referer', 'https://shop.example/#/products?sort=price&dir=desc'],
+    ['origin', 'https://shop.example'],
+    ['origin', 'null'],
+    ['x-forwarded-for', '203.0.113.7, 10.0.0.1'],
+    ['forwarded', 'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"'],
+    ['x-request-id', '550e8400-e29b-41d4-a716-446655440000'],
+    ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'],
+    ['tracestate', 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE'],
+    ['baggage', 'userId=alice,serverNode=DF%2028,isProduction=false'],
+    ['x-csrf-token', 'Fv3S9Jd0pQ8v+Zx/ab12=='],
+  ];
+  for (const [name, value] of benign) {
+    it(`leaves ${name}: ${value.slice(0, 60)}`, () => assert.deepEqual(engine.inspectRequest('/', { [name]: value }), []));
+  }
+  it('a Basic password is not inspected, the user-id is', () => {
+    assert.deepEqual(engine.inspectRequest('/', { authorization: basic("alice:' OR 1=1--") }), []);
+    assert.equal(engine.inspectRequest('/', { authorization: basic("' OR 1=1--:x") }).length, 1);
   });
 });

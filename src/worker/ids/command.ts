@@ -528,6 +528,8 @@ function hasCallName(s: string): boolean {
  * follows a space after a word, or an opening bracket ("see (`cmd.exe`)").
  */
 function substitutionContext(s: string, i: number): boolean {
+  // A run of backticks is Markdown (a "```" fence, a "``code``" span); in a shell "``" substitutes nothing.
+  if (s.charCodeAt(i + 1) === 0x60 || (i > 0 && s.charCodeAt(i - 1) === 0x60)) return false;
   if (i === 0) return true;
   const before = s.charCodeAt(i - 1);
   if (before === 0x28 || before === 0x5b) return false;
@@ -546,11 +548,28 @@ const OPTION_TEST = /[ \t][-/]/;
 /** Where the separator loop looks: one search per separator instead of a loop over every character. */
 const SEPARATOR_SEARCH = /[;|&`$\n\r]/g;
 
+/**
+ * Code injection into a string an interpreter evaluates (PHP eval, CWE-95):
+ * the value closes the string or statement it was pasted into (a quote,
+ * then ";" or "."; or a leading ";"), calls a function, and comments out
+ * the rest ("';exit(md5('x'));//", "\".system('id');#"). Anchored at the
+ * start, where code a person writes does not begin.
+ */
+const CODE_BREAKOUT =
+  /^[\w.-]{0,32}['"]?\s{0,4}[;.]\s{0,4}[a-z_][\w\\]{0,40}\s{0,4}\([^\n]{0,200}\)\s{0,4};?\s{0,4}(?:\/\/|#)[^\n]{0,64}$/i;
+
+/**
+ * A data: URL whose base64 content is PHP or script: remote-file inclusion
+ * through PHP's data:// wrapper (allow_url_include). "PD9" is "<?" in base64.
+ */
+const DATA_CODE = /\bdata:[\w/+.-]{0,64}(?:;[\w=-]{1,32}){0,3};base64,(?:PD9|PHN[jJ]cmlwd)/;
+
 /** True when `input` (already percent-decoded, bounded by the caller) carries a shell command. */
 export function detectCommand(input: string): boolean {
   const n = input.length;
   if (n < 2) return false;
   // Which rules can apply at all, by character searches the regexp engine runs fast.
+  if (input.indexOf('base64,') !== -1 && DATA_CODE.test(input)) return true;
   if (!COMMAND_TEST.test(input)) return false;
   const separators = SEPARATOR_TEST.test(input);
   const paren = input.indexOf('(') !== -1;
@@ -561,6 +580,7 @@ export function detectCommand(input: string): boolean {
   if ((input.indexOf('${') !== -1 || input.indexOf('<!--#') !== -1) && SSI_OR_JNDI.test(input)) return true;
   if (paren) {
     if (SHELLSHOCK.test(input)) return true;
+    if (CODE_BREAKOUT.test(input)) return true;
     if (hasCallName(input) && CODE_CALL.test(input)) return true;
   }
   if (option && SHELL_OPTION.test(input)) return true;

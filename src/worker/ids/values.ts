@@ -89,6 +89,7 @@ const COMMAND_NEEDS = SEMICOLON | PIPE | AMP | BACKTICK | DOLLAR | CONTROL | PAR
  * is no rule either; "Rock & Roll" is prose).
  */
 const SQLI_NEEDS = ALL_CLASSES & ~(LETTER | SPACE | NON_ASCII | DOT | DASH | UNDERSCORE | TILDE | AMP);
+const UNION_WORD = /union/i;
 /** A value of only these (an id, a slug, a token, "index.html") needs only the traversal check. */
 export const INERT = LETTER | DIGIT | DASH | UNDERSCORE | DOT;
 /** In a path, "/" and "~" too ("/~user/docs/index.html"). */
@@ -129,7 +130,9 @@ export function inspectClassified(value: string, classes: number, location: stri
   }
   if ((classes & TRAVERSAL_NEEDS) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, shape !== 'text'))
     found.addBuiltin(TRAVERSAL, location);
-  if ((classes & SQLI_NEEDS) !== 0 && !found.has(SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value)))
+  // Words alone inject only as UNION SELECT ("x union select null"): other rules need a digit or punctuation.
+  const sqlMayApply = (classes & SQLI_NEEDS) !== 0 || ((classes & SPACE) !== 0 && UNION_WORD.test(value));
+  if (sqlMayApply && !found.has(SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value)))
     found.addBuiltin(SQLI, location);
   if ((classes & XSS_NEEDS) !== 0 && !found.has(XSS.name, location) && detectXss(value)) found.addBuiltin(XSS, location);
   const commandMayApply = (classes & COMMAND_NEEDS) !== 0 || ((classes & SPACE) !== 0 && (classes & DASH) !== 0); // "nc -e", "sh -i"

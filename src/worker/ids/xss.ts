@@ -87,6 +87,9 @@ const NAMED_ENTITIES: Readonly<Record<string, string>> = {
   hat: '^',
 };
 
+/** The named references HTML still reads without a ";", as the start of a longer run of letters. */
+const LEGACY_PREFIX = /^(?:quot|amp|lt|gt)/;
+
 function isAsciiLetter(c: number): boolean {
   const lower = c | 0x20;
   return lower >= 0x61 && lower <= 0x7a;
@@ -140,10 +143,18 @@ export function decodeHtmlEntities(s: string): string {
       if (j > i) {
         const name = s.slice(i, j).toLowerCase();
         const value = NAMED_ENTITIES[name];
-        // Only the legacy four work without ";" (HTML's "&lt" is still "<").
+        // Only the legacy four work without ";" (HTML's "&lt" is still "<"), and a
+        // parser takes them as the longest prefix of the letters that follow
+        // (WHATWG HTML §13.2.5.73): "&ltscript&gt" is "<script>".
         if (value !== undefined && (s.charCodeAt(j) === 0x3b || name === 'lt' || name === 'gt' || name === 'amp' || name === 'quot')) {
           decoded = value;
           i = s.charCodeAt(j) === 0x3b ? j + 1 : j;
+        } else if (value === undefined) {
+          const legacy = LEGACY_PREFIX.exec(name);
+          if (legacy !== null) {
+            decoded = NAMED_ENTITIES[legacy[0]]!;
+            i += legacy[0].length;
+          }
         }
       }
     }
