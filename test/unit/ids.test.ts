@@ -124,6 +124,23 @@ const ATTACKS: readonly Attack[] = [
   sqli('1 and true'),
   sqli(`; or '1'='1'`),
   sqli('AND 1 = utl_inaddr.get_host_address((SELECT banner FROM v$version WHERE rownum=1))'),
+  // Issue 14: the gaps the corpus measurement found, each a shape rather than a string.
+  sqli('x union select null'),
+  sqli('x union all select password from users'),
+  sqli('1 OR TRUE'),
+  sqli(`x\\' or 1=1--`),
+  sqli(`abc\\' UNION SELECT 1,2--`),
+  sqli(`1WAITFOR DELAY '0:0:5'`),
+  sqli('IIF(1=1,1,1/0)'),
+  sqli('ELT(4271=4271,1)'),
+  sqli('1=1 AND 2'),
+  sqli(`1' ,(SELECT COUNT(*) FROM information_schema.columns A) -- x`),
+  sqli(`1 (SELECT (CASE WHEN (1=1) THEN 1 ELSE 0 END))`),
+  sqli(`SELECT 'a'||(CASE 1 WHEN 1 THEN 1 ELSE 0 END)||'b' FROM RDB$DATABASE`),
+  sqli(`1;CALL REGEXP_SUBSTRING(REPEAT('a',500000000),NULL)`),
+  sqli('1;IF(4271=4271) SELECT 4271'),
+  sqli(`'hi' or 'x'='x';`),
+  sqli(`1' ,(BEGIN IF (1=1) THEN DBMS_LOCK.SLEEP(5); END IF; END;) -- x`),
   // Encoded on the wire.
   sqli('%2527%2520OR%25201%253D1--', true),
   sqli('1%27%20or%20%271%27=%271', true),
@@ -207,6 +224,9 @@ const ATTACKS: readonly Attack[] = [
   ),
   xss('<a id=x tabindex=1 onfocusin=alert(1)></a>'),
   xss('<xss onafterscriptexecute=alert(1)><script>1</script>'),
+  xss('&ltscript&gtalert(document.cookie);&lt/script&gt'),
+  xss('<iframe src="data:text/html,<script>alert(1)</script>"></iframe>'),
+  xss('<object data="javascript:alert(1)"></object>'),
   xss('javascript%3A%2F%2F%250Aalert(1)', true),
   xss('%253Cscript%253Ealert(1)%253C%252Fscript%253E', true),
   xss('%3Csvg%0Aonload%3Dalert(1)%3E', true),
@@ -313,6 +333,9 @@ const ATTACKS: readonly Attack[] = [
   command('${@system("id")}'),
   command(';find / -name "*.conf"'),
   command(';useradd hacker'),
+  command(`';exit(md5('probe'));//`),
+  command(`".system('id');#`),
+  command('data:;base64,PD9waHAgc3lzdGVtKCdpZCcpOyA/Pg=='),
   command('x%0aid', true),
   command('%0Acat%20/etc/passwd', true),
   command('%0a/bin/cat%20/etc/passwd', true),
@@ -1145,4 +1168,92 @@ describe('every header is inspected, each by its grammar (issue 14)', () => {
     assert.deepEqual(engine.inspectRequest('/', { authorization: basic("alice:' OR 1=1--") }), []);
     assert.equal(engine.inspectRequest('/', { authorization: basic("' OR 1=1--:x") }).length, 1);
   });
+});
+
+/**
+ * Issue 14: text people send, in every placement (query value, form field,
+ * JSON value, an arbitrary header): application queries and search terms,
+ * code in forms, non-English text, Markdown, JSON, URLs and CMS embeds.
+ * None may be flagged.
+ */
+describe('ordinary text of every kind is never flagged, wherever it is placed (issue 14)', () => {
+  const engine = createIdsEngine([]);
+  const samples: readonly string[] = [
+    // Search terms and application queries.
+    'union station parking garage',
+    'select committee on intelligence',
+    'order by date desc',
+    'drop shipping vs wholesale',
+    'where to buy a 1 or 2 bedroom flat',
+    'insert coin to continue',
+    'delete my account',
+    'update firmware 2.1 -> 2.3',
+    'waitfor delay in sql server',
+    'how to use CASE WHEN in postgres',
+    'sleep apnea: 5 hours a night or less',
+    'true or false quiz',
+    '1 or 2 tickets',
+    'price:>100 brand:"Acme" -refurbished',
+    'title:"War and Peace" OR author:Tolstoy',
+    '"exact phrase" -exclude +include site:example.com',
+    'C# vs F# performance',
+    "Rock 'n' Roll Hall of Fame",
+    "Don't Stop Me Now -- Queen (1978)",
+    "O'Reilly's book on SQL: select, join, group by",
+    'AT&T; Verizon; T-Mobile',
+    '50% off -- today only!',
+    'size 10.5 (US) / 44 (EU)',
+    // Code in forms (questions on a forum, snippets in an issue tracker).
+    'for (let i = 0; i < items.length; i++) { total += items[i].price; }',
+    'if (a > b && c < d) { return a; } else { return b; }',
+    'SELECT name, email FROM users WHERE id = ?',
+    "const query = 'SELECT * FROM orders WHERE status = $1';",
+    'def area(r):\n    return 3.14159 * r ** 2  # circle',
+    'x = [i for i in range(10) if i % 2 == 0]',
+    'git commit -m "Fix the login form" && git push',
+    '```js\nconsole.log(`total: ${total}`);\n```',
+    'Use `npm install --save-dev typescript` first.',
+    '<p>Hello <strong>world</strong>, see <a href="https://example.com/docs">the docs</a>.</p>',
+    '<img src="https://cdn.example.com/cat.jpg" alt="A cat, sleeping">',
+    // CMS embeds: another origin in a box.
+    '<iframe width="560" height="315" src="https://www.youtube.com/embed/dQw4w9WgXcQ" title="YouTube video player" frameborder="0" allowfullscreen></iframe>',
+    '<iframe src="https://www.google.com/maps/embed?pb=!1m18!1m12" width="600" height="450" style="border:0;" loading="lazy"></iframe>',
+    '<object data="https://example.com/files/report.pdf" type="application/pdf" width="100%" height="600"></object>',
+    '<embed src="https://example.com/files/chart.svg" type="image/svg+xml">',
+    // Non-English text.
+    'Привет, мир! Как дела? Всё хорошо — спасибо.',
+    'Съешь же ещё этих мягких французских булок, да выпей чаю.',
+    '你好，世界！今天天气很好；我们去公园吧。',
+    '東京都渋谷区「テスト」株式会社 — お問い合わせ',
+    '안녕하세요, 반갑습니다. 주문 번호: #12345',
+    'مرحبا بالعالم! كيف حالك؟ — شكرا جزيلا',
+    'שלום עולם, מה שלומך?',
+    'Γειά σου Κόσμε; Τι κάνεις;',
+    "Crème brûlée à l'orange, s'il vous plaît — 12,50 €",
+    'Grüße aus Köln: Straße, Maß, „Anführungszeichen“',
+    'Ñandú, pingüino y cigüeña: ¿dónde están?',
+    'Zażółć gęślą jaźń; łódź „Żubr”',
+    // Markdown, JSON, URLs.
+    '# Release notes\n\n- Fixed `a < b` comparisons\n- See [the guide](https://example.com/guide/intro.md#setup)\n',
+    '> Quote: "the best way out is always through" -- Robert Frost',
+    '| id | name | price |\n|----|------|-------|\n| 1 | Mug | 9.99 |',
+    '{"query":"shoes","filters":{"size":[42,43],"color":"navy"},"sort":"-price"}',
+    '[{"op":"replace","path":"/name","value":"O\'Brien"}]',
+    'https://example.com/search?q=union+select&page=2#results',
+    'https://shop.example/products/42?utm_source=newsletter&utm_campaign=spring_sale',
+    'mailto:support@example.com?subject=Order%20%2312345',
+    'See https://en.wikipedia.org/wiki/SQL_injection for background.',
+  ];
+  const placements = {
+    query: (text: string) => engine.inspectRequest(`/search?q=${encodeURIComponent(text)}`, { 'user-agent': BROWSER_UA }),
+    form: (text: string) => engine.inspectBody(Buffer.from(`comment=${encodeURIComponent(text)}`), 'application/x-www-form-urlencoded'),
+    json: (text: string) => engine.inspectBody(Buffer.from(JSON.stringify({ comment: text })), 'application/json'),
+    header: (text: string) =>
+      engine.inspectRequest('/', { 'x-comment': Buffer.from(text.replace(/[\r\n]+/g, ' '), 'utf8').toString('latin1') }),
+  };
+  for (const text of samples) {
+    for (const [placement, inspect] of Object.entries(placements)) {
+      it(`${placement}: ${JSON.stringify(text.slice(0, 70))}`, () => assert.deepEqual(inspect(text), []));
+    }
+  }
 });

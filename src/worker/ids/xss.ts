@@ -6,8 +6,9 @@
  * URL: "remove all ASCII tab or newline"), so "java&#x09;script:" and
  * "jav\tascript:" are seen as the "javascript:" they become.
  *
- * What counts: <script>; an element that loads active content given a
- * URL (iframe, object, embed, base, meta, ... with an attribute value); an
+ * What counts: <script>; an element that acts on the page given any
+ * value (base, meta, applet, ...; not iframe or object with an http(s) URL,
+ * see ACTIVE_ELEMENTS); an
  * event-handler attribute on any element; a script URL in any attribute;
  * srcdoc; CSS that runs code (expression(), behavior, -moz-binding,
  * @import); the same attribute and URL tricks without a tag, when the
@@ -19,22 +20,18 @@
  * the AngularJS sandbox escape ("{{constructor.constructor(...)()}}").
  */
 
-/** Elements that load and run active content from any URL they are given (script always counts). */
-const ACTIVE_ELEMENTS = new Set([
-  'iframe',
-  'frame',
-  'frameset',
-  'object',
-  'embed',
-  'applet',
-  'base',
-  'meta',
-  'xml',
-  'import',
-  'layer',
-  'ilayer',
-  'portal',
-]);
+/**
+ * Elements that act on the page whatever URL they are given (script always
+ * counts): <base> re-points every relative script URL, <meta http-equiv>
+ * refreshes or sets cookies, <applet> and the legacy <layer>, <xml>,
+ * <import> run their content in the page. Embedding elements (<iframe>,
+ * <frame>, <object>, <embed>, <portal>) are not among them: given an http(s)
+ * URL they show another origin's document in a box that cannot script this
+ * page (same-origin policy; plugins, which could, are gone from browsers),
+ * and CMS content embeds videos and maps that way. Given a script or an
+ * active data: URL, or srcdoc, they count like any element (isScriptUrl).
+ */
+const ACTIVE_ELEMENTS = new Set(['frameset', 'applet', 'base', 'meta', 'xml', 'import', 'layer', 'ilayer']);
 
 /**
  * Event handler names for the attribute-context check without a tag, where
