@@ -7,7 +7,11 @@
  * BENCH_IDS_ROUNDS rounds (7) of BENCH_IDS_CALLS calls (200 000) after a
  * warm-up; the median round is reported with the fastest and slowest.
  */
-import { createIdsEngine, type IdsEngine } from '../src/worker/ids/index.js';
+import type { IdsEngine } from '../src/worker/ids/index.js';
+
+/** IDS_ENGINE=/path/to/index.js measures another build of the engine (an older commit's, for a before/after on the same machine load). */
+const enginePath = process.env.IDS_ENGINE ?? '../src/worker/ids/index.js';
+const { createIdsEngine } = (await import(enginePath)) as { createIdsEngine: (rules: []) => IdsEngine };
 
 const ROUNDS = Number(process.env.BENCH_IDS_ROUNDS ?? 7);
 const CALLS = Number(process.env.BENCH_IDS_CALLS ?? 200_000);
@@ -94,7 +98,9 @@ function measure(engine: IdsEngine, bench: Case): { median: number; min: number;
 }
 
 const engine = createIdsEngine([]);
-console.log(`IDS micro-benchmark: node ${process.version}, ${ROUNDS} rounds x ${CALLS} calls, median [min-max] ns per call`);
+console.log(
+  `IDS micro-benchmark: node ${process.version}, engine ${enginePath}, ${ROUNDS} rounds x ${CALLS} calls, median [min-max] ns per call`,
+);
 for (const bench of CASES) {
   const { median, min, max } = measure(engine, bench);
   console.log(`${bench.name.padEnd(52)} ${median.toFixed(0).padStart(7)} ns  [${min.toFixed(0)}-${max.toFixed(0)}]`);

@@ -580,7 +580,7 @@ export function detectCommand(input: string): boolean {
   if ((input.indexOf('${') !== -1 || input.indexOf('<!--#') !== -1) && SSI_OR_JNDI.test(input)) return true;
   if (paren) {
     if (SHELLSHOCK.test(input)) return true;
-    if (CODE_BREAKOUT.test(input)) return true;
+    if ((input.indexOf('//') !== -1 || input.indexOf('#') !== -1) && CODE_BREAKOUT.test(input)) return true;
     if (hasCallName(input) && CODE_CALL.test(input)) return true;
   }
   if (option && SHELL_OPTION.test(input)) return true;

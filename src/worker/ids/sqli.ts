@@ -994,11 +994,6 @@ const TRIGGER_WORDS = [
   'regexp',
   'char',
   'chr',
-  'if',
-  'iif',
-  'elt',
-  'make_set',
-  'call',
   'sp_makewebtask',
   'sp_addsrvrolemember',
   ...[...ATTACK_FUNCTIONS].map((name) => name.split('.')[0]!),
@@ -1018,8 +1013,17 @@ const TRIGGER_STACKED = new RegExp(String.raw`;\s{0,8}(?:${STACKED_WORDS})`, 'i'
 /** Keywords glued to a number ("1union", ".1and"), which "\b" does not see. */
 const TRIGGER_GLUED = /\d(?:union|and|or|xor|order|select|having|div|like|waitfor)\b/i;
 
+/** Calls that take a tautology as an argument (IIF(1=1,..), ELT(1=1,..)) or are stacked (CALL f(..)): kept apart, each is a short search. */
+const TRIGGER_CALL = /\b(?:i?if|elt|make_set|call)\s{0,8}[(\w]/i;
+
 function hasTrigger(s: string): boolean {
-  return TRIGGER_WORD.test(s) || TRIGGER_PUNCTUATION.test(s) || TRIGGER_GLUED.test(s) || (s.indexOf(';') !== -1 && TRIGGER_STACKED.test(s));
+  return (
+    TRIGGER_WORD.test(s) ||
+    TRIGGER_PUNCTUATION.test(s) ||
+    TRIGGER_GLUED.test(s) ||
+    (s.indexOf(';') !== -1 && TRIGGER_STACKED.test(s)) ||
+    (s.indexOf('(') !== -1 && TRIGGER_CALL.test(s))
+  );
 }
 
 /**
@@ -1027,7 +1031,7 @@ function hasTrigger(s: string): boolean {
  * only the first ANCHORED_TOKENS tokens are read.
  */
 const ANYWHERE_TRIGGER = new RegExp(
-  String.raw`\bunion\b|@@|\bwaitfor\b|\(\s{0,8}select\b|\bcase\b|;\s{0,8}i?if\s{0,8}\(|(?:out|dump)file\b|\bexec(?:ute)?\b|\b(?:xp|sp)_|\bcase\s{1,8}when\b|\b(?:order|group)\s{1,8}by\b|\bwhere\b|\/\*|` +
+  String.raw`\bunion\b|@@|\bwaitfor\b|(?:out|dump)file\b|\bexec(?:ute)?\b|\b(?:xp|sp)_|\bcase\s{1,8}when\b|\b(?:order|group)\s{1,8}by\b|\bwhere\b|\/\*|` +
     String.raw`;\s{0,8}(?:${STACKED_WORDS})|\b(?:${[...new Set([...ATTACK_FUNCTIONS].map((name) => name.split('.')[0]!))].join('|')})\b`,
   'i',
 );
