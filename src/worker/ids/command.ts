@@ -467,7 +467,7 @@ const SHELL_OPTION =
 
 /** Calls that run commands or open sockets in the usual interpreters, and PHP's exec family with a literal argument. */
 const CODE_CALL =
-  /\bfsockopen\s{0,4}\(|\bsocket\.socket\s{0,4}\(|\bos\.(?:system|popen)\s{0,4}\(|\bsubprocess\.(?:call|Popen|run|check_output)\s{0,4}\(|Runtime\.getRuntime\(\)\.exec\s{0,4}\(|\bIEX\s{0,4}\(|\bDownloadString\s{0,4}\(|\brequire\s{0,4}\(\s{0,4}['"]child_process|(?:^|[;|&`'"\s{}@])(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec)\s{0,4}\(\s{0,4}['"$`]/i;
+  /\bfsockopen\s{0,4}\(|\bsocket\.socket\s{0,4}\(|\bos\.(?:system|popen)\s{0,4}\(|\bsubprocess\.(?:call|Popen|run|check_output)\s{0,4}\(|Runtime\.getRuntime\(\)\.exec\s{0,4}\(|\bIEX\s{0,4}\(|\bDownloadString\s{0,4}\(|\brequire\s{0,4}\(\s{0,4}['"](?:node:)?child_process|(?:^|[;|&`'"\s{}@])(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec)\s{0,4}\(\s{0,4}['"$`]/i;
 /** Names a CODE_CALL ends with, right before its "(": looked up first so that most "(" cost nothing. */
 const CALL_NAMES = new Set([
   'fsockopen',
@@ -488,14 +488,13 @@ const CALL_NAMES = new Set([
 ]);
 
 /** Reverse-shell and download snippets without a call: Ruby and Perl sockets, PowerShell's WebClient, PHP code itself. */
-const CODE_WORDS =
-  /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s|\bchild_process\b/i;
+const CODE_WORDS = /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s/i;
 
 /** Shellshock: a value that starts as a function definition ("() { :; };"), which bash imported from the environment (CVE-2014-6271). */
 const SHELLSHOCK = /^\s{0,4}\(\s{0,4}\)\s{0,8}\{/;
 
 /** A literal CODE_WORDS cannot do without: one cheap search before the expression. */
-const CODE_WORDS_HINT = /ocket|bject|<\?|_process/i;
+const CODE_WORDS_HINT = /ocket|bject|<\?/i;
 
 /**
  * Two injections that run commands through other interpreters: server-side
@@ -551,12 +550,13 @@ const SEPARATOR_SEARCH = /[;|&`$\n\r]/g;
 /**
  * Code injection into a string an interpreter evaluates (PHP eval, CWE-95):
  * the value closes the string or statement it was pasted into (a quote,
- * then ";" or "."; or a leading ";"), calls a function, and comments out
- * the rest ("';exit(md5('x'));//", "\".system('id');#"). Anchored at the
- * start, where code a person writes does not begin.
+ * then ";" or "."; or a ";" after at most a word), calls a function, and
+ * comments out the rest of the line ("';exit(md5('x'));//",
+ * "\".system('id');#"). Anchored at the start, where code a person writes
+ * does not begin: "console.log(x); // 5" opens with a call, not a break.
  */
 const CODE_BREAKOUT =
-  /^[\w.-]{0,32}['"]?\s{0,4}[;.]\s{0,4}[a-z_][\w\\]{0,40}\s{0,4}\([^\n]{0,200}\)\s{0,4};?\s{0,4}(?:\/\/|#)[^\n]{0,64}$/i;
+  /^[\w.-]{0,32}(?:['"][ \t]{0,4}[;.]|;)[ \t]{0,4}[a-z_][\w\\]{0,40}[ \t]{0,4}\([^\n]{0,200}\)[ \t]{0,4};?[ \t]{0,4}(?:\/\/|#)[^\n]{0,64}$/i;
 
 /**
  * A data: URL whose base64 content is PHP or script: remote-file inclusion
