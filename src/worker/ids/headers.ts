@@ -191,10 +191,11 @@ export function inspectHeader(name: string, value: string, found: Findings): voi
  * Clean header values remembered per engine: real traffic repeats a few
  * User-Agent, Accept, Cookie and Referer values, so most requests skip
  * their inspection. Only built-in results are cached (custom rules always
- * run), only values up to CACHE_KEY_CHARS long, and everything is
- * forgotten when CACHE_ENTRIES values are held (about 2 MB at most) or
- * CACHE_NAMES header names, so a client sending fresh names or values
- * costs the engine work, never memory.
+ * run), only values up to CACHE_KEY_CHARS long, of at most CACHE_NAMES
+ * header names (the first seen; a client inventing names does not push
+ * out the ones browsers send), and everything is forgotten when
+ * CACHE_ENTRIES values are held (about 2 MB at most): a client sending
+ * fresh names or values costs the engine work, never memory.
  */
 const CACHE_ENTRIES = 2048;
 const CACHE_NAMES = 128;
@@ -210,11 +211,14 @@ export class CleanHeaders {
 
   add(name: string, value: string): void {
     if (value.length > CACHE_KEY_CHARS) return;
-    if (this.entries >= CACHE_ENTRIES || (this.byName.size >= CACHE_NAMES && !this.byName.has(name))) {
+    let values = this.byName.get(name);
+    // A client inventing header names does not push out the names every browser sends.
+    if (values === undefined && this.byName.size >= CACHE_NAMES) return;
+    if (this.entries >= CACHE_ENTRIES) {
       this.byName.clear();
       this.entries = 0;
+      values = undefined;
     }
-    let values = this.byName.get(name);
     if (values === undefined) {
       values = new Set();
       this.byName.set(name, values);
