@@ -5,19 +5,7 @@
  */
 import type { Findings } from './match.js';
 import { decodePercent } from './traversal.js';
-import {
-  CLASS_OF,
-  DASH,
-  DIGIT,
-  inspectClassified,
-  inspectParameters,
-  inspectValue,
-  LETTER,
-  MAX_CLASSIFIED_CHARS,
-  MAX_VALUE_CHARS,
-  NON_ASCII,
-  UNDERSCORE,
-} from './values.js';
+import { inspectJsonStrings, inspectParameters, inspectValue, MAX_VALUE_CHARS } from './values.js';
 
 /** Bytes of a body inspected, whatever prefix the caller hands over. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -25,48 +13,6 @@ export const MAX_BODY_BYTES = 64 * 1024;
 /** Media types whose bodies are binary: inspecting them as text finds only noise. */
 export const BINARY_MEDIA =
   /^(?:image|audio|video|font|model)\/|^application\/(?:octet-stream|zip|gzip|x-gzip|x-tar|x-7z-compressed|pdf|wasm|grpc|x-protobuf|protobuf|vnd\.|msword|ogg|x-bzip2|zstd)/;
-
-/**
- * Reads the string literals of a JSON text, keys and values, even when it
- * is cut short. One pass finds each literal's end and its character
- * classes together, so the many inert keys and ids cost no copy.
- */
-function inspectJsonStrings(text: string, found: Findings): void {
-  const n = text.length;
-  let i = text.indexOf('"');
-  while (i !== -1 && i < n) {
-    const start = i + 1;
-    let classes = 0;
-    let escaped = false;
-    let j = start;
-    for (; j < n; j++) {
-      const c = text.charCodeAt(j);
-      if (c === 0x22) break;
-      if (c === 0x5c) {
-        escaped = true;
-        j++;
-        continue;
-      }
-      classes |= c < 128 ? CLASS_OF[c]! : NON_ASCII;
-    }
-    const length = j - start;
-    if (escaped) {
-      const literal = text.slice(start, j);
-      let value = literal;
-      try {
-        value = JSON.parse(`"${literal}"`) as string;
-      } catch {
-        value = literal; // cut in the middle of an escape: inspect it raw
-      }
-      inspectValue(value, 'body', 'value', found);
-    } else if (length > MAX_CLASSIFIED_CHARS) {
-      inspectValue(text.slice(start, j), 'body', 'value', found);
-    } else if (length > 0 && (classes & ~(LETTER | DIGIT | DASH | UNDERSCORE)) !== 0) {
-      inspectClassified(text.slice(start, j), classes, 'body', 'value', found);
-    }
-    i = j + 1 < n ? text.indexOf('"', j + 1) : -1;
-  }
-}
 
 /** multipart/form-data: text fields as values, file names as values, file contents only when textual. */
 function inspectMultipart(text: string, contentType: string, found: Findings): void {
@@ -133,23 +79,24 @@ function unescapeJson(text: string): string {
 }
 
 /**
- * Runs the built-in detectors over a body and returns the texts custom
- * rules are matched against: the body in every decoding the detectors see
- * (a form percent-decoded with "+" as space, as the query is; JSON as sent
- * and with its string escapes undone; other text as sent). Binary media
- * types are not read and return none.
+ * Runs the built-in detectors over a body and, when `forRules` (the engine
+ * has custom rules), returns the texts custom rules are matched against:
+ * the body in every decoding the detectors see (a form percent-decoded with
+ * "+" as space, as the query is; JSON as sent and with its string escapes
+ * undone; other text as sent). Binary media types are not read and return none.
  */
-export function inspectBodyText(body: Buffer, contentType: string | undefined, found: Findings): string[] {
+export function inspectBodyText(body: Buffer, contentType: string | undefined, found: Findings, forRules: boolean): string[] {
   if (body.length === 0) return [];
   const mediaType = (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
   if (BINARY_MEDIA.test(mediaType)) return [];
   const text = body.subarray(0, MAX_BODY_BYTES).toString('utf8');
   if (mediaType === 'application/x-www-form-urlencoded') {
     inspectParameters(text, 'body', found);
-    return [decodePercent(text, true)];
+    return forRules ? [decodePercent(text, true)] : [];
   }
   if (mediaType.endsWith('json')) {
     inspectJsonStrings(text, found);
+    if (!forRules) return [];
     return text.indexOf('\\') === -1 ? [text] : [text, unescapeJson(text)];
   }
   if (mediaType === 'multipart/form-data') {

@@ -569,8 +569,8 @@ export function detectCommand(input: string): boolean {
   const n = input.length;
   if (n < 2) return false;
   // Which rules can apply at all, by character searches the regexp engine runs fast.
-  if (input.indexOf('base64,') !== -1 && DATA_CODE.test(input)) return true;
   if (!COMMAND_TEST.test(input)) return false;
+  if (input.indexOf('base64,') !== -1 && DATA_CODE.test(input)) return true; // "data:;base64," has the ";" COMMAND_TEST needs
   const separators = SEPARATOR_TEST.test(input);
   const paren = input.indexOf('(') !== -1;
   const dollar = input.indexOf('$') !== -1;

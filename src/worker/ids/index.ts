@@ -189,7 +189,7 @@ export function createIdsEngine(rules: readonly IdsRuleSpec[]): IdsEngine {
     inspectBody(body, contentType) {
       const found = new Findings();
       try {
-        const subjects = inspectBodyText(body, contentType, found);
+        const subjects = inspectBodyText(body, contentType, found, custom.length > 0);
         for (const rule of custom) {
           if (subjects.some((subject) => rule.regex.test(subject))) found.add(rule.name, 'custom', rule.severity, rule.action, 'body');
         }

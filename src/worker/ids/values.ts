@@ -17,6 +17,16 @@ import { detectXss } from './xss.js';
 
 /** Characters of one value inspected; longer values are inspected on this prefix. */
 export const MAX_VALUE_CHARS = 8192;
+/**
+ * The module's own copies of what it exports or imports: V8 reads an
+ * exported or imported binding through a checked cell on every use, and
+ * these are read per value and per character.
+ */
+const VALUE_CHARS = MAX_VALUE_CHARS;
+const RULE_SQLI = SQLI;
+const RULE_XSS = XSS;
+const RULE_TRAVERSAL = TRAVERSAL;
+const RULE_COMMAND = COMMAND;
 
 /** How a value is read: as a request path, as one parameter, or as a whole body text. */
 export type Shape = 'path' | 'value' | 'text';
@@ -28,8 +38,8 @@ export type Shape = 'path' | 'value' | 'text';
  * slash, a colon or NUL; markup needs "<", "&", a quote, "=", ...). Most
  * values (ids, words, numbers, "running shoes for women") need none.
  */
-export const LETTER = 1 << 0;
-export const DIGIT = 1 << 1;
+const LETTER = 1 << 0;
+const DIGIT = 1 << 1;
 const SPACE = 1 << 2;
 const DOT = 1 << 3;
 const SLASH = 1 << 4;
@@ -45,14 +55,14 @@ const PIPE = 1 << 13;
 const DOLLAR = 1 << 14;
 const PAREN = 1 << 15;
 const CONTROL = 1 << 16; // below 0x20 except tab: NUL, CR, LF
-export const NON_ASCII = 1 << 17;
-export const DASH = 1 << 18;
-export const UNDERSCORE = 1 << 19;
+const NON_ASCII = 1 << 17;
+const DASH = 1 << 18;
+const UNDERSCORE = 1 << 19;
 const TILDE = 1 << 20;
 const OTHER = 1 << 21; // the rest of the punctuation: # * @ + , % ! ? ^ > ) [ ] { }
 const ALL_CLASSES = (1 << 22) - 1;
 
-export const CLASS_OF = new Int32Array(128).fill(OTHER);
+const CLASS_OF = new Int32Array(128).fill(OTHER);
 for (let c = 0; c < 0x20; c++) CLASS_OF[c] = CONTROL;
 for (let c = 0x30; c <= 0x39; c++) CLASS_OF[c] = DIGIT;
 for (let c = 0x41; c <= 0x5a; c++) CLASS_OF[c] = LETTER;
@@ -90,19 +100,22 @@ const COMMAND_NEEDS = SEMICOLON | PIPE | AMP | BACKTICK | DOLLAR | CONTROL | PAR
  */
 const SQLI_NEEDS = ALL_CLASSES & ~(LETTER | SPACE | NON_ASCII | DOT | DASH | UNDERSCORE | TILDE | AMP);
 const UNION_WORD = /union/i;
+/** "union select null": the shortest UNION SELECT of words alone. */
+const MIN_WORDS_UNION = 17;
 /** A value of only these (an id, a slug, a token, "index.html") needs only the traversal check. */
-export const INERT = LETTER | DIGIT | DASH | UNDERSCORE | DOT;
+const INERT = LETTER | DIGIT | DASH | UNDERSCORE | DOT;
 /** In a path, "/" and "~" too ("/~user/docs/index.html"). */
 const INERT_IN_PATH = INERT | SLASH | TILDE;
 /** Longer values are not classified: each detector's own filters are faster on them. */
-export const MAX_CLASSIFIED_CHARS = 256;
+const MAX_CLASSIFIED_CHARS = 256;
 
-export function charClasses(s: string): number {
+function charClasses(s: string): number {
   if (s.length > MAX_CLASSIFIED_CHARS) return ALL_CLASSES;
+  const classOf = CLASS_OF;
   let classes = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    classes |= c < 128 ? CLASS_OF[c]! : NON_ASCII;
+    classes |= c < 128 ? classOf[c]! : NON_ASCII;
   }
   return classes;
 }
@@ -114,34 +127,36 @@ export function isInert(s: string): boolean {
 /** Runs the built-in detectors that can apply to one decoded value. */
 export function inspectValue(raw: string, location: string, shape: Shape, found: Findings): void {
   if (raw.length === 0) return;
-  const value = raw.length > MAX_VALUE_CHARS ? raw.slice(0, MAX_VALUE_CHARS) : raw;
+  const value = raw.length > VALUE_CHARS ? raw.slice(0, VALUE_CHARS) : raw;
   inspectClassified(value, charClasses(value), location, shape, found);
 }
 
 /** inspectValue for a value whose character classes are already known. */
-export function inspectClassified(value: string, classes: number, location: string, shape: Shape, found: Findings): void {
+function inspectClassified(value: string, classes: number, location: string, shape: Shape, found: Findings): void {
   if ((classes & ~(shape === 'path' ? INERT_IN_PATH : INERT)) === 0) {
     // Without a separator, only a dot can start a traversal ("..") or a target ("win.ini").
-    if ((classes & (DOT | SLASH)) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, true))
-      found.addBuiltin(TRAVERSAL, location);
+    if ((classes & (DOT | SLASH)) !== 0 && !found.has(RULE_TRAVERSAL.name, location) && detectTraversal(value, true))
+      found.addBuiltin(RULE_TRAVERSAL, location);
     // "/dev/tcp/10.0.0.1/4444" is all inert characters, and a reverse shell.
-    if ((classes & SLASH) !== 0 && !found.has(COMMAND.name, location) && detectCommand(value)) found.addBuiltin(COMMAND, location);
+    if ((classes & SLASH) !== 0 && !found.has(RULE_COMMAND.name, location) && detectCommand(value))
+      found.addBuiltin(RULE_COMMAND, location);
     return;
   }
-  if ((classes & TRAVERSAL_NEEDS) !== 0 && !found.has(TRAVERSAL.name, location) && detectTraversal(value, shape !== 'text'))
-    found.addBuiltin(TRAVERSAL, location);
+  if ((classes & TRAVERSAL_NEEDS) !== 0 && !found.has(RULE_TRAVERSAL.name, location) && detectTraversal(value, shape !== 'text'))
+    found.addBuiltin(RULE_TRAVERSAL, location);
   // Words alone inject only as UNION SELECT ("x union select null"): other rules need a digit or punctuation.
-  const sqlMayApply = (classes & SQLI_NEEDS) !== 0 || ((classes & SPACE) !== 0 && UNION_WORD.test(value));
-  if (sqlMayApply && !found.has(SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value)))
-    found.addBuiltin(SQLI, location);
-  if ((classes & XSS_NEEDS) !== 0 && !found.has(XSS.name, location) && detectXss(value)) found.addBuiltin(XSS, location);
+  const sqlMayApply =
+    (classes & SQLI_NEEDS) !== 0 || ((classes & SPACE) !== 0 && value.length >= MIN_WORDS_UNION && UNION_WORD.test(value));
+  if (sqlMayApply && !found.has(RULE_SQLI.name, location) && (shape === 'path' ? detectSqliInPath(value) : detectSqli(value)))
+    found.addBuiltin(RULE_SQLI, location);
+  if ((classes & XSS_NEEDS) !== 0 && !found.has(RULE_XSS.name, location) && detectXss(value)) found.addBuiltin(RULE_XSS, location);
   const commandMayApply = (classes & COMMAND_NEEDS) !== 0 || ((classes & SPACE) !== 0 && (classes & DASH) !== 0); // "nc -e", "sh -i"
-  if (commandMayApply && !found.has(COMMAND.name, location) && detectCommand(value)) found.addBuiltin(COMMAND, location);
+  if (commandMayApply && !found.has(RULE_COMMAND.name, location) && detectCommand(value)) found.addBuiltin(RULE_COMMAND, location);
 }
 
 /** Raw text before decoding is cut at three times the value bound (every character may be "%XX"). */
 export function boundRaw(s: string): string {
-  return s.length > MAX_VALUE_CHARS * 3 ? s.slice(0, MAX_VALUE_CHARS * 3) : s;
+  return s.length > VALUE_CHARS * 3 ? s.slice(0, VALUE_CHARS * 3) : s;
 }
 
 /** Each name and value of "a=1&b=2", decoded (with "+" as space) and inspected on its own. */
@@ -182,4 +197,47 @@ export function inspectTarget(target: string, pathLocation: string, queryLocatio
   inspectValue(path, pathLocation, 'path', found);
   if (q !== -1 && q + 1 < target.length) inspectParameters(target.slice(q + 1), queryLocation, found);
   return path;
+}
+
+/**
+ * Reads the string literals of a JSON text, keys and values, even when it
+ * is cut short. One pass finds each literal's end and its character
+ * classes together, so the many inert keys and ids cost no copy.
+ */
+export function inspectJsonStrings(text: string, found: Findings): void {
+  const n = text.length;
+  const classOf = CLASS_OF;
+  let i = text.indexOf('"');
+  while (i !== -1 && i < n) {
+    const start = i + 1;
+    let classes = 0;
+    let escaped = false;
+    let j = start;
+    for (; j < n; j++) {
+      const c = text.charCodeAt(j);
+      if (c === 0x22) break;
+      if (c === 0x5c) {
+        escaped = true;
+        j++;
+        continue;
+      }
+      classes |= c < 128 ? classOf[c]! : NON_ASCII;
+    }
+    const length = j - start;
+    if (escaped) {
+      const literal = text.slice(start, j);
+      let value = literal;
+      try {
+        value = JSON.parse(`"${literal}"`) as string;
+      } catch {
+        value = literal; // cut in the middle of an escape: inspect it raw
+      }
+      inspectValue(value, 'body', 'value', found);
+    } else if (length > MAX_CLASSIFIED_CHARS) {
+      inspectValue(text.slice(start, j), 'body', 'value', found);
+    } else if (length > 0 && (classes & ~(LETTER | DIGIT | DASH | UNDERSCORE)) !== 0) {
+      inspectClassified(text.slice(start, j), classes, 'body', 'value', found);
+    }
+    i = j + 1 < n ? text.indexOf('"', j + 1) : -1;
+  }
 }
