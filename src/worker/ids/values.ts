@@ -1,7 +1,8 @@
 /**
  * One value at a time: the character classes that send a value only to the
- * detectors whose rules could apply, and the readers of request-targets and
- * "a=1&b=2" parameter lists that hand each decoded value to them.
+ * detectors whose rules could apply, and the readers of request-targets,
+ * "a=1&b=2" parameter lists and JSON string literals that hand each
+ * decoded value to them.
  *
  * Bounds: each value is inspected on its first MAX_VALUE_CHARS characters
  * (an attack hidden after 8 KiB of padding in one value is missed; the URL
