@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the shell reader and its command tables are one grammar; the tables are most of it.
+ *
  * OS command injection: a shell metacharacter that starts a new command
  * (";", "|", "||", "&", "&&", a newline, `...`, $(...)) followed by a word
  * that, read as a shell reads words (quotes and backslashes removed:

@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the SQL tokenizer and the rules that read its tokens are one grammar, and the word tables are half of it.
+ *
  * SQL injection detection by tokenizing, in the manner of libinjection
  * (N. Galbreath, Black Hat USA 2012): the input is read the way a SQL
  * lexer would read it in each quoting context it could have been pasted

@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the HTML tokenizer, its entity decoder and the rules on its tags are one reading of the input.
+ *
  * Cross-site scripting detection by reading the input the way an HTML
  * parser would (WHATWG HTML §13.2.5, tokenization): tags are split into a
  * name and attributes, attribute values are entity-decoded, URLs have the
