@@ -16,7 +16,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
-import { peerAddress } from '../connection-peer.js';
+import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
 import type { Stage } from './stage.js';
 

@@ -4,8 +4,9 @@
  * (errors.ts), and the first rejection answers (docs/lifecycle.md shows the
  * status each stage answers with).
  *
- * Connection-level stages (PROXY protocol, access lists at accept) run on
- * the server's 'connection' event, before any request exists: see server.ts.
+ * What a connection passes before any request exists (access lists and bans,
+ * the PROXY protocol, the limits per client) is the accept gate's:
+ * ../connection/gate.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -106,8 +107,8 @@ export function createPipeline(
   };
   // The order is the design: read it top to bottom.
   // Security headers are not a stage that could be skipped: the response
-  // class of every server adds them at writeHead (response-headers.ts).
-  // The PROXY protocol is read per connection, before any request: server.ts.
+  // class of every server adds them at writeHead (../response-headers.ts).
+  // The PROXY protocol is read per connection, before any request: ../connection/gate.ts.
   const stages: Stage[] = [
     accessLogStage(config, log), //         one line per finished request, whatever stage answered
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)

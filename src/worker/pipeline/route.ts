@@ -11,7 +11,7 @@ import { createStaticHandler } from '../handlers/static.js';
 import type { RequestHandler } from '../handlers/types.js';
 import { hostOf, VhostRouter } from '../router.js';
 import type { Stage, VhostRuntime } from './stage.js';
-import { useHeaderPolicy } from './response-headers.js';
+import { useHeaderPolicy } from '../response-headers.js';
 
 function handlerFor(spec: VhostSpec): RequestHandler {
   switch (spec.backend.type) {
