@@ -18,7 +18,7 @@ export interface MasterAddress {
 
 export function masterAddress(option: string | undefined): MasterAddress {
   const file = resolveConfigPath(option);
-  const loaded = loadConfig(file);
+  const loaded = loadConfig(file, process.env, false);
   if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
   let server: { pid_file?: unknown; control_socket?: unknown } = {};
   try {

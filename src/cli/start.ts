@@ -4,7 +4,7 @@ import { runMaster } from '../master/main.js';
 /** `start`: load through the same path as `check`, then run the master in the foreground. */
 export async function startCommand(option: string | undefined): Promise<number> {
   const file = resolveConfigPath(option);
-  const result = loadConfig(file);
+  const result = loadConfig(file, process.env, 'start');
   if (!result.ok) {
     for (const line of result.errors) process.stderr.write(`${line}\n`);
     return 1;

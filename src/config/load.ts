@@ -1,6 +1,7 @@
 /**
  * The one load path for `start`, `reload` and `check`:
- * read -> parse TOML -> interpolate ${VAR} -> validate (schema) -> compile -> freeze.
+ * read -> parse TOML -> interpolate ${VAR} -> validate (schema) -> compile
+ * (pure) -> freeze -> preflight (the host: preflight/).
  * Every problem becomes one line `FILE: key.path: what is wrong (line N)`.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,9 +9,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import type { z } from 'zod';
-import { configSchema } from './schema.js';
-import { compile, type ConfigProblem } from './compile.js';
+import { compile } from './compile.js';
 import { indexKeyLines, keyPath } from './key-lines.js';
+import { probeHost } from './preflight/host.js';
+import { preflight, type PreflightPurpose } from './preflight/index.js';
+import { formatProblems, type ConfigProblem } from './problem.js';
+import { configSchema } from './schema.js';
 import type { CompiledConfig } from './types.js';
 
 export const BUILTIN_SOURCE = '(built-in default)';
@@ -27,8 +31,17 @@ export function resolveConfigPath(option: string | undefined): string | null {
   return existsSync(local) ? local : null;
 }
 
-export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map());
+/**
+ * The config in `file` (null: the built-in default), held against this host
+ * for `purpose`; `false` skips the host checks (the CLI finding a running
+ * master's pid file, which must work while the config is mid-edit).
+ */
+export function loadConfig(
+  file: string | null,
+  env: NodeJS.ProcessEnv = process.env,
+  purpose: PreflightPurpose | false = 'check',
+): LoadResult {
+  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -52,7 +65,7 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
   const lines = indexKeyLines(text);
   const problems: ConfigProblem[] = [];
   const interpolated = interpolate(parsed, [], env, problems);
-  return validate(interpolated, file, lines, problems);
+  return validate(interpolated, file, lines, purpose, problems);
 }
 
 function builtinDefault(): unknown {
@@ -60,13 +73,22 @@ function builtinDefault(): unknown {
   return { process: { isolation: { chroot: BUNDLED_SITE } }, vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };
 }
 
-function validate(input: unknown, source: string, lines: Map<string, number>, earlier: ConfigProblem[] = []): LoadResult {
+function validate(
+  input: unknown,
+  source: string,
+  lines: Map<string, number>,
+  purpose: PreflightPurpose | false,
+  earlier: ConfigProblem[] = [],
+): LoadResult {
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    return { ok: false, errors: format(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
+    return { ok: false, errors: formatProblems(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
   }
-  const { config, problems } = compile(result.data, source);
-  if (!config || earlier.length > 0) return { ok: false, errors: format(source, [...earlier, ...problems], lines) };
+  const { config, problems } = compile(result.data, source, probeHost());
+  // Run even when compile refused the config: every problem of one run is reported together.
+  const hostProblems = purpose === false ? [] : preflight(config, purpose);
+  const all = [...earlier, ...problems, ...hostProblems];
+  if (all.length > 0) return { ok: false, errors: formatProblems(source, all, lines) };
   return { ok: true, config };
 }
 
@@ -91,25 +113,6 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly Propert
     problems.push({ key: keyPath(at) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
   }
   return problems;
-}
-
-function format(source: string, problems: readonly ConfigProblem[], lines: Map<string, number>): string[] {
-  return problems.map(({ key, message }) => {
-    const line = lineOf(key, lines);
-    return `${source}: ${key}: ${message}${line === undefined ? '' : ` (line ${line})`}`;
-  });
-}
-
-/** The line of the key itself, else of the closest enclosing key or table. */
-function lineOf(key: string, lines: Map<string, number>): number | undefined {
-  let probe = key;
-  for (;;) {
-    const line = lines.get(probe);
-    if (line !== undefined) return line;
-    const cut = Math.max(probe.lastIndexOf('.'), probe.lastIndexOf('['));
-    if (cut <= 0) return undefined;
-    probe = probe.slice(0, cut);
-  }
 }
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;

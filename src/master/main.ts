@@ -18,7 +18,6 @@ import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
-import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
@@ -60,8 +59,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     return EXIT_START_FAILED;
   };
 
-  const unsandboxable = sandboxPreflight(config);
-  if (unsandboxable !== null) return fail(unsandboxable);
+  // What the host must offer (the sandbox helper, root, AppArmor, cgroup
+  // controllers, ...) was checked by the preflight, in `start` before this.
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
@@ -136,7 +135,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => loadConfig(configPath));
+    const outcome = await supervisor.reload(() => loadConfig(configPath, process.env, 'reload'));
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
       outcome.ok
