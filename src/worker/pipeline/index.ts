@@ -33,6 +33,8 @@ export interface Pipeline {
   /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */
   handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol): Exchange;
   close(): Promise<void>;
+  /** The stages this config gets, in the order a request meets them (docs/lifecycle.md lists them so). */
+  readonly stageNames: readonly string[];
 }
 
 /**
@@ -121,7 +123,8 @@ export function createPipeline(
     ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
     route, //                               Host -> vhost (421 when nothing matches)
   ];
-  const requestStages = (variant === 'full' ? stages : [route]).filter((stage) => stage.onRequest !== undefined);
+  const selected = variant === 'full' ? stages : [route];
+  const requestStages = selected.filter((stage) => stage.onRequest !== undefined);
 
   const reject = (exchange: Exchange, error: unknown): void => {
     const rejection = error instanceof HttpError ? error : new HttpError('INTERNAL', String(error));
@@ -177,5 +180,6 @@ export function createPipeline(
       access.close();
       await route.close();
     },
+    stageNames: selected.map((stage) => stage.name),
   };
 }
