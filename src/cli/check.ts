@@ -1,4 +1,5 @@
-import { BUILTIN_SOURCE, loadConfig, resolveConfigPath } from '../config/load.js';
+import { BUILTIN_SOURCE, resolveConfigPath } from '../config/file.js';
+import { loadConfig } from '../config/load.js';
 
 /** `check`: 0 valid, 1 invalid with one line per problem on stderr. */
 export function checkCommand(option: string | undefined): number {

@@ -2,13 +2,12 @@
  * How the CLI finds the running master: through `[server].pid_file` and the
  * control socket beside it, read from the config the command names. A config
  * that no longer validates (the operator is mid-edit) still names them, so
- * the keys are read leniently here; the master itself validates.
+ * the two keys are read leniently here, without the schema (which also keeps
+ * `status` quick); the master itself validates.
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
-import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { readConfigFile, resolveConfigPath } from '../config/file.js';
 import type { ControlAnswer, ControlRequest } from '../ipc/control.js';
 import { runningMaster } from '../master/pid-file.js';
 
@@ -19,14 +18,11 @@ export interface MasterAddress {
 
 export function masterAddress(option: string | undefined): MasterAddress {
   const file = resolveConfigPath(option);
-  const loaded = loadConfig(file, process.env, false);
-  if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
   let server: { pid_file?: unknown; control_socket?: unknown } = {};
-  try {
-    if (file !== null) server = (parseToml(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {};
-  } catch {
-    // Unparseable: fall back to the defaults.
-  }
+  // ${VAR} resolved as the master resolved it; an unreadable or unparseable file: the defaults.
+  const read = file === null ? null : readConfigFile(file, process.env);
+  if (read?.ok === true) server = (read.document as { server?: typeof server }).server ?? {};
+  // The schema's defaults, and compile's rule for the socket's place.
   const pidFile = typeof server.pid_file === 'string' ? server.pid_file : '/run/miwidothttp.pid';
   const controlSocket = typeof server.control_socket === 'string' ? server.control_socket : pidFile.replace(/(\.pid)?$/, '.sock');
   return { pidFile: path.resolve(pidFile), controlSocket: path.resolve(controlSocket) };

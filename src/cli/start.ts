@@ -1,4 +1,5 @@
-import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { resolveConfigPath } from '../config/file.js';
+import { loadConfig } from '../config/load.js';
 import { runMaster } from '../master/main.js';
 
 /** `start`: load through the same path as `check`, then run the master in the foreground. */

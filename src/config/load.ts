@@ -1,35 +1,20 @@
 /**
  * The one load path for `start`, `reload` and `check`:
- * read -> parse TOML -> interpolate ${VAR} -> validate (schema) -> compile
+ * read -> parse TOML -> interpolate ${VAR} (file.ts) -> validate (schema) -> compile
  * (pure) -> freeze -> preflight (the host: preflight/).
  * Every problem becomes one line `FILE: key.path: what is wrong (line N)`.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse as parseToml } from 'smol-toml';
 import type { z } from 'zod';
 import { compile } from './compile.js';
-import { indexKeyLines, keyPath } from './key-lines.js';
+import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
+import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
 import { preflight, type PreflightPurpose } from './preflight/index.js';
 import { formatProblems, type ConfigProblem } from './problem.js';
 import { configSchema } from './schema.js';
 import type { CompiledConfig } from './types.js';
 
-export const BUILTIN_SOURCE = '(built-in default)';
-
-/** The page the built-in default serves, shipped with the package. */
-export const BUNDLED_SITE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../share/www');
-
 export type LoadResult = { ok: true; config: CompiledConfig } | { ok: false; errors: string[] };
-
-/** `-c FILE` if given, else ./miwidothttp.toml if it exists, else null (built-in default). */
-export function resolveConfigPath(option: string | undefined): string | null {
-  if (option !== undefined) return path.resolve(option);
-  const local = path.resolve('miwidothttp.toml');
-  return existsSync(local) ? local : null;
-}
 
 /**
  * The config in `file` (null: the built-in default), held against this host
@@ -42,30 +27,9 @@ export function loadConfig(
   purpose: PreflightPurpose | false = 'check',
 ): LoadResult {
   if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    return { ok: false, errors: [`${file}: cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`] };
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseToml(text);
-  } catch (error) {
-    // smol-toml's errors carry 1-based line and column and a first line of
-    // "Invalid TOML document: <reason>"; anything else (a stack overflow on a
-    // pathological nesting) is still a syntax error of this file, in one line.
-    const e = error as { line?: number; column?: number; message?: string };
-    const where = typeof e.line === 'number' ? `:${e.line}:${e.column ?? 1}` : '';
-    const reason = String(e.message ?? error)
-      .split('\n')[0]!
-      .replace(/^Invalid TOML document: /, '');
-    return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
-  }
-  const lines = indexKeyLines(text);
-  const problems: ConfigProblem[] = [];
-  const interpolated = interpolate(parsed, [], env, problems);
-  return validate(interpolated, file, lines, purpose, problems);
+  const read = readConfigFile(file, env);
+  if (!read.ok) return read;
+  return validate(read.document, file, read.lines, purpose, read.problems);
 }
 
 function builtinDefault(): unknown {
@@ -113,27 +77,4 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly Propert
     problems.push({ key: keyPath(at) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
   }
   return problems;
-}
-
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-
-/** Replace ${NAME} in every string value; an unset variable is a problem naming the key. */
-function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
-  if (typeof value === 'string') {
-    return value.replace(VARIABLE, (whole, name: string) => {
-      const found = env[name];
-      if (found === undefined) {
-        problems.push({ key: keyPath(at), message: `environment variable ${name} is not set` });
-        return whole;
-      }
-      return found;
-    });
-  }
-  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, [...at, i], env, problems));
-  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) out[key] = interpolate(child, [...at, key], env, problems);
-    return out;
-  }
-  return value;
 }
