@@ -4,10 +4,7 @@
  * same pipeline and handlers as an HTTP/1 request, through Node's
  * compatibility layer (Http2ServerRequest/Response), with two adaptations:
  *
- * - the request shows the pipeline HTTP/1.1 headers: no pseudo-headers,
- *   `host` from :authority (RFC 9113 §8.3.1), cookie crumbs joined into one
- *   field (§8.2.3), so header limits, the IDS, routing and the proxy (which
- *   must never send a pseudo-header upstream) read it as they read HTTP/1;
+ * - the request shows the pipeline HTTP/1.1 headers (http2-request.ts);
  * - the response adds the security headers like the HTTP/1 one and drops
  *   connection-specific fields (response-headers.ts).
  *
@@ -26,8 +23,14 @@
  * and slow-header timeouts, a stalled stream's write_timeout, and adds the
  * rapid-reset defence (CVE-2023-44487) and the SETTINGS acknowledgement deadline.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import http2, { constants as h2, Http2ServerRequest, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2, {
+  constants as h2,
+  type Http2ServerRequest,
+  type Http2Session,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
@@ -35,6 +38,7 @@ import { withSuppressed, type Audit } from './audit.js';
 import { peerAddress } from './connection/peer.js';
 import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
+import { Http1ViewRequest } from './http2-request.js';
 import type { WorkerMetrics } from './metrics.js';
 import { secureHttp2ResponseClass } from './response-headers.js';
 
@@ -87,79 +91,6 @@ export function http2Limits(limits: LimitsSpec): Http2Limits {
     resetBurst: RESET_BURST_PER_CONCURRENT_STREAM * limits.maxConcurrentStreams,
     resetRefillPerSecond: RESET_REFILL_PER_SECOND,
   };
-}
-
-interface Http1View {
-  readonly headers: IncomingHttpHeaders;
-  readonly rawHeaders: string[];
-}
-
-const VIEW = Symbol('http1View');
-
-/** The HTTP/1.1 view of an HTTP/2 request's header list (see the file comment). */
-function http1View(fields: IncomingHttpHeaders, raw: readonly string[]): Http1View {
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
-  const rawHeaders: string[] = [];
-  const authority = fields[':authority'];
-  if (typeof authority === 'string') {
-    headers.host = authority;
-    rawHeaders.push('host', authority);
-  }
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
-    const value = raw[i + 1]!;
-    if (name.charCodeAt(0) === 0x3a /* ":" */ || name === 'cookie') continue;
-    // A Host equal to :authority says nothing new; a different one is kept,
-    // so header-limits refuses the request as naming two hosts (RFC 9113 §8.3.1).
-    if (name === 'host' && typeof authority === 'string' && value.toLowerCase() === authority.toLowerCase()) continue;
-    rawHeaders.push(name, value);
-  }
-  for (const name of Object.keys(fields)) {
-    if (name.charCodeAt(0) === 0x3a || (name === 'host' && typeof authority === 'string')) continue;
-    headers[name] = fields[name];
-  }
-  // Node has joined the crumbs with "; " (RFC 9113 §8.2.3): one field, as over HTTP/1.1.
-  const cookie = fields.cookie;
-  if (typeof cookie === 'string') rawHeaders.push('cookie', cookie);
-  return { headers, rawHeaders };
-}
-
-/** An HTTP/2 request that shows its headers as HTTP/1.1 would carry them; :method, :path (url) stay as Node reads them. */
-class Http1ViewRequest extends Http2ServerRequest {
-  [VIEW]?: Http1View;
-}
-
-const baseHeaders = Object.getOwnPropertyDescriptor(Http2ServerRequest.prototype, 'headers')!.get!;
-const baseRawHeaders = Object.getOwnPropertyDescriptor(Http2ServerRequest.prototype, 'rawHeaders')!.get!;
-const viewOf = (request: Http1ViewRequest): Http1View =>
-  (request[VIEW] ??= http1View(baseHeaders.call(request) as IncomingHttpHeaders, baseRawHeaders.call(request) as string[]));
-// Accessors on the prototype: Node's typing declares both as plain properties.
-Object.defineProperties(Http1ViewRequest.prototype, {
-  headers: {
-    get(this: Http1ViewRequest) {
-      return viewOf(this).headers;
-    },
-  },
-  rawHeaders: {
-    get(this: Http1ViewRequest) {
-      return viewOf(this).rawHeaders;
-    },
-  },
-});
-
-/** The stream of a request that came over HTTP/2, or null for HTTP/1. */
-export function http2Stream(req: IncomingMessage): ServerHttp2Stream | null {
-  return req instanceof Http2ServerRequest ? (req as Http2ServerRequest).stream : null;
-}
-
-/**
- * An HTTP/2 request whose body comes without a Content-Length (RFC 9113
- * §8.1: DATA frames follow the HEADERS unless those ended the stream). Over
- * HTTP/1 only chunked framing does that.
- */
-export function hasBodyWithoutLength(req: IncomingMessage): boolean {
-  const stream = http2Stream(req);
-  return stream !== null && req.headers['content-length'] === undefined && !stream.endAfterHeaders;
 }
 
 /**
