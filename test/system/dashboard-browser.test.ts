@@ -13,7 +13,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Browser, type Page } from '../support/browser.js';
-import { TestPki } from '../support/pki.js';
+import { TestCa } from '../support/test-ca.js';
 import { toPalettePng } from '../support/png.js';
 import { BIN, cli, freePort, rawRequest, request, tempDir, TestServer } from '../support/harness.js';
 
@@ -41,7 +41,7 @@ describe('dashboard in Chromium', () => {
     port = await freePort();
     server.launch = (argv) => ({ file: BIN, args: argv, env: { ...process.env, DASHBOARD_TOKEN: TOKEN } });
     // A certificate for the HTTPS listener, so the page shows one (and the TLS items of the checklist).
-    const leaf = new TestPki(server.dir).leaf('site', ['dashboard.test']);
+    const leaf = new TestCa(server.dir).issue('site', ['dashboard.test']);
     await server.start(
       `[ssl.domains."dashboard.test"]\ncert_file = "${leaf.cert}"\nkey_file = "${leaf.key}"\n\n` +
         `[security.ids]\nenabled = true\nalert_threshold = 1\nblock_threshold = 1000\n\n` +

@@ -12,7 +12,7 @@ import { loadConfig } from '../../src/config/load.js';
 import type { CompiledConfig } from '../../src/config/types.js';
 import { evaluateChecklist, type CertificateFacts, type ChecklistItem, type HostFacts } from '../../src/master/dashboard/checklist.js';
 import type { ProcessFacts } from '../../src/master/dashboard/host-facts.js';
-import { TestPki } from '../support/pki.js';
+import { TestCa } from '../support/test-ca.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'miwidothttp-checklist-'));
 const JAIL = path.join(dir, 'jail');
@@ -82,8 +82,8 @@ function expect(found: ChecklistItem, status: ChecklistItem['status'], key: stri
 const GOOD_HEADERS = `[security.headers]\ncsp_directives = "default-src 'self'"\nxss_protection = "0"\n`;
 
 before(() => {
-  const pki = new TestPki(dir);
-  const leaf = pki.leaf('a', ['a.test']);
+  const ca = new TestCa(dir);
+  const leaf = ca.issue('a', ['a.test']);
   tls = `[ssl.domains."a.test"]\ncert_file = "${leaf.cert}"\nkey_file = "${leaf.key}"\n`;
 });
 after(() => rmSync(dir, { recursive: true, force: true }));

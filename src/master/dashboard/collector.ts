@@ -18,7 +18,7 @@ import { cgroupMounts } from '../../isolation/cgroups.js';
 import type { Ban } from '../abuse/bans.js';
 import type { WorkerLink } from '../abuse/index.js';
 import type { AuditEntry } from '../audit-log.js';
-import type { CertificateView } from '../certificate-manager.js';
+import type { CertificateView } from '../../ipc/control.js';
 import type { WorkerStatus } from '../supervisor.js';
 import { evaluateChecklist } from './checklist.js';
 import { inspectProcess, type ProcessFacts } from './host-facts.js';
