@@ -29,7 +29,7 @@ function config(toml: string, options: { jail?: boolean } = {}): CompiledConfig 
     ? toml.replace('[process.isolation]\n', `[process.isolation]\ncgroup_parent = "miwidothttp.slice"\n${isolation}`)
     : `${toml}\n[process.isolation]\ncgroup_parent = "miwidothttp.slice"\n${isolation}`;
   writeFileSync(file, `[server]\nstate_dir = "${dir}/state"\n\n${body}\n\n[[vhosts]]\ndomains = ["a.test"]\nroot = "${JAIL}"\n`);
-  const loaded = loadConfig(file, {});
+  const loaded = loadConfig(file, {}, false);
   if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
   return loaded.config;
 }
@@ -40,7 +40,7 @@ const ISOLATION = `[process.isolation]\ncgroup_parent = "miwidothttp.slice"\nchr
 function whole(toml: string): CompiledConfig {
   const file = path.join(dir, `config-${files++}.toml`);
   writeFileSync(file, `[server]\nstate_dir = "${dir}/state"\n\n${toml}`);
-  const loaded = loadConfig(file, {});
+  const loaded = loadConfig(file, {}, false);
   if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
   return loaded.config;
 }
