@@ -67,7 +67,7 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   if (iso.runAsGroup !== null) options.push('--run-as-group', iso.runAsGroup);
   if (iso.chroot !== null) {
     options.push('--chroot', iso.chroot, '--working-dir', iso.workingDir);
-    for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary())) options.push('--bind-ro', bind);
+    for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null)) options.push('--bind-ro', bind);
   }
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (cgroup !== null) {
