@@ -29,7 +29,7 @@ enum opt {
     OPT_RUN_AS_USER, OPT_RUN_AS_GROUP, OPT_CHROOT, OPT_BIND_RO, OPT_WORKING_DIR,
     OPT_MAX_MEMORY, OPT_MAX_CPU_PERCENT, OPT_MAX_PIDS, OPT_MAX_OPEN_FILES,
     OPT_CGROUP, OPT_SECCOMP, OPT_SECCOMP_ACTION, OPT_APPARMOR_PROFILE,
-    OPT_KEEP_FD, OPT_LISTEN_FD, OPT_CHECK, OPT_HELP, OPT_COUNT
+    OPT_KEEP_FD, OPT_LISTEN_FD, OPT_UNSAFE_ALLOW_LISTEN, OPT_CHECK, OPT_HELP, OPT_COUNT
 };
 
 static const struct {
@@ -52,6 +52,7 @@ static const struct {
     [OPT_APPARMOR_PROFILE] = { "--apparmor-profile", 1, 0 },
     [OPT_KEEP_FD] = { "--keep-fd", 1, 1 },
     [OPT_LISTEN_FD] = { "--listen-fd", 1, 1 },
+    [OPT_UNSAFE_ALLOW_LISTEN] = { "--unsafe-allow-listen", 0, 0 },
     [OPT_CHECK] = { "--check", 0, 0 },
     [OPT_HELP] = { "--help", 0, 0 },
 };
@@ -86,10 +87,10 @@ void print_help(void)
 "                             group). A GID (all digits) is used as given.\n"
 "                             Refuses gid 0. Requires --run-as-user.\n"
 "  --chroot DIR               jail root: an existing directory, absolute path,\n"
-"                             owned by root and not writable by group or\n"
-"                             others, below directories that are root's and\n"
-"                             not writable by group or others (or sticky, like\n"
-"                             /tmp). An overlay (tmpfs upper, private mount\n"
+"                             owned by root (or the helper's owner) and not\n"
+"                             writable by group or others, below directories\n"
+"                             of the same kind (or sticky, like /tmp). An\n"
+"                             overlay (tmpfs upper, private mount\n"
 "                             namespace) is mounted on it, so DIR itself is\n"
 "                             never written, then made read-only. When the\n"
 "                             caller is root it requires --run-as-user.\n"
@@ -133,7 +134,8 @@ void print_help(void)
 "                             fork/vfork/execveat, the set*id family, bind,\n"
 "                             tkill, rt_(tg)sigqueueinfo, pidfd_* -> EPERM;\n"
 "                             listen -> 0 without running (only a socket the\n"
-"                             caller passed listening ever listens); kill and\n"
+"                             caller passed listening ever listens; see\n"
+"                             --unsafe-allow-listen); kill and\n"
 "                             tgkill only to the program's own pid; socket\n"
 "                             only AF_UNIX/AF_INET/AF_INET6 and socketpair only\n"
 "                             AF_UNIX (else EAFNOSUPPORT); prlimit64 only on\n"
@@ -157,6 +159,12 @@ void print_help(void)
 "                             before loading the filter and reads back\n"
 "                             SO_ACCEPTCONN. For a caller that can bind but not\n"
 "                             listen without accepting (node).\n"
+"  --unsafe-allow-listen      transitional, weakens the sandbox: listen() runs\n"
+"                             (if the list allows it) instead of being\n"
+"                             answered 0, for a caller that passes bound, not\n"
+"                             listening sockets after exec (node's IPC). The\n"
+"                             program can then open a listening port of its\n"
+"                             own (the kernel binds a free port on listen).\n"
 "  --check                    validate every option as a real run would (user\n"
 "                             and group, jail root, binds, cgroup hierarchy\n"
 "                             and permissions, seccomp list, AppArmor profile,\n"
@@ -382,22 +390,26 @@ static void add_keep_fd(struct settings *s, const char *what, const char *arg)
 }
 
 /*
- * The jail root and every directory above it belong to root, and nobody
- * else can write to them (the rule of sshd's ChrootDirectory): whoever can
- * write to one of them can rename the jail away between this check and the
- * mount, or put files in it that every worker sees. A world-writable
- * ancestor with the sticky bit (/tmp) is fine: there only root may rename
- * root's directories.
+ * The jail root and every directory above it belong to root (or to the
+ * owner of this helper binary, who already decides what runs as root), and
+ * nobody else can write to them: the rule of sshd's ChrootDirectory.
+ * Whoever can write to one of them can rename the jail away between this
+ * check and the mount (and make the jail a host directory of their
+ * choosing), or put files in it that every worker sees. A directory
+ * writable by others with the sticky bit (/tmp) is fine above the jail:
+ * there only root may rename root's directories.
  */
 static void check_jail_root(const char *arg, const char *resolved)
 {
-    struct stat st;
+    struct stat st, helper;
+    if (stat("/proc/self/exe", &helper) != 0)
+        die_errno(EXIT_APPLY, errno, "--chroot %s: stat /proc/self/exe", arg);
     if (stat(resolved, &st) != 0)
         die_errno(EXIT_APPLY, errno, "--chroot %s", arg);
     if (!S_ISDIR(st.st_mode))
         die(EXIT_APPLY, "--chroot %s: not a directory", arg);
-    if (st.st_uid != 0)
-        die(EXIT_APPLY, "--chroot %s: owned by uid %u, not root", arg, (unsigned)st.st_uid);
+    if (st.st_uid != 0 && st.st_uid != helper.st_uid)
+        die(EXIT_APPLY, "--chroot %s: owned by uid %u, neither root nor the helper's owner", arg, (unsigned)st.st_uid);
     if (st.st_mode & (S_IWGRP | S_IWOTH))
         die(EXIT_APPLY, "--chroot %s: writable by group or others (mode %04o)", arg, (unsigned)(st.st_mode & 07777));
     char path[PATH_MAX];
@@ -412,8 +424,9 @@ static void check_jail_root(const char *arg, const char *resolved)
             *slash = '\0';
         if (lstat(path, &st) != 0)
             die_errno(EXIT_APPLY, errno, "--chroot %s: %s", arg, path);
-        if (st.st_uid != 0)
-            die(EXIT_APPLY, "--chroot %s: %s (above the jail) is owned by uid %u, not root", arg, path, (unsigned)st.st_uid);
+        if (st.st_uid != 0 && st.st_uid != helper.st_uid)
+            die(EXIT_APPLY, "--chroot %s: %s (above the jail) is owned by uid %u, neither root nor the helper's owner", arg,
+                path, (unsigned)st.st_uid);
         if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
             die(EXIT_APPLY, "--chroot %s: %s (above the jail) is writable by group or others (mode %04o)", arg, path,
                 (unsigned)(st.st_mode & 07777));
@@ -595,6 +608,11 @@ void parse_options(struct settings *s, int argc, char **argv)
         requires("--max-pids", "--cgroup");
     if (seen[OPT_SECCOMP_ACTION] && seen[OPT_SECCOMP] && strcmp(value[OPT_SECCOMP], "off") == 0)
         die(EXIT_USAGE, "--seccomp-action: conflicts with --seccomp off (there is no filter)");
+    if (seen[OPT_UNSAFE_ALLOW_LISTEN] && seen[OPT_SECCOMP] && strcmp(value[OPT_SECCOMP], "off") == 0)
+        die(EXIT_USAGE, "--unsafe-allow-listen: conflicts with --seccomp off (there is no filter)");
+    if (seen[OPT_UNSAFE_ALLOW_LISTEN] && seen[OPT_LISTEN_FD])
+        die(EXIT_USAGE, "--unsafe-allow-listen: conflicts with --listen-fd (a caller that passes sockets to listen on needs no listen)");
+    s->allow_listen = seen[OPT_UNSAFE_ALLOW_LISTEN] != 0;
     if (seen[OPT_CHROOT] && !seen[OPT_RUN_AS_USER] && geteuid() == 0)
         die(EXIT_USAGE, "--chroot: --chroot without --run-as-user leaves root in the jail (root can escape a chroot)");
 

@@ -124,7 +124,10 @@ export async function startWaiting(
   const until = Date.now() + 30_000;
   while (!out.includes(marker)) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited ${child.exitCode ?? child.signalCode}: ${out}`);
-    if (Date.now() > until) throw new Error(`no "${marker}" within 30 s: ${out}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL'); // or it holds the test process open
+      throw new Error(`no "${marker}" within 30 s: ${out}`);
+    }
     await sleep(20);
   }
   return Object.assign(child, { output: () => out });

@@ -55,6 +55,8 @@ describe('usage and refusals (nothing is applied)', () => {
       '--seccomp-action',
       '--apparmor-profile',
       '--keep-fd',
+      '--listen-fd',
+      '--unsafe-allow-listen',
       '--check',
       '--help',
     ]) {
@@ -96,6 +98,7 @@ describe('usage and refusals (nothing is applied)', () => {
       [['--bind-ro', '/etc/hosts'], '--bind-ro', '--chroot'],
       [['--run-as-group', 'nogroup'], '--run-as-group', '--run-as-user'],
       [['--seccomp', 'off', '--seccomp-action', 'errno'], '--seccomp-action', '--seccomp off'],
+      [['--seccomp', 'off', '--unsafe-allow-listen'], '--unsafe-allow-listen', '--seccomp off'],
     ];
     for (const [args, a, b] of cases) {
       const result = run([...args, '--', '/bin/true']);
