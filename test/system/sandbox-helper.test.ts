@@ -192,6 +192,16 @@ describe('usage and refusals (nothing is applied)', () => {
     assert.match(result.stderr, /--apparmor-profile miwidothttp-worker: apparmor is not enabled on this kernel/);
   });
 
+  test('the preload shim fails closed: loaded outside the helper (no no_new_privs), one line and 126 before the program runs', () => {
+    const result = spawnSync('/bin/echo', ['RAN'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', LD_PRELOAD: path.join(ROOT, 'native-helpers/build/miwidothttp-sandbox-lock.so') },
+    });
+    assert.equal(result.status, 126);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /^miwidothttp-sandbox: preload: exec lock: no_new_privs is not set[^\n]*\n$/);
+  });
+
   test('a failed exec is 127', { skip: needsRoot }, () => {
     const result = run(['--run-as-user', 'nobody', '--chroot', jailDir(), '--', '/no/such/program']);
     assert.equal(result.status, 127);
