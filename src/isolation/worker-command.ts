@@ -78,7 +78,14 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   }
   if (iso.apparmorProfile !== null) options.push('--apparmor-profile', iso.apparmorProfile);
   if (iso.seccomp === 'off') options.push('--seccomp=off');
-  else options.push(`--seccomp=${seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
+  else {
+    options.push(`--seccomp=${seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
+    // Transitional (issue 12): the master still sends bound, not-listening
+    // handles over IPC, and the worker's listen() must run for them. Remove
+    // once the master passes listening sockets as inherited fds (--keep-fd,
+    // or --listen-fd): then no worker can open a listening port of its own.
+    options.push('--unsafe-allow-listen');
+  }
   return options;
 }
 
