@@ -10,6 +10,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
 import { jailBinds } from './jail.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -70,6 +71,7 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
     for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null)) options.push('--bind-ro', bind);
   }
   options.push('--max-open-files', String(iso.maxOpenFiles));
+  if (config.server.accessLogFile !== null) options.push('--keep-fd', String(ACCESS_LOG_FD));
   if (cgroup !== null) {
     options.push('--cgroup', cgroup);
     if (iso.maxMemoryBytes !== null) options.push('--max-memory', String(iso.maxMemoryBytes));

@@ -23,6 +23,7 @@ import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import { DashboardCollector } from './dashboard/collector.js';
+import { AccessLogFile } from './access-log-file.js';
 import type { Issuer } from '../tls/issuance/types.js';
 
 /** Exit codes of `start`. */
@@ -108,7 +109,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     auditLogFailing: () => audit.failing,
   });
   audit.observer = (entry) => dashboard.recordAudit(entry);
-  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard);
+  const accessLog = new AccessLogFile(log);
+  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard, accessLog);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -140,6 +142,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     cleanup();
     log.info('stopped');
     audit.flush();
+    accessLog.flush();
     sink.flushSync();
     stopped(EXIT_OK);
   };
@@ -194,6 +197,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   process.on('SIGUSR1', () => {
     sink.reopen();
     audit.reopen();
+    accessLog.reopen();
     log.info('log files reopened');
   });
   // A broken stdout pipe must not kill the master and orphan its workers' requests.

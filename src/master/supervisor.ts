@@ -14,7 +14,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pidusage from 'pidusage';
 import type { Logger } from 'pino';
+import { htpasswdFiles, readHtpasswd, type HtpasswdEntries } from '../config/htpasswd.js';
 import type { CompiledConfig } from '../config/types.js';
+import type { AccessLogFile } from './access-log-file.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { workerCommand } from '../isolation/worker-command.js';
 import type { MasterMessage } from '../ipc/messages.js';
@@ -52,6 +54,8 @@ type GenerationTls = { certificates: CertificateMaterial[] } | null;
 interface Slot {
   worker: WorkerProcess | null;
   readonly tls: GenerationTls;
+  /** The generation's htpasswd lines, read once for all its workers (and their replacements). */
+  readonly htpasswd: CompiledConfig['htpasswd'];
   restarts: number;
   /** Crashes in a row of workers that died young. */
   quickCrashes: number;
@@ -102,7 +106,9 @@ export class Supervisor {
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
     private readonly dashboard: DashboardDesk,
+    private readonly accessLog: AccessLogFile,
   ) {
+    this.accessLog.use(config.server.accessLogFile);
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
   }
@@ -164,6 +170,7 @@ export class Supervisor {
       this.generation = generation;
       this.config = next;
       this.commitCertificates();
+      this.accessLog.use(next.server.accessLogFile);
       this.abuse.reconfigure(next);
       for (const slot of retiring) {
         if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
@@ -242,8 +249,9 @@ export class Supervisor {
     this.pendingIssuance = config.issuance === null ? null : this.issued.prepare(config.issuance);
     const tls: GenerationTls =
       config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
+    const htpasswd = loadHtpasswd(config);
     for (let index = 0; index < config.server.workerCount; index++) {
-      const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
+      const slot: Slot = { worker: null, tls, htpasswd, restarts: 0, quickCrashes: 0, respawnTimer: null };
       slots.push(slot);
       this.spawnInto(slot, index, generation, config);
     }
@@ -323,8 +331,22 @@ export class Supervisor {
     const startup: MasterMessage[] = [this.abuse.banSync()];
     if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
     if (config.issuance?.acme) startup.push(this.challenges.message());
-    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, startup);
+    // The htpasswd lines travel with the config (CFG_INIT): workers never read the files.
+    const workerConfig = Object.keys(slot.htpasswd).length === 0 ? config : { ...config, htpasswd: slot.htpasswd };
+    const worker = new WorkerProcess(
+      index,
+      generation,
+      slot.restarts,
+      cgroup,
+      command,
+      workerConfig,
+      listeners,
+      this.log,
+      this.sink,
+      startup,
+    );
     slot.worker = worker;
+    if (worker.accessLog !== null) this.accessLog.attach(worker.accessLog, worker);
     this.workers.add(worker);
     worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
     const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
@@ -470,6 +492,17 @@ export class Supervisor {
       this.spawnInto(slot, index, this.generation, this.config);
     }, delay);
   }
+}
+
+/** Every htpasswd file of `config`, read now; throws with the first problem (the generation does not start). */
+function loadHtpasswd(config: CompiledConfig): CompiledConfig['htpasswd'] {
+  const table: Record<string, HtpasswdEntries> = {};
+  for (const file of htpasswdFiles(config)) {
+    const read = readHtpasswd(file);
+    if (!read.ok) throw new Error(read.reason);
+    table[file] = read.entries;
+  }
+  return table;
 }
 
 /** The real uid of a process, from /proc (what `status` shows for each worker). */

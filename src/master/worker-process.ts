@@ -6,6 +6,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { forWorkers, type CompiledConfig } from '../config/types.js';
@@ -63,7 +65,8 @@ export class WorkerProcess {
       execPath: command.execPath,
       execArgv: command.execArgv,
       env: command.env,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // fd 4: the access log pipe (src/ipc/access-log.ts), when there is an access log file.
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', config.server.accessLogFile === null ? 'ignore' : 'pipe'],
       serialization: 'json',
     });
     this.forwardOutput(sink);
@@ -114,6 +117,11 @@ export class WorkerProcess {
     for (const listener of listeners) this.send({ type: 'CFG_LISTENER', listener: listener.spec }, listener.handle);
     for (const message of startup) this.send(message);
     this.send({ type: 'CFG_START' });
+  }
+
+  /** The worker's end of the access log pipe, read by the master (null without an access log file). */
+  get accessLog(): Readable | null {
+    return (this.child.stdio[ACCESS_LOG_FD] as Readable | null | undefined) ?? null;
   }
 
   get pid(): number | undefined {

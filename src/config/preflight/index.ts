@@ -13,6 +13,7 @@
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
+import { duplicateDomains, htpasswdReadable, siteRootsExist } from './sites.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
 
 /**
@@ -36,6 +37,10 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  // [[vhosts]] and their routes
+  siteRootsExist,
+  htpasswdReadable,
+  duplicateDomains,
 ];
 
 /** Every problem the host has with `config`; none: it can be applied here. */
