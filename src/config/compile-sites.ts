@@ -131,7 +131,9 @@ function compileSite(
   const root = roots?.root ?? parent?.root ?? null;
   const hostRoot = roots?.hostRoot ?? parent?.hostRoot ?? null;
   if (backend.type === 'static' && root === null) {
-    problems.push({ key: `${key}.root`, message: 'required for a static site (or set backend.type)' });
+    const message =
+      parent === null ? 'required for a static vhost (or set backend.type)' : 'required for a static route: set it here or on the vhost';
+    problems.push({ key: `${key}.root`, message });
   }
   const tryFiles = raw.try_files ?? parent?.tryFiles ?? null;
   if (raw.try_files !== undefined) {

@@ -13,7 +13,7 @@
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
-import { duplicateDomains, htpasswdReadable, siteRootsExist } from './sites.js';
+import { duplicateDomains, htpasswdReadable, routeRootsExist } from './sites.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
 
 /**
@@ -38,7 +38,7 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   apparmorEnabled,
   cgroupControllers,
   // [[vhosts]] and their routes
-  siteRootsExist,
+  routeRootsExist,
   htpasswdReadable,
   duplicateDomains,
 ];

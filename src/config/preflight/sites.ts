@@ -8,17 +8,18 @@ import { htpasswdFiles, readHtpasswd } from '../htpasswd.js';
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 
-/** A static root (a vhost's or a route's) that is missing or not a directory. */
-export function siteRootsExist(config: CompiledConfig): ConfigProblem[] {
+/**
+ * A route's own root that is missing or not a directory. (A vhost's root may
+ * be made after `check`, as the reference config's is; a route's own is
+ * usually a typo.)
+ */
+export function routeRootsExist(config: CompiledConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const seen = new Set<string>();
   config.vhosts.forEach((vhost, i) => {
-    const sites = [
-      { key: `vhosts[${i}]`, site: vhost },
-      ...vhost.routes.map((route, j) => ({ key: `vhosts[${i}].routes[${j}]`, site: route })),
-    ];
+    const sites = vhost.routes.map((route, j) => ({ key: `vhosts[${i}].routes[${j}]`, site: route }));
     for (const { key, site } of sites) {
-      if (site.hostRoot === null || seen.has(site.hostRoot)) continue;
+      if (site.hostRoot === null || site.hostRoot === vhost.hostRoot || seen.has(site.hostRoot)) continue;
       if (site.backend.type !== 'static' && Object.keys(site.errorPages).length === 0) continue;
       seen.add(site.hostRoot);
       let directory = false;

@@ -56,7 +56,9 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
       ? null
       : chooseCoding(req.headers['accept-encoding'], policy.algorithms);
   const ifNoneMatch = req.headers['if-none-match'];
-  if (coding !== null && ifNoneMatch !== undefined) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch, coding);
+  // The client validates the coded form it holds: the upstream knows the tag without the suffix.
+  const revalidatesCoded = coding !== null && ifNoneMatch !== undefined && withoutSuffix(ifNoneMatch, coding) !== ifNoneMatch;
+  if (revalidatesCoded) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch!, coding!);
 
   const writeHead = res.writeHead;
   res.writeHead = function compressedWriteHead(
@@ -88,6 +90,12 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
       !hasNoTransform(headerText(res.getHeader('cache-control'))) &&
       isCompressible(headerText(res.getHeader('content-type')));
     const head = writeHead as (this: ServerResponse, status: number, reason?: string) => ServerResponse;
+    const etag = headerText(res.getHeader('etag'));
+    if (statusCode === 304 && revalidatesCoded && etag !== undefined) {
+      // The upstream confirmed the representation: the client's copy is the coded one.
+      res.setHeader('ETag', encodedEtag(etag, coding!));
+      res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
+    }
     if (!eligible) return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
     res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
     const length = headerText(res.getHeader('content-length'));

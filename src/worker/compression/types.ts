@@ -1,7 +1,8 @@
 /**
  * Which responses are worth compressing: types mime-db marks compressible
  * (text, JSON, XML, JavaScript, SVG, WebAssembly, some fonts and models),
- * never an event stream (each event must reach the client when it is sent),
+ * never an event stream (each event must reach the client when it is sent)
+ * nor an unknown file (application/octet-stream),
  * and the encoders each coding is made with. Levels are what Caddy and
  * nginx's brotli module use on the fly: fast, most of the gain.
  */
@@ -25,7 +26,10 @@ export function isCompressible(contentType: string | undefined): boolean {
   if (cached !== undefined) return cached;
   const type = (contentType.split(';', 1)[0] ?? '').trim().toLowerCase();
   const answer =
-    type !== 'text/event-stream' && (COMPRESSIBLE.has(type) || type.startsWith('text/') || type.endsWith('+json') || type.endsWith('+xml'));
+    type !== 'text/event-stream' &&
+    // mime-db calls it compressible; served here it is an unknown extension, as often an archive as not.
+    type !== 'application/octet-stream' &&
+    (COMPRESSIBLE.has(type) || type.startsWith('text/') || type.endsWith('+json') || type.endsWith('+xml'));
   if (known.size < 1024) known.set(contentType, answer);
   return answer;
 }
