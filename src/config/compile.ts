@@ -130,6 +130,7 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
     logAuthentication: audit.log_authentication,
+    logAuthorization: audit.log_authorization,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }

@@ -262,6 +262,8 @@ export interface AuditSpec {
   readonly logAdminActions: boolean;
   /** Logins to the dashboard, failed and successful (events named auth.*). */
   readonly logAuthentication: boolean;
+  /** Refusals by a site's access lists (request.access_denied). */
+  readonly logAuthorization: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];
 }

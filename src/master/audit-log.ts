@@ -12,7 +12,7 @@ import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
 import { ensureParentDirectory } from '../logging/logger.js';
 
-export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
+export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication' | 'authorization';
 
 /** One event as the audit log writes it (the same fields, the same redaction), with its time. */
 export interface AuditEntry {
@@ -27,7 +27,16 @@ export interface AuditSource {
   readonly generation?: number;
 }
 
-const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = {
+  configuration: 'info',
+  security: 'warn',
+  admin: 'info',
+  authentication: 'warn',
+  authorization: 'warn',
+};
+
+/** Refusals by a site's access lists: authorization events, whoever reports them. */
+const AUTHORIZATION_EVENTS: ReadonlySet<string> = new Set(['request.access_denied']);
 
 export class AuditLog {
   private readonly destination: ReturnType<typeof pino.destination> | null;
@@ -62,7 +71,11 @@ export class AuditLog {
 
   write(reported: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
     // Logins are authentication events whoever reports them (a worker reports everything as security).
-    const category: AuditCategory = event.event.startsWith('auth.') ? 'authentication' : reported;
+    const category: AuditCategory = event.event.startsWith('auth.')
+      ? 'authentication'
+      : AUTHORIZATION_EVENTS.has(event.event)
+        ? 'authorization'
+        : reported;
     const fields = {
       audit: event.event,
       category,
@@ -110,6 +123,7 @@ export class AuditLog {
   private enabled(category: AuditCategory): boolean {
     if (!this.spec.enabled) return false;
     if (category === 'authentication') return this.spec.logAuthentication;
+    if (category === 'authorization') return this.spec.logAuthorization;
     if (category === 'configuration') return this.spec.logConfigurationChanges;
     if (category === 'admin') return this.spec.logAdminActions;
     return this.spec.logSecurityEvents;

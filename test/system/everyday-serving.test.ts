@@ -15,7 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { brotliDecompressSync, gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { rawRequest, readText, TestServer, waitFor } from '../support/harness.js';
+import { rawRequest, readText, ROOT, TestServer, waitFor } from '../support/harness.js';
 
 interface CurlAnswer {
   status: number;
@@ -494,5 +494,44 @@ ban_seconds = 60
       socket.destroy();
       assert.equal(curl(server.port, '/assets/app.css').status, 200);
     });
+  });
+});
+
+describe('access log file: JSON, queries, and a reload that moves it', () => {
+  const server = new TestServer();
+  const first = path.join(server.dir, 'logs', 'first.log');
+  const second = path.join(server.dir, 'logs', 'second.json');
+  const www = path.join(server.dir, 'www');
+  const body = `[[vhosts]]\ndomains = ["site.test"]\nroot = "${www}"\n`;
+
+  before(async () => {
+    mkdirSync(www, { recursive: true });
+    writeFileSync(path.join(www, 'index.html'), 'hello\n');
+    await server.start(body, `access_log_file = "${first}"`);
+  });
+  after(() => server.stop());
+
+  it('writes JSON lines with the query after a reload to another file, and stops writing the first', async () => {
+    curl(server.port, '/?before=1');
+    await waitFor('a line in the first file', () => readText(first).includes('"GET / HTTP/1.1"'));
+    server.writeConfig(body, `access_log_file = "${second}"\naccess_log_format = "json"\naccess_log_query = true`);
+    const reload = spawnSync(path.join(ROOT, 'bin/miwidothttp'), ['reload', '-c', server.configFile], { encoding: 'utf8' });
+    assert.equal(reload.status, 0, reload.stderr);
+    curl(server.port, '/?after=2', ['-u', 'nobody:at-all']);
+    const line = await waitFor(
+      'a JSON line',
+      () =>
+        readText(second)
+          .split('\n')
+          .find((l) => l.includes('after=2')) ?? null,
+    );
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    assert.equal(entry.target, '/?after=2');
+    assert.equal(entry.status, 200);
+    assert.equal(entry.client_ip, '127.0.0.1');
+    assert.equal(entry.user, undefined, 'credentials nobody checked name no user');
+    assert.equal(entry.bytes, 6);
+    assert.equal(statSync(second).mode & 0o777, 0o640);
+    assert.ok(!readText(first).includes('after=2'));
   });
 });
