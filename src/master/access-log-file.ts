@@ -15,6 +15,7 @@
  * drops what would grow its buffer past MAX_BUFFER_BYTES, and the master
  * says so in its log.
  */
+import { fchmodSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
@@ -49,7 +50,16 @@ export class AccessLogFile {
     }
     const destination = pino.destination({ dest: file, sync: false, mkdir: false, mode: 0o640, maxLength: MAX_BUFFER_BYTES });
     destination.on('error', (error: NodeJS.ErrnoException) => this.#report(error));
-    destination.on('ready', () => (this.#failed = false));
+    destination.on('ready', () => {
+      this.#failed = false;
+      // Opened in the thread pool: a umask the master narrows for a moment
+      // (its control socket) could apply to it. The mode is set, not hoped for.
+      try {
+        fchmodSync((destination as unknown as { fd: number }).fd, 0o640);
+      } catch (error) {
+        this.#report(error as NodeJS.ErrnoException);
+      }
+    });
     destination.on('drop', () => (this.#dropped += 1));
     this.#destination = destination;
   }

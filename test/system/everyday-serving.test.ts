@@ -9,13 +9,15 @@
  * Accept-Encoding; refusals are checked in the audit log.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { brotliDecompressSync, gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { rawRequest, readText, ROOT, TestServer, waitFor } from '../support/harness.js';
+import { freePort, rawRequest, readText, ROOT, TestServer, waitFor } from '../support/harness.js';
+import { TestCa } from '../support/test-ca.js';
 
 interface CurlAnswer {
   status: number;
@@ -49,7 +51,9 @@ function curl(port: number, urlPath: string, args: string[] = [], host = 'site.t
  * ETag, and the path it saw. A process of its own: curl runs synchronously
  * in this one.
  */
+const BIG_LINES = 100_000;
 const UPSTREAM = `
+const BIG_LINES = ${BIG_LINES};
 const http = require('node:http');
 const text = 'upstream says hello\\n'.repeat(200);
 const server = http.createServer((req, res) => {
@@ -59,6 +63,18 @@ const server = http.createServer((req, res) => {
   } else if (req.url.startsWith('/api/no-transform')) {
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-transform' });
     res.end(text);
+  } else if (req.url.startsWith('/api/big')) {
+    // Poorly compressible text in many writes: the encoder's backpressure is exercised.
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    let i = 0;
+    const more = () => {
+      while (i < BIG_LINES) {
+        const ok = res.write(require('node:crypto').createHash('sha256').update(String(i++)).digest('base64') + '\\n');
+        if (!ok) return res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
   } else if (req.url.startsWith('/api/etag')) {
     if (req.headers['if-none-match'] === '"v1"' || req.headers['if-none-match'] === 'W/"v1"') {
       res.writeHead(304, { ETag: '"v1"' });
@@ -330,6 +346,18 @@ ban_seconds = 60
       assert.match(off.body.toString(), /^upstream says hello/);
     });
 
+    it('streams a large proxied answer through the encoder to a slow reader, whole', () => {
+      let expected = '';
+      for (let i = 0; i < BIG_LINES; i++) expected += `${createHash('sha256').update(String(i)).digest('base64')}\n`;
+      for (const coding of ['br', 'zstd', 'gzip']) {
+        const answer = curl(server.port, '/api/big', ['-H', `Accept-Encoding: ${coding}`, '--limit-rate', '8M']);
+        assert.equal(answer.headers['content-encoding'], coding);
+        const decoded = (coding === 'br' ? brotliDecompressSync : coding === 'gzip' ? gunzipSync : zstdDecompressSync)(answer.body);
+        assert.equal(decoded.length, expected.length, coding);
+        assert.ok(decoded.toString() === expected, coding);
+      }
+    });
+
     it('a proxied ETag gets the coding suffix, and the upstream still answers 304', () => {
       const first = curl(server.port, '/api/etag', ['-H', 'Accept-Encoding: gzip']);
       assert.equal(first.headers.etag, 'W/"v1-gz"');
@@ -533,5 +561,71 @@ describe('access log file: JSON, queries, and a reload that moves it', () => {
     assert.equal(entry.bytes, 6);
     assert.equal(statSync(second).mode & 0o777, 0o640);
     assert.ok(!readText(first).includes('after=2'));
+  });
+});
+
+describe('over HTTP/2: compression, authentication, error pages and the access log', () => {
+  const server = new TestServer();
+  const www = path.join(server.dir, 'www');
+  const log = path.join(server.dir, 'logs', 'h2.log');
+  const htpasswd = path.join(server.dir, 'htpasswd');
+  let port = 0;
+  const page = 'h2 page\n'.repeat(300);
+
+  before(async () => {
+    mkdirSync(www, { recursive: true });
+    writeFileSync(path.join(www, 'page.html'), page);
+    writeFileSync(path.join(www, '404.html'), 'h2 not found');
+    execFileSync('htpasswd', ['-cbB', htpasswd, 'bob', 'h2 secret']);
+    const site = new TestCa(server.dir).issue('site', ['site.test']);
+    port = await freePort();
+    await server.start(
+      `[ssl.domains."site.test"]\ncert_file = "${site.cert}"\nkey_file = "${site.key}"\n\n[[vhosts]]\ndomains = ["site.test"]\nroot = "${www}"\nerror_pages = { 404 = "/404.html" }\n[[vhosts.routes]]\npath = "/private/"\n[vhosts.routes.auth]\nhtpasswd = "${htpasswd}"\n`,
+      `https_port = ${port}\naccess_log_file = "${log}"\n`,
+    );
+  });
+  after(() => server.stop());
+
+  const h2 = (urlPath: string, args: string[] = []): { code: string; encoding: string; body: Buffer } => {
+    const out = path.join(server.dir, 'h2-body');
+    const result = spawnSync(
+      'curl',
+      [
+        '-sk',
+        '--http2',
+        '--resolve',
+        `site.test:${port}:127.0.0.1`,
+        '-o',
+        out,
+        '-w',
+        '%{http_version} %{http_code} %header{content-encoding}',
+        ...args,
+        `https://site.test:${port}${urlPath}`,
+      ],
+      { encoding: 'utf8' },
+    );
+    const [version, code, encoding] = result.stdout.split(' ');
+    assert.equal(version, '2');
+    return { code: code ?? '', encoding: encoding ?? '', body: readFileSync(out) };
+  };
+
+  it('compresses, asks for a password, serves the error page, and logs body bytes once', async () => {
+    const compressed = h2('/page.html', ['-H', 'Accept-Encoding: br']);
+    assert.equal(compressed.encoding, 'br');
+    assert.equal(brotliDecompressSync(compressed.body).toString(), page);
+    assert.equal(h2('/private/').code, '401');
+    assert.equal(h2('/private/', ['-u', 'bob:h2 secret']).code, '404', 'admitted; nothing there');
+    const missing = h2('/missing');
+    assert.equal(missing.code, '404');
+    assert.equal(missing.body.toString(), 'h2 not found');
+    const line = await waitFor(
+      'the h2 line',
+      () =>
+        readText(log)
+          .split('\n')
+          .find((l) => l.includes('"GET /missing HTTP/2.0"')) ?? null,
+    );
+    assert.match(line, /" 404 12 "/, 'the error page is 12 bytes, counted once');
+    await waitFor('the user', () => readText(log).includes(' - bob ['));
   });
 });

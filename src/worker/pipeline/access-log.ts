@@ -23,13 +23,20 @@ function countBody(res: ServerResponse): () => number {
   };
   const write = res.write;
   const end = res.end;
+  // HTTP/2's end(chunk) writes the chunk through write(): counted once, in end.
+  let ending = false;
   res.write = function countedWrite(this: ServerResponse, chunk: unknown, ...rest: unknown[]): boolean {
-    add(chunk, rest[0]);
+    if (!ending) add(chunk, rest[0]);
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   } as ServerResponse['write'];
   res.end = function countedEnd(this: ServerResponse, chunk?: unknown, ...rest: unknown[]): ServerResponse {
     if (typeof chunk !== 'function') add(chunk, rest[0]);
-    return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+    ending = true;
+    try {
+      return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+    } finally {
+      ending = false;
+    }
   } as ServerResponse['end'];
   return () => (res.req?.method === 'HEAD' ? 0 : bytes);
 }
