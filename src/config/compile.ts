@@ -9,6 +9,7 @@ import { lstatSync, type Stats } from 'node:fs';
 import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
 import type { RawConfig, RawVhost } from './schema.js';
+import { compileCluster } from './cluster.js';
 import { loadCertificate } from '../tls/certificates.js';
 import { validateCiphers } from '../tls/policy.js';
 import { parseDnsName } from '../tls/sni.js';
@@ -48,7 +49,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
-  if (raw.cluster !== undefined) refuse('cluster', 'clustering');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
@@ -504,6 +504,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   const vhosts = compileVhosts(raw, problems);
   const { tls, issuance } = compileTls(raw, problems);
   const headers = compileResponseHeaders(raw.security.headers);
+  const cluster = compileCluster(raw, problems);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
   if (problems.length > 0) return { problems };
@@ -604,6 +605,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? delegatedCgroup() ?? DEFAULT_CGROUP_PARENT) : null,
     },
     vhosts,
+    cluster,
   };
   return { config: deepFreeze(config), problems };
 }

@@ -55,6 +55,17 @@ export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process
   return validate(interpolated, file, lines, problems);
 }
 
+/**
+ * The same path for a document parsed elsewhere: a cluster's shared
+ * configuration merged with this node's own file. Problems name key paths
+ * (there are no lines to point at).
+ */
+export function loadConfigDocument(document: unknown, source: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const problems: ConfigProblem[] = [];
+  const interpolated = interpolate(document, [], env, problems);
+  return validate(interpolated, source, new Map(), problems);
+}
+
 function builtinDefault(): unknown {
   // Sandboxed like any other config: the bundled site is the workers' jail.
   return { process: { isolation: { chroot: BUNDLED_SITE } }, vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };

@@ -7,6 +7,7 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { parseClusterRequest, type ClusterRequest } from '../cluster/control.js';
 
 export type ControlRequest =
   | { command: 'status' }
@@ -15,7 +16,8 @@ export type ControlRequest =
   | { command: 'ban_list' }
   | { command: 'certs' }
   | { command: 'ban_add'; ip: string; seconds?: number; reason: string }
-  | { command: 'ban_remove'; ip: string };
+  | { command: 'ban_remove'; ip: string }
+  | ClusterRequest;
 
 /** Longest ban an admin may set: a year. */
 export const MAX_BAN_SECONDS = 365 * 86400;
@@ -49,6 +51,8 @@ export function parseControlRequest(text: string): ControlRequest | null {
     }
     case 'ban_remove':
       return isText(request.ip, 64) ? { command, ip: request.ip } : null;
+    case 'cluster':
+      return parseClusterRequest(request);
     default:
       return null;
   }

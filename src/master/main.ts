@@ -20,10 +20,11 @@ import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
 import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import type { Issuer } from '../tls/issuance/types.js';
+import { ClusterNode } from '../cluster/node.js';
 
 /** A ban as the CLI shows it: the end as an ISO date. */
 const banView = (ban: Ban): Omit<Ban, 'until'> & { until: string } => ({ ...ban, until: new Date(ban.until).toISOString() });
@@ -36,7 +37,8 @@ export const EXIT_START_FAILED = 1;
  * Run until stopped. Resolves with the process exit code; errors that stop
  * the start are logged as one line and give EXIT_START_FAILED.
  */
-export async function runMaster(configPath: string | null, config: CompiledConfig): Promise<number> {
+export async function runMaster(configPath: string | null, fileConfig: CompiledConfig): Promise<number> {
+  let config = fileConfig;
   // Sockets systemd passed are ours to keep; any other descriptor inherited without close-on-exec goes.
   const activation = activationSockets();
   const inherited = closeInheritedFds(new Set(activation));
@@ -84,6 +86,17 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const listeners = new ListenerSet();
   const audit = new AuditLog(config.audit, log);
   const self = { role: 'master', pid: process.pid } as const;
+  // Clustered: join before anything serves, and run the cluster's latest shared configuration.
+  let cluster: ClusterNode | null = null;
+  if (config.cluster !== null && configPath !== null) {
+    const joined = await joinClusterOrFail(config, configPath, log, audit);
+    if (typeof joined === 'string') {
+      audit.flush();
+      removePidFile(config.server.pidFile);
+      return fail(joined);
+    }
+    ({ cluster, config } = joined);
+  }
   const metrics = new Metrics({ activeBans: () => abuse.activeBans });
   const abuse = new AbuseControl(
     config,
@@ -92,11 +105,14 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     (message) => supervisor.broadcast(message),
     (source) => metrics.banAdded(source),
   );
-  const tickets = new SessionTickets((message) => supervisor.broadcast(message));
+  const tickets = new SessionTickets((message) => supervisor.broadcast(message), undefined, cluster?.sharedTickets() ?? null);
   const issued: CertificateManager = new CertificateManager(
     log,
     audit,
-    (spec): Issuer => createIssuer(spec, supervisor.challenges, log),
+    (spec): Issuer => {
+      const issuer = createIssuer(spec, cluster?.challengeBoard() ?? supervisor.challenges, log);
+      return cluster?.issuer(spec, issuer) ?? issuer;
+    },
     () => supervisor.certificatesChanged(),
   );
   const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued);
@@ -127,6 +143,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     issued.close();
     await systemd.stopping();
     await supervisor.stop();
+    await cluster?.close();
     cleanup();
     log.info('stopped');
     audit.flush();
@@ -134,9 +151,10 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     stopped(EXIT_OK);
   };
 
-  const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
+  const reload = async (trigger: string): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => loadConfig(configPath));
+    const outcome = await supervisor.reload(() => cluster?.load() ?? loadConfig(configPath));
+    cluster?.reloaded(trigger, outcome);
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
       outcome.ok
@@ -167,6 +185,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
           },
           workers: await supervisor.status(),
           listeners: listeners.list().map((listener) => listener.spec),
+          cluster: cluster?.summary() ?? null,
         };
       case 'reload':
         audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
@@ -184,12 +203,25 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
       case 'ban_list':
         return { ok: true, bans: abuse.listBans().map(banView) };
       case 'ban_add': {
+        const refused = cluster?.writeRefusal('ban writes') ?? null;
+        if (refused !== null) return { ok: false, reason: refused };
         // Audited by the ban list itself (admin.ban_add), like every ban.
         const added = abuse.adminBan(request.ip, request.seconds, request.reason);
-        return added.ok ? { ok: true, ban: banView(added.ban) } : added;
+        if (!added.ok) return added;
+        const unshared = (await cluster?.bans.settled(added.ban.ip)) ?? null;
+        return unshared === null ? { ok: true, ban: banView(added.ban) } : { ok: false, reason: unshared };
       }
-      case 'ban_remove':
-        return abuse.adminUnban(request.ip);
+      case 'ban_remove': {
+        const refused = cluster?.writeRefusal('ban writes') ?? null;
+        if (refused !== null) return { ok: false, reason: refused };
+        const lifted = abuse.adminUnban(request.ip);
+        const unshared = lifted.ok ? ((await cluster?.bans.settled(request.ip)) ?? null) : null;
+        return unshared === null ? lifted : { ok: false, reason: unshared };
+      }
+      case 'cluster':
+        return cluster === null
+          ? { ok: false, reason: 'this node is not clustered ([cluster] is absent or disabled)' }
+          : cluster.control(request);
     }
   };
 
@@ -198,10 +230,12 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     const adopted = listeners.adopt(activation);
     if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();
+    await cluster?.attach({ reload, abuse, tickets, workersBoard: supervisor.challenges });
     const unclaimed = listeners.unclaimedActivated();
     if (unclaimed.length > 0) log.warn({ sockets: unclaimed }, 'socket activation: sockets no listener of the config claims (left unused)');
   } catch (error) {
     await supervisor.stop().catch(() => undefined);
+    await cluster?.close().catch(() => undefined);
     cleanup();
     return fail(`start failed: ${(error as Error).message}`);
   }
@@ -237,4 +271,23 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   await systemd.ready(`serving: generation ${supervisor.generation}, ${config.server.workerCount} workers`);
   systemd.startWatchdog(() => supervisor.serving());
   return finished;
+}
+
+/** Joins the cluster and loads this node's configuration with the cluster's shared part; a string is the one line that stops `start`. */
+async function joinClusterOrFail(
+  config: CompiledConfig,
+  configPath: string,
+  log: ReturnType<typeof createMasterLogger>,
+  audit: AuditLog,
+): Promise<{ cluster: ClusterNode; config: CompiledConfig } | string> {
+  let cluster: ClusterNode;
+  try {
+    cluster = await ClusterNode.start(config.cluster!, configPath, log, audit);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const loaded = cluster.load();
+  if (loaded.ok) return { cluster, config: loaded.config };
+  await cluster.close();
+  return `the cluster's configuration is refused on this node: ${loaded.errors.join('; ')}`;
 }
