@@ -166,20 +166,16 @@ export class ClusterIssuer implements Issuer {
     }
   }
 
-  /** Until the lock is gone or a new certificate is stored. */
+  /** Until the lock is gone or a newer certificate than `before` is stored. */
   async #waitForOthers(certKey: string, lockKey: string, before: IssuedCertificate | null, signal: AbortSignal | undefined): Promise<void> {
     this.context.log.info({ key: lockKey }, 'another node is ordering this certificate: waiting for it');
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
       if (signal?.aborted) return;
       try {
-        const [lock, cert] = await Promise.all([this.context.keys.get(lockKey).string(), this.context.keys.get(certKey).exec()]);
-        if (lock === null) return;
-        const kv = cert.kvs[0];
-        if (kv !== undefined && (before === null || kv.version !== '0')) {
-          const now = await this.#stored(certKey);
-          if (now !== null && (before === null || now.notAfter > before.notAfter)) return;
-        }
+        if ((await this.context.keys.get(lockKey).string()) === null) return;
+        const now = await this.#stored(certKey);
+        if (now !== null && (before === null || now.notAfter > before.notAfter)) return;
       } catch {
         // etcd busy or read-only: keep waiting; the caller's deadline ends it
       }

@@ -49,7 +49,7 @@ export async function clusterStatus(inputs: StatusInputs): Promise<ClusterStatus
         name,
         alive: live[KEYS.node(name)] !== undefined,
         admitted: admitted.includes(name),
-        config_revision: result === null ? null : lastGood(result, name === spec.nodeName ? inputs.appliedRevision : undefined),
+        config_revision: name === spec.nodeName ? inputs.appliedRevision : (result?.running ?? null),
         last_reload: result?.at ?? null,
         last_reload_ok: result?.ok ?? null,
         last_reload_error: result?.ok === false ? result.reason : null,
@@ -83,12 +83,6 @@ export async function clusterStatus(inputs: StatusInputs): Promise<ClusterStatus
     nodes,
     etcd: inputs.members.map(({ endpoint, answered, leader }) => ({ endpoint, answered, leader })),
   };
-}
-
-/** The revision a node runs: its last result's when that reload succeeded (this node knows its own exactly). */
-function lastGood(result: ConfigResult, own: string | null | undefined): string | null {
-  if (own !== undefined) return own;
-  return result.ok ? result.revision : null;
 }
 
 export async function admitNode(

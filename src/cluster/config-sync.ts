@@ -31,7 +31,10 @@ const BUSY_RETRY_MS = 500;
 
 /** What each node writes under config/results/NODE. */
 export interface ConfigResult {
+  /** The revision the reload tried. */
   readonly revision: string | null;
+  /** The revision the node runs after it (the tried one, or the previous one when refused). */
+  readonly running: string | null;
   readonly ok: boolean;
   readonly reason: string | null;
   readonly at: string;
@@ -101,7 +104,14 @@ export class SharedConfigs {
     if (!this.#recordedStart) {
       this.#recordedStart = true;
       this.#applied = this.#loading;
-      await this.#writeResult({ revision: this.#loading, ok: true, reason: null, at: new Date().toISOString(), trigger: 'start' });
+      await this.#writeResult({
+        revision: this.#loading,
+        running: this.#loading,
+        ok: true,
+        reason: null,
+        at: new Date().toISOString(),
+        trigger: 'start',
+      });
     }
     const revision = await this.fetch();
     await this.#watcher?.cancel().catch(() => undefined);
@@ -131,6 +141,7 @@ export class SharedConfigs {
     else if (revision !== this.#applied) this.#refused = revision;
     await this.#writeResult({
       revision,
+      running: this.#applied,
       ok: outcome.ok,
       reason: outcome.ok ? null : outcome.reason,
       at: new Date().toISOString(),

@@ -38,6 +38,8 @@ import { clusterStatus, admitNode, removeNode } from './admin.js';
 
 /** A node is alive while its lease is: this long after it stops (SIGKILL, a pause), the others see it gone. */
 export const NODE_LEASE_TTL_S = 5;
+/** Longest a stop waits for etcd (watches cancelled, the lease revoked). */
+const CLOSE_TIMEOUT_MS = 1_500;
 
 /** What the master gives the cluster once its parts exist. */
 export interface MasterParts {
@@ -267,9 +269,15 @@ export class ClusterNode {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#rejoinTimer !== null) clearTimeout(this.#rejoinTimer);
-    await Promise.all([this.bans.close(), this.configs.close(), this.#tickets?.close(), this.#mirror?.close(), this.#desk.close()]);
-    // Leaving now, not when the lease runs out: the others see this node gone at once.
-    await Promise.race([this.#lease.revoke().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    // Leaving now, not when the lease runs out: the others see this node gone at once. Bounded: a node
+    // without quorum cannot revoke, and a watch on a silent member may never confirm its cancel.
+    const bounded = (work: Promise<unknown>): Promise<unknown> =>
+      Promise.race([work.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
+    await bounded(
+      Promise.all([this.bans.close(), this.configs.close(), this.#tickets?.close(), this.#mirror?.close(), this.#desk.close()]),
+    );
+    await bounded(this.#lease.revoke());
+    this.#lease.release(); // no keep-alive timer may outlive the master
     this.#connection.close();
     await this.managed?.stop();
   }
@@ -289,8 +297,25 @@ export class ClusterNode {
     lease.on('lost', (error) => {
       if (this.#closed || lease !== this.#lease) return;
       this.#leaseLost = true;
-      this.log.warn({ problem: etcdProblem(error) }, 'the node lease was lost; the node registers again when it rejoins');
+      this.log.warn({ problem: etcdProblem(error) }, 'the node lease was lost (the node was paused or cut off past its TTL)');
+      // With the quorum there (a pause, not a split), register again now; otherwise the rejoin does.
+      if (this.#readOnly === null)
+        void this.#reRegister().catch((problem: unknown) => this.log.error({ problem: etcdProblem(problem) }, 'cannot register again'));
     });
+  }
+
+  /** A new lease, and `nodes/NAME` under it (the old lease revoked first, in case etcd still holds it). */
+  async #reRegister(): Promise<void> {
+    if (!this.#leaseLost || this.#closed) return;
+    const stale = this.#lease;
+    await stale.revoke().catch(() => undefined);
+    const lease = this.#connection.keys.lease(NODE_LEASE_TTL_S);
+    await lease.grant();
+    this.#lease = lease;
+    this.#leaseLost = false;
+    this.#watchLease(lease);
+    await lease.put(KEYS.node(this.name)).value(JSON.stringify({ name: this.name, pid: process.pid, startedAt: new Date().toISOString() }));
+    this.log.info('registered again under a new lease');
   }
 
   /** Everything that follows etcd, from the current state on: at attach and at every rejoin. */
@@ -340,19 +365,7 @@ export class ClusterNode {
     if (this.#rejoining || this.#closed) return;
     this.#rejoining = true;
     try {
-      if (this.#leaseLost) {
-        const stale = this.#lease;
-        await stale.revoke().catch(() => undefined);
-        const lease = this.#connection.keys.lease(NODE_LEASE_TTL_S);
-        await lease.grant();
-        this.#lease = lease;
-        this.#leaseLost = false;
-        this.#watchLease(lease);
-        await this.#connection.keys
-          .put(KEYS.node(this.name))
-          .value(JSON.stringify({ name: this.name, pid: process.pid }))
-          .lease(await lease.grant());
-      }
+      await this.#reRegister();
       await this.#syncAll();
       await this.configs.caughtUp();
       if (!this.#quorum) throw new Error('the quorum went again while catching up');

@@ -25,6 +25,8 @@ export interface NodeOptions {
 
 export class ClusterTestNode extends TestServer {
   options: NodeOptions | null = null;
+  /** More environment for the node's processes (NODE_EXTRA_CA_CERTS for pebble). */
+  extraEnv: NodeJS.ProcessEnv = {};
 
   constructor(
     readonly name: string,
@@ -37,7 +39,7 @@ export class ClusterTestNode extends TestServer {
   }
 
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, CLUSTER_TOKEN: this.options?.token ?? CLUSTER_TOKEN };
+    return { ...process.env, ...this.extraEnv, CLUSTER_TOKEN: this.options?.token ?? CLUSTER_TOKEN };
   }
 
   async configure(options: NodeOptions, port: number): Promise<void> {
