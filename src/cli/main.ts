@@ -24,7 +24,10 @@ program
   .description('run master and workers in the foreground until stopped')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
-    process.exitCode = await startCommand(options.config);
+    const code = await startCommand(options.config);
+    // The master has flushed its logs and is done: a library may still hold a handle (a gRPC channel dialing a
+    // paused etcd member) that would keep the process, and `stop` waiting for it, alive for no one.
+    process.exit(code);
   });
 program
   .command('check')

@@ -18,7 +18,7 @@
  *   quorum harder to reach, not easier).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
@@ -47,6 +47,16 @@ function account(user: string): Account {
   return { uid, gid };
 }
 
+/** The first directory from `dir` up to / that `user` may not pass through, or null. */
+function untraversable(dir: string, user: Account): string | null {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    const stat = statSync(at);
+    const mode = stat.uid === user.uid ? stat.mode >> 6 : stat.gid === user.gid ? stat.mode >> 3 : stat.mode;
+    if ((mode & 0o1) === 0) return at;
+    if (at === '/') return null;
+  }
+}
+
 function clientOf(endpoints: readonly string[], tls: { ca: string; cert: string; key: string }): Etcd3 {
   return new Etcd3({
     hosts: [...endpoints],
@@ -72,14 +82,18 @@ export class ManagedMember {
   static async start(spec: ClusterSpec, secrets: ClusterKeys, log: Logger): Promise<ManagedMember> {
     const managed = spec.managed!;
     const user = account(managed.runAsUser);
-    const { readFileSync } = await import('node:fs');
     const tls = {
       ca: readFileSync(spec.caFile, 'utf8'),
       cert: readFileSync(spec.certFile, 'utf8'),
       key: readFileSync(spec.keyFile, 'utf8'),
     };
     const member = new ManagedMember(spec, log, tls);
-    mkdirSync(path.dirname(managed.dataDir), { recursive: true, mode: 0o700 });
+    mkdirSync(path.dirname(managed.dataDir), { recursive: true, mode: 0o755 });
+    const blocked = untraversable(path.dirname(managed.dataDir), user);
+    if (blocked !== null)
+      throw new Error(
+        `cluster.etcd.data_dir: ${managed.runAsUser} cannot reach ${managed.dataDir}: ${blocked} is closed to it (chmod o+x, or choose another data_dir)`,
+      );
     const tlsDir = `${managed.dataDir}.tls`;
     for (const dir of [managed.dataDir, tlsDir]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -191,7 +205,7 @@ export class ManagedMember {
       if (!this.#stopping) this.log.error({ code, signal }, 'the managed etcd member exited');
     });
     this.#child = child;
-    this.log.info({ pid: child.pid, uid: user.uid, dataDir: managed.dataDir }, 'managed etcd member started');
+    this.log.info({ memberPid: child.pid, uid: user.uid, dataDir: managed.dataDir }, 'managed etcd member started');
   }
 
   async #waitAnswering(): Promise<void> {

@@ -19,6 +19,11 @@ const ETCD_HEARTBEAT_MS = 100;
 const MIN_HEARTBEATS_PER_ELECTION = 5;
 /** A health read slower than this on an external cluster counts as a lost quorum: 2 x an election timeout of 500 ms. */
 const EXTERNAL_HEALTH_TIMEOUT_MS = 1000;
+/**
+ * Debian's etcd package gives its user /var/lib/etcd; state_dir is root's
+ * alone (0700), where the member's own user could not reach its data.
+ */
+const DEFAULT_MANAGED_DATA_DIR = '/var/lib/etcd/miwidothttp';
 /** `cluster init` makes 43 characters; an operator's own must still not be guessable. */
 const MIN_TOKEN_CHARS = 16;
 
@@ -151,7 +156,7 @@ export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): Clust
     managed: etcd.managed
       ? {
           binary: etcd.etcd_binary,
-          dataDir: path.resolve(etcd.data_dir ?? path.join(raw.server.state_dir, 'etcd')),
+          dataDir: path.resolve(etcd.data_dir ?? DEFAULT_MANAGED_DATA_DIR),
           clientUrl,
           peerUrl,
           initialCluster,

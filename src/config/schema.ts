@@ -468,7 +468,7 @@ const cluster = z
         initial_cluster: z
           .array(z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?=https?:\/\/\S+$/, 'expected "name=https://host:port"'))
           .optional(),
-        /** The member's data; default <state_dir>/etcd. */
+        /** The member's data (owned by run_as_user, every parent traversable by it); default /var/lib/etcd/miwidothttp. */
         data_dir: z.string().startsWith('/', 'must be an absolute path').optional(),
         run_as_user: nonEmpty.default('etcd'),
         etcd_binary: z.string().startsWith('/', 'must be an absolute path').default('/usr/bin/etcd'),

@@ -21,6 +21,12 @@ export interface NodeOptions {
   readonly tls?: CertFiles & { caFile: string };
   /** [server] lines beyond the harness's. */
   readonly server?: string;
+  /** [cluster] lines beyond the harness's (key_prefix, ...). */
+  readonly cluster?: string;
+  /** etcd client URLs other than the test etcd cluster's (a managed member's). */
+  readonly endpoints?: readonly string[];
+  /** The [cluster.etcd] table's lines. */
+  readonly etcd?: string;
 }
 
 export class ClusterTestNode extends TestServer {
@@ -45,7 +51,10 @@ export class ClusterTestNode extends TestServer {
   async configure(options: NodeOptions, port: number): Promise<void> {
     this.options = options;
     this.port = port;
-    const tls = options.tls ?? { ...(await this.etcd.issue(this.name, [this.address])), caFile: this.etcd.caFile };
+    const tls = options.tls ?? {
+      ...(await this.etcd.issue(this.name, [...new Set([this.address, '127.0.0.1'])])),
+      caFile: this.etcd.caFile,
+    };
     const text = [
       '[server]',
       `bind_address = "${this.address}"`,
@@ -59,13 +68,15 @@ export class ClusterTestNode extends TestServer {
       `chroot = "${this.site}"`,
       '[cluster]',
       `node_name = "${this.name}"`,
-      `etcd_endpoints = [${this.etcd.endpoints.map((url) => `"${url}"`).join(', ')}]`,
+      `etcd_endpoints = [${(options.endpoints ?? this.etcd.endpoints).map((url) => `"${url}"`).join(', ')}]`,
+      options.cluster ?? '',
       `ca_file = "${tls.caFile}"`,
       `cert_file = "${tls.certFile}"`,
       `key_file = "${tls.keyFile}"`,
       '[cluster.consensus]',
       'cluster_token = "${CLUSTER_TOKEN}"',
       options.consensus ?? 'allow_auto_join = true\nrejoin_delay = 1',
+      options.etcd === undefined ? '' : `[cluster.etcd]\n${options.etcd}`,
       options.body,
     ].join('\n');
     writeFileSync(this.configFile, `${text}\n`);

@@ -229,7 +229,10 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         if (child.pid !== undefined) process.kill(child.pid, 'SIGCONT');
         child.kill('SIGKILL');
-        await Promise.race([exited, sleep(5000)]);
+        // A timer left pending would keep the test process alive after the test.
+        const deadline = new AbortController();
+        await Promise.race([exited, sleep(5000, undefined, { signal: deadline.signal }).catch(() => undefined)]);
+        deadline.abort();
       }
       process.off('exit', killAll);
       rmSync(dir, { recursive: true, force: true });
