@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import type { Ban, BanSource } from '../master/abuse/bans.js';
 import type { BanReplica } from '../master/abuse/index.js';
 import { etcdProblem, KEYS } from './etcd.js';
+import { open, seal, type ClusterKeys } from './secrets.js';
 
 /** What applies bans on this node (AbuseControl). */
 export interface BanTarget {
@@ -68,6 +69,9 @@ export class ClusterBans implements BanReplica {
 
   constructor(
     private readonly keys: Namespace,
+    /** Bans are sealed too: not secret, but only a holder of cluster_token may ban (a stolen node certificate alone may not). */
+    private readonly secrets: ClusterKeys,
+    private readonly prefix: string,
     private readonly nodeName: string,
     private readonly log: Logger,
     /** Why writes are refused now (read-only), or null. */
@@ -91,7 +95,7 @@ export class ClusterBans implements BanReplica {
     const write = (async () => {
       const lease = this.keys.lease(seconds, { autoKeepAlive: false });
       try {
-        await lease.put(KEYS.ban(ban.ip)).value(JSON.stringify(stored));
+        await lease.put(KEYS.ban(ban.ip)).value(seal(this.secrets, this.prefix + KEYS.ban(ban.ip), JSON.stringify(stored)));
         return null;
       } catch (error) {
         this.log.error({ clientIp: ban.ip, problem: etcdProblem(error) }, 'cannot share a ban with the cluster; it holds on this node');
@@ -127,23 +131,28 @@ export class ClusterBans implements BanReplica {
   /** Applies every ban in etcd (start, rejoin), then follows changes from that revision on. */
   async sync(): Promise<void> {
     const answer = await this.keys.getAll().prefix(KEYS.bans).exec();
-    for (const kv of answer.kvs) this.#apply(kv.value.toString('utf8'));
+    for (const kv of answer.kvs) this.#apply(kv.key.toString('utf8'), kv.value.toString('utf8'));
     await this.#watchFrom(String(BigInt(answer.header.revision) + 1n));
   }
 
   async #watchFrom(revision: string): Promise<void> {
     await this.#watcher?.cancel().catch(() => undefined);
     const watcher = await this.keys.watch().prefix(KEYS.bans).startRevision(revision).create();
-    watcher.on('put', (kv) => this.#apply(kv.value.toString('utf8')));
+    watcher.on('put', (kv) => this.#apply(kv.key.toString('utf8'), kv.value.toString('utf8')));
     watcher.on('delete', (kv) => this.#lift(kv.key.toString('utf8').slice(KEYS.bans.length)));
     watcher.on('error', (error) => this.log.warn({ problem: etcdProblem(error) }, 'ban watch failed; it reconnects'));
     this.#watcher = watcher;
   }
 
-  #apply(text: string): void {
-    const ban = parseBan(text);
-    if (ban === null) {
-      this.log.warn({ value: text.slice(0, 100) }, 'ignored a malformed ban in etcd');
+  #apply(key: string, sealed: string): void {
+    let ban: StoredBan | null = null;
+    try {
+      ban = parseBan(open(this.secrets, this.prefix + key, sealed).toString('utf8'));
+    } catch {
+      ban = null;
+    }
+    if (ban === null || KEYS.ban(ban.ip) !== key) {
+      this.log.warn({ key }, 'ignored a ban in etcd that is not sealed with this cluster_token, or malformed');
       return;
     }
     this.#known.set(ban.ip, ban.until);

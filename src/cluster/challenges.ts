@@ -97,8 +97,8 @@ export class ClusterChallengeBoard implements ChallengeBoard {
         const live = await this.context.liveNodes();
         const acks = await this.context.keys.getAll().prefix(KEYS.acmeAcks).strings();
         waitingFor = live.filter((node) => {
-          const acked = acks[KEYS.acmeAck(node)];
-          return acked === undefined || BigInt(acked) < BigInt(revision);
+          const ack = parseAck(acks[KEYS.acmeAck(node)]);
+          return ack === null || !ack.answering || BigInt(ack.revision) < BigInt(revision);
         });
         if (waitingFor.length === 0) return;
       } catch {
@@ -106,7 +106,27 @@ export class ClusterChallengeBoard implements ChallengeBoard {
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
-    throw new IssuanceError(`the cluster's nodes ${waitingFor.join(', ')} did not confirm the challenge answers in time`);
+    throw new IssuanceError(
+      `the cluster's nodes ${waitingFor.join(', ')} did not confirm they serve the challenge answers (a node whose configuration has no provider = "acme" does not answer)`,
+    );
+  }
+}
+
+/** What acme/acks/NODE holds: the revision of answers the node's workers serve, and whether they answer challenges at all. */
+interface Ack {
+  readonly revision: string;
+  readonly answering: boolean;
+}
+
+function parseAck(text: string | undefined): Ack | null {
+  if (text === undefined) return null;
+  try {
+    const value = JSON.parse(text) as Partial<Ack>;
+    return typeof value.revision === 'string' && /^\d+$/.test(value.revision) && typeof value.answering === 'boolean'
+      ? (value as Ack)
+      : null;
+  } catch {
+    return null;
   }
 }
 
@@ -122,8 +142,15 @@ export class ChallengeMirror {
     private readonly context: ChallengeContext,
     /** This node's workers' board (the supervisor's). */
     private readonly local: ChallengeBoard,
+    /** Whether the serving generation answers ACME challenges (its [ssl] provider is "acme"). */
+    private readonly answering: () => boolean,
     private readonly log: Logger,
   ) {}
+
+  /** The serving generation changed (a reload): confirm again what it serves. */
+  refresh(): void {
+    if (this.#watcher !== null) this.#apply();
+  }
 
   async sync(): Promise<void> {
     const { keys } = this.context;
@@ -191,7 +218,8 @@ export class ChallengeMirror {
     }
     try {
       await this.local.publish();
-      await this.context.lease().put(KEYS.acmeAck(this.context.nodeName)).value(revision);
+      const ack: Ack = { revision, answering: this.answering() };
+      await this.context.lease().put(KEYS.acmeAck(this.context.nodeName)).value(JSON.stringify(ack));
     } catch (error) {
       this.log.warn({ problem: etcdProblem(error) }, 'could not confirm the challenge answers to the cluster');
     }

@@ -38,6 +38,8 @@ import { clusterStatus, admitNode, removeNode } from './admin.js';
 
 /** A node is alive while its lease is: this long after it stops (SIGKILL, a pause), the others see it gone. */
 export const NODE_LEASE_TTL_S = 5;
+/** How long a node with a managed member waits for the etcd quorum at start. */
+const MANAGED_QUORUM_WAIT_MS = 60_000;
 /** Longest a stop waits for etcd (watches cancelled, the lease revoked). */
 const CLOSE_TIMEOUT_MS = 1_500;
 
@@ -49,6 +51,8 @@ export interface MasterParts {
   readonly tickets: TicketTarget;
   /** This node's workers' challenge board. */
   readonly workersBoard: ChallengeBoard;
+  /** Whether the serving generation answers ACME challenges ([ssl] provider = "acme"). */
+  answersChallenges(): boolean;
 }
 
 const source = { role: 'master', pid: process.pid } as const;
@@ -90,7 +94,7 @@ export class ClusterNode {
     this.#lease = lease;
     this.#ca = new X509Certificate(readFileSync(spec.caFile));
     this.#watchLease(lease);
-    this.bans = new ClusterBans(connection.keys, this.name, log, () => this.writeRefusal('ban writes'));
+    this.bans = new ClusterBans(connection.keys, secrets, spec.keyPrefix, this.name, log, () => this.writeRefusal('ban writes'));
     this.configs = new SharedConfigs(connection.keys, secrets, spec, configPath, log, audit);
     this.#desk = new JoinDesk({ spec, keys: connection.keys, secrets, ca: this.#ca, log, audit }, () => this.#readOnly === null);
   }
@@ -109,10 +113,18 @@ export class ClusterNode {
     };
     let lease: Lease | null = null;
     try {
-      try {
-        await connection.keys.get(KEYS.verifier).exec();
-      } catch (error) {
-        throw refuse(`cannot reach etcd (${spec.endpoints.join(', ')}): ${etcdProblem(error)}`);
+      // A managed member's founding peers may start a little later: the quorum is waited for, a while.
+      const reachUntil = Date.now() + (managed === null ? 0 : MANAGED_QUORUM_WAIT_MS);
+      for (let logged = false; ; ) {
+        try {
+          await connection.keys.get(KEYS.verifier).exec();
+          break;
+        } catch (error) {
+          if (Date.now() >= reachUntil) throw refuse(`cannot reach etcd (${spec.endpoints.join(', ')}): ${etcdProblem(error)}`);
+          if (!logged) log.warn('waiting for the etcd quorum (the other founding members starting)');
+          logged = true;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
       }
       lease = connection.keys.lease(NODE_LEASE_TTL_S);
       await lease.grant();
@@ -166,7 +178,7 @@ export class ClusterNode {
       this.log,
       () => this.#readOnly === null,
     );
-    this.#mirror = new ChallengeMirror(this.#challengeContext(), parts.workersBoard, this.log);
+    this.#mirror = new ChallengeMirror(this.#challengeContext(), parts.workersBoard, () => parts.answersChallenges(), this.log);
     await this.#syncAll();
     void this.#healthLoop();
   }
@@ -216,6 +228,7 @@ export class ClusterNode {
   /** A reload happened on this node (any trigger): recorded for `cluster status` and the pusher. */
   reloaded(trigger: string, outcome: ReloadOutcome): void {
     void this.configs.recordReload(trigger, outcome);
+    if (outcome.ok) this.#mirror?.refresh();
   }
 
   /** For `miwidothttp status`: one line of what the cluster looks like from here. */

@@ -230,7 +230,13 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     const adopted = listeners.adopt(activation);
     if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();
-    await cluster?.attach({ reload, abuse, tickets, workersBoard: supervisor.challenges });
+    await cluster?.attach({
+      reload,
+      abuse,
+      tickets,
+      workersBoard: supervisor.challenges,
+      answersChallenges: () => supervisor.config.tls?.answersAcmeChallenges === true,
+    });
     const unclaimed = listeners.unclaimedActivated();
     if (unclaimed.length > 0) log.warn({ sockets: unclaimed }, 'socket activation: sockets no listener of the config claims (left unused)');
   } catch (error) {

@@ -103,11 +103,19 @@ export class ClusterTestNode extends TestServer {
     this.process = child;
     child.stdout.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    const code = await Promise.race([
-      new Promise<number | null>((resolve) => child.once('exit', resolve)),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${this.name} was not refused:\n${this.output}`)), timeoutMs)),
-    ]);
-    return { code, output: this.output };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const code = await Promise.race([
+        new Promise<number | null>((resolve) => child.once('exit', resolve)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${this.name} was not refused:\n${this.output}`)), timeoutMs);
+        }),
+      ]);
+      return { code, output: this.output };
+    } finally {
+      // A pending timer would keep the test process alive long after the test.
+      clearTimeout(timer);
+    }
   }
 
   run(...args: string[]): CliResult {

@@ -228,7 +228,13 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     }
     assert.equal(new Set(fingerprints).size, 1, 'one certificate for all three');
     const orders = pebble.logs().match(/There are now \d+ orders in the db/g) ?? [];
-    assert.equal(orders.length, 1, pebble.logs().slice(-2000));
+    const failures = nodes.flatMap((node) =>
+      node
+        .logLines()
+        .filter((line) => /failed/.test(String(line.msg)))
+        .map((line) => `${node.name}: ${line.msg}`),
+    );
+    assert.equal(orders.length, 1, failures.join('\n'));
     const ordered = nodes.filter((node) => node.output.includes('ACME order created'));
     assert.equal(ordered.length, 1, 'one node ordered');
     const waited = nodes.filter((node) => node.output.includes('certificate taken from the cluster'));
