@@ -175,7 +175,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     for (const address of ADDRESSES) assert.equal((await request(port, { host: address })).body, 'inner/v3\n');
   });
 
-  it('a ban made on n1 is refused by n2 and n3 within a second, and expires by itself', async () => {
+  it('a ban made on n1 is refused by n2 and n3 within a second, and expires by itself', async (t) => {
     for (const address of ADDRESSES) assert.equal(await getFrom(address, port, CLIENT), 200);
     const added = nodes[0]!.run('ban', 'add', CLIENT, '--seconds', '4', '--reason', 'cluster test');
     assert.equal(added.status, 0, added.stderr);
@@ -185,6 +185,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
       await waitFor(`${address} refuses ${CLIENT}`, async () => (await getFrom(address, port, CLIENT)) === 'refused', 5000);
       refusedAt.push(Date.now() - banned);
     }
+    t.diagnostic(`n2, n3 refused the banned client ${refusedAt.join(', ')} ms after \`ban add\` on n1 returned`);
     assert.ok(Math.max(...refusedAt) < 1000, `refused after ${refusedAt.join(', ')} ms`);
     assert.equal(await getFrom('127.0.0.1', port, CLIENT), 'refused');
     // Another client is served throughout.
@@ -304,7 +305,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     );
   });
 
-  it('two etcd members killed: every node read-only within 2 s and still serving; push and ban refused; restored: writable and caught up', async () => {
+  it('two etcd members killed: every node read-only within 2 s and still serving; push and ban refused; restored: writable and caught up', async (t) => {
     const before = nodes.map((node) => node.clusterStatus().config_revision);
     const killed = Date.now();
     etcd.kill(1);
@@ -321,6 +322,9 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
           20_000,
         ),
       );
+    t.diagnostic(
+      `read-only after ${statuses.map((status) => `${status.node} ${Date.parse(status.read_only_since!) - killed} ms`).join(', ')}`,
+    );
     for (const status of statuses) {
       const detectedMs = Date.parse(status.read_only_since!) - killed;
       assert.ok(detectedMs < 2000, `${status.node} went read-only after ${detectedMs} ms`);
