@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ClusterRequest, ClusterStatus } from '../cluster/control.js';
+import type { ClusterRequest, ClusterStatus, PushAnswer } from '../ipc/control.js';
 import { createClusterCa, issueNodeCertificate } from '../cluster/pki.js';
 import { askMaster, askRunningMaster, EXIT_NOT_RUNNING, masterAddress, masterPid } from './running.js';
 
@@ -14,12 +14,9 @@ import { askMaster, askRunningMaster, EXIT_NOT_RUNNING, masterAddress, masterPid
 const PUSH_ANSWER_TIMEOUT_MS = 180_000;
 
 export async function clusterStatusCommand(option: string | undefined, json: boolean): Promise<number> {
-  const asked = await askRunningMaster<ClusterStatus & { ok: boolean; reason?: string }>(option, 'cluster status', {
-    command: 'cluster',
-    action: 'status',
-  });
+  const asked = await askRunningMaster<'cluster'>(option, 'cluster status', { command: 'cluster', action: 'status' });
   if ('exitCode' in asked) return asked.exitCode;
-  const status = asked.answer;
+  const status = asked.answer as ClusterStatus;
   if (json) {
     const { ok: _ok, ...rest } = status;
     process.stdout.write(`${JSON.stringify(rest)}\n`);
@@ -52,13 +49,13 @@ export async function clusterPushCommand(option: string | undefined, file: strin
     process.stderr.write(`miwidothttp: not running (no live master in ${address.pidFile})\n`);
     return EXIT_NOT_RUNNING;
   }
-  let answer: { ok?: boolean; reason?: string; revision?: string; nodes?: { name: string; ok: boolean; reason: string | null }[] };
+  let answer: PushAnswer;
   try {
     answer = (await askMaster(
       address,
       { command: 'cluster', action: 'push', file: path.resolve(file) },
       PUSH_ANSWER_TIMEOUT_MS,
-    )) as typeof answer;
+    )) as PushAnswer;
   } catch (error) {
     process.stderr.write(`cluster push: ${(error as Error).message}\n`);
     return 1;
@@ -75,9 +72,9 @@ export async function clusterPushCommand(option: string | undefined, file: strin
 }
 
 export async function clusterActionCommand(option: string | undefined, request: ClusterRequest, what: string): Promise<number> {
-  const asked = await askRunningMaster<{ ok: boolean; reason?: string; detail?: string }>(option, what, request);
+  const asked = await askRunningMaster<'cluster'>(option, what, request);
   if ('exitCode' in asked) return asked.exitCode;
-  process.stdout.write(`${asked.answer.detail ?? 'done'}\n`);
+  process.stdout.write(`${(asked.answer as { detail?: string }).detail ?? 'done'}\n`);
   return 0;
 }
 

@@ -1,16 +1,12 @@
 /**
- * The command line (contract.md): start, check, reload, stop, status; and ban.
+ * The command line: start, check, reload, stop, status, certs; and ban.
  * Every command that needs a config goes through the same load path.
+ *
+ * Each command's module is imported when that command runs: `start` loads
+ * the master (TLS issuance, metrics, the schema), which `--version` and
+ * `status` never need, so those answer in a fraction of a second.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { banCommand } from './ban.js';
-import { certsCommand } from './certs.js';
-import { clusterActionCommand, clusterCertCommand, clusterInitCommand, clusterPushCommand, clusterStatusCommand } from './cluster.js';
-import { checkCommand } from './check.js';
-import { reloadCommand } from './reload.js';
-import { startCommand } from './start.js';
-import { statusCommand } from './status.js';
-import { stopCommand } from './stop.js';
 
 const program = new Command('miwidothttp')
   .description('Hardened HTTP server and reverse proxy: privileged master, sandboxed workers')
@@ -24,6 +20,7 @@ program
   .description('run master and workers in the foreground until stopped')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { startCommand } = await import('./start.js');
     const code = await startCommand(options.config);
     // The master has flushed its logs and is done: a library may still hold a handle (a gRPC channel dialing a
     // paused etcd member) that would keep the process, and `stop` waiting for it, alive for no one.
@@ -33,7 +30,8 @@ program
   .command('check')
   .description('validate a config without starting anything')
   .option(...configOption)
-  .action((options: { config?: string }) => {
+  .action(async (options: { config?: string }) => {
+    const { checkCommand } = await import('./check.js');
     process.exitCode = checkCommand(options.config);
   });
 program
@@ -41,6 +39,7 @@ program
   .description('ask the running master to reload its config; waits for the outcome')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { reloadCommand } = await import('./reload.js');
     process.exitCode = await reloadCommand(options.config);
   });
 program
@@ -48,6 +47,7 @@ program
   .description('stop gracefully; waits until the master has exited')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { stopCommand } = await import('./stop.js');
     process.exitCode = await stopCommand(options.config);
   });
 program
@@ -56,6 +56,7 @@ program
   .option(...configOption)
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { statusCommand } = await import('./status.js');
     process.exitCode = await statusCommand(options.config, options.json === true);
   });
 
@@ -65,6 +66,7 @@ program
   .option(...configOption)
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { certsCommand } = await import('./certs.js');
     process.exitCode = await certsCommand(options.config, options.json === true);
   });
 const ban = program.command('ban').description("the running master's ban list (exit 3 when not running)");
@@ -74,6 +76,7 @@ ban
   .option(...configOption)
   .option('--json', 'one JSON array')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, { command: 'ban_list' }, options.json === true);
   });
 ban
@@ -92,6 +95,7 @@ ban
       reason: options.reason,
       ...(options.seconds !== undefined && { seconds: options.seconds }),
     } as const;
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, request, false);
   });
 ban
@@ -99,6 +103,7 @@ ban
   .description('lift the ban on a client IP')
   .option(...configOption)
   .action(async (ip: string, options: { config?: string }) => {
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, { command: 'ban_remove', ip }, false);
   });
 
@@ -109,6 +114,7 @@ cluster
   .option(...configOption)
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { clusterStatusCommand } = await import('./cluster.js');
     process.exitCode = await clusterStatusCommand(options.config, options.json === true);
   });
 cluster
@@ -116,6 +122,7 @@ cluster
   .description('push the shared part of FILE ([[vhosts]], [security], [ssl]) to every node; exit 0 when every live node runs it')
   .option(...configOption)
   .action(async (file: string, options: { config?: string }) => {
+    const { clusterPushCommand } = await import('./cluster.js');
     process.exitCode = await clusterPushCommand(options.config, file);
   });
 cluster
@@ -123,6 +130,7 @@ cluster
   .description('admit node NAME (with allow_auto_join = false a new node waits for this)')
   .option(...configOption)
   .action(async (name: string, options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
     process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'admit', name }, 'cluster admit');
   });
 cluster
@@ -130,6 +138,7 @@ cluster
   .description('remove a stopped node from the cluster (frees its place under max_nodes)')
   .option(...configOption)
   .action(async (name: string, options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
     process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'remove', name }, 'cluster remove');
   });
 cluster
@@ -137,6 +146,7 @@ cluster
   .description('leave read-only now that the quorum is back (what auto_rejoin does by itself)')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
     process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'rejoin' }, 'cluster rejoin');
   });
 const addressList = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').filter((item) => item !== '')];
@@ -153,6 +163,7 @@ cluster
       if (name === undefined || address === undefined) throw new InvalidArgumentError(`--address ${entry}: expected NAME=IP`);
       addresses.set(name, [...(addresses.get(name) ?? []), address]);
     }
+    const { clusterInitCommand } = await import('./cluster.js');
     process.exitCode = await clusterInitCommand(options.dir, options.node ?? ['n1'], addresses);
   });
 cluster
@@ -161,6 +172,7 @@ cluster
   .option('--dir <dir>', 'where the CA is', '/etc/miwidothttp/cluster')
   .option('--address <ip>', 'an address for the certificate (repeatable)', addressList)
   .action(async (name: string, options: { dir: string; address?: string[] }) => {
+    const { clusterCertCommand } = await import('./cluster.js');
     process.exitCode = await clusterCertCommand(options.dir, name, options.address ?? []);
   });
 

@@ -8,7 +8,7 @@ import type { Namespace } from 'etcd3';
 import type { ClusterSpec } from '../config/types.js';
 import type { AuditLog } from '../master/audit-log.js';
 import type { ConfigResult } from './config-sync.js';
-import type { ClusterStatus, NodeView } from './control.js';
+import type { ClusterStatus, NodeView } from '../ipc/control.js';
 import { etcdProblem, KEYS } from './etcd.js';
 import type { MemberHealth } from './health.js';
 import type { ManagedMember } from './managed-etcd.js';
@@ -90,7 +90,7 @@ export async function admitNode(
   name: string,
   spec: ClusterSpec,
   audit: AuditLog,
-): Promise<{ ok: boolean; reason?: string; detail?: string }> {
+): Promise<{ ok: true; detail: string } | { ok: false; reason: string }> {
   try {
     const admission = await admit(keys, name, '', spec.nodeName, spec.maxNodes);
     if (!admission.ok) return { ok: false, reason: admission.reason };
@@ -108,7 +108,7 @@ export async function removeNode(
   spec: ClusterSpec,
   audit: AuditLog,
   managed: ManagedMember | null,
-): Promise<{ ok: boolean; reason?: string; detail?: string }> {
+): Promise<{ ok: true; detail: string } | { ok: false; reason: string }> {
   try {
     if ((await keys.get(KEYS.node(name)).string()) !== null)
       return { ok: false, reason: `${name} is alive: stop it first, then remove it` };

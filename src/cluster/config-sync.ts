@@ -14,9 +14,11 @@
 import type { Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import type { LoadResult } from '../config/load.js';
+import type { PreflightPurpose } from '../config/preflight/index.js';
 import type { ClusterSpec } from '../config/types.js';
 import type { AuditLog } from '../master/audit-log.js';
 import type { ReloadOutcome } from '../master/supervisor.js';
+import type { PushAnswer } from '../ipc/control.js';
 import { etcdProblem, KEYS } from './etcd.js';
 import { open, seal, type ClusterKeys } from './secrets.js';
 import { loadMerged, parseSharedRevision, readDocument, sharedPart, type SharedRevision } from './shared-config.js';
@@ -39,13 +41,6 @@ export interface ConfigResult {
   readonly reason: string | null;
   readonly at: string;
   readonly trigger: string;
-}
-
-export interface PushAnswer {
-  ok: boolean;
-  reason?: string;
-  revision?: string;
-  nodes?: { name: string; ok: boolean; reason: string | null }[];
 }
 
 const source = { role: 'master', pid: process.pid } as const;
@@ -93,9 +88,9 @@ export class SharedConfigs {
     return answer.header.revision;
   }
 
-  load(): LoadResult {
+  load(purpose: PreflightPurpose): LoadResult {
     this.#loading = this.#latest;
-    return loadMerged(this.configPath, this.#shared, this.#latest);
+    return loadMerged(this.configPath, this.#shared, this.#latest, purpose);
   }
 
   /** From now on, run every new revision through `reload`; a revision missed while away is run now. */
@@ -158,7 +153,7 @@ export class SharedConfigs {
     const local = readDocument(this.configPath);
     if (!local.ok) return { ok: false, reason: local.problem };
     // The preflight `check` runs, on this node, before anything is written.
-    const checked = loadConfigDocument(mergeShared(local.document, shared), `${file} (shared part) with ${this.configPath}`);
+    const checked = loadConfigDocument(mergeShared(local.document, shared), `${file} (shared part) with ${this.configPath}`, 'check');
     if (!checked.ok) return { ok: false, reason: `refused before writing: ${checked.errors.join('; ')}` };
     const revisionDocument: SharedRevision = { shared, pushedBy: this.spec.nodeName, pushedAt: new Date().toISOString(), file };
     let revision: string;

@@ -17,6 +17,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import type { LoadResult } from '../config/load.js';
+import type { PreflightPurpose } from '../config/preflight/index.js';
 import type { ClusterSpec, IssuanceSpec } from '../config/types.js';
 import type { AuditLog } from '../master/audit-log.js';
 import type { BanReplica } from '../master/abuse/index.js';
@@ -26,7 +27,7 @@ import type { ChallengeBoard, Issuer } from '../tls/issuance/types.js';
 import { ClusterIssuer } from './acme.js';
 import { ClusterBans, type BanTarget } from './bans.js';
 import { ChallengeMirror, ClusterChallengeBoard, type ChallengeContext } from './challenges.js';
-import type { ClusterRequest, ClusterStatus } from './control.js';
+import type { ClusterRequest, ClusterStatus, ClusterSummary, ControlAnswers } from '../ipc/control.js';
 import { connectEtcd, etcdProblem, KEYS, type EtcdConnection } from './etcd.js';
 import { HEALTH_INTERVAL_MS, healthRound, type MemberHealth } from './health.js';
 import { JoinDesk, joinCluster, JoinRefused, type JoinContext } from './join.js';
@@ -161,8 +162,8 @@ export class ClusterNode {
   }
 
   /** This node's configuration: its own file with the cluster's shared part (shared-config.ts). */
-  load(): LoadResult {
-    return this.configs.load();
+  load(purpose: PreflightPurpose): LoadResult {
+    return this.configs.load(purpose);
   }
 
   /** The master's parts exist and the first generation serves: start sharing. */
@@ -232,11 +233,11 @@ export class ClusterNode {
   }
 
   /** For `miwidothttp status`: one line of what the cluster looks like from here. */
-  summary(): { node: string; read_only: boolean; quorum: boolean; config_revision: string | null } {
+  summary(): ClusterSummary {
     return { node: this.name, read_only: this.readOnly, quorum: this.#quorum, config_revision: this.configs.appliedRevision };
   }
 
-  async control(request: ClusterRequest): Promise<unknown> {
+  async control(request: ClusterRequest): Promise<ControlAnswers['cluster']> {
     const keys = this.#connection.keys;
     switch (request.action) {
       case 'status':
@@ -260,7 +261,7 @@ export class ClusterNode {
       }
       case 'rejoin':
         if (this.#readOnly === null) return { ok: true, detail: 'not read-only' };
-        if (!this.#quorum) return { ok: false, reason: this.writeRefusal('rejoin') };
+        if (!this.#quorum) return { ok: false, reason: this.writeRefusal('rejoin') ?? 'no quorum' };
         await this.#rejoin();
         return this.#readOnly === null ? { ok: true, detail: 'rejoined' } : { ok: false, reason: 'catching up failed; see the log' };
     }

@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { loadConfigDocument, type LoadResult } from '../config/load.js';
+import type { PreflightPurpose } from '../config/preflight/index.js';
 
 type Document = Record<string, unknown>;
 
@@ -115,14 +116,16 @@ export function readDocument(file: string): { ok: true; document: Document } | {
 }
 
 /** This node's file merged with the shared revision, through the one load path (the preflight `check` runs). */
-export function loadMerged(localFile: string, shared: SharedRevision | null, revision: string | null): LoadResult {
+export function loadMerged(
+  localFile: string,
+  shared: SharedRevision | null,
+  revision: string | null,
+  purpose: PreflightPurpose,
+): LoadResult {
   const local = readDocument(localFile);
   if (!local.ok) return { ok: false, errors: [local.problem] };
   const source = shared === null ? localFile : `${localFile} + cluster revision ${revision} (${shared.file} from ${shared.pushedBy})`;
-  const loaded = loadConfigDocument(mergeShared(local.document, shared?.shared ?? null), source);
-  if (!loaded.ok) return loaded;
-  // The document's source names the merge; `status` and `check` show the node's own file as the config.
-  return loaded;
+  return loadConfigDocument(mergeShared(local.document, shared?.shared ?? null), source, purpose);
 }
 
 /** Parses what config/shared holds (after opening it), or null when it is not a revision. */

@@ -8,26 +8,22 @@ import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
-import type { Ban } from './abuse/bans.js';
 import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
 import { Metrics } from './metrics.js';
 import { SessionTickets } from './session-tickets.js';
-import { startControlServer, type ControlRequest } from './control.js';
+import { startControlServer } from './control.js';
+import { controlCommands } from './control-commands.js';
 import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
-import { sandboxPreflight } from '../isolation/preflight.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor, type ReloadOutcome } from './supervisor.js';
-import { CertificateManager, certificateViews } from './certificate-manager.js';
+import { CertificateManager } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import { ClusterNode } from '../cluster/node.js';
-
-/** A ban as the CLI shows it: the end as an ISO date. */
-const banView = (ban: Ban): Omit<Ban, 'until'> & { until: string } => ({ ...ban, until: new Date(ban.until).toISOString() });
 
 /** Exit codes of `start`. */
 export const EXIT_OK = 0;
@@ -62,8 +58,8 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     return EXIT_START_FAILED;
   };
 
-  const unsandboxable = sandboxPreflight(config);
-  if (unsandboxable !== null) return fail(unsandboxable);
+  // What the host must offer (the sandbox helper, root, AppArmor, cgroup
+  // controllers, ...) was checked by the preflight, in `start` before this.
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
@@ -153,7 +149,7 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
 
   const reload = async (trigger: string): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => cluster?.load() ?? loadConfig(configPath));
+    const outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(configPath, process.env, 'reload'));
     cluster?.reloaded(trigger, outcome);
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
@@ -172,61 +168,12 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     return outcome;
   };
 
-  const handleControl = async (request: ControlRequest): Promise<unknown> => {
-    switch (request.command) {
-      case 'status':
-        return {
-          ok: true,
-          master: {
-            pid: process.pid,
-            generation: supervisor.generation,
-            config: supervisor.config.source,
-            uptimeSeconds: Math.round(process.uptime()),
-          },
-          workers: await supervisor.status(),
-          listeners: listeners.list().map((listener) => listener.spec),
-          cluster: cluster?.summary() ?? null,
-        };
-      case 'reload':
-        audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
-        return reload('control socket');
-      case 'stop':
-        audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
-        setImmediate(() => void stop('control socket'));
-        return { ok: true, pid: process.pid };
-      case 'certs':
-        return {
-          ok: true,
-          certificates: certificateViews(supervisor.manualCertificates, issued.status()),
-          lastError: supervisor.certificateError,
-        };
-      case 'ban_list':
-        return { ok: true, bans: abuse.listBans().map(banView) };
-      case 'ban_add': {
-        const refused = cluster?.writeRefusal('ban writes') ?? null;
-        if (refused !== null) return { ok: false, reason: refused };
-        // Audited by the ban list itself (admin.ban_add), like every ban.
-        const added = abuse.adminBan(request.ip, request.seconds, request.reason);
-        if (!added.ok) return added;
-        const unshared = (await cluster?.bans.settled(added.ban.ip)) ?? null;
-        return unshared === null ? { ok: true, ban: banView(added.ban) } : { ok: false, reason: unshared };
-      }
-      case 'ban_remove': {
-        const refused = cluster?.writeRefusal('ban writes') ?? null;
-        if (refused !== null) return { ok: false, reason: refused };
-        const lifted = abuse.adminUnban(request.ip);
-        const unshared = lifted.ok ? ((await cluster?.bans.settled(request.ip)) ?? null) : null;
-        return unshared === null ? lifted : { ok: false, reason: unshared };
-      }
-      case 'cluster':
-        return cluster === null
-          ? { ok: false, reason: 'this node is not clustered ([cluster] is absent or disabled)' }
-          : cluster.control(request);
-    }
-  };
-
   try {
-    control = await startControlServer(config.server.controlSocket, log, handleControl);
+    control = await startControlServer(
+      config.server.controlSocket,
+      log,
+      controlCommands({ supervisor, listeners, abuse, issued, audit, reload, stop, cluster }),
+    );
     const adopted = listeners.adopt(activation);
     if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();
@@ -292,7 +239,7 @@ async function joinClusterOrFail(
   } catch (error) {
     return (error as Error).message;
   }
-  const loaded = cluster.load();
+  const loaded = cluster.load('start');
   if (loaded.ok) return { cluster, config: loaded.config };
   await cluster.close();
   return `the cluster's configuration is refused on this node: ${loaded.errors.join('; ')}`;

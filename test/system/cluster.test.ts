@@ -16,7 +16,7 @@ import { ClusterTestNode, type ClusterStatusJson } from '../support/cluster-node
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster.js';
 import { freePort, request, tempDir, waitFor } from '../support/harness.js';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { TestPki } from '../support/pki.js';
+import { TestCa } from '../support/test-ca.js';
 
 const ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 /** A client address no test node uses for itself: the one the ban tests ban. */
@@ -73,13 +73,13 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
   let httpsPort: number;
   let nodes: ClusterTestNode[] = [];
   const extra: ClusterTestNode[] = [];
-  let pki: TestPki;
+  let pki: TestCa;
 
   /** [ssl] of a node's own file: a manual certificate (node-local files) and its cert_dir. */
   const localTls = (node: ClusterTestNode): string => {
     const certs = path.join(node.dir, 'certs');
     mkdirSync(certs, { recursive: true, mode: 0o700 });
-    const leaf = pki.leaf('cluster-site', ['cluster.test']);
+    const leaf = pki.issue(`cluster-site-${node.name}`, ['cluster.test']);
     return `[ssl]\ncert_dir = "${certs}"\n[ssl.domains."cluster.test"]\ncert_file = "${leaf.cert}"\nkey_file = "${leaf.key}"\n`;
   };
   /** The test opens connections faster than the default connection_rate_per_ip (10/s) allows; [security] is shared, so every push carries it. */
@@ -100,7 +100,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
       mkdirSync(path.join(site, dir), { mode: 0o755 });
       writeFileSync(path.join(site, dir, 'index.html'), `${dir}\n`, { mode: 0o644 });
     }
-    pki = new TestPki(tempDir('miwidothttp-cluster-pki-'));
+    pki = new TestCa(tempDir('miwidothttp-cluster-pki-'));
     port = await freePort();
     httpsPort = await freePort();
     [etcd, pebble] = await Promise.all([startEtcdCluster(), startPebble({ httpPort: port, tlsPort: httpsPort })]);

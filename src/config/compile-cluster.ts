@@ -1,14 +1,13 @@
 /**
- * [cluster] -> ClusterSpec, with everything `check` can know before etcd is
- * reached: the endpoints and their TLS, the node's certificate against the
- * cluster CA, the quorum arithmetic, and which Raft timings belong where.
+ * [cluster] -> ClusterSpec (pure, as compile.ts): the endpoints and their
+ * TLS, the quorum arithmetic, and which Raft timings belong where. The
+ * node's certificate against the cluster CA is the preflight's
+ * (preflight/cluster.ts).
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { isIP } from 'node:net';
-import path from 'node:path';
-import { nodeIdentityProblem, NODE_NAME } from '../cluster/pki.js';
+import { NODE_NAME } from '../cluster/pki.js';
+import type { HostFacts } from './preflight/host.js';
+import type { ConfigProblem } from './problem.js';
 import type { RawConfig } from './schema.js';
 import type { ClusterSpec } from './types.js';
 
@@ -27,22 +26,17 @@ const DEFAULT_MANAGED_DATA_DIR = '/var/lib/etcd/miwidothttp';
 /** `cluster init` makes 43 characters; an operator's own must still not be guessable. */
 const MIN_TOKEN_CHARS = 16;
 
-/** As compile.ts reports them (kept apart so the two files do not import each other). */
-interface ConfigProblem {
-  readonly key: string;
-  readonly message: string;
-}
-
 const isLoopback = (host: string): boolean => {
   const bare = host.replace(/^\[|\]$/g, '');
   return bare === 'localhost' || bare === '::1' || (isIP(bare) === 4 && bare.startsWith('127.'));
 };
 
-function defaultNodeName(): string {
-  return hostname().toLowerCase().split('.')[0] ?? 'node';
-}
-
-export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): ClusterSpec | null {
+export function compileCluster(
+  raw: RawConfig,
+  resolvePath: (file: string) => string,
+  host: HostFacts,
+  problems: ConfigProblem[],
+): ClusterSpec | null {
   const cluster = raw.cluster;
   if (cluster === undefined || !cluster.enabled) return null;
   const consensus = cluster.consensus;
@@ -51,7 +45,7 @@ export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): Clust
     problems.push({ key, message });
   };
 
-  const nodeName = cluster.node_name ?? defaultNodeName();
+  const nodeName = cluster.node_name ?? (host.hostname ?? 'node').toLowerCase().split('.')[0] ?? 'node';
   if (cluster.node_name === undefined && !NODE_NAME.test(nodeName))
     problem('cluster.node_name', `this host's name ${JSON.stringify(nodeName)} is not a node name: set node_name`);
 
@@ -120,11 +114,9 @@ export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): Clust
   if (endpoints.length > 0 && endpoints.length < consensus.quorum_size)
     problem('cluster.etcd_endpoints', `${endpoints.length} endpoints cannot make quorum_size = ${consensus.quorum_size}`);
 
-  const caFile = path.resolve(cluster.ca_file);
-  const certFile = path.resolve(cluster.cert_file);
-  const keyFile = path.resolve(cluster.key_file);
-  const identity = identityProblem(caFile, certFile, keyFile, nodeName);
-  if (identity !== null) problem(identity.key, identity.message);
+  const caFile = resolvePath(cluster.ca_file);
+  const certFile = resolvePath(cluster.cert_file);
+  const keyFile = resolvePath(cluster.key_file);
 
   let initialCluster: { name: string; peerUrl: string }[] = [{ name: nodeName, peerUrl }];
   if (etcd.initial_cluster !== undefined) {
@@ -156,7 +148,7 @@ export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): Clust
     managed: etcd.managed
       ? {
           binary: etcd.etcd_binary,
-          dataDir: path.resolve(etcd.data_dir ?? DEFAULT_MANAGED_DATA_DIR),
+          dataDir: resolvePath(etcd.data_dir ?? DEFAULT_MANAGED_DATA_DIR),
           clientUrl,
           peerUrl,
           initialCluster,
@@ -166,41 +158,4 @@ export function compileCluster(raw: RawConfig, problems: ConfigProblem[]): Clust
         }
       : null,
   };
-}
-
-/** The node's certificate must be the cluster CA's, for this node, with its key: checked now, so `check` says so. */
-function identityProblem(caFile: string, certFile: string, keyFile: string, nodeName: string): ConfigProblem | null {
-  const read = (file: string): string | { problem: string } => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch (error) {
-      return { problem: `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
-    }
-  };
-  const caText = read(caFile);
-  if (typeof caText !== 'string') return { key: 'cluster.ca_file', message: caText.problem };
-  const certText = read(certFile);
-  if (typeof certText !== 'string') return { key: 'cluster.cert_file', message: certText.problem };
-  const keyText = read(keyFile);
-  if (typeof keyText !== 'string') return { key: 'cluster.key_file', message: keyText.problem };
-  let ca: X509Certificate;
-  let certificate: X509Certificate;
-  try {
-    ca = new X509Certificate(caText);
-  } catch {
-    return { key: 'cluster.ca_file', message: `${caFile} is not a PEM certificate` };
-  }
-  try {
-    certificate = new X509Certificate(certText);
-  } catch {
-    return { key: 'cluster.cert_file', message: `${certFile} is not a PEM certificate` };
-  }
-  try {
-    if (!certificate.checkPrivateKey(createPrivateKey(keyText)))
-      return { key: 'cluster.key_file', message: `${keyFile} is not the key of ${certFile}` };
-  } catch {
-    return { key: 'cluster.key_file', message: `${keyFile} is not a PEM private key` };
-  }
-  const problem = nodeIdentityProblem(certificate, ca, nodeName);
-  return problem === null ? null : { key: 'cluster.cert_file', message: `${certFile}: ${problem}` };
 }
