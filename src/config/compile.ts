@@ -17,7 +17,8 @@ import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileCluster } from './compile-cluster.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
+import { compileDashboard } from './dashboard.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -166,11 +167,12 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logConfigurationChanges: audit.log_configuration_changes,
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
+    logAuthentication: audit.log_authentication,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
 
-function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
+function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
   const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
   const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
   if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
@@ -183,6 +185,10 @@ function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
       address: metrics.bind_address,
       port: metrics.port,
     });
+  }
+  if (dashboard !== null) {
+    const { address, port } = dashboard;
+    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
   }
   return listeners;
 }
@@ -208,6 +214,8 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (metrics.enabled && metrics.port === raw.server.http_port) {
     problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
   }
+  const dashboard = compileDashboard(raw);
+  problems.push(...dashboard.problems);
   const cidrLists: [string, string[]][] = [
     ['security.proxy_protocol.trusted_proxies', raw.security.proxy_protocol.trusted_proxies],
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
@@ -291,8 +299,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       accessLog: server.access_log,
       stateDir: resolvePath(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
+      dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls),
+    listeners: compileListeners(raw, tls, dashboard.spec),
     tls,
     issuance,
     limits: {

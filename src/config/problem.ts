@@ -10,12 +10,17 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-/** One line per problem, with the line of the key in the file when it is known. */
+/**
+ * One line per problem, with the line of the key in the file when it is
+ * known; a problem two passes see (an unset variable: interpolation and the
+ * compiler) is said once.
+ */
 export function formatProblems(source: string, problems: readonly ConfigProblem[], lines: ReadonlyMap<string, number>): string[] {
-  return problems.map(({ key, message }) => {
+  const formatted = problems.map(({ key, message }) => {
     const line = lineOf(key, lines);
     return `${source}: ${key}: ${message}${line === undefined ? '' : ` (line ${line})`}`;
   });
+  return [...new Set(formatted)];
 }
 
 /** The line of the key itself, else of the closest enclosing key or table. */

@@ -67,7 +67,7 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   if (iso.runAsGroup !== null) options.push('--run-as-group', iso.runAsGroup);
   if (iso.chroot !== null) {
     options.push('--chroot', iso.chroot, '--working-dir', iso.workingDir);
-    for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary())) options.push('--bind-ro', bind);
+    for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null)) options.push('--bind-ro', bind);
   }
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (cgroup !== null) {
@@ -78,7 +78,14 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   }
   if (iso.apparmorProfile !== null) options.push('--apparmor-profile', iso.apparmorProfile);
   if (iso.seccomp === 'off') options.push('--seccomp=off');
-  else options.push(`--seccomp=${seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
+  else {
+    options.push(`--seccomp=${seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
+    // Transitional (issue 12): the master still sends bound, not-listening
+    // handles over IPC, and the worker's listen() must run for them. Remove
+    // once the master passes listening sockets as inherited fds (--keep-fd,
+    // or --listen-fd): then no worker can open a listening port of its own.
+    options.push('--unsafe-allow-listen');
+  }
   return options;
 }
 

@@ -20,8 +20,9 @@ import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor, type ReloadOutcome } from './supervisor.js';
-import { CertificateManager } from './certificate-manager.js';
+import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
+import { DashboardCollector } from './dashboard/collector.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import { ClusterNode } from '../cluster/node.js';
 
@@ -111,7 +112,19 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     },
     () => supervisor.certificatesChanged(),
   );
-  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued);
+  const dashboard: DashboardCollector = new DashboardCollector({
+    config: () => supervisor.config,
+    generation: () => supervisor.generation,
+    workers: () => supervisor.status(),
+    bans: () => abuse.listBans(),
+    certificates: () => certificateViews(supervisor.manualCertificates, issued.status()),
+    certificateError: () => supervisor.certificateError,
+    statusTotals: () => metrics.statusTotals(),
+    openConnections: () => metrics.openConnections(),
+    auditLogFailing: () => audit.failing,
+  });
+  audit.observer = (entry) => dashboard.recordAudit(entry);
+  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -129,6 +142,7 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     abuse.close();
     tickets.close();
     issued.close();
+    dashboard.close();
   };
 
   const stop = async (why: string): Promise<void> => {

@@ -21,7 +21,7 @@ import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
-import type { AbuseControl } from './abuse/index.js';
+import type { AbuseControl, WorkerLink } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
@@ -70,6 +70,11 @@ export interface WorkerStatus {
   cpuPercent: number | null;
 }
 
+/** Who answers DASH_QUERY (the dashboard's collector); `violation` ends the worker that asked out of turn. */
+export interface DashboardDesk {
+  query(link: WorkerLink, id: number, permitted: boolean, violation: (why: string) => void): void;
+}
+
 export type ReloadOutcome = { ok: true; generation: number } | { ok: false; reason: string };
 
 export class Supervisor {
@@ -96,6 +101,7 @@ export class Supervisor {
     private readonly metrics: Metrics,
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
+    private readonly dashboard: DashboardDesk,
   ) {
     this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
     this.monitor.unref();
@@ -326,6 +332,8 @@ export class Supervisor {
       if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
       else if (message.type === 'MET_SCRAPE')
         void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
+      else if (message.type === 'DASH_QUERY')
+        this.dashboard.query(link, message.id, config.server.dashboard !== null, (why) => worker.kill(why));
       else if (message.type === 'ACME_ACK') {
         if (!this.challenges.acknowledge(worker, message.version)) worker.kill(`ACME_ACK for version ${message.version}, never sent`);
       } else this.abuse.handle(link, message);

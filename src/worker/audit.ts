@@ -13,8 +13,12 @@ export type Audit = (event: AuditEvent, requestHeaders?: IncomingHttpHeaders) =>
 
 const clip = (text: string | undefined): string | undefined => (text === undefined ? undefined : text.slice(0, MAX_AUDIT_FIELD_CHARS));
 
-export function createAudit(spec: AuditSpec): Audit {
-  if (!spec.enabled || !spec.logSecurityEvents) return () => undefined;
+/**
+ * `kind` picks the switch that turns the events off: log_security_events, or
+ * log_authentication for logins (whose events are named auth.*).
+ */
+export function createAudit(spec: AuditSpec, kind: 'security' | 'authentication' = 'security'): Audit {
+  if (!spec.enabled || !(kind === 'security' ? spec.logSecurityEvents : spec.logAuthentication)) return () => undefined;
   const wanted = spec.includeHeaders;
   return (event, requestHeaders) => {
     let headers: Record<string, string> | undefined;

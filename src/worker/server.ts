@@ -25,6 +25,8 @@ import { Http2Sessions } from './http2.js';
 import { http2Stream } from './http2-request.js';
 import type { MasterPort } from './master-link.js';
 import { createMetricsServer } from './metrics-endpoint.js';
+import { loadDashboardAssets } from './dashboard/assets.js';
+import { createDashboardServer } from './dashboard/server.js';
 import { WorkerMetrics } from './metrics.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { secureResponseClass } from './response-headers.js';
@@ -93,6 +95,7 @@ export class WorkerServer {
   /** Start accepting on a socket the master bound. */
   listen(spec: ListenerSpec, handle: unknown): Promise<void> {
     if (spec.purpose === 'metrics') return this.start(spec, createMetricsServer(this.link), handle);
+    if (spec.purpose === 'dashboard') return this.start(spec, createDashboardServer(this.config, this.link, loadDashboardAssets()), handle);
     const { limits, timeouts } = this.config;
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderBytes,
