@@ -90,6 +90,10 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     writeFileSync(file, body);
     return file;
   };
+  /** The shared [ssl] of the ACME case (and of the pushes after it, which keep it). */
+  const acme = (): string =>
+    `[ssl]\nprovider = "acme"\nacme_server = "${pebble.directoryUrl}"\nagree_tos = true\n[ssl.challenges]\npreferred = ["http-01"]\nhttp_01_port = ${port}\n`;
+  const raceVhost = (): string => `[[vhosts]]\ndomains = ["race.test"]\nroot = "${site}/inner/v3"\n`;
   const body = (node: ClusterTestNode): string => `${localTls(node)}${vhosts(`${site}/inner/v1`)}`;
 
   before(async () => {
@@ -208,12 +212,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
   });
 
   it('three nodes race for one name against pebble: exactly one order, and all serve the same certificate', async () => {
-    const acme = `[ssl]\nprovider = "acme"\nacme_server = "${pebble.directoryUrl}"\nagree_tos = true\n[ssl.challenges]\npreferred = ["http-01"]\nhttp_01_port = ${port}\n`;
-    const pushed = nodes[2]!.run(
-      'cluster',
-      'push',
-      pushFile('acme', `${acme}${vhosts(`${site}/inner/v3`, `[[vhosts]]\ndomains = ["race.test"]\nroot = "${site}/inner/v3"\n`)}`),
-    );
+    const pushed = nodes[2]!.run('cluster', 'push', pushFile('acme', `${acme()}${vhosts(`${site}/inner/v3`, raceVhost())}`));
     assert.equal(pushed.status, 0, pushed.stderr);
     const fingerprints: string[] = [];
     for (const address of ADDRESSES) {
@@ -305,6 +304,36 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     );
   });
 
+  it('a node paused (SIGSTOP) is seen gone when its lease runs out; a push waits only for the live nodes; resumed, it registers again and catches up', async (t) => {
+    const n3 = nodes[2]!;
+    const master = n3.masterPid();
+    process.kill(master, 'SIGSTOP');
+    try {
+      await waitFor(
+        'n3 no longer alive',
+        () => nodes[0]!.clusterStatus().nodes.find((node) => node.name === 'n3')?.alive === false,
+        20_000,
+      );
+      const pushed = nodes[0]!.run('cluster', 'push', pushFile('without-n3', `${acme()}${vhosts(`${site}/inner/v2`, raceVhost())}`));
+      assert.equal(pushed.status, 0, pushed.stderr);
+      assert.match(pushed.stdout, /^n1: running revision \d+\nn2: running revision \d+\n$/);
+    } finally {
+      process.kill(master, 'SIGCONT');
+    }
+    const revision = nodes[0]!.clusterStatus().cluster_config_revision;
+    const back = await waitFor(
+      'n3 registered again and caught up',
+      () => {
+        const status = n3.clusterStatus();
+        const self = status.nodes.find((node) => node.name === 'n3');
+        return self?.alive === true && status.config_revision === revision ? status : null;
+      },
+      30_000,
+    );
+    t.diagnostic(`n3 back at revision ${back.config_revision}`);
+    assert.equal((await request(port, { host: '127.0.0.3' })).body, 'inner/v2\n');
+  });
+
   it('two etcd members killed: every node read-only within 2 s and still serving; push and ban refused; restored: writable and caught up', async (t) => {
     const before = nodes.map((node) => node.clusterStatus().config_revision);
     const killed = Date.now();
@@ -333,7 +362,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
     for (const address of ADDRESSES) assert.equal((await request(port, { host: address })).status, 200, `${address} serves`);
     assert.equal((await handshake('127.0.0.2', httpsPort, 'race.test')).issuer.includes('ebble'), true, 'certificates still served');
 
-    const push = nodes[0]!.run('cluster', 'push', pushFile('split', vhosts(`${site}/inner/v1`)));
+    const push = nodes[0]!.run('cluster', 'push', pushFile('split', `${acme()}${vhosts(`${site}/inner/v1`, raceVhost())}`));
     assert.equal(push.status, 1);
     assert.match(push.stderr, /^cluster push: the cluster is read-only \(configuration pushes refused\): etcd quorum lost since .*\n$/);
     const ban = nodes[1]!.run('ban', 'add', '127.0.0.7');
@@ -352,7 +381,7 @@ describe('cluster on etcd (3 etcd members, 3 nodes)', () => {
       before,
     );
     for (const status of after) assert.equal(status.config_revision, status.cluster_config_revision, 'caught up');
-    const again = nodes[2]!.run('cluster', 'push', pushFile('after', vhosts(`${site}/inner/v1`)));
+    const again = nodes[2]!.run('cluster', 'push', pushFile('after', `${acme()}${vhosts(`${site}/inner/v1`, raceVhost())}`));
     assert.equal(again.status, 0, again.stderr);
     for (const address of ADDRESSES) assert.equal((await request(port, { host: address })).body, 'inner/v1\n');
     const banned = nodes[1]!.run('ban', 'add', CLIENT, '--seconds', '60');
