@@ -14,6 +14,7 @@ import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
+import { clusterIdentity } from './cluster.js';
 
 /**
  * Which command runs the preflight. The checks so far hold the same for all
@@ -36,6 +37,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  // [cluster]
+  clusterIdentity,
 ];
 
 /** Every problem the host has with `config`; none: it can be applied here. */
