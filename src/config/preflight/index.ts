@@ -15,6 +15,7 @@ import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
 import { duplicateDomains, htpasswdReadable, routeRootsExist } from './sites.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
+import { clusterIdentity } from './cluster.js';
 
 /**
  * Which command runs the preflight. The checks so far hold the same for all
@@ -37,6 +38,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  // [cluster]
+  clusterIdentity,
   // [[vhosts]] and their routes
   routeRootsExist,
   htpasswdReadable,
