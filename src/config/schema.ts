@@ -1,3 +1,4 @@
+// Over 400 lines: the whole config language, every key beside its default, in the one place defaults live.
 /**
  * The TOML config language: every section and key of the spec
  * (shared/spec/security-architecture.md) and of contract.md, with its default.
