@@ -115,7 +115,7 @@ describe('everyday serving (issue 13)', () => {
     mkdirSync(path.join(docs, 'guide'), { recursive: true });
     writeFileSync(path.join(www, 'index.html'), `<!doctype html><title>spa</title>${'<p>shell</p>'.repeat(200)}`);
     writeFileSync(path.join(www, '404.html'), '<h1>custom not found</h1>');
-    writeFileSync(path.join(www, '50x.html'), '<h1>custom upstream error</h1>');
+    writeFileSync(path.join(www, '50x.html'), `<h1>custom upstream error</h1>${'<!-- padding -->'.repeat(100)}`);
     writeFileSync(path.join(www, 'assets', 'app.css'), css);
     writeFileSync(path.join(www, 'assets', 'big.css'), big);
     writeFileSync(path.join(www, 'assets', 'small.txt'), 'tiny\n');
@@ -254,7 +254,12 @@ ban_seconds = 60
       assert.equal(notFound.body.toString(), '404 Not Found\n', 'the docs root has no 404.html: catalogue page');
       const bad = curl(server.port, '/down/x');
       assert.equal(bad.status, 502);
-      assert.equal(bad.body.toString(), '<h1>custom upstream error</h1>');
+      assert.ok(bad.body.toString().startsWith('<h1>custom upstream error</h1>'));
+      // On a proxy route the page is compressed like any answer there: its bytes and its head agree.
+      const coded = curl(server.port, '/down/x', ['-H', 'Accept-Encoding: br']);
+      assert.equal(coded.status, 502);
+      assert.equal(coded.headers['content-encoding'], 'br');
+      assert.equal(brotliDecompressSync(coded.body).toString(), bad.body.toString());
       assert.match(bad.headers['content-type'] ?? '', /^text\/html/);
       const denied = curl(server.port, '/internal/closed/x');
       assert.equal(denied.status, 403);

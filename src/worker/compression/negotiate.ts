@@ -50,20 +50,15 @@ export function parseAcceptEncoding(header: string): Weights {
 }
 
 const chosen = new Map<string, ContentCoding | null>();
-let chosenFor: readonly ContentCoding[] | null = null;
 
 /**
  * The coding to apply among `available` (server preference order), or null
- * for none. Cached per header value for one `available` list at a time (the
- * common case: every site with the default algorithms).
+ * for none. Remembered per list and header value.
  */
 export function chooseCoding(header: string | undefined, available: readonly ContentCoding[]): ContentCoding | null {
   if (header === undefined || header === '' || available.length === 0) return null;
-  if (chosenFor !== available) {
-    chosen.clear();
-    chosenFor = available;
-  }
-  const cached = chosen.get(header);
+  const key = `${available.join(',')}\n${header}`;
+  const cached = chosen.get(key);
   if (cached !== undefined) return cached;
   const weights = parseAcceptEncoding(header);
   let best: ContentCoding | null = null;
@@ -77,6 +72,6 @@ export function chooseCoding(header: string | undefined, available: readonly Con
     }
   }
   if (chosen.size >= CACHE_LIMIT) chosen.clear();
-  chosen.set(header, best);
+  chosen.set(key, best);
   return best;
 }

@@ -61,6 +61,26 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
   if (revalidatesCoded) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch!, coding!);
 
   const writeHead = res.writeHead;
+  const originalWrite = res.write;
+  const originalEnd = res.end;
+  // A body written before an explicit head (an error page's end(body), HTTP/2's
+  // implicit head) first decides the head, so the body goes where it says.
+  const decideWrite = function decideWrite(this: ServerResponse, ...args: unknown[]): boolean {
+    if (!res.headersSent) res.writeHead(res.statusCode);
+    if (res.write === decideWrite) res.write = originalWrite;
+    return (res.write as (...a: unknown[]) => boolean).apply(res, args);
+  } as ServerResponse['write'];
+  const decideEnd = function decideEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
+    if (!res.headersSent) res.writeHead(res.statusCode);
+    if (res.end === decideEnd) res.end = originalEnd;
+    return (res.end as (...a: unknown[]) => ServerResponse).apply(res, args);
+  } as ServerResponse['end'];
+  res.write = decideWrite;
+  res.end = decideEnd;
+  const restoreBody = (): void => {
+    if (res.write === decideWrite) res.write = originalWrite;
+    if (res.end === decideEnd) res.end = originalEnd;
+  };
   res.writeHead = function compressedWriteHead(
     this: ServerResponse,
     statusCode: number,
@@ -90,6 +110,7 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
       !hasNoTransform(headerText(res.getHeader('cache-control'))) &&
       isCompressible(headerText(res.getHeader('content-type')));
     const head = writeHead as (this: ServerResponse, status: number, reason?: string) => ServerResponse;
+    if (!eligible) restoreBody();
     const etag = headerText(res.getHeader('etag'));
     if (statusCode === 304 && revalidatesCoded && etag !== undefined) {
       // The upstream confirmed the representation: the client's copy is the coded one.
@@ -99,13 +120,20 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
     if (!eligible) return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
     res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
     const length = headerText(res.getHeader('content-length'));
-    if (coding !== null && !(length !== undefined && Number(length) < policy.minLengthBytes)) encode(res, coding);
+    if (coding !== null && !(length !== undefined && Number(length) < policy.minLengthBytes))
+      encode(res, coding, originalWrite, originalEnd);
+    else restoreBody();
     return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
   } as ServerResponse['writeHead'];
 }
 
 /** From now on, what is written to `res` goes through the encoder first. */
-function encode(res: ServerResponse, coding: ContentCoding): void {
+function encode(
+  res: ServerResponse,
+  coding: ContentCoding,
+  originalWrite: ServerResponse['write'],
+  originalEnd: ServerResponse['end'],
+): void {
   res.removeHeader('content-length');
   res.removeHeader('accept-ranges');
   res.setHeader('Content-Encoding', coding);
@@ -113,8 +141,8 @@ function encode(res: ServerResponse, coding: ContentCoding): void {
   if (etag !== undefined) res.setHeader('ETag', encodedEtag(etag, coding));
 
   const encoder = createEncoder(coding, 'stream');
-  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
-  const end = res.end.bind(res) as () => ServerResponse;
+  const write = originalWrite.bind(res) as (chunk: Buffer) => boolean;
+  const end = originalEnd.bind(res) as () => ServerResponse;
   const flush = flushKind(coding);
   encoder.on('data', (chunk: Buffer) => {
     if (!write(chunk)) encoder.pause();

@@ -126,7 +126,8 @@ export class StaticCompression {
   ): Representation | Promise<Representation> | null {
     const { policy } = this;
     const onTheFly = policy.enabled && isCompressible(entry.contentType) && entry.size >= policy.minLengthBytes;
-    const available = policy.algorithms.filter((coding) => onTheFly || siblings?.[coding] !== undefined);
+    if (!onTheFly && (siblings === null || Object.keys(siblings).length === 0)) return null;
+    const available = onTheFly ? policy.algorithms : policy.algorithms.filter((coding) => siblings?.[coding] !== undefined);
     if (available.length === 0) return null;
     const forms = this.#formsOf(entry);
     if (ranged) return forms.identity;
