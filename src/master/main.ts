@@ -18,7 +18,8 @@ import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
-import { sandboxPreflight } from '../isolation/preflight.js';
+import { prepareWorkerGroup, sandboxPreflight } from '../isolation/preflight.js';
+import { DEFAULT_WORKER_ACCOUNT } from '../isolation/worker-uids.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
@@ -62,6 +63,14 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   const unsandboxable = sandboxPreflight(config);
   if (unsandboxable !== null) return fail(unsandboxable);
+  const group = prepareWorkerGroup(config);
+  if (group.problem !== null) return fail(group.problem);
+  if (group.created) log.info({ user: DEFAULT_WORKER_ACCOUNT }, 'created the system user whose group workers run in');
+  if (config.isolation.runAsUser !== null)
+    log.warn(
+      { key: 'process.isolation.run_as_user', user: config.isolation.runAsUser },
+      'every worker runs as this one user: workers share a uid (and with it any other process of that user); unset run_as_user for a uid per worker',
+    );
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
@@ -127,6 +136,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     issued.close();
     await systemd.stopping();
     await supervisor.stop();
+    await abuse.flush();
     cleanup();
     log.info('stopped');
     audit.flush();

@@ -16,19 +16,22 @@ import pidusage from 'pidusage';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
-import { workerCommand } from '../isolation/worker-command.js';
+import { implicitJail, makeImplicitJail } from '../isolation/jail.js';
+import { CHANNEL_FD, workerCommand, workerIdentity } from '../isolation/worker-command.js';
+import { WorkerUids } from '../isolation/worker-uids.js';
 import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
-import type { AbuseControl } from './abuse/index.js';
+import type { AbuseControl, WorkerLink } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
 import type { CertificateManager, PreparedIssuance } from './certificate-manager.js';
 import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
-import { WorkerProcess } from './worker-process.js';
+import { WorkerBudget } from './worker-budget.js';
+import { WorkerProcess, type Verdict } from './worker-process.js';
 
 /** A worker that lived less than this counts towards a crash loop. */
 const CRASH_LOOP_WINDOW_MS = 10_000;
@@ -45,6 +48,14 @@ const MEMORY_ALARM_SHARE = 0.9;
 const CPU_ALARM_SHARE = 0.95;
 /** How long a dead worker's cgroup may stay busy (its last threads exiting). */
 const CGROUP_REMOVE_ATTEMPTS = 20;
+/** Audit events a worker had counted and not written are reported at most this often. */
+const SUPPRESSED_AUDIT_REPORT_MS = 10_000;
+/** The one audit event of a verdict, by its kind. */
+const VERDICT_EVENTS: Record<Verdict['kind'], string> = {
+  protocol: 'worker.protocol_violation',
+  budget: 'worker.over_budget',
+  liveness: 'worker.unresponsive',
+};
 
 /** A generation's certificates and keys, or null without TLS: manual ones read once per generation, issued ones replaced as they are renewed. */
 type GenerationTls = { certificates: CertificateMaterial[] } | null;
@@ -85,6 +96,8 @@ export class Supervisor {
   private readonly monitor: NodeJS.Timeout;
   /** Root-only directory for files the helper reads (a custom seccomp list). */
   private readonly privateDir = mkdtempSync(path.join(tmpdir(), 'miwidothttp-'));
+  /** A uid per worker, when run_as_user is unset (src/isolation/worker-uids.ts). */
+  private readonly uids: WorkerUids;
 
   constructor(
     public config: CompiledConfig,
@@ -97,13 +110,18 @@ export class Supervisor {
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
   ) {
-    this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
+    this.uids = new WorkerUids(config.isolation.workerUidBase);
+    this.monitor = setInterval(() => {
+      void this.checkResources();
+      this.reportSuppressedAudit(false);
+    }, MONITOR_INTERVAL_MS);
     this.monitor.unref();
   }
 
   /** Start the first generation; rejects with the first worker's reason if any fails to come up. */
   async start(): Promise<void> {
     this.listeners.bindMissing(this.config.listeners);
+    await this.listeners.listenBound();
     const generation = ++this.generation;
     const slots = this.spawnGeneration(generation, this.config);
     try {
@@ -128,10 +146,12 @@ export class Supervisor {
       const fixed = this.restartOnlyChange(next);
       if (fixed) return { ok: false, reason: `${fixed} cannot change on reload; restart instead` };
 
-      let added: string[];
+      let added: string[] = [];
       try {
         ({ added } = this.listeners.bindMissing(next.listeners));
+        await this.listeners.listenBound();
       } catch (error) {
+        for (const id of added) this.listeners.close(id);
         return { ok: false, reason: (error as Error).message };
       }
       const generation = this.generation + 1;
@@ -200,7 +220,7 @@ export class Supervisor {
       const measured = pid === null ? undefined : usage[pid];
       return {
         pid,
-        uid: pid === null ? null : processUid(pid),
+        uid: pid === null ? worker.uid : (processUid(pid) ?? worker.uid),
         slot: worker.slot,
         generation: worker.generation,
         state: worker.state,
@@ -234,6 +254,10 @@ export class Supervisor {
     this.pendingManual = manual;
     // cert_dir and the issuer are made now: a problem with them refuses the generation, never half-switches it.
     this.pendingIssuance = config.issuance === null ? null : this.issued.prepare(config.issuance);
+    if (config.isolation.chroot === null) {
+      const problem = makeImplicitJail(implicitJail(config));
+      if (problem !== null) throw new Error(`process.isolation.chroot is unset and ${problem}`);
+    }
     const tls: GenerationTls =
       config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
     for (let index = 0; index < config.server.workerCount; index++) {
@@ -258,6 +282,9 @@ export class Supervisor {
   );
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
+  /** Each live worker's link: its budget, what abuse control knows it by. */
+  private readonly links = new Map<WorkerProcess, WorkerLink>();
+  private readonly suppressedReportedAt = new Map<WorkerProcess, number>();
 
   /** The generation that was starting now serves: its certificates are the ones shown, its provider names the ones renewed. */
   private commitCertificates(): void {
@@ -313,22 +340,54 @@ export class Supervisor {
     const listeners = this.listeners.list().filter((listener) => wanted.has(listener.spec.id));
     const parent = config.isolation.cgroupParent;
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
-    const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
+    const uid = config.isolation.runAsUser === null ? this.uids.claim() : null;
+    const identity = workerIdentity(config, uid);
+    const command = workerCommand(config, {
+      cgroup,
+      seccompFile: this.seccompFile(config, generation),
+      ...identity,
+      keepFds: [CHANNEL_FD, ...listeners.map((_, i) => CHANNEL_FD + 1 + i)],
+    });
     const startup: MasterMessage[] = [this.abuse.banSync()];
     if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
     if (config.issuance?.acme) startup.push(this.challenges.message());
-    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, startup);
+    let worker: WorkerProcess;
+    try {
+      worker = new WorkerProcess(index, generation, slot.restarts, cgroup, uid, command, config, listeners, this.log, this.sink, startup);
+    } catch (error) {
+      if (uid !== null) this.uids.release(uid);
+      throw error;
+    }
     slot.worker = worker;
     this.workers.add(worker);
-    worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
-    const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
+    const budget = new WorkerBudget(worker.pid, config);
+    const source = { role: 'worker', pid: worker.pid, generation, slot: index, uid: worker.uid } as const;
+    const link: WorkerLink = {
+      id: ++this.linkIds,
+      pid: worker.pid,
+      generation,
+      slot: index,
+      uid: worker.uid,
+      budget,
+      get condemned() {
+        return worker.verdict !== null;
+      },
+      post: (message: MasterMessage) => worker.post(message),
+      condemn: (rule, detail) => worker.condemn({ kind: 'budget', rule, detail }),
+    };
+    this.links.set(worker, link);
+    worker.onVerdict = (verdict) => this.audited(worker, link, verdict);
+    worker.onAudit = (event) => {
+      if (budget.spendAudit()) this.audit.write('security', event, source);
+    };
     worker.onMessage = (message) => {
-      if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
-      else if (message.type === 'MET_SCRAPE')
-        void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
-      else if (message.type === 'ACME_ACK') {
-        if (!this.challenges.acknowledge(worker, message.version)) worker.kill(`ACME_ACK for version ${message.version}, never sent`);
-      } else this.abuse.handle(link, message);
+      try {
+        this.dispatch(worker, link, message);
+      } catch (error) {
+        // A bug of the master's, triggered by this worker's message: the worker goes, the master stays.
+        this.log.error({ err: error, slot: index, workerPid: worker.pid, type: message.type }, 'handling a worker message failed');
+        worker.condemn({ kind: 'protocol', rule: 'message.unhandled', detail: `${message.type} could not be handled` });
+      }
     };
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
@@ -340,8 +399,11 @@ export class Supervisor {
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
+      this.reportSuppressedAudit(true, worker);
+      this.links.delete(worker);
       this.abuse.workerGone(link);
       this.metrics.workerGone(link.id);
+      if (uid !== null) this.uids.release(uid);
       if (worker.cgroup !== null) this.scheduleCgroupRemoval(worker.cgroup);
       const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
       if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {
@@ -359,6 +421,70 @@ export class Supervisor {
       );
       if (!retired && this.slots.includes(slot)) this.scheduleRespawn(slot, index, worker);
     });
+  }
+
+  /** A ready worker's question or report (every message but the channel's own and audit events). */
+  private dispatch(worker: WorkerProcess, link: WorkerLink, message: Parameters<WorkerProcess['onMessage']>[0]): void {
+    switch (message.type) {
+      case 'MET_REPORT': {
+        const problem = link.budget.reportProblem(message);
+        if (problem !== null) worker.condemn({ kind: 'budget', rule: 'vocabulary.metrics', detail: problem });
+        else this.metrics.absorb(link.id, message);
+        return;
+      }
+      case 'MET_SCRAPE':
+        // One at a time: the next may come once the answer reached the worker's socket.
+        if (link.budget.scrapeOutstanding) {
+          worker.condemn({ kind: 'budget', rule: 'budget.scrapes', detail: 'a second MET_SCRAPE before the first was answered' });
+          return;
+        }
+        link.budget.scrapeOutstanding = true;
+        void this.metrics
+          .text()
+          .then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }, () => (link.budget.scrapeOutstanding = false)));
+        return;
+      case 'ACME_ACK':
+        if (!this.challenges.acknowledge(worker, message.version))
+          worker.condemn({ kind: 'protocol', rule: 'message.out_of_turn', detail: `ACME_ACK for version ${message.version}, never sent` });
+        return;
+      default:
+        this.abuse.handle(link, message);
+    }
+  }
+
+  /** The one audit event of a verdict, naming the worker; the bans its word caused are lifted (not for liveness). */
+  private audited(worker: WorkerProcess, link: WorkerLink, verdict: Verdict): void {
+    const lifted = verdict.kind === 'liveness' ? 0 : this.abuse.workerCondemned(link);
+    const uid = worker.uid ?? (worker.pid === undefined ? null : processUid(worker.pid));
+    this.audit.write(
+      'security',
+      { event: VERDICT_EVENTS[verdict.kind], detail: verdict.detail },
+      { role: 'master', pid: process.pid },
+      {
+        rule: verdict.rule,
+        worker: { slot: worker.slot, pid: worker.pid, generation: worker.generation, uid },
+        ...(lifted > 0 && { bansLifted: lifted }),
+      },
+    );
+  }
+
+  /** Audit events a worker had counted over its budget and not written, as one event per worker at most every 10 s (and at its exit). */
+  private reportSuppressedAudit(now: boolean, only?: WorkerProcess): void {
+    const at = performance.now();
+    for (const [worker, link] of this.links) {
+      if (only !== undefined && worker !== only) continue;
+      const count = link.budget.suppressedAudit;
+      if (count === 0 || (!now && at - (this.suppressedReportedAt.get(worker) ?? 0) < SUPPRESSED_AUDIT_REPORT_MS)) continue;
+      link.budget.suppressedAudit = 0;
+      this.suppressedReportedAt.set(worker, at);
+      this.audit.write(
+        'security',
+        { event: 'worker.audit_suppressed', detail: `${count} audit events over the worker's budget were counted, not written` },
+        { role: 'master', pid: process.pid },
+        { worker: { slot: worker.slot, pid: worker.pid, generation: worker.generation, uid: worker.uid }, suppressed: count },
+      );
+    }
+    if (only !== undefined) this.suppressedReportedAt.delete(only);
   }
 
   private scheduleCgroupRemoval(cgroup: string): void {
