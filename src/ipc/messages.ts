@@ -171,7 +171,8 @@ export function decodeWorkerMessage(payload: Buffer): WorkerMessage | MessageFau
   }
 }
 
-export const isFault = (decoded: WorkerMessage | MessageFault): decoded is MessageFault => 'rule' in decoded;
+/** Every catalogue message has a `type`; a fault has none (IDS_MATCH has a `rule` too: `type` is what tells them apart). */
+export const isFault = (decoded: WorkerMessage | MessageFault): decoded is MessageFault => !('type' in decoded);
 
 /**
  * Returns the message if it is exactly one of the catalogue's shapes, with

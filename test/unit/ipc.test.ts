@@ -106,6 +106,12 @@ describe('decoding a worker frame', () => {
     });
   }
 
+  it('a message with a `rule` field (IDS_MATCH) is a message, not a fault', () => {
+    const decoded = decode(JSON.stringify({ type: 'IDS_MATCH', ip: '192.0.2.1', rule: 'sqli', score: 5 }));
+    assert.ok(!isFault(decoded));
+    assert.equal(decoded.type, 'IDS_MATCH');
+  });
+
   it('a string holding brackets is not nesting', () => {
     const decoded = decode(JSON.stringify({ type: 'AUDIT_EVENT', event: { event: 'request.bad', detail: '[[[[[[[[{{{{\\"' } }));
     assert.ok(!isFault(decoded), JSON.stringify(decoded));
