@@ -57,6 +57,7 @@ const CONNECTION_EVENTS = [
   'connection.limit_exceeded',
   'connection.protocol_error',
   'connection.rapid_reset',
+  'connection.reset',
   'connection.settings_timeout',
   'proxy_protocol.untrusted',
   'proxy_protocol.missing',
