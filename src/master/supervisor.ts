@@ -238,6 +238,8 @@ export class Supervisor {
     if (next.server.pidFile !== now.pidFile) return 'server.pid_file';
     if (next.server.controlSocket !== now.controlSocket) return 'server.control_socket';
     if (next.server.logFile !== now.logFile) return 'server.log_file';
+    // The uids of live workers come from the range the master started with.
+    if (next.isolation.workerUidBase !== this.config.isolation.workerUidBase) return 'process.isolation.worker_uid_base';
     return null;
   }
 
