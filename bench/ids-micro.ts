@@ -6,8 +6,14 @@
  * A benchmark, not a test: it prints and never fails. Each case runs
  * BENCH_IDS_ROUNDS rounds (7) of BENCH_IDS_CALLS calls (200 000) after a
  * warm-up; the median round is reported with the fastest and slowest.
+ * IDS_ENGINE measures another build; IDS_COMPARE compares one with this
+ * build (see compare()).
  */
-import { createIdsEngine, type IdsEngine } from '../src/worker/ids/index.js';
+import type { IdsEngine } from '../src/worker/ids/index.js';
+
+/** IDS_ENGINE=/path/to/index.js measures another build of the engine (an older commit's, for a before/after on the same machine load). */
+const enginePath = process.env.IDS_ENGINE ?? '../src/worker/ids/index.js';
+const { createIdsEngine } = (await import(enginePath)) as { createIdsEngine: (rules: []) => IdsEngine };
 
 const ROUNDS = Number(process.env.BENCH_IDS_ROUNDS ?? 7);
 const CALLS = Number(process.env.BENCH_IDS_CALLS ?? 200_000);
@@ -93,9 +99,46 @@ function measure(engine: IdsEngine, bench: Case): { median: number; min: number;
   return { median: perCall[Math.floor(perCall.length / 2)]!, min: perCall[0]!, max: perCall[perCall.length - 1]! };
 }
 
-const engine = createIdsEngine([]);
-console.log(`IDS micro-benchmark: node ${process.version}, ${ROUNDS} rounds x ${CALLS} calls, median [min-max] ns per call`);
-for (const bench of CASES) {
-  const { median, min, max } = measure(engine, bench);
-  console.log(`${bench.name.padEnd(52)} ${median.toFixed(0).padStart(7)} ns  [${min.toFixed(0)}-${max.toFixed(0)}]`);
+/**
+ * IDS_COMPARE=/path/to/other/index.js: that build and this one, round by
+ * round in one process, timed by the process's CPU time, so that the ratio
+ * holds on a machine other work keeps busy (a wall-clock run there only
+ * measures the neighbours).
+ */
+async function compare(otherPath: string): Promise<void> {
+  const other = ((await import(otherPath)) as { createIdsEngine: (rules: []) => IdsEngine }).createIdsEngine([]);
+  const engines = [other, createIdsEngine([])];
+  console.log(`IDS micro-benchmark, CPU time, ${ROUNDS * 2} interleaved rounds x ${CALLS} calls: ${otherPath} vs ${enginePath}`);
+  for (const bench of CASES) {
+    const perCall: number[][] = [[], []];
+    let sink = 0;
+    for (const e of engines) for (let i = 0; i < Math.min(CALLS, 20_000); i++) sink += bench.run(e, i);
+    for (let round = 0; round < ROUNDS * 2; round++) {
+      engines.forEach((e, k) => {
+        const start = process.cpuUsage();
+        for (let i = 0; i < CALLS; i++) sink += bench.run(e, i);
+        const used = process.cpuUsage(start);
+        perCall[k]!.push(((used.user + used.system) * 1000) / CALLS);
+      });
+    }
+    if (sink !== 0) throw new Error(`benign input matched ${sink} times`);
+    const [before, after] = perCall.map((values) => values.sort((a, b) => a - b)[values.length >> 1]!) as [number, number];
+    console.log(
+      `${bench.name.padEnd(52)} ${before.toFixed(0).padStart(7)} ns -> ${after.toFixed(0).padStart(7)} ns  x${(after / before).toFixed(2)}`,
+    );
+  }
+}
+
+const compareWith = process.env.IDS_COMPARE;
+if (compareWith !== undefined) {
+  await compare(compareWith);
+} else {
+  const engine = createIdsEngine([]);
+  console.log(
+    `IDS micro-benchmark: node ${process.version}, engine ${enginePath}, ${ROUNDS} rounds x ${CALLS} calls, median [min-max] ns per call`,
+  );
+  for (const bench of CASES) {
+    const { median, min, max } = measure(engine, bench);
+    console.log(`${bench.name.padEnd(52)} ${median.toFixed(0).padStart(7)} ns  [${min.toFixed(0)}-${max.toFixed(0)}]`);
+  }
 }

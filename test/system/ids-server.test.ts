@@ -4,6 +4,11 @@
  * an upstream, benign requests are served, custom rules log or block, and
  * a client's score raises an alert and then a ban held by every worker.
  * The detection itself is tested case by case in ids.test.ts.
+ *
+ * Issue 14: an attack in any header (not only a selected few) is refused
+ * and audited with the header named, custom rules look at bodies, and
+ * headers whose ordinary values look odd (Accept, If-None-Match, a Basic
+ * password, a multipart boundary) and non-English text are served.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -45,6 +50,18 @@ name = "old-client"
 pattern = "^curl/7\\\\.1"
 severity = "low"
 action = "log"
+
+[[security.ids.rules]]
+name = "no-internal-field"
+pattern = "internal_(?:token|role)\\\\s*="
+severity = "medium"
+action = "block"
+
+[[security.ids.rules]]
+name = "no-blink"
+pattern = "<blink>"
+severity = "low"
+action = "block"
 
 [security.ddos]
 whitelist = ["127.0.0.1"]
@@ -90,6 +107,62 @@ ${proxyVhost('app.test', upstreamPort)}`);
     });
   }
 
+  // Issue 14: every header, whatever its name.
+  const headerAttacks: [string, string][] = [
+    ['X-Foo', "' OR 1=1--"],
+    ['X-Tenant', '1 UNION SELECT username, password FROM users'],
+    ['Accept-Language', '"><script>alert(1)</script>'],
+    ['X-File', '../../../../etc/passwd'],
+    ['X-Host', '127.0.0.1; cat /etc/passwd'],
+    ['Authorization', `Basic ${Buffer.from("admin'--:whatever").toString('base64')}`],
+    ['If-None-Match', `"x' OR '1'='1"`],
+  ];
+  for (const [name, value] of headerAttacks) {
+    it(`refuses an attack in ${name} with 403 and audits it with the header named (issue 14)`, async () => {
+      const from = `127.0.0.${70 + headerAttacks.findIndex(([n]) => n === name)}`;
+      const before = seen.length;
+      const response = await get('/', { [name]: value }, from);
+      assert.equal(response.status, 403);
+      assert.equal(seen.length, before, 'the upstream was not asked');
+      const match = await waitFor('ids.match', () =>
+        server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === from),
+      );
+      assert.match(String(match.detail), new RegExp(`location=header:${name.toLowerCase()}( |$)`));
+      if (name === 'Authorization') assert.doesNotMatch(JSON.stringify(match), /admin|whatever|YWRtaW4/, 'credentials are never logged');
+    });
+  }
+
+  it('matches custom rules against a body, in every decoding, before the upstream reads it (issue 14)', async () => {
+    const before = seen.length;
+    const form = await request(server.port, {
+      method: 'POST',
+      path: '/profile',
+      headers: { Host: 'app.test', 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'name=alice&internal_role%20%3D=admin',
+      localAddress: '127.0.0.80',
+    });
+    assert.equal(form.status, 403);
+    const match = await waitFor('ids.match', () =>
+      server.logLines().find((line) => line.audit === 'ids.match' && line.clientIp === '127.0.0.80'),
+    );
+    assert.match(String(match.detail), /rule=no-internal-field .*location=body .*action=block/);
+    const json = await request(server.port, {
+      method: 'POST',
+      path: '/api',
+      headers: { Host: 'app.test', 'Content-Type': 'application/json' },
+      body: '{"bio":"\\u003cblink>hello"}',
+    });
+    assert.equal(json.status, 403, 'the JSON escape is undone before the rule is matched');
+    const text = await request(server.port, {
+      method: 'POST',
+      path: '/notes',
+      headers: { Host: 'app.test', 'Content-Type': 'text/plain' },
+      body: `${'notes '.repeat(2000)}internal_token = abc`,
+    });
+    assert.equal(text.status, 403, 'past the first few KiB, inside the 64 KiB window');
+    assert.equal(seen.length, before, 'no body reached the upstream');
+  });
+
   it('audits the match and the refusal, with the rule and where it matched', async () => {
     await get('/items?id=1%20UNION%20SELECT%20null,null--', {}, '127.0.0.60');
     const match = await waitFor('ids.match', () =>
@@ -110,6 +183,24 @@ ${proxyVhost('app.test', upstreamPort)}`);
     ['/cart?next=https%3A%2F%2Fexample.com%2Fa%3Fb%3Dc', {}],
     ['/', { 'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' }],
     ['/', { Referer: 'https://www.google.com/search?q=miwidothttp+select+union', Cookie: 'session=abc123; theme=dark' }],
+    // Issue 14: headers whose ordinary values look odd, now that every header is inspected.
+    [
+      '/',
+      {
+        Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8',
+        'Accept-Language': 'de-CH,de;q=0.9,fr;q=0.8,en;q=0.7,*;q=0.5',
+        'Accept-Encoding': 'gzip, deflate, br, zstd',
+        'If-None-Match': 'W/"5e-1a2b3c", "xyzzy"',
+        'Cache-Control': 'max-age=0, no-cache',
+        'Sec-Ch-Ua': '"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"',
+        Origin: 'https://shop.example',
+      },
+    ],
+    ['/', { Authorization: `Basic ${Buffer.from("alice:k7'#Lp2 OR x=x--").toString('base64')}` }],
+    ['/', { Authorization: 'Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ' }],
+    ['/', { 'X-Request-Id': '550e8400-e29b-41d4-a716-446655440000', 'X-Forwarded-Proto': 'https' }],
+    ['/search?q=%D0%9F%D1%80%D0%B8%D0%B2%D0%B5%D1%82%2C+%D0%BC%D0%B8%D1%80%21+%E4%BD%A0%E5%A5%BD+%D9%85%D8%B1%D8%AD%D8%A8%D8%A7', {}],
+    ['/search?q=x+union+station+and+1+or+2', {}],
   ];
   for (const [urlPath, headers] of benign) {
     it(`serves ${urlPath}${Object.keys(headers).length > 0 ? ` with ${Object.keys(headers).join(', ')}` : ''}`, async () => {
@@ -148,6 +239,25 @@ ${proxyVhost('app.test', upstreamPort)}`);
       JSON.stringify({ name: "Miles O'Brien", note: 'please select the union option' }),
       'the held body arrives whole',
     );
+  });
+
+  it('serves a multipart upload whose boundary is dashes, and a form of code and non-English text (issue 14)', async () => {
+    const boundary = '------------------------d74496d66958873e';
+    const multipart = await request(server.port, {
+      method: 'POST',
+      path: '/upload',
+      headers: { Host: 'app.test', 'Content-Type': `multipart/form-data; boundary=${boundary}` },
+      body: `--${boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nÉté à Zürich — 東京 — Москва\r\n--${boundary}--\r\n`,
+    });
+    assert.equal(multipart.status, 200, multipart.body);
+    const snippet = 'for (let i = 0; i < items.length; i++) {\n  if (items[i].price > 100 && items[i].stock) total += items[i].price;\n}';
+    const form = await request(server.port, {
+      method: 'POST',
+      path: '/forum/reply',
+      headers: { Host: 'app.test', 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `subject=${encodeURIComponent('Why is my loop slow?')}&body=${encodeURIComponent(snippet)}`,
+    });
+    assert.equal(form.status, 200, form.body);
   });
 
   it('a large benign body streams through whole after its first bytes are judged', async () => {

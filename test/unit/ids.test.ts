@@ -14,7 +14,7 @@ import { detectXss } from '../../src/worker/ids/xss.js';
 const BROWSER_UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 
 type Rule = 'sqli' | 'xss' | 'path-traversal' | 'command-injection';
-type Position = 'query' | 'path' | 'user-agent' | 'referer' | 'cookie' | 'form' | 'json' | 'text';
+type Position = 'query' | 'path' | 'user-agent' | 'referer' | 'cookie' | 'header' | 'form' | 'json' | 'text';
 
 /** An attack: the text as a client sends it, or (encoded) already percent-encoded on the wire. */
 interface Attack {
@@ -124,6 +124,23 @@ const ATTACKS: readonly Attack[] = [
   sqli('1 and true'),
   sqli(`; or '1'='1'`),
   sqli('AND 1 = utl_inaddr.get_host_address((SELECT banner FROM v$version WHERE rownum=1))'),
+  // Issue 14: the gaps the corpus measurement found, each a shape rather than a string.
+  sqli('x union select null'),
+  sqli('x union all select password from users'),
+  sqli('1 OR TRUE'),
+  sqli(`x\\' or 1=1--`),
+  sqli(`abc\\' UNION SELECT 1,2--`),
+  sqli(`1WAITFOR DELAY '0:0:5'`),
+  sqli('IIF(1=1,1,1/0)'),
+  sqli('ELT(4271=4271,1)'),
+  sqli('1=1 AND 2'),
+  sqli(`1' ,(SELECT COUNT(*) FROM information_schema.columns A) -- x`),
+  sqli(`1 (SELECT (CASE WHEN (1=1) THEN 1 ELSE 0 END))`),
+  sqli(`SELECT 'a'||(CASE 1 WHEN 1 THEN 1 ELSE 0 END)||'b' FROM RDB$DATABASE`),
+  sqli(`1;CALL REGEXP_SUBSTRING(REPEAT('a',500000000),NULL)`),
+  sqli('1;IF(4271=4271) SELECT 4271'),
+  sqli(`'hi' or 'x'='x';`),
+  sqli(`1' ,(BEGIN IF (1=1) THEN DBMS_LOCK.SLEEP(5); END IF; END;) -- x`),
   // Encoded on the wire.
   sqli('%2527%2520OR%25201%253D1--', true),
   sqli('1%27%20or%20%271%27=%271', true),
@@ -207,6 +224,9 @@ const ATTACKS: readonly Attack[] = [
   ),
   xss('<a id=x tabindex=1 onfocusin=alert(1)></a>'),
   xss('<xss onafterscriptexecute=alert(1)><script>1</script>'),
+  xss('&ltscript&gtalert(document.cookie);&lt/script&gt'),
+  xss('<iframe src="data:text/html,<script>alert(1)</script>"></iframe>'),
+  xss('<object data="javascript:alert(1)"></object>'),
   xss('javascript%3A%2F%2F%250Aalert(1)', true),
   xss('%253Cscript%253Ealert(1)%253C%252Fscript%253E', true),
   xss('%3Csvg%0Aonload%3Dalert(1)%3E', true),
@@ -313,6 +333,10 @@ const ATTACKS: readonly Attack[] = [
   command('${@system("id")}'),
   command(';find / -name "*.conf"'),
   command(';useradd hacker'),
+  command(`';exit(md5('probe'));//`),
+  command(`".system('id');#`),
+  command('data:;base64,PD9waHAgc3lzdGVtKCdpZCcpOyA/Pg=='),
+  command(`require('node:child_process').exec('id')`),
   command('x%0aid', true),
   command('%0Acat%20/etc/passwd', true),
   command('%0a/bin/cat%20/etc/passwd', true),
@@ -320,9 +344,9 @@ const ATTACKS: readonly Attack[] = [
   command('%26%26%20whoami', true),
 ];
 
-const ALL_POSITIONS: readonly Position[] = ['path', 'user-agent', 'referer', 'cookie', 'form', 'json', 'text'];
+const ALL_POSITIONS: readonly Position[] = ['path', 'user-agent', 'header', 'referer', 'cookie', 'form', 'json', 'text'];
 /** Positions where a percent-encoded payload arrives encoded and is decoded by the engine. */
-const ENCODED_POSITIONS: readonly Position[] = ['path', 'referer', 'cookie', 'form'];
+const ENCODED_POSITIONS: readonly Position[] = ['path', 'referer', 'header', 'cookie', 'form'];
 
 function hasControl(s: string): boolean {
   return /[\x00-\x1f\x7f]/.test(s);
@@ -334,7 +358,9 @@ function positionsFor(attack: Attack, index: number): Position[] {
     attack.encoded === true
       ? ENCODED_POSITIONS
       : ALL_POSITIONS.filter((p) => !(hasControl(attack.payload) && (p === 'user-agent' || p === 'text')));
-  const chosen: Position[] = ['query', pool[index % pool.length]!, pool[(index + 3) % pool.length]!];
+  // Every attack in an arbitrary header too (issue 14: not only the headers applications are known to copy).
+  const header: Position[] = attack.encoded === true || !hasControl(attack.payload) ? ['header'] : [];
+  const chosen: Position[] = ['query', ...header, pool[index % pool.length]!, pool[(index + 3) % pool.length]!];
   return chosen.filter((p, i) => chosen.indexOf(p) === i);
 }
 
@@ -356,6 +382,8 @@ function inspectAt(engine: IdsEngine, position: Position, attack: Attack): IdsMa
       return engine.inspectRequest('/index.html', { ...headers, referer: `https://shop.example/search?q=${onWire}` });
     case 'cookie':
       return engine.inspectRequest('/index.html', { ...headers, cookie: `session=4f2a9c1e; pref=${onWire}` });
+    case 'header':
+      return engine.inspectRequest('/index.html', { ...headers, 'x-note': attack.encoded === true ? attack.payload : attack.payload });
     case 'form':
       return engine.inspectBody(Buffer.from(`name=alice&comment=${onWire}`), 'application/x-www-form-urlencoded');
     case 'json':
@@ -378,6 +406,8 @@ function expectedLocation(position: Position): string {
     case 'json':
     case 'text':
       return 'body';
+    case 'header':
+      return 'header:x-note';
     default:
       return `header:${position}`;
   }
@@ -817,6 +847,43 @@ describe('custom rules', () => {
       { rule: 'debug-flag', category: 'custom', severity: 'low', action: 'log', location: 'query' },
     ]);
   });
+  it('match any header, as sent or percent-decoded', () => {
+    assert.deepEqual(custom.inspectRequest('/', { 'x-scanner': 'nikto/2.5' }), [
+      { rule: 'scanner', category: 'custom', severity: 'high', action: 'block', location: 'header:x-scanner' },
+    ]);
+    assert.deepEqual(
+      custom.inspectRequest('/', { 'x-flags': 'debug%3D1' }).map((m) => m.location),
+      ['header:x-flags'],
+    );
+  });
+  it('match a body in every decoding the built-in detectors see (issue 14)', () => {
+    const bodyRules = createIdsEngine([
+      { name: 'internal-field', pattern: 'internal_role\\s*=\\s*admin', severity: 'medium', action: 'block' },
+      { name: 'blink', pattern: '<blink>', severity: 'low', action: 'log' },
+    ]);
+    const form = bodyRules.inspectBody(Buffer.from('name=alice&internal_role+%3D+admin'), 'application/x-www-form-urlencoded');
+    assert.deepEqual(form, [{ rule: 'internal-field', category: 'custom', severity: 'medium', action: 'block', location: 'body' }]);
+    const json = bodyRules.inspectBody(Buffer.from('{"bio":"\\u003cblink>hi"}'), 'application/json');
+    assert.deepEqual(
+      json.map((m) => m.rule),
+      ['blink'],
+    );
+    const deep = bodyRules.inspectBody(Buffer.from(`${'x'.repeat(60_000)} internal_role = admin`), 'text/plain');
+    assert.deepEqual(
+      deep.map((m) => m.rule),
+      ['internal-field'],
+    );
+    const multipart = bodyRules.inspectBody(
+      Buffer.from('--b\r\nContent-Disposition: form-data; name="r"\r\n\r\ninternal_role=admin\r\n--b--\r\n'),
+      'multipart/form-data; boundary=b',
+    );
+    assert.deepEqual(
+      multipart.map((m) => m.rule),
+      ['internal-field'],
+    );
+    assert.deepEqual(bodyRules.inspectBody(Buffer.from('name=alice&role=admin'), 'application/x-www-form-urlencoded'), []);
+    assert.deepEqual(bodyRules.inspectBody(Buffer.from('\u0089PNG internal_role=admin'), 'image/png'), [], 'binary bodies are not read');
+  });
   it('match the selected headers', () => {
     assert.deepEqual(custom.inspectRequest('/', { 'user-agent': 'sqlmap/1.7.2#stable (https://sqlmap.org)' }), [
       { rule: 'scanner', category: 'custom', severity: 'high', action: 'block', location: 'header:user-agent' },
@@ -997,4 +1064,207 @@ describe('expression-language injection in headers', () => {
     assert.equal(detectExpression('${'.repeat(50_000)), true);
     assert.equal(detectExpression('{'.repeat(100_000)), false);
   });
+});
+
+describe('every header is inspected, each by its grammar (issue 14)', () => {
+  const engine = createIdsEngine([]);
+  const basic = (credentials: string): string => `Basic ${Buffer.from(credentials).toString('base64')}`;
+  const attacks: [string, string, string][] = [
+    ['x-foo', "' OR 1=1--", 'sqli'],
+    ['x-tenant-id', '1 UNION SELECT null,null--', 'sqli'],
+    ['accept', "text/html' AND SLEEP(5)#", 'sqli'],
+    ['accept-language', '<svg onload=alert(1)>', 'xss'],
+    ['x-forwarded-host', '"><script>alert(1)</script>', 'xss'],
+    ['x-file', '..%2f..%2f..%2fetc%2fpasswd', 'path-traversal'],
+    ['x-callback', 'http://x/;cat /etc/passwd', 'command-injection'],
+    ['host', "shop.example' OR '1'='1", 'sqli'],
+    ['authorization', basic("admin'--:secret"), 'sqli'],
+    ['authorization', 'Digest username="x\' or 1=1--", realm="r", uri="/a", response="0"', 'sqli'],
+    ['proxy-authorization', basic('<script>alert(1)</script>:pw'), 'xss'],
+    ['content-type', 'multipart/form-data; boundary="x\' UNION SELECT 1,2--"', 'sqli'],
+    ['if-none-match', "\"a' OR '1'='1\"", 'sqli'],
+    ['origin', 'https://shop.example/?q=%3Cscript%3Ealert(1)%3C/script%3E', 'xss'],
+    ['referer', 'https://shop.example/#/search?q=1%20union%20select%201,2', 'sqli'],
+    ["x-'or'1'--", 'value', 'sqli'],
+  ];
+  for (const [name, value, rule] of attacks) {
+    it(`finds ${rule} in ${name}: ${value}`, () => {
+      const matches = engine.inspectRequest('/', { host: 'shop.example', [name]: value });
+      assert.ok(
+        matches.some((m) => m.rule === rule && m.location === `header:${name}` && m.action === 'block'),
+        JSON.stringify(matches),
+      );
+    });
+  }
+
+  /** Values real browsers, API clients and proxies send. */
+  const benign: [string, string][] = [
+    ['host', 'shop.example:8443'],
+    ['host', '[2001:db8::1]:443'],
+    [
+      'accept',
+      'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+    ],
+    ['accept', 'application/json, text/plain, */*'],
+    ['accept', 'application/vnd.github+json'],
+    ['accept', 'text/event-stream'],
+    ['accept-language', 'de-CH,de;q=0.9,fr-CH;q=0.8,fr;q=0.7,en-US;q=0.6,en;q=0.5'],
+    ['accept-language', 'zh-Hans-CN,zh-CN;q=0.9,ja;q=0.8'],
+    ['accept-encoding', 'gzip, deflate, br, zstd'],
+    ['accept-charset', 'utf-8, iso-8859-1;q=0.5, *;q=0.1'],
+    ['cache-control', 'max-age=0, no-cache, no-store, must-revalidate'],
+    ['pragma', 'no-cache'],
+    ['connection', 'keep-alive, Upgrade'],
+    ['upgrade', 'websocket'],
+    ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+    ['sec-websocket-extensions', 'permessage-deflate; client_max_window_bits'],
+    ['sec-ch-ua', '"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"'],
+    ['sec-ch-ua-platform', '"Windows"'],
+    ['sec-ch-ua-mobile', '?0'],
+    ['sec-fetch-site', 'same-origin'],
+    ['sec-fetch-dest', 'document'],
+    ['priority', 'u=0, i'],
+    ['dnt', '1'],
+    ['if-none-match', 'W/"5e-1a2b3c", "xyzzy", "r2d2xxxx"'],
+    ['if-none-match', '"33a64df551425fcc55e4d42a148795d9f25f89d4"'],
+    ['if-none-match', '*'],
+    ['if-modified-since', 'Wed, 21 Oct 2015 07:28:00 GMT'],
+    ['if-range', '"67ab43"'],
+    ['range', 'bytes=0-1023, 2048-'],
+    ['content-type', 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW'],
+    ['content-type', 'multipart/form-data; boundary=------------------------d74496d66958873e'],
+    ['content-type', 'application/x-www-form-urlencoded; charset=UTF-8'],
+    ['content-type', 'text/plain; charset="utf-8"'],
+    ['authorization', basic("alice:k7'#Lp2 OR x=x--")],
+    ['authorization', basic('bob@example.com:correct horse battery staple; DROP')],
+    [
+      'authorization',
+      'Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c',
+    ],
+    [
+      'authorization',
+      'Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"',
+    ],
+    [
+      'authorization',
+      'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7',
+    ],
+    ['authorization', 'Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEFoQMCAQ6iBwMFACAAAACjggSKYYIEhjCCBIKgAwIBBQ=='],
+    ['referer', 'https://www.google.com/search?q=select+union+jobs&oq=select+union&sourceid=chrome&ie=UTF-8'],
+    ['referer', 'https://shop.example/#/products?sort=price&dir=desc'],
+    ['origin', 'https://shop.example'],
+    ['origin', 'null'],
+    ['x-forwarded-for', '203.0.113.7, 10.0.0.1'],
+    ['forwarded', 'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"'],
+    ['x-request-id', '550e8400-e29b-41d4-a716-446655440000'],
+    ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'],
+    ['tracestate', 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE'],
+    ['baggage', 'userId=alice,serverNode=DF%2028,isProduction=false'],
+    ['x-csrf-token', 'Fv3S9Jd0pQ8v+Zx/ab12=='],
+  ];
+  for (const [name, value] of benign) {
+    it(`leaves ${name}: ${value.slice(0, 60)}`, () => assert.deepEqual(engine.inspectRequest('/', { [name]: value }), []));
+  }
+  it('a client inventing header names or values changes no verdict', () => {
+    const fresh = createIdsEngine([]);
+    for (let i = 0; i < 3000; i++) assert.deepEqual(fresh.inspectRequest('/', { [`x-h${i}`]: `v${i}`, accept: 'text/html' }), []);
+    assert.equal(fresh.inspectRequest('/', { accept: "text/html' OR 1=1--" }).length, 1);
+    assert.equal(fresh.inspectRequest('/', { 'x-h5': "' OR 1=1--" }).length, 1);
+    assert.deepEqual(fresh.inspectRequest('/', { accept: 'text/html' }), []);
+  });
+  it('a Basic password is not inspected, the user-id is', () => {
+    assert.deepEqual(engine.inspectRequest('/', { authorization: basic("alice:' OR 1=1--") }), []);
+    assert.equal(engine.inspectRequest('/', { authorization: basic("' OR 1=1--:x") }).length, 1);
+  });
+});
+
+/**
+ * Issue 14: text people send, in every placement (query value, form field,
+ * JSON value, an arbitrary header): application queries and search terms,
+ * code in forms, non-English text, Markdown, JSON, URLs and CMS embeds.
+ * None may be flagged.
+ */
+describe('ordinary text of every kind is never flagged, wherever it is placed (issue 14)', () => {
+  const engine = createIdsEngine([]);
+  const samples: readonly string[] = [
+    // Search terms and application queries.
+    'union station parking garage',
+    'select committee on intelligence',
+    'order by date desc',
+    'drop shipping vs wholesale',
+    'where to buy a 1 or 2 bedroom flat',
+    'insert coin to continue',
+    'delete my account',
+    'update firmware 2.1 -> 2.3',
+    'waitfor delay in sql server',
+    'how to use CASE WHEN in postgres',
+    'sleep apnea: 5 hours a night or less',
+    'true or false quiz',
+    '1 or 2 tickets',
+    'price:>100 brand:"Acme" -refurbished',
+    'title:"War and Peace" OR author:Tolstoy',
+    '"exact phrase" -exclude +include site:example.com',
+    'C# vs F# performance',
+    "Rock 'n' Roll Hall of Fame",
+    "Don't Stop Me Now -- Queen (1978)",
+    "O'Reilly's book on SQL: select, join, group by",
+    'AT&T; Verizon; T-Mobile',
+    '50% off -- today only!',
+    'size 10.5 (US) / 44 (EU)',
+    // Code in forms (questions on a forum, snippets in an issue tracker).
+    'for (let i = 0; i < items.length; i++) { total += items[i].price; }',
+    'if (a > b && c < d) { return a; } else { return b; }',
+    'SELECT name, email FROM users WHERE id = ?',
+    "const query = 'SELECT * FROM orders WHERE status = $1';",
+    'def area(r):\n    return 3.14159 * r ** 2  # circle',
+    'x = [i for i in range(10) if i % 2 == 0]',
+    'console.log(buf.readInt16BE(0));\n// Prints: 5',
+    'assert.strictEqual(1, 1); // OK',
+    '### `child_process.execFile(file[, args][, options][, callback])`',
+    'git commit -m "Fix the login form" && git push',
+    '```js\nconsole.log(`total: ${total}`);\n```',
+    'Use `npm install --save-dev typescript` first.',
+    '<p>Hello <strong>world</strong>, see <a href="https://example.com/docs">the docs</a>.</p>',
+    '<img src="https://cdn.example.com/cat.jpg" alt="A cat, sleeping">',
+    // CMS embeds: another origin in a box.
+    '<iframe width="560" height="315" src="https://www.youtube.com/embed/dQw4w9WgXcQ" title="YouTube video player" frameborder="0" allowfullscreen></iframe>',
+    '<iframe src="https://www.google.com/maps/embed?pb=!1m18!1m12" width="600" height="450" style="border:0;" loading="lazy"></iframe>',
+    '<object data="https://example.com/files/report.pdf" type="application/pdf" width="100%" height="600"></object>',
+    '<embed src="https://example.com/files/chart.svg" type="image/svg+xml">',
+    // Non-English text.
+    'Привет, мир! Как дела? Всё хорошо — спасибо.',
+    'Съешь же ещё этих мягких французских булок, да выпей чаю.',
+    '你好，世界！今天天气很好；我们去公园吧。',
+    '東京都渋谷区「テスト」株式会社 — お問い合わせ',
+    '안녕하세요, 반갑습니다. 주문 번호: #12345',
+    'مرحبا بالعالم! كيف حالك؟ — شكرا جزيلا',
+    'שלום עולם, מה שלומך?',
+    'Γειά σου Κόσμε; Τι κάνεις;',
+    "Crème brûlée à l'orange, s'il vous plaît — 12,50 €",
+    'Grüße aus Köln: Straße, Maß, „Anführungszeichen“',
+    'Ñandú, pingüino y cigüeña: ¿dónde están?',
+    'Zażółć gęślą jaźń; łódź „Żubr”',
+    // Markdown, JSON, URLs.
+    '# Release notes\n\n- Fixed `a < b` comparisons\n- See [the guide](https://example.com/guide/intro.md#setup)\n',
+    '> Quote: "the best way out is always through" -- Robert Frost',
+    '| id | name | price |\n|----|------|-------|\n| 1 | Mug | 9.99 |',
+    '{"query":"shoes","filters":{"size":[42,43],"color":"navy"},"sort":"-price"}',
+    '[{"op":"replace","path":"/name","value":"O\'Brien"}]',
+    'https://example.com/search?q=union+select&page=2#results',
+    'https://shop.example/products/42?utm_source=newsletter&utm_campaign=spring_sale',
+    'mailto:support@example.com?subject=Order%20%2312345',
+    'See https://en.wikipedia.org/wiki/SQL_injection for background.',
+  ];
+  const placements = {
+    query: (text: string) => engine.inspectRequest(`/search?q=${encodeURIComponent(text)}`, { 'user-agent': BROWSER_UA }),
+    form: (text: string) => engine.inspectBody(Buffer.from(`comment=${encodeURIComponent(text)}`), 'application/x-www-form-urlencoded'),
+    json: (text: string) => engine.inspectBody(Buffer.from(JSON.stringify({ comment: text })), 'application/json'),
+    header: (text: string) =>
+      engine.inspectRequest('/', { 'x-comment': Buffer.from(text.replace(/[\r\n]+/g, ' '), 'utf8').toString('latin1') }),
+  };
+  for (const text of samples) {
+    for (const [placement, inspect] of Object.entries(placements)) {
+      it(`${placement}: ${JSON.stringify(text.slice(0, 70))}`, () => assert.deepEqual(inspect(text), []));
+    }
+  }
 });

@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the shell reader and its command tables are one grammar; the tables are most of it.
+ *
  * OS command injection: a shell metacharacter that starts a new command
  * (";", "|", "||", "&", "&&", a newline, `...`, $(...)) followed by a word
  * that, read as a shell reads words (quotes and backslashes removed:
@@ -467,7 +469,7 @@ const SHELL_OPTION =
 
 /** Calls that run commands or open sockets in the usual interpreters, and PHP's exec family with a literal argument. */
 const CODE_CALL =
-  /\bfsockopen\s{0,4}\(|\bsocket\.socket\s{0,4}\(|\bos\.(?:system|popen)\s{0,4}\(|\bsubprocess\.(?:call|Popen|run|check_output)\s{0,4}\(|Runtime\.getRuntime\(\)\.exec\s{0,4}\(|\bIEX\s{0,4}\(|\bDownloadString\s{0,4}\(|\brequire\s{0,4}\(\s{0,4}['"]child_process|(?:^|[;|&`'"\s{}@])(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec)\s{0,4}\(\s{0,4}['"$`]/i;
+  /\bfsockopen\s{0,4}\(|\bsocket\.socket\s{0,4}\(|\bos\.(?:system|popen)\s{0,4}\(|\bsubprocess\.(?:call|Popen|run|check_output)\s{0,4}\(|Runtime\.getRuntime\(\)\.exec\s{0,4}\(|\bIEX\s{0,4}\(|\bDownloadString\s{0,4}\(|\brequire\s{0,4}\(\s{0,4}['"](?:node:)?child_process|(?:^|[;|&`'"\s{}@])(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec)\s{0,4}\(\s{0,4}['"$`]/i;
 /** Names a CODE_CALL ends with, right before its "(": looked up first so that most "(" cost nothing. */
 const CALL_NAMES = new Set([
   'fsockopen',
@@ -488,14 +490,13 @@ const CALL_NAMES = new Set([
 ]);
 
 /** Reverse-shell and download snippets without a call: Ruby and Perl sockets, PowerShell's WebClient, PHP code itself. */
-const CODE_WORDS =
-  /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s|\bchild_process\b/i;
+const CODE_WORDS = /\bTCPSocket\.(?:new|open)\b|\buse\s{1,4}Socket\s{0,4};|New-Object\s{1,4}(?:System\.)?Net\.WebClient|<\?php\s/i;
 
 /** Shellshock: a value that starts as a function definition ("() { :; };"), which bash imported from the environment (CVE-2014-6271). */
 const SHELLSHOCK = /^\s{0,4}\(\s{0,4}\)\s{0,8}\{/;
 
 /** A literal CODE_WORDS cannot do without: one cheap search before the expression. */
-const CODE_WORDS_HINT = /ocket|bject|<\?|_process/i;
+const CODE_WORDS_HINT = /ocket|bject|<\?/i;
 
 /**
  * Two injections that run commands through other interpreters: server-side
@@ -528,6 +529,8 @@ function hasCallName(s: string): boolean {
  * follows a space after a word, or an opening bracket ("see (`cmd.exe`)").
  */
 function substitutionContext(s: string, i: number): boolean {
+  // A run of backticks is Markdown (a "```" fence, a "``code``" span); in a shell "``" substitutes nothing.
+  if (s.charCodeAt(i + 1) === 0x60 || (i > 0 && s.charCodeAt(i - 1) === 0x60)) return false;
   if (i === 0) return true;
   const before = s.charCodeAt(i - 1);
   if (before === 0x28 || before === 0x5b) return false;
@@ -546,12 +549,30 @@ const OPTION_TEST = /[ \t][-/]/;
 /** Where the separator loop looks: one search per separator instead of a loop over every character. */
 const SEPARATOR_SEARCH = /[;|&`$\n\r]/g;
 
+/**
+ * Code injection into a string an interpreter evaluates (PHP eval, CWE-95):
+ * the value closes the string or statement it was pasted into (a quote,
+ * then ";" or "."; or a ";" after at most a word), calls a function, and
+ * comments out the rest of the line ("';exit(md5('x'));//",
+ * "\".system('id');#"). Anchored at the start, where code a person writes
+ * does not begin: "console.log(x); // 5" opens with a call, not a break.
+ */
+const CODE_BREAKOUT =
+  /^[\w.-]{0,32}(?:['"][ \t]{0,4}[;.]|;)[ \t]{0,4}[a-z_][\w\\]{0,40}[ \t]{0,4}\([^\n]{0,200}\)[ \t]{0,4};?[ \t]{0,4}(?:\/\/|#)[^\n]{0,64}$/i;
+
+/**
+ * A data: URL whose base64 content is PHP or script: remote-file inclusion
+ * through PHP's data:// wrapper (allow_url_include). "PD9" is "<?" in base64.
+ */
+const DATA_CODE = /\bdata:[\w/+.-]{0,64}(?:;[\w=-]{1,32}){0,3};base64,(?:PD9|PHN[jJ]cmlwd)/;
+
 /** True when `input` (already percent-decoded, bounded by the caller) carries a shell command. */
 export function detectCommand(input: string): boolean {
   const n = input.length;
   if (n < 2) return false;
   // Which rules can apply at all, by character searches the regexp engine runs fast.
   if (!COMMAND_TEST.test(input)) return false;
+  if (input.indexOf('base64,') !== -1 && DATA_CODE.test(input)) return true; // "data:;base64," has the ";" COMMAND_TEST needs
   const separators = SEPARATOR_TEST.test(input);
   const paren = input.indexOf('(') !== -1;
   const dollar = input.indexOf('$') !== -1;
@@ -561,6 +582,7 @@ export function detectCommand(input: string): boolean {
   if ((input.indexOf('${') !== -1 || input.indexOf('<!--#') !== -1) && SSI_OR_JNDI.test(input)) return true;
   if (paren) {
     if (SHELLSHOCK.test(input)) return true;
+    if ((input.indexOf('//') !== -1 || input.indexOf('#') !== -1) && CODE_BREAKOUT.test(input)) return true;
     if (hasCallName(input) && CODE_CALL.test(input)) return true;
   }
   if (option && SHELL_OPTION.test(input)) return true;

@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the SQL tokenizer and the rules that read its tokens are one grammar, and the word tables are half of it.
+ *
  * SQL injection detection by tokenizing, in the manner of libinjection
  * (N. Galbreath, Black Hat USA 2012): the input is read the way a SQL
  * lexer would read it in each quoting context it could have been pasted
@@ -67,6 +69,7 @@ const STATEMENT_WORDS = new Set([
   'desc',
   'describe',
   'show',
+  'call',
 ]);
 const LITERAL_WORDS = new Set(['null', 'true', 'false', 'unknown']);
 const OPERATOR_WORDS = new Set(['not', 'div', 'mod']);
@@ -253,7 +256,7 @@ const SCHEMA_OBJECTS = new Set([
 ]);
 
 /** A number glued to one of these is split ("1union", "1and"), as MySQL's lexer does. */
-const GLUE_WORDS = new Set(['union', 'and', 'or', 'xor', 'order', 'group', 'select', 'from', 'like', 'div', 'having', 'limit']);
+const GLUE_WORDS = new Set(['union', 'and', 'or', 'xor', 'order', 'group', 'select', 'from', 'like', 'div', 'having', 'limit', 'waitfor']);
 
 const UNARY_OPERATORS = new Set(['-', '+', '~', '!', 'not']);
 /** Token classes after which an operator is unary: "= -1", "or not 1=1", "(-1". */
@@ -280,6 +283,8 @@ class TokenStream {
   /** For the quote contexts: the leading string the context quote closes. */
   leadingStringHasSpace = false;
   leadingStringLength = 0;
+  /** Whether the leading string holds a letter or digit ("admin'--"), not only quotes (a docstring's opening quotes). */
+  leadingStringHasWord = false;
 
   get length(): number {
     return this.types.length;
@@ -351,6 +356,25 @@ function stringEnd(s: string, from: number, quote: number): number {
   return -1;
 }
 
+/**
+ * Index of the quote that closes the string a quote context opened, or -1.
+ * Here a backslash does not escape: an application that escapes quotes
+ * with a backslash (addslashes, mysql_escape_string) turns the input's
+ * backslash-quote into two backslashes and a quote, the first backslash
+ * escaping the second and the quote closing the string; one that doubles
+ * quotes leaves the backslash literal (standard SQL). A doubled quote
+ * still does not close.
+ */
+function leadingStringEnd(s: string, quote: number): number {
+  const n = s.length;
+  for (let j = 0; j < n; j++) {
+    if (s.charCodeAt(j) !== quote) continue;
+    if (s.charCodeAt(j + 1) === quote) j += 1;
+    else return j;
+  }
+  return -1;
+}
+
 /** Index of the first character after whitespace and closed block comments from `i`. */
 function skipGap(s: string, i: number): number {
   const n = s.length;
@@ -397,10 +421,11 @@ function tokenize(s: string, quote: number, limit: number): TokenStream {
   const n = s.length;
   let i = 0;
   if (quote !== 0) {
-    const end = stringEnd(s, 0, quote);
+    const end = leadingStringEnd(s, quote);
     if (end === -1) return ts;
     ts.push('s', end <= MAX_TEXT ? s.slice(0, end) : '');
     ts.leadingStringLength = end;
+    ts.leadingStringHasWord = /[\p{L}\p{N}]/u.test(s.slice(0, Math.min(end, 64)));
     for (let j = 0; j < end; j++) {
       if (isSpace(s.charCodeAt(j))) {
         ts.leadingStringHasSpace = true;
@@ -748,10 +773,28 @@ function selectListAt(ts: TokenStream, k: number): boolean {
   }
 }
 
+/**
+ * After "(SELECT": a select list that goes on to FROM, a CASE, or a call,
+ * which prose in parentheses ("(select 1 answer)", "(select all that
+ * apply)") does not.
+ */
+function subqueryAt(ts: TokenStream, k: number): boolean {
+  if (!selectListAt(ts, k)) return false;
+  const end = Math.min(ts.length, k + 16);
+  for (let j = k; j < end; j++) {
+    const type = ts.types[j];
+    if (type === 'F' || type === 'g' || type === 'S') return true;
+    if (type === 'b' && (ts.texts[j] === 'from' || ts.texts[j] === 'case')) return true;
+  }
+  return false;
+}
+
 /** A whole statement starting at k, as stacked after ";". */
 function statementAt(ts: TokenStream, k: number): boolean {
   const type = ts.types[k];
   if (type === 'S') return selectListAt(ts, k + 1);
+  // "; IF(1=1) ...", "; IIF(1=1,1,1/0)": a stacked conditional on a tautology.
+  if (type === 'g' && (ts.texts[k] === 'if' || ts.texts[k] === 'iif')) return tautologyAt(ts, k + 1);
   if (type !== 'E') return false;
   const nextType = ts.types[k + 1];
   const nextText = ts.texts[k + 1] ?? '';
@@ -780,6 +823,8 @@ function statementAt(ts: TokenStream, k: number): boolean {
     case 'desc':
     case 'describe':
       return nextType === 'b';
+    case 'call':
+      return nextType === 'f' || nextType === 'g' || nextType === 'F';
     case 'show':
       return /^(?:tables|databases|schemas|columns|grants|variables|processlist|users)$/.test(nextText);
     case 'grant':
@@ -832,6 +877,18 @@ function tautologyAt(ts: TokenStream, k: number): boolean {
   );
 }
 
+/** "1=1", "'a'='a'": one literal compared equal to itself ("4 > 3" is true too, and ordinary). */
+function sameLiteralsEqual(ts: TokenStream, k: number): boolean {
+  const type = ts.types[k];
+  return (
+    (type === 'n' || type === 's') &&
+    ts.types[k + 2] === type &&
+    ts.texts[k + 1] === '=' &&
+    ts.texts[k] !== '' &&
+    ts.texts[k] === ts.texts[k + 2]
+  );
+}
+
 /** Rules that hold wherever they occur: stacked statements, UNION SELECT, SQL-only constructs. */
 function anywhereRules(ts: TokenStream): boolean {
   if (ts.strong) return true;
@@ -842,10 +899,12 @@ function anywhereRules(ts: TokenStream): boolean {
     if (type === ';' && statementAt(ts, k + 1)) return true;
     // WHERE 1=1: a tautology handed to a query builder.
     if (type === 'b' && ts.texts[k] === 'where' && tautologyAt(ts, k + 1)) return true;
-    // CASE WHEN x THEN y: conditional probes ("1 AND (CASE WHEN (1=1) THEN 1 ELSE 0 END)=1").
-    if (type === 'b' && ts.texts[k] === 'case' && ts.texts[k + 1] === 'when') {
+    // CASE [x] WHEN y THEN z: conditional probes ("1 AND (CASE WHEN (1=1) THEN 1 ELSE 0 END)=1", "CASE 1 WHEN 1 THEN").
+    if (type === 'b' && ts.texts[k] === 'case' && (ts.texts[k + 1] === 'when' || ts.texts[k + 2] === 'when')) {
       for (let j = k + 2; j < Math.min(types.length, k + 24); j++) if (ts.texts[j] === 'then') return true;
     }
+    // A subquery where a value was: "(SELECT COUNT(*) FROM t", "(SELECT (CASE WHEN", "(SELECT CONCAT(".
+    if (type === 'S' && ts.texts[k] === '(select' && subqueryAt(ts, k + 1)) return true;
     // "ORDER BY 3--": column probing cut by a comment.
     if (type === 'O' && types[k + 1] === 'n') {
       let j = k + 2;
@@ -867,6 +926,7 @@ const QUOTED_SHAPES: readonly RegExp[] = [
 
 /** Shapes for a value used as-is (a number or an identifier). */
 const BARE_SHAPES: readonly RegExp[] = [
+  /^s&(?:[snbv]=|[FgS])/, // 'a' or 'x'='x   (a quoted value pasted where a number was)
   /^[nv]&(?:[snbv]=|[FgS])/, // 1 or 1=1   1 and sleep(5)   1 and (select ...)   1 and ascii(
   /^[nv][=o]S/, // 1=(select ...)   1-(select ...)
   /^[nv]=[Fg]/, // 1 regexp if(...)   1=convert(int, ...)
@@ -883,7 +943,7 @@ function quotedContextMatches(ts: TokenStream): boolean {
   // admin'--   admin'#   1'/*   '--: a value cut by a comment. Prose with a quote has
   // spaces before it; prose that quotes "'--'" has words after it.
   if (shape.startsWith('sc') && !ts.leadingStringHasSpace && ts.leadingStringLength <= 64) {
-    if (ts.leadingStringLength > 0 || /^[-+\s]{0,3}$/.test(ts.texts[1]!)) return true;
+    if (ts.leadingStringHasWord || (ts.leadingStringLength === 0 && /^[-+\s]{0,3}$/.test(ts.texts[1]!))) return true;
   }
   // '-'   '&'   '^'   '-''-'   '||'   ' or ': operators between empty strings, and nothing else.
   if (ts.leadingStringLength === 0 && /^s(?:[o&]s)+$/.test(shape) && ts.texts.every((text, k) => k % 2 === 1 || text === '')) return true;
@@ -899,6 +959,9 @@ function bareContextMatches(ts: TokenStream): boolean {
   if (shape.startsWith('b&') && tautologyAt(ts, 2)) return true;
   if (shape.startsWith('&') && tautologyAt(ts, 1)) return true;
   if (shape.startsWith(';&') && tautologyAt(ts, 2)) return true; // "; or '1'='1'"
+  // IIF(1=1,1,1/0), ELT(1=1,2), (1=1)*2: a tautology as a function argument or operand.
+  if (shape.startsWith('g') && sameLiteralsEqual(ts, 1)) return true;
+  if (sameLiteralsEqual(ts, 0) && (ts.types[3] === 'o' || ts.types[3] === '&')) return true;
   // 1 and true / 1 and false: boolean probes.
   if (/^[nv]&n(?:c|$)/.test(shape) && (ts.texts[2] === 'true' || ts.texts[2] === 'false')) return true;
   // A whole data-changing statement as the value: INSERT INTO t ... VALUES, UPDATE t SET c=, DELETE FROM t WHERE.
@@ -951,9 +1014,25 @@ const TRIGGER_PUNCTUATION = /@@|&&|\|\||\/\*/;
 const TRIGGER_STACKED = new RegExp(String.raw`;\s{0,8}(?:${STACKED_WORDS})`, 'i');
 /** Keywords glued to a number ("1union", ".1and"), which "\b" does not see. */
 const TRIGGER_GLUED = /\d(?:union|and|or|xor|order|select|having|div|like)\b/i;
+/**
+ * T-SQL's "1WAITFOR DELAY '0:0:5'": apart (one more word in TRIGGER_GLUED
+ * makes that search three times slower), and only with the quote its time
+ * literal needs.
+ */
+const TRIGGER_GLUED_WAITFOR = /\dwaitfor\b/i;
+
+/** Calls that take a tautology as an argument (IIF(1=1,..), ELT(1=1,..)); a stacked CALL is in TRIGGER_STACKED. */
+const TRIGGER_CALL = /\b(?:i?if|elt|make_set)\s{0,8}\(/i;
 
 function hasTrigger(s: string): boolean {
-  return TRIGGER_WORD.test(s) || TRIGGER_PUNCTUATION.test(s) || TRIGGER_GLUED.test(s) || (s.indexOf(';') !== -1 && TRIGGER_STACKED.test(s));
+  return (
+    TRIGGER_WORD.test(s) ||
+    TRIGGER_PUNCTUATION.test(s) ||
+    TRIGGER_GLUED.test(s) ||
+    (s.indexOf("'") !== -1 && TRIGGER_GLUED_WAITFOR.test(s)) ||
+    (s.indexOf(';') !== -1 && TRIGGER_STACKED.test(s)) ||
+    (s.indexOf('=') !== -1 && s.indexOf('(') !== -1 && TRIGGER_CALL.test(s))
+  );
 }
 
 /**
@@ -977,10 +1056,10 @@ const AFTER_QUOTE_WORD =
  * any ")"). "O'Reilly", "Kids' rain boots" or "it's" have a word there.
  */
 function sqlAfterQuote(s: string, quote: number): boolean {
-  const end = stringEnd(s, 0, quote);
+  const end = leadingStringEnd(s, quote);
   if (end === -1) return false;
   let i = end + 1;
-  while (i < s.length && (isSpace(s.charCodeAt(i)) || s.charCodeAt(i) === 0x29)) i++;
+  while (i < s.length && (isSpace(s.charCodeAt(i)) || s.charCodeAt(i) === 0x29 || s.charCodeAt(i) === 0x28)) i++;
   switch (s.charCodeAt(i)) {
     case 0x3d:
     case 0x3c:
@@ -997,6 +1076,7 @@ function sqlAfterQuote(s: string, quote: number): boolean {
     case 0x26:
     case 0x7e:
     case 0x3b:
+    case 0x2c:
       return true;
     default:
       return AFTER_QUOTE_WORD.test(s.slice(i, i + 12));
@@ -1054,5 +1134,14 @@ export function detectSqliInPath(path: string): boolean {
     if (slash - from >= 2 && detectSqli(path.slice(from, slash))) return true;
     from = slash + 1;
   }
-  return path.indexOf('/*') !== -1 && detectSqli(path);
+  const comment = path.indexOf('/*');
+  if (comment === -1) return false;
+  if (detectSqli(path)) return true;
+  // "/products/1/**/OR/**/1=1": the value may start at any of the few segments before the first comment.
+  let start = path.lastIndexOf('/', comment - 1);
+  for (let tries = 0; start !== -1 && tries < 8; tries++) {
+    if (detectSqli(path.slice(start + 1))) return true;
+    start = start === 0 ? -1 : path.lastIndexOf('/', start - 1);
+  }
+  return false;
 }

@@ -1,4 +1,6 @@
 /**
+ * One file over 400 lines: the HTML tokenizer, its entity decoder and the rules on its tags are one reading of the input.
+ *
  * Cross-site scripting detection by reading the input the way an HTML
  * parser would (WHATWG HTML §13.2.5, tokenization): tags are split into a
  * name and attributes, attribute values are entity-decoded, URLs have the
@@ -6,8 +8,9 @@
  * URL: "remove all ASCII tab or newline"), so "java&#x09;script:" and
  * "jav\tascript:" are seen as the "javascript:" they become.
  *
- * What counts: <script>; an element that loads active content given a
- * URL (iframe, object, embed, base, meta, ... with an attribute value); an
+ * What counts: <script>; an element that acts on the page given any
+ * value (base, meta, applet, ...; not iframe or object with an http(s) URL,
+ * see ACTIVE_ELEMENTS); an
  * event-handler attribute on any element; a script URL in any attribute;
  * srcdoc; CSS that runs code (expression(), behavior, -moz-binding,
  * @import); the same attribute and URL tricks without a tag, when the
@@ -19,22 +22,18 @@
  * the AngularJS sandbox escape ("{{constructor.constructor(...)()}}").
  */
 
-/** Elements that load and run active content from any URL they are given (script always counts). */
-const ACTIVE_ELEMENTS = new Set([
-  'iframe',
-  'frame',
-  'frameset',
-  'object',
-  'embed',
-  'applet',
-  'base',
-  'meta',
-  'xml',
-  'import',
-  'layer',
-  'ilayer',
-  'portal',
-]);
+/**
+ * Elements that act on the page whatever URL they are given (script always
+ * counts): <base> re-points every relative script URL, <meta http-equiv>
+ * refreshes or sets cookies, <applet> and the legacy <layer>, <xml>,
+ * <import> run their content in the page. Embedding elements (<iframe>,
+ * <frame>, <object>, <embed>, <portal>) are not among them: given an http(s)
+ * URL they show another origin's document in a box that cannot script this
+ * page (same-origin policy; plugins, which could, are gone from browsers),
+ * and CMS content embeds videos and maps that way. Given a script or an
+ * active data: URL, or srcdoc, they count like any element (isScriptUrl).
+ */
+const ACTIVE_ELEMENTS = new Set(['frameset', 'applet', 'base', 'meta', 'xml', 'import', 'layer', 'ilayer']);
 
 /**
  * Event handler names for the attribute-context check without a tag, where
@@ -86,6 +85,9 @@ const NAMED_ENTITIES: Readonly<Record<string, string>> = {
   verbar: '|',
   hat: '^',
 };
+
+/** The named references HTML still reads without a ";", as the start of a longer run of letters. */
+const LEGACY_PREFIX = /^(?:quot|amp|lt|gt)/;
 
 function isAsciiLetter(c: number): boolean {
   const lower = c | 0x20;
@@ -140,10 +142,18 @@ export function decodeHtmlEntities(s: string): string {
       if (j > i) {
         const name = s.slice(i, j).toLowerCase();
         const value = NAMED_ENTITIES[name];
-        // Only the legacy four work without ";" (HTML's "&lt" is still "<").
+        // Only the legacy four work without ";" (HTML's "&lt" is still "<"), and a
+        // parser takes them as the longest prefix of the letters that follow
+        // (WHATWG HTML §13.2.5.73): "&ltscript&gt" is "<script>".
         if (value !== undefined && (s.charCodeAt(j) === 0x3b || name === 'lt' || name === 'gt' || name === 'amp' || name === 'quot')) {
           decoded = value;
           i = s.charCodeAt(j) === 0x3b ? j + 1 : j;
+        } else if (value === undefined) {
+          const legacy = LEGACY_PREFIX.exec(name);
+          if (legacy !== null) {
+            decoded = NAMED_ENTITIES[legacy[0]]!;
+            i += legacy[0].length;
+          }
         }
       }
     }

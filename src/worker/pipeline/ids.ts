@@ -1,7 +1,8 @@
 /**
  * Intrusion detection ([security.ids]): the engine (src/worker/ids/) looks
- * at the decoded path, the query parameters, selected headers, and the
- * first MAX_BODY_BYTES of a body whose type it can read.
+ * at the decoded path, the query parameters, every header (each by its
+ * grammar), and the first MAX_BODY_BYTES of a body whose type it can read;
+ * custom rules look at all of these, the body too.
  *
  * Every match is counted (metrics), audited, and scored against the client
  * by the master (severity points, decaying; alert_threshold raises an
