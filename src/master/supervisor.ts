@@ -443,6 +443,10 @@ export class Supervisor {
         link.budget.scrapeOutstanding = true;
         void this.metrics
           .text()
+          .catch((error: unknown) => {
+            this.log.error({ err: error }, 'cannot render the metrics');
+            return '# metrics unavailable: see the server log\n';
+          })
           .then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }, () => (link.budget.scrapeOutstanding = false)));
         return;
       case 'ACME_ACK':

@@ -52,9 +52,13 @@ export class WorkerChannel {
     return this.#closed;
   }
 
-  /** When the frame being read began (performance.now()), or null between frames: a frame that never ends is a fault too. */
+  /**
+   * When the frame being read began (performance.now()), or null between
+   * frames or while the master itself is not reading (its answers to this
+   * worker are queued): a frame that never ends is a fault too.
+   */
   get partialFrameSince(): number | null {
-    return this.#reader.partialSince;
+    return this.#paused ? null : this.#reader.partialSince;
   }
 
   /** Queue a message; `onFlushed` runs once the kernel has it (the worker can read it). Dropped after close. */

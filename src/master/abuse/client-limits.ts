@@ -229,6 +229,11 @@ export class ClientLimits {
     if (before < banAfterBreaches && entry.count >= banAfterBreaches) this.onBreachLimit(ip, entry.count, workerId);
   }
 
+  /** Forgets `ip`'s breaches (its ban was lifted as the word of a condemned worker): the next ones count from zero. */
+  forgive(ip: string): void {
+    this.#breaches.delete(ip);
+  }
+
   /** Drops what says no more than a fresh entry would: refilled buckets, closed breach windows. */
   sweep(): void {
     const now = this.now();

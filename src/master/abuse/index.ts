@@ -178,7 +178,11 @@ export class AbuseControl {
     for (const ip of banned ?? []) {
       const cause = this.#bans.get(ip)?.worker;
       if (cause === undefined || cause.pid !== worker.pid || cause.generation !== worker.generation) continue;
-      if (this.#bans.remove(ip, 'revoked')) lifted++;
+      if (!this.#bans.remove(ip, 'revoked')) continue;
+      lifted++;
+      // What it reported is forgotten too: a client that really misbehaves is banned again by its next breaches.
+      this.#limits.forgive(ip);
+      this.#idsScores.delete(ip);
     }
     return lifted;
   }
