@@ -132,7 +132,20 @@ export class ListenerSet {
    * closes what it bound).
    */
   async listenBound(): Promise<void> {
-    const pending = [...this.bound.values()].filter((listener) => !this.listening.has(listener.spec.id));
+    await this.listen([...this.bound.values()].filter((listener) => !this.listening.has(listener.spec.id)));
+  }
+
+  /**
+   * listen(2) again on every socket. A worker can stop a shared listening
+   * socket for every holder (shutdown(SHUT_RD), or connect() with AF_UNSPEC;
+   * native-helpers/SECURITY.md); the socket keeps its port, and listen
+   * makes it listen again. Run after a worker is condemned.
+   */
+  async relistenAll(): Promise<void> {
+    await this.listen([...this.bound.values()]);
+  }
+
+  private async listen(pending: BoundListener[]): Promise<void> {
     if (pending.length === 0) return;
     const child = spawn(process.execPath, [LISTEN_PROGRAM, String(LISTEN_BACKLOG), String(pending.length)], {
       stdio: ['ignore', 'ignore', 'pipe', ...pending.map((listener) => listener.handle.fd)],

@@ -461,6 +461,10 @@ export class Supervisor {
   /** The one audit event of a verdict, naming the worker; the bans its word caused are lifted (not for liveness). */
   private audited(worker: WorkerProcess, link: WorkerLink, verdict: Verdict): void {
     const lifted = verdict.kind === 'liveness' ? 0 : this.abuse.workerCondemned(link);
+    // Whatever it did to the shared listening sockets (stopped them listening), undone for everyone.
+    this.listeners
+      .relistenAll()
+      .catch((error: unknown) => this.log.error({ err: error }, 'cannot listen again after a worker was condemned'));
     const uid = worker.uid ?? (worker.pid === undefined ? null : processUid(worker.pid));
     this.audit.write(
       'security',
