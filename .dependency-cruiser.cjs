@@ -26,6 +26,13 @@ module.exports = {
       to: { path: '^src/worker/' },
     },
     {
+      name: 'compile-is-pure',
+      severity: 'error',
+      comment: 'Compile is a pure transform; the host (files, /proc, cgroups, the CPU count) is the preflight\'s: src/config/preflight/.',
+      from: { path: '^src/config/compile' },
+      to: { path: '^(node:)?(fs|fs/promises|os|child_process)$|^src/(isolation|fs)/|^src/tls/certificates' },
+    },
+    {
       name: 'no-test-code-in-src',
       severity: 'error',
       from: { path: '^src/' },

@@ -56,7 +56,8 @@ if (cluster.isPrimary) {
     stop();
   });
 } else {
-  const loaded = loadConfig(values.config);
+  // Not `start`: one worker's code in this process, without the sandbox the preflight checks for.
+  const loaded = loadConfig(values.config, process.env, false);
   if (!loaded.ok) {
     process.stderr.write(`${loaded.errors.join('\n')}\n`);
     process.exit(1);

@@ -376,3 +376,129 @@ void apply_cgroup(const struct settings *s)
     if (!attached)
         die(EXIT_APPLY, "--cgroup %s: no memory, cpu or pids cgroup hierarchy is mounted", s->cgroup);
 }
+
+/*
+ * --check: would apply_cgroup succeed? The same discovery and the same
+ * refusals, with nothing created or written: the controllers a limit needs
+ * are offered, and in each hierarchy the nearest existing ancestor of the
+ * worker's cgroup is a directory this process may create entries in.
+ */
+static void check_usable(const char *root, const char *rel, const char *controllers_needed_by)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", root);
+    const char *p = rel;
+    for (;;) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        size_t dl = strlen(dir);
+        if (dl + 1 + len >= sizeof path)
+            die(EXIT_APPLY, "--cgroup: path too long");
+        memcpy(path, dir, dl);
+        path[dl] = '/';
+        memcpy(path + dl + 1, p, len);
+        path[dl + 1 + len] = '\0';
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            if (errno != ENOENT)
+                die_errno(EXIT_APPLY, errno, "--cgroup %s: stat %s", rel, path);
+            break; /* the helper would create it (and what is below) in `dir` */
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            join(path, root, rel); /* the path a real run's mkdir -p reports (v1) */
+            die_errno(EXIT_APPLY, ENOTDIR, "--cgroup %s: mkdir %s", rel, path);
+        }
+        if (controllers_needed_by != NULL && e != NULL) {
+            /* v2: a controller can be enabled below an ancestor only if the ancestor has it. */
+            char controllers[512], file[PATH_MAX];
+            join(file, path, "cgroup.controllers");
+            int rc = read_file(file, controllers, sizeof controllers);
+            if (rc < 0)
+                die_errno(EXIT_APPLY, -rc, "--cgroup %s: read %s", rel, file);
+            for (const char *c = controllers_needed_by; *c; c += strlen(c) + 1)
+                if (!has_word(controllers, c))
+                    die(EXIT_APPLY, "--cgroup %s: controller %s is not available in %s", rel, c, path);
+        }
+        snprintf(dir, sizeof dir, "%s", path);
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        int err = errno;
+        join(path, root, rel);
+        die_errno(EXIT_APPLY, err, "--cgroup %s: mkdir %s", rel, path);
+    }
+}
+
+/* The wanted v2 controllers as a list of NUL-terminated names ending in an empty one. */
+static void wanted_names(const int want[C_COUNT], char *out, size_t size)
+{
+    size_t o = 0;
+    for (int c = 0; c < C_COUNT; c++) {
+        size_t len = strlen(controller_name[c]) + 1;
+        if (want[c] && o + len + 1 <= size) {
+            memcpy(out + o, controller_name[c], len);
+            o += len;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void check_v2(const struct settings *s, const char *root, const int want[C_COUNT])
+{
+    char controllers[512], path[PATH_MAX], names[64];
+    join(path, root, "cgroup.controllers");
+    int rc = read_file(path, controllers, sizeof controllers);
+    if (rc < 0)
+        die_errno(EXIT_APPLY, -rc, "--cgroup %s: read %s", s->cgroup, path);
+    for (int c = 0; c < C_COUNT; c++)
+        if (want[c] && !has_word(controllers, controller_name[c]))
+            die(EXIT_APPLY, "%s: cgroup controller %s is not available (cgroup v2 %s)", controller_option[c], controller_name[c], root);
+    wanted_names(want, names, sizeof names);
+    check_usable(root, s->cgroup, names);
+}
+
+void check_cgroup(const struct settings *s)
+{
+    if (s->cgroup == NULL)
+        return;
+    if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
+        int want[C_COUNT];
+        for (int c = 0; c < C_COUNT; c++)
+            want[c] = needed(s, c);
+        check_v2(s, "/sys/fs/cgroup", want);
+        return;
+    }
+    struct mounts m;
+    find_mounts(&m);
+    int on_v2[C_COUNT] = { 0 };
+    int any_v2 = 0, attached = 0;
+    for (int c = 0; c < C_COUNT; c++) {
+        if (m.v1[c][0] != '\0' || !needed(s, c))
+            continue;
+        char controllers[512] = "";
+        if (m.v2[0] != '\0') {
+            char path[PATH_MAX];
+            join(path, m.v2, "cgroup.controllers");
+            if (read_file(path, controllers, sizeof controllers) < 0)
+                controllers[0] = '\0';
+        }
+        if (!has_word(controllers, controller_name[c]))
+            die(EXIT_APPLY, "%s: cgroup controller %s is not available (no v1 hierarchy, not in cgroup v2)", controller_option[c], controller_name[c]);
+        on_v2[c] = 1;
+        any_v2 = 1;
+    }
+    for (int c = 0; c < C_COUNT; c++) {
+        if (m.v1[c][0] == '\0')
+            continue;
+        check_usable(m.v1[c], s->cgroup, NULL);
+        attached = 1;
+    }
+    if (any_v2) {
+        check_v2(s, m.v2, on_v2);
+        attached = 1;
+    }
+    if (!attached)
+        die(EXIT_APPLY, "--cgroup %s: no memory, cpu or pids cgroup hierarchy is mounted", s->cgroup);
+}

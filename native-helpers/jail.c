@@ -10,6 +10,10 @@
  * Mountpoints are created by walking DST one component at a time from a
  * directory fd, refusing symlinks: a symlink inside the operator's
  * directory must not redirect a mkdir or a mount onto the host.
+ *
+ * After the caller's binds come the helper's own two, so that nothing can
+ * cover them: the preload shim at JAIL_SHIM, and at /etc/ld.so.preload a
+ * one-line file naming it (see program.c).
  */
 #include "sandbox.h"
 
@@ -152,6 +156,21 @@ void build_jail(const struct settings *s)
     for (size_t i = 0; i < s->nbinds; i++)
         bind_one(root, &s->binds[i]);
 
+    /* The preload list lives on the private tmpfs: a file of this mount namespace only. */
+    const char *list = STATE_DIR "/ld.so.preload";
+    int f = open(list, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (f < 0)
+        die_errno(EXIT_APPLY, errno, "preload shim: create %s", list);
+    static const char line[] = JAIL_SHIM "\n";
+    if (write(f, line, sizeof line - 1) != (ssize_t)(sizeof line - 1) || fchmod(f, 0644) != 0 || close(f) != 0)
+        die_errno(EXIT_APPLY, errno, "preload shim: write %s", list);
+    struct bind own[2] = {
+        { .src_arg = "(preload shim)", .src = s->shim, .dst = JAIL_SHIM, .is_dir = 0 },
+        { .src_arg = "(preload list)", .src = (char *)list, .dst = JAIL_PRELOAD_LIST, .is_dir = 0 },
+    };
+    for (size_t i = 0; i < 2; i++)
+        bind_one(root, &own[i]);
+
     /* Everything is in place: the jail's own files become read-only too. */
     if (mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
         die_errno(EXIT_APPLY, errno, "--chroot %s: remount the overlay read-only", s->chroot_arg);
@@ -159,4 +178,44 @@ void build_jail(const struct settings *s)
     if (statvfs(dir, &sv) != 0 || (sv.f_flag & (ST_RDONLY | ST_NOSUID | ST_NODEV)) != (ST_RDONLY | ST_NOSUID | ST_NODEV))
         die(EXIT_APPLY, "--chroot %s: the jail root is not read-only, nosuid, nodev after remount", s->chroot_arg);
     close(root);
+}
+
+/*
+ * Where a path inside the jail is on the host (for --check, which builds no
+ * jail): under the longest bind DST that contains it, or under the chroot
+ * directory. Symlinks are left to stat on the host, which a real run would
+ * resolve inside the jail instead: --check may pass a PROGRAM reached
+ * through an absolute symlink that the jail does not hold.
+ */
+int jail_host_path(const struct settings *s, const char *inside, char *out, size_t size)
+{
+    if (s->chroot_dir == NULL)
+        return (size_t)snprintf(out, size, "%s", inside) < size ? 0 : -ENAMETOOLONG;
+    const struct bind *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < s->nbinds; i++) {
+        const struct bind *b = &s->binds[i];
+        size_t len = strlen(b->dst);
+        if (strncmp(inside, b->dst, len) == 0 && (inside[len] == '\0' || inside[len] == '/') && len > best_len) {
+            best = b;
+            best_len = len;
+        }
+    }
+    int n = best != NULL ? snprintf(out, size, "%s%s", best->src, inside + best_len)
+                         : snprintf(out, size, "%s%s", s->chroot_dir, strcmp(inside, "/") == 0 ? "" : inside);
+    return n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+/* Is `inside` a directory the helper creates in the jail, as a parent of some bind's DST? */
+int jail_makes_parent(const struct settings *s, const char *inside)
+{
+    size_t len = strlen(inside);
+    if (s->chroot_dir == NULL)
+        return 0;
+    if (strcmp(inside, "/") == 0)
+        return 1;
+    for (size_t i = 0; i < s->nbinds; i++)
+        if (strncmp(s->binds[i].dst, inside, len) == 0 && s->binds[i].dst[len] == '/')
+            return 1;
+    return strncmp(JAIL_SHIM, inside, len) == 0 && JAIL_SHIM[len] == '/';
 }

@@ -10,8 +10,12 @@
  *      so while still root)
  *   -> chroot + chdir -> setgroups -> setresgid -> setresuid
  *   -> clear every capability set -> PR_SET_PDEATHSIG (the uid change
- *      clears it) + parent check -> no_new_privs -> seccomp
- *   -> close stray fds -> exec.
+ *      clears it) + parent check -> PROGRAM is a dynamic ELF the shim can
+ *      be preloaded into -> no_new_privs -> seccomp (allowlist and argument
+ *      restrictions) -> close stray fds -> exec; then, in PROGRAM, the
+ *      preloaded shim: not dumpable, no further exec (lock.c).
+ * With --check, only the validation runs, plus the checks a real run makes
+ * later, and the helper exits 0 without changing anything.
  * See SECURITY.md for why.
  */
 #include "sandbox.h"
@@ -26,7 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <limits.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -121,15 +128,6 @@ static void set_apparmor(const struct settings *s)
         rc = write_file("/proc/self/attr/exec", value);
     if (rc < 0)
         die_errno(EXIT_APPLY, -rc, "--apparmor-profile %s: write /proc/self/attr/exec", s->apparmor_profile);
-}
-
-static int have_effective_cap(int cap)
-{
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    if (syscall(SYS_capget, &h, d) != 0)
-        die_errno(EXIT_APPLY, errno, "capabilities: capget");
-    return (d[cap / 32].effective >> (cap % 32)) & 1;
 }
 
 /* Returns whether the bounding set was dropped (it needs CAP_SETPCAP). */
@@ -252,6 +250,19 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* --listen-fd: listen now, while listen still runs (the filter answers it 0 without running). */
+static void listen_passed_sockets(const struct settings *s)
+{
+    for (size_t i = 0; i < s->nlisten; i++) {
+        int fd = s->listen_fds[i], on = 0;
+        socklen_t len = sizeof on;
+        if (listen(fd, SOMAXCONN) != 0)
+            die_errno(EXIT_APPLY, errno, "--listen-fd %d: listen", fd);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || on != 1)
+            die(EXIT_APPLY, "--listen-fd %d: SO_ACCEPTCONN did not read back 1 after listen", fd);
+    }
+}
+
 /* Kept fds survive exec; this runs before the filter so it needs no fcntl rule. */
 static void keep_fds_across_exec(struct settings *s)
 {
@@ -290,17 +301,63 @@ static void close_stray_fds(const struct settings *s)
         die_errno(EXIT_APPLY, errno, "fds: close_range(%u, ~0)", next);
 }
 
+/*
+ * --check: everything a real run checks before it changes anything, plus
+ * what a real run can only find out later (privileges, the working
+ * directory and PROGRAM inside the jail), each failing with the line a
+ * real run would print. Nothing is created, mounted, written or run.
+ */
+static void run_checks(const struct settings *s)
+{
+    check_cgroup(s);
+    if (s->chroot_dir != NULL && !have_effective_cap(CAP_SYS_ADMIN))
+        die_errno(EXIT_APPLY, EPERM, "--chroot %s: unshare(CLONE_NEWNS)", s->chroot_arg);
+    char host[PATH_MAX];
+    struct stat st;
+    if (jail_host_path(s, s->working_dir, host, sizeof host) != 0)
+        die(EXIT_APPLY, "--working-dir %s: path too long", s->working_dir);
+    int err = stat(host, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    if (err == ENOENT && jail_makes_parent(s, s->working_dir))
+        err = 0; /* a parent directory of a bind, made in the overlay */
+    if (err != 0)
+        die_errno(EXIT_APPLY, err, "--working-dir %s: chdir%s", s->working_dir, s->chroot_dir ? " (inside the jail)" : "");
+    if (s->change_user && !(have_effective_cap(CAP_SETUID) && have_effective_cap(CAP_SETGID)))
+        die_errno(EXIT_APPLY, EPERM, "--run-as-user %s: setgroups", s->user_arg);
+    if (s->argv != NULL) {
+        if (jail_host_path(s, s->argv[0], host, sizeof host) != 0)
+            die_errno(EXIT_EXEC, ENAMETOOLONG, "exec %s", s->argv[0]);
+        check_program(s, host, s->argv[0]);
+    }
+}
+
+/* Inside the jail, as the worker: PROGRAM can be preloaded, and the shim read. */
+static void check_program_and_shim(const struct settings *s)
+{
+    check_program(s, s->argv[0], s->argv[0]);
+    const char *shim = s->chroot_dir != NULL ? JAIL_SHIM : s->shim;
+    int fd = open(shim, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die_errno(EXIT_APPLY, errno, "preload shim: open %s as the worker", shim);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     static struct settings s;
     ensure_std_fds();
+    s.pid = getpid();
     s.original_ppid = getppid();
     s.max_fd_at_start = highest_open_fd();
 
     /* 1. Validate everything before touching anything. */
     parse_options(&s, argc, argv);
     s.cap_last_cap = read_cap_last_cap();
+    find_shim(&s);
     build_filter(&s);
+    if (s.check_only) {
+        run_checks(&s);
+        return 0;
+    }
     reset_signals();
 
     /* 2. Resources. */
@@ -319,13 +376,16 @@ int main(int argc, char **argv)
     change_user(&s);
     clear_capabilities(&s, bounding_dropped);
     set_parent_death_signal(&s);
+    check_program_and_shim(&s);
+    char **env = program_environment(&s);
 
     /* 5. Lock it. */
+    listen_passed_sockets(&s);
     keep_fds_across_exec(&s);
     set_no_new_privs();
     load_filter(&s);
     close_stray_fds(&s);
 
-    execv(s.argv[0], s.argv);
+    execve(s.argv[0], s.argv, env);
     die_errno(EXIT_EXEC, errno, "exec %s", s.argv[0]);
 }

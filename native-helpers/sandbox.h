@@ -15,6 +15,19 @@
 
 #define PROG "miwidothttp-sandbox"
 
+/*
+ * The shims preloaded into PROGRAM (built next to the helper by the
+ * Makefile, see lock.c): the first makes the process non-dumpable and
+ * forbids execve, the second (for --seccomp off) only makes it
+ * non-dumpable. Inside a jail the chosen one is bound read-only at
+ * JAIL_SHIM and named by the jail's /etc/ld.so.preload.
+ */
+#define SHIM_LOCK "miwidothttp-sandbox-lock.so"
+#define SHIM_NODUMP "miwidothttp-sandbox-nodump.so"
+#define JAIL_SHIM_DIR "/.miwidothttp-sandbox"
+#define JAIL_SHIM JAIL_SHIM_DIR "/preload.so"
+#define JAIL_PRELOAD_LIST "/etc/ld.so.preload"
+
 /* Exit codes (contract: fixed). */
 #define EXIT_USAGE 125  /* unknown option, missing argument, conflicting options */
 #define EXIT_APPLY 126  /* a setting could not be applied */
@@ -35,6 +48,8 @@ struct bind {
 };
 
 struct settings {
+    int check_only;          /* --check: validate, change nothing, exit 0 */
+
     /* user and groups */
     const char *user_arg;
     const char *group_arg;
@@ -67,7 +82,9 @@ struct settings {
     const char *seccomp_file;
     enum seccomp_action seccomp_action;
     int seccomp_action_given;
-    void *filter;            /* scmp_filter_ctx, built during validation */
+    int allow_listen;        /* --unsafe-allow-listen (transitional) */
+    void *filter;            /* scmp_filter_ctx: the allowlist, built during validation */
+    void *restrictions;      /* scmp_filter_ctx: argument rules no list can loosen */
 
     /* apparmor */
     const char *apparmor_profile;
@@ -75,11 +92,15 @@ struct settings {
     /* fds */
     int keep_fds[MAX_KEEP_FDS + 1];
     size_t nkeep;
+    int listen_fds[MAX_KEEP_FDS];  /* also in keep_fds */
+    size_t nlisten;
     int max_fd_at_start;
 
-    /* the program */
+    /* the program (NULL only with --check and no "-- PROGRAM") */
     char **argv;             /* argv[0] is PROGRAM, absolute */
+    char *shim;              /* realpath of the shim preloaded into PROGRAM */
 
+    pid_t pid;               /* the helper's pid: PROGRAM keeps it across exec */
     pid_t original_ppid;
     unsigned long cap_last_cap;
 };
@@ -92,6 +113,7 @@ int parse_size(const char *s, uint64_t *out);
 int write_file(const char *path, const char *value);      /* 0 or -errno */
 int read_file(const char *path, char *buf, size_t size);  /* length or -errno; trailing newline kept */
 int mkdir_p(const char *path, mode_t mode);               /* 0 or -errno */
+int have_effective_cap(int cap);
 char *xstrdup(const char *s);
 
 /* options.c */
@@ -100,9 +122,17 @@ void print_help(void);
 
 /* cgroup.c */
 void apply_cgroup(const struct settings *s);
+void check_cgroup(const struct settings *s);
 
 /* jail.c */
 void build_jail(const struct settings *s);
+int jail_host_path(const struct settings *s, const char *inside, char *out, size_t size);
+int jail_makes_parent(const struct settings *s, const char *inside);
+
+/* program.c */
+void find_shim(struct settings *s);
+void check_program(const struct settings *s, const char *path, const char *shown);
+char **program_environment(const struct settings *s);
 
 /* filter.c */
 void build_filter(struct settings *s);

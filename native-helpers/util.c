@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /*
@@ -174,4 +176,13 @@ char *xstrdup(const char *s)
     if (d == NULL)
         die_errno(EXIT_APPLY, ENOMEM, "out of memory");
     return d;
+}
+
+int have_effective_cap(int cap)
+{
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0)
+        die_errno(EXIT_APPLY, errno, "capabilities: capget");
+    return (d[cap / 32].effective >> (cap % 32)) & 1;
 }

@@ -3,29 +3,28 @@
  * master owns the list (and its state file): these commands ask it over the
  * control socket, and it audits every change.
  */
-import type { ControlRequest } from '../master/control.js';
+import type { ControlRequest } from '../ipc/control.js';
 import { askRunningMaster } from './running.js';
 
-interface BanView {
-  ip: string;
-  until: string;
-  source: string;
-  reason: string;
-}
-
-export async function banCommand(option: string | undefined, request: ControlRequest, json: boolean): Promise<number> {
-  const asked = await askRunningMaster<{ ok?: boolean; reason?: string; bans?: BanView[]; ban?: BanView }>(option, 'ban', request);
+export async function banCommand(
+  option: string | undefined,
+  request: Extract<ControlRequest, { command: 'ban_list' | 'ban_add' | 'ban_remove' }>,
+  json: boolean,
+): Promise<number> {
+  const asked = await askRunningMaster(option, 'ban', request);
   if ('exitCode' in asked) return asked.exitCode;
   const { answer } = asked;
+  const bans = 'bans' in answer ? answer.bans : undefined;
+  const ban = 'ban' in answer ? answer.ban : undefined;
   if (json) {
-    process.stdout.write(`${JSON.stringify(answer.bans ?? answer.ban ?? { ok: true })}\n`);
+    process.stdout.write(`${JSON.stringify(bans ?? ban ?? { ok: true })}\n`);
     return 0;
   }
-  if (answer.bans !== undefined) {
-    if (answer.bans.length === 0) process.stdout.write('no bans\n');
-    for (const ban of answer.bans) process.stdout.write(`${ban.ip}\tuntil ${ban.until}\t${ban.source}\t${ban.reason}\n`);
-  } else if (answer.ban !== undefined) {
-    process.stdout.write(`banned ${answer.ban.ip} until ${answer.ban.until}\n`);
+  if (bans !== undefined) {
+    if (bans.length === 0) process.stdout.write('no bans\n');
+    for (const entry of bans) process.stdout.write(`${entry.ip}\tuntil ${entry.until}\t${entry.source}\t${entry.reason}\n`);
+  } else if (ban !== undefined) {
+    process.stdout.write(`banned ${ban.ip} until ${ban.until}\n`);
   } else {
     process.stdout.write('ban lifted\n');
   }

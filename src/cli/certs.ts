@@ -4,15 +4,10 @@
  * renewal and the last error obtaining it; then the last error loading
  * manual certificates. Never a key.
  */
-import type { CertificateView } from '../master/certificate-manager.js';
 import { askRunningMaster } from './running.js';
 
 export async function certsCommand(option: string | undefined, json: boolean): Promise<number> {
-  const asked = await askRunningMaster<{ ok?: boolean; certificates?: CertificateView[]; lastError?: string | null; reason?: string }>(
-    option,
-    'certs',
-    { command: 'certs' },
-  );
+  const asked = await askRunningMaster(option, 'certs', { command: 'certs' });
   if ('exitCode' in asked) return asked.exitCode;
   const { answer } = asked;
   if (json) {

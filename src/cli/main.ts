@@ -1,15 +1,12 @@
 /**
- * The command line (contract.md): start, check, reload, stop, status; and ban.
+ * The command line: start, check, reload, stop, status, certs; and ban.
  * Every command that needs a config goes through the same load path.
+ *
+ * Each command's module is imported when that command runs: `start` loads
+ * the master (TLS issuance, metrics, the schema), which `--version` and
+ * `status` never need, so those answer in a fraction of a second.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { banCommand } from './ban.js';
-import { certsCommand } from './certs.js';
-import { checkCommand } from './check.js';
-import { reloadCommand } from './reload.js';
-import { startCommand } from './start.js';
-import { statusCommand } from './status.js';
-import { stopCommand } from './stop.js';
 
 const program = new Command('miwidothttp')
   .description('Hardened HTTP server and reverse proxy: privileged master, sandboxed workers')
@@ -23,13 +20,15 @@ program
   .description('run master and workers in the foreground until stopped')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { startCommand } = await import('./start.js');
     process.exitCode = await startCommand(options.config);
   });
 program
   .command('check')
   .description('validate a config without starting anything')
   .option(...configOption)
-  .action((options: { config?: string }) => {
+  .action(async (options: { config?: string }) => {
+    const { checkCommand } = await import('./check.js');
     process.exitCode = checkCommand(options.config);
   });
 program
@@ -37,6 +36,7 @@ program
   .description('ask the running master to reload its config; waits for the outcome')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { reloadCommand } = await import('./reload.js');
     process.exitCode = await reloadCommand(options.config);
   });
 program
@@ -44,6 +44,7 @@ program
   .description('stop gracefully; waits until the master has exited')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
+    const { stopCommand } = await import('./stop.js');
     process.exitCode = await stopCommand(options.config);
   });
 program
@@ -52,6 +53,7 @@ program
   .option(...configOption)
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { statusCommand } = await import('./status.js');
     process.exitCode = await statusCommand(options.config, options.json === true);
   });
 
@@ -61,6 +63,7 @@ program
   .option(...configOption)
   .option('--json', 'one JSON object')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { certsCommand } = await import('./certs.js');
     process.exitCode = await certsCommand(options.config, options.json === true);
   });
 const ban = program.command('ban').description("the running master's ban list (exit 3 when not running)");
@@ -70,6 +73,7 @@ ban
   .option(...configOption)
   .option('--json', 'one JSON array')
   .action(async (options: { config?: string; json?: boolean }) => {
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, { command: 'ban_list' }, options.json === true);
   });
 ban
@@ -88,6 +92,7 @@ ban
       reason: options.reason,
       ...(options.seconds !== undefined && { seconds: options.seconds }),
     } as const;
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, request, false);
   });
 ban
@@ -95,6 +100,7 @@ ban
   .description('lift the ban on a client IP')
   .option(...configOption)
   .action(async (ip: string, options: { config?: string }) => {
+    const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, { command: 'ban_remove', ip }, false);
   });
 

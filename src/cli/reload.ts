@@ -11,12 +11,8 @@ export async function reloadCommand(option: string | undefined): Promise<number>
     return 1;
   }
   try {
-    const answer = (await askMaster(address, { command: 'reload' }, RELOAD_ANSWER_TIMEOUT_MS)) as {
-      ok?: boolean;
-      generation?: number;
-      reason?: string;
-    };
-    if (answer.ok === true) {
+    const answer = await askMaster(address, { command: 'reload' }, RELOAD_ANSWER_TIMEOUT_MS);
+    if (answer.ok) {
       process.stdout.write(`reloaded: generation ${answer.generation} serving\n`);
       return 0;
     }

@@ -2,13 +2,13 @@
  * How the CLI finds the running master: through `[server].pid_file` and the
  * control socket beside it, read from the config the command names. A config
  * that no longer validates (the operator is mid-edit) still names them, so
- * the keys are read leniently here; the master itself validates.
+ * the two keys are read leniently here, without the schema (which also keeps
+ * `status` quick); the master itself validates.
  */
-import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
-import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { controlRequest, type ControlRequest } from '../master/control.js';
+import { readConfigFile, resolveConfigPath } from '../config/file.js';
+import type { ControlAnswer, ControlRequest } from '../ipc/control.js';
 import { runningMaster } from '../master/pid-file.js';
 
 export interface MasterAddress {
@@ -18,14 +18,11 @@ export interface MasterAddress {
 
 export function masterAddress(option: string | undefined): MasterAddress {
   const file = resolveConfigPath(option);
-  const loaded = loadConfig(file);
-  if (loaded.ok) return { pidFile: loaded.config.server.pidFile, controlSocket: loaded.config.server.controlSocket };
   let server: { pid_file?: unknown; control_socket?: unknown } = {};
-  try {
-    if (file !== null) server = (parseToml(readFileSync(file, 'utf8')) as { server?: typeof server }).server ?? {};
-  } catch {
-    // Unparseable: fall back to the defaults.
-  }
+  // ${VAR} resolved as the master resolved it; an unreadable or unparseable file: the defaults.
+  const read = file === null ? null : readConfigFile(file, process.env);
+  if (read?.ok === true) server = (read.document as { server?: typeof server }).server ?? {};
+  // The schema's defaults, and compile's rule for the socket's place.
   const pidFile = typeof server.pid_file === 'string' ? server.pid_file : '/run/miwidothttp.pid';
   const controlSocket = typeof server.control_socket === 'string' ? server.control_socket : pidFile.replace(/(\.pid)?$/, '.sock');
   return { pidFile: path.resolve(pidFile), controlSocket: path.resolve(controlSocket) };
@@ -36,8 +33,14 @@ export function masterPid(address: MasterAddress): number | null {
   return runningMaster(address.pidFile);
 }
 
-export function askMaster(address: MasterAddress, request: ControlRequest, timeoutMs: number): Promise<unknown> {
-  return controlRequest(address.controlSocket, request, timeoutMs);
+/** One request to the master behind `address` (ipc/control.ts), and its answer. */
+export async function askMaster<C extends ControlRequest['command']>(
+  address: MasterAddress,
+  request: Extract<ControlRequest, { command: C }>,
+  timeoutMs: number,
+): Promise<ControlAnswer<C>> {
+  // The master (root, behind a 0600 socket) is trusted to answer from the catalogue.
+  return (await controlRequest(address.controlSocket, request, timeoutMs)) as ControlAnswer<C>;
 }
 
 /** Exit code of a command that needs the master when none is running (as `status`). */
@@ -49,20 +52,20 @@ export const EXIT_NOT_RUNNING = 3;
  * written on stderr, prefixed by `command`, and the exit code comes back
  * instead (3 not running, 1 no answer or refused).
  */
-export async function askRunningMaster<T extends { ok?: boolean; reason?: string }>(
+export async function askRunningMaster<C extends ControlRequest['command']>(
   option: string | undefined,
   command: string,
-  request: ControlRequest,
+  request: Extract<ControlRequest, { command: C }>,
   timeoutMs = 10_000,
-): Promise<{ answer: T } | { exitCode: number }> {
+): Promise<{ answer: Exclude<ControlAnswer<C>, { ok: false }> } | { exitCode: number }> {
   const address = masterAddress(option);
   if (masterPid(address) === null) {
     process.stderr.write(`miwidothttp: not running (no live master in ${address.pidFile})\n`);
     return { exitCode: EXIT_NOT_RUNNING };
   }
-  let answer: T;
+  let answer: ControlAnswer<C>;
   try {
-    answer = (await askMaster(address, request, timeoutMs)) as T;
+    answer = await askMaster(address, request, timeoutMs);
   } catch (error) {
     process.stderr.write(`${command}: ${(error as Error).message}\n`);
     return { exitCode: 1 };
@@ -71,5 +74,33 @@ export async function askRunningMaster<T extends { ok?: boolean; reason?: string
     process.stderr.write(`${command}: ${answer.reason ?? 'refused'}\n`);
     return { exitCode: 1 };
   }
-  return { answer };
+  // ok: true: one of the command's answers, not a refusal.
+  return { answer: answer as Exclude<ControlAnswer<C>, { ok: false }> };
+}
+
+/** The client side of the control socket: send one request line, read one answer line. */
+function controlRequest(socketPath: string, request: ControlRequest, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from the master within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(answer));
+      } catch {
+        reject(new Error('malformed answer from the master'));
+      }
+    });
+  });
 }

@@ -1,11 +1,5 @@
-import type { WorkerStatus } from '../master/supervisor.js';
+import type { ControlAnswers } from '../ipc/control.js';
 import { askMaster, EXIT_NOT_RUNNING, masterAddress, masterPid } from './running.js';
-
-interface StatusAnswer {
-  master: { pid: number; generation: number; config: string; uptimeSeconds: number };
-  workers: WorkerStatus[];
-  listeners: { id: string }[];
-}
 
 /** `status [--json]`: 0 running, 3 not running. */
 export async function statusCommand(option: string | undefined, json: boolean): Promise<number> {
@@ -15,9 +9,10 @@ export async function statusCommand(option: string | undefined, json: boolean): 
     else process.stdout.write('miwidothttp is not running\n');
     return EXIT_NOT_RUNNING;
   }
-  let answer: StatusAnswer;
+  let answer: ControlAnswers['status'];
   try {
-    answer = (await askMaster(address, { command: 'status' }, 10_000)) as StatusAnswer;
+    // A master answers status whenever it answers at all (the refusal form is for malformed requests).
+    answer = (await askMaster(address, { command: 'status' }, 10_000)) as ControlAnswers['status'];
   } catch (error) {
     process.stderr.write(`miwidothttp: master does not answer: ${(error as Error).message}\n`);
     return EXIT_NOT_RUNNING;

@@ -2,26 +2,32 @@
  * Validated raw config -> CompiledConfig: units into names, sizes into
  * numbers, CIDRs and regexes checked, aliases reconciled, listeners derived.
  * Problems found here are reported like schema problems: key path + reason.
+ *
+ * Pure: no file system, no process state. What the host contributes (the
+ * directory relative paths start from, the CPU count, the cgroup systemd
+ * delegated) comes in as HostFacts, probed by the preflight
+ * (preflight/host.ts), which also checks the compiled config against the
+ * host (preflight/index.ts). [ssl] is compiled in compile-tls.ts.
  */
-import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
-import { lstatSync, type Stats } from 'node:fs';
-import { isValidCidr } from '../net/cidr.js';
 import path from 'node:path';
+import { isValidCidr } from '../net/cidr.js';
+import { compileTls } from './compile-tls.js';
+import type { HostFacts } from './preflight/host.js';
+import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
-import { loadCertificate } from '../tls/certificates.js';
-import { validateCiphers } from '../tls/policy.js';
-import { parseDnsName } from '../tls/sni.js';
-import { delegatedCgroup } from '../isolation/cgroups.js';
-import { privateDirectoryProblem } from '../fs/private-file.js';
-import { checkApiBase, isWellFormedToken } from '../tls/issuance/cloudflare-api.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
-
-export interface ConfigProblem {
-  /** Dotted key path, e.g. "security.limits.max_body_size" or "vhosts[0].root". */
-  readonly key: string;
-  readonly message: string;
-}
+import { compileDashboard } from './dashboard.js';
+import type {
+  AuditSpec,
+  BackendSpec,
+  CompiledConfig,
+  DashboardSpec,
+  HeaderPolicy,
+  IssuanceSpec,
+  ListenerSpec,
+  TlsSpec,
+  VhostSpec,
+} from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -31,9 +37,6 @@ export function parseSize(value: number | string): number {
   if (!match) throw new Error(`not a size: ${value}`);
   return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
 }
-
-/** Where an ACME CA fetches HTTP-01 answers (RFC 8555 §8.3). */
-const ACME_HTTP01_PATH = '/.well-known/acme-challenge';
 
 /** Where worker cgroups go outside systemd. */
 const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
@@ -95,15 +98,15 @@ function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[])
   };
 }
 
-function compileVhosts(raw: RawConfig, problems: ConfigProblem[]): VhostSpec[] {
+function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, problems: ConfigProblem[]): VhostSpec[] {
   return raw.vhosts.map((vhost, i) => {
     const key = `vhosts[${i}]`;
-    const hostRoot = vhost.root === undefined ? null : path.resolve(vhost.root);
+    const hostRoot = vhost.root === undefined ? null : resolvePath(vhost.root);
     let root = hostRoot;
     const chroot = raw.process.isolation.chroot;
     if (hostRoot !== null && chroot !== undefined) {
       // The worker sees the jail as "/": serve the same directory by its path inside.
-      const jail = path.resolve(chroot);
+      const jail = resolvePath(chroot);
       if (hostRoot !== jail && !hostRoot.startsWith(jail + path.sep)) {
         problems.push({ key: `${key}.root`, message: `${hostRoot} lies outside process.isolation.chroot (${jail})` });
       }
@@ -163,251 +166,23 @@ function compileVhostHeaders(server: RawHeaders, vhost: RawVhost): HeaderPolicy 
 /** Written nowhere, whatever include_headers says: credentials. */
 const NEVER_LOGGED_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
-function compileAudit(raw: RawConfig): AuditSpec {
+function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): AuditSpec {
   const audit = raw.security.audit;
   const excluded = new Set([...NEVER_LOGGED_HEADERS, ...audit.exclude_headers.map((name) => name.toLowerCase())]);
   return {
     enabled: audit.enabled,
-    logFile: audit.log_file === undefined ? null : path.resolve(audit.log_file),
+    logFile: audit.log_file === undefined ? null : resolvePath(audit.log_file),
     level: audit.log_level,
     format: audit.format,
     logConfigurationChanges: audit.log_configuration_changes,
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
+    logAuthentication: audit.log_authentication,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
 
-/**
- * [ssl]: manual certificates ([ssl.domains."name"]) and/or a provider that
- * obtains the others (provider = "acme" or "cloudflare").
- *
- * Every manual certificate is loaded and checked now, so `check` names the
- * domain whose file is missing, whose key does not match or whose
- * certificate has expired. The files are read again by the master at each
- * start and reload: the compiled config carries paths, never key material.
- */
-function compileTls(raw: RawConfig, problems: ConfigProblem[]): { tls: TlsSpec | null; issuance: IssuanceSpec | null } {
-  const security = raw.security;
-  const ssl = raw.ssl;
-  if (ssl === undefined) {
-    if (security.enforce_https) problems.push({ key: 'security.enforce_https', message: 'needs [ssl] certificates to redirect to' });
-    return { tls: null, issuance: null };
-  }
-  const provider = ssl.provider === 'acme' || ssl.provider === 'cloudflare' ? ssl.provider : null;
-  const manual = ssl.domains !== undefined && !Array.isArray(ssl.domains) ? ssl.domains : {};
-  if (provider === null && Array.isArray(ssl.domains)) {
-    problems.push({
-      key: 'ssl.domains',
-      message:
-        'a list of names is obtained from ssl.provider ("acme" or "cloudflare"); manual certificates are [ssl.domains."name"] tables',
-    });
-  } else if (provider === null && Object.keys(manual).length === 0) {
-    problems.push({
-      key: 'ssl.domains',
-      message: 'name at least one certificate: [ssl.domains."example.com"] with cert_file and key_file, or set ssl.provider',
-    });
-  }
-  const certificates = Object.entries(manual).map(([name, files]) => ({
-    name,
-    certFile: path.resolve(files.cert_file),
-    keyFile: path.resolve(files.key_file),
-    ...(files.chain_file !== undefined && { chainFile: path.resolve(files.chain_file) }),
-  }));
-  for (const certificate of certificates) {
-    const loaded = loadCertificate(certificate);
-    if (!loaded.ok) problems.push({ key: `ssl.domains.${JSON.stringify(certificate.name)}`, message: loaded.problem });
-  }
-  if (security.ciphers !== undefined) {
-    for (const problem of validateCiphers(security.ciphers, security.min_tls_version))
-      problems.push({ key: 'security.ciphers', message: problem });
-  }
-  if (raw.server.https_port === raw.server.http_port)
-    problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
-  const issuance =
-    provider === null ? null : compileIssuance(raw, provider, new Set(certificates.map(({ name }) => name.toLowerCase())), problems);
-  const tls: TlsSpec = {
-    certificates,
-    minVersion: security.min_tls_version,
-    ciphers: security.ciphers ?? null,
-    enforceHttps: security.enforce_https,
-    httpsPort: raw.server.https_port,
-    handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
-    acmeChallengePath: ssl.challenges.http_01_path.replace(/\/+$/, ''),
-    answersAcmeChallenges: provider === 'acme',
-  };
-  return { tls, issuance };
-}
-
-/**
- * The provider's part of [ssl]: which names, and everything needed to
- * obtain them. Credentials come from the config, where they are "${VAR}"
- * references to the environment.
- */
-function compileIssuance(
-  raw: RawConfig,
-  provider: 'acme' | 'cloudflare',
-  manualNames: ReadonlySet<string>,
-  problems: ConfigProblem[],
-): IssuanceSpec | null {
-  const ssl = raw.ssl!;
-  const challenges = ssl.challenges;
-  const listed = Array.isArray(ssl.domains);
-  const candidates = listed ? (ssl.domains as string[]) : raw.vhosts.flatMap((vhost) => vhost.domains).filter((name) => name !== '*');
-  const names: string[] = [];
-  for (const [i, candidate] of candidates.entries()) {
-    const name = parseDnsName(candidate, true);
-    if (name === null) {
-      if (listed)
-        problems.push({
-          key: `ssl.domains[${i}]`,
-          message: `${JSON.stringify(candidate)} is not a host name a certificate can be issued for`,
-        });
-      continue;
-    }
-    if (!manualNames.has(name) && !names.includes(name)) names.push(name);
-  }
-  if (names.length === 0) {
-    problems.push({
-      key: 'ssl.domains',
-      message: `no names to obtain from ${provider}: list them in ssl.domains or give a vhost a domain other than "*"`,
-    });
-  }
-  const certDirProblem = privateDirectoryProblem(path.resolve(ssl.cert_dir));
-  if (certDirProblem !== null) problems.push({ key: 'ssl.cert_dir', message: certDirProblem });
-  const cloudflareApi = (key: string, token: string | undefined, missing: string): void => {
-    if (token === undefined) problems.push({ key, message: missing });
-    else if (!isWellFormedToken(token))
-      problems.push({ key, message: 'is empty or has characters a token cannot have (a space from the environment?)' });
-    try {
-      checkApiBase(ssl.cloudflare_api_url);
-    } catch (error) {
-      problems.push({ key: 'ssl.cloudflare_api_url', message: (error as Error).message });
-    }
-  };
-  if (provider === 'cloudflare') {
-    cloudflareApi('ssl.api_token', ssl.api_token, 'Cloudflare Origin CA needs an API token: api_token = "${CLOUDFLARE_API_TOKEN}"');
-    return {
-      ...issuanceCommon(raw, names),
-      provider,
-      acme: null,
-      cloudflare: { apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''), token: ssl.api_token ?? '', validityDays: ssl.requested_validity },
-    };
-  }
-  if (!ssl.agree_tos)
-    problems.push({
-      key: 'ssl.agree_tos',
-      message: "set to true to accept the ACME server's terms of service (an account cannot be made otherwise)",
-    });
-  if (new URL(ssl.acme_server).protocol !== 'https:')
-    problems.push({ key: 'ssl.acme_server', message: 'must be an https URL (RFC 8555 §6.1)' });
-  const preferred = [...new Set(challenges.preferred)];
-  if (preferred.includes('http-01') && challenges.http_01_path.replace(/\/+$/, '') !== ACME_HTTP01_PATH) {
-    problems.push({ key: 'ssl.challenges.http_01_path', message: `must be ${ACME_HTTP01_PATH}: the CA asks there (RFC 8555 §8.3)` });
-  }
-  if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
-    problems.push({
-      key: 'ssl.challenges.http_01_port',
-      message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener`,
-    });
-  }
-  if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== raw.server.https_port) {
-    problems.push({
-      key: 'ssl.challenges.tls_alpn_01_port',
-      message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener`,
-    });
-  }
-  let dns: NonNullable<IssuanceSpec['acme']>['dns'] = null;
-  switch (challenges.dns_01_provider) {
-    case undefined:
-      break;
-    case 'cloudflare':
-      cloudflareApi(
-        'ssl.challenges.dns_01_credentials',
-        challenges.dns_01_credentials,
-        'the Cloudflare DNS provider needs an API token: dns_01_credentials = "${CLOUDFLARE_DNS_TOKEN}"',
-      );
-      dns = {
-        provider: 'cloudflare',
-        apiUrl: ssl.cloudflare_api_url.replace(/\/+$/, ''),
-        token: challenges.dns_01_credentials ?? '',
-        zoneId: ssl.zone_id ?? null,
-      };
-      break;
-    case 'exec':
-      if (challenges.dns_01_command === undefined)
-        problems.push({
-          key: 'ssl.challenges.dns_01_command',
-          message: 'the exec DNS provider needs the command that sets and clears TXT records',
-        });
-      else {
-        const problem = rootProgramProblem(challenges.dns_01_command);
-        if (problem !== null) problems.push({ key: 'ssl.challenges.dns_01_command', message: problem });
-      }
-      dns = { provider: 'exec', command: challenges.dns_01_command ?? '', credentials: challenges.dns_01_credentials ?? null };
-      break;
-    default:
-      problems.push({
-        key: 'ssl.challenges.dns_01_provider',
-        message: `${challenges.dns_01_provider} is not implemented in this version; use "cloudflare" or "exec"`,
-      });
-  }
-  if (dns !== null && !preferred.includes('dns-01')) preferred.push('dns-01');
-  if (dns === null) {
-    const wildcards = names.filter((name) => name.startsWith('*.'));
-    if (wildcards.length > 0)
-      problems.push({
-        key: 'ssl.challenges.dns_01_provider',
-        message: `${wildcards.join(', ')} can only be validated by DNS-01: set a DNS provider`,
-      });
-    if (preferred.every((type) => type === 'dns-01'))
-      problems.push({ key: 'ssl.challenges.preferred', message: 'dns-01 needs ssl.challenges.dns_01_provider' });
-  }
-  return {
-    ...issuanceCommon(raw, names),
-    provider,
-    acme: {
-      directoryUrl: ssl.acme_server,
-      email: ssl.email ?? null,
-      agreeTos: ssl.agree_tos,
-      dnsPropagationDelayMs: challenges.dns_01_propagation_delay * 1000,
-      preferred: dns === null ? preferred.filter((type) => type !== 'dns-01') : preferred,
-      dns,
-    },
-    cloudflare: null,
-  };
-}
-
-/** The master runs dns_01_command as root: it must be a root-owned program nobody else may change. */
-function rootProgramProblem(file: string): string | null {
-  let stat: Stats;
-  try {
-    stat = lstatSync(file);
-  } catch (error) {
-    return `cannot use ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
-  }
-  if (!stat.isFile()) return `${file} is not a regular file`;
-  if (stat.uid !== 0) return `${file} belongs to uid ${stat.uid}: the master runs it as root, so it must be root's`;
-  if ((stat.mode & 0o022) !== 0) return `${file} is writable by group or others (mode ${(stat.mode & 0o777).toString(8)})`;
-  if ((stat.mode & 0o100) === 0) return `${file} is not executable`;
-  return null;
-}
-
-function issuanceCommon(
-  raw: RawConfig,
-  names: string[],
-): Pick<IssuanceSpec, 'names' | 'certDir' | 'keyType' | 'autoRenew' | 'renewalDaysBefore'> {
-  const ssl = raw.ssl!;
-  return {
-    names,
-    certDir: path.resolve(ssl.cert_dir),
-    keyType: ssl.key_type,
-    autoRenew: ssl.auto_renew,
-    renewalDaysBefore: ssl.renewal_days_before,
-  };
-}
-
-function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
+function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
   const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
   const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
   if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
@@ -421,11 +196,22 @@ function compileListeners(raw: RawConfig, tls: TlsSpec | null): ListenerSpec[] {
       port: metrics.port,
     });
   }
+  if (dashboard !== null) {
+    const { address, port } = dashboard;
+    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
+  }
   return listeners;
 }
 
-export function compile(raw: RawConfig, source: string): { config?: CompiledConfig; problems: ConfigProblem[] } {
+/**
+ * The compiled config, and the problems that refuse it (none: it may be
+ * used). The config is built either way, so that the preflight can report
+ * what the host says about it in the same run.
+ */
+export function compile(raw: RawConfig, source: string, host: HostFacts): { config: CompiledConfig; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
+  // Relative paths in the config are relative to where the command runs.
+  const resolvePath = (file: string): string => path.resolve(host.cwd, file);
   unimplemented(raw, problems);
 
   if (isIP(raw.server.bind_address) === 0) {
@@ -438,6 +224,8 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   if (metrics.enabled && metrics.port === raw.server.http_port) {
     problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
   }
+  const dashboard = compileDashboard(raw);
+  problems.push(...dashboard.problems);
   const cidrLists: [string, string[]][] = [
     ['security.proxy_protocol.trusted_proxies', raw.security.proxy_protocol.trusted_proxies],
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
@@ -504,29 +292,29 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
-  const vhosts = compileVhosts(raw, problems);
-  const { tls, issuance } = compileTls(raw, problems);
-  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, raw, tls, issuance, source));
+  const vhosts = compileVhosts(raw, resolvePath, problems);
+  const { tls, issuance } = compileTls(raw, resolvePath, problems);
+  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
-  if (problems.length > 0) return { problems };
 
   const config: CompiledConfig = {
     source,
     server: {
-      workerCount: server.workers === 0 ? availableParallelism() : server.workers,
-      pidFile: path.resolve(server.pid_file),
-      controlSocket: path.resolve(controlSocket),
+      workerCount: server.workers === 0 ? host.cpuCount : server.workers,
+      pidFile: resolvePath(server.pid_file),
+      controlSocket: resolvePath(controlSocket),
       shutdownTimeoutMs: server.shutdown_timeout * 1000,
       workerReadyTimeoutMs: server.worker_ready_timeout * 1000,
-      logFile: server.log_file === undefined ? null : path.resolve(server.log_file),
+      logFile: server.log_file === undefined ? null : resolvePath(server.log_file),
       logLevel: server.log_level,
       accessLog: server.access_log,
-      stateDir: path.resolve(server.state_dir),
+      stateDir: resolvePath(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
+      dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls),
+    listeners: compileListeners(raw, tls, dashboard.spec),
     tls,
     issuance,
     limits: {
@@ -555,7 +343,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       requestTimeoutMs: t.request_timeout * 1000,
       minDataRateBytesPerSec: t.min_data_rate,
     },
-    audit: compileAudit(raw),
+    audit: compileAudit(raw, resolvePath),
     proxyProtocol: {
       enabled: raw.security.proxy_protocol.enabled,
       required: raw.security.proxy_protocol.required,
@@ -595,7 +383,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       runAsUser: iso.run_as_user ?? null,
       runAsGroup: iso.run_as_group ?? null,
       workerUidBase: iso.worker_uid_base,
-      chroot: iso.chroot === undefined ? null : path.resolve(iso.chroot),
+      chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
       maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
       maxCpuPercent: iso.enable_cgroups ? (iso.max_cpu_percent ?? null) : null,
@@ -607,7 +395,7 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
       allowedSyscalls: iso.allowed_syscalls ?? null,
       apparmorProfile: iso.enable_apparmor ? iso.apparmor_profile : null,
       // Unset: the cgroup systemd delegated to the service, else miwidothttp.slice at the root.
-      cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? delegatedCgroup() ?? DEFAULT_CGROUP_PARENT) : null,
+      cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? host.delegatedCgroup ?? DEFAULT_CGROUP_PARENT) : null,
     },
     vhosts,
   };
@@ -621,14 +409,14 @@ export function compile(raw: RawConfig, source: string): { config?: CompiledConf
  */
 function exposedSecrets(
   vhosts: readonly VhostSpec[],
-  raw: RawConfig,
+  stateDir: string,
   tls: TlsSpec | null,
   issuance: IssuanceSpec | null,
   source: string,
 ): ConfigProblem[] {
   const secrets: [string, string][] = [
-    ['server.state_dir', path.resolve(raw.server.state_dir)],
-    ...(tls?.certificates.map((entry): [string, string] => [`the key of ${entry.name}`, path.resolve(entry.keyFile)]) ?? []),
+    ['server.state_dir', stateDir],
+    ...(tls?.certificates.map((entry): [string, string] => [`the key of ${entry.name}`, entry.keyFile]) ?? []),
     ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
     ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
   ];

@@ -1,58 +1,35 @@
 /**
  * The one load path for `start`, `reload` and `check`:
- * read -> parse TOML -> interpolate ${VAR} -> validate (schema) -> compile -> freeze.
+ * read -> parse TOML -> interpolate ${VAR} (file.ts) -> validate (schema) -> compile
+ * (pure) -> freeze -> preflight (the host: preflight/).
  * Every problem becomes one line `FILE: key.path: what is wrong (line N)`.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse as parseToml } from 'smol-toml';
 import type { z } from 'zod';
+import { compile } from './compile.js';
+import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
+import { keyPath } from './key-lines.js';
+import { probeHost } from './preflight/host.js';
+import { preflight, type PreflightPurpose } from './preflight/index.js';
+import { formatProblems, type ConfigProblem } from './problem.js';
 import { configSchema } from './schema.js';
-import { compile, type ConfigProblem } from './compile.js';
-import { indexKeyLines, keyPath } from './key-lines.js';
 import type { CompiledConfig } from './types.js';
-
-export const BUILTIN_SOURCE = '(built-in default)';
-
-/** The page the built-in default serves, shipped with the package. */
-export const BUNDLED_SITE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../share/www');
 
 export type LoadResult = { ok: true; config: CompiledConfig } | { ok: false; errors: string[] };
 
-/** `-c FILE` if given, else ./miwidothttp.toml if it exists, else null (built-in default). */
-export function resolveConfigPath(option: string | undefined): string | null {
-  if (option !== undefined) return path.resolve(option);
-  const local = path.resolve('miwidothttp.toml');
-  return existsSync(local) ? local : null;
-}
-
-export function loadConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map());
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    return { ok: false, errors: [`${file}: cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`] };
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseToml(text);
-  } catch (error) {
-    // smol-toml's errors carry 1-based line and column and a first line of
-    // "Invalid TOML document: <reason>"; anything else (a stack overflow on a
-    // pathological nesting) is still a syntax error of this file, in one line.
-    const e = error as { line?: number; column?: number; message?: string };
-    const where = typeof e.line === 'number' ? `:${e.line}:${e.column ?? 1}` : '';
-    const reason = String(e.message ?? error)
-      .split('\n')[0]!
-      .replace(/^Invalid TOML document: /, '');
-    return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
-  }
-  const lines = indexKeyLines(text);
-  const problems: ConfigProblem[] = [];
-  const interpolated = interpolate(parsed, [], env, problems);
-  return validate(interpolated, file, lines, problems);
+/**
+ * The config in `file` (null: the built-in default), held against this host
+ * for `purpose`; `false` skips the host checks (the CLI finding a running
+ * master's pid file, which must work while the config is mid-edit).
+ */
+export function loadConfig(
+  file: string | null,
+  env: NodeJS.ProcessEnv = process.env,
+  purpose: PreflightPurpose | false = 'check',
+): LoadResult {
+  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
+  const read = readConfigFile(file, env);
+  if (!read.ok) return read;
+  return validate(read.document, file, read.lines, purpose, read.problems);
 }
 
 function builtinDefault(): unknown {
@@ -60,13 +37,22 @@ function builtinDefault(): unknown {
   return { process: { isolation: { chroot: BUNDLED_SITE } }, vhosts: [{ domains: ['*'], root: BUNDLED_SITE }] };
 }
 
-function validate(input: unknown, source: string, lines: Map<string, number>, earlier: ConfigProblem[] = []): LoadResult {
+function validate(
+  input: unknown,
+  source: string,
+  lines: Map<string, number>,
+  purpose: PreflightPurpose | false,
+  earlier: ConfigProblem[] = [],
+): LoadResult {
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    return { ok: false, errors: format(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
+    return { ok: false, errors: formatProblems(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
   }
-  const { config, problems } = compile(result.data, source);
-  if (!config || earlier.length > 0) return { ok: false, errors: format(source, [...earlier, ...problems], lines) };
+  const { config, problems } = compile(result.data, source, probeHost());
+  // Run even when compile refused the config: every problem of one run is reported together.
+  const hostProblems = purpose === false ? [] : preflight(config, purpose);
+  const all = [...earlier, ...problems, ...hostProblems];
+  if (all.length > 0) return { ok: false, errors: formatProblems(source, all, lines) };
   return { ok: true, config };
 }
 
@@ -91,46 +77,4 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly Propert
     problems.push({ key: keyPath(at) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
   }
   return problems;
-}
-
-function format(source: string, problems: readonly ConfigProblem[], lines: Map<string, number>): string[] {
-  return problems.map(({ key, message }) => {
-    const line = lineOf(key, lines);
-    return `${source}: ${key}: ${message}${line === undefined ? '' : ` (line ${line})`}`;
-  });
-}
-
-/** The line of the key itself, else of the closest enclosing key or table. */
-function lineOf(key: string, lines: Map<string, number>): number | undefined {
-  let probe = key;
-  for (;;) {
-    const line = lines.get(probe);
-    if (line !== undefined) return line;
-    const cut = Math.max(probe.lastIndexOf('.'), probe.lastIndexOf('['));
-    if (cut <= 0) return undefined;
-    probe = probe.slice(0, cut);
-  }
-}
-
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-
-/** Replace ${NAME} in every string value; an unset variable is a problem naming the key. */
-function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
-  if (typeof value === 'string') {
-    return value.replace(VARIABLE, (whole, name: string) => {
-      const found = env[name];
-      if (found === undefined) {
-        problems.push({ key: keyPath(at), message: `environment variable ${name} is not set` });
-        return whole;
-      }
-      return found;
-    });
-  }
-  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, [...at, i], env, problems));
-  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) out[key] = interpolate(child, [...at, key], env, problems);
-    return out;
-  }
-  return value;
 }

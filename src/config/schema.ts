@@ -55,6 +55,19 @@ const server = z
         port: port.default(9145),
       })
       .prefault({}),
+    /**
+     * The security dashboard (off by default): one page and its JSON, served by the
+     * workers on a listener of its own, with data the master collects.
+     */
+    dashboard: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        /** "address:port" ("[::1]:9146" for IPv6). Loopback by default: open it through an SSH tunnel. */
+        listen: nonEmpty.default('127.0.0.1:9146'),
+        /** Required when enabled: a Bearer token of 32 bytes or more, best from the environment ("${DASHBOARD_TOKEN}"). */
+        token: z.string().optional(),
+      })
+      .prefault({}),
     http3: z
       .strictObject({
         enabled: z.boolean().default(false),

@@ -9,8 +9,8 @@ export type Protocol = 'http' | 'https';
 export interface ListenerSpec {
   /** Stable identity across reloads: "http 127.0.0.1:8080". */
   readonly id: string;
-  /** What is served there: the sites, or the Prometheus metrics ([server.metrics]). */
-  readonly purpose: 'sites' | 'metrics';
+  /** What is served there: the sites, the Prometheus metrics ([server.metrics]) or the security dashboard ([server.dashboard]). */
+  readonly purpose: 'sites' | 'metrics' | 'dashboard';
   readonly protocol: Protocol;
   readonly address: string;
   readonly port: number;
@@ -78,6 +78,21 @@ export interface ServerSpec {
   readonly stateDir: string;
   /** The Prometheus endpoint's address, or null when off. */
   readonly metrics: { readonly address: string; readonly port: number } | null;
+  /** The security dashboard, or null when off. */
+  readonly dashboard: DashboardSpec | null;
+}
+
+/**
+ * [server.dashboard] compiled: where it listens and how a client's token is
+ * checked. Never the token itself: the workers that check it get its digest.
+ */
+export interface DashboardSpec {
+  readonly address: string;
+  readonly port: number;
+  /** SHA-256 of the token, hex. */
+  readonly tokenSha256: string;
+  /** HMAC-SHA256 key (hex) that signs the login cookie; derived from the token, so a new token ends every session. */
+  readonly sessionKey: string;
 }
 
 /** [security.ddos]: who is never limited, who is never served, and when a client is banned. */
@@ -193,6 +208,8 @@ export interface AuditSpec {
   readonly logConfigurationChanges: boolean;
   readonly logSecurityEvents: boolean;
   readonly logAdminActions: boolean;
+  /** Logins to the dashboard, failed and successful (events named auth.*). */
+  readonly logAuthentication: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];
 }

@@ -68,7 +68,13 @@ export type MasterMessage =
    */
   | { type: 'ACME_CHALLENGES'; version: number; http01: [token: string, keyAuthorization: string][]; tlsAlpn01: AlpnChallenge[] }
   /** The answer to MET_SCRAPE `id`: the Prometheus exposition text. */
-  | { type: 'MET_TEXT'; id: number; text: string };
+  | { type: 'MET_TEXT'; id: number; text: string }
+  /**
+   * The answer to DASH_QUERY `id`: the dashboard's state as JSON text, which
+   * the worker passes on unparsed. Read-only data, no secret: audit events
+   * carry the audit log's redaction, at most MAX_DASHBOARD_STATE_BYTES.
+   */
+  | { type: 'DASH_STATE'; id: number; json: string };
 
 /** Worker -> master. */
 export type WorkerMessage =
@@ -96,6 +102,13 @@ export type WorkerMessage =
     }
   /** Someone asked the metrics listener this worker serves: the master has the totals. */
   | { type: 'MET_SCRAPE'; id: number }
+  /**
+   * Someone holding the token asked the dashboard listener this worker
+   * serves. Permitted only to a worker whose generation has a dashboard
+   * listener, and one at a time: a second before DASH_STATE answers the
+   * first is fatal for the worker.
+   */
+  | { type: 'DASH_QUERY'; id: number }
   /** The worker serves ACME_CHALLENGES `version` (the master tells the CA to validate only then). */
   | { type: 'ACME_ACK'; version: number };
 
@@ -127,6 +140,9 @@ export interface AuditEvent {
 export const MAX_AUDIT_FIELD_CHARS = 512;
 const MAX_AUDIT_HEADERS = 16;
 const AUDIT_STRING_FIELDS = ['event', 'clientIp', 'method', 'host', 'path', 'detail'] as const;
+
+/** The largest DASH_STATE the master sends: the collector leaves out the oldest events to stay under it. */
+export const MAX_DASHBOARD_STATE_BYTES = 1024 * 1024;
 
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
@@ -212,6 +228,8 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
         : null;
     case 'MET_SCRAPE':
       return keys === 'id,type' && isCount(message.id) ? { type: 'MET_SCRAPE', id: message.id } : null;
+    case 'DASH_QUERY':
+      return keys === 'id,type' && isCount(message.id) ? { type: 'DASH_QUERY', id: message.id } : null;
     case 'ACME_ACK':
       return keys === 'type,version' && isCount(message.version) ? { type: 'ACME_ACK', version: message.version } : null;
     case 'MET_REPORT':

@@ -39,9 +39,14 @@ export function linkedLibraries(binary: string): string[] {
   return found;
 }
 
-/** `--bind-ro` arguments for the helper: SRC:DST pairs (DST = SRC here). */
-export function jailBinds(packageRoot: string, nodeBinary: string): string[] {
-  const code = ['package.json', 'dist', 'node_modules'].map((entry) => path.join(packageRoot, entry));
+/**
+ * `--bind-ro` arguments for the helper: SRC:DST pairs (DST = SRC here).
+ * `dashboard`: the workers serve the security dashboard, whose page lives in share/dashboard.
+ */
+export function jailBinds(packageRoot: string, nodeBinary: string, dashboard = false): string[] {
+  const code = ['package.json', 'dist', 'node_modules', ...(dashboard ? ['share/dashboard'] : [])].map((entry) =>
+    path.join(packageRoot, entry),
+  );
   const binds = [...linkedLibraries(nodeBinary), ...code];
   if (!nodeBinary.startsWith(path.join(packageRoot, 'node_modules') + path.sep)) binds.push(nodeBinary);
   binds.push(...RESOLVER_FILES.filter((file) => existsSync(file)));

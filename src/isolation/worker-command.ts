@@ -47,8 +47,10 @@ export interface WorkerSandbox {
   readonly user: string;
   /** The group: a name, or null for the user's own. */
   readonly group: string | null;
-  /** Descriptors kept across exec: the channel and the listening sockets. */
+  /** Descriptors kept across exec: the channel. */
   readonly keepFds: readonly number[];
+  /** The listening sockets, kept and checked to listen. */
+  readonly listenFds: readonly number[];
 }
 
 /**
@@ -85,7 +87,8 @@ export function sandboxOptions(config: CompiledConfig, sandbox: WorkerSandbox): 
   const options = ['--run-as-user', sandbox.user];
   if (sandbox.group !== null) options.push('--run-as-group', sandbox.group);
   options.push('--chroot', iso.chroot ?? implicitJail(config), '--working-dir', iso.workingDir);
-  for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary()), ...rootBinds(config)]) options.push('--bind-ro', bind);
+  for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null), ...rootBinds(config)])
+    options.push('--bind-ro', bind);
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (sandbox.cgroup !== null) {
     options.push('--cgroup', sandbox.cgroup);
@@ -97,6 +100,10 @@ export function sandboxOptions(config: CompiledConfig, sandbox: WorkerSandbox): 
   if (iso.seccomp === 'off') options.push('--seccomp=off');
   else options.push(`--seccomp=${sandbox.seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
   for (const fd of sandbox.keepFds) options.push('--keep-fd', String(fd));
+  // The listening sockets: the helper makes each listen again before its filter (which then answers a
+  // worker's listen with 0 without running it) and reads SO_ACCEPTCONN back. They already listen (the
+  // master made them); again, it restores one a worker may have stopped listening for everyone.
+  for (const fd of sandbox.listenFds) options.push('--listen-fd', String(fd));
   return options;
 }
 

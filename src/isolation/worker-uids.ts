@@ -15,6 +15,7 @@
  * is taken over; the worker it named died with it (PR_SET_PDEATHSIG).
  */
 import { spawnSync } from 'node:child_process';
+import type { CompiledConfig } from '../config/types.js';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
@@ -175,4 +176,18 @@ export function createWorkerAccount(): string | null {
 /** Whether the group database (files, LDAP: whatever NSS says) knows `group`. */
 export function hasGroup(group: string): boolean {
   return spawnSync('getent', ['group', group], { stdio: 'ignore', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status === 0;
+}
+
+/**
+ * At start: the workers' group exists. The default one (the miwidothttp
+ * system user's, as install-system makes it) is created when missing; a
+ * configured one the preflight has checked. Returns the problem, or null,
+ * and whether the account was made.
+ */
+export function prepareWorkerGroup(config: CompiledConfig): { problem: string | null; created: boolean } {
+  const iso = config.isolation;
+  // The helper resolves the operator's user and group; the preflight checked run_as_group.
+  if (iso.runAsUser !== null || iso.runAsGroup !== null || hasGroup(DEFAULT_WORKER_ACCOUNT)) return { problem: null, created: false };
+  const problem = createWorkerAccount();
+  return { problem: problem === null ? null : `process.isolation.run_as_user (unset): ${problem}`, created: problem === null };
 }

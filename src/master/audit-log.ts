@@ -15,7 +15,13 @@ import { ensureParentDirectory, restrictLogFile } from '../logging/logger.js';
 /** The audit log names clients and what they sent: root's alone (the main log is 0640). */
 const AUDIT_FILE_MODE = 0o600;
 
-export type AuditCategory = 'configuration' | 'security' | 'admin';
+export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
+
+/** One event as the audit log writes it (the same fields, the same redaction), with its time. */
+export interface AuditEntry {
+  readonly time: string;
+  readonly fields: Readonly<Record<string, unknown>>;
+}
 
 /** Who in the server saw the event. */
 export interface AuditSource {
@@ -27,12 +33,14 @@ export interface AuditSource {
   readonly uid?: number | null;
 }
 
-const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info' };
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
 
 export class AuditLog {
   private readonly destination: ReturnType<typeof pino.destination> | null;
   private readonly logger: Logger;
   private failed = false;
+  /** Sees every event, whether or not the config writes its category (the dashboard's recent events). */
+  observer: ((entry: AuditEntry) => void) | null = null;
 
   constructor(
     private readonly spec: AuditSpec,
@@ -59,8 +67,9 @@ export class AuditLog {
     );
   }
 
-  write(category: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
-    if (!this.enabled(category)) return;
+  write(reported: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
+    // Logins are authentication events whoever reports them (a worker reports everything as security).
+    const category: AuditCategory = event.event.startsWith('auth.') ? 'authentication' : reported;
     const fields = {
       audit: event.event,
       category,
@@ -69,11 +78,13 @@ export class AuditLog {
       ...extra,
       role: source.role,
       pid: source.pid,
-      generation: source.generation,
+      // The master's own events name the generation they concern in `extra` (a reload's new one).
+      generation: source.generation ?? extra.generation,
       slot: source.slot,
       uid: source.uid ?? undefined,
     };
-    if (this.failed) return;
+    this.observer?.({ time: new Date().toISOString(), fields });
+    if (!this.enabled(category) || this.failed) return;
     if (this.destination !== null && this.spec.format === 'text') {
       if (!this.logger.isLevelEnabled(LEVEL_OF[category])) return;
       this.destination.write(`${textLine(new Date().toISOString(), fields)}\n`);
@@ -100,8 +111,14 @@ export class AuditLog {
     }
   }
 
+  /** The log file could not be written (until SIGUSR1 reopens it, or the destination recovers). */
+  get failing(): boolean {
+    return this.failed;
+  }
+
   private enabled(category: AuditCategory): boolean {
     if (!this.spec.enabled) return false;
+    if (category === 'authentication') return this.spec.logAuthentication;
     if (category === 'configuration') return this.spec.logConfigurationChanges;
     if (category === 'admin') return this.spec.logAdminActions;
     return this.spec.logSecurityEvents;

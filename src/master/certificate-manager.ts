@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 import type { IssuanceSpec } from '../config/types.js';
+import type { CertificateView } from '../ipc/control.js';
 import type { LoadedCertificate } from '../tls/certificates.js';
 import { caKey } from '../tls/issuance/account.js';
 import { oneLine } from '../tls/issuance/acme.js';
@@ -277,19 +278,6 @@ function location(spec: IssuanceSpec): StoreLocation {
 function sameStore(a: IssuanceSpec, b: IssuanceSpec): boolean {
   const [x, y] = [location(a), location(b)];
   return x.certDir === y.certDir && x.provider === y.provider && x.authority === y.authority;
-}
-
-/** One line of `miwidothttp certs` (JSON over the control socket): never a key. */
-export interface CertificateView {
-  name: string;
-  source: 'manual' | 'acme' | 'cloudflare';
-  subjectNames: string[];
-  issuer: string | null;
-  notBefore: string | null;
-  notAfter: string | null;
-  fingerprint256: string | null;
-  nextRenewal: string | null;
-  lastError: string | null;
 }
 
 /** Manual certificates (never renewed by the server) and the provider's names, in serving order. */

@@ -8,26 +8,23 @@ import { unlinkSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
-import type { Ban } from './abuse/bans.js';
 import { AbuseControl } from './abuse/index.js';
 import { AuditLog } from './audit-log.js';
 import { Metrics } from './metrics.js';
 import { SessionTickets } from './session-tickets.js';
-import { startControlServer, type ControlRequest } from './control.js';
+import { startControlServer } from './control.js';
+import { controlCommands } from './control-commands.js';
 import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
-import { prepareWorkerGroup, sandboxPreflight } from '../isolation/preflight.js';
-import { DEFAULT_WORKER_ACCOUNT } from '../isolation/worker-uids.js';
+import { DEFAULT_WORKER_ACCOUNT, prepareWorkerGroup } from '../isolation/worker-uids.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
+import { DashboardCollector } from './dashboard/collector.js';
 import type { Issuer } from '../tls/issuance/types.js';
-
-/** A ban as the CLI shows it: the end as an ISO date. */
-const banView = (ban: Ban): Omit<Ban, 'until'> & { until: string } => ({ ...ban, until: new Date(ban.until).toISOString() });
 
 /** Exit codes of `start`. */
 export const EXIT_OK = 0;
@@ -61,8 +58,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     return EXIT_START_FAILED;
   };
 
-  const unsandboxable = sandboxPreflight(config);
-  if (unsandboxable !== null) return fail(unsandboxable);
+  // What the host must offer (the sandbox helper, root, AppArmor, cgroup
+  // controllers, a free worker uid range, ...) was checked by the preflight, in `start` before this.
   const group = prepareWorkerGroup(config);
   if (group.problem !== null) return fail(group.problem);
   if (group.created) log.info({ user: DEFAULT_WORKER_ACCOUNT }, 'created the system user whose group workers run in');
@@ -108,7 +105,19 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     (spec): Issuer => createIssuer(spec, supervisor.challenges, log),
     () => supervisor.certificatesChanged(),
   );
-  const supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued);
+  const dashboard: DashboardCollector = new DashboardCollector({
+    config: () => supervisor.config,
+    generation: () => supervisor.generation,
+    workers: () => supervisor.status(),
+    bans: () => abuse.listBans(),
+    certificates: () => certificateViews(supervisor.manualCertificates, issued.status()),
+    certificateError: () => supervisor.certificateError,
+    statusTotals: () => metrics.statusTotals(),
+    openConnections: () => metrics.openConnections(),
+    auditLogFailing: () => audit.failing,
+  });
+  audit.observer = (entry) => dashboard.recordAudit(entry);
+  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -126,6 +135,7 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     abuse.close();
     tickets.close();
     issued.close();
+    dashboard.close();
   };
 
   const stop = async (why: string): Promise<void> => {
@@ -144,9 +154,9 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     stopped(EXIT_OK);
   };
 
-  const reload = async (trigger: string): Promise<{ ok: boolean; generation?: number; reason?: string }> => {
+  const reload = async (trigger: string): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => loadConfig(configPath));
+    const outcome = await supervisor.reload(() => loadConfig(configPath, process.env, 'reload'));
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
       outcome.ok
@@ -164,47 +174,12 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     return outcome;
   };
 
-  const handleControl = async (request: ControlRequest): Promise<unknown> => {
-    switch (request.command) {
-      case 'status':
-        return {
-          ok: true,
-          master: {
-            pid: process.pid,
-            generation: supervisor.generation,
-            config: supervisor.config.source,
-            uptimeSeconds: Math.round(process.uptime()),
-          },
-          workers: await supervisor.status(),
-          listeners: listeners.list().map((listener) => listener.spec),
-        };
-      case 'reload':
-        audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
-        return reload('control socket');
-      case 'stop':
-        audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
-        setImmediate(() => void stop('control socket'));
-        return { ok: true, pid: process.pid };
-      case 'certs':
-        return {
-          ok: true,
-          certificates: certificateViews(supervisor.manualCertificates, issued.status()),
-          lastError: supervisor.certificateError,
-        };
-      case 'ban_list':
-        return { ok: true, bans: abuse.listBans().map(banView) };
-      case 'ban_add': {
-        // Audited by the ban list itself (admin.ban_add), like every ban.
-        const added = abuse.adminBan(request.ip, request.seconds, request.reason);
-        return added.ok ? { ok: true, ban: banView(added.ban) } : added;
-      }
-      case 'ban_remove':
-        return abuse.adminUnban(request.ip);
-    }
-  };
-
   try {
-    control = await startControlServer(config.server.controlSocket, log, handleControl);
+    control = await startControlServer(
+      config.server.controlSocket,
+      log,
+      controlCommands({ supervisor, listeners, abuse, issued, audit, reload, stop }),
+    );
     const adopted = listeners.adopt(activation);
     if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();

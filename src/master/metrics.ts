@@ -129,6 +129,21 @@ export class Metrics {
     this.#lastReloadTime.set(Date.now() / 1000);
   }
 
+  /** Responses since the master started, by status over every vhost (the dashboard's traffic chart). */
+  async statusTotals(): Promise<Map<number, number>> {
+    const totals = new Map<number, number>();
+    for (const { labels, value } of (await this.#requests.get()).values) {
+      const status = Number(labels.status);
+      totals.set(status, (totals.get(status) ?? 0) + value);
+    }
+    return totals;
+  }
+
+  /** Client connections open now, over all workers. */
+  openConnections(): number {
+    return [...this.#connections.values()].reduce((sum, count) => sum + count, 0);
+  }
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

@@ -81,6 +81,11 @@ export interface WorkerStatus {
   cpuPercent: number | null;
 }
 
+/** Who answers DASH_QUERY (the dashboard's collector); `violation` ends the worker that asked out of turn. */
+export interface DashboardDesk {
+  query(link: WorkerLink, id: number, permitted: boolean, violation: (why: string) => void): void;
+}
+
 export type ReloadOutcome = { ok: true; generation: number } | { ok: false; reason: string };
 
 export class Supervisor {
@@ -109,6 +114,7 @@ export class Supervisor {
     private readonly metrics: Metrics,
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
+    private readonly dashboard: DashboardDesk,
   ) {
     this.uids = new WorkerUids(config.isolation.workerUidBase);
     this.monitor = setInterval(() => {
@@ -348,7 +354,8 @@ export class Supervisor {
       cgroup,
       seccompFile: this.seccompFile(config, generation),
       ...identity,
-      keepFds: [CHANNEL_FD, ...listeners.map((_, i) => CHANNEL_FD + 1 + i)],
+      keepFds: [CHANNEL_FD],
+      listenFds: listeners.map((_, i) => CHANNEL_FD + 1 + i),
     });
     const startup: MasterMessage[] = [this.abuse.banSync()];
     if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
@@ -448,6 +455,12 @@ export class Supervisor {
             return '# metrics unavailable: see the server log\n';
           })
           .then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }, () => (link.budget.scrapeOutstanding = false)));
+        return;
+      case 'DASH_QUERY':
+        // One at a time, and only from a worker whose generation serves the dashboard.
+        this.dashboard.query(link, message.id, worker.config.server.dashboard !== null, (why) =>
+          worker.condemn({ kind: 'budget', rule: 'budget.dashboard', detail: why }),
+        );
         return;
       case 'ACME_ACK':
         if (!this.challenges.acknowledge(worker, message.version))

@@ -39,8 +39,12 @@ function shortened(event: AuditEvent, chars: number): AuditEvent {
   };
 }
 
-export function createAudit(spec: AuditSpec): Audit {
-  if (!spec.enabled || !spec.logSecurityEvents) return () => undefined;
+/**
+ * `kind` picks the switch that turns the events off: log_security_events, or
+ * log_authentication for logins (whose events are named auth.*).
+ */
+export function createAudit(spec: AuditSpec, kind: 'security' | 'authentication' = 'security'): Audit {
+  if (!spec.enabled || !(kind === 'security' ? spec.logSecurityEvents : spec.logAuthentication)) return () => undefined;
   const wanted = spec.includeHeaders;
   return (event, requestHeaders) => {
     let headers: Record<string, string> | undefined;

@@ -100,7 +100,7 @@ export function sendError(res: ServerResponse, code: ErrorCode, headers?: Outgoi
   }
   const body = `${spec.status} ${spec.text}\n`;
   // Whatever the handler had set goes; the security headers come back at
-  // writeHead (pipeline/response-headers.ts).
+  // writeHead (response-headers.ts).
   for (const name of res.getHeaderNames()) res.removeHeader(name);
   // Headers the status itself calls for: Allow on 405, Content-Range on 416.
   for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) res.setHeader(name, value);

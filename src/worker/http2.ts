@@ -4,10 +4,7 @@
  * same pipeline and handlers as an HTTP/1 request, through Node's
  * compatibility layer (Http2ServerRequest/Response), with two adaptations:
  *
- * - the request shows the pipeline HTTP/1.1 headers: no pseudo-headers,
- *   `host` from :authority (RFC 9113 §8.3.1), cookie crumbs joined into one
- *   field (§8.2.3), so header limits, the IDS, routing and the proxy (which
- *   must never send a pseudo-header upstream) read it as they read HTTP/1;
+ * - the request shows the pipeline HTTP/1.1 headers (http2-request.ts);
  * - the response adds the security headers like the HTTP/1 one and drops
  *   connection-specific fields (response-headers.ts).
  *
@@ -17,14 +14,33 @@
  * RFC 9113 §8.2.2, §8.3); a field whose value holds a control character is
  * dropped (Node asks nghttp2 to ignore invalid fields rather than reset); more
  * streams than max_concurrent_streams once SETTINGS is acknowledged (GOAWAY
- * PROTOCOL_ERROR, which the session reports as an error: audited by
- * server.ts); header lists past the hard caps below (RST_STREAM
+ * PROTOCOL_ERROR, which the session reports as an error: audited by the
+ * session policy below); header lists past the hard caps below (RST_STREAM
  * ENHANCE_YOUR_CALM). Content-Length is checked against the DATA received.
+ *
+ * The session policy (Http2Sessions) holds each session to the connection
+ * rules HTTP/1 gets from Node's server: max_request_per_connection, idle
+ * and slow-header timeouts, a stalled stream's write_timeout, and adds the
+ * rapid-reset defence (CVE-2023-44487) and the SETTINGS acknowledgement deadline.
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import http2, { Http2ServerRequest, type ServerHttp2Stream } from 'node:http2';
-import type { HeaderPolicy, LimitsSpec } from '../config/types.js';
-import { secureHttp2ResponseClass } from './pipeline/response-headers.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2, {
+  constants as h2,
+  type Http2ServerRequest,
+  type Http2Session,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
+import { withSuppressed, type Audit } from './audit.js';
+import { peerAddress } from './connection/peer.js';
+import type { ConnectionState } from './connection/watch.js';
+import { ERRORS } from './errors.js';
+import { Http1ViewRequest } from './http2-request.js';
+import type { WorkerMetrics } from './metrics.js';
+import { secureHttp2ResponseClass } from './response-headers.js';
 
 /** RFC 9113 §6.5.2: a field counts its name and value octets plus 32. */
 const FIELD_OVERHEAD_BYTES = 32;
@@ -44,8 +60,8 @@ const RESET_REFILL_PER_SECOND = 33;
  * set above ours. It sees every RST_STREAM, also those of streams Node
  * refused before JavaScript saw them (Node hands JavaScript at most
  * max_concurrent_streams new streams per read), so within one large read it
- * can act first: server.ts then audits the session's end as the rapid reset
- * it was.
+ * can act first: the session policy then audits the session's end as the
+ * rapid reset it was.
  */
 const NGHTTP2_RESET_BURST_FACTOR = 4;
 
@@ -75,79 +91,6 @@ export function http2Limits(limits: LimitsSpec): Http2Limits {
     resetBurst: RESET_BURST_PER_CONCURRENT_STREAM * limits.maxConcurrentStreams,
     resetRefillPerSecond: RESET_REFILL_PER_SECOND,
   };
-}
-
-interface Http1View {
-  readonly headers: IncomingHttpHeaders;
-  readonly rawHeaders: string[];
-}
-
-const VIEW = Symbol('http1View');
-
-/** The HTTP/1.1 view of an HTTP/2 request's header list (see the file comment). */
-function http1View(fields: IncomingHttpHeaders, raw: readonly string[]): Http1View {
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
-  const rawHeaders: string[] = [];
-  const authority = fields[':authority'];
-  if (typeof authority === 'string') {
-    headers.host = authority;
-    rawHeaders.push('host', authority);
-  }
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
-    const value = raw[i + 1]!;
-    if (name.charCodeAt(0) === 0x3a /* ":" */ || name === 'cookie') continue;
-    // A Host equal to :authority says nothing new; a different one is kept,
-    // so header-limits refuses the request as naming two hosts (RFC 9113 §8.3.1).
-    if (name === 'host' && typeof authority === 'string' && value.toLowerCase() === authority.toLowerCase()) continue;
-    rawHeaders.push(name, value);
-  }
-  for (const name of Object.keys(fields)) {
-    if (name.charCodeAt(0) === 0x3a || (name === 'host' && typeof authority === 'string')) continue;
-    headers[name] = fields[name];
-  }
-  // Node has joined the crumbs with "; " (RFC 9113 §8.2.3): one field, as over HTTP/1.1.
-  const cookie = fields.cookie;
-  if (typeof cookie === 'string') rawHeaders.push('cookie', cookie);
-  return { headers, rawHeaders };
-}
-
-/** An HTTP/2 request that shows its headers as HTTP/1.1 would carry them; :method, :path (url) stay as Node reads them. */
-class Http1ViewRequest extends Http2ServerRequest {
-  [VIEW]?: Http1View;
-}
-
-const baseHeaders = Object.getOwnPropertyDescriptor(Http2ServerRequest.prototype, 'headers')!.get!;
-const baseRawHeaders = Object.getOwnPropertyDescriptor(Http2ServerRequest.prototype, 'rawHeaders')!.get!;
-const viewOf = (request: Http1ViewRequest): Http1View =>
-  (request[VIEW] ??= http1View(baseHeaders.call(request) as IncomingHttpHeaders, baseRawHeaders.call(request) as string[]));
-// Accessors on the prototype: Node's typing declares both as plain properties.
-Object.defineProperties(Http1ViewRequest.prototype, {
-  headers: {
-    get(this: Http1ViewRequest) {
-      return viewOf(this).headers;
-    },
-  },
-  rawHeaders: {
-    get(this: Http1ViewRequest) {
-      return viewOf(this).rawHeaders;
-    },
-  },
-});
-
-/** The stream of a request that came over HTTP/2, or null for HTTP/1. */
-export function http2Stream(req: IncomingMessage): ServerHttp2Stream | null {
-  return req instanceof Http2ServerRequest ? (req as Http2ServerRequest).stream : null;
-}
-
-/**
- * An HTTP/2 request whose body comes without a Content-Length (RFC 9113
- * §8.1: DATA frames follow the HEADERS unless those ended the stream). Over
- * HTTP/1 only chunked framing does that.
- */
-export function hasBodyWithoutLength(req: IncomingMessage): boolean {
-  const stream = http2Stream(req);
-  return stream !== null && req.headers['content-length'] === undefined && !stream.endAfterHeaders;
 }
 
 /**
@@ -207,5 +150,204 @@ export class StreamResetBudget {
   /** Whether a stream was reset within the last `ms`. */
   resetWithinMs(ms: number): boolean {
     return performance.now() - this.#lastResetAt < ms;
+  }
+}
+
+/**
+ * HTTP/2 between requests: more than this many bytes read without a request
+ * to show for them is a header block in progress (PINGs, SETTINGS and
+ * WINDOW_UPDATEs of an idle client take far less), held to header_read_timeout.
+ */
+const H2_IDLE_CONTROL_BYTES = 1024;
+/** A session nghttp2 ends this soon after a stream reset was seen is taken to have ended for its resets. */
+const RESET_ATTRIBUTION_MS = 1000;
+
+/** Takes one TLS connection that negotiated "h2", with its bookkeeping, into an HTTP/2 server. */
+export type Http2Entry = (socket: Socket, state: ConnectionState) => void;
+
+/** The session policy of every HTTP/2 connection of one worker (see the file comment). */
+export class Http2Sessions {
+  readonly limits: Http2Limits;
+  /** HTTP/2 session -> its connection (a session only shows a proxy of its socket). */
+  readonly #sessions = new WeakMap<Http2Session, ConnectionState>();
+  /** The connection whose session Node is creating right now (see adopt). */
+  #adopting: ConnectionState | null = null;
+
+  constructor(
+    private readonly config: CompiledConfig,
+    private readonly log: Logger,
+    private readonly metrics: WorkerMetrics,
+    private readonly audit: Audit,
+    /** Refused connections are audited at most once a second per client and event (audit.ts). */
+    private readonly refusalThrottle: (key: string) => number | null,
+    private readonly isDraining: () => boolean,
+  ) {
+    this.limits = http2Limits(config.limits);
+  }
+
+  /**
+   * The HTTP/2 server of one HTTPS listener, and the entry its TLS front
+   * hands each "h2" connection to. The compatibility objects stand in for
+   * IncomingMessage and ServerResponse (see server.ts).
+   */
+  server(handler: (req: IncomingMessage, res: ServerResponse) => void): Http2Entry {
+    const server = createHttp2Server(this.limits, this.config.responseHeaders, (req, res) =>
+      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+    );
+    // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
+    server.setTimeout(this.config.timeouts.idleTimeoutMs);
+    server.on('session', (session: ServerHttp2Session) => this.adopt(session));
+    return (socket, state) => {
+      // Node creates the session inside emit('connection') and announces it, synchronously, with 'session'.
+      this.#adopting = state;
+      try {
+        server.emit('connection', socket);
+      } finally {
+        this.#adopting = null;
+      }
+    };
+  }
+
+  /** The connection a stream's session runs on. */
+  stateOf(stream: ServerHttp2Stream): ConnectionState | undefined {
+    return stream.session === undefined ? undefined : this.#sessions.get(stream.session);
+  }
+
+  /**
+   * An HTTP/2 session with no request in flight: closed with GOAWAY once
+   * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
+   * client when it has read more than control frames account for without a
+   * request to show for them for header_read_timeout (a header block
+   * trickled in, which nghttp2 holds where no request exists yet). True
+   * when the session was closed. Called by the connection sweep (connection/watch.ts).
+   */
+  sweep(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
+    if (state.inFlight > 0 || session.closed || session.destroyed) return false;
+    const idleMs = now - state.idleSince;
+    const pendingBytes = state.socket.bytesRead - state.bytesReadAtIdle;
+    if (pendingBytes > H2_IDLE_CONTROL_BYTES && idleMs >= this.config.timeouts.headerReadTimeoutMs) {
+      this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
+      this.audit({
+        event: ERRORS.SLOW_CLIENT.event,
+        clientIp: peerAddress(state.socket),
+        detail: `HTTP/2: ${pendingBytes} bytes and no request in ${Math.round(idleMs)} ms`,
+      });
+      this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      return true;
+    }
+    if (idleMs >= this.config.timeouts.keepAliveTimeoutMs) {
+      session.close();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * One HTTP/2 stream's slow-read defence: its answer can stall behind its
+   * own flow-control window while the connection moves. Node times the
+   * stream out when nothing moved on it for write_timeout; with bytes still
+   * queued, the stream is reset (the connection serves on). A stream merely
+   * waiting (for an upstream, for the client's body) is left to those timeouts.
+   */
+  watchStream(stream: ServerHttp2Stream, state: ConnectionState | undefined): void {
+    stream.setTimeout(this.config.timeouts.writeTimeoutMs, () => {
+      if (stream.destroyed || stream.bufferSize === 0) return;
+      this.audit({
+        event: 'response.write_timeout',
+        clientIp: state === undefined ? undefined : peerAddress(state.socket),
+        detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
+      });
+      stream.close(h2.NGHTTP2_CANCEL);
+    });
+  }
+
+  /**
+   * A new HTTP/2 session: its streams are counted against
+   * max_request_per_connection (then GOAWAY: the last one is served), and
+   * every stream ending in RST_STREAM spends from the rapid-reset allowance
+   * (CVE-2023-44487); once it is spent the session gets GOAWAY
+   * ENHANCE_YOUR_CALM and is closed, with an audit event. A protocol error
+   * nghttp2 found (too many concurrent streams, a flood of invalid frames)
+   * is audited too, and so is a client that does not acknowledge our
+   * SETTINGS within header_read_timeout (GOAWAY SETTINGS_TIMEOUT).
+   */
+  private adopt(session: ServerHttp2Session): void {
+    const state = this.#adopting;
+    // Sessions come only through server()'s entry, which sets #adopting around their creation.
+    if (state === null) {
+      session.destroy();
+      return;
+    }
+    state.session = session;
+    this.#sessions.set(session, state);
+    // RFC 9113 §6.5.3: nghttp2 applies our SETTINGS (the header list cap among them) only once the client
+    // acknowledges them; one that does not within header_read_timeout is cut.
+    const settingsDeadline = setTimeout(() => {
+      if (session.closed || session.destroyed) return;
+      this.auditConnection(
+        'connection.settings_timeout',
+        state,
+        `SETTINGS not acknowledged within ${this.config.timeouts.headerReadTimeoutMs} ms`,
+      );
+      this.closeSession(state, session, h2.NGHTTP2_SETTINGS_TIMEOUT);
+    }, this.config.timeouts.headerReadTimeoutMs);
+    settingsDeadline.unref();
+    session.once('localSettings', () => clearTimeout(settingsDeadline));
+    session.once('close', () => clearTimeout(settingsDeadline));
+    const budget = new StreamResetBudget(this.limits);
+    let streams = 0;
+    let rapidReset = false;
+    const refuseRapidReset = (how: string): void => {
+      rapidReset = true;
+      this.auditConnection('connection.rapid_reset', state, `${budget.resets} of ${streams} streams reset; ${how}`);
+      if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    };
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      streams += 1;
+      if (streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
+      stream.once('close', () => {
+        // Streams torn down with the session carry its code, not a reset of their own.
+        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR)
+          return;
+        if (!budget.spend()) refuseRapidReset('GOAWAY ENHANCE_YOUR_CALM');
+      });
+    });
+    session.on('error', (error: NodeJS.ErrnoException) => {
+      const ip = peerAddress(state.socket);
+      if (state.refused || error.code === 'ECONNRESET' || error.code === 'EPIPE') {
+        this.log.debug({ event: 'connection.reset', clientIp: ip, code: error.code }, 'HTTP/2 session ended');
+        return;
+      }
+      // Deferred past the streams' 'close' events (next tick), so their resets are counted first.
+      setImmediate(() => {
+        if (rapidReset) return;
+        // nghttp2 ended the session while streams were being reset: its own reset limit (streamResetBurst)
+        // acted before ours could; it sees every RST_STREAM, including those of streams Node refused before
+        // JavaScript saw them, so its limit can be reached first within one read.
+        if (budget.resetWithinMs(RESET_ATTRIBUTION_MS)) {
+          refuseRapidReset(`ended by nghttp2 (${error.message})`);
+          return;
+        }
+        this.auditConnection('connection.protocol_error', state, `${error.code ?? ''} ${error.message}`.trim());
+      });
+    });
+  }
+
+  /**
+   * An HTTP/2 connection refused for cause: counted, and audited at most once
+   * a second per client and event (each new connection can draw one).
+   */
+  private auditConnection(event: string, state: ConnectionState, detail: string): void {
+    this.metrics.rejection(event);
+    const ip = peerAddress(state.socket);
+    const suppressed = this.refusalThrottle(`${event} ${ip}`);
+    if (suppressed !== null) this.audit({ event, clientIp: ip, detail: withSuppressed(detail, suppressed) });
+  }
+
+  /** GOAWAY with `code` and the connection closed: the client is at fault, and was audited. */
+  private closeSession(state: ConnectionState, session: ServerHttp2Session, code: number): void {
+    state.refused = true;
+    // The error is only for the session's 'error' event, which `refused` quiets; `code` goes in the GOAWAY.
+    session.destroy(new Error('closed by the server'), code);
   }
 }

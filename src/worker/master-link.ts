@@ -28,6 +28,8 @@ export interface MasterPort {
   /** The Prometheus text, totalled over all workers by the master. */
   scrape(): Promise<string>;
   sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void;
+  /** The dashboard's state (JSON text) from the master; callers while one is asked share its answer (one DASH_QUERY at a time). */
+  dashboardState(): Promise<string>;
 }
 
 export class MasterLink implements MasterPort {
@@ -35,6 +37,8 @@ export class MasterLink implements MasterPort {
   readonly #admissions = new Map<number, (verdict: ConnectVerdict) => void>();
   readonly #leases = new Map<number, (grant: TokenGrant) => void>();
   readonly #scrapes = new Map<number, (text: string) => void>();
+  /** The DASH_QUERY waiting for its DASH_STATE: never more than one (the master ends a worker that asks twice). */
+  #dashboardQuery: { id: number; answer: Promise<string>; resolve: (json: string) => void } | null = null;
   /** Client -> epoch ms the ban ends. */
   readonly #bans = new Map<string, number>();
   #closed: string[] = [];
@@ -65,6 +69,13 @@ export class MasterLink implements MasterPort {
         const resolve = this.#scrapes.get(message.id);
         this.#scrapes.delete(message.id);
         resolve?.(message.text);
+        return true;
+      }
+      case 'DASH_STATE': {
+        const query = this.#dashboardQuery;
+        if (query?.id !== message.id) return true;
+        this.#dashboardQuery = null;
+        query.resolve(message.json);
         return true;
       }
       case 'BAN_SYNC':
@@ -113,6 +124,16 @@ export class MasterLink implements MasterPort {
 
   sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void {
     this.send(report);
+  }
+
+  dashboardState(): Promise<string> {
+    if (this.#dashboardQuery !== null) return this.#dashboardQuery.answer;
+    const id = this.#nextId++;
+    let resolve: (json: string) => void = () => undefined;
+    const answer = new Promise<string>((settle) => (resolve = settle));
+    this.#dashboardQuery = { id, answer, resolve };
+    this.send({ type: 'DASH_QUERY', id });
+    return answer;
   }
 
   closed(ip: string): void {
@@ -172,4 +193,5 @@ export const UNLIMITED: MasterPort = {
   anyBans: () => false,
   scrape: () => Promise.resolve(''),
   sendMetrics: () => undefined,
+  dashboardState: () => Promise.resolve('{}'),
 };

@@ -28,7 +28,7 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
-import { inspectCsr, signCsr, type TestCa } from './test-ca.js';
+import { inspectCsr, type TestCa } from './test-ca.js';
 
 const API_PREFIX = '/client/v4';
 const ORIGIN_CA_VALIDITY_DAYS = [7, 30, 90, 365, 730, 1095, 5475];
@@ -321,7 +321,7 @@ export class CloudflareApiStub {
     }
     const ca = this.#options.originCa;
     if (ca === undefined) throw new Reject(403, [{ code: 1016, message: 'User is not authorized to perform this action' }]);
-    const certificate = signCsr(ca, csr, { dnsNames: hostnames as string[], days: validity, subject: ORIGIN_CA_SUBJECT });
+    const certificate = ca.sign(csr, { dnsNames: hostnames as string[], days: validity, subject: ORIGIN_CA_SUBJECT });
     const leaf = new X509Certificate(certificate);
     return envelope(
       true,

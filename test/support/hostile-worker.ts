@@ -12,7 +12,7 @@
  * connections finish, so a client of the test only ever meets the workers
  * that are not attacking: a failed request is then the master's fault.
  */
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT } from './harness.js';
@@ -170,8 +170,9 @@ export function hostilePackage(): string {
   cpSync(path.join(ROOT, 'bin'), path.join(root, 'bin'), { recursive: true });
   cpSync(path.join(ROOT, 'package.json'), path.join(root, 'package.json'));
   mkdirSync(path.join(root, 'native-helpers/build'), { recursive: true });
-  for (const helper of ['miwidothttp-sandbox', 'miwidothttp-notify'])
-    cpSync(path.join(ROOT, 'native-helpers/build', helper), path.join(root, 'native-helpers/build', helper));
+  // The helper, the notifier and the shims the helper preloads into node.
+  for (const built of readdirSync(path.join(ROOT, 'native-helpers/build')))
+    if (built.startsWith('miwidothttp-')) cpSync(path.join(ROOT, 'native-helpers/build', built), path.join(root, 'native-helpers/build', built));
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
   const worker = path.join(root, 'dist/src/worker');
   renameSync(path.join(worker, 'main.js'), path.join(worker, 'real-main.js'));

@@ -30,7 +30,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { freePort } from './harness.js';
-import { createTestCa, issueServerCertificate } from './test-ca.js';
+import { TestCa } from './test-ca.js';
 
 export const PEBBLE_BIN = '/usr/bin/pebble';
 export const CHALLTESTSRV_BIN = '/usr/bin/pebble-challtestsrv';
@@ -99,15 +99,15 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   // A test process that dies without stop() must not leave pebble behind.
   process.on('exit', killAll);
   try {
-    const ca = createTestCa(dir, 'miwidothttp test ACME API CA');
-    const api = issueServerCertificate(ca, 'api', ['localhost'], ['127.0.0.1', '::1']);
+    const ca = new TestCa(dir, 'miwidothttp test ACME API CA');
+    const api = ca.issue('api', ['localhost'], { ipAddresses: ['127.0.0.1', '::1'] });
     const [acmePort, managementPort, dnsPort, challtestsrvPort] = await distinctFreePorts(4);
     const config = {
       pebble: {
         listenAddress: `127.0.0.1:${acmePort}`,
         managementListenAddress: `127.0.0.1:${managementPort}`,
-        certificate: api.certFile,
-        privateKey: api.keyFile,
+        certificate: api.cert,
+        privateKey: api.key,
         httpPort: options.httpPort,
         tlsPort: options.tlsPort,
         ocspResponderURL: '',

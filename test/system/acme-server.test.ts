@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { createTestCa, type TestCa } from '../support/test-ca.js';
+import { TestCa } from '../support/test-ca.js';
 import { BIN, cli, freePort, TestServer, waitFor } from '../support/harness.js';
 import { CloudflareApiStub } from '../support/cloudflare-api.js';
 
@@ -354,7 +354,7 @@ describe('Cloudflare Origin CA through the real server (API stub)', () => {
   let httpsPort: number;
 
   before(async () => {
-    originCa = createTestCa(server.dir, 'CloudFlare Origin SSL ECC Certificate Authority', 'origin-ca');
+    originCa = new TestCa(server.dir, 'CloudFlare Origin SSL ECC Certificate Authority', 'origin-ca');
     stub = await CloudflareApiStub.start({ token, zones: [{ id: '023e105f4ecef8ad9ca31a8372d0c353', name: 'example.com' }], originCa });
     httpsPort = await freePort();
     server.launch = (argv) => ({ file: BIN, args: argv, env: { ...process.env, CF_ORIGIN_TOKEN: token } });

@@ -27,7 +27,7 @@ import type { CertificateMaterial } from '../../src/tls/material.js';
 import { FakeMaster } from '../support/fake-master.js';
 import { h2Connect, h2Request } from '../support/h2-client.js';
 import { freePort, request, tempDir, waitFor } from '../support/harness.js';
-import { fingerprintOf, TestPki } from '../support/pki.js';
+import { fingerprintOf, TestCa } from '../support/test-ca.js';
 
 const TICKETS = { ticketKey: Buffer.alloc(48, 1).toString('base64'), sessionIdContext: 'acme-worker-test' };
 /** RFC 8555 §8.1: 43 base64url characters (256 bits). */
@@ -79,7 +79,7 @@ const material = (name: string, files: { cert: string; key: string }): Certifica
 
 describe('worker TLS and ACME challenges, driven by a fake master', () => {
   const dir = tempDir();
-  let pki: TestPki;
+  let ca: TestCa;
   let first: { cert: string; key: string };
   let second: { cert: string; key: string };
   let config: CompiledConfig;
@@ -96,9 +96,9 @@ describe('worker TLS and ACME challenges, driven by a fake master', () => {
     // The site apart from the keys and the state: a config without a chroot binds its roots into the workers' jail.
     mkdirSync(path.join(dir, 'www'));
     writeFileSync(path.join(dir, 'www', 'index.html'), 'worker\n');
-    pki = new TestPki(dir);
-    first = pki.leaf('first', ['site.test', 'acme.test']);
-    second = pki.leaf('second', ['site.test', 'acme.test']);
+    ca = new TestCa(dir);
+    first = ca.issue('first', ['site.test', 'acme.test']);
+    second = ca.issue('second', ['site.test', 'acme.test']);
     httpPort = await freePort();
     httpsPort = await freePort();
     const file = path.join(dir, 'worker.toml');
@@ -155,7 +155,7 @@ root = "${dir}/www"
     const plain = await request(httpPort, { path: '/', headers: { Host: 'site.test' } });
     assert.equal(plain.status, 301, 'plain HTTP serves on (enforce_https)');
     // The first certificate of a name can come by TLS-ALPN-01: its challenge is served with no certificate of ours yet.
-    const challengeCert = pki.alpnChallenge('acme.test', KEY_AUTHORIZATION);
+    const challengeCert = ca.alpnChallenge('acme.test', KEY_AUTHORIZATION);
     master.post({
       type: 'ACME_CHALLENGES',
       version: 1,
@@ -311,7 +311,7 @@ root = "${dir}/www"
     let master: FakeMaster;
     let challengeCert: { cert: string; key: string };
     before(async () => {
-      challengeCert = pki.alpnChallenge('acme.test', KEY_AUTHORIZATION);
+      challengeCert = ca.alpnChallenge('acme.test', KEY_AUTHORIZATION);
       master = await start([{ type: 'TLS_INIT', certificates: [material('site.test', first)], ...TICKETS }]);
       master.post({
         type: 'ACME_CHALLENGES',
@@ -373,8 +373,8 @@ root = "${dir}/www"
 describe('Node runs the ALPN callback before the SNI callback (what TLS-ALPN-01 relies on)', () => {
   it("both get the handshake's TLS socket as `this`, the ALPN callback first, with the server name", async () => {
     const dir = tempDir();
-    const pki = new TestPki(dir);
-    const site = pki.leaf('site', ['order.test']);
+    const ca = new TestCa(dir);
+    const site = ca.issue('site', ['order.test']);
     const calls: string[] = [];
     let alpnSocket: unknown = null;
     let sniSocket: unknown = null;

@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import { cli, freePort, listenLocal, proxyVhost, rawRequest, TestServer, waitFor } from '../support/harness.js';
 import { h2Connect, h2Get, h2Request } from '../support/h2-client.js';
 import { ERROR_CODE, FLAG, FRAME, frame, getRequest, headerBlock, RawH2Client, rstStream, SETTING } from '../support/h2-raw.js';
-import { TestPki } from '../support/pki.js';
+import { TestCa } from '../support/test-ca.js';
 
 /** What the upstream saw of a proxied request. */
 interface Seen {
@@ -104,8 +104,8 @@ describe('HTTP/2 on the HTTPS listener', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'over h2\n');
-    const pki = new TestPki(server.dir);
-    const site = pki.leaf('site', ['site.test', 'api.test']);
+    const ca = new TestCa(server.dir);
+    const site = ca.issue('site', ['site.test', 'api.test']);
     port = await freePort();
     const upstreamPort = await listenLocal(upstream);
     await server.start(
@@ -465,8 +465,8 @@ describe('HTTP/2 sessions: idle, slow, stalled, limited, drained', () => {
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'sessions\n');
     writeFileSync(path.join(server.dir, 'big.bin'), Buffer.alloc(512 * 1024, 7));
-    const pki = new TestPki(server.dir);
-    const site = pki.leaf('site', ['site.test', 'api.test']);
+    const ca = new TestCa(server.dir);
+    const site = ca.issue('site', ['site.test', 'api.test']);
     port = await freePort();
     const upstreamPort = await listenLocal(upstream);
     await server.start(
@@ -595,8 +595,8 @@ describe('HTTP/2 behind the PROXY protocol: client IP, rate limits', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'proxied h2\n');
-    const pki = new TestPki(server.dir);
-    const site = pki.leaf('site', ['site.test']);
+    const ca = new TestCa(server.dir);
+    const site = ca.issue('site', ['site.test']);
     port = await freePort();
     await server.start(
       `[ssl.domains."site.test"]

@@ -218,7 +218,14 @@ describe('inside the sandbox the master builds', () => {
       writeConfig(jail, `[process.isolation]\nchroot = "${jail.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${jail.dir}"\n`),
     );
     assert.ok(loaded.ok);
-    const options = sandboxOptions(loaded.config, { cgroup: null, seccompFile: null, user: 'nobody', group: null, keepFds: [] });
+    const options = sandboxOptions(loaded.config, {
+      cgroup: null,
+      seccompFile: null,
+      user: 'nobody',
+      group: null,
+      keepFds: [],
+      listenFds: [],
+    });
     return spawnSync(SANDBOX_HELPER, [...options, '--', nodeBinary(), '-e', script], {
       encoding: 'utf8',
       env: { ...WORKER_ENV },

@@ -3,118 +3,38 @@
  * directly: each test tries a forbidden thing from inside the sandbox and
  * expects it to fail, or reads the worker's state from the host's /proc.
  * The jailed program is the pinned node (what the helper really runs), with
- * a small static C probe (native-helpers/tests/probe.c) for the syscalls node
- * cannot make. Most tests need root (CI runs as root); as another user they
+ * a small C probe (native-helpers/tests/probe.c) for the syscalls node
+ * cannot make. What a compromised worker can try against its neighbours is
+ * in sandbox-escape.test.ts. Most tests need root (CI runs as root); as another user they
  * are reported as skipped.
  */
 import assert from 'node:assert/strict';
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import {
+  buildNativeHelpers,
+  cleanUp,
+  finish,
+  HELPER,
+  jailDir,
+  jailedNode,
+  jailedProbe,
+  LINE,
+  NODE,
+  nodeBinds,
+  needsRoot,
+  ROOT,
+  runHelper as run,
+  startWaiting,
+  statusField,
+  WAIT_SCRIPT,
+} from '../support/sandbox.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const NATIVE = path.join(ROOT, 'native-helpers');
-const HELPER = path.join(NATIVE, 'build/miwidothttp-sandbox');
-const PROBE = path.join(NATIVE, 'build/tests/probe');
-const NODE = path.join(ROOT, 'node_modules/node/bin/node');
-const isRoot = process.getuid?.() === 0;
-const needsRoot = isRoot ? false : 'needs root (the helper changes uid, mounts and cgroups)';
-const LINE = /^miwidothttp-sandbox: [^\n]+\n$/;
-
-interface Result {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Result {
-  const result = spawnSync(HELPER, args, {
-    encoding: 'utf8',
-    timeout: 60_000,
-    input: options.input ?? '',
-    env: options.env ?? { PATH: '/usr/bin:/bin' },
-  });
-  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
-}
-
-const cleanups: (() => void)[] = [];
-
-/** An empty directory to use as the jail root (0755, so that nobody can traverse it). */
-function jailDir(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'miwidothttp-jail-'));
-  chmodSync(dir, 0o755);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** --bind-ro options for node, its loader and its libraries (what the master passes). */
-function nodeBinds(): string[] {
-  const ldd = spawnSync('ldd', [NODE], { encoding: 'utf8' });
-  assert.equal(ldd.status, 0, ldd.stderr);
-  const binds = ['--bind-ro', `${NODE}:/node`];
-  for (const line of ldd.stdout.split('\n')) {
-    const lib = /=>\s+(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(/.exec(line)?.[1];
-    if (lib !== undefined) binds.push('--bind-ro', lib);
-  }
-  return binds;
-}
-
-/** Options for a jailed node as nobody: `extra` goes before "--". */
-function jailedNode(jail: string, script: string, extra: string[] = []): string[] {
-  return ['--run-as-user', 'nobody', '--chroot', jail, ...nodeBinds(), ...extra, '--', '/node', '-e', script];
-}
-
-function jailedProbe(jail: string, action: string[], extra: string[] = []): string[] {
-  return ['--run-as-user', 'nobody', '--chroot', jail, '--bind-ro', `${PROBE}:/probe`, ...extra, '--', '/probe', ...action];
-}
-
-/** A jailed node that prints "ready" and stays until its stdin closes, for reading /proc/<pid> from the host. */
-const WAIT_SCRIPT = 'process.stdout.write("ready\\n"); process.stdin.resume(); process.stdin.on("end", () => process.exit(0));';
-
-async function startWaiting(
-  args: string[],
-  stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe'],
-): Promise<ChildProcess & { output: () => string }> {
-  const child = spawn(HELPER, args, { stdio, env: { PATH: '/usr/bin:/bin' } });
-  let out = '';
-  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const until = Date.now() + 20_000;
-  while (!out.includes('ready')) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`helper exited ${child.exitCode ?? child.signalCode}: ${out}`);
-    if (Date.now() > until) throw new Error(`no "ready" from the jailed node: ${out}`);
-    await sleep(20);
-  }
-  return Object.assign(child, { output: () => out });
-}
-
-async function finish(child: ChildProcess): Promise<number | null> {
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.stdin?.end();
-  return exited;
-}
-
-function statusField(pid: number, field: string): string {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const line = status.split('\n').find((l) => l.startsWith(`${field}:`));
-  assert.ok(line !== undefined, `no ${field} in /proc/${pid}/status`);
-  return line.slice(field.length + 1).trim();
-}
-
-before(() => {
-  const make = spawnSync('make', ['-C', NATIVE, 'all', 'test-programs'], { encoding: 'utf8' });
-  assert.equal(make.status, 0, `make -C native-helpers failed:\n${make.stdout}${make.stderr}`);
-});
-
-after(() => {
-  for (const cleanup of cleanups.reverse()) cleanup();
-});
+before(buildNativeHelpers);
+after(cleanUp);
 
 describe('usage and refusals (nothing is applied)', () => {
   test('--help documents every option and exits 0', () => {
@@ -135,6 +55,9 @@ describe('usage and refusals (nothing is applied)', () => {
       '--seccomp-action',
       '--apparmor-profile',
       '--keep-fd',
+      '--listen-fd',
+      '--unsafe-allow-listen',
+      '--check',
       '--help',
     ]) {
       assert.match(result.stdout, new RegExp(`^  ${option.trim()} `, 'm'), `--help does not document ${option}`);
@@ -175,6 +98,7 @@ describe('usage and refusals (nothing is applied)', () => {
       [['--bind-ro', '/etc/hosts'], '--bind-ro', '--chroot'],
       [['--run-as-group', 'nogroup'], '--run-as-group', '--run-as-user'],
       [['--seccomp', 'off', '--seccomp-action', 'errno'], '--seccomp-action', '--seccomp off'],
+      [['--seccomp', 'off', '--unsafe-allow-listen'], '--unsafe-allow-listen', '--seccomp off'],
     ];
     for (const [args, a, b] of cases) {
       const result = run([...args, '--', '/bin/true']);
@@ -199,10 +123,13 @@ describe('usage and refusals (nothing is applied)', () => {
     }
   });
 
-  test('a bare uid without a passwd entry needs --run-as-group', () => {
-    const result = run(['--run-as-user', '54321', '--', '/bin/true']);
-    assert.equal(result.status, 126);
-    assert.match(result.stderr, /--run-as-group/);
+  test('a numeric uid needs --run-as-group: it is not looked up, so it has no primary group', () => {
+    // 65534 is nobody, whose passwd entry names a primary group: a number is still not looked up.
+    for (const uid of ['54321', '65534']) {
+      const result = run(['--run-as-user', uid, '--', '/bin/true']);
+      assert.equal(result.status, 126);
+      assert.match(result.stderr, /--run-as-user \d+: a numeric uid has no primary group: give --run-as-group/);
+    }
   });
 
   test('a missing --chroot directory fails with 126', { skip: needsRoot }, () => {
@@ -265,6 +192,16 @@ describe('usage and refusals (nothing is applied)', () => {
     assert.match(result.stderr, /--apparmor-profile miwidothttp-worker: apparmor is not enabled on this kernel/);
   });
 
+  test('the preload shim fails closed: loaded outside the helper (no no_new_privs), one line and 126 before the program runs', () => {
+    const result = spawnSync('/bin/echo', ['RAN'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', LD_PRELOAD: path.join(ROOT, 'native-helpers/build/miwidothttp-sandbox-lock.so') },
+    });
+    assert.equal(result.status, 126);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /^miwidothttp-sandbox: preload: exec lock: no_new_privs is not set[^\n]*\n$/);
+  });
+
   test('a failed exec is 127', { skip: needsRoot }, () => {
     const result = run(['--run-as-user', 'nobody', '--chroot', jailDir(), '--', '/no/such/program']);
     assert.equal(result.status, 127);
@@ -288,7 +225,8 @@ describe('inside the jail', { skip: needsRoot }, () => {
     assert.equal(out.euid, 65534);
     assert.equal(out.gid, 65534);
     assert.deepEqual(out.groups, [65534]); // getgroups() reports the egid too; the supplementary list is empty (see /proc below)
-    assert.deepEqual(out.root, ['lib', 'lib64', 'node']);
+    // What was bound in, and the helper's preload shim with the /etc/ld.so.preload naming it.
+    assert.deepEqual(out.root, ['.miwidothttp-sandbox', 'etc', 'lib', 'lib64', 'node']);
     assert.equal(out.cwd, '/');
     assert.equal(out['/etc/shadow'], 'ENOENT');
     assert.equal(out[path.join(ROOT, 'package.json')], 'ENOENT');
@@ -394,6 +332,28 @@ describe('inside the jail', { skip: needsRoot }, () => {
       assert.equal(readlinkSync(`/proc/${pid}/root`), jail);
     } finally {
       assert.equal(await finish(child), 0);
+    }
+  });
+
+  test('numeric ids are used as given: no passwd entry needed, no supplementary groups even for a user who has some', async () => {
+    const cases: { identity: string[]; uid: string; groups: string }[] = [
+      { identity: ['--run-as-user', '54321', '--run-as-group', '54322'], uid: '54321', groups: '' },
+    ];
+    // A user with a supplementary group (Debian's caddy is in www-data): by name it gets it, by number it does not.
+    const caddy = spawnSync('getent', ['passwd', 'caddy'], { encoding: 'utf8' }).stdout.split(':');
+    const wwwData = spawnSync('getent', ['group', 'www-data'], { encoding: 'utf8' }).stdout.trim().split(':');
+    if (caddy.length > 3 && wwwData[3]?.split(',').includes('caddy')) {
+      cases.push({ identity: ['--run-as-user', 'caddy'], uid: caddy[2]!, groups: wwwData[2]! });
+      cases.push({ identity: ['--run-as-user', caddy[2]!, '--run-as-group', caddy[3]!], uid: caddy[2]!, groups: '' });
+    }
+    for (const { identity, uid, groups } of cases) {
+      const child = await startWaiting(jailedNode(jailDir(), WAIT_SCRIPT, [], identity));
+      try {
+        assert.equal(statusField(child.pid!, 'Uid'), `${uid}\t${uid}\t${uid}\t${uid}`, identity.join(' '));
+        assert.equal(statusField(child.pid!, 'Groups'), groups, identity.join(' '));
+      } finally {
+        assert.equal(await finish(child), 0);
+      }
     }
   });
 

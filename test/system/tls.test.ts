@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import net from 'node:net';
 import { cli, freePort, request, TestServer, waitFor } from '../support/harness.js';
-import { fingerprintOf, TestPki } from '../support/pki.js';
+import { fingerprintOf, TestCa } from '../support/test-ca.js';
 
 interface Handshake {
   fingerprint: string;
@@ -74,7 +74,7 @@ function workerHolding(workerPids: readonly number[], clientPort: number): numbe
 
 describe('HTTPS with manual certificates', () => {
   const server = new TestServer();
-  let pki: TestPki;
+  let ca: TestCa;
   let site: { cert: string; key: string };
   let wild: { cert: string; key: string };
   let httpsPort = 0;
@@ -85,14 +85,14 @@ describe('HTTPS with manual certificates', () => {
     // A certbot webroot: with manual certificates the files under the ACME path are served like any other.
     mkdirSync(path.join(server.dir, '.well-known/acme-challenge'), { recursive: true });
     writeFileSync(path.join(server.dir, '.well-known/acme-challenge/webroot-token'), 'webroot-token.thumbprint');
-    pki = new TestPki(server.dir);
-    site = pki.leaf('site', ['site.test']);
-    wild = pki.leaf('wild', ['*.wild.test']);
+    ca = new TestCa(server.dir);
+    site = ca.issue('site', ['site.test']);
+    wild = ca.issue('wild', ['*.wild.test']);
     httpsPort = await freePort();
     config = `[ssl.domains."site.test"]
 cert_file = "${site.cert}"
 key_file = "${site.key}"
-chain_file = "${pki.file('ca.crt')}"
+chain_file = "${ca.certFile}"
 
 [ssl.domains."*.wild.test"]
 cert_file = "${wild.cert}"
@@ -121,7 +121,7 @@ root = "${server.dir}"`;
   });
 
   it('serves over HTTPS with HSTS, and verifies against the CA with the chain sent', async () => {
-    const socket = tls.connect({ host: '127.0.0.1', port: httpsPort, servername: 'site.test', ca: readFileSync(pki.file('ca.crt')) });
+    const socket = tls.connect({ host: '127.0.0.1', port: httpsPort, servername: 'site.test', ca: readFileSync(ca.certFile) });
     const answer = await exchangeOverTls(socket, 'GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 200 /);
     assert.match(answer, /\r\nStrict-Transport-Security: max-age=31536000; includeSubDomains; preload\r\n/i);
@@ -205,7 +205,7 @@ root = "${server.dir}"`;
   });
 
   it('a reload with a certificate whose key does not match is refused; the old certificates keep serving', async () => {
-    const other = pki.key('other');
+    const other = ca.key('other');
     copyFileSync(other, path.join(server.dir, 'mismatch.key'));
     chmodSync(path.join(server.dir, 'mismatch.key'), 0o600);
     writeFileSync(
@@ -226,8 +226,8 @@ describe('PROXY protocol in front of HTTPS', () => {
   let httpsPort = 0;
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'behind a proxy\n');
-    const pki = new TestPki(server.dir);
-    const site = pki.leaf('site', ['site.test']);
+    const ca = new TestCa(server.dir);
+    const site = ca.issue('site', ['site.test']);
     httpsPort = await freePort();
     await server.start(
       `[ssl.domains."site.test"]
@@ -263,10 +263,10 @@ describe('check names the domain of a broken certificate', () => {
   after(() => server.stop());
 
   it('missing file, key that does not match, expired certificate', () => {
-    const pki = new TestPki(server.dir);
-    const good = pki.leaf('good', ['good.test']);
-    const expired = pki.leaf('old', ['old.test'], -1);
-    const stranger = pki.key('stranger');
+    const ca = new TestCa(server.dir);
+    const good = ca.issue('good', ['good.test']);
+    const expired = ca.issue('old', ['old.test'], { days: -1 });
+    const stranger = ca.key('stranger');
     const file = path.join(server.dir, 'broken.toml');
     writeFileSync(
       file,

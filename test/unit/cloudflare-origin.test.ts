@@ -15,7 +15,7 @@ import { createCloudflareOriginIssuer, type CloudflareOriginIssuerOptions } from
 import type { IssuanceError } from '../../src/tls/issuance/types.js';
 import { captureLog } from '../support/log-capture.js';
 import { issuanceRejection, issuanceRejectionSync } from '../support/issuance-errors.js';
-import { createTestCa, issueServerCertificate, inspectCsr, type TestCa } from '../support/test-ca.js';
+import { inspectCsr, TestCa } from '../support/test-ca.js';
 import { freePort, readText, tempDir } from '../support/harness.js';
 import { CloudflareApiStub } from '../support/cloudflare-api.js';
 
@@ -48,7 +48,7 @@ function rejectionSync(work: () => unknown): IssuanceError {
 describe('Cloudflare Origin CA issuer', () => {
   before(async () => {
     work = tempDir('miwidothttp-origin-ca-');
-    originCa = createTestCa(work, 'CloudFlare Origin SSL ECC Certificate Authority', 'origin-ca');
+    originCa = new TestCa(work, 'CloudFlare Origin SSL ECC Certificate Authority', 'origin-ca');
     stub = await CloudflareApiStub.start({
       token: TOKEN,
       zones: [
@@ -174,8 +174,8 @@ describe('Cloudflare Origin CA issuer', () => {
     {
       what: 'a certificate for another key',
       arrange: () => {
-        const other = issueServerCertificate(originCa, 'other-key', ['example.com']);
-        const certificate = readText(other.certFile);
+        const other = originCa.issue('other-key', ['example.com']);
+        const certificate = readText(other.cert);
         stub.answerNextRaw(
           'POST /certificates',
           200,

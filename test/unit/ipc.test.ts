@@ -22,6 +22,7 @@ describe('worker -> master messages', () => {
     ['LIM_REPORT', { type: 'LIM_REPORT', entries: [['192.0.2.1', 2, 0]] }],
     ['IDS_MATCH', { type: 'IDS_MATCH', ip: '192.0.2.1', rule: 'sqli', score: 5 }],
     ['MET_SCRAPE', { type: 'MET_SCRAPE', id: 9 }],
+    ['DASH_QUERY', { type: 'DASH_QUERY', id: 10 }],
     [
       'MET_REPORT',
       {
@@ -79,6 +80,10 @@ describe('worker -> master messages', () => {
     ],
     ['a CTL_PONG without seq', { type: 'CTL_PONG' }],
     ['a Node IPC internal message', { cmd: 'NODE_HANDLE_ACK' }],
+    ['a DASH_QUERY that asks for something', { type: 'DASH_QUERY', id: 1, section: 'bans' }],
+    ['a DASH_QUERY without an id', { type: 'DASH_QUERY' }],
+    ['a DASH_QUERY with a string id', { type: 'DASH_QUERY', id: '1' }],
+    ['a DASH_STATE from a worker', { type: 'DASH_STATE', id: 1, json: '{}' }],
   ];
   for (const [name, message] of rejected) {
     it(`rejects ${name}`, () => assert.equal(parseWorkerMessage(message), null));

@@ -11,14 +11,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CidrSet, parseIp } from '../../src/net/cidr.js';
 import {
   DEFAULT_MAX_PROXY_HEADER_BYTES,
-  handOver,
   parseProxyHeader,
-  readProxyHeader,
   type ParseResult,
   type ProxyHeader,
+} from '../../src/worker/connection/proxy-protocol.js';
+import {
+  handOver,
+  readProxyHeader,
   type ProxyProtocolOptions,
   type ProxyReadResult,
-} from '../../src/worker/pipeline/proxy-protocol.js';
+} from '../../src/worker/connection/proxy-protocol-reader.js';
 
 // ---------------------------------------------------------------------------
 // Vector builders

@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { VhostSpec } from '../../src/config/types.js';
-import { createStaticHandler } from '../../src/worker/handlers/static.js';
-import type { StaticCacheTuning } from '../../src/worker/handlers/static.js';
+import { createStaticHandler } from '../../src/worker/handlers/static/handler.js';
+import type { StaticCacheTuning } from '../../src/worker/handlers/static/cache.js';
 import type { RequestContext, RequestHandler } from '../../src/worker/handlers/types.js';
 
 const OUTSIDE_SECRET = 'TOPSECRET-outside-the-root';

@@ -1,3 +1,4 @@
+// Over 400 lines: one exchange with an upstream, undici's DispatchHandler callbacks in the order undici calls them; balancing and hop-by-hop fields live apart.
 /**
  * The reverse proxy handler: one undici Pool per upstream target, requests
  * dispatched through undici's low-level `dispatch` API so bodies stream in
@@ -19,7 +20,7 @@ import type { Dispatcher } from 'undici';
 import type { BackendSpec } from '../../config/types.js';
 import { ERRORS, sendError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
-import { hasBodyWithoutLength } from '../http2.js';
+import { hasBodyWithoutLength } from '../http2-request.js';
 import { HOP_BY_HOP_HEADERS, connectionListedHeaders, endToEndResponseHeaders } from './hop-by-hop.js';
 import type { RequestContext, RequestHandler } from './types.js';
 import { UpstreamBalancer, UpstreamPeer } from './upstreams.js';

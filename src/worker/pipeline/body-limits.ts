@@ -28,7 +28,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
-import { hasBodyWithoutLength, http2Stream } from '../http2.js';
+import { hasBodyWithoutLength, http2Stream } from '../http2-request.js';
 import type { BodyGate } from './ids.js';
 import type { Exchange, Stage } from './stage.js';
 

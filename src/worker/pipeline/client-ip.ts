@@ -1,3 +1,4 @@
+// Over 400 lines: one walker of three header grammars (X-Forwarded-For, RFC 7239 Forwarded, single-address headers) sharing its caps and address cache.
 /**
  * Client IP: who the client is, when a trusted proxy stands between us and
  * it. The answer keys rate limits, bans, the IDS, the audit log and the
@@ -16,7 +17,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
-import { peerAddress } from '../connection-peer.js';
+import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
 import type { Stage } from './stage.js';
 

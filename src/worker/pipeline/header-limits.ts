@@ -11,14 +11,14 @@
  * so an over-long list shows up here as one header too many).
  *
  * HTTP/2 requests arrive through nghttp2, not llhttp, and the stage sees
- * them as HTTP/1.1 would carry them (http2.ts): :authority as Host, one
+ * them as HTTP/1.1 would carry them (http2-request.ts): :authority as Host, one
  * cookie field. Such a head is measured here, in the bytes its HTTP/1.1
  * form would take, so max_header_size means the same whatever the version;
  * nghttp2 has already refused lists past twice that.
  */
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError } from '../errors.js';
-import { http2Stream } from '../http2.js';
+import { http2Stream } from '../http2-request.js';
 import type { Stage } from './stage.js';
 
 /** Control characters other than HTAB (RFC 9110 §5.5: field values are VCHAR, SP, HTAB, obs-text). */

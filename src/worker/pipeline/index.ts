@@ -4,8 +4,9 @@
  * (errors.ts), and the first rejection answers (docs/lifecycle.md shows the
  * status each stage answers with).
  *
- * Connection-level stages (PROXY protocol, access lists at accept) run on
- * the server's 'connection' event, before any request exists: see server.ts.
+ * What a connection passes before any request exists (access lists and bans,
+ * the PROXY protocol, the limits per client) is the accept gate's:
+ * ../connection/gate.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -32,6 +33,8 @@ export interface Pipeline {
   /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */
   handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol): Exchange;
   close(): Promise<void>;
+  /** The stages this config gets, in the order a request meets them (docs/lifecycle.md lists them so). */
+  readonly stageNames: readonly string[];
 }
 
 /**
@@ -106,8 +109,8 @@ export function createPipeline(
   };
   // The order is the design: read it top to bottom.
   // Security headers are not a stage that could be skipped: the response
-  // class of every server adds them at writeHead (response-headers.ts).
-  // The PROXY protocol is read per connection, before any request: server.ts.
+  // class of every server adds them at writeHead (../response-headers.ts).
+  // The PROXY protocol is read per connection, before any request: ../connection/gate.ts.
   const stages: Stage[] = [
     accessLogStage(config, log), //         one line per finished request, whatever stage answered
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
@@ -120,7 +123,8 @@ export function createPipeline(
     ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
     route, //                               Host -> vhost (421 when nothing matches)
   ];
-  const requestStages = (variant === 'full' ? stages : [route]).filter((stage) => stage.onRequest !== undefined);
+  const selected = variant === 'full' ? stages : [route];
+  const requestStages = selected.filter((stage) => stage.onRequest !== undefined);
 
   const reject = (exchange: Exchange, error: unknown): void => {
     const rejection = error instanceof HttpError ? error : new HttpError('INTERNAL', String(error));
@@ -176,5 +180,6 @@ export function createPipeline(
       access.close();
       await route.close();
     },
+    stageNames: selected.map((stage) => stage.name),
   };
 }

@@ -7,11 +7,11 @@ import type { CompiledConfig, VhostSpec } from '../../config/types.js';
 import { HttpError } from '../errors.js';
 import { createProxyHandler } from '../handlers/proxy.js';
 import { createRedirectHandler } from '../handlers/redirect.js';
-import { createStaticHandler } from '../handlers/static.js';
+import { createStaticHandler } from '../handlers/static/handler.js';
 import type { RequestHandler } from '../handlers/types.js';
 import { hostOf, VhostRouter } from '../router.js';
 import type { Stage, VhostRuntime } from './stage.js';
-import { useHeaderPolicy } from './response-headers.js';
+import { useHeaderPolicy } from '../response-headers.js';
 
 function handlerFor(spec: VhostSpec): RequestHandler {
   switch (spec.backend.type) {

@@ -15,7 +15,7 @@
  */
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
 import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
-import type { HeaderPolicy, Protocol } from '../../config/types.js';
+import type { HeaderPolicy, Protocol } from '../config/types.js';
 
 type HeaderList = readonly (readonly [string, string])[];
 

@@ -5,11 +5,11 @@
  * 65536, single spaces, CRLF only, defined v2 commands and families only.
  *
  * Two layers:
- *   - parseProxyHeader: pure and incremental. Given whatever prefix of the
+ *   - parseProxyHeader (this file): pure and incremental. Given whatever prefix of the
  *     stream has arrived, it answers need-more / absent / done / invalid, and
  *     its answer for a prefix never contradicts its answer for a longer one
  *     (the tests feed every split point).
- *   - readProxyHeader: the connection wrapper. Reads from a fresh socket until
+ *   - readProxyHeader (proxy-protocol-reader.ts): the connection wrapper. Reads from a fresh socket until
  *     the parser decides, applies the trust policy, and pushes every byte
  *     after the header back into the socket for the HTTP parser.
  *
@@ -41,9 +41,7 @@
  *     (security.proxy_protocol.required), and untrusted peers can never
  *     use the protocol either way.
  */
-import type { EventEmitter } from 'node:events';
-import type net from 'node:net';
-import { formatIp, parseIp, type CidrSet } from '../../net/cidr.js';
+import { formatIp, parseIp } from '../../net/cidr.js';
 
 export type ProxyHeader =
   | { kind: 'proxy'; version: 1 | 2; family: 'tcp4' | 'tcp6'; sourceIp: string; sourcePort: number; destIp: string; destPort: number }
@@ -114,7 +112,8 @@ const V2_FAMILY_TCP6 = 0x21;
 /** §2.1: ports are decimal in [0..65535], "heading zeroes are not permitted". */
 const V1_PORT = /^(?:0|[1-9][0-9]{0,4})$/;
 
-function checkCap(maxHeaderBytes: number): void {
+/** Throws unless `maxHeaderBytes` is a cap a v2 header can be held to (a caller bug, never input). */
+export function checkMaxHeaderBytes(maxHeaderBytes: number): void {
   if (!Number.isInteger(maxHeaderBytes) || maxHeaderBytes < V2_MIN_CAP_BYTES || maxHeaderBytes > V2_MAX_HEADER_BYTES) {
     throw new RangeError(`maxHeaderBytes must be an integer in [${V2_MIN_CAP_BYTES}, ${V2_MAX_HEADER_BYTES}], got ${maxHeaderBytes}`);
   }
@@ -127,7 +126,7 @@ function checkCap(maxHeaderBytes: number): void {
  * capped at 107 by the spec).
  */
 export function parseProxyHeader(buffer: Buffer, maxHeaderBytes: number = DEFAULT_MAX_PROXY_HEADER_BYTES): ParseResult {
-  checkCap(maxHeaderBytes);
+  checkMaxHeaderBytes(maxHeaderBytes);
   if (buffer.length === 0) return NEED_MORE;
   // The two signatures differ in their first byte, so one byte picks the
   // candidate and anything else is plain HTTP at once (no delay for clients).
@@ -374,119 +373,4 @@ function crc32c(bytes: Uint8Array): number {
   let crc = 0xffffffff;
   for (const byte of bytes) crc = CRC32C_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
-}
-
-// ---------------------------------------------------------------------------
-// Connection wrapper
-
-export interface ProxyProtocolOptions {
-  /** security.proxy_protocol.required: a connection without a header is refused. */
-  required: boolean;
-  /** security.proxy_protocol.trusted_proxies: the only peers allowed to send a header. */
-  trusted: CidrSet;
-  /** How long the whole header may take to arrive. */
-  timeoutMs: number;
-  /** Cap on a v2 header, default DEFAULT_MAX_PROXY_HEADER_BYTES. */
-  maxHeaderBytes?: number;
-}
-
-export type ProxyReadResult =
-  /** null: no header (only when !required). */
-  { ok: true; header: ProxyHeader | null } | { ok: false; reason: 'untrusted' | 'missing' | 'malformed' | 'timeout'; detail: string };
-
-/**
- * Reads the PROXY header (if any) from a freshly accepted socket, then hands
- * the socket on with any bytes read after the header pushed back
- * (socket.unshift).
- *
- * On return the socket is paused (flowing === false) with every byte after
- * the header in its read buffer: the caller attaches its consumer and then
- * calls `socket.resume()` (handOver does both for an http.Server).
- * All listeners added here are removed, including the 'error' listener that
- * guarded the read, so the caller must attach its own before resuming. This
- * function never writes to nor destroys the socket; on { ok: false } the
- * caller closes it.
- *
- * A peer that closes or errors before the parser can decide is 'missing' if
- * it sent nothing and 'malformed' otherwise.
- */
-export function readProxyHeader(socket: net.Socket, options: ProxyProtocolOptions): Promise<ProxyReadResult> {
-  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_PROXY_HEADER_BYTES;
-  checkCap(maxHeaderBytes);
-  const peer = socket.remoteAddress;
-  const trusted = peer !== undefined && options.trusted.has(peer);
-  if (!trusted && options.required) {
-    // Nobody else may send a header, and a header is required: nothing an
-    // untrusted peer sends could be accepted, so do not read it.
-    return Promise.resolve({ ok: false, reason: 'untrusted', detail: `peer ${peer ?? '(closed)'} is not a trusted proxy` });
-  }
-
-  return new Promise((resolve) => {
-    let received: Buffer = Buffer.alloc(0);
-    let settled = false;
-
-    const finish = (result: ProxyReadResult, rest?: Buffer): void => {
-      if (settled) return;
-      settled = true;
-      // Pause before anything else: no 'data' may be emitted to nobody.
-      socket.pause();
-      clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onEnd);
-      socket.removeListener('error', onError);
-      if (rest !== undefined && rest.length > 0) socket.unshift(rest);
-      resolve(result);
-    };
-    const fail = (reason: 'untrusted' | 'missing' | 'malformed' | 'timeout', detail: string): void => finish({ ok: false, reason, detail });
-
-    const onData = (chunk: Buffer): void => {
-      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-      const result = parseProxyHeader(received, maxHeaderBytes);
-      switch (result.state) {
-        case 'need-more':
-          if (!trusted && startsWithProxySignature(received))
-            fail('untrusted', `peer ${peer ?? '(closed)'} sent a PROXY header but is not a trusted proxy`);
-          return;
-        case 'absent':
-          if (options.required) fail('missing', 'connection does not start with a PROXY header');
-          else finish({ ok: true, header: null }, received);
-          return;
-        case 'invalid':
-          if (trusted) fail('malformed', result.reason);
-          else fail('untrusted', `peer ${peer ?? '(closed)'} sent a PROXY header but is not a trusted proxy`);
-          return;
-        case 'done':
-          if (trusted) finish({ ok: true, header: result.header }, received.subarray(result.consumed));
-          else fail('untrusted', `peer ${peer ?? '(closed)'} sent a PROXY header but is not a trusted proxy`);
-          return;
-      }
-    };
-    const ended = (how: string): void => {
-      if (received.length === 0) fail('missing', `peer ${how} before sending anything`);
-      else fail('malformed', `peer ${how} inside a PROXY header (${received.length} bytes received)`);
-    };
-    const onEnd = (): void => ended('closed');
-    const onError = (error: Error): void => ended(`failed (${(error as NodeJS.ErrnoException).code ?? error.message})`);
-
-    const timer = setTimeout(() => fail('timeout', `no complete PROXY header decision within ${options.timeoutMs} ms`), options.timeoutMs);
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    socket.on('error', onError);
-    // An explicit resume: 'data' alone does not restart a socket the caller paused.
-    socket.resume();
-  });
-}
-
-/**
- * Gives a socket that readProxyHeader left paused to an http(s).Server.
- * The resume is not optional: the server's parser takes over the socket's
- * handle (parser.consume), so without it the bytes unshifted after the
- * header stay in the stream buffer and never reach the parser (measured on
- * Node 24: the first request is silently lost).
- */
-export function handOver(server: EventEmitter, socket: net.Socket): void {
-  server.emit('connection', socket);
-  socket.resume();
 }

@@ -1,7 +1,7 @@
 /**
  * The peer of a connection as the pipeline should see it: the PROXY
  * protocol source when a trusted proxy sent a header for this connection,
- * else the TCP peer. Written once per connection by server.ts.
+ * else the TCP peer. Written once per connection by the accept gate (gate.ts).
  */
 import type { Socket } from 'node:net';
 
