@@ -172,7 +172,8 @@ export function hostilePackage(): string {
   mkdirSync(path.join(root, 'native-helpers/build'), { recursive: true });
   // The helper, the notifier and the shims the helper preloads into node.
   for (const built of readdirSync(path.join(ROOT, 'native-helpers/build')))
-    if (built.startsWith('miwidothttp-')) cpSync(path.join(ROOT, 'native-helpers/build', built), path.join(root, 'native-helpers/build', built));
+    if (built.startsWith('miwidothttp-'))
+      cpSync(path.join(ROOT, 'native-helpers/build', built), path.join(root, 'native-helpers/build', built));
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
   const worker = path.join(root, 'dist/src/worker');
   renameSync(path.join(worker, 'main.js'), path.join(worker, 'real-main.js'));
