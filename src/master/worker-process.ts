@@ -12,7 +12,7 @@
  * answering CTL_PING (stopped, spinning, deadlocked) for UNRESPONSIVE_AFTER_MS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { forWorkers, type CompiledConfig } from '../config/types.js';
@@ -133,6 +133,10 @@ export class WorkerProcess {
     this.pingTimer = setInterval(() => this.checkLiveness(), PING_INTERVAL_MS);
     this.pingTimer.unref();
 
+    // Nothing but a ping until the worker has answered it and been checked
+    // (confirmSandboxed): the config, the keys and the rest wait in `held`.
+    this.pings.set(0, performance.now());
+    this.channel.send({ type: 'CTL_PING', seq: 0 });
     // Never the issuance credentials: a worker has no use for them.
     this.post({ type: 'CFG_INIT', generation, config: forWorkers(config) });
     for (const [index, listener] of listeners.entries())
@@ -140,6 +144,9 @@ export class WorkerProcess {
     for (const message of startup) this.post(message);
     this.post({ type: 'CFG_START' });
   }
+
+  /** Messages for the worker kept until its first answer was checked; null once they went out. */
+  private held: { message: MasterMessage; onFlushed?: () => void }[] | null = [];
 
   get pid(): number | undefined {
     return this.child.pid;
@@ -205,7 +212,28 @@ export class WorkerProcess {
   }
 
   post(message: MasterMessage, onFlushed?: () => void): void {
-    this.channel.send(message, onFlushed);
+    if (this.held !== null) this.held.push({ message, onFlushed });
+    else this.channel.send(message, onFlushed);
+  }
+
+  /**
+   * The worker's first answer: it runs node's event loop now, past the
+   * sandbox's preloaded shim. Before it gets its config and keys, check
+   * what the helper promised (native-helpers/SECURITY.md): the process is
+   * non-dumpable (its /proc files are root's, so no process of its uid can
+   * read its memory or ptrace it) and nobody traces it. A worker that fails
+   * is ended before it holds a secret.
+   */
+  private confirmSandboxed(): void {
+    const held = this.held;
+    if (held === null) return;
+    const problem = this.pid === undefined ? 'no pid' : sandboxProblem(this.pid);
+    if (problem !== null) {
+      this.condemn({ kind: 'protocol', rule: 'sandbox.unconfirmed', detail: problem });
+      return;
+    }
+    this.held = null;
+    for (const { message, onFlushed } of held) this.channel.send(message, onFlushed);
   }
 
   private receive(message: WorkerMessage): void {
@@ -221,10 +249,11 @@ export class WorkerProcess {
         }
         // Answers come in order: this one answers every earlier ping too.
         for (const seq of this.pings.keys()) if (seq <= message.seq) this.pings.delete(seq);
+        this.confirmSandboxed();
         return;
       }
       case 'CTL_READY':
-        if (message.generation !== this.generation || this.state !== 'starting') {
+        if (message.generation !== this.generation || this.state !== 'starting' || this.held !== null) {
           this.condemn({ kind: 'protocol', rule: 'message.out_of_turn', detail: `CTL_READY for generation ${message.generation}` });
           return;
         }
@@ -314,6 +343,20 @@ export class WorkerProcess {
       ...(truncated && { truncated: true }),
     };
     sink.write(`${JSON.stringify(entry)}\n`);
+  }
+}
+
+/** Why `pid` is not a sandboxed worker as the helper leaves one (dumpable, or traced), or null. */
+function sandboxProblem(pid: number): string | null {
+  try {
+    // A non-dumpable process's /proc/<pid>/* files belong to root (proc(5), /proc/pid: "dumpable").
+    const owner = statSync(`/proc/${pid}/mem`).uid;
+    if (owner !== 0) return `dumpable: /proc/${pid}/mem belongs to uid ${owner}`;
+    const tracer = /^TracerPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (tracer !== '0') return `traced by pid ${tracer ?? '?'}`;
+    return null;
+  } catch (error) {
+    return `cannot read /proc/${pid}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
   }
 }
 

@@ -133,6 +133,16 @@ const PROBES = {
     }
   },
   identity: () => ({ ipc: typeof process.send, channel: typeof process.channel, env: Object.keys(process.env).sort() }),
+  /** A listening port of its own: the answer is what listen's error said. */
+  listen: () =>
+    new Promise((resolve) => {
+      const server = net.createServer();
+      server.once('error', (error) => resolve({ listen: error.code }));
+      server.listen(0, '127.0.0.1', () => {
+        resolve({ listen: 'listening on ' + server.address().port });
+        server.close();
+      });
+    }),
 };
 
 async function run(req, res) {
@@ -140,7 +150,7 @@ async function run(req, res) {
   const name = url.pathname.slice('/__hostile/'.length);
   const probe = PROBES[name];
   if (probe !== undefined) {
-    res.end(JSON.stringify({ pid: process.pid, ...probe(url) }));
+    res.end(JSON.stringify({ pid: process.pid, ...(await probe(url)) }));
     return;
   }
   const attack = ATTACKS[name];

@@ -177,6 +177,13 @@ describe('a hostile worker, under the default config', () => {
     assert.equal((await request(hostile.server.port, { path: '/' })).status, 200);
   });
 
+  it('cannot open a listening port of its own (the sandbox refuses bind), and serves on', async () => {
+    const probe = JSON.parse((await request(hostile.server.port, { path: '/__hostile/listen' })).body) as { pid: number; listen: string };
+    assert.equal(probe.listen, 'EPERM');
+    assert.equal(isRunning(probe.pid), true);
+    assert.equal((await request(hostile.server.port, { path: '/' })).status, 200);
+  });
+
   const protocol = 'worker.protocol_violation';
   const cases: [string, string, string][] = [
     ['garbage bytes', 'garbage', 'frame.size'],
@@ -233,7 +240,8 @@ describe('a hostile worker, under the default config', () => {
   });
 
   it('a stopped worker (SIGSTOP): noticed and replaced', async () => {
-    // Stopped from outside: the master sees the same thing as a worker that stopped itself.
+    // Stopped from outside: under the default seccomp list a worker's kill(2) is fatal to itself, and node
+    // offers no tgkill (raise); the master sees the same thing whoever stopped it.
     await hostile.attack('stop-accepting', { event: 'worker.unresponsive', rule: 'liveness.stopped' }, (pid) =>
       process.kill(pid, 'SIGSTOP'),
     );

@@ -170,6 +170,20 @@ describe('by default (no run_as_user, no chroot)', () => {
     }
   });
 
+  it("another process of a worker's own uid cannot read its memory (non-dumpable, checked by the master before it sends keys)", () => {
+    const { pid, uid } = server.status().workers[0]!;
+    const gid = Number(statusField(pid, 'Gid').split(/\s+/)[0]);
+    const reader = spawnSync(
+      nodeBinary(),
+      [
+        '-e',
+        `try { require('fs').readFileSync('/proc/${pid}/environ'); require('fs').openSync('/proc/${pid}/mem', 'r'); console.log('read it'); } catch (e) { console.log(e.code); }`,
+      ],
+      { uid, gid, encoding: 'utf8', env: {} },
+    );
+    assert.equal(reader.stdout.trim(), 'EACCES', reader.stderr);
+  });
+
   it('a replacement gets a uid no live worker has', async () => {
     const [first, second] = server.status().workers;
     process.kill(first!.pid, 'SIGKILL');
