@@ -1,14 +1,16 @@
 /**
  * The supervisor: worker generations, crash replacement with backoff,
- * staged reload and graceful stop.
+ * staged reload and graceful stop. (Over 400 lines: a generation's whole
+ * life, spawn to retirement, reads best in one file; what the master does
+ * with each worker's messages is worker-desk.ts.)
  *
  * A generation is one config and the N workers started for it. Reload is
- * staged (STYLE.md): validate, bind what the new config adds, start the new
+ * staged: validate, bind what the new config adds, start the new
  * generation, wait until every new worker is ready, and only then retire the
  * old one. Any failure before the switch leaves the running generation and
  * its listeners exactly as they were.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,15 +25,15 @@ import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
-import type { AbuseControl, WorkerLink } from './abuse/index.js';
+import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
 import type { CertificateManager, PreparedIssuance } from './certificate-manager.js';
 import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
-import { WorkerBudget } from './worker-budget.js';
-import { WorkerProcess, type Verdict } from './worker-process.js';
+import { type DashboardDesk, WorkerDesk } from './worker-desk.js';
+import { processUid, WorkerProcess } from './worker-process.js';
 
 /** A worker that lived less than this counts towards a crash loop. */
 const CRASH_LOOP_WINDOW_MS = 10_000;
@@ -48,14 +50,6 @@ const MEMORY_ALARM_SHARE = 0.9;
 const CPU_ALARM_SHARE = 0.95;
 /** How long a dead worker's cgroup may stay busy (its last threads exiting). */
 const CGROUP_REMOVE_ATTEMPTS = 20;
-/** Audit events a worker had counted and not written are reported at most this often. */
-const SUPPRESSED_AUDIT_REPORT_MS = 10_000;
-/** The one audit event of a verdict, by its kind. */
-const VERDICT_EVENTS: Record<Verdict['kind'], string> = {
-  protocol: 'worker.protocol_violation',
-  budget: 'worker.over_budget',
-  liveness: 'worker.unresponsive',
-};
 
 /** A generation's certificates and keys, or null without TLS: manual ones read once per generation, issued ones replaced as they are renewed. */
 type GenerationTls = { certificates: CertificateMaterial[] } | null;
@@ -81,11 +75,6 @@ export interface WorkerStatus {
   cpuPercent: number | null;
 }
 
-/** Who answers DASH_QUERY (the dashboard's collector); `violation` ends the worker that asked out of turn. */
-export interface DashboardDesk {
-  query(link: WorkerLink, id: number, permitted: boolean, violation: (why: string) => void): void;
-}
-
 export type ReloadOutcome = { ok: true; generation: number } | { ok: false; reason: string };
 
 export class Supervisor {
@@ -109,17 +98,18 @@ export class Supervisor {
     private readonly listeners: ListenerSet,
     private readonly log: Logger,
     private readonly sink: LogSink,
-    private readonly audit: AuditLog,
+    audit: AuditLog,
     private readonly abuse: AbuseControl,
     private readonly metrics: Metrics,
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
-    private readonly dashboard: DashboardDesk,
+    dashboard: DashboardDesk,
   ) {
     this.uids = new WorkerUids(config.isolation.workerUidBase);
+    this.desk = new WorkerDesk({ abuse, metrics, audit, log, listeners, dashboard, challenges: this.challenges });
     this.monitor = setInterval(() => {
       void this.checkResources();
-      this.reportSuppressedAudit(false);
+      this.desk.reportSuppressedAudit();
     }, MONITOR_INTERVAL_MS);
     this.monitor.unref();
   }
@@ -290,9 +280,8 @@ export class Supervisor {
   );
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
-  /** Each live worker's link: its budget, what abuse control knows it by. */
-  private readonly links = new Map<WorkerProcess, WorkerLink>();
-  private readonly suppressedReportedAt = new Map<WorkerProcess, number>();
+  /** What the master does with each live worker's messages (budgets, verdicts). */
+  private readonly desk: WorkerDesk;
 
   /** The generation that was starting now serves: its certificates are the ones shown, its provider names the ones renewed. */
   private commitCertificates(): void {
@@ -369,35 +358,7 @@ export class Supervisor {
     }
     slot.worker = worker;
     this.workers.add(worker);
-    const budget = new WorkerBudget(worker.pid, config);
-    const source = { role: 'worker', pid: worker.pid, generation, slot: index, uid: worker.uid } as const;
-    const link: WorkerLink = {
-      id: ++this.linkIds,
-      pid: worker.pid,
-      generation,
-      slot: index,
-      uid: worker.uid,
-      budget,
-      get condemned() {
-        return worker.verdict !== null;
-      },
-      post: (message: MasterMessage) => worker.post(message),
-      condemn: (rule, detail) => worker.condemn({ kind: 'budget', rule, detail }),
-    };
-    this.links.set(worker, link);
-    worker.onVerdict = (verdict) => this.audited(worker, link, verdict);
-    worker.onAudit = (event) => {
-      if (budget.spendAudit()) this.audit.write('security', event, source);
-    };
-    worker.onMessage = (message) => {
-      try {
-        this.dispatch(worker, link, message);
-      } catch (error) {
-        // A bug of the master's, triggered by this worker's message: the worker goes, the master stays.
-        this.log.error({ err: error, slot: index, workerPid: worker.pid, type: message.type }, 'handling a worker message failed');
-        worker.condemn({ kind: 'protocol', rule: 'message.unhandled', detail: `${message.type} could not be handled` });
-      }
-    };
+    const link = this.desk.attach(worker, ++this.linkIds);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {
@@ -408,8 +369,7 @@ export class Supervisor {
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
-      this.reportSuppressedAudit(true, worker);
-      this.links.delete(worker);
+      this.desk.detach(worker);
       this.abuse.workerGone(link);
       this.metrics.workerGone(link.id);
       if (uid !== null) this.uids.release(uid);
@@ -430,84 +390,6 @@ export class Supervisor {
       );
       if (!retired && this.slots.includes(slot)) this.scheduleRespawn(slot, index, worker);
     });
-  }
-
-  /** A ready worker's question or report (every message but the channel's own and audit events). */
-  private dispatch(worker: WorkerProcess, link: WorkerLink, message: Parameters<WorkerProcess['onMessage']>[0]): void {
-    switch (message.type) {
-      case 'MET_REPORT': {
-        const problem = link.budget.reportProblem(message);
-        if (problem !== null) worker.condemn({ kind: 'budget', rule: 'vocabulary.metrics', detail: problem });
-        else this.metrics.absorb(link.id, message);
-        return;
-      }
-      case 'MET_SCRAPE':
-        // One at a time: the next may come once the answer reached the worker's socket.
-        if (link.budget.scrapeOutstanding) {
-          worker.condemn({ kind: 'budget', rule: 'budget.scrapes', detail: 'a second MET_SCRAPE before the first was answered' });
-          return;
-        }
-        link.budget.scrapeOutstanding = true;
-        void this.metrics
-          .text()
-          .catch((error: unknown) => {
-            this.log.error({ err: error }, 'cannot render the metrics');
-            return '# metrics unavailable: see the server log\n';
-          })
-          .then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }, () => (link.budget.scrapeOutstanding = false)));
-        return;
-      case 'DASH_QUERY':
-        // One at a time, and only from a worker whose generation serves the dashboard.
-        this.dashboard.query(link, message.id, worker.config.server.dashboard !== null, (why) =>
-          worker.condemn({ kind: 'budget', rule: 'budget.dashboard', detail: why }),
-        );
-        return;
-      case 'ACME_ACK':
-        if (!this.challenges.acknowledge(worker, message.version))
-          worker.condemn({ kind: 'protocol', rule: 'message.out_of_turn', detail: `ACME_ACK for version ${message.version}, never sent` });
-        return;
-      default:
-        this.abuse.handle(link, message);
-    }
-  }
-
-  /** The one audit event of a verdict, naming the worker; the bans its word caused are lifted (not for liveness). */
-  private audited(worker: WorkerProcess, link: WorkerLink, verdict: Verdict): void {
-    const lifted = verdict.kind === 'liveness' ? 0 : this.abuse.workerCondemned(link);
-    // Whatever it did to the shared listening sockets (stopped them listening), undone for everyone.
-    this.listeners
-      .relistenAll()
-      .catch((error: unknown) => this.log.error({ err: error }, 'cannot listen again after a worker was condemned'));
-    const uid = worker.uid ?? (worker.pid === undefined ? null : processUid(worker.pid));
-    this.audit.write(
-      'security',
-      { event: VERDICT_EVENTS[verdict.kind], detail: verdict.detail },
-      { role: 'master', pid: process.pid },
-      {
-        rule: verdict.rule,
-        worker: { slot: worker.slot, pid: worker.pid, generation: worker.generation, uid },
-        ...(lifted > 0 && { bansLifted: lifted }),
-      },
-    );
-  }
-
-  /** Audit events a worker had counted over its budget and not written, as one event per worker at most every 10 s (and at its exit). */
-  private reportSuppressedAudit(now: boolean, only?: WorkerProcess): void {
-    const at = performance.now();
-    for (const [worker, link] of this.links) {
-      if (only !== undefined && worker !== only) continue;
-      const count = link.budget.suppressedAudit;
-      if (count === 0 || (!now && at - (this.suppressedReportedAt.get(worker) ?? 0) < SUPPRESSED_AUDIT_REPORT_MS)) continue;
-      link.budget.suppressedAudit = 0;
-      this.suppressedReportedAt.set(worker, at);
-      this.audit.write(
-        'security',
-        { event: 'worker.audit_suppressed', detail: `${count} audit events over the worker's budget were counted, not written` },
-        { role: 'master', pid: process.pid },
-        { worker: { slot: worker.slot, pid: worker.pid, generation: worker.generation, uid: worker.uid }, suppressed: count },
-      );
-    }
-    if (only !== undefined) this.suppressedReportedAt.delete(only);
   }
 
   private scheduleCgroupRemoval(cgroup: string): void {
@@ -610,15 +492,5 @@ export class Supervisor {
       if (this.stopping || !this.slots.includes(slot)) return;
       this.spawnInto(slot, index, this.generation, this.config);
     }, delay);
-  }
-}
-
-/** The real uid of a process, from /proc (what `status` shows for each worker). */
-function processUid(pid: number): number | null {
-  try {
-    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : null;
-  } catch {
-    return null;
   }
 }

@@ -369,3 +369,13 @@ function processState(pid: number): string | null {
     return null;
   }
 }
+
+/** The real uid of a process, from /proc (what `status` shows for each worker). */
+export function processUid(pid: number): number | null {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
