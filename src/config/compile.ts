@@ -404,8 +404,8 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
 
 /**
  * Without a chroot, workers run in an empty jail the master makes, with each
- * static root bound in read-only (src/isolation/jail.ts). A root that holds
- * the master's secrets would bind them in too: refused.
+ * static root bound in read-only (docs/security.md, "The jail by default").
+ * A root that holds the master's secrets would bind them in too: refused.
  */
 function exposedSecrets(
   vhosts: readonly VhostSpec[],
