@@ -66,8 +66,16 @@ const CONNECTION_EVENTS = [
   'response.write_timeout',
 ] as const;
 
+/** The dashboard's logins ([server.dashboard]), written to the audit log as authentication events. */
+const AUTHENTICATION_EVENTS = ['auth.dashboard_login', 'auth.dashboard_failed', 'auth.dashboard_locked'] as const;
+
 /** Every audit event name a worker may send. */
-export const WORKER_AUDIT_EVENTS: ReadonlySet<string> = new Set<string>([...REQUEST_REJECTIONS, ...CONNECTION_EVENTS, 'ids.match']);
+export const WORKER_AUDIT_EVENTS: ReadonlySet<string> = new Set<string>([
+  ...REQUEST_REJECTIONS,
+  ...CONNECTION_EVENTS,
+  ...AUTHENTICATION_EVENTS,
+  'ids.match',
+]);
 
 /** Every rejection reason a worker may count in MET_REPORT. */
 export const WORKER_REJECTION_REASONS: ReadonlySet<string> = new Set<string>([
