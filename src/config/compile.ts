@@ -19,7 +19,17 @@ import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec } from './types.js';
+import type {
+  AuditSpec,
+  BackendSpec,
+  CompiledConfig,
+  DashboardSpec,
+  HeaderPolicy,
+  IssuanceSpec,
+  ListenerSpec,
+  TlsSpec,
+  VhostSpec,
+} from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -239,6 +249,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
+  if (iso.run_as_user === 'root' || iso.run_as_user === '0') {
+    problems.push({ key: 'process.isolation.run_as_user', message: 'workers never run as root (unset it for a uid per worker)' });
+  }
   if (iso.working_dir !== '/' && iso.chroot === undefined) {
     problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
   }
@@ -250,6 +263,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
   const vhosts = compileVhosts(raw, resolvePath, problems, { backend: compileBackend, headers: compileResponseHeaders });
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
+  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
   const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
@@ -326,6 +340,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       banAfterBreaches: raw.security.ddos.ban_after_breaches,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
+      maxBans: raw.security.ddos.max_bans,
     },
     rateLimit: raw.security.rate_limiting.enabled
       ? { requestsPerSecond: raw.security.rate_limiting.requests_per_second, burst: raw.security.rate_limiting.burst_size }
@@ -339,8 +354,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       : null,
     responseHeaders: headers,
     isolation: {
-      runAsUser: iso.run_as_user,
+      runAsUser: iso.run_as_user ?? null,
       runAsGroup: iso.run_as_group ?? null,
+      workerUidBase: iso.worker_uid_base,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
       maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
@@ -360,6 +376,47 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     htpasswd: {},
   };
   return { config: deepFreeze(config), problems };
+}
+
+/**
+ * Without a chroot, workers run in an empty jail the master makes, with each
+ * static root bound in read-only (docs/security.md, "The jail by default").
+ * A root that holds the master's secrets would bind them in too: refused.
+ */
+function exposedSecrets(
+  vhosts: readonly VhostSpec[],
+  stateDir: string,
+  tls: TlsSpec | null,
+  issuance: IssuanceSpec | null,
+  source: string,
+): ConfigProblem[] {
+  const secrets: [string, string][] = [
+    ['server.state_dir', stateDir],
+    ...(tls?.certificates.map((entry): [string, string] => [`the key of ${entry.name}`, entry.keyFile]) ?? []),
+    ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
+    ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
+  ];
+  const problems: ConfigProblem[] = [];
+  const sites = vhosts.flatMap((vhost, i) => [
+    { key: `vhosts[${i}].root`, root: vhost.hostRoot },
+    ...vhost.routes.map((route, j) => ({
+      key: `vhosts[${i}].routes[${j}].root`,
+      root: route.hostRoot === vhost.hostRoot ? null : route.hostRoot,
+    })),
+  ]);
+  sites.forEach(({ key, root }) => {
+    if (root === null) return;
+    for (const [what, secret] of secrets) {
+      if (secret === root || secret.startsWith(root === '/' ? '/' : root + path.sep)) {
+        problems.push({
+          key,
+          message: `${root} holds ${what} (${secret}), which the workers' jail would show them; serve a directory without it`,
+        });
+        return;
+      }
+    }
+  });
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

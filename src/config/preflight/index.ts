@@ -12,7 +12,15 @@
  */
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
-import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
+import {
+  apparmorEnabled,
+  cgroupControllers,
+  chrootIsDirectory,
+  masterIsRoot,
+  sandboxHelperBuilt,
+  workerGroupExists,
+  workerUidRangeFree,
+} from './isolation.js';
 import { duplicateDomains, htpasswdReadable, routeRootsExist } from './sites.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
 import { clusterIdentity } from './cluster.js';
@@ -38,6 +46,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  workerUidRangeFree,
+  workerGroupExists,
   // [cluster]
   clusterIdentity,
   // [[vhosts]] and their routes
