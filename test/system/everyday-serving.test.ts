@@ -634,3 +634,31 @@ describe('over HTTP/2: compression, authentication, error pages and the access l
     await waitFor('the user', () => readText(log).includes(' - bob ['));
   });
 });
+
+describe('the default jail (no chroot) holds every route root', () => {
+  const server = new TestServer();
+  const site = path.join(server.dir, 'site');
+  const media = path.join(server.dir, 'media');
+
+  before(async () => {
+    mkdirSync(site, { recursive: true });
+    mkdirSync(media, { recursive: true });
+    writeFileSync(path.join(site, 'index.html'), 'site\n');
+    writeFileSync(path.join(media, 'clip.m3u8'), '#EXTM3U\n');
+    writeFileSync(path.join(media, '404.html'), 'no such clip');
+    await server.start(
+      `[process.isolation]\n\n[[vhosts]]\ndomains = ["site.test"]\nroot = "${site}"\n[[vhosts.routes]]\npath = "/media/"\nroot = "${media}"\nstrip_prefix = true\nerror_pages = { 404 = "/404.html" }\n`,
+    );
+  });
+  after(() => server.stop());
+
+  it('serves a route root and its error page that lie outside the vhost root', () => {
+    const clip = curl(server.port, '/media/clip.m3u8');
+    assert.equal(clip.body.toString(), '#EXTM3U\n');
+    assert.equal(clip.headers['content-type'], 'application/vnd.apple.mpegurl');
+    const missing = curl(server.port, '/media/other.m3u8');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.toString(), 'no such clip');
+    assert.equal(curl(server.port, '/').body.toString(), 'site\n');
+  });
+});
