@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
+import { compileVhosts } from './compile-sites.js';
 import { compileTls } from './compile-tls.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
@@ -66,12 +67,10 @@ function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: 
   return valueA ?? valueB ?? fallback;
 }
 
-function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[]): BackendSpec {
+/** A vhost's or a route's backend; whether a static one has a root is compile-sites.ts's to check (a route inherits it). */
+function compileBackend(vhost: Pick<RawVhost, 'backend'>, key: string, problems: ConfigProblem[]): BackendSpec {
   const backend = vhost.backend;
-  if (!backend || backend.type === 'static') {
-    if (vhost.root === undefined) problems.push({ key: `${key}.root`, message: 'required for a static vhost (or set backend.type)' });
-    return { type: 'static' };
-  }
+  if (!backend || backend.type === 'static') return { type: 'static' };
   if (backend.type === 'redirect') {
     return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
   }
@@ -96,32 +95,6 @@ function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[])
     preserveHost: backend.preserve_host,
     keepAlive: backend.keepalive,
   };
-}
-
-function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, problems: ConfigProblem[]): VhostSpec[] {
-  return raw.vhosts.map((vhost, i) => {
-    const key = `vhosts[${i}]`;
-    const hostRoot = vhost.root === undefined ? null : resolvePath(vhost.root);
-    let root = hostRoot;
-    const chroot = raw.process.isolation.chroot;
-    if (hostRoot !== null && chroot !== undefined) {
-      // The worker sees the jail as "/": serve the same directory by its path inside.
-      const jail = resolvePath(chroot);
-      if (hostRoot !== jail && !hostRoot.startsWith(jail + path.sep)) {
-        problems.push({ key: `${key}.root`, message: `${hostRoot} lies outside process.isolation.chroot (${jail})` });
-      }
-      root = path.join('/', path.relative(jail, hostRoot));
-    }
-    return {
-      domains: vhost.domains.map((domain) => domain.toLowerCase()),
-      root,
-      hostRoot,
-      indexFiles: vhost.index_files,
-      directoryListing: vhost.directory_listing,
-      backend: compileBackend(vhost, key, problems),
-      responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
-    };
-  });
 }
 
 type RawHeaders = RawConfig['security']['headers'];
@@ -152,17 +125,6 @@ function compileResponseHeaders(h: RawHeaders): HeaderPolicy {
   return { add, addOverHttps, remove };
 }
 
-/** The server's headers with a vhost's overrides on top (custom entries merged by name), or null without any. */
-function compileVhostHeaders(server: RawHeaders, vhost: RawVhost): HeaderPolicy | null {
-  if (vhost.headers === undefined) return null;
-  const custom: Record<string, string> = {};
-  for (const [name, value] of [...Object.entries(server.custom), ...Object.entries(vhost.headers.custom ?? {})]) {
-    for (const existing of Object.keys(custom)) if (existing.toLowerCase() === name.toLowerCase()) delete custom[existing];
-    custom[name] = value;
-  }
-  return compileResponseHeaders({ ...server, ...vhost.headers, custom });
-}
-
 /** Written nowhere, whatever include_headers says: credentials. */
 const NEVER_LOGGED_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
@@ -178,6 +140,7 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
     logAuthentication: audit.log_authentication,
+    logAuthorization: audit.log_authorization,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
@@ -223,6 +186,12 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
   if (metrics.enabled && metrics.port === raw.server.http_port) {
     problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
+  }
+  if (raw.server.access_log_file !== undefined && raw.server.access_log === false) {
+    problems.push({ key: 'server.access_log', message: 'false, but server.access_log_file is set; remove one' });
+  }
+  if (raw.server.access_log_format !== undefined && raw.server.access_log_file === undefined) {
+    problems.push({ key: 'server.access_log_format', message: 'applies to server.access_log_file, which is not set' });
   }
   const dashboard = compileDashboard(raw);
   problems.push(...dashboard.problems);
@@ -292,7 +261,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
-  const vhosts = compileVhosts(raw, resolvePath, problems);
+  const vhosts = compileVhosts(raw, resolvePath, problems, { backend: compileBackend, headers: compileResponseHeaders });
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
   if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
@@ -310,7 +279,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       workerReadyTimeoutMs: server.worker_ready_timeout * 1000,
       logFile: server.log_file === undefined ? null : resolvePath(server.log_file),
       logLevel: server.log_level,
-      accessLog: server.access_log,
+      // With a file the lines go there; access_log alone keeps them in the main log.
+      accessLog: server.access_log ?? false,
+      accessLogFile: server.access_log_file === undefined ? null : resolvePath(server.access_log_file),
+      accessLogFormat: server.access_log_format ?? 'combined',
+      accessLogQuery: server.access_log_query,
       stateDir: resolvePath(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
       dashboard: dashboard.spec,
@@ -400,6 +373,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     vhosts,
     cluster,
+    htpasswd: {},
   };
   return { config: deepFreeze(config), problems };
 }
@@ -423,13 +397,19 @@ function exposedSecrets(
     ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
   ];
   const problems: ConfigProblem[] = [];
-  vhosts.forEach((vhost, i) => {
-    const root = vhost.hostRoot;
+  const sites = vhosts.flatMap((vhost, i) => [
+    { key: `vhosts[${i}].root`, root: vhost.hostRoot },
+    ...vhost.routes.map((route, j) => ({
+      key: `vhosts[${i}].routes[${j}].root`,
+      root: route.hostRoot === vhost.hostRoot ? null : route.hostRoot,
+    })),
+  ]);
+  sites.forEach(({ key, root }) => {
     if (root === null) return;
     for (const [what, secret] of secrets) {
       if (secret === root || secret.startsWith(root === '/' ? '/' : root + path.sep)) {
         problems.push({
-          key: `vhosts[${i}].root`,
+          key,
           message: `${root} holds ${what} (${secret}), which the workers' jail would show them; serve a directory without it`,
         });
         return;
