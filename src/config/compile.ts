@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
+import { NAMED_PROXIES, namedProxy } from '../net/named-proxies.js';
 import { compileTls } from './compile-tls.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
@@ -223,8 +224,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     ['security.ddos.blacklist', raw.security.ddos.blacklist],
   ];
   for (const [key, list] of cidrLists) {
+    const names = key === 'security.forwarded.trusted_proxies' ? ` or ${Object.keys(NAMED_PROXIES).join(', ')}` : '';
     list.forEach((entry, i) => {
-      if (!isValidCidr(entry)) problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR: ${JSON.stringify(entry)}` });
+      if (names !== '' && namedProxy(entry) !== null) return;
+      if (!isValidCidr(entry))
+        problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR${names}: ${JSON.stringify(entry)}` });
     });
   }
   raw.security.ids.rules.forEach((rule, i) => {
@@ -339,7 +343,10 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     forwarded: {
       trustProxy: raw.security.forwarded.trust_proxy,
-      trustedProxies: raw.security.forwarded.trusted_proxies,
+      trustedProxies: raw.security.forwarded.trusted_proxies.flatMap((entry) => namedProxy(entry)?.ranges ?? [entry]),
+      namedProxyHeaders: [...new Set(raw.security.forwarded.trusted_proxies.map(namedProxy))].flatMap((named) =>
+        named === null ? [] : [{ header: named.clientIpHeader, from: named.ranges }],
+      ),
       trustedHops: raw.security.forwarded.trusted_hops,
       clientIpHeaders: raw.security.forwarded.client_ip_headers,
       rejectPrivateIp: raw.security.forwarded.reject_private_ip,

@@ -194,9 +194,16 @@ const proxyProtocol = z
 const forwarded = z
   .strictObject({
     trust_proxy: z.boolean().default(false),
+    /** CIDRs, or "cloudflare": its published ranges, from which its CF-Connecting-IP is believed too. */
     trusted_proxies: z.array(cidr).default(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']),
     trusted_hops: z.number().int().min(0).max(64).default(2),
-    client_ip_headers: z.array(nonEmpty).default(['CF-Connecting-IP', 'X-Real-IP', 'X-Forwarded-For', 'X-Client-IP', 'Forwarded']),
+    /**
+     * Headers a trusted proxy names the client in, first found wins. No
+     * header only a CDN sets (CF-Connecting-IP, True-Client-IP): from any
+     * other proxy it is the client's own word. Name the CDN in
+     * trusted_proxies instead.
+     */
+    client_ip_headers: z.array(nonEmpty).default(['X-Forwarded-For', 'X-Real-IP', 'Forwarded']),
     reject_private_ip: z.boolean().default(false),
     require_proxy_headers: z.boolean().default(false),
   })

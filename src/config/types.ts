@@ -187,9 +187,12 @@ export interface ProxyProtocolSpec {
 
 export interface ForwardedSpec {
   readonly trustProxy: boolean;
+  /** CIDRs; a named proxy ("cloudflare") is expanded to its ranges. */
   readonly trustedProxies: readonly string[];
   readonly trustedHops: number;
   readonly clientIpHeaders: readonly string[];
+  /** The header each named proxy sets for the client, believed only from its own ranges, before clientIpHeaders. */
+  readonly namedProxyHeaders: readonly { readonly header: string; readonly from: readonly string[] }[];
   readonly rejectPrivateIp: boolean;
   readonly requireProxyHeaders: boolean;
 }

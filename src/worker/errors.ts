@@ -29,6 +29,7 @@ export const ERRORS = {
   BAD_HEADER_VALUE: { status: 400, event: 'request.bad_header_value', text: 'Bad Request', close: true },
   MISSING_HOST: { status: 400, event: 'request.missing_host', text: 'Bad Request', close: true },
   DUPLICATE_HOST: { status: 400, event: 'request.duplicate_host', text: 'Bad Request', close: true },
+  BAD_HOST: { status: 400, event: 'request.bad_host', text: 'Bad Request', close: true },
   VERSION_NOT_SUPPORTED: { status: 505, event: 'request.version_not_supported', text: 'HTTP Version Not Supported', close: true },
   URL_TOO_LONG: { status: 414, event: 'request.url_too_long', text: 'URI Too Long', close: true },
   BODY_TOO_LARGE: { status: 413, event: 'request.body_too_large', text: 'Content Too Large', close: true },
