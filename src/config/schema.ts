@@ -114,7 +114,8 @@ const ssl = z.strictObject({
     .strictObject({
       /** Which challenge to answer, first offered first; wildcards always take dns-01. */
       preferred: z.array(challengeType).min(1).default(['http-01', 'tls-alpn-01', 'dns-01']),
-      http_01_port: port.default(80),
+      /** Where the CA's HTTP-01 requests arrive: the HTTP listener, so default server.http_port (80 behind a port forward is the operator's to say). */
+      http_01_port: port.optional(),
       http_01_path: z
         .string()
         .regex(/^(\/[^/]+)+\/?$/, 'an absolute path below "/", such as "/.well-known/acme-challenge"')
@@ -125,7 +126,8 @@ const ssl = z.strictObject({
       dns_01_command: z.string().startsWith('/', 'must be an absolute path').optional(),
       /** Seconds between publishing the TXT record and asking the CA to look (DNS propagation). */
       dns_01_propagation_delay: z.number().min(0).max(3600).default(10),
-      tls_alpn_01_port: port.default(443),
+      /** Where TLS-ALPN-01 handshakes arrive: the HTTPS listener, so default server.https_port. */
+      tls_alpn_01_port: port.optional(),
     })
     .prefault({}),
 });
