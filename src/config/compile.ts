@@ -47,6 +47,39 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
 
+/**
+ * [security.anti_smuggling] switches that would turn a defence off. Each is
+ * refused, saying why, rather than honoured: a request another hop frames
+ * or reads differently is how requests are smuggled (RFC 9112 §11.2), and
+ * nothing an operator gains by it is worth that.
+ */
+const SMUGGLING_DEFENCES: readonly [keyof RawConfig['security']['anti_smuggling'], string][] = [
+  ['strict_http_parsing', "lenient parsing (obs-fold, bare LF, Node's insecureHTTPParser) is what request smuggling exploits"],
+  ['reject_invalid_headers', 'a header name that is not a token or a value with a control character is read differently by another hop'],
+  ['normalize_headers', 'a field sent twice that may appear once is read as its first value here and its last by another hop'],
+  [
+    'reject_ambiguous_requests',
+    'Content-Length with Transfer-Encoding (or Transfer-Encoding on HTTP/1.0) is the classic request smuggling (RFC 9112 §6.1)',
+  ],
+  [
+    'prefer_transfer_encoding',
+    'RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; framing by Content-Length instead is request smuggling',
+  ],
+  ['validate_content_length', 'a Content-Length that is not plain digits is where two hops disagree about where a body ends'],
+  [
+    'reject_invalid_characters',
+    'raw quotes, angle brackets and backslashes in a request-target are read differently by the hops and applications behind us',
+  ],
+];
+
+function antiSmuggling(raw: RawConfig, problems: ConfigProblem[]): void {
+  for (const [key, why] of SMUGGLING_DEFENCES) {
+    if (raw.security.anti_smuggling[key] === false) {
+      problems.push({ key: `security.anti_smuggling.${key}`, message: `cannot be turned off: ${why}` });
+    }
+  }
+}
+
 /** Two spellings of one setting (spec sample vs. production sample): both set must agree. */
 function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: [string, T | undefined], fallback: T): T {
   const [keyA, valueA] = a;
@@ -169,6 +202,7 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
     logAuthentication: audit.log_authentication,
+    logAuthorization: audit.log_authorization,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
@@ -204,6 +238,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   // Relative paths in the config are relative to where the command runs.
   const resolvePath = (file: string): string => path.resolve(host.cwd, file);
   unimplemented(raw, problems);
+  antiSmuggling(raw, problems);
 
   if (isIP(raw.server.bind_address) === 0) {
     problems.push({ key: 'server.bind_address', message: 'must be an IPv4 or IPv6 address' });
@@ -320,7 +355,10 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       maxConnections: l.max_connections,
       maxConnectionsPerIp: perIp,
       connectionRatePerIp: t.connection_rate_per_ip,
-      maxRequestsPerConnection: raw.security.anti_smuggling.max_request_per_connection,
+      // force_connection_close: one request per connection.
+      maxRequestsPerConnection: raw.security.anti_smuggling.force_connection_close
+        ? 1
+        : raw.security.anti_smuggling.max_request_per_connection,
       maxChunkBytes: raw.security.anti_smuggling.max_chunk_size,
       maxConcurrentStreams: l.max_concurrent_streams,
     },

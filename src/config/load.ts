@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import { compile } from './compile.js';
 import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
+import { ineffectiveKeys } from './ineffective-keys.js';
 import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
 import { preflight, type PreflightPurpose } from './preflight/index.js';
@@ -49,6 +50,7 @@ function validate(
     return { ok: false, errors: formatProblems(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
   }
   const { config, problems } = compile(result.data, source, probeHost());
+  problems.push(...ineffectiveKeys(input, result.data));
   // Run even when compile refused the config: every problem of one run is reported together.
   const hostProblems = purpose === false ? [] : preflight(config, purpose);
   const all = [...earlier, ...problems, ...hostProblems];

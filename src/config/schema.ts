@@ -170,17 +170,31 @@ const timeouts = z
   })
   .prefault({});
 
+/**
+ * [security.anti_smuggling]. The switches are defences every request gets;
+ * turning one off is refused (compile.ts says why), so each is `true` or
+ * absent. What each does is said beside it.
+ */
 const antiSmuggling = z
   .strictObject({
+    /** Node's strict parser (llhttp, never insecureHTTPParser): obs-fold, bare CR/LF, bad chunk framing, a version other than 1.x in text form refused. */
     strict_http_parsing: z.boolean().default(true),
+    /** A header name that is not a token, a value with a control character: 400. */
     reject_invalid_headers: z.boolean().default(true),
+    /** Names lower-cased, values trimmed, re-serialised upstream; a field that may appear once (Content-Type, Authorization, User-Agent, ...) sent twice: 400, not Node's silent first-wins. */
     normalize_headers: z.boolean().default(true),
+    /** Content-Length with Transfer-Encoding, Transfer-Encoding on HTTP/1.0 or in HTTP/2, a coding other than "chunked": 400/501 and the connection closed. */
     reject_ambiguous_requests: z.boolean().default(true),
+    /** RFC 9112 §6.3: where a message carries both (an upstream's response), Transfer-Encoding frames it and Content-Length is dropped. */
     prefer_transfer_encoding: z.boolean().default(true),
+    /** Requests one connection may carry; the last answer says Connection: close, and nothing pipelined after it is processed. */
     max_request_per_connection: count(10000000).default(1000),
+    /** true: one request per connection (every answer says Connection: close; HTTP/2 sends GOAWAY after the first stream). */
     force_connection_close: z.boolean().default(false),
+    /** Content-Length must be 1-15 digits and match the body received; repeated values refused. */
     validate_content_length: z.boolean().default(true),
     max_chunk_size: bytes(2 ** 40).default(8192),
+    /** The request-target holds no character a browser would have percent-encoded: controls, space, non-ASCII; " < > anywhere; backslash, ` { } in the path. 400. */
     reject_invalid_characters: z.boolean().default(true),
   })
   .prefault({});

@@ -208,6 +208,8 @@ export interface AuditSpec {
   readonly logAdminActions: boolean;
   /** Logins to the dashboard, failed and successful (events named auth.*). */
   readonly logAuthentication: boolean;
+  /** Clients refused for who they are: blacklisted, banned (logging/audit-categories.ts). */
+  readonly logAuthorization: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];
 }

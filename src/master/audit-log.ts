@@ -10,9 +10,10 @@
 import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
+import { auditCategory, auditCategoryEnabled, type AuditCategory } from '../logging/audit-categories.js';
 import { ensureParentDirectory } from '../logging/logger.js';
 
-export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
+export type { AuditCategory };
 
 /** One event as the audit log writes it (the same fields, the same redaction), with its time. */
 export interface AuditEntry {
@@ -27,7 +28,13 @@ export interface AuditSource {
   readonly generation?: number;
 }
 
-const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = {
+  configuration: 'info',
+  security: 'warn',
+  admin: 'info',
+  authentication: 'warn',
+  authorization: 'warn',
+};
 
 export class AuditLog {
   private readonly destination: ReturnType<typeof pino.destination> | null;
@@ -43,7 +50,8 @@ export class AuditLog {
   ) {
     if (spec.logFile === null) {
       this.destination = null;
-      this.logger = mainLog;
+      // Into the main log, at the audit's own log_level, whatever the main log's.
+      this.logger = mainLog.child({}, { level: spec.level });
       return;
     }
     try {
@@ -61,8 +69,8 @@ export class AuditLog {
   }
 
   write(reported: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
-    // Logins are authentication events whoever reports them (a worker reports everything as security).
-    const category: AuditCategory = event.event.startsWith('auth.') ? 'authentication' : reported;
+    // Logins and access refusals are their own categories whoever reports them (a worker reports everything as security).
+    const category = auditCategory(event.event, reported);
     const fields = {
       audit: event.event,
       category,
@@ -75,7 +83,7 @@ export class AuditLog {
       generation: source.generation ?? extra.generation,
     };
     this.observer?.({ time: new Date().toISOString(), fields });
-    if (!this.enabled(category) || this.failed) return;
+    if (!auditCategoryEnabled(this.spec, category) || this.failed) return;
     if (this.destination !== null && this.spec.format === 'text') {
       if (!this.logger.isLevelEnabled(LEVEL_OF[category])) return;
       this.destination.write(`${textLine(new Date().toISOString(), fields)}\n`);
@@ -105,14 +113,6 @@ export class AuditLog {
   /** The log file could not be written (until SIGUSR1 reopens it, or the destination recovers). */
   get failing(): boolean {
     return this.failed;
-  }
-
-  private enabled(category: AuditCategory): boolean {
-    if (!this.spec.enabled) return false;
-    if (category === 'authentication') return this.spec.logAuthentication;
-    if (category === 'configuration') return this.spec.logConfigurationChanges;
-    if (category === 'admin') return this.spec.logAdminActions;
-    return this.spec.logSecurityEvents;
   }
 
   private reportFailure(error: NodeJS.ErrnoException): void {

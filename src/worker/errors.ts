@@ -30,6 +30,8 @@ export const ERRORS = {
   MISSING_HOST: { status: 400, event: 'request.missing_host', text: 'Bad Request', close: true },
   DUPLICATE_HOST: { status: 400, event: 'request.duplicate_host', text: 'Bad Request', close: true },
   BAD_HOST: { status: 400, event: 'request.bad_host', text: 'Bad Request', close: true },
+  DUPLICATE_HEADER: { status: 400, event: 'request.duplicate_header', text: 'Bad Request', close: true },
+  BAD_TARGET: { status: 400, event: 'request.bad_target', text: 'Bad Request', close: true },
   VERSION_NOT_SUPPORTED: { status: 505, event: 'request.version_not_supported', text: 'HTTP Version Not Supported', close: true },
   URL_TOO_LONG: { status: 414, event: 'request.url_too_long', text: 'URI Too Long', close: true },
   BODY_TOO_LARGE: { status: 413, event: 'request.body_too_large', text: 'Content Too Large', close: true },
