@@ -14,20 +14,15 @@ import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
 import { NAMED_PROXIES, namedProxy } from '../net/named-proxies.js';
 import { compileTls } from './compile-tls.js';
+import { formatSize, parseSize } from './size.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileDashboard } from './dashboard.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
-
-export function parseSize(value: number | string): number {
-  if (typeof value === 'number') return value;
-  const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
-  if (!match) throw new Error(`not a size: ${value}`);
-  return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
-}
+/** More memory than any one machine has (1024T): a max_memory past it is a typo, and past 2^53 not even a number. */
+const MAX_MEMORY_BYTES = 1024 ** 5;
 
 /** Where worker cgroups go outside systemd. */
 const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
@@ -145,6 +140,25 @@ function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, pr
       backend: compileBackend(vhost, key, problems),
       responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
     };
+  });
+}
+
+/**
+ * A name claimed twice: the first vhost that lists it always wins (router.ts),
+ * so the second claim is dead config, and usually a copy-paste mistake.
+ */
+function duplicateDomains(vhosts: readonly VhostSpec[], problems: ConfigProblem[]): void {
+  const claimedBy = new Map<string, number>();
+  vhosts.forEach((vhost, i) => {
+    vhost.domains.forEach((domain, j) => {
+      const first = claimedBy.get(domain);
+      if (first === undefined) claimedBy.set(domain, i);
+      else
+        problems.push({
+          key: `vhosts[${i}].domains[${j}]`,
+          message: `${JSON.stringify(domain)} is already claimed by vhosts[${first}]${first === i ? ' (listed twice)' : ', which always wins'}`,
+        });
+    });
   });
 }
 
@@ -306,6 +320,12 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
 
   const iso = raw.process.isolation;
+  if (parseSize(iso.max_memory) > MAX_MEMORY_BYTES) {
+    problems.push({
+      key: 'process.isolation.max_memory',
+      message: `${iso.max_memory} is more than any machine has (at most ${formatSize(MAX_MEMORY_BYTES)})`,
+    });
+  }
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
@@ -319,6 +339,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
   const vhosts = compileVhosts(raw, resolvePath, problems);
+  duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
   const headers = compileResponseHeaders(raw.security.headers);
   const server = raw.server;
@@ -414,7 +435,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       runAsGroup: iso.run_as_group ?? null,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
-      maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
+      maxMemoryBytes: iso.enable_cgroups ? Math.min(parseSize(iso.max_memory), MAX_MEMORY_BYTES) : null,
       maxCpuPercent: iso.enable_cgroups ? (iso.max_cpu_percent ?? null) : null,
       maxOpenFiles: iso.max_open_files,
       maxPids: iso.enable_cgroups ? iso.max_pids : null,

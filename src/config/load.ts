@@ -52,7 +52,9 @@ function validate(
   const { config, problems } = compile(result.data, source, probeHost());
   problems.push(...ineffectiveKeys(input, result.data));
   // Run even when compile refused the config: every problem of one run is reported together.
-  const hostProblems = purpose === false ? [] : preflight(config, purpose);
+  // A key compile already refused is not judged again against the host (it saw a placeholder value).
+  const refused = new Set(problems.map((problem) => problem.key));
+  const hostProblems = purpose === false ? [] : preflight(config, purpose).filter((problem) => !refused.has(problem.key));
   const all = [...earlier, ...problems, ...hostProblems];
   if (all.length > 0) return { ok: false, errors: formatProblems(source, all, lines) };
   return { ok: true, config };
