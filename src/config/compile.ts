@@ -18,6 +18,7 @@ import { formatSize, parseSize } from './size.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
+import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
@@ -37,7 +38,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
-  if (raw.cluster !== undefined) refuse('cluster', 'clustering');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
@@ -342,6 +342,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
   const headers = compileResponseHeaders(raw.security.headers);
+  const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
 
@@ -448,6 +449,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? host.delegatedCgroup ?? DEFAULT_CGROUP_PARENT) : null,
     },
     vhosts,
+    cluster,
   };
   return { config: deepFreeze(config), problems };
 }

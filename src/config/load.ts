@@ -6,7 +6,7 @@
  */
 import type { z } from 'zod';
 import { compile } from './compile.js';
-import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
+import { BUILTIN_SOURCE, BUNDLED_SITE, interpolate, readConfigFile } from './file.js';
 import { ineffectiveKeys } from './ineffective-keys.js';
 import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
@@ -31,6 +31,22 @@ export function loadConfig(
   const read = readConfigFile(file, env);
   if (!read.ok) return read;
   return validate(read.document, file, read.lines, purpose, read.problems);
+}
+
+/**
+ * The same path for a document parsed elsewhere: a cluster's shared
+ * configuration merged with this node's own file. Problems name key paths
+ * (there are no lines to point at).
+ */
+export function loadConfigDocument(
+  document: unknown,
+  source: string,
+  purpose: PreflightPurpose | false = 'check',
+  env: NodeJS.ProcessEnv = process.env,
+): LoadResult {
+  const problems: ConfigProblem[] = [];
+  const interpolated = interpolate(document, [], env, problems);
+  return validate(interpolated, source, new Map(), purpose, problems);
 }
 
 function builtinDefault(): unknown {

@@ -266,6 +266,42 @@ export interface IssuanceSpec {
   readonly cloudflare: { readonly apiUrl: string; readonly token: string; readonly validityDays: number } | null;
 }
 
+/**
+ * [cluster] compiled: how this node reaches etcd and proves who it is.
+ * Master-only: it holds cluster_token, so it is removed from the copy
+ * workers get (`forWorkers`).
+ */
+export interface ClusterSpec {
+  readonly nodeName: string;
+  readonly endpoints: readonly string[];
+  /** Every key of the cluster lives under it ("/miwidothttp/"). */
+  readonly keyPrefix: string;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly token: string;
+  readonly minClusterSize: number;
+  readonly quorumSize: number;
+  readonly autoRejoin: boolean;
+  readonly rejoinDelayMs: number;
+  readonly maxNodes: number;
+  readonly allowAutoJoin: boolean;
+  readonly requireTls: boolean;
+  /** Deadline of the health loop's linearizable read. */
+  readonly healthTimeoutMs: number;
+  /** The local etcd member the master runs, or null for an etcd cluster run elsewhere. */
+  readonly managed: {
+    readonly binary: string;
+    readonly dataDir: string;
+    readonly clientUrl: string;
+    readonly peerUrl: string;
+    readonly initialCluster: readonly { readonly name: string; readonly peerUrl: string }[];
+    readonly runAsUser: string;
+    readonly electionTimeoutMs: number;
+    readonly heartbeatIntervalMs: number;
+  } | null;
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
@@ -289,9 +325,11 @@ export interface CompiledConfig {
   readonly responseHeaders: HeaderPolicy;
   readonly isolation: IsolationSpec;
   readonly vhosts: readonly VhostSpec[];
+  /** null: a single node, no etcd ([cluster] absent or enabled = false). Workers always get null. */
+  readonly cluster: ClusterSpec | null;
 }
 
-/** The config a worker gets: without the master-only issuance settings (credentials). */
+/** The config a worker gets: without the master-only issuance and cluster settings (credentials, cluster_token). */
 export function forWorkers(config: CompiledConfig): CompiledConfig {
-  return config.issuance === null ? config : { ...config, issuance: null };
+  return config.issuance === null && config.cluster === null ? config : { ...config, issuance: null, cluster: null };
 }

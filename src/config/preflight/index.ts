@@ -16,6 +16,7 @@ import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sa
 import { controlSocketIsOurs, pidFileIsOurs } from './server-files.js';
 import { manualCertificates, privateCertDir, privateKeyFiles, rootOwnedDnsProgram } from './tls.js';
 import { sandboxHelperAccepts, siteRootsReadable, workerMemory, workerUser } from './workers.js';
+import { clusterIdentity } from './cluster.js';
 
 /**
  * Which command runs the preflight. The checks so far hold the same for all
@@ -46,6 +47,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   cgroupControllers,
   // [[vhosts]]
   siteRootsReadable,
+  // [cluster]
+  clusterIdentity,
   // Last: the helper re-validates much of the above, and says only what they did not.
   sandboxHelperAccepts,
 ];

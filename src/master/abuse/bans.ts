@@ -93,6 +93,12 @@ export class BanList {
     return [...this.#bans.values()].filter((ban) => ban.until > now).sort((a, b) => a.until - b.until);
   }
 
+  /** The ban in force on `ip`, if any. */
+  get(ip: string): Ban | undefined {
+    const ban = this.#bans.get(ip);
+    return ban !== undefined && ban.until > this.now() ? ban : undefined;
+  }
+
   isBanned(ip: string): boolean {
     const ban = this.#bans.get(ip);
     return ban !== undefined && ban.until > this.now();

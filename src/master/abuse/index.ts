@@ -32,6 +32,18 @@ export interface WorkerLink {
   post(message: MasterMessage): void;
 }
 
+/**
+ * Where this node's bans go to be shared with other nodes (a cluster:
+ * src/cluster/bans.ts). Bans that came from the other nodes are applied
+ * with applySharedBan / liftSharedBan and never sent back.
+ */
+export interface BanReplica {
+  /** A ban made on this node (limits, IDS, admin). */
+  banned(ban: Ban): void;
+  /** A ban an admin lifted on this node. */
+  lifted(ip: string): void;
+}
+
 export type LimitMessage = Extract<WorkerMessage, { type: 'LIM_CONNECT' | 'LIM_CLOSED' | 'LIM_LEASE' | 'LIM_REPORT' | 'IDS_MATCH' }>;
 
 interface IdsScore {
@@ -48,6 +60,9 @@ export class AbuseControl {
   #idsScores: LruMap<IdsScore>;
   readonly #sweep: NodeJS.Timeout;
   readonly #self = { role: 'master', pid: process.pid } as const;
+  #replica: BanReplica | null = null;
+  /** True while a ban from another node is being applied: it is not shared back. */
+  #applyingShared = false;
 
   constructor(
     config: CompiledConfig,
@@ -143,6 +158,37 @@ export class AbuseControl {
     return this.#bans.remove(ip) ? { ok: true } : { ok: false, reason: `${ip} is not banned` };
   }
 
+  /** From now on, bans made here are shared through `replica`. */
+  replicateBans(replica: BanReplica): void {
+    this.#replica = replica;
+  }
+
+  /** A ban another node made: applied here too, unless the address is in this node's whitelist (whitelists stay local). */
+  applySharedBan(text: string, until: number, source: Ban['source'], reason: string): void {
+    const ip = clientKey(text);
+    const seconds = (until - Date.now()) / 1000;
+    if (ip === null || seconds <= 0 || this.#whitelist.has(ip)) return;
+    if ((this.#bans.get(ip)?.until ?? 0) >= until - 1000) return; // our own ban coming back, or one we already hold longer
+    this.#applyingShared = true;
+    try {
+      this.#bans.add(ip, seconds, source, reason);
+    } finally {
+      this.#applyingShared = false;
+    }
+  }
+
+  /** Another node's admin lifted a ban. */
+  liftSharedBan(text: string): void {
+    const ip = clientKey(text);
+    if (ip === null) return;
+    this.#applyingShared = true;
+    try {
+      this.#bans.remove(ip);
+    } finally {
+      this.#applyingShared = false;
+    }
+  }
+
   close(): void {
     clearInterval(this.#sweep);
     this.#bans.close();
@@ -190,6 +236,8 @@ export class AbuseControl {
   }
 
   #banChanged(change: BanChange): void {
+    if (!this.#applyingShared && change.kind === 'add') this.#replica?.banned(change.ban);
+    if (!this.#applyingShared && change.kind === 'lift' && change.why === 'admin') this.#replica?.lifted(change.ip);
     if (change.kind === 'add') {
       this.onBanAdded(change.ban.source);
       this.broadcast({ type: 'BAN_ADD', ip: change.ban.ip, until: change.ban.until });
