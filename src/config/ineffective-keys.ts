@@ -5,7 +5,8 @@
  * without `enable_apparmor`). Each is a problem of its own, one line naming
  * the switch it waits for: an operator who wrote the key meant something by
  * it, and the forgotten switch is the classic mistake (a proxy's address
- * taken for every client's, until the limits ban the proxy).
+ * taken for every client's, until the limits ban the proxy). A switch
+ * written off in the file (`trust_proxy = false`) keeps its keys on purpose.
  *
  * Only values that differ from the schema's default count, so a reference
  * file that states every default (config/miwidothttp.toml) stays valid.
@@ -17,6 +18,13 @@ import type { ConfigProblem } from './problem.js';
 interface Rule {
   /** True when the keys below do nothing. */
   readonly idle: (raw: RawConfig) => boolean;
+  /**
+   * The switch that turns the feature on. Written in the file (off), it says
+   * the operator knows: the keys are kept for when it is turned on, as
+   * `enabled = false` in [cluster] keeps its keys. Unwritten, the keys are
+   * refused: the forgotten switch is the mistake this module is for.
+   */
+  readonly switch?: string;
   /** Dotted paths from the top of the document. */
   readonly keys: readonly string[];
   /** What they wait for, as the message says it. */
@@ -35,11 +43,13 @@ const RULES: readonly Rule[] = [
     idle: (raw) => !raw.server.metrics.enabled,
     keys: ['server.metrics.bind_address', 'server.metrics.port'],
     needs: 'server.metrics.enabled = true',
+    switch: 'server.metrics.enabled',
   },
   {
     idle: (raw) => !raw.server.dashboard.enabled,
     keys: ['server.dashboard.listen', 'server.dashboard.token'],
     needs: 'server.dashboard.enabled = true',
+    switch: 'server.dashboard.enabled',
   },
   {
     idle: (raw) => raw.ssl?.provider !== 'acme',
@@ -89,31 +99,37 @@ const RULES: readonly Rule[] = [
     idle: (raw) => !raw.security.proxy_protocol.enabled,
     keys: ['security.proxy_protocol.trusted_proxies'],
     needs: 'security.proxy_protocol.enabled = true',
+    switch: 'security.proxy_protocol.enabled',
   },
   {
     idle: (raw) => !raw.security.forwarded.trust_proxy,
     keys: ['trusted_proxies', 'trusted_hops', 'client_ip_headers', 'require_proxy_headers'].map((key) => `security.forwarded.${key}`),
     needs: 'security.forwarded.trust_proxy = true',
+    switch: 'security.forwarded.trust_proxy',
   },
   {
     idle: (raw) => !raw.security.rate_limiting.enabled,
     keys: ['security.rate_limiting.requests_per_second', 'security.rate_limiting.burst_size'],
     needs: 'security.rate_limiting.enabled = true',
+    switch: 'security.rate_limiting.enabled',
   },
   {
     idle: (raw) => !raw.security.ids.enabled,
     keys: ['security.ids.alert_threshold', 'security.ids.block_threshold', 'security.ids.rules'],
     needs: 'security.ids.enabled = true',
+    switch: 'security.ids.enabled',
   },
   {
     idle: (raw) => !raw.security.headers.hsts_enabled,
     keys: ['security.headers.hsts_max_age', 'security.headers.hsts_include_subdomains', 'security.headers.hsts_preload'],
     needs: 'security.headers.hsts_enabled = true',
+    switch: 'security.headers.hsts_enabled',
   },
   {
     idle: (raw) => !raw.security.headers.csp_enabled,
     keys: ['security.headers.csp_report_only', 'security.headers.csp_directives'],
     needs: 'security.headers.csp_enabled = true',
+    switch: 'security.headers.csp_enabled',
   },
   {
     idle: (raw) => !raw.security.audit.enabled,
@@ -130,6 +146,7 @@ const RULES: readonly Rule[] = [
       'exclude_headers',
     ].map((key) => `security.audit.${key}`),
     needs: 'security.audit.enabled = true',
+    switch: 'security.audit.enabled',
   },
   {
     idle: (raw) => raw.security.audit.log_file === undefined,
@@ -140,16 +157,19 @@ const RULES: readonly Rule[] = [
     idle: (raw) => !raw.process.isolation.enable_apparmor,
     keys: ['process.isolation.apparmor_profile'],
     needs: 'process.isolation.enable_apparmor = true',
+    switch: 'process.isolation.enable_apparmor',
   },
   {
     idle: (raw) => !raw.process.isolation.enable_seccomp,
     keys: ['process.isolation.seccomp_default_action', 'process.isolation.allowed_syscalls'],
     needs: 'process.isolation.enable_seccomp = true',
+    switch: 'process.isolation.enable_seccomp',
   },
   {
     idle: (raw) => !raw.process.isolation.enable_cgroups,
     keys: ['process.isolation.max_memory', 'process.isolation.max_pids', 'process.isolation.cgroup_parent'],
     needs: 'process.isolation.enable_cgroups = true',
+    switch: 'process.isolation.enable_cgroups',
   },
 ];
 
@@ -169,11 +189,12 @@ function at(document: unknown, dotted: string): unknown {
 export function ineffectiveKeys(document: unknown, raw: RawConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const rule of RULES) {
-    if (!rule.idle(raw)) continue;
+    if (!rule.idle(raw) || (rule.switch !== undefined && at(document, rule.switch) !== undefined)) continue;
     for (const key of rule.keys) {
       const written = at(document, key);
       if (written === undefined || JSON.stringify(written) === JSON.stringify(at(DEFAULTS, key))) continue;
-      problems.push({ key, message: `has no effect without ${rule.needs}; set that, or remove the key` });
+      const keep = rule.switch === undefined ? '' : ` (or write ${rule.switch} = false to keep it for later)`;
+      problems.push({ key, message: `has no effect without ${rule.needs}; set that, or remove the key${keep}` });
     }
   }
   return problems;

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,8 @@ import { cli, rawRequest, TestServer, tempDir, waitFor } from '../support/harnes
 
 describe('issue 14: a key whose feature is off is refused, not ignored', () => {
   const dir = tempDir();
+  // The jail and site root: the workers' user must be able to enter it.
+  chmodSync(dir, 0o755);
   const cases: [string, string, RegExp][] = [
     [
       'trusted_proxies without trust_proxy',
@@ -59,6 +61,16 @@ describe('issue 14: a key whose feature is off is refused, not ignored', () => {
       assert.match(result.stderr, /\(line \d+\)/);
     });
   }
+
+  it('a switch written off keeps its keys for later, as [cluster] enabled = false does', () => {
+    const file = path.join(dir, 'kept.toml');
+    writeFileSync(
+      file,
+      `[security.rate_limiting]\nenabled = false\nrequests_per_second = 5\n[process.isolation]\nchroot = "${dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${dir}"\n`,
+    );
+    const result = cli(['check', '-c', file]);
+    assert.equal(result.status, 0, result.stderr);
+  });
 
   it('the same value as the default is fine: the reference file states every default', () => {
     const file = path.join(dir, 'defaults.toml');
