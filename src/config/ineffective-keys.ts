@@ -33,6 +33,12 @@ interface Rule {
 
 const RULES: readonly Rule[] = [
   {
+    idle: (raw) => raw.cluster !== undefined && !raw.cluster.etcd.managed,
+    keys: ['client_url', 'peer_url', 'initial_cluster', 'data_dir', 'run_as_user', 'etcd_binary'].map((key) => `cluster.etcd.${key}`),
+    needs: 'cluster.etcd.managed = true (they describe the etcd member this node would run)',
+    switch: 'cluster.etcd.managed',
+  },
+  {
     idle: () => true,
     keys: ['port', 'congestion_control', 'max_idle_timeout', 'initial_max_data', 'initial_max_stream_data'].map(
       (key) => `server.http3.${key}`,
@@ -174,7 +180,7 @@ const RULES: readonly Rule[] = [
 ];
 
 /** The schema's own defaults, as a document: what an absent key means. */
-const DEFAULTS: unknown = configSchema.parse({ ssl: {} });
+const DEFAULTS: unknown = configSchema.parse({ ssl: {}, cluster: {} });
 
 function at(document: unknown, dotted: string): unknown {
   let value = document;
