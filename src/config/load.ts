@@ -27,10 +27,20 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   purpose: PreflightPurpose | false = 'check',
 ): LoadResult {
-  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
-  const read = readConfigFile(file, env);
-  if (!read.ok) return read;
-  return validate(read.document, file, read.lines, purpose, read.problems);
+  try {
+    if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
+    // A reload runs in the master: ${VAR} comes from its environment, and the problem says so.
+    const read = readConfigFile(file, env, purpose === 'reload' ? 'master' : 'shell');
+    if (!read.ok) return read;
+    return validate(read.document, file, read.lines, purpose, read.problems);
+  } catch (error) {
+    // Nothing in a file may take the load path down (a nesting deep enough to
+    // exhaust the stack, say): it is one more problem of that file.
+    return {
+      ok: false,
+      errors: [`${file ?? BUILTIN_SOURCE}: cannot be loaded: ${String((error as Error).message ?? error).split('\n')[0]}`],
+    };
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
 import { auditCategory, auditCategoryEnabled, type AuditCategory } from '../logging/audit-categories.js';
-import { ensureParentDirectory } from '../logging/logger.js';
+import { ensureParentDirectory, probeAppend } from '../logging/logger.js';
 
 export type { AuditCategory };
 
@@ -96,6 +96,12 @@ export class AuditLog {
     if (this.destination === null) return;
     try {
       ensureParentDirectory(this.spec.logFile!);
+      // Never through a link planted at the name, nor into what is not a file: said, and the old file kept.
+      const problem = probeAppend(this.spec.logFile!);
+      if (problem !== null) {
+        this.mainLog.error({ key: 'security.audit.log_file', problem }, 'audit log not reopened; still writing to the one it had');
+        return;
+      }
       this.destination.reopen();
     } catch (error) {
       this.reportFailure(error as NodeJS.ErrnoException);

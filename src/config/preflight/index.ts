@@ -13,7 +13,7 @@
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
-import { controlSocketIsOurs, pidFileIsOurs } from './server-files.js';
+import { controlSocketIsOurs, logFilesWritable, pidFileIsOurs } from './server-files.js';
 import { manualCertificates, privateCertDir, privateKeyFiles, rootOwnedDnsProgram } from './tls.js';
 import { sandboxHelperAccepts, siteRootsReadable, workerMemory, workerUser } from './workers.js';
 import { clusterIdentity } from './cluster.js';
@@ -32,6 +32,7 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   // [server]
   pidFileIsOurs,
   controlSocketIsOurs,
+  logFilesWritable,
   // [ssl]
   manualCertificates,
   privateKeyFiles,
