@@ -22,6 +22,15 @@ import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
 import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
 
+/**
+ * connection_burst_per_ip's floor: a burst no browser with tabs (about six
+ * connections per host each, and prefetches) nor a benchmark's pool trips.
+ * Above 50 because `wrk -c50` opens 51: one probe connection first.
+ */
+const DEFAULT_MIN_CONNECTION_BURST = 64;
+/** ignore_ip's names, resolved by the master (abuse/index.ts). */
+const BAN_EXEMPT_NAMES: ReadonlySet<string> = new Set(['loopback', 'self']);
+
 /** More memory than any one machine has (1024T): a max_memory past it is a typo, and past 2^53 not even a number. */
 const MAX_MEMORY_BYTES = 1024 ** 5;
 
@@ -271,11 +280,18 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
     ['security.ddos.whitelist', raw.security.ddos.whitelist],
     ['security.ddos.blacklist', raw.security.ddos.blacklist],
+    ['security.ddos.ignore_ip', raw.security.ddos.ignore_ip],
   ];
   for (const [key, list] of cidrLists) {
-    const names = key === 'security.forwarded.trusted_proxies' ? ` or ${Object.keys(NAMED_PROXIES).join(', ')}` : '';
+    const names =
+      key === 'security.forwarded.trusted_proxies'
+        ? ` or ${Object.keys(NAMED_PROXIES).join(', ')}`
+        : key === 'security.ddos.ignore_ip'
+          ? ` or ${[...BAN_EXEMPT_NAMES].join(', ')}`
+          : '';
     list.forEach((entry, i) => {
-      if (names !== '' && namedProxy(entry) !== null) return;
+      if (key === 'security.forwarded.trusted_proxies' && namedProxy(entry) !== null) return;
+      if (key === 'security.ddos.ignore_ip' && BAN_EXEMPT_NAMES.has(entry)) return;
       if (!isValidCidr(entry))
         problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR${names}: ${JSON.stringify(entry)}` });
     });
@@ -377,6 +393,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       maxConnections: l.max_connections,
       maxConnectionsPerIp: perIp,
       connectionRatePerIp: t.connection_rate_per_ip,
+      connectionBurstPerIp: t.connection_burst_per_ip ?? Math.max(2 * t.connection_rate_per_ip, DEFAULT_MIN_CONNECTION_BURST),
       // force_connection_close: one request per connection.
       maxRequestsPerConnection: raw.security.anti_smuggling.force_connection_close
         ? 1
@@ -417,6 +434,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       blacklist: raw.security.ddos.blacklist,
       banSeconds: raw.security.ddos.ban_seconds,
       banAfterBreaches: raw.security.ddos.ban_after_breaches,
+      ignoreIp: raw.security.ddos.ignore_ip,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
     },

@@ -166,7 +166,16 @@ const timeouts = z
     /** Bytes per second a client must sustain once past the first second (slowloris). */
     min_data_rate: z.number().int().min(0).default(100),
     max_connections_per_ip: count(10000000).optional(),
+    /** New connections per second from one client, sustained. */
     connection_rate_per_ip: count(10000000).default(10),
+    /**
+     * New connections one client may open at once before the rate applies
+     * (a token bucket of this size, refilled at connection_rate_per_ip);
+     * default the larger of 2 x the rate and 64, so a browser opening
+     * several tabs or `wrk -c50` (51 connections: one probe first) is not
+     * taken for an attack.
+     */
+    connection_burst_per_ip: count(10000000).optional(),
   })
   .prefault({});
 
@@ -246,6 +255,15 @@ const ddos = z
     /** Limit breaches (429s, refused connections) by one client within breach_window that ban it; 0: never. */
     ban_after_breaches: z.number().int().min(0).max(10000000).default(100),
     breach_window: seconds.default(60),
+    /**
+     * Never banned, whatever their breaches or IDS score (fail2ban's
+     * ignoreip): CIDRs, "loopback" (127.0.0.0/8, ::1) and "self" (every
+     * address of this host's interfaces). A ban of the server's own address
+     * would lock out the operator, a local reverse proxy that is every
+     * client, and health checks. `[]` makes them bannable. Limits still apply
+     * (429); an admin's `ban add` is not refused.
+     */
+    ignore_ip: z.array(cidr).default(['loopback', 'self']),
     /** Clients whose counters the master keeps at most; the least recently seen are forgotten first. */
     max_tracked_clients: z.number().int().min(1000).max(10000000).default(100000),
   })
@@ -290,10 +308,17 @@ const headers = z
     hsts_enabled: headerFields.hsts_enabled.default(true),
     hsts_max_age: headerFields.hsts_max_age.default(31536000),
     hsts_include_subdomains: headerFields.hsts_include_subdomains.default(true),
-    hsts_preload: headerFields.hsts_preload.default(true),
+    /** Opt-in: "preload" asks browsers' built-in lists to pin HTTPS for the domain and every subdomain, hard to undo (hstspreload.org). */
+    hsts_preload: headerFields.hsts_preload.default(false),
     frame_options: headerFields.frame_options.default('DENY'),
     content_type_options: headerFields.content_type_options.default('nosniff'),
-    xss_protection: headerFields.xss_protection.default('1; mode=block'),
+    /**
+     * "0" turns off the XSS filter of browsers that still have one (OWASP
+     * Secure Headers, MDN): its "block" mode could be driven to leak or cut
+     * pages, and current browsers have none. Sent rather than omitted, so an
+     * old browser's filter is off too. "" omits the header.
+     */
+    xss_protection: headerFields.xss_protection.default('0'),
     referrer_policy: headerFields.referrer_policy.default('strict-origin-when-cross-origin'),
     permissions_policy: headerFields.permissions_policy.default('geolocation=(), microphone=(), camera=()'),
     csp_enabled: headerFields.csp_enabled.default(true),

@@ -104,6 +104,8 @@ export interface AccessSpec {
   readonly banSeconds: number;
   /** Breaches within breachWindowMs that ban a client; 0: limits never ban. */
   readonly banAfterBreaches: number;
+  /** Never banned (ignore_ip): CIDRs, and the names "loopback" and "self" (resolved by the master). */
+  readonly ignoreIp: readonly string[];
   readonly breachWindowMs: number;
   readonly maxTrackedClients: number;
 }
@@ -141,6 +143,8 @@ export interface LimitsSpec {
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
   readonly connectionRatePerIp: number;
+  /** New connections one client may open at once (the bucket's size; connectionRatePerIp refills it). */
+  readonly connectionBurstPerIp: number;
   readonly maxRequestsPerConnection: number;
   readonly maxChunkBytes: number;
   /** HTTP/2 streams open at once on one connection; the header list size is derived from maxHeaderBytes (worker/http2.ts). */

@@ -49,7 +49,8 @@ export class BanList {
   load(): void {
     this.#read();
     // Said at every start: bans carried over from a previous run refuse clients before they send a byte.
-    this.log.info({ file: this.file, bans: this.#bans.size }, `${this.#bans.size} bans loaded`);
+    const count = this.#bans.size;
+    this.log.info({ file: this.file, bans: count }, `loaded ${count} ban${count === 1 ? '' : 's'} from ${this.file}`);
   }
 
   #read(): void {

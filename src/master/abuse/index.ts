@@ -14,6 +14,7 @@ import type { CompiledConfig } from '../../config/types.js';
 import type { MasterMessage, WorkerMessage } from '../../ipc/messages.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
 import type { AuditLog } from '../audit-log.js';
+import { banExemptions } from './ban-exempt.js';
 import { BanList, type Ban, type BanChange } from './bans.js';
 import { ClientLimits, LruMap, type LimitSettings } from './client-limits.js';
 
@@ -55,6 +56,8 @@ interface IdsScore {
 export class AbuseControl {
   #config: CompiledConfig;
   #whitelist: CidrSet;
+  /** ignore_ip: limits and the IDS never ban these (ban-exempt.ts); an admin still may. */
+  #neverBanned: CidrSet;
   readonly #limits: ClientLimits;
   readonly #bans: BanList;
   #idsScores: LruMap<IdsScore>;
@@ -74,6 +77,7 @@ export class AbuseControl {
   ) {
     this.#config = config;
     this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#neverBanned = banExemptions(config.access.ignoreIp);
     this.#limits = new ClientLimits(settingsOf(config), (ip, breaches) => this.#banForBreaches(ip, breaches));
     this.#idsScores = new LruMap(config.access.maxTrackedClients);
     this.#bans = new BanList(path.join(config.server.stateDir, 'bans.json'), log, (change) => this.#banChanged(change));
@@ -85,6 +89,7 @@ export class AbuseControl {
   reconfigure(config: CompiledConfig): void {
     this.#config = config;
     this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#neverBanned = banExemptions(config.access.ignoreIp);
     this.#limits.reconfigure(settingsOf(config));
     if (config.access.maxTrackedClients !== this.#idsScores.capacity) this.#idsScores = new LruMap(config.access.maxTrackedClients);
   }
@@ -167,7 +172,7 @@ export class AbuseControl {
   applySharedBan(text: string, until: number, source: Ban['source'], reason: string): void {
     const ip = clientKey(text);
     const seconds = (until - Date.now()) / 1000;
-    if (ip === null || seconds <= 0 || this.#whitelist.has(ip)) return;
+    if (ip === null || seconds <= 0 || this.#whitelist.has(ip) || (source !== 'admin' && this.#neverBanned.has(ip))) return;
     if ((this.#bans.get(ip)?.until ?? 0) >= until - 1000) return; // our own ban coming back, or one we already hold longer
     this.#applyingShared = true;
     try {
@@ -195,7 +200,7 @@ export class AbuseControl {
   }
 
   #banForBreaches(ip: string, breaches: number): void {
-    if (this.#whitelist.has(ip) || this.#bans.isBanned(ip)) return;
+    if (this.#whitelist.has(ip) || this.#neverBanned.has(ip) || this.#bans.isBanned(ip)) return;
     const windowSeconds = this.#config.access.breachWindowMs / 1000;
     this.#bans.add(ip, this.#config.access.banSeconds, 'limits', `${breaches} limit breaches within ${windowSeconds} s`);
   }
@@ -225,7 +230,7 @@ export class AbuseControl {
         source,
       );
     }
-    if (entry.score >= ids.blockThreshold && !this.#bans.isBanned(ip)) {
+    if (entry.score >= ids.blockThreshold && !this.#neverBanned.has(ip) && !this.#bans.isBanned(ip)) {
       this.#bans.add(
         ip,
         this.#config.access.banSeconds,
