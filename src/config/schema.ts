@@ -1,3 +1,4 @@
+// Over 400 lines: the whole config language, each key beside the comment docs/config.md is generated from.
 /**
  * The TOML config language: every section and key of the spec
  * (shared/spec/security-architecture.md) and of contract.md, with its default.

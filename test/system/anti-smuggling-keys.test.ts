@@ -8,7 +8,7 @@
  * percent-encoded.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, freePort, rawRequest, TestServer, tempDir, waitFor } from '../support/harness.js';
@@ -47,6 +47,7 @@ describe('issue 14: [security.anti_smuggling] switches are done or refused', () 
 
   it('check accepts every switch on, and force_connection_close either way', () => {
     const dir = tempDir();
+    chmodSync(dir, 0o755);
     const file = path.join(dir, 'on.toml');
     writeFileSync(
       file,

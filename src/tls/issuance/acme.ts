@@ -1,3 +1,4 @@
+// Over 400 lines: one ACME order, its steps in RFC 8555's order, each failure said in one line.
 /**
  * ACME issuance ([ssl] provider = "acme"), RFC 8555 with TLS-ALPN-01 from
  * RFC 8737, on acme-client. Runs in the master; the workers only serve the
