@@ -22,7 +22,17 @@ import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
+import type {
+  AuditSpec,
+  BackendSpec,
+  CompiledConfig,
+  DashboardSpec,
+  HeaderPolicy,
+  IssuanceSpec,
+  ListenerSpec,
+  TlsSpec,
+  VhostSpec,
+} from './types.js';
 
 /**
  * connection_burst_per_ip's floor: a burst no browser with tabs (about six
@@ -295,6 +305,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
+  if (iso.run_as_user === 'root' || iso.run_as_user === '0') {
+    problems.push({ key: 'process.isolation.run_as_user', message: 'workers never run as root (unset it for a uid per worker)' });
+  }
   if (iso.working_dir !== '/' && iso.chroot === undefined) {
     problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
   }
@@ -307,6 +320,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   const vhosts = compileVhosts(raw, resolvePath, problems);
   duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
+  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
   const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
@@ -387,6 +401,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       ignoreIp: raw.security.ddos.ignore_ip,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
+      maxBans: raw.security.ddos.max_bans,
     },
     rateLimit: raw.security.rate_limiting.enabled
       ? { requestsPerSecond: raw.security.rate_limiting.requests_per_second, burst: raw.security.rate_limiting.burst_size }
@@ -400,8 +415,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       : null,
     responseHeaders: headers,
     isolation: {
-      runAsUser: iso.run_as_user,
+      runAsUser: iso.run_as_user ?? null,
       runAsGroup: iso.run_as_group ?? null,
+      workerUidBase: iso.worker_uid_base,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
       maxMemoryBytes: iso.enable_cgroups ? Math.min(parseSize(iso.max_memory), MAX_MEMORY_BYTES) : null,
@@ -420,6 +436,41 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     cluster,
   };
   return { config: deepFreeze(config), problems };
+}
+
+/**
+ * Without a chroot, workers run in an empty jail the master makes, with each
+ * static root bound in read-only (docs/security.md, "The jail by default").
+ * A root that holds the master's secrets would bind them in too: refused.
+ */
+function exposedSecrets(
+  vhosts: readonly VhostSpec[],
+  stateDir: string,
+  tls: TlsSpec | null,
+  issuance: IssuanceSpec | null,
+  source: string,
+): ConfigProblem[] {
+  const secrets: [string, string][] = [
+    ['server.state_dir', stateDir],
+    ...(tls?.certificates.map((entry): [string, string] => [`the key of ${entry.name}`, entry.keyFile]) ?? []),
+    ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
+    ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
+  ];
+  const problems: ConfigProblem[] = [];
+  vhosts.forEach((vhost, i) => {
+    const root = vhost.hostRoot;
+    if (root === null) return;
+    for (const [what, secret] of secrets) {
+      if (secret === root || secret.startsWith(root === '/' ? '/' : root + path.sep)) {
+        problems.push({
+          key: `vhosts[${i}].root`,
+          message: `${root} holds ${what} (${secret}), which the workers' jail would show them; serve a directory without it`,
+        });
+        return;
+      }
+    }
+  });
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -345,6 +345,8 @@ const ddos = z
     ignore_ip: z.array(cidr).default(['loopback', 'self']),
     /** Clients whose counters the master keeps at most; the least recently seen are forgotten first. */
     max_tracked_clients: z.number().int().min(1000).max(10000000).default(100000),
+    /** Bans in force at most; past it new bans are refused (and audited once, ban.table_full) until some expire. */
+    max_bans: count(10000000).default(100000),
   })
   .prefault({});
 
@@ -492,10 +494,22 @@ const security = z
 
 const isolation = z
   .strictObject({
-    /** Every worker runs as this user: it must exist and not be root (the master must be root to drop to it). */
-    run_as_user: nonEmpty.default('nobody'),
-    /** Default: the user's primary group. */
+    /**
+     * Unset (the default): every worker runs as a uid of its own from
+     * worker_uid_base on, in run_as_group. Set: every worker runs as exactly
+     * this user (one uid they all share), which must exist and not be root.
+     * The master must be root either way.
+     */
+    run_as_user: nonEmpty.optional(),
+    /** Default: run_as_user's primary group, else the group of the "miwidothttp" system user (created when missing). */
     run_as_group: nonEmpty.optional(),
+    /** First of the 65536 uids given one per worker when run_as_user is unset; no account may use them. */
+    worker_uid_base: z
+      .number()
+      .int()
+      .min(1000)
+      .max(2 ** 32 - 2 - 65536)
+      .default(2_000_000_000),
     /** The worker's jail: its root directory. Static roots must lie inside. */
     chroot: z.string().startsWith('/', 'must be an absolute path').optional(),
     /** Working directory of the workers, inside the jail (needs chroot). */

@@ -108,6 +108,8 @@ export interface AccessSpec {
   readonly ignoreIp: readonly string[];
   readonly breachWindowMs: number;
   readonly maxTrackedClients: number;
+  /** Bans in force at most ([security.ddos] max_bans). */
+  readonly maxBans: number;
 }
 
 /** [security.rate_limiting]: a token bucket per client IP, held by the master. */
@@ -162,9 +164,12 @@ export interface TimeoutsSpec {
 }
 
 export interface IsolationSpec {
-  readonly runAsUser: string;
+  /** Every worker runs as this user; null: each worker runs as a uid of its own from workerUidBase (docs/security.md). */
+  readonly runAsUser: string | null;
+  /** The workers' group: the configured one, else runAsUser's, else the "miwidothttp" account's. */
   readonly runAsGroup: string | null;
-  /** Absolute host path of the jail, or null for no jail. */
+  readonly workerUidBase: number;
+  /** Absolute host path of the operator's jail, or null: workers run in an empty jail the master makes (state_dir/jail). */
   readonly chroot: string | null;
   readonly workingDir: string;
   readonly maxMemoryBytes: number | null;

@@ -8,10 +8,16 @@
  * points can be made without touching the operator's files) and read-only
  * bind mounts of exactly what the worker needs, listed here. Nothing else of
  * the host is visible: not the config file, TLS keys, /etc/shadow or /proc.
+ *
+ * A config without [process.isolation] chroot still gets a jail: an empty
+ * directory the master makes (state_dir/jail), with each static root bound
+ * in read-only at its own path, so the vhosts' roots need no translation and
+ * nothing else of the host is there.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import type { CompiledConfig } from '../config/types.js';
 
 /** Name resolution for proxy targets (getaddrinfo reads these). */
 const RESOLVER_FILES = ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/host.conf', '/etc/gai.conf'];
@@ -45,4 +51,45 @@ export function jailBinds(packageRoot: string, nodeBinary: string, dashboard = f
   if (!nodeBinary.startsWith(path.join(packageRoot, 'node_modules') + path.sep)) binds.push(nodeBinary);
   binds.push(...RESOLVER_FILES.filter((file) => existsSync(file)));
   return binds.map((source) => `${source}:${source}`);
+}
+
+/** The jail of a config without a chroot: an empty directory in state_dir. */
+export function implicitJail(config: CompiledConfig): string {
+  return path.join(config.server.stateDir, 'jail');
+}
+
+/**
+ * Makes the implicit jail (mode 0755: the workers' uids must traverse it;
+ * state_dir stays 0700, which the chroot never walks). Returns the problem,
+ * or null. It must be a directory of root's and empty: whatever lies in it
+ * would be in every worker's jail.
+ */
+export function makeImplicitJail(dir: string): string | null {
+  try {
+    mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { mode: 0o755 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      return `cannot make the workers' jail ${dir}: ${(error as NodeJS.ErrnoException).code}`;
+  }
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory() || stat.uid !== 0) return `the workers' jail ${dir} must be a directory of root's`;
+  const entries = readdirSync(dir);
+  if (entries.length > 0) return `the workers' jail ${dir} must be empty (it holds ${entries.slice(0, 3).join(', ')})`;
+  return null;
+}
+
+/** `--bind-ro` arguments for the static roots of a config without a chroot: each at its own path, those that exist. */
+export function rootBinds(config: CompiledConfig): string[] {
+  if (config.isolation.chroot !== null) return [];
+  const roots = new Set<string>();
+  for (const vhost of config.vhosts) {
+    if (vhost.hostRoot === null) continue;
+    try {
+      if (statSync(vhost.hostRoot).isDirectory()) roots.add(vhost.hostRoot);
+    } catch {
+      // Missing: served as 404 until it exists and a reload binds it.
+    }
+  }
+  return [...roots].map((root) => `${root}:${root}`);
 }

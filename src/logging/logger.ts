@@ -4,7 +4,7 @@
  * pipe the master reads, so a worker never opens a file and log rotation is
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
-import { closeSync, constants, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
@@ -26,9 +26,9 @@ export interface LogSink {
  * the one-line reason it cannot be (ENOENT under /proc, EISDIR, ELOOP for a
  * link), said now rather than as an 'error' event that would end the master.
  */
-export function probeAppend(file: string): string | null {
+export function probeAppend(file: string, mode = LOG_FILE_MODE): string | null {
   try {
-    closeSync(openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o640));
+    closeSync(openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, mode));
     return null;
   } catch (error) {
     return `cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
@@ -69,8 +69,31 @@ function stdoutIsJournal(): boolean {
   }
 }
 
+/**
+ * Log bytes queued for a destination that cannot keep up (a slow disk, a
+ * stalled pipe) past which lines are dropped rather than held: workers'
+ * output goes through here, and must not grow the master without bound.
+ */
+const MAX_QUEUED_LOG_BYTES = 64 * 1024 * 1024;
+
 /** pino writes `"time"` right after `"level"`; one replace per line removes it. */
 const TIME_FIELD = /,"time":"[^"]*"/;
+
+/**
+ * Log files are never world-readable: they hold client addresses, paths and
+ * the server's internals. Created 0640 (root and the group of whoever reads
+ * logs, e.g. adm), and an existing one open to others is narrowed to that.
+ */
+export const LOG_FILE_MODE = 0o640;
+
+export function restrictLogFile(file: string): void {
+  try {
+    const { mode } = statSync(file);
+    if ((mode & 0o137) !== 0) chmodSync(file, mode & LOG_FILE_MODE);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
 
 /** @throws Error (one line) when the log file cannot be created or opened. */
 export function createSink(logFile: string | null): LogSink {
@@ -78,8 +101,12 @@ export function createSink(logFile: string | null): LogSink {
     ensureParentDirectory(logFile);
     const problem = probeAppend(logFile);
     if (problem !== null) throw new Error(problem);
+    restrictLogFile(logFile);
   }
-  const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, sync: false });
+  const boom =
+    logFile === null
+      ? pino.destination({ fd: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES })
+      : pino.destination({ dest: logFile, sync: false, mode: LOG_FILE_MODE, maxLength: MAX_QUEUED_LOG_BYTES });
   // A write or reopen that fails later (disk full, the file gone) must not end the master: said once on stderr.
   let failing = false;
   boom.on('error', (error: NodeJS.ErrnoException) => {

@@ -11,7 +11,10 @@ import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
 import { auditCategory, auditCategoryEnabled, type AuditCategory } from '../logging/audit-categories.js';
-import { ensureParentDirectory, probeAppend } from '../logging/logger.js';
+import { ensureParentDirectory, probeAppend, restrictLogFile } from '../logging/logger.js';
+
+/** The audit log names clients and what they sent: root's alone (the main log is 0640). */
+const AUDIT_FILE_MODE = 0o600;
 
 export type { AuditCategory };
 
@@ -26,6 +29,9 @@ export interface AuditSource {
   readonly role: 'master' | 'worker';
   readonly pid: number | undefined;
   readonly generation?: number;
+  /** A worker's slot and uid: which worker said it. */
+  readonly slot?: number;
+  readonly uid?: number | null;
 }
 
 const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = {
@@ -56,10 +62,11 @@ export class AuditLog {
     }
     try {
       ensureParentDirectory(spec.logFile);
+      restrictLogFile(spec.logFile);
     } catch (error) {
       this.reportFailure(error as NodeJS.ErrnoException);
     }
-    this.destination = pino.destination({ dest: spec.logFile, sync: false });
+    this.destination = pino.destination({ dest: spec.logFile, sync: false, mode: AUDIT_FILE_MODE });
     this.destination.on('error', (error: NodeJS.ErrnoException) => this.reportFailure(error));
     this.destination.on('ready', () => (this.failed = false));
     this.logger = pino(
@@ -81,6 +88,8 @@ export class AuditLog {
       pid: source.pid,
       // The master's own events name the generation they concern in `extra` (a reload's new one).
       generation: source.generation ?? extra.generation,
+      slot: source.slot,
+      uid: source.uid ?? undefined,
     };
     this.observer?.({ time: new Date().toISOString(), fields });
     if (!auditCategoryEnabled(this.spec, category) || this.failed) return;
@@ -97,7 +106,7 @@ export class AuditLog {
     try {
       ensureParentDirectory(this.spec.logFile!);
       // Never through a link planted at the name, nor into what is not a file: said, and the old file kept.
-      const problem = probeAppend(this.spec.logFile!);
+      const problem = probeAppend(this.spec.logFile!, AUDIT_FILE_MODE);
       if (problem !== null) {
         this.mainLog.error({ key: 'security.audit.log_file', problem }, 'audit log not reopened; still writing to the one it had');
         return;

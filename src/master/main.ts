@@ -19,6 +19,7 @@ import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
+import { DEFAULT_WORKER_ACCOUNT, prepareWorkerGroup } from '../isolation/worker-uids.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
@@ -64,7 +65,15 @@ export async function runMaster(startedWith: string | null, fileConfig: Compiled
   };
 
   // What the host must offer (the sandbox helper, root, AppArmor, cgroup
-  // controllers, ...) was checked by the preflight, in `start` before this.
+  // controllers, a free worker uid range, ...) was checked by the preflight, in `start` before this.
+  const group = prepareWorkerGroup(config);
+  if (group.problem !== null) return fail(group.problem);
+  if (group.created) log.info({ user: DEFAULT_WORKER_ACCOUNT }, 'created the system user whose group workers run in');
+  if (config.isolation.runAsUser !== null)
+    log.warn(
+      { key: 'process.isolation.run_as_user', user: config.isolation.runAsUser },
+      'every worker runs as this one user: workers share a uid (and with it any other process of that user); unset run_as_user for a uid per worker',
+    );
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
@@ -158,6 +167,7 @@ export async function runMaster(startedWith: string | null, fileConfig: Compiled
     await systemd.stopping();
     await supervisor.stop();
     await cluster?.close();
+    await abuse.flush();
     cleanup();
     log.info('stopped');
     audit.flush();

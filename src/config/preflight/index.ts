@@ -12,7 +12,15 @@
  */
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
-import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
+import {
+  apparmorEnabled,
+  cgroupControllers,
+  chrootIsDirectory,
+  masterIsRoot,
+  sandboxHelperBuilt,
+  workerGroupExists,
+  workerUidRangeFree,
+} from './isolation.js';
 import { controlSocketIsOurs, logFilesWritable, pidFileIsOurs } from './server-files.js';
 import { manualCertificates, privateCertDir, privateKeyFiles, rootOwnedDnsProgram } from './tls.js';
 import { sandboxHelperAccepts, siteRootsReadable, workerMemory, workerUser } from './workers.js';
@@ -46,6 +54,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  workerUidRangeFree,
+  workerGroupExists,
   // [[vhosts]]
   siteRootsReadable,
   // [cluster]

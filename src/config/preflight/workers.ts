@@ -6,10 +6,18 @@
  * a real run, nothing created, mounted or run).
  */
 import { spawnSync } from 'node:child_process';
-import { rmSync, type Stats, statSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, type Stats, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
-import { nodeBinary, SANDBOX_HELPER, sandboxOptions } from '../../isolation/worker-command.js';
+import { implicitJail } from '../../isolation/jail.js';
+import {
+  nodeBinary,
+  SANDBOX_HELPER,
+  sandboxOptions,
+  workerIdentity as workerSandboxIdentity,
+  type WorkerSandbox,
+} from '../../isolation/worker-command.js';
+import { DEFAULT_WORKER_ACCOUNT, hasGroup } from '../../isolation/worker-uids.js';
 import { formatSize } from '../size.js';
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
@@ -18,8 +26,9 @@ import { workerIdentity, type WorkerIdentity } from './identity.js';
 /** Below this a worker (node and its heap) cannot start, or is OOM-killed serving its first requests. */
 export const MIN_WORKER_MEMORY_BYTES = 64 * 1024 ** 2;
 
-/** run_as_user and run_as_group exist and are not root. */
+/** A run_as_user (and run_as_group) that exists and is not root; without one, workerUidRangeFree and workerGroupExists speak. */
 export function workerUser(config: CompiledConfig): ConfigProblem[] {
+  if (config.isolation.runAsUser === null) return [];
   const identity = workerIdentity(config.isolation);
   if ('problem' in identity) return [{ key: identity.key, message: identity.problem }];
   if (identity.uid === 0) {
@@ -69,10 +78,12 @@ const describe = (stat: Stats): string =>
   `mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${stat.uid} gid ${stat.gid}`;
 
 /**
- * Every vhost root exists, is a directory, and the workers' user can list it
- * and reach it: search permission on each directory from the jail's root
- * down (the worker sees nothing above it), read and search on the root
- * itself. Otherwise every request for the site is a 404 or a 403 with
+ * Every vhost root exists, is a directory, and the workers can list it and
+ * reach it: read and search on the root itself, and, in an operator's jail
+ * (chroot), search on each directory from the jail's root down (a worker
+ * sees nothing above it). Without a chroot each root is bound into the
+ * workers' jail at its own path, below directories the jail makes: the root
+ * alone counts. Otherwise every request for the site is a 404 or a 403 with
  * nothing said at start.
  */
 export function siteRootsReadable(config: CompiledConfig): ConfigProblem[] {
@@ -82,7 +93,7 @@ export function siteRootsReadable(config: CompiledConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const [i, root] of roots) {
     const key = `vhosts[${i}].root`;
-    const top = config.isolation.chroot ?? '/';
+    const top = config.isolation.chroot ?? root;
     const relative = path.relative(top, root);
     if (relative.startsWith('..')) continue; // outside the jail: compile's problem
     let stat: Stats;
@@ -100,7 +111,7 @@ export function siteRootsReadable(config: CompiledConfig): ConfigProblem[] {
       continue;
     }
     if ('problem' in identity || identity.uid === 0) continue; // said by workerUser
-    const who = `the workers' user ${config.isolation.runAsUser} (uid ${identity.uid})`;
+    const who = identity.described;
     let dir = top;
     const steps = relative === '' ? [] : relative.split(path.sep);
     let blocked: string | null = null;
@@ -143,6 +154,9 @@ const OPTION_KEYS: Readonly<Record<string, string>> = {
  */
 export function sandboxHelperAccepts(config: CompiledConfig): ConfigProblem[] {
   if (process.getuid?.() !== 0) return [];
+  // What start makes before the first worker (the workers' own jail, the miwidothttp group) cannot be asked about yet.
+  if (config.isolation.chroot === null && !existsSync(implicitJail(config))) return [];
+  if (config.isolation.runAsUser === null && config.isolation.runAsGroup === null && !hasGroup(DEFAULT_WORKER_ACCOUNT)) return [];
   const parent = config.isolation.cgroupParent;
   let seccompDir: string | null = null;
   try {
@@ -152,7 +166,14 @@ export function sandboxHelperAccepts(config: CompiledConfig): ConfigProblem[] {
       seccompFile = path.join(seccompDir, 'seccomp.list');
       writeFileSync(seccompFile, `${config.isolation.allowedSyscalls.join('\n')}\n`, { mode: 0o600 });
     }
-    const options = sandboxOptions(config, parent === null ? null : `${parent}/worker-preflight`, seccompFile);
+    const sandbox: WorkerSandbox = {
+      cgroup: parent === null ? null : `${parent}/worker-preflight`,
+      seccompFile,
+      ...workerSandboxIdentity(config, config.isolation.runAsUser === null ? config.isolation.workerUidBase : null),
+      keepFds: [],
+      listenFds: [],
+    };
+    const options = sandboxOptions(config, sandbox);
     const result = spawnSync(SANDBOX_HELPER, ['--check', ...options, '--', nodeBinary()], { encoding: 'utf8', timeout: 30_000 });
     if (result.error !== undefined) return []; // not runnable: sandboxHelperBuilt says so
     if (result.status === 0) return [];
