@@ -60,7 +60,13 @@ export function workerIdentity(isolation: IsolationSpec): WorkerIdentity | { pro
     uid = Number(fields[2]);
     gid = Number(fields[3]);
     const listed = command('id', ['-G', '--', user]);
-    groups = listed === null ? [] : listed.split(/\s+/).filter((text) => NUMERIC.test(text)).map(Number);
+    groups =
+      listed === null
+        ? []
+        : listed
+            .split(/\s+/)
+            .filter((text) => NUMERIC.test(text))
+            .map(Number);
   }
   if (isolation.runAsGroup !== null) {
     gid = groupId(isolation.runAsGroup);
