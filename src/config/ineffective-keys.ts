@@ -191,8 +191,14 @@ function at(document: unknown, dotted: string): unknown {
   return value;
 }
 
-/** Every key of `document` that differs from its default while its feature is off. */
+/**
+ * Every key of `document` that differs from its default while its feature is
+ * off. Not for a cluster node: its own file holds node-local settings (a
+ * cert_dir, credentials) that the shared configuration it runs may turn on
+ * at any push (docs/cluster.md).
+ */
 export function ineffectiveKeys(document: unknown, raw: RawConfig): ConfigProblem[] {
+  if (raw.cluster?.enabled) return [];
   const problems: ConfigProblem[] = [];
   for (const rule of RULES) {
     if (!rule.idle(raw) || (rule.switch !== undefined && at(document, rule.switch) !== undefined)) continue;
