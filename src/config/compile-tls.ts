@@ -143,13 +143,18 @@ function compileIssuance(
   if (preferred.includes('http-01') && challenges.http_01_path.replace(/\/+$/, '') !== ACME_HTTP01_PATH) {
     problems.push({ key: 'ssl.challenges.http_01_path', message: `must be ${ACME_HTTP01_PATH}: the CA asks there (RFC 8555 §8.3)` });
   }
-  if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
+  // Unset: the listener that answers them. Set: it must be that listener's port.
+  if (preferred.includes('http-01') && challenges.http_01_port !== undefined && challenges.http_01_port !== raw.server.http_port) {
     problems.push({
       key: 'ssl.challenges.http_01_port',
       message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener`,
     });
   }
-  if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== raw.server.https_port) {
+  if (
+    preferred.includes('tls-alpn-01') &&
+    challenges.tls_alpn_01_port !== undefined &&
+    challenges.tls_alpn_01_port !== raw.server.https_port
+  ) {
     problems.push({
       key: 'ssl.challenges.tls_alpn_01_port',
       message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener`,

@@ -1,3 +1,4 @@
+// Over 400 lines: one pass from the validated config to the compiled one, section by section; the checks that only refuse live in compile-checks.ts.
 /**
  * Validated raw config -> CompiledConfig: units into names, sizes into
  * numbers, CIDRs and regexes checked, aliases reconciled, listeners derived.
@@ -13,7 +14,10 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
 import { compileVhosts } from './compile-sites.js';
+import { NAMED_PROXIES, namedProxy } from '../net/named-proxies.js';
+import { antiSmuggling, duplicateDomains } from './compile-checks.js';
 import { compileTls } from './compile-tls.js';
+import { formatSize, parseSize } from './size.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
@@ -31,14 +35,17 @@ import type {
   VhostSpec,
 } from './types.js';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+/**
+ * connection_burst_per_ip's floor: a burst no browser with tabs (about six
+ * connections per host each, and prefetches) nor a benchmark's pool trips.
+ * Above 50 because `wrk -c50` opens 51: one probe connection first.
+ */
+const DEFAULT_MIN_CONNECTION_BURST = 64;
+/** ignore_ip's names, resolved by the master (abuse/index.ts). */
+const BAN_EXEMPT_NAMES: ReadonlySet<string> = new Set(['loopback', 'self']);
 
-export function parseSize(value: number | string): number {
-  if (typeof value === 'number') return value;
-  const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
-  if (!match) throw new Error(`not a size: ${value}`);
-  return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
-}
+/** More memory than any one machine has (1024T): a max_memory past it is a typo, and past 2^53 not even a number. */
+const MAX_MEMORY_BYTES = 1024 ** 5;
 
 /** Where worker cgroups go outside systemd. */
 const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
@@ -176,6 +183,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   // Relative paths in the config are relative to where the command runs.
   const resolvePath = (file: string): string => path.resolve(host.cwd, file);
   unimplemented(raw, problems);
+  antiSmuggling(raw, problems);
 
   if (isIP(raw.server.bind_address) === 0) {
     problems.push({ key: 'server.bind_address', message: 'must be an IPv4 or IPv6 address' });
@@ -200,10 +208,20 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
     ['security.ddos.whitelist', raw.security.ddos.whitelist],
     ['security.ddos.blacklist', raw.security.ddos.blacklist],
+    ['security.ddos.ignore_ip', raw.security.ddos.ignore_ip],
   ];
   for (const [key, list] of cidrLists) {
+    const names =
+      key === 'security.forwarded.trusted_proxies'
+        ? ` or ${Object.keys(NAMED_PROXIES).join(', ')}`
+        : key === 'security.ddos.ignore_ip'
+          ? ` or ${[...BAN_EXEMPT_NAMES].join(', ')}`
+          : '';
     list.forEach((entry, i) => {
-      if (!isValidCidr(entry)) problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR: ${JSON.stringify(entry)}` });
+      if (key === 'security.forwarded.trusted_proxies' && namedProxy(entry) !== null) return;
+      if (key === 'security.ddos.ignore_ip' && BAN_EXEMPT_NAMES.has(entry)) return;
+      if (!isValidCidr(entry))
+        problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR${names}: ${JSON.stringify(entry)}` });
     });
   }
   raw.security.ids.rules.forEach((rule, i) => {
@@ -246,6 +264,12 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
 
   const iso = raw.process.isolation;
+  if (parseSize(iso.max_memory) > MAX_MEMORY_BYTES) {
+    problems.push({
+      key: 'process.isolation.max_memory',
+      message: `${iso.max_memory} is more than any machine has (at most ${formatSize(MAX_MEMORY_BYTES)})`,
+    });
+  }
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
@@ -262,6 +286,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
   const vhosts = compileVhosts(raw, resolvePath, problems, { backend: compileBackend, headers: compileResponseHeaders });
+  duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
   if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
@@ -304,7 +329,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       maxConnections: l.max_connections,
       maxConnectionsPerIp: perIp,
       connectionRatePerIp: t.connection_rate_per_ip,
-      maxRequestsPerConnection: raw.security.anti_smuggling.max_request_per_connection,
+      connectionBurstPerIp: t.connection_burst_per_ip ?? Math.max(2 * t.connection_rate_per_ip, DEFAULT_MIN_CONNECTION_BURST),
+      // force_connection_close: one request per connection.
+      maxRequestsPerConnection: raw.security.anti_smuggling.force_connection_close
+        ? 1
+        : raw.security.anti_smuggling.max_request_per_connection,
       maxChunkBytes: raw.security.anti_smuggling.max_chunk_size,
       maxConcurrentStreams: l.max_concurrent_streams,
     },
@@ -327,7 +356,10 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     forwarded: {
       trustProxy: raw.security.forwarded.trust_proxy,
-      trustedProxies: raw.security.forwarded.trusted_proxies,
+      trustedProxies: raw.security.forwarded.trusted_proxies.flatMap((entry) => namedProxy(entry)?.ranges ?? [entry]),
+      namedProxyHeaders: [...new Set(raw.security.forwarded.trusted_proxies.map(namedProxy))].flatMap((named) =>
+        named === null ? [] : [{ header: named.clientIpHeader, from: named.ranges }],
+      ),
       trustedHops: raw.security.forwarded.trusted_hops,
       clientIpHeaders: raw.security.forwarded.client_ip_headers,
       rejectPrivateIp: raw.security.forwarded.reject_private_ip,
@@ -338,6 +370,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       blacklist: raw.security.ddos.blacklist,
       banSeconds: raw.security.ddos.ban_seconds,
       banAfterBreaches: raw.security.ddos.ban_after_breaches,
+      ignoreIp: raw.security.ddos.ignore_ip,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
       maxBans: raw.security.ddos.max_bans,
@@ -359,7 +392,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       workerUidBase: iso.worker_uid_base,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
-      maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
+      maxMemoryBytes: iso.enable_cgroups ? Math.min(parseSize(iso.max_memory), MAX_MEMORY_BYTES) : null,
       maxCpuPercent: iso.enable_cgroups ? (iso.max_cpu_percent ?? null) : null,
       maxOpenFiles: iso.max_open_files,
       maxPids: iso.enable_cgroups ? iso.max_pids : null,

@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import { compile } from './compile.js';
 import { BUILTIN_SOURCE, BUNDLED_SITE, interpolate, readConfigFile } from './file.js';
+import { ineffectiveKeys } from './ineffective-keys.js';
 import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
 import { preflight, type PreflightPurpose } from './preflight/index.js';
@@ -26,10 +27,20 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   purpose: PreflightPurpose | false = 'check',
 ): LoadResult {
-  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
-  const read = readConfigFile(file, env);
-  if (!read.ok) return read;
-  return validate(read.document, file, read.lines, purpose, read.problems);
+  try {
+    if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
+    // A reload runs in the master: ${VAR} comes from its environment, and the problem says so.
+    const read = readConfigFile(file, env, purpose === 'reload' ? 'master' : 'shell');
+    if (!read.ok) return read;
+    return validate(read.document, file, read.lines, purpose, read.problems);
+  } catch (error) {
+    // Nothing in a file may take the load path down (a nesting deep enough to
+    // exhaust the stack, say): it is one more problem of that file.
+    return {
+      ok: false,
+      errors: [`${file ?? BUILTIN_SOURCE}: cannot be loaded: ${String((error as Error).message ?? error).split('\n')[0]}`],
+    };
+  }
 }
 
 /**
@@ -65,8 +76,11 @@ function validate(
     return { ok: false, errors: formatProblems(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
   }
   const { config, problems } = compile(result.data, source, probeHost());
+  problems.push(...ineffectiveKeys(input, result.data));
   // Run even when compile refused the config: every problem of one run is reported together.
-  const hostProblems = purpose === false ? [] : preflight(config, purpose);
+  // A key compile already refused is not judged again against the host (it saw a placeholder value).
+  const refused = new Set(problems.map((problem) => problem.key));
+  const hostProblems = purpose === false ? [] : preflight(config, purpose).filter((problem) => !refused.has(problem.key));
   const all = [...earlier, ...problems, ...hostProblems];
   if (all.length > 0) return { ok: false, errors: formatProblems(source, all, lines) };
   return { ok: true, config };

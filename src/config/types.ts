@@ -161,6 +161,8 @@ export interface AccessSpec {
   readonly banSeconds: number;
   /** Breaches within breachWindowMs that ban a client; 0: limits never ban. */
   readonly banAfterBreaches: number;
+  /** Never banned (ignore_ip): CIDRs, and the names "loopback" and "self" (resolved by the master). */
+  readonly ignoreIp: readonly string[];
   readonly breachWindowMs: number;
   readonly maxTrackedClients: number;
   /** Bans in force at most ([security.ddos] max_bans). */
@@ -200,6 +202,8 @@ export interface LimitsSpec {
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
   readonly connectionRatePerIp: number;
+  /** New connections one client may open at once (the bucket's size; connectionRatePerIp refills it). */
+  readonly connectionBurstPerIp: number;
   readonly maxRequestsPerConnection: number;
   readonly maxChunkBytes: number;
   /** HTTP/2 streams open at once on one connection; the header list size is derived from maxHeaderBytes (worker/http2.ts). */
@@ -249,9 +253,12 @@ export interface ProxyProtocolSpec {
 
 export interface ForwardedSpec {
   readonly trustProxy: boolean;
+  /** CIDRs; a named proxy ("cloudflare") is expanded to its ranges. */
   readonly trustedProxies: readonly string[];
   readonly trustedHops: number;
   readonly clientIpHeaders: readonly string[];
+  /** The header each named proxy sets for the client, believed only from its own ranges, before clientIpHeaders. */
+  readonly namedProxyHeaders: readonly { readonly header: string; readonly from: readonly string[] }[];
   readonly rejectPrivateIp: boolean;
   readonly requireProxyHeaders: boolean;
 }
@@ -267,7 +274,7 @@ export interface AuditSpec {
   readonly logAdminActions: boolean;
   /** Logins to the dashboard, failed and successful (events named auth.*). */
   readonly logAuthentication: boolean;
-  /** Refusals by a site's access lists (request.access_denied). */
+  /** Clients refused for who they are: blacklisted, banned, or by a site's access lists (logging/audit-categories.ts). */
   readonly logAuthorization: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];

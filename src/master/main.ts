@@ -5,6 +5,7 @@
  */
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
+import { BUILTIN_SOURCE } from '../config/file.js';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
@@ -36,8 +37,10 @@ export const EXIT_START_FAILED = 1;
  * Run until stopped. Resolves with the process exit code; errors that stop
  * the start are logged as one line and give EXIT_START_FAILED.
  */
-export async function runMaster(configPath: string | null, fileConfig: CompiledConfig): Promise<number> {
+export async function runMaster(startedWith: string | null, fileConfig: CompiledConfig): Promise<number> {
   let config = fileConfig;
+  /** The file reloads read: the one `start` was given, or the one a successful `reload -c FILE` named since (as `caddy reload --config`). */
+  let configPath = startedWith;
   // Sockets systemd passed are ours to keep; any other descriptor inherited without close-on-exec goes.
   const activation = activationSockets();
   const inherited = closeInheritedFds(new Set(activation));
@@ -45,8 +48,9 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
   try {
     sink = createSink(config.server.logFile);
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     process.stderr.write(
-      `miwidothttp: server.log_file: cannot create ${config.server.logFile}: ${(error as NodeJS.ErrnoException).code ?? error}\n`,
+      `miwidothttp: server.log_file: ${code === undefined ? (error as Error).message : `cannot create ${config.server.logFile}: ${code}`}\n`,
     );
     return EXIT_START_FAILED;
   }
@@ -174,9 +178,22 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     stopped(EXIT_OK);
   };
 
-  const reload = async (trigger: string): Promise<ReloadOutcome> => {
+  const reload = async (trigger: string, file: string = configPath ?? BUILTIN_SOURCE): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(configPath, process.env, 'reload'));
+    const path = file === BUILTIN_SOURCE ? null : file;
+    let outcome: ReloadOutcome;
+    try {
+      if (cluster !== null && path !== configPath)
+        outcome = { ok: false, reason: `a cluster node reloads its own file ${configPath}; push ${file} to the cluster instead` };
+      else outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(path, process.env, 'reload'));
+    } catch (error) {
+      // Whatever went wrong, the reload is refused like any other: audited, and systemd told READY=1 again.
+      outcome = { ok: false, reason: `reload failed: ${String((error as Error).message ?? error).split('\n')[0]}` };
+    }
+    if (outcome.ok && path !== configPath) {
+      log.info({ from: configPath ?? BUILTIN_SOURCE, to: file }, 'reloads read the named file from now on');
+      configPath = path;
+    }
     cluster?.reloaded(trigger, outcome);
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
@@ -231,10 +248,11 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     });
   }
   process.on('SIGUSR1', () => {
-    sink.reopen();
+    const problem = sink.reopen();
+    if (problem !== null) log.error({ key: 'server.log_file', problem }, 'log file not reopened; still writing to the one it had');
     audit.reopen();
     accessLog.reopen();
-    log.info('log files reopened');
+    if (problem === null) log.info('log files reopened');
   });
   // A broken stdout pipe must not kill the master and orphan its workers' requests.
   process.stdout.on('error', () => undefined);

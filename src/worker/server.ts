@@ -115,7 +115,9 @@ export class WorkerServer {
     const server = http.createServer(httpOptions, handler);
     // Over TLS, the TLS front hands the HTTP/1 server each finished handshake as a connection.
     server.on('connection', (socket: Socket) => void this.connections.track(socket, spec.protocol));
-    server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+    // max_request_per_connection is counted in serve(), not by Node's
+    // maxRequestsPerSocket: Node answers the requests past it 503 and keeps
+    // reading, where RFC 9112 §9.6 says none after `Connection: close` is processed.
     // One above the limit: Node 20 dropped headers past maxHeadersCount
     // without a word (header-limits.ts then sees one too many); Node 24
     // raises a header overflow (answered as a parse error). Either way the
@@ -147,6 +149,14 @@ export class WorkerServer {
     const stream = http2Stream(req);
     // Held here: by the time the response closes, req.socket may already be detached (null).
     const state = stream === null ? this.connections.get(req.socket) : this.http2.stateOf(stream);
+    if (stream === null && state !== undefined) {
+      state.requests += 1;
+      // RFC 9112 §9.6: the response to the last request allowed says
+      // Connection: close; a request pipelined behind it is not processed
+      // (it gets no answer: the connection closes once that response is out).
+      if (state.requests > this.config.limits.maxRequestsPerConnection) return;
+      if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
+    }
     if (state) this.connections.requestStarted(state);
     if (stream !== null) this.http2.watchStream(stream, state);
     else if (this.draining) res.shouldKeepAlive = false;

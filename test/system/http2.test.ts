@@ -139,7 +139,7 @@ root = "${server.dir}"`,
     const answer = curl(['--http2', '--resolve', `site.test:${port}:127.0.0.1`, `https://site.test:${port}/`]);
     assert.equal(answer.version, '2');
     assert.equal(answer.status, 200);
-    assert.match(answer.head, /^strict-transport-security: max-age=31536000; includeSubDomains; preload$/m);
+    assert.match(answer.head, /^strict-transport-security: max-age=31536000; includeSubDomains$/m);
     assert.match(answer.head, /^x-frame-options: DENY$/m);
     assert.match(answer.head, /^x-content-type-options: nosniff$/m);
     assert.match(answer.head, /^content-security-policy: /m);

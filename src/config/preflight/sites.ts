@@ -1,7 +1,8 @@
 /**
  * Preflight checks of the sites: what the host must hold for every vhost
  * and route to serve (a root that is a directory, an htpasswd file the
- * master can read, with bcrypt lines only), and names claimed twice.
+ * master can read, with bcrypt lines only). (Names claimed twice are
+ * refused by compile: see compile-checks.ts.)
  */
 import { statSync } from 'node:fs';
 import { htpasswdFiles, readHtpasswd } from '../htpasswd.js';
@@ -51,19 +52,4 @@ function keyOfHtpasswd(config: CompiledConfig, file: string): string {
     if (j !== -1) return `vhosts[${i}].routes[${j}].auth.htpasswd`;
   }
   return 'auth.htpasswd';
-}
-
-/** A domain two vhosts claim: the second would never be chosen. */
-export function duplicateDomains(config: CompiledConfig): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  const claimed = new Map<string, number>();
-  config.vhosts.forEach((vhost, i) => {
-    for (const domain of vhost.domains) {
-      const first = claimed.get(domain);
-      if (first !== undefined && first !== i) {
-        problems.push({ key: `vhosts[${i}].domains`, message: `${domain} is claimed by vhosts[${first}] already` });
-      } else claimed.set(domain, i);
-    }
-  });
-  return problems;
 }

@@ -21,6 +21,7 @@ import type { BackendSpec } from '../../config/types.js';
 import { ERRORS, sendError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { hasBodyWithoutLength } from '../http2-request.js';
+import { ADDRESS_HEADERS, forwardingHeaders } from './forwarding.js';
 import { HOP_BY_HOP_HEADERS, connectionListedHeaders, endToEndResponseHeaders } from './hop-by-hop.js';
 import type { RequestContext, RequestHandler } from './types.js';
 import { UpstreamBalancer, UpstreamPeer } from './upstreams.js';
@@ -40,21 +41,12 @@ const UPSTREAM_KEEP_ALIVE_MAX_TIMEOUT_MS = 60_000;
 
 /**
  * Request fields the proxy sets itself, so any copy the client sent is
- * dropped: framing (Content-Length is re-derived, RFC 9112 §6.3), the
- * client-address headers (a client must not be able to choose what the
- * upstream believes its address is), Host (set per target) and Expect (the
- * Node server has already answered 100 Continue on this hop, and undici
- * refuses to send it).
+ * dropped: framing (Content-Length is re-derived, RFC 9112 §6.3), Host (set
+ * per target) and Expect (the Node server has already answered 100 Continue
+ * on this hop, and undici refuses to send it). The client-address headers
+ * are forwarding.ts's.
  */
-const PROXY_OWNED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
-  'host',
-  'content-length',
-  'expect',
-  'x-real-ip',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
+const PROXY_OWNED_REQUEST_HEADERS: ReadonlySet<string> = new Set(['host', 'content-length', 'expect', ...ADDRESS_HEADERS]);
 
 /**
  * Methods retried on another target after a connect error, a reset before
@@ -325,19 +317,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       this.#hasBody = true;
     }
 
-    // A field the client named in Connection was meant for this hop only,
-    // so an X-Forwarded-For listed there is not appended to.
-    const priorForwardedFor = listed?.has('x-forwarded-for') ? undefined : incoming['x-forwarded-for'];
-    out.push(
-      'x-real-ip',
-      ctx.clientIp,
-      'x-forwarded-for',
-      priorForwardedFor === undefined || priorForwardedFor === '' ? ctx.clientIp : `${priorForwardedFor}, ${ctx.clientIp}`,
-      'x-forwarded-proto',
-      ctx.protocol,
-    );
-    const clientHost = incoming.host;
-    if (clientHost !== undefined && clientHost !== '') out.push('x-forwarded-host', clientHost);
+    out.push(...forwardingHeaders(incoming, ctx, listed));
     this.#headers = out;
   }
 

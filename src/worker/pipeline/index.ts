@@ -16,6 +16,7 @@ import type { MasterPort } from '../master-link.js';
 import type { IdsMatch } from '../ids/index.js';
 import type { WorkerMetrics } from '../metrics.js';
 import type { AcmeChallenges } from '../acme-challenges.js';
+import { http2Stream } from '../http2-request.js';
 import { accessStage } from './access.js';
 import { acmeChallengeStage } from './acme-challenge.js';
 import { httpsRedirectStage } from './https-redirect.js';
@@ -130,8 +131,10 @@ export function createPipeline(
     bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)
     ...(ids === null ? [] : [ids.stage]), // 403 (IDS: path, query, headers)
-    ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
     route, //                               Host -> vhost (421 when nothing matches), path -> route (400, 301)
+    // After routing: a Host no vhost claims gets 421, never a redirect to it; before the
+    // route's own checks: credentials are never asked for over plain HTTP when HTTPS is enforced.
+    ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
     siteAccessStage(), //                   403 (the route's or vhost's allow/deny lists)
     basicAuthStage(link), //                401 (Basic authentication), 503 (too many checks waiting)
   ];
@@ -152,8 +155,7 @@ export function createPipeline(
         if (waiting === 'answered') return;
         if (waiting !== undefined) {
           // The client may have gone while the stage waited: then there is no one to answer.
-          // (An HTTP/2 response's socket is undefined once its stream closed, and a view of the stream until then.)
-          const gone = (): boolean => exchange.res.socket == null || exchange.res.socket.destroyed;
+          const gone = (): boolean => clientGone(exchange);
           waiting.then(
             () => gone() || runStages(exchange, i + 1),
             (error: unknown) => gone() || reject(exchange, error),
@@ -198,4 +200,16 @@ export function createPipeline(
     },
     stageNames: selected.map((stage) => stage.name),
   };
+}
+
+/**
+ * The client of this exchange has gone. Over HTTP/1 that is the connection
+ * closing: a pipelined request's response has no socket at all until the
+ * responses before it are done (RFC 9112 §9.3.2: answered in order), which
+ * is not a client gone. An HTTP/2 response's socket is a view of its stream,
+ * undefined once the stream closed.
+ */
+function clientGone({ req, res }: Exchange): boolean {
+  if (http2Stream(req) === null) return req.socket.destroyed;
+  return res.socket == null || res.socket.destroyed;
 }
