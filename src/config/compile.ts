@@ -17,7 +17,9 @@ import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileDashboard } from './dashboard.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, DashboardSpec, HeaderPolicy, ListenerSpec, TlsSpec, VhostSpec } from './types.js';
+import { type BackendContext, compileProxyBackend } from './compile-backend.js';
+import { compileListeners } from './listen.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, VhostSpec } from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -56,7 +58,7 @@ function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: 
   return valueA ?? valueB ?? fallback;
 }
 
-function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[]): BackendSpec {
+function compileBackend(vhost: RawVhost, key: string, context: BackendContext, problems: ConfigProblem[]): BackendSpec {
   const backend = vhost.backend;
   if (!backend || backend.type === 'static') {
     if (vhost.root === undefined) problems.push({ key: `${key}.root`, message: 'required for a static vhost (or set backend.type)' });
@@ -65,35 +67,35 @@ function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[])
   if (backend.type === 'redirect') {
     return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
   }
-  if ((backend.target === undefined) === (backend.targets === undefined)) {
-    problems.push({ key: `${key}.backend.target`, message: 'set exactly one of target and targets' });
-  }
-  const targets = backend.targets ?? (backend.target !== undefined ? [{ url: backend.target, weight: 1 }] : []);
-  targets.forEach((target, i) => {
-    const url = new URL(target.url);
-    if (url.search || url.hash || url.username || url.password) {
-      problems.push({ key: `${key}.backend.targets[${i}].url`, message: 'must not carry a query, fragment or credentials' });
-    }
+  return compileProxyBackend(backend, `${key}.backend`, context, problems);
+}
+
+/**
+ * A name claimed by two vhosts: the first would always win and the second
+ * never serve it (router.ts), which is a mistake, not a configuration.
+ */
+function duplicateDomains(vhosts: readonly VhostSpec[], problems: ConfigProblem[]): void {
+  const owner = new Map<string, number>();
+  vhosts.forEach((vhost, i) => {
+    vhost.domains.forEach((domain, j) => {
+      const first = owner.get(domain);
+      if (first === undefined) owner.set(domain, i);
+      else
+        problems.push({
+          key: `vhosts[${i}].domains[${j}]`,
+          message: `${JSON.stringify(domain)} is already a domain of vhosts[${first}]${first === i ? '' : ', which would always answer for it'}`,
+        });
+    });
   });
-  return {
-    type: 'proxy',
-    targets,
-    loadBalancing: backend.load_balancing,
-    connectTimeoutMs: backend.connect_timeout * 1000,
-    upstreamTimeoutMs: backend.timeout * 1000,
-    maxFails: backend.max_fails,
-    failTimeoutMs: backend.fail_timeout * 1000,
-    preserveHost: backend.preserve_host,
-    keepAlive: backend.keepalive,
-  };
 }
 
 function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, problems: ConfigProblem[]): VhostSpec[] {
-  return raw.vhosts.map((vhost, i) => {
+  const chroot = raw.process.isolation.chroot;
+  const context: BackendContext = { resolvePath, chroot: chroot === undefined ? null : resolvePath(chroot) };
+  const vhosts = raw.vhosts.map((vhost, i) => {
     const key = `vhosts[${i}]`;
     const hostRoot = vhost.root === undefined ? null : resolvePath(vhost.root);
     let root = hostRoot;
-    const chroot = raw.process.isolation.chroot;
     if (hostRoot !== null && chroot !== undefined) {
       // The worker sees the jail as "/": serve the same directory by its path inside.
       const jail = resolvePath(chroot);
@@ -108,10 +110,12 @@ function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, pr
       hostRoot,
       indexFiles: vhost.index_files,
       directoryListing: vhost.directory_listing,
-      backend: compileBackend(vhost, key, problems),
+      backend: compileBackend(vhost, key, context, problems),
       responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
     };
   });
+  duplicateDomains(vhosts, problems);
+  return vhosts;
 }
 
 type RawHeaders = RawConfig['security']['headers'];
@@ -172,27 +176,6 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
   };
 }
 
-function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
-  const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
-  const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
-  if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
-  const metrics = raw.server.metrics;
-  if (metrics.enabled) {
-    listeners.push({
-      id: `metrics ${metrics.bind_address}:${metrics.port}`,
-      purpose: 'metrics',
-      protocol: 'http',
-      address: metrics.bind_address,
-      port: metrics.port,
-    });
-  }
-  if (dashboard !== null) {
-    const { address, port } = dashboard;
-    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
-  }
-  return listeners;
-}
-
 /**
  * The compiled config, and the problems that refuse it (none: it may be
  * used). The config is built either way, so that the preflight can report
@@ -210,9 +193,6 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   const metrics = raw.server.metrics;
   if (metrics.enabled && isIP(metrics.bind_address) === 0) {
     problems.push({ key: 'server.metrics.bind_address', message: 'must be an IPv4 or IPv6 address' });
-  }
-  if (metrics.enabled && metrics.port === raw.server.http_port) {
-    problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
   }
   const dashboard = compileDashboard(raw);
   problems.push(...dashboard.problems);
@@ -300,7 +280,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
       dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls, dashboard.spec),
+    listeners: compileListeners(raw, tls, dashboard.spec, problems),
     tls,
     issuance,
     limits: {

@@ -1,7 +1,8 @@
 /**
  * The one load path for `start`, `reload` and `check`:
- * read -> parse TOML -> interpolate ${VAR} (file.ts) -> validate (schema) -> compile
- * (pure) -> freeze -> preflight (the host: preflight/).
+ * read -> parse TOML -> interpolate ${VAR} (file.ts) -> included vhosts
+ * (include.ts) -> validate (schema) -> compile (pure) -> freeze -> preflight
+ * (the host: preflight/) -> upstream TLS files read (upstream-tls.ts).
  * Every problem becomes one line `FILE: key.path: what is wrong (line N)`.
  */
 import type { z } from 'zod';
@@ -10,8 +11,10 @@ import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
 import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
 import { preflight, type PreflightPurpose } from './preflight/index.js';
-import { formatProblems, type ConfigProblem } from './problem.js';
+import { type Expanded, expandIncludes, formatWithIncludes } from './include.js';
+import type { ConfigProblem } from './problem.js';
 import { configSchema } from './schema.js';
+import { withUpstreamTls } from './upstream-tls.js';
 import type { CompiledConfig } from './types.js';
 
 export type LoadResult = { ok: true; config: CompiledConfig } | { ok: false; errors: string[] };
@@ -26,11 +29,15 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   purpose: PreflightPurpose | false = 'check',
 ): LoadResult {
-  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose);
+  if (file === null) return validate(builtinDefault(), BUILTIN_SOURCE, new Map(), purpose, NOTHING_INCLUDED);
   const read = readConfigFile(file, env);
   if (!read.ok) return read;
-  return validate(read.document, file, read.lines, purpose, read.problems);
+  const expanded = expandIncludes(file, read.document, env);
+  if (expanded.errors.length > 0) return { ok: false, errors: [...expanded.errors] };
+  return validate(expanded.document, file, read.lines, purpose, expanded, read.problems);
 }
+
+const NOTHING_INCLUDED: Expanded = { document: null, included: [], errors: [], problems: [] };
 
 function builtinDefault(): unknown {
   // Sandboxed like any other config: the bundled site is the workers' jail.
@@ -42,18 +49,24 @@ function validate(
   source: string,
   lines: Map<string, number>,
   purpose: PreflightPurpose | false,
+  expanded: Expanded,
   earlier: ConfigProblem[] = [],
 ): LoadResult {
+  const format = (problems: ConfigProblem[]): string[] => formatWithIncludes(source, lines, expanded, problems);
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    return { ok: false, errors: formatProblems(source, [...earlier, ...zodProblems(result.error.issues)], lines) };
+    return { ok: false, errors: format([...earlier, ...zodProblems(result.error.issues)]) };
   }
   const { config, problems } = compile(result.data, source, probeHost());
   // Run even when compile refused the config: every problem of one run is reported together.
   const hostProblems = purpose === false ? [] : preflight(config, purpose);
   const all = [...earlier, ...problems, ...hostProblems];
-  if (all.length > 0) return { ok: false, errors: formatProblems(source, all, lines) };
-  return { ok: true, config };
+  if (all.length > 0 || expanded.problems.length > 0) return { ok: false, errors: format(all) };
+  if (purpose === false) return { ok: true, config };
+  // The files workers need the contents of (they never open root's files): read last, once the config is sound.
+  const withTls = withUpstreamTls(config);
+  if (!withTls.ok) return { ok: false, errors: format(withTls.problems) };
+  return { ok: true, config: withTls.config };
 }
 
 function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly PropertyKey[] = []): ConfigProblem[] {

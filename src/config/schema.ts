@@ -28,11 +28,20 @@ const sizeString = z.union([
 const cidr = z.string().min(1).max(64);
 const nonEmpty = z.string().min(1);
 
+/** "127.0.0.1:8080" or "[::1]:8080": checked precisely in listen.ts. */
+const listenAddress = z.string().min(1).max(64);
+
 const server = z
   .strictObject({
     bind_address: nonEmpty.default('127.0.0.1'),
     http_port: port.default(8080),
     https_port: port.default(8443),
+    /** Where plain HTTP is served: "address:port" entries; when present, replaces bind_address + http_port. */
+    listen: z.array(listenAddress).min(1).max(64).optional(),
+    /** Where HTTPS is served ([ssl] required): when present, replaces bind_address + https_port. */
+    listen_tls: z.array(listenAddress).min(1).max(64).optional(),
+    /** Files of [[vhosts]] tables (globs), relative to this file; read by include.ts before validation. */
+    include: z.array(nonEmpty).max(64).optional(),
     workers: z.number().int().min(0).max(256).default(0),
     pid_file: nonEmpty.default('/run/miwidothttp.pid'),
     /** Unix socket the CLI talks to; default: pid_file with ".sock" for ".pid". */
@@ -373,27 +382,70 @@ const isolation = z
   })
   .prefault({});
 
-const proxyTarget = z.strictObject({ url: z.url({ protocol: /^https?$/ }), weight: count(1000).default(1) });
+/** "http://...", "https://..." or "unix:/absolute/path.sock"; checked precisely in compile-backend.ts. */
+const upstreamUrl = z
+  .string()
+  .max(2048)
+  .refine((value) => /^https?:\/\//i.test(value) || value.startsWith('unix:/'), 'expected an http://, https:// or unix:/path target');
+
+const proxyTarget = z.strictObject({ url: upstreamUrl, weight: count(1000).default(1) });
+
+/**
+ * Active health checks: a GET of `path` on every target each `interval`
+ * seconds; `fails` failures in a row take a target out, `passes` successes
+ * in a row bring it back (nginx Plus health_check, HAProxy check).
+ */
+const healthCheck = z.strictObject({
+  path: z
+    .string()
+    .regex(/^\/[^\s#]*$/, 'an absolute path such as "/healthz"')
+    .default('/'),
+  interval: seconds.default(5),
+  timeout: seconds.default(2),
+  fails: count(1000).default(3),
+  passes: count(1000).default(2),
+});
+
+/**
+ * A proxy backend: [vhosts.backend] and [vhosts.routes.backend] alike. The
+ * upstream options (TLS, HTTP/2, health checks, WebSocket) belong to it, so
+ * every place that proxies has them.
+ */
+const proxyBackend = z.strictObject({
+  type: z.literal('proxy'),
+  target: upstreamUrl.optional(),
+  targets: z.array(proxyTarget).min(1).max(256).optional(),
+  load_balancing: z.enum(['round_robin', 'least_connections']).default('round_robin'),
+  /** Seconds to establish the upstream connection. */
+  connect_timeout: seconds.default(5),
+  /** Seconds to wait for the upstream's response headers, and between body chunks: 504 after. */
+  timeout: seconds.default(60),
+  /** Failures within fail_timeout that take a target out for fail_timeout (nginx max_fails). */
+  max_fails: z.number().int().min(0).max(1000).default(1),
+  fail_timeout: seconds.default(10),
+  /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
+  preserve_host: z.boolean().default(true),
+  /** Reuse upstream connections (closed after 4 s idle); false: one connection per request. */
+  keepalive: z.boolean().default(true),
+  /** Proxy WebSocket upgrades (RFC 6455, RFC 8441); false: an upgrade is refused with 403. */
+  websocket: z.boolean().default(true),
+  /** "h2": HTTP/2 to the upstream (h2c for http:// and unix: targets, ALPN over TLS), with trailers: gRPC. */
+  protocol: z.enum(['http/1.1', 'h2']).default('http/1.1'),
+  /** https:// targets: the CAs that sign the upstream's certificate (PEM); default: the system's. */
+  ca_file: nonEmpty.optional(),
+  /** https:// targets: a client certificate (PEM) and its key, for upstreams that require one (mTLS). */
+  client_cert_file: nonEmpty.optional(),
+  client_key_file: nonEmpty.optional(),
+  /** https:// targets: the SNI name and the name the certificate must carry; default: the target's host. */
+  server_name: nonEmpty.optional(),
+  /** https:// targets: verify the upstream's certificate. false accepts any certificate: see docs/proxy.md. */
+  verify: z.boolean().default(true),
+  health_check: healthCheck.optional(),
+});
 
 const backend = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('static') }),
-  z.strictObject({
-    type: z.literal('proxy'),
-    target: z.url({ protocol: /^https?$/ }).optional(),
-    targets: z.array(proxyTarget).min(1).optional(),
-    load_balancing: z.enum(['round_robin', 'least_connections']).default('round_robin'),
-    /** Seconds to establish the upstream connection. */
-    connect_timeout: seconds.default(5),
-    /** Seconds to wait for the upstream's response headers, and between body chunks: 504 after. */
-    timeout: seconds.default(60),
-    /** Failures within fail_timeout that take a target out for fail_timeout (nginx max_fails). */
-    max_fails: z.number().int().min(0).max(1000).default(1),
-    fail_timeout: seconds.default(10),
-    /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
-    preserve_host: z.boolean().default(true),
-    /** Reuse upstream connections (closed after 4 s idle); false: one connection per request. */
-    keepalive: z.boolean().default(true),
-  }),
+  proxyBackend,
   z.strictObject({
     type: z.literal('redirect'),
     target: z.url({ protocol: /^https?$/ }),
@@ -453,3 +505,5 @@ export const configSchema = z.strictObject({
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawVhost = z.infer<typeof vhost>;
+export type RawBackend = z.infer<typeof backend>;
+export type RawProxyBackend = z.infer<typeof proxyBackend>;

@@ -17,23 +17,67 @@ export interface ListenerSpec {
 }
 
 export interface ProxyTarget {
+  /** As configured: "http://host:port/prefix", "https://...", or "unix:/path/app.sock". */
   readonly url: string;
   readonly weight: number;
+  /** unix: targets: the socket as the worker sees it (inside its jail); null for TCP targets. */
+  readonly socketPath: string | null;
+  /** unix: targets: the same socket as a host path (the jail gets it bound in: isolation/jail.ts). */
+  readonly hostSocketPath: string | null;
+}
+
+/**
+ * TLS to https:// targets. The files are named here and read by the master
+ * when it loads the config (config/upstream-tls.ts): workers get their PEM in
+ * `pem`, never a path to open (a client key is root's).
+ */
+export interface UpstreamTlsSpec {
+  readonly caFile: string | null;
+  readonly clientCertFile: string | null;
+  readonly clientKeyFile: string | null;
+  /** SNI and the name the upstream's certificate must carry; null: each target's host name. */
+  readonly serverName: string | null;
+  /** false: any certificate is accepted (verify = false). */
+  readonly verify: boolean;
+  /** The files' contents, filled in by the master before the config goes to workers; null until then. */
+  readonly pem: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null } | null;
+}
+
+/** Active health checks of every target of one proxy backend. */
+export interface HealthCheckSpec {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Failed checks in a row that take a target out. */
+  readonly fails: number;
+  /** Passed checks in a row that bring it back. */
+  readonly passes: number;
+}
+
+/** A reverse proxy backend, wherever it is configured ([vhosts.backend], [vhosts.routes.backend]). */
+export interface ProxyBackendSpec {
+  readonly type: 'proxy';
+  readonly targets: readonly ProxyTarget[];
+  readonly loadBalancing: 'round_robin' | 'least_connections';
+  readonly connectTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly maxFails: number;
+  readonly failTimeoutMs: number;
+  readonly preserveHost: boolean;
+  readonly keepAlive: boolean;
+  /** WebSocket upgrades are proxied; false: refused (UPGRADE_REFUSED). */
+  readonly webSocket: boolean;
+  /** How requests go upstream: HTTP/1.1, or HTTP/2 (h2c on http:// and unix: targets). */
+  readonly protocol: 'http/1.1' | 'h2';
+  /** TLS settings of the https:// targets; null: defaults (system CAs, verified, no client certificate). */
+  readonly tls: UpstreamTlsSpec | null;
+  /** null: passive health only (max_fails / fail_timeout). */
+  readonly healthCheck: HealthCheckSpec | null;
 }
 
 export type BackendSpec =
   | { readonly type: 'static' }
-  | {
-      readonly type: 'proxy';
-      readonly targets: readonly ProxyTarget[];
-      readonly loadBalancing: 'round_robin' | 'least_connections';
-      readonly connectTimeoutMs: number;
-      readonly upstreamTimeoutMs: number;
-      readonly maxFails: number;
-      readonly failTimeoutMs: number;
-      readonly preserveHost: boolean;
-      readonly keepAlive: boolean;
-    }
+  | ProxyBackendSpec
   | {
       readonly type: 'redirect';
       readonly target: string;
@@ -289,4 +333,25 @@ export interface CompiledConfig {
 /** The config a worker gets: without the master-only issuance settings (credentials). */
 export function forWorkers(config: CompiledConfig): CompiledConfig {
   return config.issuance === null ? config : { ...config, issuance: null };
+}
+
+/**
+ * Every proxy backend of a config with the key path it is configured at,
+ * for whatever walks them all (upstream TLS files, unix socket binds). The
+ * one place that knows where backends live.
+ */
+export function proxyBackends(config: CompiledConfig): { readonly key: string; readonly backend: ProxyBackendSpec }[] {
+  const found: { key: string; backend: ProxyBackendSpec }[] = [];
+  config.vhosts.forEach((vhost, i) => {
+    if (vhost.backend.type === 'proxy') found.push({ key: `vhosts[${i}].backend`, backend: vhost.backend });
+  });
+  return found;
+}
+
+/** The config with every proxy backend replaced by `map`'s answer (the rest shared, frozen again). */
+export function mapProxyBackends(config: CompiledConfig, map: (backend: ProxyBackendSpec) => ProxyBackendSpec): CompiledConfig {
+  const vhosts = config.vhosts.map((vhost) =>
+    vhost.backend.type === 'proxy' ? Object.freeze({ ...vhost, backend: Object.freeze(map(vhost.backend)) }) : vhost,
+  );
+  return Object.freeze({ ...config, vhosts: Object.freeze(vhosts) });
 }

@@ -10,7 +10,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
-import { jailBinds } from './jail.js';
+import { jailBinds, upstreamSocketBinds } from './jail.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const WORKER_ENTRY = path.join(PACKAGE_ROOT, 'dist/src/worker/main.js');
@@ -67,7 +67,8 @@ export function sandboxOptions(config: CompiledConfig, cgroup: string | null, se
   if (iso.runAsGroup !== null) options.push('--run-as-group', iso.runAsGroup);
   if (iso.chroot !== null) {
     options.push('--chroot', iso.chroot, '--working-dir', iso.workingDir);
-    for (const bind of jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null)) options.push('--bind-ro', bind);
+    for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null), ...upstreamSocketBinds(config)])
+      options.push('--bind-ro', bind);
   }
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (cgroup !== null) {

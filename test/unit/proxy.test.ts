@@ -111,7 +111,7 @@ async function refusedPort(): Promise<number> {
 function backend(targets: readonly (string | { url: string; weight: number })[], overrides: Partial<ProxyBackend> = {}): ProxyBackend {
   return {
     type: 'proxy',
-    targets: targets.map((t) => (typeof t === 'string' ? { url: t, weight: 1 } : t)),
+    targets: targets.map((t) => ({ socketPath: null, hostSocketPath: null, ...(typeof t === 'string' ? { url: t, weight: 1 } : t) })),
     loadBalancing: 'round_robin',
     connectTimeoutMs: 2_000,
     upstreamTimeoutMs: 10_000,
@@ -119,6 +119,10 @@ function backend(targets: readonly (string | { url: string; weight: number })[],
     failTimeoutMs: 10_000,
     preserveHost: true,
     keepAlive: true,
+    webSocket: true,
+    protocol: 'http/1.1',
+    tls: null,
+    healthCheck: null,
     ...overrides,
   };
 }

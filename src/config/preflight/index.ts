@@ -14,6 +14,7 @@ import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
+import { upstreamTlsFiles } from '../upstream-tls.js';
 
 /**
  * Which command runs the preflight. The checks so far hold the same for all
@@ -30,6 +31,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   manualCertificates,
   privateCertDir,
   rootOwnedDnsProgram,
+  // proxy backends: ca_file, client_cert_file, client_key_file
+  upstreamTlsFiles,
   // [process.isolation]
   sandboxHelperBuilt,
   masterIsRoot,
