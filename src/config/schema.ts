@@ -1,3 +1,4 @@
+// Over 400 lines: every key of the config language and its default, kept in one place on purpose.
 /**
  * The TOML config language: every section and key of the spec
  * (shared/spec/security-architecture.md) and of contract.md, with its default.
