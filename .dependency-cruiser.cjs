@@ -26,6 +26,13 @@ module.exports = {
       to: { path: '^src/worker/' },
     },
     {
+      name: 'worker-not-cluster',
+      severity: 'error',
+      comment: 'The cluster side holds cluster_token, the etcd client key and sealed secrets: no worker ever loads it.',
+      from: { path: '^src/worker/' },
+      to: { path: '^src/cluster/' },
+    },
+    {
       name: 'compile-is-pure',
       severity: 'error',
       comment: 'Compile is a pure transform; the host (files, /proc, cgroups, the CPU count) is the preflight\'s: src/config/preflight/.',

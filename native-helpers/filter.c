@@ -126,7 +126,7 @@ static void add_rule(scmp_filter_ctx ctx, uint32_t def, uint32_t action, const c
 }
 
 /* Parse a list ("name" per line, '#' comments, blanks ignored) and allow each name. */
-static void add_list(scmp_filter_ctx ctx, uint32_t def, const char *what, const char *text, int allow_listen)
+static void add_list(scmp_filter_ctx ctx, uint32_t def, const char *what, const char *text)
 {
     const char *p = text;
     int lineno = 0;
@@ -151,7 +151,7 @@ static void add_list(scmp_filter_ctx ctx, uint32_t def, const char *what, const 
         /* Names with a fixed rule keep that rule. */
         if (strcmp(line, "clone") == 0 || in_set(line, always_kill, COUNT(always_kill)) ||
             in_set(line, answer_enosys, COUNT(answer_enosys)) || in_set(line, answer_eperm, COUNT(answer_eperm)) ||
-            (!allow_listen && in_set(line, answer_zero, COUNT(answer_zero))) ||
+            in_set(line, answer_zero, COUNT(answer_zero)) ||
             in_set(line, always_allow, COUNT(always_allow))) {
             resolve(what, line);
             continue;
@@ -311,10 +311,10 @@ void build_filter(struct settings *s)
 
     if (s->seccomp == SECCOMP_FILE) {
         char *text = read_list_file(s->seccomp_file);
-        add_list(ctx, def, what, text, s->allow_listen);
+        add_list(ctx, def, what, text);
         free(text);
     } else {
-        add_list(ctx, def, what, default_list, s->allow_listen);
+        add_list(ctx, def, what, default_list);
     }
 
     for (size_t i = 0; i < COUNT(always_allow); i++)
@@ -325,8 +325,7 @@ void build_filter(struct settings *s)
         add_rule(ctx, def, SCMP_ACT_ERRNO(ENOSYS), what, answer_enosys[i]);
     for (size_t i = 0; i < COUNT(answer_eperm); i++)
         add_rule(ctx, def, SCMP_ACT_ERRNO(EPERM), what, answer_eperm[i]);
-    /* --unsafe-allow-listen (transitional): listen is then whatever the list says. */
-    for (size_t i = 0; i < COUNT(answer_zero) && !s->allow_listen; i++)
+    for (size_t i = 0; i < COUNT(answer_zero); i++)
         add_rule(ctx, def, SCMP_ACT_ERRNO(0), what, answer_zero[i]);
 
     /* Threads yes, processes no: clone only with CLONE_THREAD set. */

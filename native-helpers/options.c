@@ -29,7 +29,7 @@ enum opt {
     OPT_RUN_AS_USER, OPT_RUN_AS_GROUP, OPT_CHROOT, OPT_BIND_RO, OPT_WORKING_DIR,
     OPT_MAX_MEMORY, OPT_MAX_CPU_PERCENT, OPT_MAX_PIDS, OPT_MAX_OPEN_FILES,
     OPT_CGROUP, OPT_SECCOMP, OPT_SECCOMP_ACTION, OPT_APPARMOR_PROFILE,
-    OPT_KEEP_FD, OPT_LISTEN_FD, OPT_UNSAFE_ALLOW_LISTEN, OPT_CHECK, OPT_HELP, OPT_COUNT
+    OPT_KEEP_FD, OPT_LISTEN_FD, OPT_CHECK, OPT_HELP, OPT_COUNT
 };
 
 static const struct {
@@ -52,7 +52,6 @@ static const struct {
     [OPT_APPARMOR_PROFILE] = { "--apparmor-profile", 1, 0 },
     [OPT_KEEP_FD] = { "--keep-fd", 1, 1 },
     [OPT_LISTEN_FD] = { "--listen-fd", 1, 1 },
-    [OPT_UNSAFE_ALLOW_LISTEN] = { "--unsafe-allow-listen", 0, 0 },
     [OPT_CHECK] = { "--check", 0, 0 },
     [OPT_HELP] = { "--help", 0, 0 },
 };
@@ -135,9 +134,8 @@ void print_help(void)
 "                             fork/vfork/execveat, the set*id family, bind,\n"
 "                             tkill, rt_(tg)sigqueueinfo, pidfd_* -> EPERM;\n"
 "                             listen -> 0 without running (only a socket the\n"
-"                             caller passed listening ever listens; see\n"
-"                             --unsafe-allow-listen); kill and\n"
-"                             tgkill only to the program's own pid; socket\n"
+"                             caller passed listening ever listens); kill\n"
+"                             and tgkill only to the program's own pid; socket\n"
 "                             only AF_UNIX/AF_INET/AF_INET6 and socketpair only\n"
 "                             AF_UNIX (else EAFNOSUPPORT); prlimit64 only on\n"
 "                             itself; no F_SETOWN/F_SETSIG/FIOSETOWN/SIOCSPGRP/\n"
@@ -160,12 +158,6 @@ void print_help(void)
 "                             before loading the filter and reads back\n"
 "                             SO_ACCEPTCONN. For a caller that can bind but not\n"
 "                             listen without accepting (node).\n"
-"  --unsafe-allow-listen      transitional, weakens the sandbox: listen() runs\n"
-"                             (if the list allows it) instead of being\n"
-"                             answered 0, for a caller that passes bound, not\n"
-"                             listening sockets after exec (node's IPC). The\n"
-"                             program can then open a listening port of its\n"
-"                             own (the kernel binds a free port on listen).\n"
 "  --check                    validate every option as a real run would (user\n"
 "                             and group, jail root, binds, cgroup hierarchy\n"
 "                             and permissions, seccomp list, AppArmor profile,\n"
@@ -610,11 +602,6 @@ void parse_options(struct settings *s, int argc, char **argv)
         requires("--max-pids", "--cgroup");
     if (seen[OPT_SECCOMP_ACTION] && seen[OPT_SECCOMP] && strcmp(value[OPT_SECCOMP], "off") == 0)
         die(EXIT_USAGE, "--seccomp-action: conflicts with --seccomp off (there is no filter)");
-    if (seen[OPT_UNSAFE_ALLOW_LISTEN] && seen[OPT_SECCOMP] && strcmp(value[OPT_SECCOMP], "off") == 0)
-        die(EXIT_USAGE, "--unsafe-allow-listen: conflicts with --seccomp off (there is no filter)");
-    if (seen[OPT_UNSAFE_ALLOW_LISTEN] && seen[OPT_LISTEN_FD])
-        die(EXIT_USAGE, "--unsafe-allow-listen: conflicts with --listen-fd (a caller that passes sockets to listen on needs no listen)");
-    s->allow_listen = seen[OPT_UNSAFE_ALLOW_LISTEN] != 0;
     if (seen[OPT_CHROOT] && !seen[OPT_RUN_AS_USER] && geteuid() == 0)
         die(EXIT_USAGE, "--chroot: --chroot without --run-as-user leaves root in the jail (root can escape a chroot)");
 

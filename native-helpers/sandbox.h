@@ -82,7 +82,6 @@ struct settings {
     const char *seccomp_file;
     enum seccomp_action seccomp_action;
     int seccomp_action_given;
-    int allow_listen;        /* --unsafe-allow-listen (transitional) */
     void *filter;            /* scmp_filter_ctx: the allowlist, built during validation */
     void *restrictions;      /* scmp_filter_ctx: argument rules no list can loosen */
 

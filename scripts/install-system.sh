@@ -8,7 +8,7 @@
 #   STATEDIR state: bans, certificates         (default /var/lib/miwidothttp)
 #   WWWDIR   the default site, and the jail    (default /var/www/miwidothttp)
 #   UNITDIR  systemd units                     (default /etc/systemd/system)
-#   SERVICE_USER  the workers' user            (default miwidothttp)
+#   SERVICE_USER  whose group workers run in   (default miwidothttp)
 #   RUNDIR   pid file and control socket       (default /run/miwidothttp)
 #   BIND_ADDRESS, HTTP_PORT   for a new config  (default 0.0.0.0, 80)
 #
@@ -26,7 +26,8 @@ die() { echo "install-system: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates a user, a service and root-only directories)"
 [ -x "$SOURCE/native-helpers/build/miwidothttp-sandbox" ] && [ -f "$SOURCE/native-helpers/build/miwidothttp-sandbox-lock.so" ] && [ -f "$SOURCE/dist/src/cli/main.js" ] || die "build first: npm ci"
 
-# The workers' user: no login, no home.
+# The workers' group (each worker runs as a uid of its own in it): a system
+# user with its own group, no login, no home.
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group "$SERVICE_USER"
 fi
@@ -63,7 +64,8 @@ pid_file = "$RUNDIR/miwidothttp.pid"
 state_dir = "$STATEDIR"
 
 [process.isolation]
-run_as_user = "$SERVICE_USER"
+# Each worker runs as a uid of its own, in the group of $SERVICE_USER.
+run_as_group = "$SERVICE_USER"
 chroot = "$WWWDIR"
 
 [[vhosts]]

@@ -21,7 +21,10 @@ program
   .option(...configOption)
   .action(async (options: { config?: string }) => {
     const { startCommand } = await import('./start.js');
-    process.exitCode = await startCommand(options.config);
+    const code = await startCommand(options.config);
+    // The master has flushed its logs and is done: a library may still hold a handle (a gRPC channel dialing a
+    // paused etcd member) that would keep the process, and `stop` waiting for it, alive for no one.
+    process.exit(code);
   });
 program
   .command('check')
@@ -102,6 +105,75 @@ ban
   .action(async (ip: string, options: { config?: string }) => {
     const { banCommand } = await import('./ban.js');
     process.exitCode = await banCommand(options.config, { command: 'ban_remove', ip }, false);
+  });
+
+const cluster = program.command('cluster').description('this node and its cluster (etcd): status, configuration pushes, membership');
+cluster
+  .command('status')
+  .description('the nodes, their configuration revision and last reload, quorum and read-only state')
+  .option(...configOption)
+  .option('--json', 'one JSON object')
+  .action(async (options: { config?: string; json?: boolean }) => {
+    const { clusterStatusCommand } = await import('./cluster.js');
+    process.exitCode = await clusterStatusCommand(options.config, options.json === true);
+  });
+cluster
+  .command('push <file>')
+  .description('push the shared part of FILE ([[vhosts]], [security], [ssl]) to every node; exit 0 when every live node runs it')
+  .option(...configOption)
+  .action(async (file: string, options: { config?: string }) => {
+    const { clusterPushCommand } = await import('./cluster.js');
+    process.exitCode = await clusterPushCommand(options.config, file);
+  });
+cluster
+  .command('admit <name>')
+  .description('admit node NAME (with allow_auto_join = false a new node waits for this)')
+  .option(...configOption)
+  .action(async (name: string, options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
+    process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'admit', name }, 'cluster admit');
+  });
+cluster
+  .command('remove <name>')
+  .description('remove a stopped node from the cluster (frees its place under max_nodes)')
+  .option(...configOption)
+  .action(async (name: string, options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
+    process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'remove', name }, 'cluster remove');
+  });
+cluster
+  .command('rejoin')
+  .description('leave read-only now that the quorum is back (what auto_rejoin does by itself)')
+  .option(...configOption)
+  .action(async (options: { config?: string }) => {
+    const { clusterActionCommand } = await import('./cluster.js');
+    process.exitCode = await clusterActionCommand(options.config, { command: 'cluster', action: 'rejoin' }, 'cluster rejoin');
+  });
+const addressList = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').filter((item) => item !== '')];
+cluster
+  .command('init')
+  .description('make a cluster CA, node certificates and a cluster token (root-only files in --dir)')
+  .option('--dir <dir>', 'where to write them', '/etc/miwidothttp/cluster')
+  .option('--node <name>', 'a node to make a certificate for (repeatable; default: n1)', addressList)
+  .option('--address <name=ip>', "a node's address for its certificate (a managed etcd member is reached there; repeatable)", addressList)
+  .action(async (options: { dir: string; node?: string[]; address?: string[] }) => {
+    const addresses = new Map<string, string[]>();
+    for (const entry of options.address ?? []) {
+      const [name, address] = entry.split('=');
+      if (name === undefined || address === undefined) throw new InvalidArgumentError(`--address ${entry}: expected NAME=IP`);
+      addresses.set(name, [...(addresses.get(name) ?? []), address]);
+    }
+    const { clusterInitCommand } = await import('./cluster.js');
+    process.exitCode = await clusterInitCommand(options.dir, options.node ?? ['n1'], addresses);
+  });
+cluster
+  .command('cert <name>')
+  .description('one more node certificate from the cluster CA in --dir')
+  .option('--dir <dir>', 'where the CA is', '/etc/miwidothttp/cluster')
+  .option('--address <ip>', 'an address for the certificate (repeatable)', addressList)
+  .action(async (name: string, options: { dir: string; address?: string[] }) => {
+    const { clusterCertCommand } = await import('./cluster.js');
+    process.exitCode = await clusterCertCommand(options.dir, name, options.address ?? []);
   });
 
 await program.parseAsync(process.argv);

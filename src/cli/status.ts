@@ -18,8 +18,8 @@ export async function statusCommand(option: string | undefined, json: boolean): 
     return EXIT_NOT_RUNNING;
   }
   if (json) {
-    const { master, workers, listeners } = answer;
-    process.stdout.write(`${JSON.stringify({ running: true, master, workers, listeners })}\n`);
+    const { master, workers, listeners, cluster } = answer;
+    process.stdout.write(`${JSON.stringify({ running: true, master, workers, listeners, ...(cluster && { cluster }) })}\n`);
     return 0;
   }
   const { master } = answer;
@@ -28,6 +28,13 @@ export async function statusCommand(option: string | undefined, json: boolean): 
     `listen   ${answer.listeners.map((listener) => listener.id).join(', ')}`,
     'workers  slot  pid      uid    gen  state     uptime  restarts  rss       cpu',
   ];
+  const { cluster } = answer;
+  if (cluster)
+    lines.splice(
+      2,
+      0,
+      `cluster  node ${cluster.node}  quorum ${cluster.quorum ? 'yes' : 'NO'}  ${cluster.read_only ? 'READ-ONLY' : 'writable'}  revision ${cluster.config_revision ?? '-'}`,
+    );
   for (const w of answer.workers) {
     const rss = w.rssBytes === null ? '-' : `${(w.rssBytes / 1048576).toFixed(1)}M`;
     const cpu = w.cpuPercent === null ? '-' : `${w.cpuPercent}%`;

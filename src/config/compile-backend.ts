@@ -14,6 +14,30 @@ import type { ProxyBackendSpec, ProxyTarget, UpstreamTlsSpec } from './types.js'
 /** sun_path of struct sockaddr_un holds 108 bytes, the terminating NUL among them (unix(7)). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
+/**
+ * Directories shared by unrelated programs: a unix: target directly in one
+ * is bound into the jail alone, never the directory, whose other sockets
+ * (and files) are no business of a worker.
+ */
+const SHARED_DIRECTORIES: ReadonlySet<string> = new Set([
+  '/',
+  '/run',
+  '/var/run',
+  '/run/user',
+  '/tmp',
+  '/var/tmp',
+  '/dev',
+  '/dev/shm',
+  '/var',
+  '/var/lib',
+  '/srv',
+  '/home',
+  '/root',
+  '/etc',
+  '/opt',
+  '/usr',
+]);
+
 export interface BackendContext {
   /** Relative paths in the config start where the command runs. */
   readonly resolvePath: (file: string) => string;
@@ -27,14 +51,17 @@ function compileSocketTarget(url: string, weight: number, key: string, context: 
   if (url.includes('\0') || url.slice('unix:'.length) !== hostSocketPath) {
     problems.push({ key, message: 'a unix: target is an absolute, normalised path: "unix:/run/app/app.sock"' });
   }
-  let socketPath = hostSocketPath;
   const jail = context.chroot;
-  // Inside the operator's jail the worker reaches it by its path there; elsewhere it is bound in at its own path.
-  if (jail !== null && hostSocketPath.startsWith(jail + path.sep)) socketPath = path.join('/', path.relative(jail, hostSocketPath));
+  // Inside the operator's jail the worker reaches it by its path there; elsewhere it is bound in at its own path:
+  // its directory, so an application that makes its socket anew is still reached, unless that directory is shared.
+  const inside = jail !== null && hostSocketPath.startsWith(jail + path.sep);
+  const socketPath = inside ? path.join('/', path.relative(jail, hostSocketPath)) : hostSocketPath;
+  const dir = path.dirname(hostSocketPath);
+  const jailBind = inside ? null : SHARED_DIRECTORIES.has(dir) ? hostSocketPath : dir;
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
     problems.push({ key, message: `the socket path is longer than the ${MAX_SOCKET_PATH_BYTES} bytes a unix socket address holds` });
   }
-  return { url, weight, socketPath, hostSocketPath };
+  return { url, weight, socketPath, hostSocketPath, jailBind };
 }
 
 function compileTarget(url: string, weight: number, key: string, context: BackendContext, problems: ConfigProblem[]): ProxyTarget {
@@ -44,12 +71,12 @@ function compileTarget(url: string, weight: number, key: string, context: Backen
     parsed = new URL(url);
   } catch {
     problems.push({ key, message: 'not a valid URL' });
-    return { url, weight, socketPath: null, hostSocketPath: null };
+    return { url, weight, socketPath: null, hostSocketPath: null, jailBind: null };
   }
   if (parsed.search || parsed.hash || parsed.username || parsed.password) {
     problems.push({ key, message: 'must not carry a query, fragment or credentials' });
   }
-  return { url, weight, socketPath: null, hostSocketPath: null };
+  return { url, weight, socketPath: null, hostSocketPath: null, jailBind: null };
 }
 
 function compileUpstreamTls(

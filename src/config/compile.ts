@@ -16,10 +16,11 @@ import { compileTls } from './compile-tls.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
+import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
 import { type BackendContext, compileProxyBackend } from './compile-backend.js';
 import { compileListeners } from './listen.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, VhostSpec } from './types.js';
+import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, TlsSpec, VhostSpec } from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -43,7 +44,6 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
     problems.push({ key, message: `${what} is not implemented in this version; remove the key to start` });
   };
   if (raw.server.http3.enabled) refuse('server.http3.enabled', 'HTTP/3');
-  if (raw.cluster !== undefined) refuse('cluster', 'clustering');
   if (raw.security.audit.include_request_body) refuse('security.audit.include_request_body', 'request bodies in the audit log');
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
@@ -250,6 +250,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
+  if (iso.run_as_user === 'root' || iso.run_as_user === '0') {
+    problems.push({ key: 'process.isolation.run_as_user', message: 'workers never run as root (unset it for a uid per worker)' });
+  }
   if (iso.working_dir !== '/' && iso.chroot === undefined) {
     problems.push({ key: 'process.isolation.working_dir', message: 'only meaningful inside process.isolation.chroot' });
   }
@@ -261,7 +264,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
   const vhosts = compileVhosts(raw, resolvePath, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
+  problems.push(...exposedSecrets(vhosts, iso.chroot === undefined, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
+  const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
   const controlSocket = server.control_socket ?? server.pid_file.replace(/(\.pid)?$/, '.sock');
 
@@ -332,6 +337,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       banAfterBreaches: raw.security.ddos.ban_after_breaches,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
+      maxBans: raw.security.ddos.max_bans,
     },
     rateLimit: raw.security.rate_limiting.enabled
       ? { requestsPerSecond: raw.security.rate_limiting.requests_per_second, burst: raw.security.rate_limiting.burst_size }
@@ -345,8 +351,9 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       : null,
     responseHeaders: headers,
     isolation: {
-      runAsUser: iso.run_as_user,
+      runAsUser: iso.run_as_user ?? null,
       runAsGroup: iso.run_as_group ?? null,
+      workerUidBase: iso.worker_uid_base,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
       maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
@@ -362,8 +369,51 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       cgroupParent: iso.enable_cgroups ? (iso.cgroup_parent ?? host.delegatedCgroup ?? DEFAULT_CGROUP_PARENT) : null,
     },
     vhosts,
+    cluster,
   };
   return { config: deepFreeze(config), problems };
+}
+
+/**
+ * Without a chroot, workers run in an empty jail the master makes, with each
+ * static root bound in read-only (docs/security.md, "The jail by default").
+ * A root that holds the master's secrets would bind them in too: refused.
+ */
+function exposedSecrets(
+  vhosts: readonly VhostSpec[],
+  rootsBound: boolean,
+  stateDir: string,
+  tls: TlsSpec | null,
+  issuance: IssuanceSpec | null,
+  source: string,
+): ConfigProblem[] {
+  const secrets: [string, string][] = [
+    ['server.state_dir', stateDir],
+    ...(tls?.certificates.map((entry): [string, string] => [`the key of ${entry.name}`, entry.keyFile]) ?? []),
+    ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
+    ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
+  ];
+  // What is bound into the jail: the static roots (without a chroot), and the unix: upstreams' sockets or their directories.
+  const bound: { key: string; path: string; fix: string }[] = [];
+  vhosts.forEach((vhost, i) => {
+    if (rootsBound && vhost.hostRoot !== null)
+      bound.push({ key: `vhosts[${i}].root`, path: vhost.hostRoot, fix: 'serve a directory without it' });
+    if (vhost.backend.type !== 'proxy') return;
+    const backend = vhost.backend;
+    if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of vhosts[${i}]`, backend.tls.clientKeyFile]);
+    backend.targets.forEach((target, j) => {
+      if (target.jailBind !== null)
+        bound.push({ key: `vhosts[${i}].backend.targets[${j}]`, path: target.jailBind, fix: 'give the socket a directory of its own' });
+    });
+  });
+  const problems: ConfigProblem[] = [];
+  for (const { key, path: dir, fix } of bound) {
+    const exposed = secrets.find(([, secret]) => secret === dir || secret.startsWith(dir === '/' ? '/' : dir + path.sep));
+    if (exposed === undefined) continue;
+    const [what, secret] = exposed;
+    problems.push({ key, message: `${dir} holds ${what} (${secret}), which the workers' jail would show them; ${fix}` });
+  }
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -61,7 +61,7 @@ export function readConfigFile(file: string, env: NodeJS.ProcessEnv): ConfigDocu
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 /** Replace ${NAME} in every string value; an unset variable is a problem naming the key. */
-function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
+export function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (whole, name: string) => {
       const found = env[name];

@@ -7,7 +7,7 @@
  */
 import type { z } from 'zod';
 import { compile } from './compile.js';
-import { BUILTIN_SOURCE, BUNDLED_SITE, readConfigFile } from './file.js';
+import { BUILTIN_SOURCE, BUNDLED_SITE, interpolate, readConfigFile } from './file.js';
 import { keyPath } from './key-lines.js';
 import { probeHost } from './preflight/host.js';
 import { preflight, type PreflightPurpose } from './preflight/index.js';
@@ -38,6 +38,21 @@ export function loadConfig(
 }
 
 const NOTHING_INCLUDED: Expanded = { document: null, included: [], errors: [], problems: [] };
+/**
+ * The same path for a document parsed elsewhere: a cluster's shared
+ * configuration merged with this node's own file. Problems name key paths
+ * (there are no lines to point at).
+ */
+export function loadConfigDocument(
+  document: unknown,
+  source: string,
+  purpose: PreflightPurpose | false = 'check',
+  env: NodeJS.ProcessEnv = process.env,
+): LoadResult {
+  const problems: ConfigProblem[] = [];
+  const interpolated = interpolate(document, [], env, problems);
+  return validate(interpolated, source, new Map(), purpose, NOTHING_INCLUDED, problems);
+}
 
 function builtinDefault(): unknown {
   // Sandboxed like any other config: the bundled site is the workers' jail.

@@ -235,6 +235,8 @@ const ddos = z
     breach_window: seconds.default(60),
     /** Clients whose counters the master keeps at most; the least recently seen are forgotten first. */
     max_tracked_clients: z.number().int().min(1000).max(10000000).default(100000),
+    /** Bans in force at most; past it new bans are refused (and audited once, ban.table_full) until some expire. */
+    max_bans: count(10000000).default(100000),
   })
   .prefault({});
 
@@ -333,10 +335,21 @@ const security = z
 
 const isolation = z
   .strictObject({
-    /** Every worker runs as this user (the master must be root to drop to it). */
-    run_as_user: nonEmpty.default('nobody'),
-    /** Default: the user's primary group. */
+    /**
+     * Unset (the default): every worker runs as a uid of its own from
+     * worker_uid_base on, in run_as_group. Set: every worker runs as exactly
+     * this user (one uid they all share). The master must be root either way.
+     */
+    run_as_user: nonEmpty.optional(),
+    /** Default: run_as_user's primary group, else the group of the "miwidothttp" system user (created when missing). */
     run_as_group: nonEmpty.optional(),
+    /** First of the 65536 uids given one per worker when run_as_user is unset; no account may use them. */
+    worker_uid_base: z
+      .number()
+      .int()
+      .min(1000)
+      .max(2 ** 32 - 2 - 65536)
+      .default(2_000_000_000),
     /** The worker's jail: its root directory. Static roots must lie inside. */
     chroot: z.string().startsWith('/', 'must be an absolute path').optional(),
     working_dir: z.string().startsWith('/', 'must be an absolute path').default('/'),
@@ -473,25 +486,79 @@ const vhost = z.strictObject({
   headers: vhostHeaders.optional(),
 });
 
+/** Milliseconds of a managed etcd member's Raft timing. */
+const raftMs = z.number().int().min(1).max(60_000);
+const httpUrl = z.url({ protocol: /^https?$/ });
+
 const cluster = z
   .strictObject({
+    /** The table's presence is the intent; `enabled = false` keeps the keys and runs alone. */
+    enabled: z.boolean().default(true),
+    /** Unique in the cluster, and the commonName of cert_file; default: this host's name. */
+    node_name: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'lower-case letters, digits, "." and "-" (at most 63)')
+      .optional(),
+    /** etcd's client URLs; default with [cluster.etcd] managed: the local member's client_url. */
+    etcd_endpoints: z.array(httpUrl).min(1).optional(),
+    key_prefix: z
+      .string()
+      .regex(/^\/([A-Za-z0-9_.-]+\/)*$/, 'an etcd key prefix such as "/miwidothttp/" (starts and ends with "/")')
+      .default('/miwidothttp/'),
+    /** The cluster CA (`miwidothttp cluster init`): it signs every node's certificate, and etcd's. */
+    ca_file: nonEmpty.default('/etc/miwidothttp/cluster/ca.pem'),
+    /** This node's certificate (commonName = node_name): its TLS client identity towards etcd and its identity in the cluster. */
+    cert_file: nonEmpty.default('/etc/miwidothttp/cluster/node.pem'),
+    key_file: nonEmpty.default('/etc/miwidothttp/cluster/node.key'),
     consensus: z
       .strictObject({
-        election_timeout_min: z.number().int().min(1).default(150),
-        election_timeout_max: z.number().int().min(1).default(300),
-        heartbeat_interval: z.number().int().min(1).default(50),
-        max_append_entries: z.number().int().min(1).default(64),
-        min_cluster_size: z.number().int().min(1).default(3),
-        quorum_size: z.number().int().min(1).default(2),
+        /** Raft timings of a managed member (none has a default here: unset, etcd's defaults below apply). */
+        election_timeout_min: raftMs.optional(),
+        election_timeout_max: raftMs.optional(),
+        heartbeat_interval: raftMs.optional(),
+        max_append_entries: z.number().int().min(1).optional(),
+        /** etcd members the cluster is built for; quorum_size must be a majority of it. */
+        min_cluster_size: z.number().int().min(1).max(99).default(3),
+        /** etcd members that must answer for this node to write (with a linearizable read). */
+        quorum_size: z.number().int().min(1).max(99).default(2),
+        /** Seconds of regained quorum before a node leaves read-only (it catches up first). */
         auto_rejoin: z.boolean().default(true),
-        rejoin_delay: seconds.default(30),
+        rejoin_delay: z.number().min(0).max(3600).default(30),
         readonly_on_split: z.boolean().default(true),
-        max_nodes: z.number().int().min(1).default(7),
+        /** Nodes the cluster admits at most (admitted, alive or not: `cluster remove` frees a place). */
+        max_nodes: z.number().int().min(1).max(1000).default(7),
+        /** false: a new node waits for `miwidothttp cluster admit NAME` on a member. */
         allow_auto_join: z.boolean().default(false),
+        /** false only for http:// endpoints on loopback (tests). */
         require_tls: z.boolean().default(true),
+        /** Put "${CLUSTER_TOKEN}" here, not the token: it keys the join proofs and the ciphertext in etcd. */
         cluster_token: nonEmpty.optional(),
       })
-      .optional(),
+      .prefault({}),
+    etcd: z
+      .strictObject({
+        /** true: the master runs this node's etcd member (Debian's etcd) as run_as_user. */
+        managed: z.boolean().default(false),
+        /** The local member's client URL (it listens there); default https://127.0.0.1:2379. */
+        client_url: httpUrl.optional(),
+        /** The local member's peer URL, as the other members reach it; default https://127.0.0.1:2380. */
+        peer_url: httpUrl.optional(),
+        /** The founding members, "name=peer_url"; default: this node alone. A node not listed joins as a learner. */
+        initial_cluster: z
+          .array(z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?=https?:\/\/\S+$/, 'expected "name=https://host:port"'))
+          .optional(),
+        /** The member's data (owned by run_as_user, every parent traversable by it); default /var/lib/etcd/miwidothttp. */
+        data_dir: z.string().startsWith('/', 'must be an absolute path').optional(),
+        run_as_user: nonEmpty.default('etcd'),
+        etcd_binary: z.string().startsWith('/', 'must be an absolute path').default('/usr/bin/etcd'),
+        /**
+         * Milliseconds the health loop's linearizable read may take before the
+         * quorum counts as lost: about twice the etcd cluster's election
+         * timeout. Default: 2 x election_timeout_max when managed, else 1000.
+         */
+        health_timeout: z.number().int().min(100).max(60_000).optional(),
+      })
+      .prefault({}),
   })
   .optional();
 

@@ -22,8 +22,14 @@ export interface ProxyTarget {
   readonly weight: number;
   /** unix: targets: the socket as the worker sees it (inside its jail); null for TCP targets. */
   readonly socketPath: string | null;
-  /** unix: targets: the same socket as a host path (the jail gets it bound in: isolation/jail.ts). */
+  /** unix: targets: the same socket as a host path. */
   readonly hostSocketPath: string | null;
+  /**
+   * What is bound into the workers' jail for it (isolation/jail.ts): the
+   * socket's directory, or the socket alone when that directory is shared
+   * (/run, /tmp, ...); null for TCP targets and sockets inside the chroot.
+   */
+  readonly jailBind: string | null;
 }
 
 /**
@@ -150,6 +156,8 @@ export interface AccessSpec {
   readonly banAfterBreaches: number;
   readonly breachWindowMs: number;
   readonly maxTrackedClients: number;
+  /** Bans in force at most ([security.ddos] max_bans). */
+  readonly maxBans: number;
 }
 
 /** [security.rate_limiting]: a token bucket per client IP, held by the master. */
@@ -202,9 +210,12 @@ export interface TimeoutsSpec {
 }
 
 export interface IsolationSpec {
-  readonly runAsUser: string;
+  /** Every worker runs as this user; null: each worker runs as a uid of its own from workerUidBase (docs/security.md). */
+  readonly runAsUser: string | null;
+  /** The workers' group: the configured one, else runAsUser's, else the "miwidothttp" account's. */
   readonly runAsGroup: string | null;
-  /** Absolute host path of the jail, or null for no jail. */
+  readonly workerUidBase: number;
+  /** Absolute host path of the operator's jail, or null: workers run in an empty jail the master makes (state_dir/jail). */
   readonly chroot: string | null;
   readonly workingDir: string;
   readonly maxMemoryBytes: number | null;
@@ -305,6 +316,42 @@ export interface IssuanceSpec {
   readonly cloudflare: { readonly apiUrl: string; readonly token: string; readonly validityDays: number } | null;
 }
 
+/**
+ * [cluster] compiled: how this node reaches etcd and proves who it is.
+ * Master-only: it holds cluster_token, so it is removed from the copy
+ * workers get (`forWorkers`).
+ */
+export interface ClusterSpec {
+  readonly nodeName: string;
+  readonly endpoints: readonly string[];
+  /** Every key of the cluster lives under it ("/miwidothttp/"). */
+  readonly keyPrefix: string;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly token: string;
+  readonly minClusterSize: number;
+  readonly quorumSize: number;
+  readonly autoRejoin: boolean;
+  readonly rejoinDelayMs: number;
+  readonly maxNodes: number;
+  readonly allowAutoJoin: boolean;
+  readonly requireTls: boolean;
+  /** Deadline of the health loop's linearizable read. */
+  readonly healthTimeoutMs: number;
+  /** The local etcd member the master runs, or null for an etcd cluster run elsewhere. */
+  readonly managed: {
+    readonly binary: string;
+    readonly dataDir: string;
+    readonly clientUrl: string;
+    readonly peerUrl: string;
+    readonly initialCluster: readonly { readonly name: string; readonly peerUrl: string }[];
+    readonly runAsUser: string;
+    readonly electionTimeoutMs: number;
+    readonly heartbeatIntervalMs: number;
+  } | null;
+}
+
 export interface CompiledConfig {
   /** The file this came from, or "(built-in default)". */
   readonly source: string;
@@ -328,11 +375,13 @@ export interface CompiledConfig {
   readonly responseHeaders: HeaderPolicy;
   readonly isolation: IsolationSpec;
   readonly vhosts: readonly VhostSpec[];
+  /** null: a single node, no etcd ([cluster] absent or enabled = false). Workers always get null. */
+  readonly cluster: ClusterSpec | null;
 }
 
-/** The config a worker gets: without the master-only issuance settings (credentials). */
+/** The config a worker gets: without the master-only issuance and cluster settings (credentials, cluster_token). */
 export function forWorkers(config: CompiledConfig): CompiledConfig {
-  return config.issuance === null ? config : { ...config, issuance: null };
+  return config.issuance === null && config.cluster === null ? config : { ...config, issuance: null, cluster: null };
 }
 
 /**

@@ -5,6 +5,7 @@
  * byte, flushed, renamed over the old one, and the directory flushed.
  */
 import { closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, type Stats, writeSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 export function writePrivateFile(file: string, body: string): void {
@@ -22,6 +23,31 @@ export function writePrivateFile(file: string, body: string): void {
     syncDirectory(path.dirname(file));
   } catch (error) {
     rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** The same, with asynchronous I/O: the event loop never waits on the disk (the ban list, written in the background). */
+export async function writePrivateFileAsync(file: string, body: string): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  try {
+    await rm(temporary, { force: true });
+    const handle = await open(temporary, 'wx', 0o600);
+    try {
+      await handle.writeFile(body);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+    const dir = await open(path.dirname(file), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch (error) {
+    await rm(temporary, { force: true });
     throw error;
   }
 }

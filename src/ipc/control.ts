@@ -15,7 +15,38 @@ export type ControlRequest =
   | { command: 'ban_list' }
   | { command: 'certs' }
   | { command: 'ban_add'; ip: string; seconds?: number; reason: string }
-  | { command: 'ban_remove'; ip: string };
+  | { command: 'ban_remove'; ip: string }
+  | ClusterRequest;
+
+/** `miwidothttp cluster ...`: one command, its action named. */
+export type ClusterRequest =
+  | { command: 'cluster'; action: 'status' }
+  | { command: 'cluster'; action: 'push'; file: string }
+  | { command: 'cluster'; action: 'admit'; name: string }
+  | { command: 'cluster'; action: 'remove'; name: string }
+  | { command: 'cluster'; action: 'rejoin' };
+
+const NODE_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+const MAX_PATH_CHARS = 900;
+
+function parseClusterRequest(request: Record<string, unknown>): ClusterRequest | null {
+  switch (request.action) {
+    case 'status':
+    case 'rejoin':
+      return { command: 'cluster', action: request.action };
+    case 'push':
+      return typeof request.file === 'string' && request.file.startsWith('/') && request.file.length <= MAX_PATH_CHARS
+        ? { command: 'cluster', action: 'push', file: request.file }
+        : null;
+    case 'admit':
+    case 'remove':
+      return typeof request.name === 'string' && NODE_NAME.test(request.name)
+        ? { command: 'cluster', action: request.action, name: request.name }
+        : null;
+    default:
+      return null;
+  }
+}
 
 /** Longest ban an admin may set: a year. */
 export const MAX_BAN_SECONDS = 365 * 86400;
@@ -50,6 +81,8 @@ export function parseControlRequest(text: string): ControlRequest | null {
     }
     case 'ban_remove':
       return isText(request.ip, 64) ? { command, ip: request.ip } : null;
+    case 'cluster':
+      return parseClusterRequest(request);
     default:
       return null;
   }
@@ -102,6 +135,8 @@ export interface ControlAnswers {
     master: { pid: number; generation: number; config: string; uptimeSeconds: number };
     workers: readonly WorkerView[];
     listeners: readonly ListenerSpec[];
+    /** null when the node is not clustered. */
+    cluster: ClusterSummary | null;
   };
   reload: { ok: true; generation: number } | ControlRefusal;
   stop: { ok: true; pid: number };
@@ -109,6 +144,50 @@ export interface ControlAnswers {
   ban_list: { ok: true; bans: readonly BanView[] };
   ban_add: { ok: true; ban: BanView } | ControlRefusal;
   ban_remove: { ok: true } | ControlRefusal;
+  cluster: ClusterStatus | PushAnswer | { ok: true; detail: string } | ControlRefusal;
+}
+
+/** The node's cluster state in `status`. */
+export interface ClusterSummary {
+  readonly node: string;
+  readonly read_only: boolean;
+  readonly quorum: boolean;
+  readonly config_revision: string | null;
+}
+
+/** One node in `cluster status --json`. */
+export interface NodeView {
+  name: string;
+  alive: boolean;
+  admitted: boolean;
+  config_revision: string | null;
+  last_reload: string | null;
+  last_reload_ok: boolean | null;
+  last_reload_error: string | null;
+}
+
+export interface ClusterStatus {
+  ok: true;
+  node: string;
+  read_only: boolean;
+  quorum: boolean;
+  /** Why the node is read-only, and since when (ISO); null when writable. */
+  read_only_reason: string | null;
+  read_only_since: string | null;
+  config_revision: string | null;
+  cluster_config_revision: string | null;
+  /** Read from a member that may lag (the node has no quorum). */
+  stale: boolean;
+  nodes: NodeView[];
+  etcd: { endpoint: string; answered: boolean; leader: string | null }[];
+}
+
+/** `cluster push`: each live node's answer; ok when all run the revision. */
+export interface PushAnswer {
+  ok: boolean;
+  reason?: string;
+  revision?: string;
+  nodes?: { name: string; ok: boolean; reason: string | null }[];
 }
 
 /** What the master may answer to `request`; any request may also be refused (unknown, internal error). */

@@ -1,32 +1,42 @@
 /**
- * The closed catalogue of messages between master and worker.
+ * The closed catalogue of messages between master and worker, carried as
+ * frames over the worker's channel (frames.ts).
  *
  * Master -> worker messages come from the privileged side and are trusted for
  * shape. Worker -> master messages come from the side that parses untrusted
- * bytes: each is checked for shape and size on arrival, and anything unknown
- * or malformed is fatal for that worker (the master kills it).
+ * bytes: each frame is capped before it is read, checked for nesting before
+ * it is parsed, and the message for shape, size and vocabulary on arrival;
+ * anything unknown or malformed is fatal for that worker (the master kills
+ * it), never for the master.
  */
 import type { CompiledConfig, ListenerSpec } from '../config/types.js';
 import { clientKey } from '../net/cidr.js';
 import type { CertificateMaterial } from '../tls/material.js';
+import { MAX_WORKER_FRAME_BYTES, MAX_WORKER_MESSAGE_DEPTH, nestingWithin } from './frames.js';
+import { WORKER_AUDIT_EVENTS, WORKER_REJECTION_REASONS } from './worker-events.js';
 
 /** The master's answer to a new connection (limits per client, server-wide). */
 export type ConnectVerdict = 'ok' | 'max_connections' | 'max_connections_per_ip' | 'connection_rate' | 'banned';
 const _CONNECT_VERDICTS: readonly string[] = ['ok', 'max_connections', 'max_connections_per_ip', 'connection_rate', 'banned'];
 
-/** Entries per batched message (LIM_CLOSED, LIM_REPORT): keeps each under MAX_WORKER_MESSAGE_BYTES. */
+/** Entries per batched message (LIM_CLOSED, LIM_REPORT, MET_REPORT's lists): keeps each well under MAX_WORKER_FRAME_BYTES. */
 export const MAX_BATCH_ENTRIES = 48;
 
 /** Master -> worker. */
 export type MasterMessage =
   /** The generation's config; the listeners follow, one CFG_LISTENER each. */
   | { type: 'CFG_INIT'; generation: number; config: CompiledConfig }
-  /** Sent with a bound (not listening) socket handle attached. */
-  | { type: 'CFG_LISTENER'; listener: ListenerSpec }
+  /**
+   * The listening socket for `listener` is the worker's descriptor `fd`,
+   * inherited at spawn (bound and listening: the worker only accepts).
+   */
+  | { type: 'CFG_LISTENER'; listener: ListenerSpec; fd: number }
   /** Every listener has been sent: start accepting and report CTL_READY. */
   | { type: 'CFG_START' }
   /** Stop accepting, finish in-flight requests, exit within deadlineMs. */
   | { type: 'CTL_DRAIN'; deadlineMs: number }
+  /** Liveness: answer CTL_PONG with the same `seq` from the event loop, at once. */
+  | { type: 'CTL_PING'; seq: number }
   /** The answer to LIM_CONNECT `id`. */
   | { type: 'LIM_ADMIT'; id: number; verdict: ConnectVerdict }
   /** The answer to LIM_LEASE `id`: tokens to spend, or when to ask again. */
@@ -69,6 +79,8 @@ export type MasterMessage =
 /** Worker -> master. */
 export type WorkerMessage =
   | { type: 'CTL_READY'; generation: number }
+  /** The answer to CTL_PING `seq`. */
+  | { type: 'CTL_PONG'; seq: number }
   | { type: 'AUDIT_EVENT'; event: AuditEvent }
   /** A connection from `ip` was accepted and waits, unread, for LIM_ADMIT. */
   | { type: 'LIM_CONNECT'; id: number; ip: string }
@@ -132,20 +144,66 @@ const AUDIT_STRING_FIELDS = ['event', 'clientIp', 'method', 'host', 'path', 'det
 /** The largest DASH_STATE the master sends: the collector leaves out the oldest events to stay under it. */
 export const MAX_DASHBOARD_STATE_BYTES = 1024 * 1024;
 
-/** The largest worker message the master will parse (the channel itself is JSON). */
-export const MAX_WORKER_MESSAGE_BYTES = 16384;
-
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
-/** Returns the message if it is exactly one of the catalogue's shapes, else null. */
+/** Why a worker's frame was refused: the rule it broke, and what was seen (for the audit event). */
+export interface MessageFault {
+  readonly rule: 'message.encoding' | 'message.nesting' | 'message.json' | 'message.catalogue';
+  readonly detail: string;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * One frame's payload from a worker, decoded. Never throws: whatever the
+ * bytes, the answer is a catalogue message or the fault that ends the
+ * worker. The payload is at most MAX_WORKER_FRAME_BYTES (the frame reader
+ * refused larger ones before reading them).
+ */
+export function decodeWorkerMessage(payload: Buffer): WorkerMessage | MessageFault {
+  try {
+    if (payload.length > MAX_WORKER_FRAME_BYTES) return { rule: 'message.catalogue', detail: `${payload.length} bytes` };
+    let text: string;
+    try {
+      text = UTF8.decode(payload);
+    } catch {
+      return { rule: 'message.encoding', detail: 'not UTF-8' };
+    }
+    if (!nestingWithin(payload, MAX_WORKER_MESSAGE_DEPTH))
+      return { rule: 'message.nesting', detail: `nested deeper than ${MAX_WORKER_MESSAGE_DEPTH}` };
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return { rule: 'message.json', detail: `not JSON: ${JSON.stringify(text.slice(0, 40))}` };
+    }
+    const message = parseWorkerMessage(value);
+    if (message !== null) return message;
+    const type = value !== null && typeof value === 'object' && 'type' in value ? (value as { type: unknown }).type : undefined;
+    return { rule: 'message.catalogue', detail: `not in the catalogue: type ${JSON.stringify(type)?.slice(0, 40) ?? 'missing'}` };
+  } catch (error) {
+    // Nothing above should throw; if it does, it is still this worker's frame that did it.
+    return { rule: 'message.json', detail: `undecodable (${(error as Error).name})` };
+  }
+}
+
+/** Every catalogue message has a `type`; a fault has none (IDS_MATCH has a `rule` too: `type` is what tells them apart). */
+export const isFault = (decoded: WorkerMessage | MessageFault): decoded is MessageFault => !('type' in decoded);
+
+/**
+ * Returns the message if it is exactly one of the catalogue's shapes, with
+ * names from the worker's closed vocabulary (worker-events.ts), else null.
+ * `value` is a parsed JSON value no deeper than MAX_WORKER_MESSAGE_DEPTH.
+ */
 export function parseWorkerMessage(value: unknown): WorkerMessage | null {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
-  if (JSON.stringify(value).length > MAX_WORKER_MESSAGE_BYTES) return null;
   const message = value as Record<string, unknown>;
   const keys = Object.keys(message).sort().join(',');
   switch (message.type) {
     case 'CTL_READY':
       return keys === 'generation,type' && isCount(message.generation) ? { type: 'CTL_READY', generation: message.generation } : null;
+    case 'CTL_PONG':
+      return keys === 'seq,type' && isCount(message.seq) ? { type: 'CTL_PONG', seq: message.seq } : null;
     case 'AUDIT_EVENT':
       return keys === 'event,type' && isAuditEvent(message.event) ? { type: 'AUDIT_EVENT', event: message.event } : null;
     case 'LIM_CONNECT':
@@ -180,7 +238,7 @@ export function parseWorkerMessage(value: unknown): WorkerMessage | null {
         isList(message.requests) &&
         message.requests.every((entry) => isTuple(entry, [isLabel, isStatus, isCount])) &&
         isList(message.rejections) &&
-        message.rejections.every((entry) => isTuple(entry, [isEventName, isCount])) &&
+        message.rejections.every((entry) => isTuple(entry, [isRejectionReason, isCount])) &&
         isList(message.idsMatches) &&
         message.idsMatches.every((entry) => isTuple(entry, [isRuleName, isCount]))
         ? (message as unknown as WorkerMessage)
@@ -220,15 +278,16 @@ const isTuple = (value: unknown, checks: ((part: unknown) => boolean)[]): boolea
   Array.isArray(value) && value.length === checks.length && checks.every((check, i) => check(value[i]));
 /** A vhost's first name ("" when none matched): what a domain in the config may look like. */
 const isLabel = (value: unknown): boolean => typeof value === 'string' && /^[*a-z0-9.-]{0,253}$/.test(value);
+/** What Node lets a response carry (100-999, http.ServerResponse.writeHead). */
 const isStatus = (value: unknown): boolean => isCount(value) && (value as number) >= 100 && (value as number) <= 999;
-const isEventName = (value: unknown): boolean => typeof value === 'string' && value.length <= 64 && /^[a-z_]+(\.[a-z_]+)+$/.test(value);
+const isRejectionReason = (value: unknown): boolean => typeof value === 'string' && WORKER_REJECTION_REASONS.has(value);
 
 const isBoundedString = (value: unknown): value is string => typeof value === 'string' && value.length <= MAX_AUDIT_FIELD_CHARS;
 
 function isAuditEvent(value: unknown): value is AuditEvent {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const event = value as Record<string, unknown>;
-  if (!isBoundedString(event.event) || !/^[a-z_]+(\.[a-z_]+)+$/.test(event.event)) return false;
+  if (typeof event.event !== 'string' || !WORKER_AUDIT_EVENTS.has(event.event)) return false;
   for (const key of Object.keys(event)) {
     if (key === 'status') {
       if (!isCount(event.status) || (event.status as number) > 999) return false;

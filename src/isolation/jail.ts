@@ -8,9 +8,14 @@
  * points can be made without touching the operator's files) and read-only
  * bind mounts of exactly what the worker needs, listed here. Nothing else of
  * the host is visible: not the config file, TLS keys, /etc/shadow or /proc.
+ *
+ * A config without [process.isolation] chroot still gets a jail: an empty
+ * directory the master makes (state_dir/jail), with each static root bound
+ * in read-only at its own path, so the vhosts' roots need no translation and
+ * nothing else of the host is there.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { type CompiledConfig, proxyBackends } from '../config/types.js';
 
@@ -48,29 +53,46 @@ export function jailBinds(packageRoot: string, nodeBinary: string, dashboard = f
   return binds.map((source) => `${source}:${source}`);
 }
 
+/** The jail of a config without a chroot: an empty directory in state_dir. */
+export function implicitJail(config: CompiledConfig): string {
+  return path.join(config.server.stateDir, 'jail');
+}
+
 /**
- * Directories shared by unrelated programs: a unix: target directly in one
- * is bound into the jail alone, never the directory, whose other sockets
- * (and files) are no business of a worker.
+ * Makes the implicit jail (mode 0755: the workers' uids must traverse it;
+ * state_dir stays 0700, which the chroot never walks). Returns the problem,
+ * or null. It must be a directory of root's and empty: whatever lies in it
+ * would be in every worker's jail.
  */
-const SHARED_DIRECTORIES: ReadonlySet<string> = new Set([
-  '/',
-  '/run',
-  '/var/run',
-  '/run/user',
-  '/tmp',
-  '/var/tmp',
-  '/dev',
-  '/dev/shm',
-  '/var',
-  '/var/lib',
-  '/srv',
-  '/home',
-  '/root',
-  '/etc',
-  '/opt',
-  '/usr',
-]);
+export function makeImplicitJail(dir: string): string | null {
+  try {
+    mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { mode: 0o755 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      return `cannot make the workers' jail ${dir}: ${(error as NodeJS.ErrnoException).code}`;
+  }
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory() || stat.uid !== 0) return `the workers' jail ${dir} must be a directory of root's`;
+  const entries = readdirSync(dir);
+  if (entries.length > 0) return `the workers' jail ${dir} must be empty (it holds ${entries.slice(0, 3).join(', ')})`;
+  return null;
+}
+
+/** `--bind-ro` arguments for the static roots of a config without a chroot: each at its own path, those that exist. */
+export function rootBinds(config: CompiledConfig): string[] {
+  if (config.isolation.chroot !== null) return [];
+  const roots = new Set<string>();
+  for (const vhost of config.vhosts) {
+    if (vhost.hostRoot === null) continue;
+    try {
+      if (statSync(vhost.hostRoot).isDirectory()) roots.add(vhost.hostRoot);
+    } catch {
+      // Missing: served as 404 until it exists and a reload binds it.
+    }
+  }
+  return [...roots].map((root) => `${root}:${root}`);
+}
 
 /**
  * `--bind-ro` arguments that make every unix: proxy target reachable in the
@@ -79,7 +101,8 @@ const SHARED_DIRECTORIES: ReadonlySet<string> = new Set([
  * inode; only regular files, directories and symlinks are refused on a
  * read-only mount), so a read-only bind serves (test/system/upstream-unix.test.ts).
  *
- * A socket in a directory of its own (/run/app/app.sock) gets that
+ * What is bound is the target's jailBind (config/compile-backend.ts): a
+ * socket in a directory of its own (/run/app/app.sock) gets that
  * directory, so an application that restarts and makes its socket anew is
  * still reached. A socket directly in a shared directory (/run/app.sock) is
  * bound alone: a bind holds the inode, so after the application makes a new
@@ -91,17 +114,29 @@ export function upstreamSocketBinds(config: CompiledConfig): string[] {
   const binds = new Set<string>();
   for (const { backend } of proxyBackends(config)) {
     for (const target of backend.targets) {
-      const socket = target.hostSocketPath;
-      if (socket === null || target.socketPath !== socket) continue;
-      const dir = path.dirname(socket);
-      const source = SHARED_DIRECTORIES.has(dir) ? socket : dir;
-      try {
-        const stat = statSync(source);
-        if (source === dir ? stat.isDirectory() : stat.isSocket()) binds.add(source);
-      } catch {
-        // Not there yet: see above.
+      const source = target.jailBind;
+      if (source === null || source === target.hostSocketPath) {
+        if (source !== null && isSocket(source)) binds.add(source);
+        continue;
       }
+      if (isDirectory(source)) binds.add(source);
     }
   }
   return [...binds].map((source) => `${source}:${source}`);
 }
+
+const isSocket = (file: string): boolean => {
+  try {
+    return statSync(file).isSocket();
+  } catch {
+    return false; // not there yet: see above
+  }
+};
+
+const isDirectory = (dir: string): boolean => {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+};

@@ -1,16 +1,17 @@
 /**
  * How a worker process is started: the sandbox helper (native-helpers/)
  * with options derived from `[process.isolation]`, then node, then the
- * worker entry. Policy lives here; the helper only applies what it is told
- * (STYLE.md). `child_process.fork` runs `execPath` with `execArgv` followed
- * by the worker entry, so the helper's options, `--`, node and node's flags
- * all go into execArgv.
+ * worker entry. Policy lives here; the helper only applies what it is
+ * told. The master spawns the helper with the worker's channel at fd 3
+ * and its listening sockets after it (src/master/worker-process.ts); the
+ * helper keeps exactly those open across exec (`--keep-fd`).
  */
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
-import { jailBinds, upstreamSocketBinds } from './jail.js';
+import { implicitJail, jailBinds, rootBinds, upstreamSocketBinds } from './jail.js';
+import { DEFAULT_WORKER_ACCOUNT } from './worker-uids.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const WORKER_ENTRY = path.join(PACKAGE_ROOT, 'dist/src/worker/main.js');
@@ -26,17 +27,38 @@ const HEAP_SHARE_OF_MEMORY = 0.75;
 const MIN_HEAP_MIB = 32;
 
 export interface WorkerCommand {
-  readonly execPath: string;
-  readonly execArgv: string[];
+  /** The sandbox helper. */
+  readonly file: string;
+  /** Its options, `--`, node, node's flags and the worker entry. */
+  readonly args: string[];
   readonly env: NodeJS.ProcessEnv;
+}
+
+/** The descriptor of the worker's channel to the master (an AF_UNIX socketpair end). */
+export const CHANNEL_FD = 3;
+
+/** What one worker gets besides the config: who it runs as, where its cgroup is, what it inherits. */
+export interface WorkerSandbox {
+  /** Its own cgroup (relative path), or null when cgroups are off. */
+  readonly cgroup: string | null;
+  /** allowed_syscalls as a file, or null for the built-in list. */
+  readonly seccompFile: string | null;
+  /** A uid of its own (a number, src/isolation/worker-uids.ts), or the operator's run_as_user. */
+  readonly user: string;
+  /** The group: a name, or null for the user's own. */
+  readonly group: string | null;
+  /** Descriptors kept across exec: the channel. */
+  readonly keepFds: readonly number[];
+  /** The listening sockets, kept and checked to listen. */
+  readonly listenFds: readonly number[];
 }
 
 /**
  * The environment a worker gets: nothing of the operator's shell. In
  * particular no NODE_OPTIONS (could preload code), NODE_EXTRA_CA_CERTS,
  * LISTEN_FDS, LISTEN_PID or NOTIFY_SOCKET (systemd's, the master's alone), UV_USE_IO_URING,
- * LD_PRELOAD, or secrets passed to the master in variables. fork() adds the
- * IPC channel's two variables.
+ * LD_PRELOAD, NODE_CHANNEL_FD (no Node IPC channel), or secrets passed to the
+ * master in variables.
  */
 export const WORKER_ENV: Readonly<NodeJS.ProcessEnv> = Object.freeze({
   PATH: '/usr/bin:/bin',
@@ -56,37 +78,36 @@ function nodeFlags(config: CompiledConfig): string[] {
 }
 
 /**
- * The helper's options for one worker. `cgroup` is the worker's own cgroup
- * path (relative to each hierarchy root), or null when cgroups are off.
- * `seccompFile` holds `allowed_syscalls` when the config replaces the
- * built-in list.
+ * The helper's options for one worker. Every worker is jailed: in
+ * [process.isolation] chroot, or else in the empty jail the master made
+ * (state_dir/jail) with the static roots bound in.
  */
-export function sandboxOptions(config: CompiledConfig, cgroup: string | null, seccompFile: string | null): string[] {
+export function sandboxOptions(config: CompiledConfig, sandbox: WorkerSandbox): string[] {
   const iso = config.isolation;
-  const options = ['--run-as-user', iso.runAsUser];
-  if (iso.runAsGroup !== null) options.push('--run-as-group', iso.runAsGroup);
-  if (iso.chroot !== null) {
-    options.push('--chroot', iso.chroot, '--working-dir', iso.workingDir);
-    for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null), ...upstreamSocketBinds(config)])
-      options.push('--bind-ro', bind);
-  }
+  const options = ['--run-as-user', sandbox.user];
+  if (sandbox.group !== null) options.push('--run-as-group', sandbox.group);
+  options.push('--chroot', iso.chroot ?? implicitJail(config), '--working-dir', iso.workingDir);
+  for (const bind of [
+    ...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null),
+    ...rootBinds(config),
+    ...upstreamSocketBinds(config),
+  ])
+    options.push('--bind-ro', bind);
   options.push('--max-open-files', String(iso.maxOpenFiles));
-  if (cgroup !== null) {
-    options.push('--cgroup', cgroup);
+  if (sandbox.cgroup !== null) {
+    options.push('--cgroup', sandbox.cgroup);
     if (iso.maxMemoryBytes !== null) options.push('--max-memory', String(iso.maxMemoryBytes));
     if (iso.maxCpuPercent !== null) options.push('--max-cpu-percent', String(iso.maxCpuPercent));
     if (iso.maxPids !== null) options.push('--max-pids', String(iso.maxPids));
   }
   if (iso.apparmorProfile !== null) options.push('--apparmor-profile', iso.apparmorProfile);
   if (iso.seccomp === 'off') options.push('--seccomp=off');
-  else {
-    options.push(`--seccomp=${seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
-    // Transitional (issue 12): the master still sends bound, not-listening
-    // handles over IPC, and the worker's listen() must run for them. Remove
-    // once the master passes listening sockets as inherited fds (--keep-fd,
-    // or --listen-fd): then no worker can open a listening port of its own.
-    options.push('--unsafe-allow-listen');
-  }
+  else options.push(`--seccomp=${sandbox.seccompFile ?? 'default'}`, '--seccomp-action', iso.seccomp);
+  for (const fd of sandbox.keepFds) options.push('--keep-fd', String(fd));
+  // The listening sockets: the helper makes each listen again before its filter (which then answers a
+  // worker's listen with 0 without running it) and reads SO_ACCEPTCONN back. They already listen (the
+  // master made them); again, it restores one a worker may have stopped listening for everyone.
+  for (const fd of sandbox.listenFds) options.push('--listen-fd', String(fd));
   return options;
 }
 
@@ -97,10 +118,22 @@ export function nodeBinary(): string {
   return NODE_BINARY;
 }
 
-export function workerCommand(config: CompiledConfig, cgroup: string | null, seccompFile: string | null): WorkerCommand {
+export function workerCommand(config: CompiledConfig, sandbox: WorkerSandbox): WorkerCommand {
   return {
-    execPath: SANDBOX_HELPER,
-    execArgv: [...sandboxOptions(config, cgroup, seccompFile), '--', nodeBinary(), ...nodeFlags(config)],
+    file: SANDBOX_HELPER,
+    args: [...sandboxOptions(config, sandbox), '--', nodeBinary(), ...nodeFlags(config), WORKER_ENTRY],
     env: { ...WORKER_ENV },
   };
+}
+
+/**
+ * Who a worker runs as: the operator's run_as_user (and group) exactly, or
+ * else `uid`, the worker's own, in run_as_group or the miwidothttp account's
+ * group (so group-readable site files stay readable).
+ */
+export function workerIdentity(config: CompiledConfig, uid: number | null): { user: string; group: string | null } {
+  const iso = config.isolation;
+  if (iso.runAsUser !== null) return { user: iso.runAsUser, group: iso.runAsGroup };
+  if (uid === null) throw new Error('a worker without run_as_user needs a uid of its own');
+  return { user: String(uid), group: iso.runAsGroup ?? DEFAULT_WORKER_ACCOUNT };
 }

@@ -4,7 +4,7 @@
  * pipe the master reads, so a worker never opens a file and log rotation is
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
-import { fstatSync, mkdirSync } from 'node:fs';
+import { chmodSync, fstatSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
@@ -51,12 +51,41 @@ function stdoutIsJournal(): boolean {
   }
 }
 
+/**
+ * Log bytes queued for a destination that cannot keep up (a slow disk, a
+ * stalled pipe) past which lines are dropped rather than held: workers'
+ * output goes through here, and must not grow the master without bound.
+ */
+const MAX_QUEUED_LOG_BYTES = 64 * 1024 * 1024;
+
 /** pino writes `"time"` right after `"level"`; one replace per line removes it. */
 const TIME_FIELD = /,"time":"[^"]*"/;
 
+/**
+ * Log files are never world-readable: they hold client addresses, paths and
+ * the server's internals. Created 0640 (root and the group of whoever reads
+ * logs, e.g. adm), and an existing one open to others is narrowed to that.
+ */
+export const LOG_FILE_MODE = 0o640;
+
+export function restrictLogFile(file: string): void {
+  try {
+    const { mode } = statSync(file);
+    if ((mode & 0o137) !== 0) chmodSync(file, mode & LOG_FILE_MODE);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
 export function createSink(logFile: string | null): LogSink {
-  if (logFile !== null) ensureParentDirectory(logFile);
-  const boom = logFile === null ? pino.destination({ fd: 1, sync: false }) : pino.destination({ dest: logFile, sync: false });
+  if (logFile !== null) {
+    ensureParentDirectory(logFile);
+    restrictLogFile(logFile);
+  }
+  const boom =
+    logFile === null
+      ? pino.destination({ fd: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES })
+      : pino.destination({ dest: logFile, sync: false, mode: LOG_FILE_MODE, maxLength: MAX_QUEUED_LOG_BYTES });
   const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
   const journal = logFile === null && stdoutIsJournal();
   return {

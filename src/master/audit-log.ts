@@ -10,7 +10,10 @@
 import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
-import { ensureParentDirectory } from '../logging/logger.js';
+import { ensureParentDirectory, restrictLogFile } from '../logging/logger.js';
+
+/** The audit log names clients and what they sent: root's alone (the main log is 0640). */
+const AUDIT_FILE_MODE = 0o600;
 
 export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
 
@@ -25,6 +28,9 @@ export interface AuditSource {
   readonly role: 'master' | 'worker';
   readonly pid: number | undefined;
   readonly generation?: number;
+  /** A worker's slot and uid: which worker said it. */
+  readonly slot?: number;
+  readonly uid?: number | null;
 }
 
 const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
@@ -48,10 +54,11 @@ export class AuditLog {
     }
     try {
       ensureParentDirectory(spec.logFile);
+      restrictLogFile(spec.logFile);
     } catch (error) {
       this.reportFailure(error as NodeJS.ErrnoException);
     }
-    this.destination = pino.destination({ dest: spec.logFile, sync: false });
+    this.destination = pino.destination({ dest: spec.logFile, sync: false, mode: AUDIT_FILE_MODE });
     this.destination.on('error', (error: NodeJS.ErrnoException) => this.reportFailure(error));
     this.destination.on('ready', () => (this.failed = false));
     this.logger = pino(
@@ -73,6 +80,8 @@ export class AuditLog {
       pid: source.pid,
       // The master's own events name the generation they concern in `extra` (a reload's new one).
       generation: source.generation ?? extra.generation,
+      slot: source.slot,
+      uid: source.uid ?? undefined,
     };
     this.observer?.({ time: new Date().toISOString(), fields });
     if (!this.enabled(category) || this.failed) return;

@@ -10,6 +10,7 @@ import { certificateViews, type CertificateManager } from './certificate-manager
 import type { ListenerSet } from './listeners.js';
 import type { Supervisor } from './supervisor.js';
 import type { BanView, ControlAnswer, ControlAnswers, ControlRequest } from '../ipc/control.js';
+import type { ClusterNode } from '../cluster/node.js';
 
 /** What the commands act on: the master's parts, and its own reload and stop. */
 export interface ControlTargets {
@@ -22,6 +23,8 @@ export interface ControlTargets {
   readonly reload: (trigger: string) => Promise<ControlAnswers['reload']>;
   /** Drain and exit. */
   readonly stop: (why: string) => Promise<void>;
+  /** This node in its cluster, or null alone: bans then act cluster-wide, and `cluster ...` is answered. */
+  readonly cluster: ClusterNode | null;
 }
 
 /** A ban as the CLI shows it: the end as an ISO date. */
@@ -29,7 +32,7 @@ const banView = (ban: Ban): BanView => ({ ...ban, until: new Date(ban.until).toI
 
 /** The handler of the control socket (master/control.ts). */
 export function controlCommands(targets: ControlTargets): (request: ControlRequest) => Promise<ControlAnswer> {
-  const { supervisor, listeners, abuse, issued, audit } = targets;
+  const { supervisor, listeners, abuse, issued, audit, cluster } = targets;
   const self = { role: 'master', pid: process.pid } as const;
   return async (request) => {
     switch (request.command) {
@@ -44,6 +47,7 @@ export function controlCommands(targets: ControlTargets): (request: ControlReque
           },
           workers: await supervisor.status(),
           listeners: listeners.list().map((listener) => listener.spec),
+          cluster: cluster?.summary() ?? null,
         };
       case 'reload':
         audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
@@ -61,14 +65,27 @@ export function controlCommands(targets: ControlTargets): (request: ControlReque
       case 'ban_list':
         return { ok: true, bans: abuse.listBans().map(banView) };
       case 'ban_add': {
+        const refused = cluster?.writeRefusal('ban writes') ?? null;
+        if (refused !== null) return { ok: false, reason: refused };
         // Audited by the ban list itself (admin.ban_add), like every ban.
         const added = abuse.adminBan(request.ip, request.seconds, request.reason);
-        return added.ok ? { ok: true, ban: banView(added.ban) } : added;
+        if (!added.ok) return added;
+        // Clustered: answered once every node can see it (or why it holds here only).
+        const unshared = (await cluster?.bans.settled(added.ban.ip)) ?? null;
+        return unshared === null ? { ok: true, ban: banView(added.ban) } : { ok: false, reason: unshared };
       }
       case 'ban_remove': {
+        const refused = cluster?.writeRefusal('ban writes') ?? null;
+        if (refused !== null) return { ok: false, reason: refused };
         const lifted = abuse.adminUnban(request.ip);
-        return lifted.ok ? { ok: true } : { ok: false, reason: lifted.reason ?? 'not banned' };
+        if (!lifted.ok) return { ok: false, reason: lifted.reason ?? 'not banned' };
+        const unshared = (await cluster?.bans.settled(request.ip)) ?? null;
+        return unshared === null ? { ok: true } : { ok: false, reason: unshared };
       }
+      case 'cluster':
+        return cluster === null
+          ? { ok: false, reason: 'this node is not clustered ([cluster] is absent or disabled)' }
+          : cluster.control(request);
     }
   };
 }

@@ -18,12 +18,14 @@ import { closeInheritedFds } from './fds.js';
 import { activationSockets, SystemdNotifier } from './systemd.js';
 import { ListenerSet } from './listeners.js';
 import { delegatedCgroup, enterDelegatedLeaf, removeStaleCgroups } from '../isolation/cgroups.js';
+import { DEFAULT_WORKER_ACCOUNT, prepareWorkerGroup } from '../isolation/worker-uids.js';
 import { isProcessAlive, removePidFile, runningMaster, writePidFile } from './pid-file.js';
 import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import { DashboardCollector } from './dashboard/collector.js';
 import type { Issuer } from '../tls/issuance/types.js';
+import { ClusterNode } from '../cluster/node.js';
 
 /** Exit codes of `start`. */
 export const EXIT_OK = 0;
@@ -33,7 +35,8 @@ export const EXIT_START_FAILED = 1;
  * Run until stopped. Resolves with the process exit code; errors that stop
  * the start are logged as one line and give EXIT_START_FAILED.
  */
-export async function runMaster(configPath: string | null, config: CompiledConfig): Promise<number> {
+export async function runMaster(configPath: string | null, fileConfig: CompiledConfig): Promise<number> {
+  let config = fileConfig;
   // Sockets systemd passed are ours to keep; any other descriptor inherited without close-on-exec goes.
   const activation = activationSockets();
   const inherited = closeInheritedFds(new Set(activation));
@@ -58,7 +61,15 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   };
 
   // What the host must offer (the sandbox helper, root, AppArmor, cgroup
-  // controllers, ...) was checked by the preflight, in `start` before this.
+  // controllers, a free worker uid range, ...) was checked by the preflight, in `start` before this.
+  const group = prepareWorkerGroup(config);
+  if (group.problem !== null) return fail(group.problem);
+  if (group.created) log.info({ user: DEFAULT_WORKER_ACCOUNT }, 'created the system user whose group workers run in');
+  if (config.isolation.runAsUser !== null)
+    log.warn(
+      { key: 'process.isolation.run_as_user', user: config.isolation.runAsUser },
+      'every worker runs as this one user: workers share a uid (and with it any other process of that user); unset run_as_user for a uid per worker',
+    );
   if (config.isolation.cgroupParent !== null) {
     const stale = removeStaleCgroups(config.isolation.cgroupParent, isProcessAlive);
     if (stale.length > 0) log.info({ cgroups: stale }, 'removed worker cgroups left by a previous master');
@@ -81,6 +92,17 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   const listeners = new ListenerSet();
   const audit = new AuditLog(config.audit, log);
   const self = { role: 'master', pid: process.pid } as const;
+  // Clustered: join before anything serves, and run the cluster's latest shared configuration.
+  let cluster: ClusterNode | null = null;
+  if (config.cluster !== null && configPath !== null) {
+    const joined = await joinClusterOrFail(config, configPath, log, audit);
+    if (typeof joined === 'string') {
+      audit.flush();
+      removePidFile(config.server.pidFile);
+      return fail(joined);
+    }
+    ({ cluster, config } = joined);
+  }
   const metrics = new Metrics({ activeBans: () => abuse.activeBans });
   const abuse = new AbuseControl(
     config,
@@ -89,11 +111,14 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     (message) => supervisor.broadcast(message),
     (source) => metrics.banAdded(source),
   );
-  const tickets = new SessionTickets((message) => supervisor.broadcast(message));
+  const tickets = new SessionTickets((message) => supervisor.broadcast(message), undefined, cluster?.sharedTickets() ?? null);
   const issued: CertificateManager = new CertificateManager(
     log,
     audit,
-    (spec): Issuer => createIssuer(spec, supervisor.challenges, log),
+    (spec): Issuer => {
+      const issuer = createIssuer(spec, cluster?.challengeBoard() ?? supervisor.challenges, log);
+      return cluster?.issuer(spec, issuer) ?? issuer;
+    },
     () => supervisor.certificatesChanged(),
   );
   const dashboard: DashboardCollector = new DashboardCollector({
@@ -137,6 +162,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     issued.close();
     await systemd.stopping();
     await supervisor.stop();
+    await cluster?.close();
+    await abuse.flush();
     cleanup();
     log.info('stopped');
     audit.flush();
@@ -146,7 +173,8 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
 
   const reload = async (trigger: string): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => loadConfig(configPath, process.env, 'reload'));
+    const outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(configPath, process.env, 'reload'));
+    cluster?.reloaded(trigger, outcome);
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
       outcome.ok
@@ -168,15 +196,23 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
     control = await startControlServer(
       config.server.controlSocket,
       log,
-      controlCommands({ supervisor, listeners, abuse, issued, audit, reload, stop }),
+      controlCommands({ supervisor, listeners, abuse, issued, audit, reload, stop, cluster }),
     );
     const adopted = listeners.adopt(activation);
     if (adopted.length > 0) log.info({ sockets: adopted }, 'socket activation: listening sockets from systemd');
     await supervisor.start();
+    await cluster?.attach({
+      reload,
+      abuse,
+      tickets,
+      workersBoard: supervisor.challenges,
+      answersChallenges: () => supervisor.config.tls?.answersAcmeChallenges === true,
+    });
     const unclaimed = listeners.unclaimedActivated();
     if (unclaimed.length > 0) log.warn({ sockets: unclaimed }, 'socket activation: sockets no listener of the config claims (left unused)');
   } catch (error) {
     await supervisor.stop().catch(() => undefined);
+    await cluster?.close().catch(() => undefined);
     cleanup();
     return fail(`start failed: ${(error as Error).message}`);
   }
@@ -212,4 +248,23 @@ export async function runMaster(configPath: string | null, config: CompiledConfi
   await systemd.ready(`serving: generation ${supervisor.generation}, ${config.server.workerCount} workers`);
   systemd.startWatchdog(() => supervisor.serving());
   return finished;
+}
+
+/** Joins the cluster and loads this node's configuration with the cluster's shared part; a string is the one line that stops `start`. */
+async function joinClusterOrFail(
+  config: CompiledConfig,
+  configPath: string,
+  log: ReturnType<typeof createMasterLogger>,
+  audit: AuditLog,
+): Promise<{ cluster: ClusterNode; config: CompiledConfig } | string> {
+  let cluster: ClusterNode;
+  try {
+    cluster = await ClusterNode.start(config.cluster!, configPath, log, audit);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const loaded = cluster.load('start');
+  if (loaded.ok) return { cluster, config: loaded.config };
+  await cluster.close();
+  return `the cluster's configuration is refused on this node: ${loaded.errors.join('; ')}`;
 }

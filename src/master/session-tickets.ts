@@ -11,13 +11,31 @@ import { TICKET_KEY_ROTATION_MS, TicketKeyRing } from '../tls/ticket-keys.js';
 /** One context for every generation: a reload does not end the sessions clients hold. */
 const SESSION_CONTEXT_ID = 'miwidothttp sites';
 
-export class SessionTickets {
-  readonly #ring = new TicketKeyRing();
-  readonly #timer: NodeJS.Timeout;
+/** How a cluster shares tickets between nodes: one context secret for all, and keys it rotates itself (install). */
+export interface SharedTicketSettings {
+  readonly contextSecret: Buffer;
+}
 
-  constructor(broadcast: (message: MasterMessage) => void, rotationMs = TICKET_KEY_ROTATION_MS) {
+export class SessionTickets {
+  readonly #ring: TicketKeyRing;
+  readonly #timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly broadcast: (message: MasterMessage) => void,
+    rotationMs = TICKET_KEY_ROTATION_MS,
+    shared: SharedTicketSettings | null = null,
+  ) {
+    this.#ring = new TicketKeyRing(shared?.contextSecret);
+    if (shared !== null) return; // the cluster rotates, for every node at once
     this.#timer = setInterval(() => broadcast({ type: 'TLS_TICKET_KEY', ticketKey: this.#ring.rotate().toString('base64') }), rotationMs);
     this.#timer.unref();
+  }
+
+  /** A key the cluster made: every worker takes it now. */
+  install(key: Buffer, rotatedAtMs: number): void {
+    const before = this.#ring.current();
+    this.#ring.install(key, rotatedAtMs);
+    if (!before.equals(key)) this.broadcast({ type: 'TLS_TICKET_KEY', ticketKey: key.toString('base64') });
   }
 
   forWorkers(): { ticketKey: string; sessionIdContext: string } {
@@ -25,6 +43,6 @@ export class SessionTickets {
   }
 
   close(): void {
-    clearInterval(this.#timer);
+    if (this.#timer !== null) clearInterval(this.#timer);
   }
 }

@@ -1,14 +1,16 @@
 /**
  * The supervisor: worker generations, crash replacement with backoff,
- * staged reload and graceful stop.
+ * staged reload and graceful stop. (Over 400 lines: a generation's whole
+ * life, spawn to retirement, reads best in one file; what the master does
+ * with each worker's messages is worker-desk.ts.)
  *
  * A generation is one config and the N workers started for it. Reload is
- * staged (STYLE.md): validate, bind what the new config adds, start the new
+ * staged: validate, bind what the new config adds, start the new
  * generation, wait until every new worker is ready, and only then retire the
  * old one. Any failure before the switch leaves the running generation and
  * its listeners exactly as they were.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,19 +18,22 @@ import pidusage from 'pidusage';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../config/types.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
-import { workerCommand } from '../isolation/worker-command.js';
+import { implicitJail, makeImplicitJail } from '../isolation/jail.js';
+import { CHANNEL_FD, workerCommand, workerIdentity } from '../isolation/worker-command.js';
+import { WorkerUids } from '../isolation/worker-uids.js';
 import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js';
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
-import type { AbuseControl, WorkerLink } from './abuse/index.js';
+import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
 import type { ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
 import type { CertificateManager, PreparedIssuance } from './certificate-manager.js';
 import { WorkerChallengeBoard } from './challenge-board.js';
 import type { SessionTickets } from './session-tickets.js';
-import { WorkerProcess } from './worker-process.js';
+import { type DashboardDesk, WorkerDesk } from './worker-desk.js';
+import { processUid, WorkerProcess } from './worker-process.js';
 
 /** A worker that lived less than this counts towards a crash loop. */
 const CRASH_LOOP_WINDOW_MS = 10_000;
@@ -70,11 +75,6 @@ export interface WorkerStatus {
   cpuPercent: number | null;
 }
 
-/** Who answers DASH_QUERY (the dashboard's collector); `violation` ends the worker that asked out of turn. */
-export interface DashboardDesk {
-  query(link: WorkerLink, id: number, permitted: boolean, violation: (why: string) => void): void;
-}
-
 export type ReloadOutcome = { ok: true; generation: number } | { ok: false; reason: string };
 
 export class Supervisor {
@@ -90,26 +90,34 @@ export class Supervisor {
   private readonly monitor: NodeJS.Timeout;
   /** Root-only directory for files the helper reads (a custom seccomp list). */
   private readonly privateDir = mkdtempSync(path.join(tmpdir(), 'miwidothttp-'));
+  /** A uid per worker, when run_as_user is unset (src/isolation/worker-uids.ts). */
+  private readonly uids: WorkerUids;
 
   constructor(
     public config: CompiledConfig,
     private readonly listeners: ListenerSet,
     private readonly log: Logger,
     private readonly sink: LogSink,
-    private readonly audit: AuditLog,
+    audit: AuditLog,
     private readonly abuse: AbuseControl,
     private readonly metrics: Metrics,
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
-    private readonly dashboard: DashboardDesk,
+    dashboard: DashboardDesk,
   ) {
-    this.monitor = setInterval(() => void this.checkResources(), MONITOR_INTERVAL_MS);
+    this.uids = new WorkerUids(config.isolation.workerUidBase);
+    this.desk = new WorkerDesk({ abuse, metrics, audit, log, listeners, dashboard, challenges: this.challenges });
+    this.monitor = setInterval(() => {
+      void this.checkResources();
+      this.desk.reportSuppressedAudit();
+    }, MONITOR_INTERVAL_MS);
     this.monitor.unref();
   }
 
   /** Start the first generation; rejects with the first worker's reason if any fails to come up. */
   async start(): Promise<void> {
     this.listeners.bindMissing(this.config.listeners);
+    await this.listeners.listenBound();
     const generation = ++this.generation;
     const slots = this.spawnGeneration(generation, this.config);
     try {
@@ -134,10 +142,12 @@ export class Supervisor {
       const fixed = this.restartOnlyChange(next);
       if (fixed) return { ok: false, reason: `${fixed} cannot change on reload; restart instead` };
 
-      let added: string[];
+      let added: string[] = [];
       try {
         ({ added } = this.listeners.bindMissing(next.listeners));
+        await this.listeners.listenBound();
       } catch (error) {
+        for (const id of added) this.listeners.close(id);
         return { ok: false, reason: (error as Error).message };
       }
       const generation = this.generation + 1;
@@ -206,7 +216,7 @@ export class Supervisor {
       const measured = pid === null ? undefined : usage[pid];
       return {
         pid,
-        uid: pid === null ? null : processUid(pid),
+        uid: pid === null ? worker.uid : (processUid(pid) ?? worker.uid),
         slot: worker.slot,
         generation: worker.generation,
         state: worker.state,
@@ -224,6 +234,8 @@ export class Supervisor {
     if (next.server.pidFile !== now.pidFile) return 'server.pid_file';
     if (next.server.controlSocket !== now.controlSocket) return 'server.control_socket';
     if (next.server.logFile !== now.logFile) return 'server.log_file';
+    // The uids of live workers come from the range the master started with.
+    if (next.isolation.workerUidBase !== this.config.isolation.workerUidBase) return 'process.isolation.worker_uid_base';
     return null;
   }
 
@@ -240,6 +252,10 @@ export class Supervisor {
     this.pendingManual = manual;
     // cert_dir and the issuer are made now: a problem with them refuses the generation, never half-switches it.
     this.pendingIssuance = config.issuance === null ? null : this.issued.prepare(config.issuance);
+    if (config.isolation.chroot === null) {
+      const problem = makeImplicitJail(implicitJail(config));
+      if (problem !== null) throw new Error(`process.isolation.chroot is unset and ${problem}`);
+    }
     const tls: GenerationTls =
       config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
     for (let index = 0; index < config.server.workerCount; index++) {
@@ -264,6 +280,8 @@ export class Supervisor {
   );
   /** Identities for AbuseControl: unique over the master's life, unlike pids. */
   private linkIds = 0;
+  /** What the master does with each live worker's messages (budgets, verdicts). */
+  private readonly desk: WorkerDesk;
 
   /** The generation that was starting now serves: its certificates are the ones shown, its provider names the ones renewed. */
   private commitCertificates(): void {
@@ -319,25 +337,28 @@ export class Supervisor {
     const listeners = this.listeners.list().filter((listener) => wanted.has(listener.spec.id));
     const parent = config.isolation.cgroupParent;
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
-    const command = workerCommand(config, cgroup, this.seccompFile(config, generation));
+    const uid = config.isolation.runAsUser === null ? this.uids.claim() : null;
+    const identity = workerIdentity(config, uid);
+    const command = workerCommand(config, {
+      cgroup,
+      seccompFile: this.seccompFile(config, generation),
+      ...identity,
+      keepFds: [CHANNEL_FD],
+      listenFds: listeners.map((_, i) => CHANNEL_FD + 1 + i),
+    });
     const startup: MasterMessage[] = [this.abuse.banSync()];
     if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
     if (config.issuance?.acme) startup.push(this.challenges.message());
-    const worker = new WorkerProcess(index, generation, slot.restarts, cgroup, command, config, listeners, this.log, this.sink, startup);
+    let worker: WorkerProcess;
+    try {
+      worker = new WorkerProcess(index, generation, slot.restarts, cgroup, uid, command, config, listeners, this.log, this.sink, startup);
+    } catch (error) {
+      if (uid !== null) this.uids.release(uid);
+      throw error;
+    }
     slot.worker = worker;
     this.workers.add(worker);
-    worker.onAudit = (event) => this.audit.write('security', event, { role: 'worker', pid: worker.pid, generation });
-    const link = { id: ++this.linkIds, pid: worker.pid, generation, post: (message: MasterMessage) => worker.post(message) };
-    worker.onMessage = (message) => {
-      if (message.type === 'MET_REPORT') this.metrics.absorb(link.id, message);
-      else if (message.type === 'MET_SCRAPE')
-        void this.metrics.text().then((text) => worker.post({ type: 'MET_TEXT', id: message.id, text }));
-      else if (message.type === 'DASH_QUERY')
-        this.dashboard.query(link, message.id, config.server.dashboard !== null, (why) => worker.kill(why));
-      else if (message.type === 'ACME_ACK') {
-        if (!this.challenges.acknowledge(worker, message.version)) worker.kill(`ACME_ACK for version ${message.version}, never sent`);
-      } else this.abuse.handle(link, message);
-    };
+    const link = this.desk.attach(worker, ++this.linkIds);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {
@@ -348,8 +369,10 @@ export class Supervisor {
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
+      this.desk.detach(worker);
       this.abuse.workerGone(link);
       this.metrics.workerGone(link.id);
+      if (uid !== null) this.uids.release(uid);
       if (worker.cgroup !== null) this.scheduleCgroupRemoval(worker.cgroup);
       const retired = worker.generation < this.generation || this.stopping || slot.worker !== worker;
       if (retired && (exit.reason === null || exit.reason.startsWith('still running'))) {
@@ -469,15 +492,5 @@ export class Supervisor {
       if (this.stopping || !this.slots.includes(slot)) return;
       this.spawnInto(slot, index, this.generation, this.config);
     }, delay);
-  }
-}
-
-/** The real uid of a process, from /proc (what `status` shows for each worker). */
-function processUid(pid: number): number | null {
-  try {
-    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : null;
-  } catch {
-    return null;
   }
 }

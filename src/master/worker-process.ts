@@ -1,18 +1,27 @@
 /**
- * One worker process as the master sees it: spawned through `fork` (whose
- * execPath lets the sandbox helper stand in front of node), fed its
- * generation's config and listening sockets over IPC, and watched until it
- * exits. Its stdout/stderr are pipes into the master's log sink.
+ * One worker process as the master sees it: the sandbox helper spawned with
+ * the worker's channel at fd 3 (an AF_UNIX socketpair; worker-channel.ts)
+ * and its listening sockets after it, fed its generation's config over the
+ * channel, and watched until it exits. Its stdout/stderr are pipes into the
+ * master's log sink (worker-output.ts).
+ *
+ * The worker is taken to be compromised. Whatever it sends that breaks the
+ * channel's rules or a budget is a verdict (`condemn`): the channel closes,
+ * nothing it sent after is honoured, it gets SIGKILL, and the supervisor
+ * writes one audit event naming it. The same happens to a worker that stops
+ * answering CTL_PING (stopped, spinning, deadlocked) for UNRESPONSIVE_AFTER_MS.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { forWorkers, type CompiledConfig } from '../config/types.js';
-import { HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, WORKER_ENTRY, type WorkerCommand } from '../isolation/worker-command.js';
-import { parseWorkerMessage, type AuditEvent, type MasterMessage, type WorkerMessage } from '../ipc/messages.js';
+import { CHANNEL_FD, HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, type WorkerCommand } from '../isolation/worker-command.js';
+import type { AuditEvent, MasterMessage, WorkerMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { BoundListener } from './listeners.js';
+import { WorkerChannel } from './worker-channel.js';
+import { readBoundedLines, withIdentity } from './worker-output.js';
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 
@@ -23,11 +32,29 @@ export interface WorkerExit {
   readonly reason: string | null;
 }
 
+/**
+ * Why the master killed a worker for what it did: broke the channel's rules
+ * (`protocol`), asked for more than its budget (`budget`), or stopped
+ * answering (`liveness`). `rule` is a stable code (docs/security.md).
+ */
+export interface Verdict {
+  readonly kind: 'protocol' | 'budget' | 'liveness';
+  readonly rule: string;
+  readonly detail: string;
+}
+
 /** Extra time after a drain deadline before the master stops asking. */
 const DRAIN_GRACE_MS = 2000;
+/** How often a ready worker is asked to answer. */
+const PING_INTERVAL_MS = 1000;
+/** A ping unanswered this long, or a frame begun and not finished this long, ends the worker. */
+export const UNRESPONSIVE_AFTER_MS = 5000;
+
+type Forwarded = Exclude<WorkerMessage, { type: 'CTL_READY' | 'CTL_PONG' | 'AUDIT_EVENT' }>;
 
 export class WorkerProcess {
   readonly child: ChildProcess;
+  readonly channel: WorkerChannel;
   state: WorkerState = 'starting';
   readonly startedAt = Date.now();
   /** Resolves when the worker reports ready; rejects if it exits or times out first. */
@@ -40,10 +67,18 @@ export class WorkerProcess {
   /** Where this worker's audit events go (set by the supervisor). */
   onAudit: (event: AuditEvent) => void = () => undefined;
   /** Where its questions and reports (limits, bans, IDS scores, metrics) go (set by the supervisor). */
-  onMessage: (message: Exclude<WorkerMessage, { type: 'CTL_READY' | 'AUDIT_EVENT' }>) => void = () => undefined;
+  onMessage: (message: Forwarded) => void = () => undefined;
+  /** Called once when the worker is condemned (set by the supervisor: the audit event, the bans it caused). */
+  onVerdict: (verdict: Verdict) => void = () => undefined;
+  #verdict: Verdict | null = null;
+  private readonly becameReady: () => void;
   private killReason: string | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
+  private readonly pingTimer: NodeJS.Timeout;
+  /** Pings sent and not yet answered: seq -> performance.now() when sent. */
+  private readonly pings = new Map<number, number>();
+  private pingSeq = 0;
 
   constructor(
     readonly slot: number,
@@ -51,73 +86,75 @@ export class WorkerProcess {
     readonly restarts: number,
     /** The worker's own cgroup (relative path), or null. */
     readonly cgroup: string | null,
+    /** The uid it runs as: its own, or the operator's run_as_user (null until read back from /proc). */
+    readonly uid: number | null,
     command: WorkerCommand,
-    config: CompiledConfig,
+    readonly config: CompiledConfig,
     listeners: readonly BoundListener[],
     private readonly log: Logger,
     sink: LogSink,
     /** Sent after the config and listeners, before CFG_START (the bans in force). */
     startup: readonly MasterMessage[] = [],
   ) {
-    this.child = fork(WORKER_ENTRY, [], {
-      execPath: command.execPath,
-      execArgv: command.execArgv,
+    // fd 3: the channel ('pipe' is a socketpair in libuv); fd 4...: the listening sockets, in `listeners` order.
+    this.child = spawn(command.file, command.args, {
       env: command.env,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'json',
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...listeners.map((listener) => listener.handle.fd)],
     });
     this.forwardOutput(sink);
+    this.channel = new WorkerChannel(
+      this.child.stdio[CHANNEL_FD] as Socket,
+      (message) => this.receive(message),
+      (fault) => this.condemn({ kind: 'protocol', ...fault }),
+    );
 
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.state = 'exited';
         this.clearTimers();
+        this.channel.close();
         resolve({ code, signal, reason: this.killReason });
       });
     });
+    let becameReady: () => void = () => undefined;
     this.ready = new Promise((resolve, reject) => {
+      becameReady = resolve;
       this.readyTimer = setTimeout(() => {
         this.kill(`not ready after ${config.server.workerReadyTimeoutMs} ms`);
       }, config.server.workerReadyTimeoutMs);
-      this.child.on('message', (raw: unknown) => {
-        const message = parseWorkerMessage(raw);
-        if (message === null) {
-          this.kill('sent a message outside the IPC catalogue');
-          return;
-        }
-        if (message.type === 'AUDIT_EVENT') {
-          this.onAudit(message.event);
-          return;
-        }
-        if (message.type !== 'CTL_READY') {
-          this.onMessage(message);
-          return;
-        }
-        if (message.generation !== generation || this.state !== 'starting') {
-          this.kill('reported ready out of turn');
-          return;
-        }
-        this.state = 'ready';
-        if (this.readyTimer) clearTimeout(this.readyTimer);
-        resolve();
-      });
       void this.exited.then((exit) => {
         const why = exit.reason ?? this.lastError ?? `exited with ${exit.signal ?? `code ${exit.code}`}`;
         reject(new Error(why));
       });
     });
+    this.becameReady = becameReady;
     this.ready.catch(() => undefined);
     this.child.on('error', (error) => this.log.error({ err: error, slot }, 'worker process error'));
+    this.pingTimer = setInterval(() => this.checkLiveness(), PING_INTERVAL_MS);
+    this.pingTimer.unref();
 
+    // Nothing but a ping until the worker has answered it and been checked
+    // (confirmSandboxed): the config, the keys and the rest wait in `held`.
+    this.pings.set(0, performance.now());
+    this.channel.send({ type: 'CTL_PING', seq: 0 });
     // Never the issuance credentials: a worker has no use for them.
-    this.send({ type: 'CFG_INIT', generation, config: forWorkers(config) });
-    for (const listener of listeners) this.send({ type: 'CFG_LISTENER', listener: listener.spec }, listener.handle);
-    for (const message of startup) this.send(message);
-    this.send({ type: 'CFG_START' });
+    this.post({ type: 'CFG_INIT', generation, config: forWorkers(config) });
+    for (const [index, listener] of listeners.entries())
+      this.post({ type: 'CFG_LISTENER', listener: listener.spec, fd: CHANNEL_FD + 1 + index });
+    for (const message of startup) this.post(message);
+    this.post({ type: 'CFG_START' });
   }
+
+  /** Messages for the worker kept until its first answer was checked; null once they went out. */
+  private held: { message: MasterMessage; onFlushed?: () => void }[] | null = [];
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /** The verdict that ended this worker, if one did. */
+  get verdict(): Verdict | null {
+    return this.#verdict;
   }
 
   /**
@@ -133,56 +170,212 @@ export class WorkerProcess {
     if (this.state === 'exited' || this.state === 'draining') return;
     this.state = 'draining';
     if (this.readyTimer) clearTimeout(this.readyTimer);
-    this.send({ type: 'CTL_DRAIN', deadlineMs });
+    this.post({ type: 'CTL_DRAIN', deadlineMs });
     this.drainTimer = setTimeout(
       () => this.kill(`still running ${deadlineMs + DRAIN_GRACE_MS} ms after drain`),
       deadlineMs + DRAIN_GRACE_MS,
     );
   }
 
+  /** Ended by the master for its own reasons (start failed, drain deadline): no verdict on the worker. */
   kill(reason: string): void {
     if (this.state === 'exited') return;
     this.killReason ??= reason;
     this.log.warn({ slot: this.slot, workerPid: this.pid, generation: this.generation, reason }, 'killing worker');
+    this.channel.close();
     this.child.kill('SIGKILL');
   }
 
-  post(message: MasterMessage): void {
-    this.send(message);
+  /**
+   * The worker broke a rule: its channel closes (nothing it sent from now
+   * on, or had sent after the offending message, is honoured), it gets
+   * SIGKILL, and `onVerdict` runs once. Later verdicts are ignored.
+   */
+  condemn(verdict: Verdict): void {
+    if (this.#verdict !== null || this.state === 'exited') return;
+    this.#verdict = verdict;
+    this.channel.close();
+    this.killReason ??= `${verdict.rule}: ${verdict.detail}`;
+    this.log.warn(
+      {
+        slot: this.slot,
+        workerPid: this.pid,
+        workerUid: this.uid,
+        generation: this.generation,
+        rule: verdict.rule,
+        detail: verdict.detail,
+      },
+      'killing worker: it broke the rules of its channel',
+    );
+    this.child.kill('SIGKILL');
+    this.onVerdict(verdict);
   }
 
-  private send(message: MasterMessage, handle?: BoundListener['handle']): void {
-    if (!this.child.connected) return;
-    // A raw bound handle is sent as 'net.Native'; node's typings only name Socket/Server.
-    this.child.send(message, handle as unknown as Socket | undefined, (error) => {
-      if (error && this.state !== 'exited') this.log.warn({ err: error, slot: this.slot }, 'IPC send failed');
-    });
+  post(message: MasterMessage, onFlushed?: () => void): void {
+    if (this.held !== null) this.held.push({ message, onFlushed });
+    else this.channel.send(message, onFlushed);
+  }
+
+  /**
+   * The worker's first answer: it runs node's event loop now, past the
+   * sandbox's preloaded shim. Before it gets its config and keys, check
+   * what the helper promised (native-helpers/SECURITY.md): the process is
+   * non-dumpable (its /proc files are root's, so no process of its uid can
+   * read its memory or ptrace it) and nobody traces it. A worker that fails
+   * is ended before it holds a secret.
+   */
+  private confirmSandboxed(): void {
+    const held = this.held;
+    if (held === null) return;
+    const problem = this.pid === undefined ? 'no pid' : sandboxProblem(this.pid);
+    if (problem !== null) {
+      this.condemn({ kind: 'protocol', rule: 'sandbox.unconfirmed', detail: problem });
+      return;
+    }
+    this.held = null;
+    for (const { message, onFlushed } of held) this.channel.send(message, onFlushed);
+  }
+
+  private receive(message: WorkerMessage): void {
+    switch (message.type) {
+      case 'AUDIT_EVENT':
+        this.onAudit(message.event);
+        return;
+      case 'CTL_PONG': {
+        const sentAt = this.pings.get(message.seq);
+        if (sentAt === undefined) {
+          this.condemn({ kind: 'protocol', rule: 'message.out_of_turn', detail: `CTL_PONG ${message.seq}, never asked` });
+          return;
+        }
+        // Answers come in order: this one answers every earlier ping too.
+        for (const seq of this.pings.keys()) if (seq <= message.seq) this.pings.delete(seq);
+        this.confirmSandboxed();
+        return;
+      }
+      case 'CTL_READY':
+        if (message.generation !== this.generation || this.state !== 'starting' || this.held !== null) {
+          this.condemn({ kind: 'protocol', rule: 'message.out_of_turn', detail: `CTL_READY for generation ${message.generation}` });
+          return;
+        }
+        this.state = 'ready';
+        // It read everything sent before CFG_START: from now on an unread queue is its fault.
+        this.channel.limitOutbound = true;
+        if (this.readyTimer) clearTimeout(this.readyTimer);
+        this.becameReady();
+        return;
+      default:
+        this.onMessage(message);
+    }
+  }
+
+  /**
+   * Once a second, for a ready worker: a frame begun UNRESPONSIVE_AFTER_MS
+   * ago and not finished, a ping unanswered that long, or a stopped process
+   * (state T in /proc/<pid>/stat, SIGSTOP) with a ping unanswered, ends it.
+   */
+  private checkLiveness(): void {
+    if (this.state !== 'ready' || this.#verdict !== null) return;
+    const now = performance.now();
+    const partial = this.channel.partialFrameSince;
+    if (partial !== null && now - partial >= UNRESPONSIVE_AFTER_MS) {
+      this.condemn({
+        kind: 'protocol',
+        rule: 'frame.stalled',
+        detail: `a frame begun ${Math.round(now - partial)} ms ago is still not complete`,
+      });
+      return;
+    }
+    let oldest: number | null = null;
+    for (const sentAt of this.pings.values()) oldest = oldest === null ? sentAt : Math.min(oldest, sentAt);
+    if (oldest !== null) {
+      const silentMs = Math.round(now - oldest);
+      const state = this.pid === undefined ? null : processState(this.pid);
+      if (state === 'T' || state === 't') {
+        this.condemn({ kind: 'liveness', rule: 'liveness.stopped', detail: `stopped (state ${state}), silent for ${silentMs} ms` });
+        return;
+      }
+      if (silentMs >= UNRESPONSIVE_AFTER_MS) {
+        this.condemn({
+          kind: 'liveness',
+          rule: 'liveness.unresponsive',
+          detail: `no answer for ${silentMs} ms (state ${state ?? 'gone'})`,
+        });
+        return;
+      }
+    }
+    const seq = ++this.pingSeq;
+    this.pings.set(seq, now);
+    this.post({ type: 'CTL_PING', seq });
   }
 
   private clearTimers(): void {
     if (this.readyTimer) clearTimeout(this.readyTimer);
     if (this.drainTimer) clearTimeout(this.drainTimer);
+    clearInterval(this.pingTimer);
   }
 
   private forwardOutput(sink: LogSink): void {
     if (this.child.stdout) {
-      createInterface({ input: this.child.stdout, crlfDelay: Infinity }).on('line', (line) => {
-        // Worker loggers write JSON lines; anything else is wrapped so the stream stays JSON.
-        if (line.startsWith('{') && line.endsWith('}')) sink.write(`${line}\n`);
-        else this.wrap(sink, 30, line);
+      readBoundedLines(this.child.stdout, (line, truncated) => {
+        // Worker loggers write JSON lines; the master appends who wrote them, and wraps anything else.
+        const tagged = truncated ? null : withIdentity(line, { role: 'worker', pid: this.pid ?? 0, slot: this.slot });
+        if (tagged !== null) sink.write(`${tagged}\n`);
+        else this.wrap(sink, 30, line, truncated);
       });
     }
     if (this.child.stderr) {
-      createInterface({ input: this.child.stderr, crlfDelay: Infinity }).on('line', (line) => {
+      readBoundedLines(this.child.stderr, (line, truncated) => {
         if (line.trim() === '') return;
         this.lastError = line.slice(0, 500);
-        this.wrap(sink, 50, line);
+        this.wrap(sink, 50, line, truncated);
       });
     }
   }
 
-  private wrap(sink: LogSink, level: number, line: string): void {
-    const entry = { level, time: new Date().toISOString(), role: 'worker', pid: this.pid, slot: this.slot, msg: line.slice(0, 4096) };
+  private wrap(sink: LogSink, level: number, line: string, truncated: boolean): void {
+    const entry = {
+      level,
+      time: new Date().toISOString(),
+      role: 'worker',
+      pid: this.pid,
+      slot: this.slot,
+      msg: line.slice(0, 4096),
+      ...(truncated && { truncated: true }),
+    };
     sink.write(`${JSON.stringify(entry)}\n`);
+  }
+}
+
+/** Why `pid` is not a sandboxed worker as the helper leaves one (dumpable, or traced), or null. */
+function sandboxProblem(pid: number): string | null {
+  try {
+    // A non-dumpable process's /proc/<pid>/* files belong to root (proc(5), /proc/pid: "dumpable").
+    const owner = statSync(`/proc/${pid}/mem`).uid;
+    if (owner !== 0) return `dumpable: /proc/${pid}/mem belongs to uid ${owner}`;
+    const tracer = /^TracerPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (tracer !== '0') return `traced by pid ${tracer ?? '?'}`;
+    return null;
+  } catch (error) {
+    return `cannot read /proc/${pid}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+  }
+}
+
+/** The state letter of /proc/<pid>/stat, or null when it cannot be read. */
+function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.charAt(stat.lastIndexOf(')') + 2) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** The real uid of a process, from /proc (what `status` shows for each worker). */
+export function processUid(pid: number): number | null {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
   }
 }

@@ -94,6 +94,18 @@ export class TicketKeyRing {
   }
 
   /**
+   * Makes `key` (made elsewhere: a cluster shares one key between nodes) the
+   * current key, keeping the old one as `previous()`.
+   */
+  install(key: Buffer, rotatedAtMs: number): void {
+    if (key.length !== TICKET_KEY_BYTES) throw new Error(`a ticket key is ${TICKET_KEY_BYTES} bytes`);
+    if (key.equals(this.#current)) return;
+    this.#previous = this.#current;
+    this.#current = Buffer.from(key);
+    this.#rotatedAtMs = rotatedAtMs;
+  }
+
+  /**
    * The `sessionIdContext` every worker must use for the TLS configuration
    * `configId`: 32 hex characters of HMAC-SHA256(secret, configId).
    *

@@ -1,9 +1,11 @@
 /**
  * The worker's side of the audit log: security events go to the master
- * over IPC, which alone writes the audit file (src/master/audit-log.ts).
- * Fields are truncated here to what the master accepts; request headers
- * are copied only when [security.audit].include_headers names them (the
- * compiler has already taken credentials out of that list).
+ * over the channel, which alone writes the audit file
+ * (src/master/audit-log.ts). Fields are truncated here to what the master
+ * accepts, and an event whose frame would still exceed the channel's cap
+ * (escaped characters) is sent without its headers, then with shorter
+ * fields; request headers are copied only when [security.audit].include_headers
+ * names them (the compiler has already taken credentials out of that list).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditSpec } from '../config/types.js';
@@ -11,7 +13,31 @@ import { MAX_AUDIT_FIELD_CHARS, type AuditEvent, type WorkerMessage } from '../i
 
 export type Audit = (event: AuditEvent, requestHeaders?: IncomingHttpHeaders) => void;
 
-const clip = (text: string | undefined): string | undefined => (text === undefined ? undefined : text.slice(0, MAX_AUDIT_FIELD_CHARS));
+const clip = (text: string | undefined, chars = MAX_AUDIT_FIELD_CHARS): string | undefined =>
+  text === undefined ? undefined : text.slice(0, chars);
+
+/** Field length of the last resort, when an event's frame is too large even without headers. */
+const SHORT_FIELD_CHARS = 128;
+
+/** Where events go: the channel to the master (set once by the worker's entry). False when a message was too large to send. */
+let sendToMaster: (message: WorkerMessage) => boolean = () => true;
+
+export function connectAudit(send: (message: WorkerMessage) => boolean): void {
+  sendToMaster = send;
+}
+
+/** The event with its string fields cut to `chars`. */
+function shortened(event: AuditEvent, chars: number): AuditEvent {
+  return {
+    event: event.event,
+    ...(event.status !== undefined && { status: event.status }),
+    ...(event.clientIp !== undefined && { clientIp: clip(event.clientIp, chars) }),
+    ...(event.method !== undefined && { method: clip(event.method, chars) }),
+    ...(event.host !== undefined && { host: clip(event.host, chars) }),
+    ...(event.path !== undefined && { path: clip(event.path, chars) }),
+    ...(event.detail !== undefined && { detail: clip(event.detail, chars) }),
+  };
+}
 
 /**
  * `kind` picks the switch that turns the events off: log_security_events, or
@@ -29,20 +55,10 @@ export function createAudit(spec: AuditSpec, kind: 'security' | 'authentication'
         if (value !== undefined) headers[name] = clip(Array.isArray(value) ? value.join(', ') : value)!;
       }
     }
-    const message: WorkerMessage = {
-      type: 'AUDIT_EVENT',
-      event: {
-        event: event.event,
-        ...(event.status !== undefined && { status: event.status }),
-        ...(event.clientIp !== undefined && { clientIp: clip(event.clientIp) }),
-        ...(event.method !== undefined && { method: clip(event.method) }),
-        ...(event.host !== undefined && { host: clip(event.host) }),
-        ...(event.path !== undefined && { path: clip(event.path) }),
-        ...(event.detail !== undefined && { detail: clip(event.detail) }),
-        ...(headers !== undefined && { headers }),
-      },
-    };
-    process.send?.(message);
+    const clipped = shortened(event, MAX_AUDIT_FIELD_CHARS);
+    if (sendToMaster({ type: 'AUDIT_EVENT', event: { ...clipped, ...(headers !== undefined && { headers }) } })) return;
+    if (headers !== undefined && sendToMaster({ type: 'AUDIT_EVENT', event: clipped })) return;
+    sendToMaster({ type: 'AUDIT_EVENT', event: shortened(event, SHORT_FIELD_CHARS) });
   };
 }
 

@@ -1,7 +1,9 @@
 /**
  * Worker entry. It holds no privilege and reads no file of the master's:
- * its config and listening sockets arrive over the IPC channel, in the order
- * CFG_INIT, CFG_LISTENER..., CFG_START. It lives exactly as long as the
+ * its config arrives over its channel to the master (fd 3, framed; see
+ * master-channel.ts), in the order CFG_INIT, CFG_LISTENER..., CFG_START,
+ * each CFG_LISTENER naming the inherited descriptor of a socket that already
+ * listens (the worker only accepts). It lives exactly as long as the
  * master: when the channel closes, it exits.
  *
  * TLS material (TLS_INIT, then TLS_CERTS and TLS_TICKET_KEY) and ACME
@@ -13,6 +15,8 @@ import type { MasterMessage, WorkerMessage } from '../ipc/messages.js';
 import { createWorkerLogger } from '../logging/logger.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { AcmeChallenges } from './acme-challenges.js';
+import { connectAudit } from './audit.js';
+import { MasterChannel } from './master-channel.js';
 import { MasterLink } from './master-link.js';
 import { WorkerServer } from './server.js';
 
@@ -21,18 +25,29 @@ const EXIT_MASTER_GONE = 0;
 const EXIT_BAD_MESSAGE = 70;
 const EXIT_START_FAILED = 71;
 
-if (!process.send) {
-  process.stderr.write('miwidothttp worker: must be started by the master (no IPC channel)\n');
+/** The channel to the master (src/isolation/worker-command.ts CHANNEL_FD). */
+const CHANNEL_FD = 3;
+
+if (!MasterChannel.present(CHANNEL_FD)) {
+  process.stderr.write('miwidothttp worker: must be started by the master (no channel at fd 3)\n');
   process.exit(EXIT_START_FAILED);
+}
+
+function die(code: number, why: string): never {
+  process.stderr.write(`miwidothttp worker: ${why}\n`);
+  process.exit(code);
 }
 
 // The master is the only parent we serve: if it dies, so do we (no orphans
 // holding the port and serving a config nobody supervises).
-process.on('disconnect', () => process.exit(EXIT_MASTER_GONE));
+const channel = new MasterChannel(
+  CHANNEL_FD,
+  (message) => receive(message),
+  (why) => (why === null ? process.exit(EXIT_MASTER_GONE) : die(EXIT_BAD_MESSAGE, why)),
+);
 
-const send = (message: WorkerMessage): void => {
-  process.send?.(message);
-};
+const send = (message: WorkerMessage): boolean => channel.send(message);
+connectAudit(send);
 
 let generation = 0;
 let config: CompiledConfig | null = null;
@@ -45,14 +60,13 @@ let challenges: AcmeChallenges | null = null;
 let log: ReturnType<typeof createWorkerLogger> | null = null;
 const link = new MasterLink(send);
 
-function die(code: number, why: string): never {
-  process.stderr.write(`miwidothttp worker: ${why}\n`);
-  process.exit(code);
-}
-
-process.on('message', (message: MasterMessage, handle: unknown) => {
+function receive(message: MasterMessage): void {
   if (link.receive(message)) return;
   switch (message.type) {
+    case 'CTL_PING':
+      // From the event loop, at once: the master's proof that this worker still turns.
+      send({ type: 'CTL_PONG', seq: message.seq });
+      return;
     case 'CFG_INIT':
       if (config !== null) die(EXIT_BAD_MESSAGE, 'CFG_INIT received twice');
       generation = message.generation;
@@ -61,8 +75,8 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
       challenges = new AcmeChallenges(log);
       return;
     case 'CFG_LISTENER':
-      if (handle === undefined) die(EXIT_BAD_MESSAGE, `listener ${message.listener.id} arrived without a socket`);
-      pendingListeners.push({ spec: message.listener, handle });
+      // net.Server.listen({ fd }): an inherited socket that already listens; nothing is bound here.
+      pendingListeners.push({ spec: message.listener, handle: { fd: message.fd } });
       return;
     case 'TLS_INIT':
       if (tickets !== null || server !== null) die(EXIT_BAD_MESSAGE, 'TLS_INIT out of turn');
@@ -97,7 +111,7 @@ process.on('message', (message: MasterMessage, handle: unknown) => {
     default:
       die(EXIT_BAD_MESSAGE, `unknown message ${JSON.stringify((message as { type?: unknown }).type)}`);
   }
-});
+}
 
 async function start(): Promise<void> {
   if (config === null || log === null || challenges === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
@@ -113,6 +127,6 @@ async function start(): Promise<void> {
 
 async function drain(deadlineMs: number): Promise<void> {
   if (server !== null) await server.drain(deadlineMs);
-  process.disconnect();
+  await channel.end();
   process.exit(0);
 }

@@ -45,7 +45,10 @@ export class MasterLink implements MasterPort {
   #reports: [string, number, number][] = [];
   #flushScheduled = false;
 
-  constructor(private readonly send: (message: WorkerMessage) => void) {}
+  /** The scrape being answered: one at a time (the master allows no more), shared by whoever asks meanwhile. */
+  #scrape: Promise<string> | null = null;
+
+  constructor(private readonly send: (message: WorkerMessage) => unknown) {}
 
   /** Handles the master's limit and ban messages; false for any other message. */
   receive(message: MasterMessage): boolean {
@@ -107,11 +110,16 @@ export class MasterLink implements MasterPort {
   }
 
   scrape(): Promise<string> {
+    if (this.#scrape !== null) return this.#scrape;
     const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#scrapes.set(id, resolve);
+    this.#scrape = new Promise((resolve) => {
+      this.#scrapes.set(id, (text) => {
+        this.#scrape = null;
+        resolve(text);
+      });
       this.send({ type: 'MET_SCRAPE', id });
     });
+    return this.#scrape;
   }
 
   sendMetrics(report: Extract<WorkerMessage, { type: 'MET_REPORT' }>): void {
@@ -159,10 +167,11 @@ export class MasterLink implements MasterPort {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      for (let i = 0; i < this.#closed.length; i += MAX_BATCH_ENTRIES)
-        this.send({ type: 'LIM_CLOSED', ips: this.#closed.slice(i, i + MAX_BATCH_ENTRIES) });
+      // Reports first: the master takes reports from clients this worker holds (or just held) a connection from.
       for (let i = 0; i < this.#reports.length; i += MAX_BATCH_ENTRIES)
         this.send({ type: 'LIM_REPORT', entries: this.#reports.slice(i, i + MAX_BATCH_ENTRIES) });
+      for (let i = 0; i < this.#closed.length; i += MAX_BATCH_ENTRIES)
+        this.send({ type: 'LIM_CLOSED', ips: this.#closed.slice(i, i + MAX_BATCH_ENTRIES) });
       this.#closed = [];
       this.#reports = [];
     });

@@ -1,21 +1,24 @@
 /**
- * The master's side of the IPC catalogue, just enough to drive one real
- * worker process (dist/src/worker/main.js, not sandboxed) from a test: it
- * binds the config's listeners, sends CFG_INIT, the listeners, whatever
+ * The master's side of the channel, just enough to drive one real worker
+ * process (dist/src/worker/main.js, not sandboxed) from a test: it binds
+ * and listens on the config's listeners, spawns the worker with its channel
+ * at fd 3 and the sockets after it, sends CFG_INIT, the listeners, whatever
  * startup messages the test gives, CFG_START; lets every connection in,
- * grants (or refuses) request tokens, and records audit events, metrics and
- * ACME_ACKs. Every message the worker sends is checked against the
- * catalogue, as the real master does: one outside it fails the test.
+ * grants (or refuses) request tokens, answers pings, and records audit
+ * events, metrics and ACME_ACKs. The channel is the master's own
+ * (src/master/worker-channel.ts): a frame or message outside the catalogue
+ * fails the test.
  *
  * For what the worker does with messages the master side does not send yet
  * (TLS_CERTS, ACME_CHALLENGES); the real master is tested through bin/.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { CompiledConfig } from '../../src/config/types.js';
-import { parseWorkerMessage, type AuditEvent, type MasterMessage, type WorkerMessage } from '../../src/ipc/messages.js';
-import { WORKER_ENV, WORKER_ENTRY } from '../../src/isolation/worker-command.js';
+import type { AuditEvent, MasterMessage, WorkerMessage } from '../../src/ipc/messages.js';
+import { CHANNEL_FD, WORKER_ENTRY, WORKER_ENV } from '../../src/isolation/worker-command.js';
 import { ListenerSet } from '../../src/master/listeners.js';
+import { WorkerChannel, type ChannelFault } from '../../src/master/worker-channel.js';
 import { waitFor } from './harness.js';
 
 export class FakeMaster {
@@ -25,12 +28,14 @@ export class FakeMaster {
   readonly rejections = new Map<string, number>();
   /** Responses by "status vhost", summed over the worker's metric reports. */
   readonly responses = new Map<string, number>();
-  /** Messages outside the catalogue (the real master would kill the worker). */
-  readonly invalid: unknown[] = [];
+  /** Faults of the channel (the real master would kill the worker). */
+  readonly invalid: ChannelFault[] = [];
   /** false: every LIM_LEASE is refused, as a master whose bucket for the client is empty. */
   grantTokens = true;
   output = '';
+  ready = false;
   readonly exited: Promise<number | null>;
+  readonly channel: WorkerChannel;
 
   private constructor(
     readonly child: ChildProcess,
@@ -39,42 +44,38 @@ export class FakeMaster {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    child.on('message', (raw: unknown) => {
-      const message = parseWorkerMessage(raw);
-      if (message === null) this.invalid.push(raw);
-      else this.receive(message);
-    });
+    this.channel = new WorkerChannel(
+      child.stdio[CHANNEL_FD] as Socket,
+      (message) => this.receive(message),
+      (fault) => this.invalid.push(fault),
+    );
   }
 
   /** Starts a worker on `config`; `startup` goes between the listeners and CFG_START. Resolves once it is ready. */
   static async start(config: CompiledConfig, startup: readonly MasterMessage[] = []): Promise<FakeMaster> {
     const listeners = new ListenerSet();
     listeners.bindMissing(config.listeners);
-    const child = fork(WORKER_ENTRY, [], {
-      execPath: process.execPath,
+    await listeners.listenBound();
+    const bound = listeners.list();
+    const child = spawn(process.execPath, [WORKER_ENTRY], {
       env: { ...WORKER_ENV },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'json',
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...bound.map((listener) => listener.handle.fd)],
     });
     const master = new FakeMaster(child, listeners);
-    let ready = false;
-    child.on('message', (raw: { type?: unknown }) => {
-      if (raw?.type === 'CTL_READY') ready = true;
-    });
     master.post({ type: 'CFG_INIT', generation: 1, config });
-    for (const listener of listeners.list())
-      child.send({ type: 'CFG_LISTENER', listener: listener.spec } satisfies MasterMessage, listener.handle as unknown as Socket);
+    for (const [index, listener] of bound.entries())
+      master.post({ type: 'CFG_LISTENER', listener: listener.spec, fd: CHANNEL_FD + 1 + index });
     for (const message of startup) master.post(message);
     master.post({ type: 'CFG_START' });
     await Promise.race([
-      waitFor('the worker ready', () => ready, 10_000),
+      waitFor('the worker ready', () => master.ready, 10_000),
       master.exited.then((code) => Promise.reject(new Error(`worker exited with ${code}: ${master.output}`))),
     ]);
     return master;
   }
 
   post(message: MasterMessage): void {
-    if (this.child.connected) this.child.send(message);
+    this.channel.send(message);
   }
 
   /** The metric count of rejections for `reason` reported so far. */
@@ -90,6 +91,9 @@ export class FakeMaster {
 
   private receive(message: WorkerMessage): void {
     switch (message.type) {
+      case 'CTL_READY':
+        this.ready = true;
+        return;
       case 'LIM_CONNECT':
         this.post({ type: 'LIM_ADMIT', id: message.id, verdict: 'ok' });
         return;

@@ -166,7 +166,7 @@ export class TestServer {
 
   constructor() {
     this.dir = tempDir();
-    // The jail: workers run as nobody inside it, so it must be traversable.
+    // The jail: workers run as uids of their own inside it, so it must be traversable.
     chmodSync(this.dir, 0o755);
     this.configFile = path.join(this.dir, 'miwidothttp.toml');
     this.pidFile = path.join(this.dir, 'miwidothttp.pid');

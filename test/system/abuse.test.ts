@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cli, request, TestServer, waitFor } from '../support/harness.js';
+import { cli, readText, request, TestServer, waitFor } from '../support/harness.js';
 
 const GET = (host: string): string => `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
 
@@ -173,8 +173,8 @@ root = "${server.dir}"`);
 
 describe('access lists and bans', () => {
   const server = new TestServer();
-  const banFile = (): { bans: { ip: string; source: string }[] } =>
-    JSON.parse(readFileSync(path.join(server.stateDir, 'bans.json'), 'utf8'));
+  const banPath = (): string => path.join(server.stateDir, 'bans.json');
+  const banFile = (): { bans: { ip: string; source: string }[] } => JSON.parse(readFileSync(banPath(), 'utf8'));
   const config = `[security.timeouts]
 connection_rate_per_ip = 1000
 
@@ -246,6 +246,8 @@ root = "${server.dir}"`;
     for (let i = 0; i < 4; i++) assert.equal((await exchange(server.port, client, GET('a.test'))).refused, true, 'at every worker');
     const added = await waitFor('audit', () => server.logLines().find((line) => line.audit === 'ban.added' && line.clientIp === client));
     assert.equal(added.source, 'limits');
+    // Written in the background, within a second of the change.
+    await waitFor('bans.json', () => readText(banPath()).includes(`"${client}"`) || undefined);
     assert.ok(banFile().bans.some((ban) => ban.ip === client));
     const listed = cli(['ban', 'list', '-c', server.configFile, '--json']);
     assert.equal(listed.status, 0, listed.stderr);
@@ -276,6 +278,7 @@ root = "${server.dir}"`;
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'admin.ban_remove' && line.clientIp === client));
     await sleep(100); // the lift reaches both workers
     assert.match((await exchange(server.port, client, GET('a.test'))).answer, /^HTTP\/1\.1 200 /);
+    await waitFor('bans.json without it', () => !readText(banPath()).includes(`"${client}"`) || undefined);
     assert.equal(
       banFile().bans.some((ban) => ban.ip === client),
       false,

@@ -16,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -93,7 +93,9 @@ describe('worker TLS and ACME challenges, driven by a fake master', () => {
   };
 
   before(async () => {
-    writeFileSync(path.join(dir, 'index.html'), 'worker\n');
+    // The site apart from the keys and the state: a config without a chroot binds its roots into the workers' jail.
+    mkdirSync(path.join(dir, 'www'));
+    writeFileSync(path.join(dir, 'www', 'index.html'), 'worker\n');
     ca = new TestCa(dir);
     first = ca.issue('first', ['site.test', 'acme.test']);
     second = ca.issue('second', ['site.test', 'acme.test']);
@@ -134,7 +136,7 @@ enabled = true
 
 [[vhosts]]
 domains = ["site.test", "acme.test"]
-root = "${dir}"
+root = "${dir}/www"
 `,
     );
     const loaded = loadConfig(file);

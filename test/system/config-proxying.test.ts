@@ -226,6 +226,7 @@ describe('upstream options', () => {
       weight: 3,
       socketPath: '/run/app/app.sock',
       hostSocketPath: '/run/app/app.sock',
+      jailBind: '/run/app',
     });
   });
 
@@ -237,6 +238,23 @@ describe('upstream options', () => {
     assert.ok(backend.type === 'proxy');
     assert.equal(backend.targets[0]!.socketPath, '/run/app.sock');
     assert.equal(backend.targets[0]!.hostSocketPath, `${jail}/run/app.sock`);
+    assert.equal(backend.targets[0]!.jailBind, null, 'already in the jail');
+  });
+
+  it('a socket directly in a shared directory is bound alone; one whose directory holds a secret is refused', () => {
+    const shared = load(proxy('target = "unix:/run/app.sock"'));
+    assert.ok(shared.ok, shared.ok ? '' : shared.errors.join('\n'));
+    const backend = shared.config.vhosts[0]!.backend;
+    assert.ok(backend.type === 'proxy');
+    assert.equal(backend.targets[0]!.jailBind, '/run/app.sock');
+    const base = tempDir('miwidothttp-socket-dir-');
+    const errors = errorsOf(`[server]\nstate_dir = "${base}/state"\n${proxy(`target = "unix:${base}/app.sock"`)}`);
+    assert.ok(
+      errors.some((line) =>
+        /vhosts\[0\]\.backend\.targets\[0\]: .* holds server\.state_dir .* give the socket a directory of its own/.test(line),
+      ),
+      errors.join('\n'),
+    );
   });
 
   it('health checks in milliseconds', () => {

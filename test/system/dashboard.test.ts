@@ -98,8 +98,9 @@ describe('dashboard over HTTP', () => {
       .workers.map((worker) => worker.pid)
       .sort();
     assert.deepEqual(body.workers.map((worker) => worker.pid).sort(), pids);
+    const uids = new Map(server.status().workers.map((worker) => [worker.pid, worker.uid]));
     for (const worker of body.workers) {
-      assert.equal(worker.uid, 65534);
+      assert.equal(worker.uid, uids.get(worker.pid), 'the uid of its own that status shows');
       assert.equal(worker.seccomp, 'filter');
       assert.equal(worker.noNewPrivs, true);
       assert.equal(worker.root, server.dir);

@@ -1,7 +1,7 @@
 /**
  * `npm run install-system` / `uninstall-system` (issue 7, item 5), into
  * temporary directories with a user of its own: the installed tree serves
- * as that user, the unit passes `systemd-analyze verify`, and the uninstall
+ * with a uid per worker in that user's group, the unit passes `systemd-analyze verify`, and the uninstall
  * leaves no process, cgroup, unit or user behind.
  */
 import assert from 'node:assert/strict';
@@ -9,7 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { WORKER_UID_SPAN } from '../../src/isolation/worker-uids.js';
 import { freePort, isRunning, request, ROOT, TestServer, waitFor } from '../support/harness.js';
+
+/** The default [process.isolation] worker_uid_base. */
+const WORKER_UID_BASE = 2_000_000_000;
 
 const USER = 'miwidothttp-it';
 
@@ -67,7 +71,21 @@ describe('install and uninstall', () => {
     const status = JSON.parse(spawnSync(cli, ['status', '-c', config, '--json'], { encoding: 'utf8' }).stdout) as {
       workers: { pid: number; uid: number }[];
     };
-    assert.ok(status.workers.length > 0 && status.workers.every((worker) => worker.uid === uid), 'workers run as the service user');
+    const gid = Number(spawnSync('id', ['-g', USER], { encoding: 'utf8' }).stdout.trim());
+    assert.ok(status.workers.length > 0, 'workers run');
+    assert.equal(new Set(status.workers.map((worker) => worker.uid)).size, status.workers.length, 'each worker has a uid of its own');
+    for (const worker of status.workers) {
+      assert.ok(
+        worker.uid >= WORKER_UID_BASE && worker.uid < WORKER_UID_BASE + WORKER_UID_SPAN,
+        `uid ${worker.uid} from the workers' range`,
+      );
+      assert.notEqual(worker.uid, uid, "not the service user's own uid");
+      assert.match(
+        readFileSync(`/proc/${worker.pid}/status`, 'utf8'),
+        new RegExp(`^Gid:\\s+${gid}\\s+${gid}\\s+${gid}\\s+${gid}$`, 'm'),
+        "in the service user's group",
+      );
+    }
     const workerPids = status.workers.map((worker) => worker.pid);
 
     const uninstall = spawnSync(path.join(ROOT, 'scripts/uninstall-system.sh'), { env, encoding: 'utf8' });

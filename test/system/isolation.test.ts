@@ -1,17 +1,20 @@
 /**
- * Privilege separation (issue 3), as root, through the real CLI: every
- * worker runs as nobody, jailed, capability-less, under seccomp and in its
- * own cgroup; the master keeps serving and reloading; failures to sandbox
- * stop the start without a respawn loop.
+ * Privilege separation (issues 3 and 12), as root, through the real CLI:
+ * every worker runs as a uid of its own (or exactly the run_as_user an
+ * operator names), jailed (in the chroot, or an empty jail of the master's),
+ * capability-less, under seccomp and in its own cgroup; the master keeps
+ * serving and reloading; failures to sandbox stop the start without a
+ * respawn loop.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { cgroupMounts } from '../../src/isolation/cgroups.js';
 import { nodeBinary, SANDBOX_HELPER, sandboxOptions, WORKER_ENV } from '../../src/isolation/worker-command.js';
+import { DEFAULT_WORKER_ACCOUNT, WORKER_UID_SPAN } from '../../src/isolation/worker-uids.js';
 import { cli, isRunning, processState, readText, request, TestServer, waitFor } from '../support/harness.js';
 
 const MEMORY = 256 * 1024 * 1024;
@@ -120,7 +123,8 @@ root = "${server.dir}"
       }
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
       const names = environ.map((entry) => entry.slice(0, entry.indexOf('='))).sort();
-      const allowed = new Set([...Object.keys(WORKER_ENV), 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']);
+      // No NODE_CHANNEL_FD: workers have no Node IPC channel, only their own framed one at fd 3.
+      const allowed = new Set(Object.keys(WORKER_ENV));
       for (const name of names) assert.ok(allowed.has(name), `unexpected variable ${name}`);
     }
   });
@@ -140,6 +144,86 @@ root = "${server.dir}"
   });
 });
 
+describe('by default (no run_as_user, no chroot)', () => {
+  const server = new TestServer();
+  const site = path.join(server.dir, 'site');
+  before(async () => {
+    mkdirSync(site);
+    writeFileSync(path.join(site, 'index.html'), 'jailed by default\n');
+    await server.start(
+      `[process.isolation]\nmax_open_files = 4096\n\n[security.audit]\nlog_file = "${server.dir}/logs/audit.log"\n\n[[vhosts]]\ndomains = ["*"]\nroot = "${site}"\n`,
+      `log_file = "${server.dir}/logs/main.log"`,
+      path.join(server.dir, 'logs/main.log'),
+    );
+  });
+  after(() => server.stop());
+
+  it('each worker runs as a uid of its own from worker_uid_base, in the miwidothttp group, without other groups', () => {
+    const workers = server.status().workers;
+    const gid = Number(spawnSync('id', ['-g', DEFAULT_WORKER_ACCOUNT], { encoding: 'utf8' }).stdout.trim());
+    assert.equal(new Set(workers.map((worker) => worker.uid)).size, workers.length, 'one uid per worker');
+    for (const { pid, uid } of workers) {
+      assert.ok(uid >= 2_000_000_000 && uid < 2_000_000_000 + WORKER_UID_SPAN, `uid ${uid}`);
+      assert.deepEqual(statusField(pid, 'Uid').split(/\s+/), [uid, uid, uid, uid].map(String));
+      assert.deepEqual(statusField(pid, 'Gid').split(/\s+/), [gid, gid, gid, gid].map(String));
+      assert.equal(statusField(pid, 'Groups'), '');
+    }
+  });
+
+  it("another process of a worker's own uid cannot read its memory (non-dumpable, checked by the master before it sends keys)", () => {
+    const { pid, uid } = server.status().workers[0]!;
+    const gid = Number(statusField(pid, 'Gid').split(/\s+/)[0]);
+    const reader = spawnSync(
+      nodeBinary(),
+      [
+        '-e',
+        `try { require('fs').readFileSync('/proc/${pid}/environ'); require('fs').openSync('/proc/${pid}/mem', 'r'); console.log('read it'); } catch (e) { console.log(e.code); }`,
+      ],
+      { uid, gid, encoding: 'utf8', env: {} },
+    );
+    assert.equal(reader.stdout.trim(), 'EACCES', reader.stderr);
+  });
+
+  it('a replacement gets a uid no live worker has', async () => {
+    const [first, second] = server.status().workers;
+    process.kill(first!.pid, 'SIGKILL');
+    const replaced = await waitFor('a replacement ready', () => {
+      const workers = server.status().workers;
+      return workers.length === 2 && workers.every((worker) => worker.state === 'ready' && worker.pid !== first!.pid) ? workers : null;
+    });
+    const uids = replaced.map((worker) => worker.uid);
+    assert.equal(new Set(uids).size, 2, `${uids}`);
+    assert.ok(uids.includes(second!.uid));
+  });
+
+  it("workers are jailed in an empty jail of the master's, with the static root bound in", async () => {
+    assert.equal((await request(server.port, { path: '/' })).body, 'jailed by default\n');
+    for (const { pid } of server.status().workers) {
+      const inside = `/proc/${pid}/root`;
+      assert.equal(readlinkSync(inside), path.join(server.stateDir, 'jail'));
+      assert.equal(existsSync(path.join(inside, site, 'index.html')), true, 'the root, at its own path');
+      assert.equal(existsSync(path.join(inside, server.configFile)), false, 'not the config file');
+      assert.equal(existsSync(path.join(inside, server.stateDir)), false, 'not the state directory');
+      assert.equal(existsSync(path.join(inside, 'etc/shadow')), false);
+      assert.equal(existsSync(path.join(inside, 'proc/self')), false);
+    }
+    assert.deepEqual(readdirSync(path.join(server.stateDir, 'jail')), [], "the master's jail directory stays empty");
+  });
+
+  it('log files are not world-readable', () => {
+    assert.equal(statSync(path.join(server.dir, 'logs/main.log')).mode & 0o777, 0o640);
+    assert.equal(statSync(path.join(server.dir, 'logs/audit.log')).mode & 0o777, 0o600);
+  });
+
+  it("check refuses a root that holds the master's state (the jail would show it)", () => {
+    const file = path.join(server.dir, 'exposed.toml');
+    writeFileSync(file, `[server]\nstate_dir = "${server.dir}/state"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
+    const result = cli(['check', '-c', file]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /vhosts\[0\]\.root: .* holds server\.state_dir/);
+  });
+});
+
 describe('inside the sandbox the master builds', () => {
   const jail = new TestServer();
   jail.port = 1;
@@ -148,7 +232,14 @@ describe('inside the sandbox the master builds', () => {
       writeConfig(jail, `[process.isolation]\nchroot = "${jail.dir}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${jail.dir}"\n`),
     );
     assert.ok(loaded.ok);
-    const options = sandboxOptions(loaded.config, null, null);
+    const options = sandboxOptions(loaded.config, {
+      cgroup: null,
+      seccompFile: null,
+      user: 'nobody',
+      group: null,
+      keepFds: [],
+      listenFds: [],
+    });
     return spawnSync(SANDBOX_HELPER, [...options, '--', nodeBinary(), '-e', script], {
       encoding: 'utf8',
       env: { ...WORKER_ENV },

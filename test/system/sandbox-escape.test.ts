@@ -321,14 +321,6 @@ describe('a compromised worker and the network', { skip: needsRoot }, () => {
     assert.ok(port > 0, control.output());
     assert.deepEqual(listeningPortsOf(WORKER_ID), [port]);
     await finish(control);
-    // The transitional --unsafe-allow-listen is exactly that weakening, and nothing more: bind stays refused.
-    const weakened = await startWaiting(jailedProbe(jailDir(), ['listen-new'], ['--unsafe-allow-listen'], SAME_UID), {
-      marker: 'listen-new',
-    });
-    onCleanUp(() => weakened.kill('SIGKILL'));
-    assert.match(weakened.output(), /^listen-new: 0 port [1-9]\d* /);
-    await finish(weakened);
-    assert.equal(probe(['bind'], ['--unsafe-allow-listen']).stdout, 'bind: -1 Operation not permitted\n');
   });
 
   test('node serves on the listening socket the caller passed at fd 3; a port of its own fails', async () => {
@@ -579,12 +571,6 @@ describe('--check', { skip: needsRoot }, () => {
         env: { PATH: '/usr/bin:/bin', LD_PRELOAD: '/lib/x86_64-linux-gnu/libm.so.6' },
       },
       { what: 'unknown option', args: ['--no-such-option', '--', '/node'], code: 125, names: /--no-such-option/ },
-      {
-        what: '--unsafe-allow-listen with --listen-fd',
-        args: jailed(['--unsafe-allow-listen', '--listen-fd', '3']),
-        code: 125,
-        names: /--unsafe-allow-listen: conflicts with --listen-fd/,
-      },
     ];
     for (const { what, args, code, names, env, pipeFd3 } of cases) {
       const run = (extra: string[]): Result => {

@@ -56,7 +56,6 @@ describe('usage and refusals (nothing is applied)', () => {
       '--apparmor-profile',
       '--keep-fd',
       '--listen-fd',
-      '--unsafe-allow-listen',
       '--check',
       '--help',
     ]) {
@@ -98,7 +97,6 @@ describe('usage and refusals (nothing is applied)', () => {
       [['--bind-ro', '/etc/hosts'], '--bind-ro', '--chroot'],
       [['--run-as-group', 'nogroup'], '--run-as-group', '--run-as-user'],
       [['--seccomp', 'off', '--seccomp-action', 'errno'], '--seccomp-action', '--seccomp off'],
-      [['--seccomp', 'off', '--unsafe-allow-listen'], '--unsafe-allow-listen', '--seccomp off'],
     ];
     for (const [args, a, b] of cases) {
       const result = run([...args, '--', '/bin/true']);

@@ -96,7 +96,7 @@ describe('connection limits held by the master', () => {
     for (let i = 0; i < 1_000_000; i++) {
       const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
       limits.lease(ip, 1);
-      limits.breach(ip, 1);
+      limits.breach(ip, 1, 1);
       now += 0.001;
     }
     const tracked = limits.trackedClients;
@@ -116,7 +116,7 @@ function linkTo(limits: ClientLimits): MasterPort {
     lease: (ip, want) => new Promise((resolve) => setImmediate(() => resolve(limits.lease(ip, want)))),
     report: (ip, unspent, refused) => {
       limits.giveBack(ip, unspent);
-      limits.breach(ip, refused);
+      limits.breach(ip, refused, 1);
     },
   };
 }
@@ -160,14 +160,16 @@ describe('rate limiting with leases across workers', () => {
 describe('the ban list', () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'miwidothttp-bans-'));
 
-  it('persists root-only, survives a reload of the file, extends and expires', async () => {
+  it('persists root-only (batched, in the background), survives a reload of the file, extends and expires', async () => {
     const file = path.join(tmp, 'state', 'bans.json');
     const changes: BanChange[] = [];
-    const bans = new BanList(file, quiet, (change) => changes.push(change));
+    const bans = new BanList(file, 100, quiet, (change) => changes.push(change));
     bans.load();
     bans.add('192.0.2.77', 1, 'admin', 'test');
+    assert.equal(existsSync(file), false, 'no write on the ban itself: the file is written in the background');
+    await bans.flush();
     assert.equal(statSync(file).mode & 0o777, 0o600);
-    const again = new BanList(file, quiet, () => undefined);
+    const again = new BanList(file, 100, quiet, () => undefined);
     again.load();
     assert.deepEqual(
       again.list().map((ban) => ban.ip),
@@ -176,22 +178,51 @@ describe('the ban list', () => {
     assert.ok(again.isBanned('192.0.2.77'));
     await sleep(1200);
     assert.equal(bans.isBanned('192.0.2.77'), false);
+    await waitFor(() => changes.length === 2);
     assert.deepEqual(
       changes.map((change) => change.kind),
       ['add', 'lift'],
     );
+    await bans.flush();
     assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).bans, [], 'the expiry is written back');
     bans.close();
     again.close();
   });
 
+  it('3,000 bans cost one write and no waiting on the disk; the table stops at max_bans with one notice', async () => {
+    const file = path.join(tmp, 'many', 'bans.json');
+    const changes: BanChange[] = [];
+    const bans = new BanList(file, 2000, quiet, (change) => changes.push(change));
+    bans.load();
+    const started = performance.now();
+    let refused = 0;
+    for (let i = 0; i < 3000; i++)
+      if (bans.add(`10.1.${i >> 8}.${i & 255}`, 60, 'limits', 'test', { slot: 0, pid: 1, generation: 1, uid: 2 }) === null) refused++;
+    const spentMs = performance.now() - started;
+    assert.ok(spentMs < 2000, `3,000 bans took ${spentMs.toFixed(0)} ms of the event loop`);
+    assert.equal(bans.size, 2000);
+    assert.equal(refused, 1000);
+    assert.equal(changes.filter((change) => change.kind === 'full').length, 1, 'one notice when the table is full');
+    await bans.flush();
+    const written = JSON.parse(readFileSync(file, 'utf8')) as { bans: { ip: string; worker?: { slot: number } }[] };
+    assert.equal(written.bans.length, 2000);
+    assert.deepEqual(written.bans[0]!.worker, { slot: 0, pid: 1, generation: 1, uid: 2 }, 'each ban names the worker that caused it');
+    assert.ok(bans.remove('10.1.0.0', 'revoked'));
+    assert.ok(bans.add('10.9.9.9', 60, 'admin', 'room again') !== null);
+    bans.close();
+  });
+
   it('a damaged file is set aside and the server starts without it', () => {
     const file = path.join(tmp, 'damaged.json');
     writeFileSync(file, '{"version":1,"bans":[{"ip":"not an ip","until":1}]}');
-    const bans = new BanList(file, quiet, () => undefined);
+    const bans = new BanList(file, 100, quiet, () => undefined);
     bans.load();
     assert.deepEqual(bans.list(), []);
     assert.equal(existsSync(file), false);
     bans.close();
   });
 });
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !condition(); i++) await sleep(50);
+}

@@ -223,13 +223,16 @@ describe('checklist: process isolation, from the workers /proc shows', () => {
     expect(itemOf(config(''), 'isolation', elsewhere), 'red', 'process.isolation.cgroup_parent');
   });
 
-  it('red with seccomp off; amber with seccomp errno, no jail, no cgroups or no worker to look at', () => {
+  it('red with seccomp off; amber with seccomp errno, one shared run_as_user, no cgroups or no worker to look at', () => {
     const off = config(`[process.isolation]\nenable_seccomp = false\n`);
     expect(itemOf(off, 'isolation', host({ workers: [worker({ seccomp: 'off' })] })), 'red', 'process.isolation.enable_seccomp');
     const errno = config(`[process.isolation]\nseccomp_default_action = "errno"\n`);
     expect(itemOf(errno, 'isolation'), 'amber', 'process.isolation.seccomp_default_action');
+    // Without a chroot the jail is the master's own, empty one: a worker outside it is red.
     const unjailed = config('', { jail: false });
-    expect(itemOf(unjailed, 'isolation', host({ workers: [worker({ root: '/' })] })), 'amber', 'process.isolation.chroot', /no jail/);
+    expect(itemOf(unjailed, 'isolation', host({ workers: [worker({ root: '/' })] })), 'red', 'process.isolation.chroot', /state\/jail/);
+    const shared = config(`[process.isolation]\nrun_as_user = "www-data"\n`);
+    expect(itemOf(shared, 'isolation'), 'amber', 'process.isolation.run_as_user', /one uid they share/);
     const noCgroups = whole(
       `[process.isolation]\nenable_cgroups = false\nchroot = "${JAIL}"\n[[vhosts]]\ndomains = ["a.test"]\nroot = "${JAIL}"\n`,
     );

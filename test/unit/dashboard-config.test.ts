@@ -22,7 +22,8 @@ function load(dashboard: string, env: NodeJS.ProcessEnv = { DASHBOARD_TOKEN: TOK
   const file = path.join(dir, `c${files++}.toml`);
   writeFileSync(
     file,
-    `[server]\nstate_dir = "${dir}/state"\n${server}\n[server.dashboard]\n${dashboard}\n[[vhosts]]\ndomains = ["*"]\nroot = "${dir}"\n`,
+    // The site apart from the state and the config: without a chroot, roots are bound into the workers' jail.
+    `[server]\nstate_dir = "${dir}/state"\n${server}\n[server.dashboard]\n${dashboard}\n[[vhosts]]\ndomains = ["*"]\nroot = "${dir}/www"\n`,
   );
   return loadConfig(file, env);
 }

@@ -111,7 +111,12 @@ async function refusedPort(): Promise<number> {
 function backend(targets: readonly (string | { url: string; weight: number })[], overrides: Partial<ProxyBackend> = {}): ProxyBackend {
   return {
     type: 'proxy',
-    targets: targets.map((t) => ({ socketPath: null, hostSocketPath: null, ...(typeof t === 'string' ? { url: t, weight: 1 } : t) })),
+    targets: targets.map((t) => ({
+      socketPath: null,
+      hostSocketPath: null,
+      jailBind: null,
+      ...(typeof t === 'string' ? { url: t, weight: 1 } : t),
+    })),
     loadBalancing: 'round_robin',
     connectTimeoutMs: 2_000,
     upstreamTimeoutMs: 10_000,

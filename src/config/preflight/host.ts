@@ -2,7 +2,7 @@
  * What the host contributes to a compiled config, probed once before
  * compiling so that compile itself stays pure (compile.ts).
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { delegatedCgroup } from '../../isolation/cgroups.js';
 
 export interface HostFacts {
@@ -12,8 +12,10 @@ export interface HostFacts {
   readonly cpuCount: number;
   /** The cgroup systemd delegated to the service, the parent of worker cgroups when cgroup_parent is unset. */
   readonly delegatedCgroup: string | null;
+  /** The default [cluster] node_name. */
+  readonly hostname?: string;
 }
 
 export function probeHost(): HostFacts {
-  return { cwd: process.cwd(), cpuCount: availableParallelism(), delegatedCgroup: delegatedCgroup() };
+  return { cwd: process.cwd(), cpuCount: availableParallelism(), delegatedCgroup: delegatedCgroup(), hostname: hostname() };
 }

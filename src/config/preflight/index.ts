@@ -12,9 +12,18 @@
  */
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
-import { apparmorEnabled, cgroupControllers, chrootIsDirectory, masterIsRoot, sandboxHelperBuilt } from './isolation.js';
+import {
+  apparmorEnabled,
+  cgroupControllers,
+  chrootIsDirectory,
+  masterIsRoot,
+  sandboxHelperBuilt,
+  workerGroupExists,
+  workerUidRangeFree,
+} from './isolation.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
 import { upstreamTlsFiles } from '../upstream-tls.js';
+import { clusterIdentity } from './cluster.js';
 
 /**
  * Which command runs the preflight. The checks so far hold the same for all
@@ -39,6 +48,10 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
+  workerUidRangeFree,
+  workerGroupExists,
+  // [cluster]
+  clusterIdentity,
 ];
 
 /** Every problem the host has with `config`; none: it can be applied here. */

@@ -8,6 +8,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { cgroupMounts, readText } from '../../isolation/cgroups.js';
 import { SANDBOX_HELPER } from '../../isolation/worker-command.js';
+import { hasGroup, workerUidRangeProblem } from '../../isolation/worker-uids.js';
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 
@@ -32,7 +33,7 @@ export function masterIsRoot(config: CompiledConfig): ConfigProblem[] {
   return [
     {
       key: 'process.isolation.run_as_user',
-      message: `dropping workers to "${config.isolation.runAsUser}" needs root; start miwidothttp as root`,
+      message: `dropping workers to ${config.isolation.runAsUser === null ? 'uids of their own' : `"${config.isolation.runAsUser}"`} needs root; start miwidothttp as root`,
     },
   ];
 }
@@ -70,4 +71,19 @@ export function cgroupControllers(config: CompiledConfig): ConfigProblem[] {
       key: 'process.isolation.enable_cgroups',
       message: `the ${controller} cgroup controller is not available on this host`,
     }));
+}
+
+/** Without run_as_user each worker gets a uid of the range: no account may already hold one (docs/security.md). */
+export function workerUidRangeFree(config: CompiledConfig): ConfigProblem[] {
+  const iso = config.isolation;
+  if (iso.runAsUser !== null) return [];
+  const taken = workerUidRangeProblem(iso.workerUidBase);
+  return taken === null ? [] : [{ key: 'process.isolation.worker_uid_base', message: `${taken}; choose another worker_uid_base` }];
+}
+
+/** A configured run_as_group exists (the default one, miwidothttp's, is created by start when missing). */
+export function workerGroupExists(config: CompiledConfig): ConfigProblem[] {
+  const { runAsUser, runAsGroup } = config.isolation;
+  if (runAsUser !== null || runAsGroup === null || hasGroup(runAsGroup)) return [];
+  return [{ key: 'process.isolation.run_as_group', message: `no group "${runAsGroup}"` }];
 }

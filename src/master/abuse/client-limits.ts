@@ -93,16 +93,17 @@ export class ClientLimits {
   #settings: LimitSettings;
   #openTotal = 0;
   readonly #openByIp = new Map<string, number>();
-  /** Per worker: its open connections by client, released when it exits. */
+  /** Per worker: its open connections by client, and their total, released when it exits. */
   readonly #openByWorker = new Map<number, Map<string, number>>();
+  readonly #heldByWorker = new Map<number, number>();
   #connectionBuckets: LruMap<Bucket>;
   #requestBuckets: LruMap<Bucket>;
   #breaches: LruMap<Breaches>;
 
   constructor(
     settings: LimitSettings,
-    /** Called once when a client's breaches within the window reach ban_after_breaches. */
-    private readonly onBreachLimit: (ip: string, breaches: number) => void,
+    /** Called once when a client's breaches within the window reach ban_after_breaches; `workerId` reported the last one. */
+    private readonly onBreachLimit: (ip: string, breaches: number, workerId: number) => void,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.#settings = settings;
@@ -146,7 +147,7 @@ export class ClientLimits {
     // New connections per second: a bucket of one second's worth.
     else if (this.#take(this.#connectionBuckets, ip, connectionRatePerIp, connectionRatePerIp, 1) === 0) verdict = 'connection_rate';
     if (verdict !== 'ok') {
-      this.breach(ip, 1);
+      this.breach(ip, 1, workerId);
       return verdict;
     }
     this.#openTotal += 1;
@@ -154,17 +155,33 @@ export class ClientLimits {
     let mine = this.#openByWorker.get(workerId);
     if (mine === undefined) this.#openByWorker.set(workerId, (mine = new Map()));
     mine.set(ip, (mine.get(ip) ?? 0) + 1);
+    this.#heldByWorker.set(workerId, (this.#heldByWorker.get(workerId) ?? 0) + 1);
     return 'ok';
   }
 
-  /** A connection `connect` let in has closed. Unknown pairs are ignored (a confused worker cannot push counts below zero). */
-  disconnect(workerId: number, ip: string): void {
+  /**
+   * A connection `connect` let in has closed. Unknown pairs are ignored (a
+   * confused worker cannot push counts below zero): false for those.
+   */
+  disconnect(workerId: number, ip: string): boolean {
     const mine = this.#openByWorker.get(workerId);
     const count = mine?.get(ip);
-    if (mine === undefined || count === undefined) return;
+    if (mine === undefined || count === undefined) return false;
     if (count === 1) mine.delete(ip);
     else mine.set(ip, count - 1);
+    this.#heldByWorker.set(workerId, (this.#heldByWorker.get(workerId) ?? 1) - 1);
     this.#release(ip, 1);
+    return true;
+  }
+
+  /** Connections `workerId` holds open now. */
+  heldBy(workerId: number): number {
+    return this.#heldByWorker.get(workerId) ?? 0;
+  }
+
+  /** Whether `workerId` holds a connection from `ip` now. */
+  holds(workerId: number, ip: string): boolean {
+    return this.#openByWorker.get(workerId)?.has(ip) ?? false;
   }
 
   /** A worker exited: whatever it still held open is closed now. */
@@ -172,6 +189,7 @@ export class ClientLimits {
     const mine = this.#openByWorker.get(workerId);
     if (mine === undefined) return;
     this.#openByWorker.delete(workerId);
+    this.#heldByWorker.delete(workerId);
     for (const [ip, count] of mine) this.#release(ip, count);
   }
 
@@ -196,8 +214,8 @@ export class ClientLimits {
     bucket.tokens = Math.min(rate.burst, bucket.tokens + tokens);
   }
 
-  /** Limit breaches by `ip` (refused connections, 429s); enough of them within the window ban it. */
-  breach(ip: string, count: number): void {
+  /** Limit breaches by `ip` (refused connections, 429s) that `workerId` saw; enough of them within the window ban it. */
+  breach(ip: string, count: number, workerId: number): void {
     const { banAfterBreaches, breachWindowMs } = this.#settings.access;
     if (banAfterBreaches === 0 || count <= 0) return;
     const now = this.now();
@@ -208,7 +226,12 @@ export class ClientLimits {
     }
     const before = entry.count;
     entry.count += count;
-    if (before < banAfterBreaches && entry.count >= banAfterBreaches) this.onBreachLimit(ip, entry.count);
+    if (before < banAfterBreaches && entry.count >= banAfterBreaches) this.onBreachLimit(ip, entry.count, workerId);
+  }
+
+  /** Forgets `ip`'s breaches (its ban was lifted as the word of a condemned worker): the next ones count from zero. */
+  forgive(ip: string): void {
+    this.#breaches.delete(ip);
   }
 
   /** Drops what says no more than a fresh entry would: refilled buckets, closed breach windows. */

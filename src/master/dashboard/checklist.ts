@@ -9,6 +9,7 @@
  * response, penetration tests, update schedules) are not on the list.
  */
 import type { CompiledConfig, HeaderPolicy } from '../../config/types.js';
+import { implicitJail } from '../../isolation/jail.js';
 import type { ProcessFacts } from './host-facts.js';
 
 export type Light = 'green' | 'amber' | 'red';
@@ -259,7 +260,10 @@ function processIsolation(config: CompiledConfig, workers: readonly ProcessFacts
   if (iso.seccomp === 'off') red('seccomp is off: a worker may make any system call', 'process.isolation.enable_seccomp');
   else if (iso.seccomp === 'errno')
     amber('a forbidden system call returns an error instead of killing the worker', 'process.isolation.seccomp_default_action');
-  if (iso.chroot === null) amber('no jail: workers see the whole file system', 'process.isolation.chroot');
+  // Without a chroot the workers are jailed all the same, in an empty jail of the master's (state_dir/jail).
+  const jail = iso.chroot ?? implicitJail(config);
+  if (iso.runAsUser !== null)
+    amber(`every worker runs as ${iso.runAsUser}: one uid they share with any other process of that user`, 'process.isolation.run_as_user');
   if (iso.cgroupParent === null) amber('no cgroup per worker: no memory, CPU or pids limit', 'process.isolation.enable_cgroups');
   const seen = workers.filter((worker) => worker.uid !== null);
   if (seen.length === 0) amber('no serving worker to inspect', 'server.workers');
@@ -271,8 +275,8 @@ function processIsolation(config: CompiledConfig, workers: readonly ProcessFacts
     if (worker.noNewPrivs !== true) red(`${who} may gain privileges (no_new_privs is off)`, '');
     if (iso.seccomp !== 'off' && worker.seccomp !== 'filter')
       red(`${who} runs without its seccomp filter`, 'process.isolation.enable_seccomp');
-    if (iso.chroot !== null && worker.root !== iso.chroot)
-      red(`${who} has ${worker.root ?? 'an unknown root'} as its root, not the jail ${iso.chroot}`, 'process.isolation.chroot');
+    if (worker.root !== jail)
+      red(`${who} has ${worker.root ?? 'an unknown root'} as its root, not the jail ${jail}`, 'process.isolation.chroot');
     if (iso.cgroupParent !== null) {
       const cgroup = worker.cgroup;
       if (cgroup === null || !cgroup.path.startsWith(`${iso.cgroupParent}/`))
@@ -295,7 +299,7 @@ function processIsolation(config: CompiledConfig, workers: readonly ProcessFacts
     'isolation',
     'Process isolation',
     findings,
-    `${seen.length} workers as uid ${uids}, seccomp filter (${iso.seccomp}), no_new_privs, no capabilities, jail ${iso.chroot}${limits}`,
+    `${seen.length} workers as uid ${uids}, seccomp filter (${iso.seccomp}), no_new_privs, no capabilities, jail ${jail}${limits}`,
     'process.isolation',
   );
 }

@@ -17,6 +17,9 @@ import { MAX_DASHBOARD_STATE_BYTES } from '../../ipc/messages.js';
 import { cgroupMounts } from '../../isolation/cgroups.js';
 import type { Ban } from '../abuse/bans.js';
 import type { WorkerLink } from '../abuse/index.js';
+
+/** What the collector needs of a worker: who it is, and how to answer it. */
+type DashboardPeer = Pick<WorkerLink, 'id' | 'post'>;
 import type { AuditEntry } from '../audit-log.js';
 import type { CertificateView } from '../../ipc/control.js';
 import type { WorkerStatus } from '../supervisor.js';
@@ -126,13 +129,13 @@ export class DashboardCollector {
    * A worker's DASH_QUERY. `permitted`: its generation has a dashboard
    * listener. `violation` ends the worker, with the reason.
    */
-  query(link: WorkerLink, id: number, permitted: boolean, violation: (why: string) => void): void {
+  query(link: DashboardPeer, id: number, permitted: boolean, violation: (why: string) => void): void {
     if (!permitted) violation('sent DASH_QUERY without a dashboard listener');
     else if (this.#outstanding.has(link.id)) violation('sent DASH_QUERY while its previous one was unanswered');
     else this.#answer(link, id);
   }
 
-  #answer(link: WorkerLink, id: number): void {
+  #answer(link: DashboardPeer, id: number): void {
     this.#outstanding.add(link.id);
     void this.state().then((json) => {
       this.#outstanding.delete(link.id);
