@@ -52,12 +52,16 @@ function compileSocketTarget(url: string, weight: number, key: string, context: 
     problems.push({ key, message: 'a unix: target is an absolute, normalised path: "unix:/run/app/app.sock"' });
   }
   const jail = context.chroot;
-  // Inside the operator's jail the worker reaches it by its path there; elsewhere it is bound in at its own path:
-  // its directory, so an application that makes its socket anew is still reached, unless that directory is shared.
+  // Inside the operator's jail the worker reaches it by its path there; elsewhere at its own path. Either way
+  // its directory is bound in (a socket seen through the jail's overlay cannot be connected to), so an
+  // application that makes its socket anew is still reached, unless that directory is shared.
   const inside = jail !== null && hostSocketPath.startsWith(jail + path.sep);
   const socketPath = inside ? path.join('/', path.relative(jail, hostSocketPath)) : hostSocketPath;
   const dir = path.dirname(hostSocketPath);
-  const jailBind = inside ? null : SHARED_DIRECTORIES.has(dir) ? hostSocketPath : dir;
+  // Inside the chroot its directory is visible to the worker anyway (unless it is the jail's root, which cannot be bound over).
+  const alone = inside ? dir === jail : SHARED_DIRECTORIES.has(dir);
+  const hostPath = alone ? hostSocketPath : dir;
+  const jailBind = { hostPath, jailPath: inside ? path.join('/', path.relative(jail, hostPath)) : hostPath };
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
     problems.push({ key, message: `the socket path is longer than the ${MAX_SOCKET_PATH_BYTES} bytes a unix socket address holds` });
   }

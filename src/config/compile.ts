@@ -403,7 +403,11 @@ function exposedSecrets(
     if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of vhosts[${i}]`, backend.tls.clientKeyFile]);
     backend.targets.forEach((target, j) => {
       if (target.jailBind !== null)
-        bound.push({ key: `vhosts[${i}].backend.targets[${j}]`, path: target.jailBind, fix: 'give the socket a directory of its own' });
+        bound.push({
+          key: `vhosts[${i}].backend.targets[${j}]`,
+          path: target.jailBind.hostPath,
+          fix: 'give the socket a directory of its own',
+        });
     });
   });
   const problems: ConfigProblem[] = [];

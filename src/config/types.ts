@@ -27,9 +27,12 @@ export interface ProxyTarget {
   /**
    * What is bound into the workers' jail for it (isolation/jail.ts): the
    * socket's directory, or the socket alone when that directory is shared
-   * (/run, /tmp, ...); null for TCP targets and sockets inside the chroot.
+   * (/run, /tmp, ...), as a host path and where it appears in the jail (the
+   * same path, or its path inside the chroot); null for TCP targets. A socket
+   * inside the chroot is bound too: the jail is an overlay of the chroot, and
+   * a socket seen through overlayfs cannot be connected to.
    */
-  readonly jailBind: string | null;
+  readonly jailBind: { readonly hostPath: string; readonly jailPath: string } | null;
 }
 
 /**

@@ -99,7 +99,7 @@ export function rootBinds(config: CompiledConfig): string[] {
  * jail, at its own path. connect(2) on a unix socket needs write permission
  * on the socket file but not a writable mount (path_permission checks the
  * inode; only regular files, directories and symlinks are refused on a
- * read-only mount), so a read-only bind serves (test/system/upstream-unix.test.ts).
+ * read-only mount), so a read-only bind serves (test/system/upstream-options.test.ts).
  *
  * What is bound is the target's jailBind (config/compile-backend.ts): a
  * socket in a directory of its own (/run/app/app.sock) gets that
@@ -108,21 +108,18 @@ export function rootBinds(config: CompiledConfig): string[] {
  * bound alone: a bind holds the inode, so after the application makes a new
  * socket the workers reach it after the next reload. A socket (or its
  * directory) that does not exist yet is left out: 502 until a reload binds it.
- * Targets inside the operator's chroot need nothing.
  */
 export function upstreamSocketBinds(config: CompiledConfig): string[] {
   const binds = new Set<string>();
   for (const { backend } of proxyBackends(config)) {
     for (const target of backend.targets) {
-      const source = target.jailBind;
-      if (source === null || source === target.hostSocketPath) {
-        if (source !== null && isSocket(source)) binds.add(source);
-        continue;
-      }
-      if (isDirectory(source)) binds.add(source);
+      const bind = target.jailBind;
+      if (bind === null) continue;
+      const there = bind.hostPath === target.hostSocketPath ? isSocket(bind.hostPath) : isDirectory(bind.hostPath);
+      if (there) binds.add(`${bind.hostPath}:${bind.jailPath}`);
     }
   }
-  return [...binds].map((source) => `${source}:${source}`);
+  return [...binds];
 }
 
 const isSocket = (file: string): boolean => {

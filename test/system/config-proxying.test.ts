@@ -226,7 +226,7 @@ describe('upstream options', () => {
       weight: 3,
       socketPath: '/run/app/app.sock',
       hostSocketPath: '/run/app/app.sock',
-      jailBind: '/run/app',
+      jailBind: { hostPath: '/run/app', jailPath: '/run/app' },
     });
   });
 
@@ -238,7 +238,8 @@ describe('upstream options', () => {
     assert.ok(backend.type === 'proxy');
     assert.equal(backend.targets[0]!.socketPath, '/run/app.sock');
     assert.equal(backend.targets[0]!.hostSocketPath, `${jail}/run/app.sock`);
-    assert.equal(backend.targets[0]!.jailBind, null, 'already in the jail');
+    // Bound over the jail's overlay all the same: a socket seen through overlayfs cannot be connected to.
+    assert.deepEqual(backend.targets[0]!.jailBind, { hostPath: `${jail}/run`, jailPath: '/run' });
   });
 
   it('a socket directly in a shared directory is bound alone; one whose directory holds a secret is refused', () => {
@@ -246,7 +247,7 @@ describe('upstream options', () => {
     assert.ok(shared.ok, shared.ok ? '' : shared.errors.join('\n'));
     const backend = shared.config.vhosts[0]!.backend;
     assert.ok(backend.type === 'proxy');
-    assert.equal(backend.targets[0]!.jailBind, '/run/app.sock');
+    assert.deepEqual(backend.targets[0]!.jailBind, { hostPath: '/run/app.sock', jailPath: '/run/app.sock' });
     const base = tempDir('miwidothttp-socket-dir-');
     const errors = errorsOf(`[server]\nstate_dir = "${base}/state"\n${proxy(`target = "unix:${base}/app.sock"`)}`);
     assert.ok(
