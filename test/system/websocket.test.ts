@@ -270,6 +270,22 @@ root = "${server.dir}"`,
     await client.closed;
   });
 
+  it('a reload closes an HTTP/2 tunnel with 1001 too, on its stream, and the session is told GOAWAY', async () => {
+    const client = await connectWebSocketH2(httpsPort, ca.certPem);
+    client.send('h2 before reload');
+    assert.equal((await client.reader.next()).payload.toString(), 'h2 before reload');
+    const goaway = new Promise<void>((resolve) => client.session.once('goaway', () => resolve()));
+    process.kill(server.masterPid(), 'SIGHUP');
+    const close = await client.reader.next(20_000);
+    assert.equal(close.opcode, OP_CLOSE);
+    assert.equal(closeCode(close), 1001);
+    await goaway;
+    client.destroy();
+    await waitFor('the new generation', () =>
+      server.status().workers.every((worker) => worker.generation === 2 && worker.state === 'ready'),
+    );
+  });
+
   it('an upstream that stops reading: the tunnel is cut at write_timeout, the client is not held', async () => {
     const stalled = await new EchoUpstream({ stopReading: true }).listen();
     const stalledServer = new TestServer();
@@ -294,6 +310,45 @@ root = "${server.dir}"`,
       await stalledServer.stop();
       await stalled.close();
     }
+  });
+});
+
+describe('WebSocket: an upstream that does not switch, or switches wrongly', () => {
+  const server = new TestServer();
+  const refusing = new EchoUpstream({
+    answer: () => 'HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: close\r\n\r\nno room\n',
+  });
+  const lying = new EchoUpstream({
+    answer: () =>
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
+  });
+
+  before(async () => {
+    await refusing.listen();
+    await lying.listen();
+    const proxy = (domain: string, port: number): string =>
+      `[[vhosts]]\ndomains = ["${domain}"]\n[vhosts.backend]\ntype = "proxy"\ntarget = "http://127.0.0.1:${port}"\n`;
+    await server.start(`${proxy('refusing.test', refusing.port)}${proxy('lying.test', lying.port)}`, 'access_log = true\n');
+  });
+  after(async () => {
+    await server.stop();
+    await refusing.close();
+    await lying.close();
+  });
+
+  it("the upstream's refusal reaches the client as it is, and the connection closes", async () => {
+    const client = await refused(server.port, { host: 'refusing.test' });
+    assert.equal(client.status, 403);
+  });
+
+  it('a 101 with a wrong Sec-WebSocket-Accept is not a switch: 502, logged with why', async () => {
+    const client = await refused(server.port, { host: 'lying.test' });
+    assert.equal(client.status, 502);
+    await waitFor('the access log line', () =>
+      server
+        .logLines()
+        .find((line) => line.access === true && line.status === 502 && String(line.detail).includes('wrong Sec-WebSocket-Accept')),
+    );
   });
 });
 
