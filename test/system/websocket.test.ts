@@ -14,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, request, TestServer, waitFor } from '../support/harness.js';
+import { freePort, rawRequest, request, TestServer, waitFor } from '../support/harness.js';
 import { TestCa } from '../support/test-ca.js';
 import {
   closeCode,
@@ -209,6 +209,12 @@ root = "${server.dir}"`,
       assert.equal(client.status, status, name);
       if (status === 426) assert.equal(client.headers['sec-websocket-version'], '13');
     }
+    // RFC 6455 §4.1: HTTP/1.1 at least.
+    const http10 = await rawRequest(
+      server.port,
+      'GET /chat HTTP/1.0\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    assert.match(http10, /^HTTP\/1\.1 400 /);
     await audited(server, 'request.websocket_bad_handshake');
     await audited(server, 'request.websocket_version');
     // Everyone else is still served.
