@@ -51,6 +51,11 @@ export function loadConfigDocument(
 ): LoadResult {
   const problems: ConfigProblem[] = [];
   const interpolated = interpolate(document, [], env, problems);
+  const server = (interpolated as { server?: { include?: unknown } } | null)?.server;
+  if (server?.include !== undefined) {
+    // Refused, not ignored: a cluster shares [[vhosts]] through etcd, and a node's own files would make its sites differ.
+    problems.push({ key: 'server.include', message: 'is not supported in a cluster: put the [[vhosts]] in the shared configuration' });
+  }
   return validate(interpolated, source, new Map(), purpose, NOTHING_INCLUDED, problems);
 }
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load.js';
+import { loadConfig, loadConfigDocument } from '../../src/config/load.js';
 import { cli, tempDir } from '../support/harness.js';
 import { TestCa } from '../support/test-ca.js';
 
@@ -192,6 +192,12 @@ describe('include', () => {
         `${dup.replace(/[.]/g, '\\.')}: vhosts\\[1\\]\\.domains\\[1\\]: "app\\.test" is already a domain of vhosts\\[0\\], which would always answer for it \\(line 5\\)`,
       ),
     );
+  });
+
+  it('a cluster node refuses include rather than ignore it (the cluster shares its vhosts)', () => {
+    const result = loadConfigDocument({ server: { include: ['sites/*.toml'] }, vhosts: [{ domains: ['*'], root: '/srv' }] }, 'merged', 'check', {});
+    assert.equal(result.ok, false);
+    assert.ok(!result.ok && result.errors.some((line) => /server\.include: is not supported in a cluster/.test(line)), JSON.stringify(result));
   });
 
   it('a domain twice in one file is named too', () => {
