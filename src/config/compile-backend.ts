@@ -145,6 +145,7 @@ export function compileProxyBackend(
   }
   return {
     type: 'proxy',
+    configKey: key,
     targets,
     loadBalancing: backend.load_balancing,
     connectTimeoutMs: backend.connect_timeout * 1000,

@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
+import { compileVhosts } from './compile-sites.js';
 import { compileTls } from './compile-tls.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
@@ -20,7 +21,16 @@ import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
 import { type BackendContext, compileProxyBackend } from './compile-backend.js';
 import { compileListeners } from './listen.js';
-import type { AuditSpec, BackendSpec, CompiledConfig, HeaderPolicy, IssuanceSpec, TlsSpec, VhostSpec } from './types.js';
+import {
+  type AuditSpec,
+  type BackendSpec,
+  type CompiledConfig,
+  type HeaderPolicy,
+  type IssuanceSpec,
+  proxyBackendsOf,
+  type TlsSpec,
+  type VhostSpec,
+} from './types.js';
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -58,12 +68,10 @@ function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: 
   return valueA ?? valueB ?? fallback;
 }
 
-function compileBackend(vhost: RawVhost, key: string, context: BackendContext, problems: ConfigProblem[]): BackendSpec {
-  const backend = vhost.backend;
-  if (!backend || backend.type === 'static') {
-    if (vhost.root === undefined) problems.push({ key: `${key}.root`, message: 'required for a static vhost (or set backend.type)' });
-    return { type: 'static' };
-  }
+/** A vhost's or a route's backend; whether a static one has a root is compile-sites.ts's to check (a route inherits it). */
+function compileBackend(site: Pick<RawVhost, 'backend'>, key: string, context: BackendContext, problems: ConfigProblem[]): BackendSpec {
+  const backend = site.backend;
+  if (!backend || backend.type === 'static') return { type: 'static' };
   if (backend.type === 'redirect') {
     return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
   }
@@ -87,35 +95,6 @@ function duplicateDomains(vhosts: readonly VhostSpec[], problems: ConfigProblem[
         });
     });
   });
-}
-
-function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, problems: ConfigProblem[]): VhostSpec[] {
-  const chroot = raw.process.isolation.chroot;
-  const context: BackendContext = { resolvePath, chroot: chroot === undefined ? null : resolvePath(chroot) };
-  const vhosts = raw.vhosts.map((vhost, i) => {
-    const key = `vhosts[${i}]`;
-    const hostRoot = vhost.root === undefined ? null : resolvePath(vhost.root);
-    let root = hostRoot;
-    if (hostRoot !== null && chroot !== undefined) {
-      // The worker sees the jail as "/": serve the same directory by its path inside.
-      const jail = resolvePath(chroot);
-      if (hostRoot !== jail && !hostRoot.startsWith(jail + path.sep)) {
-        problems.push({ key: `${key}.root`, message: `${hostRoot} lies outside process.isolation.chroot (${jail})` });
-      }
-      root = path.join('/', path.relative(jail, hostRoot));
-    }
-    return {
-      domains: vhost.domains.map((domain) => domain.toLowerCase()),
-      root,
-      hostRoot,
-      indexFiles: vhost.index_files,
-      directoryListing: vhost.directory_listing,
-      backend: compileBackend(vhost, key, context, problems),
-      responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
-    };
-  });
-  duplicateDomains(vhosts, problems);
-  return vhosts;
 }
 
 type RawHeaders = RawConfig['security']['headers'];
@@ -146,17 +125,6 @@ function compileResponseHeaders(h: RawHeaders): HeaderPolicy {
   return { add, addOverHttps, remove };
 }
 
-/** The server's headers with a vhost's overrides on top (custom entries merged by name), or null without any. */
-function compileVhostHeaders(server: RawHeaders, vhost: RawVhost): HeaderPolicy | null {
-  if (vhost.headers === undefined) return null;
-  const custom: Record<string, string> = {};
-  for (const [name, value] of [...Object.entries(server.custom), ...Object.entries(vhost.headers.custom ?? {})]) {
-    for (const existing of Object.keys(custom)) if (existing.toLowerCase() === name.toLowerCase()) delete custom[existing];
-    custom[name] = value;
-  }
-  return compileResponseHeaders({ ...server, ...vhost.headers, custom });
-}
-
 /** Written nowhere, whatever include_headers says: credentials. */
 const NEVER_LOGGED_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
@@ -172,6 +140,7 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
     logAuthentication: audit.log_authentication,
+    logAuthorization: audit.log_authorization,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
 }
@@ -193,6 +162,12 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   const metrics = raw.server.metrics;
   if (metrics.enabled && isIP(metrics.bind_address) === 0) {
     problems.push({ key: 'server.metrics.bind_address', message: 'must be an IPv4 or IPv6 address' });
+  }
+  if (raw.server.access_log_file !== undefined && raw.server.access_log === false) {
+    problems.push({ key: 'server.access_log', message: 'false, but server.access_log_file is set; remove one' });
+  }
+  if (raw.server.access_log_format !== undefined && raw.server.access_log_file === undefined) {
+    problems.push({ key: 'server.access_log_format', message: 'applies to server.access_log_file, which is not set' });
   }
   const dashboard = compileDashboard(raw);
   problems.push(...dashboard.problems);
@@ -262,7 +237,13 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
-  const vhosts = compileVhosts(raw, resolvePath, problems);
+  const chroot = iso.chroot === undefined ? null : resolvePath(iso.chroot);
+  const backendContext: BackendContext = { resolvePath, chroot };
+  const vhosts = compileVhosts(raw, resolvePath, problems, {
+    backend: (site, key, found) => compileBackend(site, key, backendContext, found),
+    headers: compileResponseHeaders,
+  });
+  duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
   problems.push(...exposedSecrets(vhosts, iso.chroot === undefined, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
@@ -280,7 +261,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       workerReadyTimeoutMs: server.worker_ready_timeout * 1000,
       logFile: server.log_file === undefined ? null : resolvePath(server.log_file),
       logLevel: server.log_level,
-      accessLog: server.access_log,
+      // With a file the lines go there; access_log alone keeps them in the main log.
+      accessLog: server.access_log ?? false,
+      accessLogFile: server.access_log_file === undefined ? null : resolvePath(server.access_log_file),
+      accessLogFormat: server.access_log_format ?? 'combined',
+      accessLogQuery: server.access_log_query,
       stateDir: resolvePath(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
       dashboard: dashboard.spec,
@@ -370,6 +355,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     vhosts,
     cluster,
+    htpasswd: {},
   };
   return { config: deepFreeze(config), problems };
 }
@@ -395,21 +381,27 @@ function exposedSecrets(
   ];
   // What is bound into the jail: the static roots (without a chroot), and the unix: upstreams' sockets or their directories.
   const bound: { key: string; path: string; fix: string }[] = [];
-  vhosts.forEach((vhost, i) => {
-    if (rootsBound && vhost.hostRoot !== null)
-      bound.push({ key: `vhosts[${i}].root`, path: vhost.hostRoot, fix: 'serve a directory without it' });
-    if (vhost.backend.type !== 'proxy') return;
-    const backend = vhost.backend;
-    if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of vhosts[${i}]`, backend.tls.clientKeyFile]);
+  if (rootsBound) {
+    vhosts.forEach((vhost, i) => {
+      const fix = 'serve a directory without it';
+      if (vhost.hostRoot !== null) bound.push({ key: `vhosts[${i}].root`, path: vhost.hostRoot, fix });
+      vhost.routes.forEach((route, j) => {
+        if (route.hostRoot !== null && route.hostRoot !== vhost.hostRoot)
+          bound.push({ key: `vhosts[${i}].routes[${j}].root`, path: route.hostRoot, fix });
+      });
+    });
+  }
+  for (const backend of proxyBackendsOf(vhosts)) {
+    if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of ${backend.configKey}`, backend.tls.clientKeyFile]);
     backend.targets.forEach((target, j) => {
       if (target.jailBind !== null)
         bound.push({
-          key: `vhosts[${i}].backend.targets[${j}]`,
+          key: `${backend.configKey}.targets[${j}]`,
           path: target.jailBind.hostPath,
           fix: 'give the socket a directory of its own',
         });
     });
-  });
+  }
   const problems: ConfigProblem[] = [];
   for (const { key, path: dir, fix } of bound) {
     const exposed = secrets.find(([, secret]) => secret === dir || secret.startsWith(dir === '/' ? '/' : dir + path.sep));

@@ -107,7 +107,9 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], base: readonly Propert
         continue;
       }
     }
-    problems.push({ key: keyPath(at) || '(top level)', message: issue.message.replace(/^Invalid input: /, '') });
+    // A record key that fails its pattern: say what the pattern wants ("a 4xx or 5xx status").
+    const message = issue.code === 'invalid_key' && issue.issues.length > 0 ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+    problems.push({ key: keyPath(at) || '(top level)', message: message.replace(/^Invalid input: /, '') });
   }
   return problems;
 }

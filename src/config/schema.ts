@@ -1,4 +1,4 @@
-// Over 400 lines: every key of the config language and its default, kept in one place on purpose.
+// Over 400 lines: the whole config language, every key beside its default, in the one place defaults live.
 /**
  * The TOML config language: every section and key of the spec
  * (shared/spec/security-architecture.md) and of contract.md, with its default.
@@ -53,8 +53,14 @@ const server = z
     /** Where master and worker logs go; default stdout. Reopened on SIGUSR1. */
     log_file: nonEmpty.optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
-    /** One log line per request (nginx's access_log). */
-    access_log: z.boolean().default(false),
+    /** One log line per request (nginx's access_log) in the main log; default: on when access_log_file is set, else off. */
+    access_log: z.boolean().optional(),
+    /** The access log as a file of its own, 0640, created by the master and reopened on SIGUSR1 (docs/serving.md). */
+    access_log_file: nonEmpty.optional(),
+    /** "combined": nginx's and Apache's combined format (goaccess, log shippers); "json": one JSON object a line. */
+    access_log_format: z.enum(['combined', 'json']).optional(),
+    /** Keep query strings in the access log (they carry tokens as often as search terms). */
+    access_log_query: z.boolean().default(false),
     /** The master's state (bans.json), owned by root; certificates go to ssl.cert_dir. */
     state_dir: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/miwidothttp'),
     /** Prometheus metrics, aggregated over all workers, served by the master. */
@@ -457,6 +463,31 @@ const proxyBackend = z.strictObject({
   health_check: healthCheck.optional(),
 });
 
+/**
+ * [vhosts.compression] and a route's: only the keys set; the rest comes from
+ * the vhost, then from these defaults (compile.ts): on, br > zstd > gzip,
+ * text types of at least 1 KiB, no precompressed siblings.
+ */
+const compression = z
+  .strictObject({
+    enabled: z.boolean(),
+    /** The server's preference; the client's Accept-Encoding q-values come first. */
+    algorithms: z
+      .array(z.enum(['br', 'zstd', 'gzip']))
+      .min(1)
+      .refine((list) => new Set(list).size === list.length, 'each algorithm once'),
+    /** Serve file.br / file.zst / file.gz beside a file when present and not older than it. */
+    precompressed: z.boolean(),
+    /** Bytes below which a response is sent as it is (a known Content-Length only). */
+    min_length: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 40),
+  })
+  .partial()
+  .optional();
+
 const backend = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('static') }),
   proxyBackend,
@@ -476,14 +507,53 @@ const domainName = z
     'expected a host name, "*.name" or "*"',
   );
 
+/** What a vhost and each of its routes may set (docs/serving.md); a route's unset keys come from its vhost. */
+const siteFields = {
+  root: z.string().startsWith('/', 'must be an absolute path').optional(),
+  /** nginx try_files: "$uri" (a file), "$uri/" (a directory with an index), "/fallback.html"; the first that exists answers, else 404. */
+  try_files: z.array(z.string().min(1).max(256)).min(1).max(16).optional(),
+  /** Status -> a page below root, served with that status: { 404 = "/404.html" } (4xx and 5xx only). */
+  error_pages: z
+    .record(
+      z.string().regex(/^[45][0-9][0-9]$/, 'a 4xx or 5xx status'),
+      z.string().regex(/^\/[^?#]*$/, 'a path below root, such as "/404.html"'),
+    )
+    .optional(),
+  backend: backend.optional(),
+  /** Basic authentication (RFC 7617) against bcrypt lines of an htpasswd file; false: none (a route under a vhost that has it). */
+  auth: z
+    .union([
+      z.strictObject({
+        htpasswd: nonEmpty,
+        realm: z
+          .string()
+          .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'printable ASCII without " or \\ (at most 64)')
+          .default('Restricted'),
+      }),
+      z.literal(false),
+    ])
+    .optional(),
+  /** Client addresses (as the client-ip stage resolved them): deny first, then, when allow is not empty, only those. 403. */
+  access: z.strictObject({ allow: z.array(cidr).default([]), deny: z.array(cidr).default([]) }).optional(),
+  compression,
+  headers: vhostHeaders.optional(),
+};
+
+const route = z.strictObject({
+  /** A path prefix matched at segment boundaries on the decoded path; the longest matching route wins. */
+  path: z.string().min(1).max(1024),
+  /** Remove the matched prefix before the backend sees the path (nginx alias, Caddy handle_path). */
+  strip_prefix: z.boolean().default(false),
+  ...siteFields,
+});
+
 const vhost = z.strictObject({
   domains: z.array(domainName).min(1),
-  root: z.string().startsWith('/', 'must be an absolute path').optional(),
   index_files: z.array(z.string().regex(/^[^/\\\0]+$/, 'a file name, not a path')).default(['index.html']),
   /** HTML listing of directories without an index file (off, as in nginx). */
   directory_listing: z.boolean().default(false),
-  backend: backend.optional(),
-  headers: vhostHeaders.optional(),
+  ...siteFields,
+  routes: z.array(route).max(256).default([]),
 });
 
 /** Milliseconds of a managed etcd member's Raft timing. */
@@ -575,3 +645,4 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type RawVhost = z.infer<typeof vhost>;
 export type RawBackend = z.infer<typeof backend>;
 export type RawProxyBackend = z.infer<typeof proxyBackend>;
+export type RawRoute = z.infer<typeof route>;

@@ -66,6 +66,8 @@ export interface HealthCheckSpec {
 /** A reverse proxy backend, wherever it is configured ([vhosts.backend], [vhosts.routes.backend]). */
 export interface ProxyBackendSpec {
   readonly type: 'proxy';
+  /** Where it is configured ("vhosts[0].routes[2].backend"): what later checks (its TLS files) name. */
+  readonly configKey: string;
   readonly targets: readonly ProxyTarget[];
   readonly loadBalancing: 'round_robin' | 'least_connections';
   readonly connectTimeoutMs: number;
@@ -94,18 +96,69 @@ export type BackendSpec =
       readonly preservePath: boolean;
     };
 
-export interface VhostSpec {
-  /** Lower-case names: "example.com", "*.example.com" or "*". */
-  readonly domains: readonly string[];
-  /** Directory served, as the worker sees it (inside the jail), or null when the vhost only proxies or redirects. */
+/** A content coding the server can apply (RFC 9110 §8.4.1; zstd: RFC 8878). */
+export type ContentCoding = 'br' | 'zstd' | 'gzip';
+
+/** [vhosts.compression] with the vhost's and the defaults' values filled in. */
+export interface CompressionSpec {
+  readonly enabled: boolean;
+  /** The server's preference, first best; the client's q-values decide first. */
+  readonly algorithms: readonly ContentCoding[];
+  /** Serve fresh file.br / file.zst / file.gz siblings. */
+  readonly precompressed: boolean;
+  /** Responses with a known length below this are sent as they are. */
+  readonly minLengthBytes: number;
+}
+
+/** [vhosts.auth] or a route's: Basic authentication against an htpasswd file the master reads. */
+export interface AuthSpec {
+  readonly realm: string;
+  /** Host path of the htpasswd file; its lines reach workers in CompiledConfig.htpasswd, never the path's content otherwise. */
+  readonly htpasswdFile: string;
+}
+
+/** [vhosts.access] or a route's: CIDRs; deny first, then allow (when not empty). */
+export interface SiteAccessSpec {
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+}
+
+/**
+ * What answers a request once the vhost and the route are chosen: a vhost's
+ * own settings (its fallback), or a route's with the vhost's filled in where
+ * the route says nothing (compile.ts).
+ */
+export interface SiteSpec {
+  /** Directory served, as the worker sees it (inside the jail), or null when the site only proxies or redirects. */
   readonly root: string | null;
   /** The same directory as a host path. */
   readonly hostRoot: string | null;
   readonly indexFiles: readonly string[];
   readonly directoryListing: boolean;
+  /** try_files entries ("$uri", "$uri/", "/index.html"), or null: the path alone. */
+  readonly tryFiles: readonly string[] | null;
+  /** Status -> page path below root. */
+  readonly errorPages: Readonly<Record<string, string>>;
   readonly backend: BackendSpec;
-  /** The vhost's own security headers ([vhosts.headers] over the server's), or null for the server's. */
+  readonly auth: AuthSpec | null;
+  readonly access: SiteAccessSpec | null;
+  readonly compression: CompressionSpec;
+  /** The site's own security headers (over the vhost's, over the server's), or null for the server's. */
   readonly responseHeaders: HeaderPolicy | null;
+}
+
+/** A [[vhosts.routes]] entry, compiled. */
+export interface RouteSpec extends SiteSpec {
+  /** The prefix, as configured (normalised): "/api/" or "/api". */
+  readonly path: string;
+  readonly stripPrefix: boolean;
+}
+
+export interface VhostSpec extends SiteSpec {
+  /** Lower-case names: "example.com", "*.example.com" or "*". */
+  readonly domains: readonly string[];
+  /** Longest path first. */
+  readonly routes: readonly RouteSpec[];
 }
 
 /** [security.headers] compiled: what every response gets. */
@@ -126,7 +179,13 @@ export interface ServerSpec {
   readonly workerReadyTimeoutMs: number;
   readonly logFile: string | null;
   readonly logLevel: string;
+  /** One pino line per request in the main log ([server].access_log without access_log_file). */
   readonly accessLog: boolean;
+  /** The access log file the master writes, or null. */
+  readonly accessLogFile: string | null;
+  readonly accessLogFormat: 'combined' | 'json';
+  /** Query strings are kept in access log lines. */
+  readonly accessLogQuery: boolean;
   /** Where the master keeps its state (bans.json). */
   readonly stateDir: string;
   /** The Prometheus endpoint's address, or null when off. */
@@ -263,6 +322,8 @@ export interface AuditSpec {
   readonly logAdminActions: boolean;
   /** Logins to the dashboard, failed and successful (events named auth.*). */
   readonly logAuthentication: boolean;
+  /** Refusals by a site's access lists (request.access_denied). */
+  readonly logAuthorization: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];
 }
@@ -380,6 +441,12 @@ export interface CompiledConfig {
   readonly vhosts: readonly VhostSpec[];
   /** null: a single node, no etcd ([cluster] absent or enabled = false). Workers always get null. */
   readonly cluster: ClusterSpec | null;
+  /**
+   * htpasswd file -> its [user, bcrypt hash] lines. Empty as compiled: the
+   * master reads the files for each generation (config/htpasswd.ts, master/supervisor.ts) and
+   * sends them with the config; workers never open them.
+   */
+  readonly htpasswd: Readonly<Record<string, readonly (readonly [string, string])[]>>;
 }
 
 /** The config a worker gets: without the master-only issuance and cluster settings (credentials, cluster_token). */
@@ -388,22 +455,37 @@ export function forWorkers(config: CompiledConfig): CompiledConfig {
 }
 
 /**
- * Every proxy backend of a config with the key path it is configured at,
- * for whatever walks them all (upstream TLS files, unix socket binds). The
- * one place that knows where backends live.
+ * Every proxy backend of these vhosts, theirs and their routes', once each
+ * (a route without a backend of its own shares its vhost's), for whatever
+ * walks them all (upstream TLS files, unix socket binds, secrets bound into
+ * the jail). The one place that knows where backends live.
  */
-export function proxyBackends(config: CompiledConfig): { readonly key: string; readonly backend: ProxyBackendSpec }[] {
-  const found: { key: string; backend: ProxyBackendSpec }[] = [];
-  config.vhosts.forEach((vhost, i) => {
-    if (vhost.backend.type === 'proxy') found.push({ key: `vhosts[${i}].backend`, backend: vhost.backend });
-  });
-  return found;
+export function proxyBackendsOf(vhosts: readonly VhostSpec[]): ProxyBackendSpec[] {
+  const found = new Set<ProxyBackendSpec>();
+  for (const site of vhosts.flatMap((vhost) => [vhost, ...vhost.routes])) if (site.backend.type === 'proxy') found.add(site.backend);
+  return [...found];
 }
 
-/** The config with every proxy backend replaced by `map`'s answer (the rest shared, frozen again). */
+/** proxyBackendsOf(config.vhosts), each with the key it is configured at. */
+export function proxyBackends(config: CompiledConfig): { readonly key: string; readonly backend: ProxyBackendSpec }[] {
+  return proxyBackendsOf(config.vhosts).map((backend) => ({ key: backend.configKey, backend }));
+}
+
+/** The config with every proxy backend replaced by `map`'s answer, once per backend (the rest shared, frozen again). */
 export function mapProxyBackends(config: CompiledConfig, map: (backend: ProxyBackendSpec) => ProxyBackendSpec): CompiledConfig {
-  const vhosts = config.vhosts.map((vhost) =>
-    vhost.backend.type === 'proxy' ? Object.freeze({ ...vhost, backend: Object.freeze(map(vhost.backend)) }) : vhost,
-  );
+  const mapped = new Map<ProxyBackendSpec, ProxyBackendSpec>();
+  const mapSite = <S extends SiteSpec>(site: S): S => {
+    if (site.backend.type !== 'proxy') return site;
+    let backend = mapped.get(site.backend);
+    if (backend === undefined) {
+      backend = Object.freeze(map(site.backend));
+      mapped.set(site.backend, backend);
+    }
+    return Object.freeze({ ...site, backend });
+  };
+  const vhosts = config.vhosts.map((vhost) => {
+    const own = mapSite(vhost);
+    return Object.freeze({ ...own, routes: Object.freeze(vhost.routes.map(mapSite)) });
+  });
   return Object.freeze({ ...config, vhosts: Object.freeze(vhosts) });
 }

@@ -79,14 +79,15 @@ export function makeImplicitJail(dir: string): string | null {
   return null;
 }
 
-/** `--bind-ro` arguments for the static roots of a config without a chroot: each at its own path, those that exist. */
+/** `--bind-ro` arguments for the static roots (vhosts' and routes') of a config without a chroot: each at its own path, those that exist. */
 export function rootBinds(config: CompiledConfig): string[] {
   if (config.isolation.chroot !== null) return [];
   const roots = new Set<string>();
-  for (const vhost of config.vhosts) {
-    if (vhost.hostRoot === null) continue;
+  // A route's own root (and the error pages below it) is read like its vhost's.
+  for (const site of config.vhosts.flatMap((vhost) => [vhost, ...vhost.routes])) {
+    if (site.hostRoot === null || roots.has(site.hostRoot)) continue;
     try {
-      if (statSync(vhost.hostRoot).isDirectory()) roots.add(vhost.hostRoot);
+      if (statSync(site.hostRoot).isDirectory()) roots.add(site.hostRoot);
     } catch {
       // Missing: served as 404 until it exists and a reload binds it.
     }

@@ -10,6 +10,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
 import { implicitJail, jailBinds, rootBinds, upstreamSocketBinds } from './jail.js';
 import { DEFAULT_WORKER_ACCOUNT } from './worker-uids.js';
 
@@ -36,6 +37,8 @@ export interface WorkerCommand {
 
 /** The descriptor of the worker's channel to the master (an AF_UNIX socketpair end). */
 export const CHANNEL_FD = 3;
+/** The first listening socket's fd: after the channel and the access log pipe's fd (src/ipc/access-log.ts), kept free when unused. */
+export const FIRST_LISTENER_FD = ACCESS_LOG_FD + 1;
 
 /** What one worker gets besides the config: who it runs as, where its cgroup is, what it inherits. */
 export interface WorkerSandbox {

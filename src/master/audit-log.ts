@@ -15,7 +15,7 @@ import { ensureParentDirectory, restrictLogFile } from '../logging/logger.js';
 /** The audit log names clients and what they sent: root's alone (the main log is 0640). */
 const AUDIT_FILE_MODE = 0o600;
 
-export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
+export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication' | 'authorization';
 
 /** One event as the audit log writes it (the same fields, the same redaction), with its time. */
 export interface AuditEntry {
@@ -33,7 +33,16 @@ export interface AuditSource {
   readonly uid?: number | null;
 }
 
-const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = {
+  configuration: 'info',
+  security: 'warn',
+  admin: 'info',
+  authentication: 'warn',
+  authorization: 'warn',
+};
+
+/** Refusals by a site's access lists: authorization events, whoever reports them. */
+const AUTHORIZATION_EVENTS: ReadonlySet<string> = new Set(['request.access_denied']);
 
 export class AuditLog {
   private readonly destination: ReturnType<typeof pino.destination> | null;
@@ -69,7 +78,11 @@ export class AuditLog {
 
   write(reported: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
     // Logins are authentication events whoever reports them (a worker reports everything as security).
-    const category: AuditCategory = event.event.startsWith('auth.') ? 'authentication' : reported;
+    const category: AuditCategory = event.event.startsWith('auth.')
+      ? 'authentication'
+      : AUTHORIZATION_EVENTS.has(event.event)
+        ? 'authorization'
+        : reported;
     const fields = {
       audit: event.event,
       category,
@@ -119,6 +132,7 @@ export class AuditLog {
   private enabled(category: AuditCategory): boolean {
     if (!this.spec.enabled) return false;
     if (category === 'authentication') return this.spec.logAuthentication;
+    if (category === 'authorization') return this.spec.logAuthorization;
     if (category === 'configuration') return this.spec.logConfigurationChanges;
     if (category === 'admin') return this.spec.logAdminActions;
     return this.spec.logSecurityEvents;

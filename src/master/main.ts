@@ -24,6 +24,7 @@ import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import { DashboardCollector } from './dashboard/collector.js';
+import { AccessLogFile } from './access-log-file.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import { ClusterNode } from '../cluster/node.js';
 
@@ -133,7 +134,8 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     auditLogFailing: () => audit.failing,
   });
   audit.observer = (entry) => dashboard.recordAudit(entry);
-  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard);
+  const accessLog = new AccessLogFile(log);
+  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard, accessLog);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -167,6 +169,7 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     cleanup();
     log.info('stopped');
     audit.flush();
+    accessLog.flush();
     sink.flushSync();
     stopped(EXIT_OK);
   };
@@ -230,6 +233,7 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
   process.on('SIGUSR1', () => {
     sink.reopen();
     audit.reopen();
+    accessLog.reopen();
     log.info('log files reopened');
   });
   // A broken stdout pipe must not kill the master and orphan its workers' requests.

@@ -195,9 +195,17 @@ describe('include', () => {
   });
 
   it('a cluster node refuses include rather than ignore it (the cluster shares its vhosts)', () => {
-    const result = loadConfigDocument({ server: { include: ['sites/*.toml'] }, vhosts: [{ domains: ['*'], root: '/srv' }] }, 'merged', 'check', {});
+    const result = loadConfigDocument(
+      { server: { include: ['sites/*.toml'] }, vhosts: [{ domains: ['*'], root: '/srv' }] },
+      'merged',
+      'check',
+      {},
+    );
     assert.equal(result.ok, false);
-    assert.ok(!result.ok && result.errors.some((line) => /server\.include: is not supported in a cluster/.test(line)), JSON.stringify(result));
+    assert.ok(
+      !result.ok && result.errors.some((line) => /server\.include: is not supported in a cluster/.test(line)),
+      JSON.stringify(result),
+    );
   });
 
   it('a domain twice in one file is named too', () => {
@@ -337,6 +345,29 @@ describe('upstream options', () => {
       errors.some((line) => /vhosts\[1\]\.backend\.ca_file: cannot read \/nonexistent\/ca\.pem: ENOENT/.test(line)),
       errors.join('\n'),
     );
+  });
+
+  it("a route's backend has the same options, and its problems name the route by its own index", () => {
+    const result = load(
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n' +
+        '[[vhosts.routes]]\npath = "/a/"\n[vhosts.routes.backend]\ntype = "proxy"\ntarget = "unix:/run/a/a.sock"\nprotocol = "h2"\n' +
+        '[[vhosts.routes]]\npath = "/longer/path/"\n[vhosts.routes.backend]\ntype = "proxy"\ntarget = "https://b.test"\nca_file = "/nonexistent/ca.pem"\nwebsocket = false\n',
+    );
+    assert.equal(result.ok, false);
+    // Routes are kept longest first, but a problem names the route as it is written (routes[1], line 15).
+    assert.deepEqual(result.ok ? [] : result.errors.map((line) => line.slice(line.indexOf(': ') + 2)), [
+      'vhosts[0].routes[1].backend.ca_file: cannot read /nonexistent/ca.pem: ENOENT (line 15)',
+    ]);
+    const fine = load(
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/a/"\n[vhosts.routes.backend]\ntype = "proxy"\ntarget = "unix:/run/a/a.sock"\nprotocol = "h2"\n',
+    );
+    assert.ok(fine.ok, fine.ok ? '' : fine.errors.join('\n'));
+    const backend = fine.config.vhosts[0]!.routes[0]!.backend;
+    assert.ok(backend.type === 'proxy');
+    assert.equal(backend.protocol, 'h2');
+    assert.equal(backend.webSocket, true);
+    assert.equal(backend.configKey, 'vhosts[0].routes[0].backend');
+    assert.deepEqual(backend.targets[0]!.jailBind, { hostPath: '/run/a', jailPath: '/run/a' });
   });
 
   it('workers get the PEM of the files, read by the master', () => {

@@ -319,6 +319,58 @@ root = "${server.dir}"`,
   });
 });
 
+describe('WebSocket on routes: the route decides, behind its auth and access lists', () => {
+  const server = new TestServer();
+  const upstream = new EchoUpstream();
+
+  before(async () => {
+    await upstream.listen();
+    writeFileSync(path.join(server.dir, 'index.html'), 'static\n');
+    const htpasswd = path.join(server.dir, 'htpasswd');
+    execFileSync('htpasswd', ['-cbB', htpasswd, 'alice', 'secret'], { stdio: 'ignore' });
+    const route = (prefix: string, extra = ''): string =>
+      `[[vhosts.routes]]\npath = "${prefix}"\n[vhosts.routes.backend]\ntype = "proxy"\ntarget = "http://127.0.0.1:${upstream.port}"\n${extra}`;
+    await server.start(
+      `[[vhosts]]
+domains = ["*"]
+root = "${server.dir}"
+${route('/api/')}
+${route('/private/')}[vhosts.routes.auth]
+htpasswd = "${htpasswd}"
+realm = "ws"
+${route('/office/')}[vhosts.routes.access]
+allow = ["10.0.0.0/8"]
+${route('/nows/', 'websocket = false\n')}`,
+    );
+  });
+  after(async () => {
+    await server.stop();
+    await upstream.close();
+  });
+
+  it('a proxy route switches; the static vhost around it and a route with websocket = false refuse', async () => {
+    const client = await connectWebSocket(server.port, { path: '/api/live' });
+    assert.equal(client.status, 101);
+    client.send('routed');
+    assert.equal((await client.reader.next()).payload.toString(), 'routed');
+    client.destroy();
+    assert.equal((await refused(server.port, { path: '/live' })).status, 403);
+    assert.equal((await refused(server.port, { path: '/nows/live' })).status, 403);
+  });
+
+  it("a route's basic auth and access list hold for the upgrade too", async () => {
+    assert.equal((await refused(server.port, { path: '/private/live' })).status, 401);
+    const authorized = await connectWebSocket(server.port, {
+      path: '/private/live',
+      headers: { Authorization: `Basic ${Buffer.from('alice:secret').toString('base64')}` },
+    });
+    assert.equal(authorized.status, 101);
+    authorized.destroy();
+    assert.equal((await refused(server.port, { path: '/office/live' })).status, 403);
+    await audited(server, 'request.access_denied');
+  });
+});
+
 describe('WebSocket: an upstream that does not switch, or switches wrongly', () => {
   const server = new TestServer();
   const refusing = new EchoUpstream({

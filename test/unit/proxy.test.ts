@@ -111,6 +111,7 @@ async function refusedPort(): Promise<number> {
 function backend(targets: readonly (string | { url: string; weight: number })[], overrides: Partial<ProxyBackend> = {}): ProxyBackend {
   return {
     type: 'proxy',
+    configKey: 'vhosts[0].backend',
     targets: targets.map((t) => ({
       socketPath: null,
       hostSocketPath: null,

@@ -21,6 +21,7 @@ import {
   workerGroupExists,
   workerUidRangeFree,
 } from './isolation.js';
+import { duplicateDomains, htpasswdReadable, routeRootsExist } from './sites.js';
 import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
 import { upstreamTlsFiles } from '../upstream-tls.js';
 import { clusterIdentity } from './cluster.js';
@@ -52,6 +53,10 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   workerGroupExists,
   // [cluster]
   clusterIdentity,
+  // [[vhosts]] and their routes
+  routeRootsExist,
+  htpasswdReadable,
+  duplicateDomains,
 ];
 
 /** Every problem the host has with `config`; none: it can be applied here. */
