@@ -23,16 +23,17 @@ import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
-import type {
-  AuditSpec,
-  BackendSpec,
-  CompiledConfig,
-  DashboardSpec,
-  HeaderPolicy,
-  IssuanceSpec,
-  ListenerSpec,
-  TlsSpec,
-  VhostSpec,
+import { type BackendContext, compileProxyBackend } from './compile-backend.js';
+import { compileListeners } from './listen.js';
+import {
+  type AuditSpec,
+  type BackendSpec,
+  type CompiledConfig,
+  type HeaderPolicy,
+  type IssuanceSpec,
+  proxyBackendsOf,
+  type TlsSpec,
+  type VhostSpec,
 } from './types.js';
 
 /**
@@ -75,33 +76,13 @@ function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: 
 }
 
 /** A vhost's or a route's backend; whether a static one has a root is compile-sites.ts's to check (a route inherits it). */
-function compileBackend(vhost: Pick<RawVhost, 'backend'>, key: string, problems: ConfigProblem[]): BackendSpec {
-  const backend = vhost.backend;
+function compileBackend(site: Pick<RawVhost, 'backend'>, key: string, context: BackendContext, problems: ConfigProblem[]): BackendSpec {
+  const backend = site.backend;
   if (!backend || backend.type === 'static') return { type: 'static' };
   if (backend.type === 'redirect') {
     return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
   }
-  if ((backend.target === undefined) === (backend.targets === undefined)) {
-    problems.push({ key: `${key}.backend.target`, message: 'set exactly one of target and targets' });
-  }
-  const targets = backend.targets ?? (backend.target !== undefined ? [{ url: backend.target, weight: 1 }] : []);
-  targets.forEach((target, i) => {
-    const url = new URL(target.url);
-    if (url.search || url.hash || url.username || url.password) {
-      problems.push({ key: `${key}.backend.targets[${i}].url`, message: 'must not carry a query, fragment or credentials' });
-    }
-  });
-  return {
-    type: 'proxy',
-    targets,
-    loadBalancing: backend.load_balancing,
-    connectTimeoutMs: backend.connect_timeout * 1000,
-    upstreamTimeoutMs: backend.timeout * 1000,
-    maxFails: backend.max_fails,
-    failTimeoutMs: backend.fail_timeout * 1000,
-    preserveHost: backend.preserve_host,
-    keepAlive: backend.keepalive,
-  };
+  return compileProxyBackend(backend, `${key}.backend`, context, problems);
 }
 
 type RawHeaders = RawConfig['security']['headers'];
@@ -152,27 +133,6 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
   };
 }
 
-function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
-  const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
-  const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
-  if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
-  const metrics = raw.server.metrics;
-  if (metrics.enabled) {
-    listeners.push({
-      id: `metrics ${metrics.bind_address}:${metrics.port}`,
-      purpose: 'metrics',
-      protocol: 'http',
-      address: metrics.bind_address,
-      port: metrics.port,
-    });
-  }
-  if (dashboard !== null) {
-    const { address, port } = dashboard;
-    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
-  }
-  return listeners;
-}
-
 /**
  * The compiled config, and the problems that refuse it (none: it may be
  * used). The config is built either way, so that the preflight can report
@@ -191,9 +151,6 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   const metrics = raw.server.metrics;
   if (metrics.enabled && isIP(metrics.bind_address) === 0) {
     problems.push({ key: 'server.metrics.bind_address', message: 'must be an IPv4 or IPv6 address' });
-  }
-  if (metrics.enabled && metrics.port === raw.server.http_port) {
-    problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
   }
   if (raw.server.access_log_file !== undefined && raw.server.access_log === false) {
     problems.push({ key: 'server.access_log', message: 'false, but server.access_log_file is set; remove one' });
@@ -285,10 +242,15 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
-  const vhosts = compileVhosts(raw, resolvePath, problems, { backend: compileBackend, headers: compileResponseHeaders });
+  const chroot = iso.chroot === undefined ? null : resolvePath(iso.chroot);
+  const backendContext: BackendContext = { resolvePath, chroot };
+  const vhosts = compileVhosts(raw, resolvePath, problems, {
+    backend: (site, key, found) => compileBackend(site, key, backendContext, found),
+    headers: compileResponseHeaders,
+  });
   duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
-  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
+  problems.push(...exposedSecrets(vhosts, iso.chroot === undefined, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
   const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
@@ -313,7 +275,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
       dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls, dashboard.spec),
+    listeners: compileListeners(raw, tls, dashboard.spec, problems),
     tls,
     issuance,
     limits: {
@@ -418,6 +380,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
  */
 function exposedSecrets(
   vhosts: readonly VhostSpec[],
+  rootsBound: boolean,
   stateDir: string,
   tls: TlsSpec | null,
   issuance: IssuanceSpec | null,
@@ -429,26 +392,36 @@ function exposedSecrets(
     ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
     ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
   ];
-  const problems: ConfigProblem[] = [];
-  const sites = vhosts.flatMap((vhost, i) => [
-    { key: `vhosts[${i}].root`, root: vhost.hostRoot },
-    ...vhost.routes.map((route, j) => ({
-      key: `vhosts[${i}].routes[${j}].root`,
-      root: route.hostRoot === vhost.hostRoot ? null : route.hostRoot,
-    })),
-  ]);
-  sites.forEach(({ key, root }) => {
-    if (root === null) return;
-    for (const [what, secret] of secrets) {
-      if (secret === root || secret.startsWith(root === '/' ? '/' : root + path.sep)) {
-        problems.push({
-          key,
-          message: `${root} holds ${what} (${secret}), which the workers' jail would show them; serve a directory without it`,
+  // What is bound into the jail: the static roots (without a chroot), and the unix: upstreams' sockets or their directories.
+  const bound: { key: string; path: string; fix: string }[] = [];
+  if (rootsBound) {
+    vhosts.forEach((vhost, i) => {
+      const fix = 'serve a directory without it';
+      if (vhost.hostRoot !== null) bound.push({ key: `vhosts[${i}].root`, path: vhost.hostRoot, fix });
+      vhost.routes.forEach((route, j) => {
+        if (route.hostRoot !== null && route.hostRoot !== vhost.hostRoot)
+          bound.push({ key: `vhosts[${i}].routes[${j}].root`, path: route.hostRoot, fix });
+      });
+    });
+  }
+  for (const backend of proxyBackendsOf(vhosts)) {
+    if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of ${backend.configKey}`, backend.tls.clientKeyFile]);
+    backend.targets.forEach((target, j) => {
+      if (target.jailBind !== null)
+        bound.push({
+          key: `${backend.configKey}.targets[${j}]`,
+          path: target.jailBind.hostPath,
+          fix: 'give the socket a directory of its own',
         });
-        return;
-      }
-    }
-  });
+    });
+  }
+  const problems: ConfigProblem[] = [];
+  for (const { key, path: dir, fix } of bound) {
+    const exposed = secrets.find(([, secret]) => secret === dir || secret.startsWith(dir === '/' ? '/' : dir + path.sep));
+    if (exposed === undefined) continue;
+    const [what, secret] = exposed;
+    problems.push({ key, message: `${dir} holds ${what} (${secret}), which the workers' jail would show them; ${fix}` });
+  }
   return problems;
 }
 

@@ -29,6 +29,9 @@ const sizeString = z.union([
 const cidr = z.string().min(1).max(64);
 const nonEmpty = z.string().min(1);
 
+/** "127.0.0.1:8080" or "[::1]:8080": checked precisely in listen.ts. */
+const listenAddress = z.string().min(1).max(64);
+
 const server = z
   .strictObject({
     /** Address the HTTP and HTTPS listeners bind: an IPv4 or IPv6 address ("0.0.0.0": every IPv4 interface). */
@@ -37,6 +40,12 @@ const server = z
     http_port: port.default(8080),
     /** Port of the HTTPS listener (HTTP/2 or HTTP/1.1 by ALPN), listened on only when [ssl] gives certificates. */
     https_port: port.default(8443),
+    /** Where plain HTTP is served: "address:port" entries; when present, replaces bind_address + http_port. */
+    listen: z.array(listenAddress).min(1).max(64).optional(),
+    /** Where HTTPS is served ([ssl] required): when present, replaces bind_address + https_port. */
+    listen_tls: z.array(listenAddress).min(1).max(64).optional(),
+    /** Files of [[vhosts]] tables (globs), relative to this file; read by include.ts before validation. */
+    include: z.array(nonEmpty).max(64).optional(),
     /** Worker processes; 0: one per CPU. */
     workers: z.number().int().min(0).max(256).default(0),
     /** The running master's pid, by which the CLI finds it. Absent or a pid file: anything else there is refused. */
@@ -570,6 +579,84 @@ const isolation = z
   })
   .prefault({});
 
+/** "http://...", "https://..." or "unix:/absolute/path.sock"; checked precisely in compile-backend.ts. */
+const upstreamUrl = z
+  .string()
+  .max(2048)
+  .refine((value) => /^https?:\/\//i.test(value) || value.startsWith('unix:/'), 'expected an http://, https:// or unix:/path target');
+
+const proxyTarget = z.strictObject({
+  /** An upstream: http(s)://host[:port][/path prefix] or unix:/path.sock, without query or credentials. */
+  url: upstreamUrl,
+  /** Its share of requests under round_robin. */
+  weight: count(1000).default(1),
+});
+
+/**
+ * Active health checks: a GET of `path` on every target each `interval`
+ * seconds; `fails` failures in a row take a target out, `passes` successes
+ * in a row bring it back (nginx Plus health_check, HAProxy check).
+ */
+const healthCheck = z.strictObject({
+  /** The path asked with GET; any 2xx or 3xx answer is a pass. */
+  path: z
+    .string()
+    .regex(/^\/[^\s#]*$/, 'an absolute path such as "/healthz"')
+    .default('/'),
+  /** Seconds between probes of each target. */
+  interval: seconds.default(5),
+  /** Seconds a probe may take before it counts as a failure. */
+  timeout: seconds.default(2),
+  /** Failures in a row that take a target out. */
+  fails: count(1000).default(3),
+  /** Passes in a row that bring a target back. */
+  passes: count(1000).default(2),
+});
+
+/**
+ * A proxy backend: [vhosts.backend] and [vhosts.routes.backend] alike. The
+ * upstream options (TLS, HTTP/2, health checks, WebSocket) belong to it, so
+ * every place that proxies has them.
+ */
+const proxyBackend = z.strictObject({
+  /** proxy: a reverse proxy to target or targets. */
+  type: z.literal('proxy'),
+  /** The upstream, http(s)://host[:port][/path prefix] or unix:/path.sock; or targets, for several. */
+  target: upstreamUrl.optional(),
+  /** Several upstreams, balanced; a target that fails max_fails times is taken out for fail_timeout. */
+  targets: z.array(proxyTarget).min(1).max(256).optional(),
+  /** round_robin (by weight) or least_connections. */
+  load_balancing: z.enum(['round_robin', 'least_connections']).default('round_robin'),
+  /** Seconds to establish the upstream connection. */
+  connect_timeout: seconds.default(5),
+  /** Seconds to wait for the upstream's response headers, and between body chunks: 504 after. */
+  timeout: seconds.default(60),
+  /** Failures within fail_timeout that take a target out for fail_timeout (nginx max_fails). */
+  max_fails: z.number().int().min(0).max(1000).default(1),
+  /** Seconds a failed target is taken out, and the window max_fails counts in. */
+  fail_timeout: seconds.default(10),
+  /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
+  preserve_host: z.boolean().default(true),
+  /** Reuse upstream connections (closed after 4 s idle); false: one connection per request. */
+  keepalive: z.boolean().default(true),
+  /** Proxy WebSocket upgrades (RFC 6455, RFC 8441); false: an upgrade is refused with 403. */
+  websocket: z.boolean().default(true),
+  /** "h2": HTTP/2 to the upstream (h2c for http:// and unix: targets, ALPN over TLS), with trailers: gRPC. */
+  protocol: z.enum(['http/1.1', 'h2']).default('http/1.1'),
+  /** https:// targets: the CAs that sign the upstream's certificate (PEM); default: the system's. */
+  ca_file: nonEmpty.optional(),
+  /** https:// targets: a client certificate (PEM) and its key, for upstreams that require one (mTLS). */
+  client_cert_file: nonEmpty.optional(),
+  /** The key of client_cert_file (PEM); read by the master, never by a worker. */
+  client_key_file: nonEmpty.optional(),
+  /** https:// targets: the SNI name and the name the certificate must carry; default: the target's host. */
+  server_name: nonEmpty.optional(),
+  /** https:// targets: verify the upstream's certificate. false accepts any certificate: see docs/proxy.md. */
+  verify: z.boolean().default(true),
+  /** Active health checks of every target (passive marking by max_fails is always on). */
+  health_check: healthCheck.optional(),
+});
+
 /**
  * [vhosts.compression] and a route's: only the keys set; the rest comes from
  * the vhost, then from these defaults (compile.ts): on, br > zstd > gzip,
@@ -596,40 +683,12 @@ const compression = z
   .partial()
   .optional();
 
-const proxyTarget = z.strictObject({
-  /** An upstream: http(s)://host[:port][/path prefix], without query or credentials. */
-  url: z.url({ protocol: /^https?$/ }),
-  /** Its share of requests under round_robin. */
-  weight: count(1000).default(1),
-});
-
 const backend = z.discriminatedUnion('type', [
   z.strictObject({
     /** static: files from the vhost's root (also without [vhosts.backend]). */
     type: z.literal('static'),
   }),
-  z.strictObject({
-    /** proxy: a reverse proxy to target or targets. */
-    type: z.literal('proxy'),
-    /** The upstream, http(s)://host[:port][/path prefix]; or targets, for several. */
-    target: z.url({ protocol: /^https?$/ }).optional(),
-    /** Several upstreams, balanced; a target that fails max_fails times is taken out for fail_timeout. */
-    targets: z.array(proxyTarget).min(1).optional(),
-    /** round_robin (by weight) or least_connections. */
-    load_balancing: z.enum(['round_robin', 'least_connections']).default('round_robin'),
-    /** Seconds to establish the upstream connection. */
-    connect_timeout: seconds.default(5),
-    /** Seconds to wait for the upstream's response headers, and between body chunks: 504 after. */
-    timeout: seconds.default(60),
-    /** Failures within fail_timeout that take a target out for fail_timeout (nginx max_fails). */
-    max_fails: z.number().int().min(0).max(1000).default(1),
-    /** Seconds a failed target is taken out, and the window max_fails counts in. */
-    fail_timeout: seconds.default(10),
-    /** Pass the client's Host upstream (Caddy) rather than the target's (nginx). */
-    preserve_host: z.boolean().default(true),
-    /** Reuse upstream connections (closed after 4 s idle); false: one connection per request. */
-    keepalive: z.boolean().default(true),
-  }),
+  proxyBackend,
   z.strictObject({
     /** redirect: every request is answered with a redirect to target. */
     type: z.literal('redirect'),
@@ -807,4 +866,6 @@ export const configSchema = z.strictObject({
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawVhost = z.infer<typeof vhost>;
+export type RawBackend = z.infer<typeof backend>;
+export type RawProxyBackend = z.infer<typeof proxyBackend>;
 export type RawRoute = z.infer<typeof route>;

@@ -17,23 +17,78 @@ export interface ListenerSpec {
 }
 
 export interface ProxyTarget {
+  /** As configured: "http://host:port/prefix", "https://...", or "unix:/path/app.sock". */
   readonly url: string;
   readonly weight: number;
+  /** unix: targets: the socket as the worker sees it (inside its jail); null for TCP targets. */
+  readonly socketPath: string | null;
+  /** unix: targets: the same socket as a host path. */
+  readonly hostSocketPath: string | null;
+  /**
+   * What is bound into the workers' jail for it (isolation/jail.ts): the
+   * socket's directory, or the socket alone when that directory is shared
+   * (/run, /tmp, ...), as a host path and where it appears in the jail (the
+   * same path, or its path inside the chroot); null for TCP targets. A socket
+   * inside the chroot is bound too: the jail is an overlay of the chroot, and
+   * a socket seen through overlayfs cannot be connected to.
+   */
+  readonly jailBind: { readonly hostPath: string; readonly jailPath: string } | null;
+}
+
+/**
+ * TLS to https:// targets. The files are named here and read by the master
+ * when it loads the config (config/upstream-tls.ts): workers get their PEM in
+ * `pem`, never a path to open (a client key is root's).
+ */
+export interface UpstreamTlsSpec {
+  readonly caFile: string | null;
+  readonly clientCertFile: string | null;
+  readonly clientKeyFile: string | null;
+  /** SNI and the name the upstream's certificate must carry; null: each target's host name. */
+  readonly serverName: string | null;
+  /** false: any certificate is accepted (verify = false). */
+  readonly verify: boolean;
+  /** The files' contents, filled in by the master before the config goes to workers; null until then. */
+  readonly pem: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null } | null;
+}
+
+/** Active health checks of every target of one proxy backend. */
+export interface HealthCheckSpec {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Failed checks in a row that take a target out. */
+  readonly fails: number;
+  /** Passed checks in a row that bring it back. */
+  readonly passes: number;
+}
+
+/** A reverse proxy backend, wherever it is configured ([vhosts.backend], [vhosts.routes.backend]). */
+export interface ProxyBackendSpec {
+  readonly type: 'proxy';
+  /** Where it is configured ("vhosts[0].routes[2].backend"): what later checks (its TLS files) name. */
+  readonly configKey: string;
+  readonly targets: readonly ProxyTarget[];
+  readonly loadBalancing: 'round_robin' | 'least_connections';
+  readonly connectTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly maxFails: number;
+  readonly failTimeoutMs: number;
+  readonly preserveHost: boolean;
+  readonly keepAlive: boolean;
+  /** WebSocket upgrades are proxied; false: refused (UPGRADE_REFUSED). */
+  readonly webSocket: boolean;
+  /** How requests go upstream: HTTP/1.1, or HTTP/2 (h2c on http:// and unix: targets). */
+  readonly protocol: 'http/1.1' | 'h2';
+  /** TLS settings of the https:// targets; null: defaults (system CAs, verified, no client certificate). */
+  readonly tls: UpstreamTlsSpec | null;
+  /** null: passive health only (max_fails / fail_timeout). */
+  readonly healthCheck: HealthCheckSpec | null;
 }
 
 export type BackendSpec =
   | { readonly type: 'static' }
-  | {
-      readonly type: 'proxy';
-      readonly targets: readonly ProxyTarget[];
-      readonly loadBalancing: 'round_robin' | 'least_connections';
-      readonly connectTimeoutMs: number;
-      readonly upstreamTimeoutMs: number;
-      readonly maxFails: number;
-      readonly failTimeoutMs: number;
-      readonly preserveHost: boolean;
-      readonly keepAlive: boolean;
-    }
+  | ProxyBackendSpec
   | {
       readonly type: 'redirect';
       readonly target: string;
@@ -404,4 +459,40 @@ export interface CompiledConfig {
 /** The config a worker gets: without the master-only issuance and cluster settings (credentials, cluster_token). */
 export function forWorkers(config: CompiledConfig): CompiledConfig {
   return config.issuance === null && config.cluster === null ? config : { ...config, issuance: null, cluster: null };
+}
+
+/**
+ * Every proxy backend of these vhosts, theirs and their routes', once each
+ * (a route without a backend of its own shares its vhost's), for whatever
+ * walks them all (upstream TLS files, unix socket binds, secrets bound into
+ * the jail). The one place that knows where backends live.
+ */
+export function proxyBackendsOf(vhosts: readonly VhostSpec[]): ProxyBackendSpec[] {
+  const found = new Set<ProxyBackendSpec>();
+  for (const site of vhosts.flatMap((vhost) => [vhost, ...vhost.routes])) if (site.backend.type === 'proxy') found.add(site.backend);
+  return [...found];
+}
+
+/** proxyBackendsOf(config.vhosts), each with the key it is configured at. */
+export function proxyBackends(config: CompiledConfig): { readonly key: string; readonly backend: ProxyBackendSpec }[] {
+  return proxyBackendsOf(config.vhosts).map((backend) => ({ key: backend.configKey, backend }));
+}
+
+/** The config with every proxy backend replaced by `map`'s answer, once per backend (the rest shared, frozen again). */
+export function mapProxyBackends(config: CompiledConfig, map: (backend: ProxyBackendSpec) => ProxyBackendSpec): CompiledConfig {
+  const mapped = new Map<ProxyBackendSpec, ProxyBackendSpec>();
+  const mapSite = <S extends SiteSpec>(site: S): S => {
+    if (site.backend.type !== 'proxy') return site;
+    let backend = mapped.get(site.backend);
+    if (backend === undefined) {
+      backend = Object.freeze(map(site.backend));
+      mapped.set(site.backend, backend);
+    }
+    return Object.freeze({ ...site, backend });
+  };
+  const vhosts = config.vhosts.map((vhost) => {
+    const own = mapSite(vhost);
+    return Object.freeze({ ...own, routes: Object.freeze(vhost.routes.map(mapSite)) });
+  });
+  return Object.freeze({ ...config, vhosts: Object.freeze(vhosts) });
 }

@@ -47,6 +47,9 @@ const REQUEST_REJECTIONS = [
   'request.method_not_allowed',
   'request.unknown_host',
   'request.bad_range',
+  'request.upgrade_refused',
+  'request.websocket_bad_handshake',
+  'request.websocket_version',
   'request.access_denied',
   'auth.required',
   'auth.failed',
@@ -55,6 +58,7 @@ const REQUEST_REJECTIONS = [
   'upstream.unavailable',
   'upstream.bad_response',
   'upstream.timeout',
+  'upstream.tls_failed',
 ] as const;
 
 /** Connection-level refusals and faults (accept gate, PROXY protocol, HTTP/2, TLS). */

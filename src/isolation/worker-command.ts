@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
 import { ACCESS_LOG_FD } from '../ipc/access-log.js';
-import { implicitJail, jailBinds, rootBinds } from './jail.js';
+import { implicitJail, jailBinds, rootBinds, upstreamSocketBinds } from './jail.js';
 import { DEFAULT_WORKER_ACCOUNT } from './worker-uids.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -90,7 +90,11 @@ export function sandboxOptions(config: CompiledConfig, sandbox: WorkerSandbox): 
   const options = ['--run-as-user', sandbox.user];
   if (sandbox.group !== null) options.push('--run-as-group', sandbox.group);
   options.push('--chroot', iso.chroot ?? implicitJail(config), '--working-dir', iso.workingDir);
-  for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null), ...rootBinds(config)])
+  for (const bind of [
+    ...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null),
+    ...rootBinds(config),
+    ...upstreamSocketBinds(config),
+  ])
     options.push('--bind-ro', bind);
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (sandbox.cgroup !== null) {

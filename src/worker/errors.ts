@@ -58,10 +58,14 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, event: 'request.method_not_allowed', text: 'Method Not Allowed', close: false },
   UNKNOWN_HOST: { status: 421, event: 'request.unknown_host', text: 'Misdirected Request', close: false },
   RANGE_NOT_SATISFIABLE: { status: 416, event: 'request.bad_range', text: 'Range Not Satisfiable', close: false },
+  UPGRADE_REFUSED: { status: 403, event: 'request.upgrade_refused', text: 'Forbidden', close: true },
+  WEBSOCKET_BAD_HANDSHAKE: { status: 400, event: 'request.websocket_bad_handshake', text: 'Bad Request', close: true },
+  WEBSOCKET_VERSION: { status: 426, event: 'request.websocket_version', text: 'Upgrade Required', close: true },
   INTERNAL: { status: 500, event: 'server.internal_error', text: 'Internal Server Error', close: true },
   UPSTREAM_UNAVAILABLE: { status: 502, event: 'upstream.unavailable', text: 'Bad Gateway', close: false },
   UPSTREAM_BAD_RESPONSE: { status: 502, event: 'upstream.bad_response', text: 'Bad Gateway', close: true },
   UPSTREAM_TIMEOUT: { status: 504, event: 'upstream.timeout', text: 'Gateway Timeout', close: false },
+  UPSTREAM_TLS_FAILED: { status: 502, event: 'upstream.tls_failed', text: 'Bad Gateway', close: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -157,7 +157,7 @@ describe('one line per problem, naming the key', () => {
     [
       'metrics on the serving port',
       '[server.metrics]\nenabled = true\nport = 8080\n',
-      /^server\.metrics\.port: must differ from server\.http_port/,
+      /^server\.metrics\.port: 127\.0\.0\.1:8080 is also server\.http_port/,
     ],
     [
       'vhost header override of an unknown key',

@@ -225,7 +225,8 @@ root = "${server.dir}"`,
       [],
     );
     assert.equal(seen.headers.cookie, 'a=1; b=2', 'cookie crumbs joined (RFC 9113 §8.2.3)');
-    assert.equal(seen.headers.te, undefined);
+    // TE: trailers says this proxy takes trailer fields, which it relays: said again upstream (RFC 9113 §8.2.2 allows only it).
+    assert.equal(seen.headers.te, 'trailers');
     assert.equal(seen.headers['x-custom'], 'kept');
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
     assert.equal(seen.headers['x-forwarded-host'], 'api.test');

@@ -25,6 +25,7 @@ import { htpasswdReadable, routeRootsExist } from './sites.js';
 import { controlSocketIsOurs, logFilesWritable, pidFileIsOurs } from './server-files.js';
 import { manualCertificates, privateCertDir, privateKeyFiles, rootOwnedDnsProgram } from './tls.js';
 import { sandboxHelperAccepts, siteRootsReadable, workerMemory, workerUser } from './workers.js';
+import { upstreamTlsFiles } from '../upstream-tls.js';
 import { clusterIdentity } from './cluster.js';
 
 /**
@@ -47,6 +48,8 @@ export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
   privateKeyFiles,
   privateCertDir,
   rootOwnedDnsProgram,
+  // proxy backends: ca_file, client_cert_file, client_key_file
+  upstreamTlsFiles,
   // [process.isolation]
   sandboxHelperBuilt,
   masterIsRoot,

@@ -29,6 +29,8 @@ import { clientIpStage } from './client-ip.js';
 import { headerLimitsStage } from './header-limits.js';
 import { basicAuthStage } from './basic-auth.js';
 import { routeStage } from './route.js';
+import { upgradeStage } from './upgrade.js';
+import type { WebSocketTunnels } from '../websocket/tunnel.js';
 import { siteAccessStage } from './site-access.js';
 import type { Exchange, Stage } from './stage.js';
 
@@ -67,8 +69,9 @@ export function createPipeline(
   metrics: WorkerMetrics,
   challenges: AcmeChallenges,
   variant: PipelineVariant = 'full',
+  tunnels: WebSocketTunnels | null = null,
 ): Pipeline {
-  const route = routeStage(config);
+  const route = routeStage(config, { log, tunnels });
   const accessLog = accessLogStage(config, log);
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
@@ -127,6 +130,7 @@ export function createPipeline(
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
     headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host; HTTP/2 header list)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
+    upgradeStage(), //                      403 (an Upgrade other than websocket), 400, 426 (a WebSocket handshake that is not one)
     ...(acmeChallenge === null ? [] : [acmeChallenge]), // ACME HTTP-01 answers (200, 404, 405), before access lists, rate limits, IDS, redirects
     bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)

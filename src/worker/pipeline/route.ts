@@ -11,6 +11,7 @@
  * strip_prefix, req.url becomes what the backend sees (logs keep the
  * request's own target).
  */
+import type { Logger } from 'pino';
 import type { CompiledConfig, SiteSpec } from '../../config/types.js';
 import { CidrSet } from '../../net/cidr.js';
 import { BasicAuth, BcryptVerifier } from '../auth/basic.js';
@@ -24,14 +25,23 @@ import type { RequestHandler } from '../handlers/types.js';
 import { useHeaderPolicy } from '../response-headers.js';
 import { RouteTable } from '../route-match.js';
 import { hostOf, VhostRouter } from '../router.js';
+import { isWebSocketRequest } from '../websocket/handshake.js';
+import type { WebSocketTunnels } from '../websocket/tunnel.js';
 import type { SiteRuntime, Stage, VhostRuntime } from './stage.js';
+import { refuseUnwantedUpgrade } from './upgrade.js';
 
-function handlerFor(spec: SiteSpec): RequestHandler {
+/** What handlers need of their worker: where proxies log, where WebSocket tunnels live. */
+export interface HandlerContext {
+  readonly log: Logger | null;
+  readonly tunnels: WebSocketTunnels | null;
+}
+
+function handlerFor(spec: SiteSpec, context: HandlerContext): RequestHandler {
   switch (spec.backend.type) {
     case 'static':
       return createStaticHandler(spec);
     case 'proxy':
-      return createProxyHandler(spec.backend);
+      return createProxyHandler(spec.backend, context);
     case 'redirect':
       return createRedirectHandler(spec.backend);
   }
@@ -46,13 +56,30 @@ interface VhostEntry extends VhostRuntime {
   readonly routes: RouteTable<SiteEntry> | null;
 }
 
-export function routeStage(config: CompiledConfig): Stage & { close(): Promise<void> } {
+export function routeStage(
+  config: CompiledConfig,
+  context: HandlerContext = { log: null, tunnels: null },
+): Stage & { close(): Promise<void> } {
   const verifier = new BcryptVerifier();
   const sites: SiteEntry[] = [];
+  // Sites with the same proxy backend (a route that inherits its vhost's) share one handler: one set of
+  // connection pools and health checks per upstream group. The config crossed the channel as JSON, so the
+  // backend's text is its identity.
+  const proxies = new Map<string, RequestHandler>();
+  const handlerOf = (spec: SiteSpec): RequestHandler => {
+    if (spec.backend.type !== 'proxy') return handlerFor(spec, context);
+    const key = JSON.stringify(spec.backend);
+    let handler = proxies.get(key);
+    if (handler === undefined) {
+      handler = handlerFor(spec, context);
+      proxies.set(key, handler);
+    }
+    return handler;
+  };
   const siteFor = (spec: SiteSpec): SiteEntry => {
     const site: SiteEntry = {
       spec,
-      handler: handlerFor(spec),
+      handler: handlerOf(spec),
       access: spec.access === null ? null : { allow: new CidrSet(spec.access.allow), deny: new CidrSet(spec.access.deny) },
       auth: spec.auth === null ? null : new BasicAuth(spec.auth.realm, config.htpasswd[spec.auth.htpasswdFile] ?? [], verifier),
       errorPages: spec.root !== null && Object.keys(spec.errorPages).length > 0 ? new ErrorPages({ ...spec, root: spec.root }) : null,
@@ -90,9 +117,11 @@ export function routeStage(config: CompiledConfig): Stage & { close(): Promise<v
         }
       }
       exchange.site = site;
+      refuseUnwantedUpgrade(exchange, site.spec.backend);
       if (site.spec.responseHeaders !== null) useHeaderPolicy(res, site.spec.responseHeaders);
       if (site.errorPages !== null) useErrorPages(res, site.errorPages);
-      if (site.spec.backend.type === 'proxy') compressResponse(req, res, site.spec.compression);
+      // A WebSocket's 101 and frames are no response body to compress.
+      if (site.spec.backend.type === 'proxy' && !isWebSocketRequest(req)) compressResponse(req, res, site.spec.compression);
     },
     async close() {
       await Promise.all(sites.map((site) => site.handler.close?.()));
