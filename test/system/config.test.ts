@@ -250,7 +250,7 @@ describe('one line per problem, naming the key', () => {
     [
       'a domain claimed twice',
       '[[vhosts]]\ndomains = ["a.example"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["b.example", "a.example"]\nroot = "/srv"\n',
-      /^vhosts\[1\]\.domains: a\.example is claimed by vhosts\[0\] already/,
+      /^vhosts\[1\]\.domains\[1\]: "a\.example" is already claimed by vhosts\[0\]/,
     ],
     [
       'try_files on a proxy',

@@ -187,6 +187,8 @@ deny = ["127.0.0.0/8"]
 [security.ddos]
 ban_after_breaches = 5
 ban_seconds = 60
+# The guesser is a loopback address, which is never banned by default.
+ignore_ip = []
 `,
       `access_log_file = "${accessLog}"\nworkers = 1`,
     );
