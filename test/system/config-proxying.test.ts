@@ -114,10 +114,10 @@ describe('include', () => {
   it('appends the vhosts of every matching file, relative to the including file, sorted', () => {
     const sites = path.join(base, 'ok');
     write('', path.relative(dir, path.join(sites, 'placeholder')));
-    writeFileSync(path.join(sites, 'b.toml'), '[[vhosts]]\ndomains = ["b.test"]\nroot = "/srv/b"\n');
+    writeFileSync(path.join(sites, 'b.toml'), '[[vhosts]]\ndomains = ["b.test"]\nroot = "/srv"\n');
     writeFileSync(
       path.join(sites, 'a.toml'),
-      '[[vhosts]]\ndomains = ["a.test"]\nroot = "/srv/a"\n[[vhosts]]\ndomains = ["a2.test"]\nroot = "/srv/a2"\n',
+      '[[vhosts]]\ndomains = ["a.test"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["a2.test"]\nroot = "/srv"\n',
     );
     writeFileSync(path.join(sites, 'notes.txt'), 'not toml');
     const main = path.join(base, 'main.toml');
@@ -133,9 +133,9 @@ describe('include', () => {
   it('a problem in an included vhost names that file, its own index and line', () => {
     const sites = path.join(base, 'bad');
     mkdirSync(sites, { recursive: true });
-    writeFileSync(path.join(sites, 'a.toml'), '[[vhosts]]\ndomains = ["a.test"]\nroot = "/srv/a"\n');
+    writeFileSync(path.join(sites, 'a.toml'), '[[vhosts]]\ndomains = ["a.test"]\nroot = "/srv"\n');
     const broken = path.join(sites, 'b.toml');
-    writeFileSync(broken, '# a comment\n[[vhosts]]\ndomains = ["b.test"]\nroot = "/srv/b"\nlisting = true\n');
+    writeFileSync(broken, '# a comment\n[[vhosts]]\ndomains = ["b.test"]\nroot = "/srv"\nlisting = true\n');
     const main = path.join(base, 'bad.toml');
     writeFileSync(main, `[server]\ninclude = ["bad/*.toml"]\n${site}`);
     const result = loadConfig(main, {});
@@ -165,7 +165,7 @@ describe('include', () => {
   it('an included file holds [[vhosts]] only', () => {
     const sneaky = path.join(base, 'sneaky', 's.toml');
     mkdirSync(path.dirname(sneaky), { recursive: true });
-    writeFileSync(sneaky, '[security.limits]\nmax_body_size = 1\n[[vhosts]]\ndomains = ["s.test"]\nroot = "/srv/s"\n');
+    writeFileSync(sneaky, '[security.limits]\nmax_body_size = 1\n[[vhosts]]\ndomains = ["s.test"]\nroot = "/srv"\n');
     const main = path.join(base, 'sneaky.toml');
     writeFileSync(main, `[server]\ninclude = ["sneaky/*.toml"]\n${site}`);
     const result = loadConfig(main, {});
@@ -180,10 +180,10 @@ describe('include', () => {
     mkdirSync(path.dirname(dup), { recursive: true });
     writeFileSync(
       dup,
-      '[[vhosts]]\ndomains = ["other.test"]\nroot = "/srv/o"\n[[vhosts]]\ndomains = ["x.test", "APP.test"]\nroot = "/srv/d"\n',
+      '[[vhosts]]\ndomains = ["other.test"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["x.test", "APP.test"]\nroot = "/srv"\n',
     );
     const main = path.join(base, 'dup.toml');
-    writeFileSync(main, `[server]\ninclude = ["dup/*.toml"]\n[[vhosts]]\ndomains = ["app.test"]\nroot = "/srv/a"\n`);
+    writeFileSync(main, `[server]\ninclude = ["dup/*.toml"]\n[[vhosts]]\ndomains = ["app.test"]\nroot = "/srv"\n`);
     const result = cli(['check', '-c', main]);
     assert.equal(result.status, 1, result.stdout + result.stderr);
     assert.match(
