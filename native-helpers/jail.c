@@ -92,12 +92,13 @@ static int make_mountpoint(int root, const struct bind *b)
     return target;
 }
 
-static void bind_one(int root, const struct bind *b)
+/* `source`: the path mounted, which names b->src (for the caller's binds, an fd opened before the overlay, see build_jail). */
+static void bind_one(int root, const struct bind *b, const char *source)
 {
     int target = make_mountpoint(root, b);
     char target_path[64];
     fd_path(target_path, sizeof target_path, target);
-    if (mount(b->src, target_path, NULL, MS_BIND, NULL) != 0)
+    if (mount(source, target_path, NULL, MS_BIND, NULL) != 0)
         die_errno(EXIT_APPLY, errno, "--bind-ro %s: bind %s on %s", b->src_arg, b->src, b->dst);
     close(target);
 
@@ -143,6 +144,19 @@ void build_jail(const struct settings *s)
     if (chown(STATE_DIR "/upper", st.st_uid, st.st_gid) != 0 || chmod(STATE_DIR "/upper", st.st_mode & 07777) != 0)
         die_errno(EXIT_APPLY, errno, "--chroot %s: set owner and mode of the overlay root", s->chroot_arg);
 
+    /*
+     * Each SRC is opened before the overlay covers the chroot directory: a
+     * SRC inside it would otherwise be reached through the overlay, whose
+     * view of a unix socket cannot be connected to (overlayfs shows its own
+     * inode, not the one the socket is bound to). The fds close with exec.
+     */
+    int src_fds[MAX_BINDS];
+    for (size_t i = 0; i < s->nbinds; i++) {
+        src_fds[i] = open(s->binds[i].src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (src_fds[i] < 0)
+            die_errno(EXIT_APPLY, errno, "--bind-ro %s: open %s", s->binds[i].src_arg, s->binds[i].src);
+    }
+
     char options[PATH_MAX + 128];
     if ((size_t)snprintf(options, sizeof options, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", dir, STATE_DIR,
                          STATE_DIR) >= sizeof options)
@@ -153,8 +167,12 @@ void build_jail(const struct settings *s)
     int root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root < 0)
         die_errno(EXIT_APPLY, errno, "--chroot %s: open the overlay", s->chroot_arg);
-    for (size_t i = 0; i < s->nbinds; i++)
-        bind_one(root, &s->binds[i]);
+    for (size_t i = 0; i < s->nbinds; i++) {
+        char source[64];
+        fd_path(source, sizeof source, src_fds[i]);
+        bind_one(root, &s->binds[i], source);
+        close(src_fds[i]);
+    }
 
     /* The preload list lives on the private tmpfs: a file of this mount namespace only. */
     const char *list = STATE_DIR "/ld.so.preload";
@@ -169,7 +187,7 @@ void build_jail(const struct settings *s)
         { .src_arg = "(preload list)", .src = (char *)list, .dst = JAIL_PRELOAD_LIST, .is_dir = 0 },
     };
     for (size_t i = 0; i < 2; i++)
-        bind_one(root, &own[i]);
+        bind_one(root, &own[i], own[i].src);
 
     /* Everything is in place: the jail's own files become read-only too. */
     if (mount(NULL, dir, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)

@@ -94,8 +94,9 @@ void print_help(void)
 "                             never written, then made read-only. When the\n"
 "                             caller is root it requires --run-as-user.\n"
 "  --bind-ro SRC[:DST]        repeatable; requires --chroot. Read-only, nosuid,\n"
-"                             nodev bind mount of host path SRC (file or dir,\n"
-"                             symlinks resolved) at DST inside the jail\n"
+"                             nodev bind mount of host path SRC (file, dir or\n"
+"                             unix socket; symlinks resolved) at DST inside\n"
+"                             the jail\n"
 "                             (default: SRC as given). DST must be absolute\n"
 "                             without \"..\"; its parents are created in the\n"
 "                             overlay. " JAIL_SHIM_DIR " and\n"
@@ -347,8 +348,9 @@ static void add_bind(struct settings *s, const char *arg)
     struct stat st;
     if (stat(resolved, &st) != 0)
         die_errno(EXIT_APPLY, errno, "--bind-ro %s: %s", arg, resolved);
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
-        die(EXIT_APPLY, "--bind-ro %s: SRC is neither a regular file nor a directory", arg);
+    /* A unix socket is bound like a file: connect(2) needs no writable mount (the master binds proxy targets so). */
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode))
+        die(EXIT_APPLY, "--bind-ro %s: SRC is neither a regular file, a directory nor a unix socket", arg);
     b->src_arg = xstrdup(arg);
     b->src = xstrdup(resolved);
     b->dst = normalize_path(dst);

@@ -6,11 +6,15 @@
  * the master (TLS issuance, metrics, the schema), which `--version` and
  * `status` never need, so those answer in a fraction of a second.
  */
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+
+/** The version is package.json's: one place to change it. */
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('miwidothttp')
   .description('Hardened HTTP server and reverse proxy: privileged master, sandboxed workers')
-  .version('0.1.0')
+  .version(version, '-v, --version', 'print the version')
   .showHelpAfterError();
 
 const configOption = ['-c, --config <file>', 'config file (default ./miwidothttp.toml, else the built-in default)'] as const;
@@ -36,7 +40,7 @@ program
   });
 program
   .command('reload')
-  .description('ask the running master to reload its config; waits for the outcome')
+  .description('ask the running master to reload its config (with -c: load that file from now on); waits for the outcome')
   .option(...configOption)
   .action(async (options: { config?: string }) => {
     const { reloadCommand } = await import('./reload.js');

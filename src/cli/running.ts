@@ -14,6 +14,8 @@ import { runningMaster } from '../master/pid-file.js';
 export interface MasterAddress {
   readonly pidFile: string;
   readonly controlSocket: string;
+  /** Why the config file could not be read (the defaults were used instead), or null. */
+  readonly unreadable: string | null;
 }
 
 export function masterAddress(option: string | undefined): MasterAddress {
@@ -25,7 +27,11 @@ export function masterAddress(option: string | undefined): MasterAddress {
   // The schema's defaults, and compile's rule for the socket's place.
   const pidFile = typeof server.pid_file === 'string' ? server.pid_file : '/run/miwidothttp.pid';
   const controlSocket = typeof server.control_socket === 'string' ? server.control_socket : pidFile.replace(/(\.pid)?$/, '.sock');
-  return { pidFile: path.resolve(pidFile), controlSocket: path.resolve(controlSocket) };
+  return {
+    pidFile: path.resolve(pidFile),
+    controlSocket: path.resolve(controlSocket),
+    unreadable: read?.ok === false ? (read.errors[0] ?? 'cannot be read') : null,
+  };
 }
 
 /** The running master's pid, or null (the pid file is missing, stale, or names another process). */
@@ -41,6 +47,16 @@ export async function askMaster<C extends ControlRequest['command']>(
 ): Promise<ControlAnswer<C>> {
   // The master (root, behind a 0600 socket) is trusted to answer from the catalogue.
   return (await controlRequest(address.controlSocket, request, timeoutMs)) as ControlAnswer<C>;
+}
+
+/** Why the control socket could not be used, in one line: a non-root user is the usual reason. */
+export function controlSocketProblem(address: MasterAddress, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM')
+    return `permission denied on the control socket ${address.controlSocket}: the master is root's; run this as root`;
+  if (code === 'ENOENT') return `no control socket at ${address.controlSocket} (is server.control_socket the master's?)`;
+  if (code === 'ECONNREFUSED') return `nothing answers on ${address.controlSocket}`;
+  return (error as Error).message;
 }
 
 /** Exit code of a command that needs the master when none is running (as `status`). */
@@ -67,7 +83,7 @@ export async function askRunningMaster<C extends ControlRequest['command']>(
   try {
     answer = await askMaster(address, request, timeoutMs);
   } catch (error) {
-    process.stderr.write(`${command}: ${(error as Error).message}\n`);
+    process.stderr.write(`${command}: ${controlSocketProblem(address, error)}\n`);
     return { exitCode: 1 };
   }
   if (answer.ok !== true) {

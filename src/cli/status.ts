@@ -1,12 +1,13 @@
 import type { ControlAnswers } from '../ipc/control.js';
-import { askMaster, EXIT_NOT_RUNNING, masterAddress, masterPid } from './running.js';
+import { askMaster, controlSocketProblem, EXIT_NOT_RUNNING, masterAddress, masterPid } from './running.js';
 
 /** `status [--json]`: 0 running, 3 not running. */
 export async function statusCommand(option: string | undefined, json: boolean): Promise<number> {
   const address = masterAddress(option);
   if (masterPid(address) === null) {
-    if (json) process.stdout.write(`${JSON.stringify({ running: false })}\n`);
-    else process.stdout.write('miwidothttp is not running\n');
+    // Which pid file was looked at: without -c it is ./miwidothttp.toml's or the default, maybe not the master's.
+    if (json) process.stdout.write(`${JSON.stringify({ running: false, pidFile: address.pidFile })}\n`);
+    else process.stdout.write(`miwidothttp is not running (no live master in ${address.pidFile})\n`);
     return EXIT_NOT_RUNNING;
   }
   let answer: ControlAnswers['status'];
@@ -14,7 +15,7 @@ export async function statusCommand(option: string | undefined, json: boolean): 
     // A master answers status whenever it answers at all (the refusal form is for malformed requests).
     answer = (await askMaster(address, { command: 'status' }, 10_000)) as ControlAnswers['status'];
   } catch (error) {
-    process.stderr.write(`miwidothttp: master does not answer: ${(error as Error).message}\n`);
+    process.stderr.write(`miwidothttp: master does not answer: ${controlSocketProblem(address, error)}\n`);
     return EXIT_NOT_RUNNING;
   }
   if (json) {

@@ -11,6 +11,7 @@ import type { IssuanceSpec, TlsSpec } from './types.js';
 import { validateCiphers } from '../tls/policy.js';
 import { parseDnsName } from '../tls/sni.js';
 import { checkApiBase, isWellFormedToken } from '../tls/issuance/cloudflare-api.js';
+import { httpPortsOf, httpsPortOf, httpsPortsOf } from './listen.js';
 
 /** Where an ACME CA fetches HTTP-01 answers (RFC 8555 §8.3). */
 const ACME_HTTP01_PATH = '/.well-known/acme-challenge';
@@ -59,7 +60,8 @@ export function compileTls(
     for (const problem of validateCiphers(security.ciphers, security.min_tls_version))
       problems.push({ key: 'security.ciphers', message: problem });
   }
-  if (raw.server.https_port === raw.server.http_port)
+  // With listen / listen_tls, the listener overlap check (listen.ts) names a port used twice.
+  if (raw.server.listen === undefined && raw.server.listen_tls === undefined && raw.server.https_port === raw.server.http_port)
     problems.push({ key: 'server.https_port', message: 'must differ from server.http_port' });
   const issuance =
     provider === null
@@ -70,7 +72,7 @@ export function compileTls(
     minVersion: security.min_tls_version,
     ciphers: security.ciphers ?? null,
     enforceHttps: security.enforce_https,
-    httpsPort: raw.server.https_port,
+    httpsPort: httpsPortOf(raw),
     handshakeTimeoutMs: (security.timeouts.header_read_timeout ?? security.timeouts.header_timeout ?? 10) * 1000,
     acmeChallengePath: ssl.challenges.http_01_path.replace(/\/+$/, ''),
     answersAcmeChallenges: provider === 'acme',
@@ -143,16 +145,25 @@ function compileIssuance(
   if (preferred.includes('http-01') && challenges.http_01_path.replace(/\/+$/, '') !== ACME_HTTP01_PATH) {
     problems.push({ key: 'ssl.challenges.http_01_path', message: `must be ${ACME_HTTP01_PATH}: the CA asks there (RFC 8555 §8.3)` });
   }
-  if (preferred.includes('http-01') && challenges.http_01_port !== raw.server.http_port) {
+  // Unset: the listener that answers them. Set: it must be one of that listener's ports.
+  const httpPorts = httpPortsOf(raw);
+  if (preferred.includes('http-01') && challenges.http_01_port !== undefined && !httpPorts.includes(challenges.http_01_port)) {
+    const where =
+      raw.server.listen === undefined ? `server.http_port (${raw.server.http_port})` : `a port of server.listen (${httpPorts.join(', ')})`;
     problems.push({
       key: 'ssl.challenges.http_01_port',
-      message: `must be server.http_port (${raw.server.http_port}): HTTP-01 challenges are answered by the HTTP listener`,
+      message: `must be ${where}: HTTP-01 challenges are answered by the HTTP listener`,
     });
   }
-  if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== raw.server.https_port) {
+  const httpsPorts = httpsPortsOf(raw);
+  if (preferred.includes('tls-alpn-01') && challenges.tls_alpn_01_port !== undefined && !httpsPorts.includes(challenges.tls_alpn_01_port)) {
+    const where =
+      raw.server.listen_tls === undefined
+        ? `server.https_port (${raw.server.https_port})`
+        : `a port of server.listen_tls (${httpsPorts.join(', ')})`;
     problems.push({
       key: 'ssl.challenges.tls_alpn_01_port',
-      message: `must be server.https_port (${raw.server.https_port}): TLS-ALPN-01 challenges are answered by the HTTPS listener`,
+      message: `must be ${where}: TLS-ALPN-01 challenges are answered by the HTTPS listener`,
     });
   }
   let dns: NonNullable<IssuanceSpec['acme']>['dns'] = null;

@@ -1,3 +1,4 @@
+// Over 400 lines: one pass from the validated config to the compiled one, section by section; the checks that only refuse live in compile-checks.ts.
 /**
  * Validated raw config -> CompiledConfig: units into names, sizes into
  * numbers, CIDRs and regexes checked, aliases reconciled, listeners derived.
@@ -12,32 +13,40 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidCidr } from '../net/cidr.js';
+import { compileVhosts } from './compile-sites.js';
+import { NAMED_PROXIES, namedProxy } from '../net/named-proxies.js';
+import { antiSmuggling, duplicateDomains } from './compile-checks.js';
 import { compileTls } from './compile-tls.js';
+import { formatSize, parseSize } from './size.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig, RawVhost } from './schema.js';
 import { compileCluster } from './compile-cluster.js';
 import { compileDashboard } from './dashboard.js';
-import type {
-  AuditSpec,
-  BackendSpec,
-  CompiledConfig,
-  DashboardSpec,
-  HeaderPolicy,
-  IssuanceSpec,
-  ListenerSpec,
-  TlsSpec,
-  VhostSpec,
+import { type BackendContext, compileProxyBackend } from './compile-backend.js';
+import { compileListeners } from './listen.js';
+import {
+  type AuditSpec,
+  type BackendSpec,
+  type CompiledConfig,
+  type HeaderPolicy,
+  type IssuanceSpec,
+  proxyBackendsOf,
+  type TlsSpec,
+  type VhostSpec,
 } from './types.js';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+/**
+ * connection_burst_per_ip's floor: a burst no browser with tabs (about six
+ * connections per host each, and prefetches) nor a benchmark's pool trips.
+ * Above 50 because `wrk -c50` opens 51: one probe connection first.
+ */
+const DEFAULT_MIN_CONNECTION_BURST = 64;
+/** ignore_ip's names, resolved by the master (abuse/index.ts). */
+const BAN_EXEMPT_NAMES: ReadonlySet<string> = new Set(['loopback', 'self']);
 
-export function parseSize(value: number | string): number {
-  if (typeof value === 'number') return value;
-  const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
-  if (!match) throw new Error(`not a size: ${value}`);
-  return Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? 1);
-}
+/** More memory than any one machine has (1024T): a max_memory past it is a typo, and past 2^53 not even a number. */
+const MAX_MEMORY_BYTES = 1024 ** 5;
 
 /** Where worker cgroups go outside systemd. */
 const DEFAULT_CGROUP_PARENT = 'miwidothttp.slice';
@@ -66,62 +75,14 @@ function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: 
   return valueA ?? valueB ?? fallback;
 }
 
-function compileBackend(vhost: RawVhost, key: string, problems: ConfigProblem[]): BackendSpec {
-  const backend = vhost.backend;
-  if (!backend || backend.type === 'static') {
-    if (vhost.root === undefined) problems.push({ key: `${key}.root`, message: 'required for a static vhost (or set backend.type)' });
-    return { type: 'static' };
-  }
+/** A vhost's or a route's backend; whether a static one has a root is compile-sites.ts's to check (a route inherits it). */
+function compileBackend(site: Pick<RawVhost, 'backend'>, key: string, context: BackendContext, problems: ConfigProblem[]): BackendSpec {
+  const backend = site.backend;
+  if (!backend || backend.type === 'static') return { type: 'static' };
   if (backend.type === 'redirect') {
     return { type: 'redirect', target: backend.target.replace(/\/+$/, ''), status: backend.status, preservePath: backend.preserve_path };
   }
-  if ((backend.target === undefined) === (backend.targets === undefined)) {
-    problems.push({ key: `${key}.backend.target`, message: 'set exactly one of target and targets' });
-  }
-  const targets = backend.targets ?? (backend.target !== undefined ? [{ url: backend.target, weight: 1 }] : []);
-  targets.forEach((target, i) => {
-    const url = new URL(target.url);
-    if (url.search || url.hash || url.username || url.password) {
-      problems.push({ key: `${key}.backend.targets[${i}].url`, message: 'must not carry a query, fragment or credentials' });
-    }
-  });
-  return {
-    type: 'proxy',
-    targets,
-    loadBalancing: backend.load_balancing,
-    connectTimeoutMs: backend.connect_timeout * 1000,
-    upstreamTimeoutMs: backend.timeout * 1000,
-    maxFails: backend.max_fails,
-    failTimeoutMs: backend.fail_timeout * 1000,
-    preserveHost: backend.preserve_host,
-    keepAlive: backend.keepalive,
-  };
-}
-
-function compileVhosts(raw: RawConfig, resolvePath: (file: string) => string, problems: ConfigProblem[]): VhostSpec[] {
-  return raw.vhosts.map((vhost, i) => {
-    const key = `vhosts[${i}]`;
-    const hostRoot = vhost.root === undefined ? null : resolvePath(vhost.root);
-    let root = hostRoot;
-    const chroot = raw.process.isolation.chroot;
-    if (hostRoot !== null && chroot !== undefined) {
-      // The worker sees the jail as "/": serve the same directory by its path inside.
-      const jail = resolvePath(chroot);
-      if (hostRoot !== jail && !hostRoot.startsWith(jail + path.sep)) {
-        problems.push({ key: `${key}.root`, message: `${hostRoot} lies outside process.isolation.chroot (${jail})` });
-      }
-      root = path.join('/', path.relative(jail, hostRoot));
-    }
-    return {
-      domains: vhost.domains.map((domain) => domain.toLowerCase()),
-      root,
-      hostRoot,
-      indexFiles: vhost.index_files,
-      directoryListing: vhost.directory_listing,
-      backend: compileBackend(vhost, key, problems),
-      responseHeaders: compileVhostHeaders(raw.security.headers, vhost),
-    };
-  });
+  return compileProxyBackend(backend, `${key}.backend`, context, problems);
 }
 
 type RawHeaders = RawConfig['security']['headers'];
@@ -152,17 +113,6 @@ function compileResponseHeaders(h: RawHeaders): HeaderPolicy {
   return { add, addOverHttps, remove };
 }
 
-/** The server's headers with a vhost's overrides on top (custom entries merged by name), or null without any. */
-function compileVhostHeaders(server: RawHeaders, vhost: RawVhost): HeaderPolicy | null {
-  if (vhost.headers === undefined) return null;
-  const custom: Record<string, string> = {};
-  for (const [name, value] of [...Object.entries(server.custom), ...Object.entries(vhost.headers.custom ?? {})]) {
-    for (const existing of Object.keys(custom)) if (existing.toLowerCase() === name.toLowerCase()) delete custom[existing];
-    custom[name] = value;
-  }
-  return compileResponseHeaders({ ...server, ...vhost.headers, custom });
-}
-
 /** Written nowhere, whatever include_headers says: credentials. */
 const NEVER_LOGGED_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
@@ -178,29 +128,9 @@ function compileAudit(raw: RawConfig, resolvePath: (file: string) => string): Au
     logSecurityEvents: audit.log_security_events,
     logAdminActions: audit.log_admin_actions,
     logAuthentication: audit.log_authentication,
+    logAuthorization: audit.log_authorization,
     includeHeaders: [...new Set(audit.include_headers.map((name) => name.toLowerCase()))].filter((name) => !excluded.has(name)),
   };
-}
-
-function compileListeners(raw: RawConfig, tls: TlsSpec | null, dashboard: DashboardSpec | null): ListenerSpec[] {
-  const { bind_address: address, http_port: port, https_port: httpsPort } = raw.server;
-  const listeners: ListenerSpec[] = [{ id: `http ${address}:${port}`, purpose: 'sites', protocol: 'http', address, port }];
-  if (tls !== null) listeners.push({ id: `https ${address}:${httpsPort}`, purpose: 'sites', protocol: 'https', address, port: httpsPort });
-  const metrics = raw.server.metrics;
-  if (metrics.enabled) {
-    listeners.push({
-      id: `metrics ${metrics.bind_address}:${metrics.port}`,
-      purpose: 'metrics',
-      protocol: 'http',
-      address: metrics.bind_address,
-      port: metrics.port,
-    });
-  }
-  if (dashboard !== null) {
-    const { address, port } = dashboard;
-    listeners.push({ id: `dashboard ${address}:${port}`, purpose: 'dashboard', protocol: 'http', address, port });
-  }
-  return listeners;
 }
 
 /**
@@ -213,6 +143,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   // Relative paths in the config are relative to where the command runs.
   const resolvePath = (file: string): string => path.resolve(host.cwd, file);
   unimplemented(raw, problems);
+  antiSmuggling(raw, problems);
 
   if (isIP(raw.server.bind_address) === 0) {
     problems.push({ key: 'server.bind_address', message: 'must be an IPv4 or IPv6 address' });
@@ -221,8 +152,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (metrics.enabled && isIP(metrics.bind_address) === 0) {
     problems.push({ key: 'server.metrics.bind_address', message: 'must be an IPv4 or IPv6 address' });
   }
-  if (metrics.enabled && metrics.port === raw.server.http_port) {
-    problems.push({ key: 'server.metrics.port', message: 'must differ from server.http_port' });
+  if (raw.server.access_log_file !== undefined && raw.server.access_log === false) {
+    problems.push({ key: 'server.access_log', message: 'false, but server.access_log_file is set; remove one' });
+  }
+  if (raw.server.access_log_format !== undefined && raw.server.access_log_file === undefined) {
+    problems.push({ key: 'server.access_log_format', message: 'applies to server.access_log_file, which is not set' });
   }
   const dashboard = compileDashboard(raw);
   problems.push(...dashboard.problems);
@@ -231,10 +165,20 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     ['security.forwarded.trusted_proxies', raw.security.forwarded.trusted_proxies],
     ['security.ddos.whitelist', raw.security.ddos.whitelist],
     ['security.ddos.blacklist', raw.security.ddos.blacklist],
+    ['security.ddos.ignore_ip', raw.security.ddos.ignore_ip],
   ];
   for (const [key, list] of cidrLists) {
+    const names =
+      key === 'security.forwarded.trusted_proxies'
+        ? ` or ${Object.keys(NAMED_PROXIES).join(', ')}`
+        : key === 'security.ddos.ignore_ip'
+          ? ` or ${[...BAN_EXEMPT_NAMES].join(', ')}`
+          : '';
     list.forEach((entry, i) => {
-      if (!isValidCidr(entry)) problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR: ${JSON.stringify(entry)}` });
+      if (key === 'security.forwarded.trusted_proxies' && namedProxy(entry) !== null) return;
+      if (key === 'security.ddos.ignore_ip' && BAN_EXEMPT_NAMES.has(entry)) return;
+      if (!isValidCidr(entry))
+        problems.push({ key: `${key}[${i}]`, message: `not an IP address or CIDR${names}: ${JSON.stringify(entry)}` });
     });
   }
   raw.security.ids.rules.forEach((rule, i) => {
@@ -277,6 +221,12 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   }
 
   const iso = raw.process.isolation;
+  if (parseSize(iso.max_memory) > MAX_MEMORY_BYTES) {
+    problems.push({
+      key: 'process.isolation.max_memory',
+      message: `${iso.max_memory} is more than any machine has (at most ${formatSize(MAX_MEMORY_BYTES)})`,
+    });
+  }
   if (!iso.enable_cgroups && (iso.max_cpu_percent !== undefined || iso.io_weight !== undefined)) {
     problems.push({ key: 'process.isolation.enable_cgroups', message: 'max_cpu_percent and io_weight need per-worker cgroups' });
   }
@@ -292,9 +242,15 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
   if (pp.enabled && pp.trusted_proxies.length === 0) {
     problems.push({ key: 'security.proxy_protocol.trusted_proxies', message: 'list the proxies allowed to send a PROXY header' });
   }
-  const vhosts = compileVhosts(raw, resolvePath, problems);
+  const chroot = iso.chroot === undefined ? null : resolvePath(iso.chroot);
+  const backendContext: BackendContext = { resolvePath, chroot };
+  const vhosts = compileVhosts(raw, resolvePath, problems, {
+    backend: (site, key, found) => compileBackend(site, key, backendContext, found),
+    headers: compileResponseHeaders,
+  });
+  duplicateDomains(vhosts, problems);
   const { tls, issuance } = compileTls(raw, resolvePath, problems);
-  if (iso.chroot === undefined) problems.push(...exposedSecrets(vhosts, resolvePath(raw.server.state_dir), tls, issuance, source));
+  problems.push(...exposedSecrets(vhosts, iso.chroot === undefined, resolvePath(raw.server.state_dir), tls, issuance, source));
   const headers = compileResponseHeaders(raw.security.headers);
   const cluster = compileCluster(raw, resolvePath, host, problems);
   const server = raw.server;
@@ -310,12 +266,16 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       workerReadyTimeoutMs: server.worker_ready_timeout * 1000,
       logFile: server.log_file === undefined ? null : resolvePath(server.log_file),
       logLevel: server.log_level,
-      accessLog: server.access_log,
+      // With a file the lines go there; access_log alone keeps them in the main log.
+      accessLog: server.access_log ?? false,
+      accessLogFile: server.access_log_file === undefined ? null : resolvePath(server.access_log_file),
+      accessLogFormat: server.access_log_format ?? 'combined',
+      accessLogQuery: server.access_log_query,
       stateDir: resolvePath(server.state_dir),
       metrics: server.metrics.enabled ? { address: server.metrics.bind_address, port: server.metrics.port } : null,
       dashboard: dashboard.spec,
     },
-    listeners: compileListeners(raw, tls, dashboard.spec),
+    listeners: compileListeners(raw, tls, dashboard.spec, problems),
     tls,
     issuance,
     limits: {
@@ -331,7 +291,11 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       maxConnections: l.max_connections,
       maxConnectionsPerIp: perIp,
       connectionRatePerIp: t.connection_rate_per_ip,
-      maxRequestsPerConnection: raw.security.anti_smuggling.max_request_per_connection,
+      connectionBurstPerIp: t.connection_burst_per_ip ?? Math.max(2 * t.connection_rate_per_ip, DEFAULT_MIN_CONNECTION_BURST),
+      // force_connection_close: one request per connection.
+      maxRequestsPerConnection: raw.security.anti_smuggling.force_connection_close
+        ? 1
+        : raw.security.anti_smuggling.max_request_per_connection,
       maxChunkBytes: raw.security.anti_smuggling.max_chunk_size,
       maxConcurrentStreams: l.max_concurrent_streams,
     },
@@ -354,7 +318,10 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     forwarded: {
       trustProxy: raw.security.forwarded.trust_proxy,
-      trustedProxies: raw.security.forwarded.trusted_proxies,
+      trustedProxies: raw.security.forwarded.trusted_proxies.flatMap((entry) => namedProxy(entry)?.ranges ?? [entry]),
+      namedProxyHeaders: [...new Set(raw.security.forwarded.trusted_proxies.map(namedProxy))].flatMap((named) =>
+        named === null ? [] : [{ header: named.clientIpHeader, from: named.ranges }],
+      ),
       trustedHops: raw.security.forwarded.trusted_hops,
       clientIpHeaders: raw.security.forwarded.client_ip_headers,
       rejectPrivateIp: raw.security.forwarded.reject_private_ip,
@@ -365,6 +332,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       blacklist: raw.security.ddos.blacklist,
       banSeconds: raw.security.ddos.ban_seconds,
       banAfterBreaches: raw.security.ddos.ban_after_breaches,
+      ignoreIp: raw.security.ddos.ignore_ip,
       breachWindowMs: raw.security.ddos.breach_window * 1000,
       maxTrackedClients: raw.security.ddos.max_tracked_clients,
       maxBans: raw.security.ddos.max_bans,
@@ -386,7 +354,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
       workerUidBase: iso.worker_uid_base,
       chroot: iso.chroot === undefined ? null : resolvePath(iso.chroot),
       workingDir: iso.working_dir,
-      maxMemoryBytes: iso.enable_cgroups ? parseSize(iso.max_memory) : null,
+      maxMemoryBytes: iso.enable_cgroups ? Math.min(parseSize(iso.max_memory), MAX_MEMORY_BYTES) : null,
       maxCpuPercent: iso.enable_cgroups ? (iso.max_cpu_percent ?? null) : null,
       maxOpenFiles: iso.max_open_files,
       maxPids: iso.enable_cgroups ? iso.max_pids : null,
@@ -400,6 +368,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
     },
     vhosts,
     cluster,
+    htpasswd: {},
   };
   return { config: deepFreeze(config), problems };
 }
@@ -411,6 +380,7 @@ export function compile(raw: RawConfig, source: string, host: HostFacts): { conf
  */
 function exposedSecrets(
   vhosts: readonly VhostSpec[],
+  rootsBound: boolean,
   stateDir: string,
   tls: TlsSpec | null,
   issuance: IssuanceSpec | null,
@@ -422,20 +392,36 @@ function exposedSecrets(
     ...(issuance === null ? [] : [['ssl.cert_dir', issuance.certDir] as [string, string]]),
     ...(path.isAbsolute(source) ? [['the config file', source] as [string, string]] : []),
   ];
-  const problems: ConfigProblem[] = [];
-  vhosts.forEach((vhost, i) => {
-    const root = vhost.hostRoot;
-    if (root === null) return;
-    for (const [what, secret] of secrets) {
-      if (secret === root || secret.startsWith(root === '/' ? '/' : root + path.sep)) {
-        problems.push({
-          key: `vhosts[${i}].root`,
-          message: `${root} holds ${what} (${secret}), which the workers' jail would show them; serve a directory without it`,
+  // What is bound into the jail: the static roots (without a chroot), and the unix: upstreams' sockets or their directories.
+  const bound: { key: string; path: string; fix: string }[] = [];
+  if (rootsBound) {
+    vhosts.forEach((vhost, i) => {
+      const fix = 'serve a directory without it';
+      if (vhost.hostRoot !== null) bound.push({ key: `vhosts[${i}].root`, path: vhost.hostRoot, fix });
+      vhost.routes.forEach((route, j) => {
+        if (route.hostRoot !== null && route.hostRoot !== vhost.hostRoot)
+          bound.push({ key: `vhosts[${i}].routes[${j}].root`, path: route.hostRoot, fix });
+      });
+    });
+  }
+  for (const backend of proxyBackendsOf(vhosts)) {
+    if (backend.tls?.clientKeyFile != null) secrets.push([`the upstream client key of ${backend.configKey}`, backend.tls.clientKeyFile]);
+    backend.targets.forEach((target, j) => {
+      if (target.jailBind !== null)
+        bound.push({
+          key: `${backend.configKey}.targets[${j}]`,
+          path: target.jailBind.hostPath,
+          fix: 'give the socket a directory of its own',
         });
-        return;
-      }
-    }
-  });
+    });
+  }
+  const problems: ConfigProblem[] = [];
+  for (const { key, path: dir, fix } of bound) {
+    const exposed = secrets.find(([, secret]) => secret === dir || secret.startsWith(dir === '/' ? '/' : dir + path.sep));
+    if (exposed === undefined) continue;
+    const [what, secret] = exposed;
+    problems.push({ key, message: `${dir} holds ${what} (${secret}), which the workers' jail would show them; ${fix}` });
+  }
   return problems;
 }
 

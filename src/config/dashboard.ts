@@ -45,15 +45,7 @@ export function compileDashboard(raw: RawConfig): { spec: DashboardSpec | null; 
       key: 'server.dashboard.listen',
       message: 'expected "address:port" with an IP address, such as "127.0.0.1:9146" or "[::1]:9146"',
     });
-  else {
-    const taken: [string, number | null][] = [
-      ['server.http_port', raw.server.http_port],
-      ['server.https_port', raw.ssl === undefined ? null : raw.server.https_port],
-      ['server.metrics.port', raw.server.metrics.enabled ? raw.server.metrics.port : null],
-    ];
-    for (const [key, port] of taken)
-      if (port === listen.port) problems.push({ key: 'server.dashboard.listen', message: `port ${port} is ${key} already` });
-  }
+  // An address another listener takes too is named by the listener overlap check (listen.ts).
   const token = dashboard.token;
   const unset = token === undefined ? null : /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(token);
   if (unset !== null)

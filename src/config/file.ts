@@ -29,10 +29,31 @@ export function resolveConfigPath(option: string | undefined): string | null {
  * the one line saying why the file could not be read or parsed.
  */
 export type ConfigDocument =
-  | { ok: true; document: unknown; lines: Map<string, number>; problems: ConfigProblem[] }
+  | {
+      ok: true;
+      document: unknown;
+      lines: Map<string, number>;
+      problems: ConfigProblem[];
+      /** The ${NAME}s the file refers to, set or not. */
+      variables: string[];
+    }
   | { ok: false; errors: string[] };
 
-export function readConfigFile(file: string, env: NodeJS.ProcessEnv): ConfigDocument {
+/**
+ * Whose environment ${NAME} is read from: `check` and `start` read the
+ * shell's; a reload is done by the running master, which reads its own, as
+ * it was started (systemd: the unit's Environment= and EnvironmentFile=).
+ * A variable exported in the shell afterwards is not seen by a reload.
+ */
+export type VariableSource = 'shell' | 'master';
+
+const UNSET: Record<VariableSource, (name: string) => string> = {
+  shell: (name) => `environment variable ${name} is not set`,
+  master: (name) =>
+    `environment variable ${name} is not set in the running master's environment (a reload reads the variables the master was started with; restart it to change them)`,
+};
+
+export function readConfigFile(file: string, env: NodeJS.ProcessEnv, source: VariableSource = 'shell'): ConfigDocument {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -54,28 +75,37 @@ export function readConfigFile(file: string, env: NodeJS.ProcessEnv): ConfigDocu
     return { ok: false, errors: [`${file}${where}: syntax error: ${reason}`] };
   }
   const problems: ConfigProblem[] = [];
-  const document = interpolate(parsed, [], env, problems);
-  return { ok: true, document, lines: indexKeyLines(text), problems };
+  const variables = new Set<string>();
+  const document = interpolate(parsed, [], env, problems, source, variables);
+  return { ok: true, document, lines: indexKeyLines(text), problems, variables: [...variables] };
 }
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Replace ${NAME} in every string value; an unset variable is a problem naming the key. */
-export function interpolate(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
+/** Replace ${NAME} in every string value; an unset variable is a problem naming the key. Names seen go into `variables`. */
+export function interpolate(
+  value: unknown,
+  at: PropertyKey[],
+  env: NodeJS.ProcessEnv,
+  problems: ConfigProblem[],
+  source: VariableSource = 'shell',
+  variables: Set<string> = new Set(),
+): unknown {
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (whole, name: string) => {
+      variables.add(name);
       const found = env[name];
       if (found === undefined) {
-        problems.push({ key: keyPath(at), message: `environment variable ${name} is not set` });
+        problems.push({ key: keyPath(at), message: UNSET[source](name) });
         return whole;
       }
       return found;
     });
   }
-  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, [...at, i], env, problems));
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, [...at, i], env, problems, source, variables));
   if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
     const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) out[key] = interpolate(child, [...at, key], env, problems);
+    for (const [key, child] of Object.entries(value)) out[key] = interpolate(child, [...at, key], env, problems, source, variables);
     return out;
   }
   return value;

@@ -23,8 +23,14 @@ export function formatProblems(source: string, problems: readonly ConfigProblem[
   return [...new Set(formatted)];
 }
 
-/** The line of the key itself, else of the closest enclosing key or table. */
+/** The line of the key itself, else of the closest enclosing key or table, else of its first sub-table ([a.b] for "a"). */
 function lineOf(key: string, lines: ReadonlyMap<string, number>): number | undefined {
+  if (!lines.has(key)) {
+    let first: number | undefined;
+    for (const [written, line] of lines)
+      if ((written.startsWith(`${key}.`) || written.startsWith(`${key}[`)) && (first === undefined || line < first)) first = line;
+    if (first !== undefined) return first;
+  }
   let probe = key;
   for (;;) {
     const line = lines.get(probe);

@@ -17,23 +17,78 @@ export interface ListenerSpec {
 }
 
 export interface ProxyTarget {
+  /** As configured: "http://host:port/prefix", "https://...", or "unix:/path/app.sock". */
   readonly url: string;
   readonly weight: number;
+  /** unix: targets: the socket as the worker sees it (inside its jail); null for TCP targets. */
+  readonly socketPath: string | null;
+  /** unix: targets: the same socket as a host path. */
+  readonly hostSocketPath: string | null;
+  /**
+   * What is bound into the workers' jail for it (isolation/jail.ts): the
+   * socket's directory, or the socket alone when that directory is shared
+   * (/run, /tmp, ...), as a host path and where it appears in the jail (the
+   * same path, or its path inside the chroot); null for TCP targets. A socket
+   * inside the chroot is bound too: the jail is an overlay of the chroot, and
+   * a socket seen through overlayfs cannot be connected to.
+   */
+  readonly jailBind: { readonly hostPath: string; readonly jailPath: string } | null;
+}
+
+/**
+ * TLS to https:// targets. The files are named here and read by the master
+ * when it loads the config (config/upstream-tls.ts): workers get their PEM in
+ * `pem`, never a path to open (a client key is root's).
+ */
+export interface UpstreamTlsSpec {
+  readonly caFile: string | null;
+  readonly clientCertFile: string | null;
+  readonly clientKeyFile: string | null;
+  /** SNI and the name the upstream's certificate must carry; null: each target's host name. */
+  readonly serverName: string | null;
+  /** false: any certificate is accepted (verify = false). */
+  readonly verify: boolean;
+  /** The files' contents, filled in by the master before the config goes to workers; null until then. */
+  readonly pem: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null } | null;
+}
+
+/** Active health checks of every target of one proxy backend. */
+export interface HealthCheckSpec {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Failed checks in a row that take a target out. */
+  readonly fails: number;
+  /** Passed checks in a row that bring it back. */
+  readonly passes: number;
+}
+
+/** A reverse proxy backend, wherever it is configured ([vhosts.backend], [vhosts.routes.backend]). */
+export interface ProxyBackendSpec {
+  readonly type: 'proxy';
+  /** Where it is configured ("vhosts[0].routes[2].backend"): what later checks (its TLS files) name. */
+  readonly configKey: string;
+  readonly targets: readonly ProxyTarget[];
+  readonly loadBalancing: 'round_robin' | 'least_connections';
+  readonly connectTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly maxFails: number;
+  readonly failTimeoutMs: number;
+  readonly preserveHost: boolean;
+  readonly keepAlive: boolean;
+  /** WebSocket upgrades are proxied; false: refused (UPGRADE_REFUSED). */
+  readonly webSocket: boolean;
+  /** How requests go upstream: HTTP/1.1, or HTTP/2 (h2c on http:// and unix: targets). */
+  readonly protocol: 'http/1.1' | 'h2';
+  /** TLS settings of the https:// targets; null: defaults (system CAs, verified, no client certificate). */
+  readonly tls: UpstreamTlsSpec | null;
+  /** null: passive health only (max_fails / fail_timeout). */
+  readonly healthCheck: HealthCheckSpec | null;
 }
 
 export type BackendSpec =
   | { readonly type: 'static' }
-  | {
-      readonly type: 'proxy';
-      readonly targets: readonly ProxyTarget[];
-      readonly loadBalancing: 'round_robin' | 'least_connections';
-      readonly connectTimeoutMs: number;
-      readonly upstreamTimeoutMs: number;
-      readonly maxFails: number;
-      readonly failTimeoutMs: number;
-      readonly preserveHost: boolean;
-      readonly keepAlive: boolean;
-    }
+  | ProxyBackendSpec
   | {
       readonly type: 'redirect';
       readonly target: string;
@@ -41,18 +96,69 @@ export type BackendSpec =
       readonly preservePath: boolean;
     };
 
-export interface VhostSpec {
-  /** Lower-case names: "example.com", "*.example.com" or "*". */
-  readonly domains: readonly string[];
-  /** Directory served, as the worker sees it (inside the jail), or null when the vhost only proxies or redirects. */
+/** A content coding the server can apply (RFC 9110 §8.4.1; zstd: RFC 8878). */
+export type ContentCoding = 'br' | 'zstd' | 'gzip';
+
+/** [vhosts.compression] with the vhost's and the defaults' values filled in. */
+export interface CompressionSpec {
+  readonly enabled: boolean;
+  /** The server's preference, first best; the client's q-values decide first. */
+  readonly algorithms: readonly ContentCoding[];
+  /** Serve fresh file.br / file.zst / file.gz siblings. */
+  readonly precompressed: boolean;
+  /** Responses with a known length below this are sent as they are. */
+  readonly minLengthBytes: number;
+}
+
+/** [vhosts.auth] or a route's: Basic authentication against an htpasswd file the master reads. */
+export interface AuthSpec {
+  readonly realm: string;
+  /** Host path of the htpasswd file; its lines reach workers in CompiledConfig.htpasswd, never the path's content otherwise. */
+  readonly htpasswdFile: string;
+}
+
+/** [vhosts.access] or a route's: CIDRs; deny first, then allow (when not empty). */
+export interface SiteAccessSpec {
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+}
+
+/**
+ * What answers a request once the vhost and the route are chosen: a vhost's
+ * own settings (its fallback), or a route's with the vhost's filled in where
+ * the route says nothing (compile.ts).
+ */
+export interface SiteSpec {
+  /** Directory served, as the worker sees it (inside the jail), or null when the site only proxies or redirects. */
   readonly root: string | null;
   /** The same directory as a host path. */
   readonly hostRoot: string | null;
   readonly indexFiles: readonly string[];
   readonly directoryListing: boolean;
+  /** try_files entries ("$uri", "$uri/", "/index.html"), or null: the path alone. */
+  readonly tryFiles: readonly string[] | null;
+  /** Status -> page path below root. */
+  readonly errorPages: Readonly<Record<string, string>>;
   readonly backend: BackendSpec;
-  /** The vhost's own security headers ([vhosts.headers] over the server's), or null for the server's. */
+  readonly auth: AuthSpec | null;
+  readonly access: SiteAccessSpec | null;
+  readonly compression: CompressionSpec;
+  /** The site's own security headers (over the vhost's, over the server's), or null for the server's. */
   readonly responseHeaders: HeaderPolicy | null;
+}
+
+/** A [[vhosts.routes]] entry, compiled. */
+export interface RouteSpec extends SiteSpec {
+  /** The prefix, as configured (normalised): "/api/" or "/api". */
+  readonly path: string;
+  readonly stripPrefix: boolean;
+}
+
+export interface VhostSpec extends SiteSpec {
+  /** Lower-case names: "example.com", "*.example.com" or "*". */
+  readonly domains: readonly string[];
+  /** Longest path first. */
+  readonly routes: readonly RouteSpec[];
 }
 
 /** [security.headers] compiled: what every response gets. */
@@ -73,7 +179,13 @@ export interface ServerSpec {
   readonly workerReadyTimeoutMs: number;
   readonly logFile: string | null;
   readonly logLevel: string;
+  /** One pino line per request in the main log ([server].access_log without access_log_file). */
   readonly accessLog: boolean;
+  /** The access log file the master writes, or null. */
+  readonly accessLogFile: string | null;
+  readonly accessLogFormat: 'combined' | 'json';
+  /** Query strings are kept in access log lines. */
+  readonly accessLogQuery: boolean;
   /** Where the master keeps its state (bans.json). */
   readonly stateDir: string;
   /** The Prometheus endpoint's address, or null when off. */
@@ -104,6 +216,8 @@ export interface AccessSpec {
   readonly banSeconds: number;
   /** Breaches within breachWindowMs that ban a client; 0: limits never ban. */
   readonly banAfterBreaches: number;
+  /** Never banned (ignore_ip): CIDRs, and the names "loopback" and "self" (resolved by the master). */
+  readonly ignoreIp: readonly string[];
   readonly breachWindowMs: number;
   readonly maxTrackedClients: number;
   /** Bans in force at most ([security.ddos] max_bans). */
@@ -143,6 +257,8 @@ export interface LimitsSpec {
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
   readonly connectionRatePerIp: number;
+  /** New connections one client may open at once (the bucket's size; connectionRatePerIp refills it). */
+  readonly connectionBurstPerIp: number;
   readonly maxRequestsPerConnection: number;
   readonly maxChunkBytes: number;
   /** HTTP/2 streams open at once on one connection; the header list size is derived from maxHeaderBytes (worker/http2.ts). */
@@ -192,9 +308,12 @@ export interface ProxyProtocolSpec {
 
 export interface ForwardedSpec {
   readonly trustProxy: boolean;
+  /** CIDRs; a named proxy ("cloudflare") is expanded to its ranges. */
   readonly trustedProxies: readonly string[];
   readonly trustedHops: number;
   readonly clientIpHeaders: readonly string[];
+  /** The header each named proxy sets for the client, believed only from its own ranges, before clientIpHeaders. */
+  readonly namedProxyHeaders: readonly { readonly header: string; readonly from: readonly string[] }[];
   readonly rejectPrivateIp: boolean;
   readonly requireProxyHeaders: boolean;
 }
@@ -210,6 +329,8 @@ export interface AuditSpec {
   readonly logAdminActions: boolean;
   /** Logins to the dashboard, failed and successful (events named auth.*). */
   readonly logAuthentication: boolean;
+  /** Clients refused for who they are: blacklisted, banned, or by a site's access lists (logging/audit-categories.ts). */
+  readonly logAuthorization: boolean;
   /** Lower-case request headers copied into request events; never a credential. */
   readonly includeHeaders: readonly string[];
 }
@@ -327,9 +448,51 @@ export interface CompiledConfig {
   readonly vhosts: readonly VhostSpec[];
   /** null: a single node, no etcd ([cluster] absent or enabled = false). Workers always get null. */
   readonly cluster: ClusterSpec | null;
+  /**
+   * htpasswd file -> its [user, bcrypt hash] lines. Empty as compiled: the
+   * master reads the files for each generation (config/htpasswd.ts, master/supervisor.ts) and
+   * sends them with the config; workers never open them.
+   */
+  readonly htpasswd: Readonly<Record<string, readonly (readonly [string, string])[]>>;
 }
 
 /** The config a worker gets: without the master-only issuance and cluster settings (credentials, cluster_token). */
 export function forWorkers(config: CompiledConfig): CompiledConfig {
   return config.issuance === null && config.cluster === null ? config : { ...config, issuance: null, cluster: null };
+}
+
+/**
+ * Every proxy backend of these vhosts, theirs and their routes', once each
+ * (a route without a backend of its own shares its vhost's), for whatever
+ * walks them all (upstream TLS files, unix socket binds, secrets bound into
+ * the jail). The one place that knows where backends live.
+ */
+export function proxyBackendsOf(vhosts: readonly VhostSpec[]): ProxyBackendSpec[] {
+  const found = new Set<ProxyBackendSpec>();
+  for (const site of vhosts.flatMap((vhost) => [vhost, ...vhost.routes])) if (site.backend.type === 'proxy') found.add(site.backend);
+  return [...found];
+}
+
+/** proxyBackendsOf(config.vhosts), each with the key it is configured at. */
+export function proxyBackends(config: CompiledConfig): { readonly key: string; readonly backend: ProxyBackendSpec }[] {
+  return proxyBackendsOf(config.vhosts).map((backend) => ({ key: backend.configKey, backend }));
+}
+
+/** The config with every proxy backend replaced by `map`'s answer, once per backend (the rest shared, frozen again). */
+export function mapProxyBackends(config: CompiledConfig, map: (backend: ProxyBackendSpec) => ProxyBackendSpec): CompiledConfig {
+  const mapped = new Map<ProxyBackendSpec, ProxyBackendSpec>();
+  const mapSite = <S extends SiteSpec>(site: S): S => {
+    if (site.backend.type !== 'proxy') return site;
+    let backend = mapped.get(site.backend);
+    if (backend === undefined) {
+      backend = Object.freeze(map(site.backend));
+      mapped.set(site.backend, backend);
+    }
+    return Object.freeze({ ...site, backend });
+  };
+  const vhosts = config.vhosts.map((vhost) => {
+    const own = mapSite(vhost);
+    return Object.freeze({ ...own, routes: Object.freeze(vhost.routes.map(mapSite)) });
+  });
+  return Object.freeze({ ...config, vhosts: Object.freeze(vhosts) });
 }

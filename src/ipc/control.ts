@@ -10,7 +10,8 @@ import type { ListenerSpec } from '../config/types.js';
 
 export type ControlRequest =
   | { command: 'status' }
-  | { command: 'reload' }
+  /** `config`: the file `reload -c FILE` named (absolute); absent, the master's own file. */
+  | { command: 'reload'; config?: string }
   | { command: 'stop' }
   | { command: 'ban_list' }
   | { command: 'certs' }
@@ -66,8 +67,12 @@ export function parseControlRequest(text: string): ControlRequest | null {
   const command = request.command;
   const isText = (field: unknown, max: number): field is string => typeof field === 'string' && field.length <= max;
   switch (command) {
+    case 'reload': {
+      const { config } = request;
+      if (config === undefined) return { command };
+      return typeof config === 'string' && config.startsWith('/') && config.length <= MAX_PATH_CHARS ? { command, config } : null;
+    }
     case 'status':
-    case 'reload':
     case 'stop':
     case 'ban_list':
     case 'certs':

@@ -22,6 +22,9 @@ const REQUEST_REJECTIONS = [
   'request.bad_header_value',
   'request.missing_host',
   'request.duplicate_host',
+  'request.bad_host',
+  'request.duplicate_header',
+  'request.bad_target',
   'request.version_not_supported',
   'request.url_too_long',
   'request.body_too_large',
@@ -44,10 +47,18 @@ const REQUEST_REJECTIONS = [
   'request.method_not_allowed',
   'request.unknown_host',
   'request.bad_range',
+  'request.upgrade_refused',
+  'request.websocket_bad_handshake',
+  'request.websocket_version',
+  'request.access_denied',
+  'auth.required',
+  'auth.failed',
+  'auth.overloaded',
   'server.internal_error',
   'upstream.unavailable',
   'upstream.bad_response',
   'upstream.timeout',
+  'upstream.tls_failed',
 ] as const;
 
 /** Connection-level refusals and faults (accept gate, PROXY protocol, HTTP/2, TLS). */

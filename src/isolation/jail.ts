@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { CompiledConfig } from '../config/types.js';
+import { type CompiledConfig, proxyBackends } from '../config/types.js';
 
 /** Name resolution for proxy targets (getaddrinfo reads these). */
 const RESOLVER_FILES = ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/host.conf', '/etc/gai.conf'];
@@ -79,17 +79,62 @@ export function makeImplicitJail(dir: string): string | null {
   return null;
 }
 
-/** `--bind-ro` arguments for the static roots of a config without a chroot: each at its own path, those that exist. */
+/** `--bind-ro` arguments for the static roots (vhosts' and routes') of a config without a chroot: each at its own path, those that exist. */
 export function rootBinds(config: CompiledConfig): string[] {
   if (config.isolation.chroot !== null) return [];
   const roots = new Set<string>();
-  for (const vhost of config.vhosts) {
-    if (vhost.hostRoot === null) continue;
+  // A route's own root (and the error pages below it) is read like its vhost's.
+  for (const site of config.vhosts.flatMap((vhost) => [vhost, ...vhost.routes])) {
+    if (site.hostRoot === null || roots.has(site.hostRoot)) continue;
     try {
-      if (statSync(vhost.hostRoot).isDirectory()) roots.add(vhost.hostRoot);
+      if (statSync(site.hostRoot).isDirectory()) roots.add(site.hostRoot);
     } catch {
       // Missing: served as 404 until it exists and a reload binds it.
     }
   }
   return [...roots].map((root) => `${root}:${root}`);
 }
+
+/**
+ * `--bind-ro` arguments that make every unix: proxy target reachable in the
+ * jail, at its own path. connect(2) on a unix socket needs write permission
+ * on the socket file but not a writable mount (path_permission checks the
+ * inode; only regular files, directories and symlinks are refused on a
+ * read-only mount), so a read-only bind serves (test/system/upstream-options.test.ts).
+ *
+ * What is bound is the target's jailBind (config/compile-backend.ts): a
+ * socket in a directory of its own (/run/app/app.sock) gets that
+ * directory, so an application that restarts and makes its socket anew is
+ * still reached. A socket directly in a shared directory (/run/app.sock) is
+ * bound alone: a bind holds the inode, so after the application makes a new
+ * socket the workers reach it after the next reload. A socket (or its
+ * directory) that does not exist yet is left out: 502 until a reload binds it.
+ */
+export function upstreamSocketBinds(config: CompiledConfig): string[] {
+  const binds = new Set<string>();
+  for (const { backend } of proxyBackends(config)) {
+    for (const target of backend.targets) {
+      const bind = target.jailBind;
+      if (bind === null) continue;
+      const there = bind.hostPath === target.hostSocketPath ? isSocket(bind.hostPath) : isDirectory(bind.hostPath);
+      if (there) binds.add(`${bind.hostPath}:${bind.jailPath}`);
+    }
+  }
+  return [...binds];
+}
+
+const isSocket = (file: string): boolean => {
+  try {
+    return statSync(file).isSocket();
+  } catch {
+    return false; // not there yet: see above
+  }
+};
+
+const isDirectory = (dir: string): boolean => {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+};

@@ -10,7 +10,8 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig } from '../config/types.js';
-import { implicitJail, jailBinds, rootBinds } from './jail.js';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
+import { implicitJail, jailBinds, rootBinds, upstreamSocketBinds } from './jail.js';
 import { DEFAULT_WORKER_ACCOUNT } from './worker-uids.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -36,6 +37,8 @@ export interface WorkerCommand {
 
 /** The descriptor of the worker's channel to the master (an AF_UNIX socketpair end). */
 export const CHANNEL_FD = 3;
+/** The first listening socket's fd: after the channel and the access log pipe's fd (src/ipc/access-log.ts), kept free when unused. */
+export const FIRST_LISTENER_FD = ACCESS_LOG_FD + 1;
 
 /** What one worker gets besides the config: who it runs as, where its cgroup is, what it inherits. */
 export interface WorkerSandbox {
@@ -87,7 +90,11 @@ export function sandboxOptions(config: CompiledConfig, sandbox: WorkerSandbox): 
   const options = ['--run-as-user', sandbox.user];
   if (sandbox.group !== null) options.push('--run-as-group', sandbox.group);
   options.push('--chroot', iso.chroot ?? implicitJail(config), '--working-dir', iso.workingDir);
-  for (const bind of [...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null), ...rootBinds(config)])
+  for (const bind of [
+    ...jailBinds(PACKAGE_ROOT, nodeBinary(), config.server.dashboard !== null),
+    ...rootBinds(config),
+    ...upstreamSocketBinds(config),
+  ])
     options.push('--bind-ro', bind);
   options.push('--max-open-files', String(iso.maxOpenFiles));
   if (sandbox.cgroup !== null) {

@@ -4,7 +4,7 @@
  * pipe the master reads, so a worker never opens a file and log rotation is
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
-import { chmodSync, fstatSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
@@ -12,9 +12,27 @@ import { prettyFactory } from 'pino-pretty';
 export interface LogSink {
   /** Write one complete JSON log line (with its trailing newline). */
   write(line: string): void;
-  /** Reopen the log file after rotation (SIGUSR1); a no-op on stdout. */
-  reopen(): void;
+  /**
+   * Reopen the log file after rotation (SIGUSR1); a no-op on stdout. Returns
+   * why the file cannot be opened (it became a directory, say), and then keeps
+   * writing to the file it had: the master never loses its log for a bad rotation.
+   */
+  reopen(): string | null;
   flushSync(): void;
+}
+
+/**
+ * Opens `file` for appending, as the destination will, and closes it again:
+ * the one-line reason it cannot be (ENOENT under /proc, EISDIR, ELOOP for a
+ * link), said now rather than as an 'error' event that would end the master.
+ */
+export function probeAppend(file: string, mode = LOG_FILE_MODE): string | null {
+  try {
+    closeSync(openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, mode));
+    return null;
+  } catch (error) {
+    return `cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+  }
 }
 
 /**
@@ -77,15 +95,26 @@ export function restrictLogFile(file: string): void {
   }
 }
 
+/** @throws Error (one line) when the log file cannot be created or opened. */
 export function createSink(logFile: string | null): LogSink {
   if (logFile !== null) {
     ensureParentDirectory(logFile);
+    const problem = probeAppend(logFile);
+    if (problem !== null) throw new Error(problem);
     restrictLogFile(logFile);
   }
   const boom =
     logFile === null
       ? pino.destination({ fd: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES })
       : pino.destination({ dest: logFile, sync: false, mode: LOG_FILE_MODE, maxLength: MAX_QUEUED_LOG_BYTES });
+  // A write or reopen that fails later (disk full, the file gone) must not end the master: said once on stderr.
+  let failing = false;
+  boom.on('error', (error: NodeJS.ErrnoException) => {
+    if (failing) return;
+    failing = true;
+    process.stderr.write(`miwidothttp: log ${logFile ?? 'stdout'}: ${error.code ?? error.message}\n`);
+  });
+  boom.on('ready', () => (failing = false));
   const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
   const journal = logFile === null && stdoutIsJournal();
   return {
@@ -105,7 +134,11 @@ export function createSink(logFile: string | null): LogSink {
       }
     },
     reopen() {
-      if (logFile !== null) boom.reopen();
+      if (logFile === null) return null;
+      const problem = probeAppend(logFile);
+      if (problem !== null) return problem;
+      boom.reopen();
+      return null;
     },
     flushSync() {
       try {

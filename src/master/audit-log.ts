@@ -10,12 +10,13 @@
 import { pino, type Logger } from 'pino';
 import type { AuditSpec } from '../config/types.js';
 import type { AuditEvent } from '../ipc/messages.js';
-import { ensureParentDirectory, restrictLogFile } from '../logging/logger.js';
+import { auditCategory, auditCategoryEnabled, type AuditCategory } from '../logging/audit-categories.js';
+import { ensureParentDirectory, probeAppend, restrictLogFile } from '../logging/logger.js';
 
 /** The audit log names clients and what they sent: root's alone (the main log is 0640). */
 const AUDIT_FILE_MODE = 0o600;
 
-export type AuditCategory = 'configuration' | 'security' | 'admin' | 'authentication';
+export type { AuditCategory };
 
 /** One event as the audit log writes it (the same fields, the same redaction), with its time. */
 export interface AuditEntry {
@@ -33,7 +34,13 @@ export interface AuditSource {
   readonly uid?: number | null;
 }
 
-const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = { configuration: 'info', security: 'warn', admin: 'info', authentication: 'warn' };
+const LEVEL_OF: Record<AuditCategory, 'info' | 'warn'> = {
+  configuration: 'info',
+  security: 'warn',
+  admin: 'info',
+  authentication: 'warn',
+  authorization: 'warn',
+};
 
 export class AuditLog {
   private readonly destination: ReturnType<typeof pino.destination> | null;
@@ -49,7 +56,8 @@ export class AuditLog {
   ) {
     if (spec.logFile === null) {
       this.destination = null;
-      this.logger = mainLog;
+      // Into the main log, at the audit's own log_level, whatever the main log's.
+      this.logger = mainLog.child({}, { level: spec.level });
       return;
     }
     try {
@@ -68,8 +76,8 @@ export class AuditLog {
   }
 
   write(reported: AuditCategory, event: AuditEvent, source: AuditSource, extra: Record<string, unknown> = {}): void {
-    // Logins are authentication events whoever reports them (a worker reports everything as security).
-    const category: AuditCategory = event.event.startsWith('auth.') ? 'authentication' : reported;
+    // Logins and access refusals are their own categories whoever reports them (a worker reports everything as security).
+    const category = auditCategory(event.event, reported);
     const fields = {
       audit: event.event,
       category,
@@ -84,7 +92,7 @@ export class AuditLog {
       uid: source.uid ?? undefined,
     };
     this.observer?.({ time: new Date().toISOString(), fields });
-    if (!this.enabled(category) || this.failed) return;
+    if (!auditCategoryEnabled(this.spec, category) || this.failed) return;
     if (this.destination !== null && this.spec.format === 'text') {
       if (!this.logger.isLevelEnabled(LEVEL_OF[category])) return;
       this.destination.write(`${textLine(new Date().toISOString(), fields)}\n`);
@@ -97,6 +105,12 @@ export class AuditLog {
     if (this.destination === null) return;
     try {
       ensureParentDirectory(this.spec.logFile!);
+      // Never through a link planted at the name, nor into what is not a file: said, and the old file kept.
+      const problem = probeAppend(this.spec.logFile!, AUDIT_FILE_MODE);
+      if (problem !== null) {
+        this.mainLog.error({ key: 'security.audit.log_file', problem }, 'audit log not reopened; still writing to the one it had');
+        return;
+      }
       this.destination.reopen();
     } catch (error) {
       this.reportFailure(error as NodeJS.ErrnoException);
@@ -114,14 +128,6 @@ export class AuditLog {
   /** The log file could not be written (until SIGUSR1 reopens it, or the destination recovers). */
   get failing(): boolean {
     return this.failed;
-  }
-
-  private enabled(category: AuditCategory): boolean {
-    if (!this.spec.enabled) return false;
-    if (category === 'authentication') return this.spec.logAuthentication;
-    if (category === 'configuration') return this.spec.logConfigurationChanges;
-    if (category === 'admin') return this.spec.logAdminActions;
-    return this.spec.logSecurityEvents;
   }
 
   private reportFailure(error: NodeJS.ErrnoException): void {

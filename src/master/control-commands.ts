@@ -19,8 +19,8 @@ export interface ControlTargets {
   readonly abuse: AbuseControl;
   readonly issued: CertificateManager;
   readonly audit: AuditLog;
-  /** Reload the config the master was started with, staged (master/main.ts). */
-  readonly reload: (trigger: string) => Promise<ControlAnswers['reload']>;
+  /** Reload, staged (master/main.ts): `file` when `reload -c FILE` named one, else the master's own config. */
+  readonly reload: (trigger: string, file?: string) => Promise<ControlAnswers['reload']>;
   /** Drain and exit. */
   readonly stop: (why: string) => Promise<void>;
   /** This node in its cluster, or null alone: bans then act cluster-wide, and `cluster ...` is answered. */
@@ -50,8 +50,11 @@ export function controlCommands(targets: ControlTargets): (request: ControlReque
           cluster: cluster?.summary() ?? null,
         };
       case 'reload':
-        audit.write('admin', { event: 'admin.reload' }, self, { via: 'control socket' });
-        return targets.reload('control socket');
+        audit.write('admin', { event: 'admin.reload' }, self, {
+          via: 'control socket',
+          ...(request.config !== undefined && { config: request.config }),
+        });
+        return targets.reload('control socket', request.config);
       case 'stop':
         audit.write('admin', { event: 'admin.stop' }, self, { via: 'control socket' });
         setImmediate(() => void targets.stop('control socket'));

@@ -5,6 +5,7 @@
  */
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
+import { BUILTIN_SOURCE } from '../config/file.js';
 import { loadConfig } from '../config/load.js';
 import type { CompiledConfig } from '../config/types.js';
 import { createMasterLogger, createSink, type LogSink } from '../logging/logger.js';
@@ -24,6 +25,7 @@ import { Supervisor, type ReloadOutcome } from './supervisor.js';
 import { CertificateManager, certificateViews } from './certificate-manager.js';
 import { createIssuer } from '../tls/issuance/index.js';
 import { DashboardCollector } from './dashboard/collector.js';
+import { AccessLogFile } from './access-log-file.js';
 import type { Issuer } from '../tls/issuance/types.js';
 import { ClusterNode } from '../cluster/node.js';
 
@@ -35,8 +37,10 @@ export const EXIT_START_FAILED = 1;
  * Run until stopped. Resolves with the process exit code; errors that stop
  * the start are logged as one line and give EXIT_START_FAILED.
  */
-export async function runMaster(configPath: string | null, fileConfig: CompiledConfig): Promise<number> {
+export async function runMaster(startedWith: string | null, fileConfig: CompiledConfig): Promise<number> {
   let config = fileConfig;
+  /** The file reloads read: the one `start` was given, or the one a successful `reload -c FILE` named since (as `caddy reload --config`). */
+  let configPath = startedWith;
   // Sockets systemd passed are ours to keep; any other descriptor inherited without close-on-exec goes.
   const activation = activationSockets();
   const inherited = closeInheritedFds(new Set(activation));
@@ -44,8 +48,9 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
   try {
     sink = createSink(config.server.logFile);
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     process.stderr.write(
-      `miwidothttp: server.log_file: cannot create ${config.server.logFile}: ${(error as NodeJS.ErrnoException).code ?? error}\n`,
+      `miwidothttp: server.log_file: ${code === undefined ? (error as Error).message : `cannot create ${config.server.logFile}: ${code}`}\n`,
     );
     return EXIT_START_FAILED;
   }
@@ -133,7 +138,8 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     auditLogFailing: () => audit.failing,
   });
   audit.observer = (entry) => dashboard.recordAudit(entry);
-  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard);
+  const accessLog = new AccessLogFile(log);
+  const supervisor: Supervisor = new Supervisor(config, listeners, log, sink, audit, abuse, metrics, tickets, issued, dashboard, accessLog);
   let control: Server | null = null;
   let stopped: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (stopped = resolve));
@@ -167,13 +173,27 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     cleanup();
     log.info('stopped');
     audit.flush();
+    accessLog.flush();
     sink.flushSync();
     stopped(EXIT_OK);
   };
 
-  const reload = async (trigger: string): Promise<ReloadOutcome> => {
+  const reload = async (trigger: string, file: string = configPath ?? BUILTIN_SOURCE): Promise<ReloadOutcome> => {
     await systemd.reloading();
-    const outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(configPath, process.env, 'reload'));
+    const path = file === BUILTIN_SOURCE ? null : file;
+    let outcome: ReloadOutcome;
+    try {
+      if (cluster !== null && path !== configPath)
+        outcome = { ok: false, reason: `a cluster node reloads its own file ${configPath}; push ${file} to the cluster instead` };
+      else outcome = await supervisor.reload(() => cluster?.load('reload') ?? loadConfig(path, process.env, 'reload'));
+    } catch (error) {
+      // Whatever went wrong, the reload is refused like any other: audited, and systemd told READY=1 again.
+      outcome = { ok: false, reason: `reload failed: ${String((error as Error).message ?? error).split('\n')[0]}` };
+    }
+    if (outcome.ok && path !== configPath) {
+      log.info({ from: configPath ?? BUILTIN_SOURCE, to: file }, 'reloads read the named file from now on');
+      configPath = path;
+    }
     cluster?.reloaded(trigger, outcome);
     // systemd waits for READY=1 after RELOADING=1 either way; STATUS says which way it went.
     await systemd.ready(
@@ -228,9 +248,11 @@ export async function runMaster(configPath: string | null, fileConfig: CompiledC
     });
   }
   process.on('SIGUSR1', () => {
-    sink.reopen();
+    const problem = sink.reopen();
+    if (problem !== null) log.error({ key: 'server.log_file', problem }, 'log file not reopened; still writing to the one it had');
     audit.reopen();
-    log.info('log files reopened');
+    accessLog.reopen();
+    if (problem === null) log.info('log files reopened');
   });
   // A broken stdout pipe must not kill the master and orphan its workers' requests.
   process.stdout.on('error', () => undefined);

@@ -16,10 +16,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pidusage from 'pidusage';
 import type { Logger } from 'pino';
+import { htpasswdFiles, readHtpasswd, type HtpasswdEntries } from '../config/htpasswd.js';
 import type { CompiledConfig } from '../config/types.js';
+import type { AccessLogFile } from './access-log-file.js';
 import { applyIoWeight, removeCgroup } from '../isolation/cgroups.js';
 import { implicitJail, makeImplicitJail } from '../isolation/jail.js';
-import { CHANNEL_FD, workerCommand, workerIdentity } from '../isolation/worker-command.js';
+import { CHANNEL_FD, FIRST_LISTENER_FD, workerCommand, workerIdentity } from '../isolation/worker-command.js';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
 import { WorkerUids } from '../isolation/worker-uids.js';
 import type { MasterMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
@@ -64,6 +67,8 @@ type GenerationTls = { certificates: CertificateMaterial[] } | null;
 interface Slot {
   worker: WorkerProcess | null;
   readonly tls: GenerationTls;
+  /** The generation's htpasswd lines, read once for all its workers (and their replacements). */
+  readonly htpasswd: CompiledConfig['htpasswd'];
   restarts: number;
   /** Crashes in a row of workers that died young. */
   quickCrashes: number;
@@ -111,7 +116,9 @@ export class Supervisor {
     private readonly tickets: SessionTickets,
     private readonly issued: CertificateManager,
     dashboard: DashboardDesk,
+    private readonly accessLog: AccessLogFile,
   ) {
+    this.accessLog.use(config.server.accessLogFile);
     this.uids = new WorkerUids(config.isolation.workerUidBase);
     this.desk = new WorkerDesk({ abuse, metrics, audit, log, listeners, dashboard, challenges: this.challenges });
     this.monitor = setInterval(() => {
@@ -183,6 +190,7 @@ export class Supervisor {
       this.generation = generation;
       this.config = next;
       this.commitCertificates();
+      this.accessLog.use(next.server.accessLogFile);
       this.abuse.reconfigure(next);
       // Slots above the new worker count get no new connections from now on; their old workers
       // keep accepting a moment, for what is queued there and handshakes already under way.
@@ -274,8 +282,9 @@ export class Supervisor {
     }
     const tls: GenerationTls =
       config.tls === null ? null : { certificates: materialOf([...manual, ...this.issued.stored(config.issuance)]) };
+    const htpasswd = loadHtpasswd(config);
     for (let index = 0; index < config.server.workerCount; index++) {
-      const slot: Slot = { worker: null, tls, restarts: 0, quickCrashes: 0, respawnTimer: null };
+      const slot: Slot = { worker: null, tls, htpasswd, restarts: 0, quickCrashes: 0, respawnTimer: null };
       slots.push(slot);
       this.spawnInto(slot, index, generation, config);
     }
@@ -383,20 +392,35 @@ export class Supervisor {
       cgroup,
       seccompFile: this.seccompFile(config, generation),
       ...identity,
-      keepFds: [CHANNEL_FD],
-      listenFds: listeners.map((_, i) => CHANNEL_FD + 1 + i),
+      keepFds: config.server.accessLogFile === null ? [CHANNEL_FD] : [CHANNEL_FD, ACCESS_LOG_FD],
+      listenFds: listeners.map((_, i) => FIRST_LISTENER_FD + i),
     });
     const startup: MasterMessage[] = [this.abuse.banSync()];
     if (slot.tls !== null) startup.push({ type: 'TLS_INIT', certificates: slot.tls.certificates, ...this.tickets.forWorkers() });
     if (config.issuance?.acme) startup.push(this.challenges.message());
+    // The htpasswd lines travel with the config (CFG_INIT): workers never read the files.
+    const workerConfig = Object.keys(slot.htpasswd).length === 0 ? config : { ...config, htpasswd: slot.htpasswd };
     let worker: WorkerProcess;
     try {
-      worker = new WorkerProcess(index, generation, slot.restarts, cgroup, uid, command, config, listeners, this.log, this.sink, startup);
+      worker = new WorkerProcess(
+        index,
+        generation,
+        slot.restarts,
+        cgroup,
+        uid,
+        command,
+        workerConfig,
+        listeners,
+        this.log,
+        this.sink,
+        startup,
+      );
     } catch (error) {
       if (uid !== null) this.uids.release(uid);
       throw error;
     }
     slot.worker = worker;
+    if (worker.accessLog !== null) this.accessLog.attach(worker.accessLog, worker);
     this.workers.add(worker);
     worker.onResponsiveness = () => void this.steer();
     const link = this.desk.attach(worker, ++this.linkIds);
@@ -536,4 +560,15 @@ export class Supervisor {
       this.spawnInto(slot, index, this.generation, this.config);
     }, delay);
   }
+}
+
+/** Every htpasswd file of `config`, read now; throws with the first problem (the generation does not start). */
+function loadHtpasswd(config: CompiledConfig): CompiledConfig['htpasswd'] {
+  const table: Record<string, HtpasswdEntries> = {};
+  for (const file of htpasswdFiles(config)) {
+    const read = readHtpasswd(file);
+    if (!read.ok) throw new Error(read.reason);
+    table[file] = read.entries;
+  }
+  return table;
 }

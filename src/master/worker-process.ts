@@ -14,9 +14,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { ACCESS_LOG_FD } from '../ipc/access-log.js';
 import type { Logger } from 'pino';
 import { forWorkers, type CompiledConfig } from '../config/types.js';
-import { CHANNEL_FD, HELPER_EXIT_CANNOT_SANDBOX, HELPER_EXIT_USAGE, type WorkerCommand } from '../isolation/worker-command.js';
+import {
+  CHANNEL_FD,
+  FIRST_LISTENER_FD,
+  HELPER_EXIT_CANNOT_SANDBOX,
+  HELPER_EXIT_USAGE,
+  type WorkerCommand,
+} from '../isolation/worker-command.js';
 import type { AuditEvent, MasterMessage, WorkerMessage } from '../ipc/messages.js';
 import type { LogSink } from '../logging/logger.js';
 import type { BoundListener } from './listeners.js';
@@ -107,10 +115,18 @@ export class WorkerProcess {
     /** Sent after the config and listeners, before CFG_START (the bans in force). */
     startup: readonly MasterMessage[] = [],
   ) {
-    // fd 3: the channel ('pipe' is a socketpair in libuv); fd 4...: the listening sockets, in `listeners` order.
+    // fd 3: the channel ('pipe' is a socketpair in libuv); fd 4: the access log pipe when there is an
+    // access log file (src/ipc/access-log.ts); fd 5...: the listening sockets, in `listeners` order.
     this.child = spawn(command.file, command.args, {
       env: command.env,
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...listeners.map((listener) => listener.handle.fd)],
+      stdio: [
+        'ignore',
+        'pipe',
+        'pipe',
+        'pipe',
+        config.server.accessLogFile === null ? 'ignore' : 'pipe',
+        ...listeners.map((listener) => listener.handle.fd),
+      ],
     });
     this.forwardOutput(sink);
     this.channel = new WorkerChannel(
@@ -151,13 +167,18 @@ export class WorkerProcess {
     // Never the issuance credentials: a worker has no use for them.
     this.post({ type: 'CFG_INIT', generation, config: forWorkers(config) });
     for (const [index, listener] of listeners.entries())
-      this.post({ type: 'CFG_LISTENER', listener: listener.spec, fd: CHANNEL_FD + 1 + index });
+      this.post({ type: 'CFG_LISTENER', listener: listener.spec, fd: FIRST_LISTENER_FD + index });
     for (const message of startup) this.post(message);
     this.post({ type: 'CFG_START' });
   }
 
   /** Messages for the worker kept until its first answer was checked; null once they went out. */
   private held: { message: MasterMessage; onFlushed?: () => void }[] | null = [];
+
+  /** The worker's end of the access log pipe, read by the master (null without an access log file). */
+  get accessLog(): Readable | null {
+    return (this.child.stdio[ACCESS_LOG_FD] as Readable | null | undefined) ?? null;
+  }
 
   get pid(): number | undefined {
     return this.child.pid;

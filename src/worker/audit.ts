@@ -9,6 +9,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditSpec } from '../config/types.js';
+import { auditCategory, auditCategoryEnabled } from '../logging/audit-categories.js';
 import { MAX_AUDIT_FIELD_CHARS, type AuditEvent, type WorkerMessage } from '../ipc/messages.js';
 
 export type Audit = (event: AuditEvent, requestHeaders?: IncomingHttpHeaders) => void;
@@ -40,13 +41,15 @@ function shortened(event: AuditEvent, chars: number): AuditEvent {
 }
 
 /**
- * `kind` picks the switch that turns the events off: log_security_events, or
- * log_authentication for logins (whose events are named auth.*).
+ * `kind` is what the caller's events are: security events, or logins. Each
+ * event is sent only when its category's switch is on
+ * (logging/audit-categories.ts: access refusals answer to log_authorization).
  */
 export function createAudit(spec: AuditSpec, kind: 'security' | 'authentication' = 'security'): Audit {
-  if (!spec.enabled || !(kind === 'security' ? spec.logSecurityEvents : spec.logAuthentication)) return () => undefined;
+  if (!spec.enabled) return () => undefined;
   const wanted = spec.includeHeaders;
   return (event, requestHeaders) => {
+    if (!auditCategoryEnabled(spec, auditCategory(event.event, kind))) return;
     let headers: Record<string, string> | undefined;
     if (requestHeaders !== undefined && wanted.length > 0) {
       headers = {};

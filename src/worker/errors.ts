@@ -29,6 +29,9 @@ export const ERRORS = {
   BAD_HEADER_VALUE: { status: 400, event: 'request.bad_header_value', text: 'Bad Request', close: true },
   MISSING_HOST: { status: 400, event: 'request.missing_host', text: 'Bad Request', close: true },
   DUPLICATE_HOST: { status: 400, event: 'request.duplicate_host', text: 'Bad Request', close: true },
+  BAD_HOST: { status: 400, event: 'request.bad_host', text: 'Bad Request', close: true },
+  DUPLICATE_HEADER: { status: 400, event: 'request.duplicate_header', text: 'Bad Request', close: true },
+  BAD_TARGET: { status: 400, event: 'request.bad_target', text: 'Bad Request', close: true },
   VERSION_NOT_SUPPORTED: { status: 505, event: 'request.version_not_supported', text: 'HTTP Version Not Supported', close: true },
   URL_TOO_LONG: { status: 414, event: 'request.url_too_long', text: 'URI Too Long', close: true },
   BODY_TOO_LARGE: { status: 413, event: 'request.body_too_large', text: 'Content Too Large', close: true },
@@ -47,14 +50,22 @@ export const ERRORS = {
   MISSING_PROXY_HEADERS: { status: 400, event: 'request.missing_proxy_headers', text: 'Bad Request', close: true },
   BAD_PATH: { status: 400, event: 'request.bad_path', text: 'Bad Request', close: false },
   FORBIDDEN_PATH: { status: 403, event: 'request.forbidden_path', text: 'Forbidden', close: false },
+  AUTH_REQUIRED: { status: 401, event: 'auth.required', text: 'Unauthorized', close: false },
+  AUTH_FAILED: { status: 401, event: 'auth.failed', text: 'Unauthorized', close: false },
+  AUTH_OVERLOADED: { status: 503, event: 'auth.overloaded', text: 'Service Unavailable', close: false },
+  ACCESS_DENIED: { status: 403, event: 'request.access_denied', text: 'Forbidden', close: false },
   NOT_FOUND: { status: 404, event: 'request.not_found', text: 'Not Found', close: false },
   METHOD_NOT_ALLOWED: { status: 405, event: 'request.method_not_allowed', text: 'Method Not Allowed', close: false },
   UNKNOWN_HOST: { status: 421, event: 'request.unknown_host', text: 'Misdirected Request', close: false },
   RANGE_NOT_SATISFIABLE: { status: 416, event: 'request.bad_range', text: 'Range Not Satisfiable', close: false },
+  UPGRADE_REFUSED: { status: 403, event: 'request.upgrade_refused', text: 'Forbidden', close: true },
+  WEBSOCKET_BAD_HANDSHAKE: { status: 400, event: 'request.websocket_bad_handshake', text: 'Bad Request', close: true },
+  WEBSOCKET_VERSION: { status: 426, event: 'request.websocket_version', text: 'Upgrade Required', close: true },
   INTERNAL: { status: 500, event: 'server.internal_error', text: 'Internal Server Error', close: true },
   UPSTREAM_UNAVAILABLE: { status: 502, event: 'upstream.unavailable', text: 'Bad Gateway', close: false },
   UPSTREAM_BAD_RESPONSE: { status: 502, event: 'upstream.bad_response', text: 'Bad Gateway', close: true },
   UPSTREAM_TIMEOUT: { status: 504, event: 'upstream.timeout', text: 'Gateway Timeout', close: false },
+  UPSTREAM_TLS_FAILED: { status: 502, event: 'upstream.tls_failed', text: 'Bad Gateway', close: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -87,10 +98,25 @@ export function rawErrorResponse(code: ErrorCode, extraHeaders: readonly (readon
   return `${head}\r\n${body}`;
 }
 
+/** A page of a site's own for some statuses (error_pages), as the route stage attaches it to a response (../error-pages.ts). */
+export interface ErrorPageSource {
+  serves(status: number): boolean;
+  /** Calls `send` once, with the page, or null for the catalogue's text. */
+  page(status: number, send: (page: { readonly body: Buffer; readonly contentType: string } | null) => void): void;
+}
+
+const ERROR_PAGES = Symbol('errorPages');
+
+/** From the route stage on, errors on `res` are answered with the site's pages where it has one. */
+export function useErrorPages(res: ServerResponse, pages: ErrorPageSource): void {
+  (res as unknown as { [ERROR_PAGES]?: ErrorPageSource })[ERROR_PAGES] = pages;
+}
+
 /**
- * Answer with a catalogued error, plus the headers its status requires. If the response has already started, the
- * only honest thing left is to cut the connection so the client sees a
- * truncated body rather than a wrong one.
+ * Answer with a catalogued error, plus the headers its status requires, and
+ * the site's own page for the status when it has one (the status is kept).
+ * If the response has already started, the only honest thing left is to cut
+ * the connection so the client sees a truncated body rather than a wrong one.
  */
 export function sendError(res: ServerResponse, code: ErrorCode, headers?: OutgoingHttpHeaders): void {
   const spec = ERRORS[code];
@@ -98,14 +124,32 @@ export function sendError(res: ServerResponse, code: ErrorCode, headers?: Outgoi
     res.destroy();
     return;
   }
-  const body = `${spec.status} ${spec.text}\n`;
+  const pages = (res as unknown as { [ERROR_PAGES]?: ErrorPageSource })[ERROR_PAGES];
+  if (pages?.serves(spec.status) === true) {
+    pages.page(spec.status, (page) => {
+      if (res.destroyed) return;
+      if (res.headersSent) res.destroy();
+      else writeError(res, spec, headers, page);
+    });
+    return;
+  }
+  writeError(res, spec, headers, null);
+}
+
+function writeError(
+  res: ServerResponse,
+  spec: ErrorSpec,
+  headers: OutgoingHttpHeaders | undefined,
+  page: { readonly body: Buffer; readonly contentType: string } | null,
+): void {
+  const body = page?.body ?? `${spec.status} ${spec.text}\n`;
   // Whatever the handler had set goes; the security headers come back at
   // writeHead (response-headers.ts).
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  // Headers the status itself calls for: Allow on 405, Content-Range on 416.
+  // Headers the status itself calls for: Allow on 405, Content-Range on 416, WWW-Authenticate on 401.
   for (const [name, value] of Object.entries(headers ?? {})) if (value !== undefined) res.setHeader(name, value);
   res.statusCode = spec.status;
-  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Content-Type', page?.contentType ?? 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-store');
   // Close when the catalogue says so, and whenever the request body has not

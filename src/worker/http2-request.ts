@@ -81,3 +81,22 @@ export function hasBodyWithoutLength(req: IncomingMessage): boolean {
   const stream = http2Stream(req);
   return stream !== null && req.headers['content-length'] === undefined && !stream.endAfterHeaders;
 }
+
+/**
+ * The :protocol of an extended CONNECT (RFC 8441 §4: "websocket" for a
+ * WebSocket over HTTP/2), or null for any other request. The HTTP/1.1 view
+ * shows no pseudo-header, so this reads the stream's own.
+ */
+export function extendedConnectProtocol(req: IncomingMessage): string | null {
+  if (req.method !== 'CONNECT' || http2Stream(req) === null) return null;
+  const fields = baseHeaders.call(req) as IncomingHttpHeaders;
+  const protocol = fields[':protocol'];
+  return typeof protocol === 'string' ? protocol : null;
+}
+
+/** The :path of an HTTP/2 request (an extended CONNECT has one, RFC 8441 §4), or null. */
+export function http2Path(req: IncomingMessage): string | null {
+  if (http2Stream(req) === null) return null;
+  const path = (baseHeaders.call(req) as IncomingHttpHeaders)[':path'];
+  return typeof path === 'string' ? path : null;
+}

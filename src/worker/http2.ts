@@ -96,7 +96,8 @@ export function http2Limits(limits: LimitsSpec): Http2Limits {
 /**
  * The HTTP/2 server of an HTTPS listener. It never listens: tls-front.ts
  * hands it each TLS connection that negotiated "h2". Server push is off;
- * extended CONNECT (RFC 8441) is not offered.
+ * extended CONNECT (RFC 8441) is offered: WebSocket over HTTP/2 reaches the
+ * pipeline as a CONNECT with :protocol (websocket/handshake.ts).
  */
 export function createHttp2Server(
   limits: Http2Limits,
@@ -109,7 +110,7 @@ export function createHttp2Server(
         maxConcurrentStreams: limits.maxConcurrentStreams,
         maxHeaderListSize: limits.maxHeaderListBytes,
         enablePush: false,
-        enableConnectProtocol: false,
+        enableConnectProtocol: true,
       },
       maxHeaderListPairs: limits.maxHeaderListPairs,
       streamResetBurst: NGHTTP2_RESET_BURST_FACTOR * limits.resetBurst,
@@ -191,9 +192,13 @@ export class Http2Sessions {
    * IncomingMessage and ServerResponse (see server.ts).
    */
   server(handler: (req: IncomingMessage, res: ServerResponse) => void): Http2Entry {
-    const server = createHttp2Server(this.limits, this.config.responseHeaders, (req, res) =>
-      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse),
-    );
+    const serve = (req: Http2ServerRequest, res: http2.Http2ServerResponse): void =>
+      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    const server = createHttp2Server(this.limits, this.config.responseHeaders, serve);
+    // Node's compatibility layer hands CONNECT streams to 'connect' (else it answers 405 itself): the
+    // pipeline gets them like any request, so an extended CONNECT (RFC 8441) can become a WebSocket and
+    // any other CONNECT is refused by the handler, audited.
+    server.on('connect', serve);
     // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
     server.setTimeout(this.config.timeouts.idleTimeoutMs);
     server.on('session', (session: ServerHttp2Session) => this.adopt(session));

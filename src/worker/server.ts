@@ -31,6 +31,9 @@ import { WorkerMetrics } from './metrics.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { secureResponseClass } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
+import { upgradeTokens } from './websocket/handshake.js';
+import { WebSocketTunnels } from './websocket/tunnel.js';
+import { isTunnelled } from './websocket/upstream.js';
 
 /** How often Node checks header/request timeouts; its default (30 s) lets slow clients linger. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
@@ -68,6 +71,8 @@ export class WorkerServer {
   /** The TLS side of the HTTPS listeners, or null without TLS. */
   private readonly tlsFront: TlsFront | null;
   private readonly answerParseError: (error: ParseError, socket: Socket) => void;
+  /** WebSocket connections once switched (websocket/tunnel.ts): drained with the server. */
+  private readonly tunnels: WebSocketTunnels;
   private draining = false;
 
   constructor(
@@ -81,7 +86,12 @@ export class WorkerServer {
     // Refused connections, at accept or as HTTP/2 sessions, are audited at most once a second per client.
     const refusalThrottle = createAuditThrottle();
     this.metrics = new WorkerMetrics(link, () => this.connections.size);
-    this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full');
+    this.tunnels = new WebSocketTunnels(
+      { idleTimeoutMs: config.timeouts.idleTimeoutMs, writeTimeoutMs: config.timeouts.writeTimeoutMs },
+      audit,
+      this.metrics,
+    );
+    this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full', this.tunnels);
     this.tlsFront =
       config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
     this.http2 = new Http2Sessions(config, log, this.metrics, audit, refusalThrottle, () => this.draining);
@@ -97,6 +107,7 @@ export class WorkerServer {
     if (spec.purpose === 'metrics') return this.start(spec, createMetricsServer(this.link), handle);
     if (spec.purpose === 'dashboard') return this.start(spec, createDashboardServer(this.config, this.link, loadDashboardAssets()), handle);
     const { limits, timeouts } = this.config;
+    const responseClass = secureResponseClass(this.config.responseHeaders, spec.protocol);
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: timeouts.headerReadTimeoutMs,
@@ -109,13 +120,20 @@ export class WorkerServer {
       insecureHTTPParser: false,
       noDelay: true,
       // Node's typing asks for a class generic in its request type; ours answers IncomingMessage, which is what it gets.
-      ServerResponse: secureResponseClass(this.config.responseHeaders, spec.protocol) as http.ServerOptions['ServerResponse'],
+      ServerResponse: responseClass as http.ServerOptions['ServerResponse'],
+      // Upgrades go to 'upgrade' below, except one to h2c alone: that is
+      // served as the HTTP/1.1 request it also is (RFC 9110 §7.8 lets a
+      // server ignore Upgrade; RFC 9113 §3.1 retired h2c), so `curl --http2`
+      // over plain HTTP gets its answer.
+      shouldUpgradeCallback: (req) => upgradeTokens(req.headers.upgrade).some((token) => token !== 'h2c'),
     };
     const handler: RequestListener = (req, res) => this.serve(spec.protocol, req, res);
     const server = http.createServer(httpOptions, handler);
     // Over TLS, the TLS front hands the HTTP/1 server each finished handshake as a connection.
     server.on('connection', (socket: Socket) => void this.connections.track(socket, spec.protocol));
-    server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+    // max_request_per_connection is counted in serve(), not by Node's
+    // maxRequestsPerSocket: Node answers the requests past it 503 and keeps
+    // reading, where RFC 9112 §9.6 says none after `Connection: close` is processed.
     // One above the limit: Node 20 dropped headers past maxHeadersCount
     // without a word (header-limits.ts then sees one too many); Node 24
     // raises a header overflow (answered as a parse error). Either way the
@@ -123,6 +141,9 @@ export class WorkerServer {
     server.maxHeadersCount = limits.maxHeaders + 1;
     server.setTimeout(timeouts.idleTimeoutMs);
     server.on('clientError', this.answerParseError);
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) =>
+      this.serveUpgrade(spec.protocol, responseClass, req, socket, head),
+    );
     // Node starts checking headersTimeout and requestTimeout (every
     // connectionsCheckingInterval) when an http.Server emits 'listening'.
     // This one never listens — connections are handed to it — so it is told
@@ -147,6 +168,14 @@ export class WorkerServer {
     const stream = http2Stream(req);
     // Held here: by the time the response closes, req.socket may already be detached (null).
     const state = stream === null ? this.connections.get(req.socket) : this.http2.stateOf(stream);
+    if (stream === null && state !== undefined) {
+      state.requests += 1;
+      // RFC 9112 §9.6: the response to the last request allowed says
+      // Connection: close; a request pipelined behind it is not processed
+      // (it gets no answer: the connection closes once that response is out).
+      if (state.requests > this.config.limits.maxRequestsPerConnection) return;
+      if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
+    }
     if (state) this.connections.requestStarted(state);
     if (stream !== null) this.http2.watchStream(stream, state);
     else if (this.draining) res.shouldKeepAlive = false;
@@ -156,6 +185,34 @@ export class WorkerServer {
       this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
       if (state !== undefined) this.connections.requestEnded(state);
     });
+  }
+
+  /**
+   * An HTTP/1.1 request asking to switch protocols. Node hands it over
+   * with the raw socket and no response; it gets one on that socket, and
+   * goes through the same pipeline as every request (limits, access lists,
+   * rate limits, IDS, the route's permission): the upgrade stage and the
+   * proxy decide what becomes of it. Whatever the answer, the connection
+   * closes after it, unless it became a WebSocket tunnel.
+   */
+  private serveUpgrade(
+    protocol: Protocol,
+    responseClass: ReturnType<typeof secureResponseClass>,
+    req: http.IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+  ): void {
+    // Node has stopped its idle timer on this socket; the tunnel keeps its own (idle_timeout).
+    socket.setTimeout(0);
+    const res = new responseClass(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.on('finish', () => {
+      if (!isTunnelled(res)) socket.end();
+    });
+    // Bytes the client sent after the head (frames it should not have sent yet) are read by the tunnel, if one opens.
+    if (head.length > 0) socket.unshift(head);
+    this.serve(protocol, req, res);
   }
 
   /**
@@ -206,6 +263,8 @@ export class WorkerServer {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    // WebSocket tunnels get a close frame 1001 "going away" at their next frame boundary (websocket/tunnel.ts).
+    this.tunnels.goAway();
     // net.Server's close only stops accepting; http.Server's would also cut
     // idle keep-alive connections at once.
     for (const listener of this.listeners) net.Server.prototype.close.call(listener);
@@ -214,6 +273,7 @@ export class WorkerServer {
     const deadline = performance.now() + deadlineMs;
     while (this.connections.size > 0 && performance.now() < deadline) await sleep(DRAIN_SWEEP_MS);
     this.connections.closeAll();
+    this.tunnels.close();
     clearInterval(sweep);
     await this.pipeline.close();
     this.metrics.close();

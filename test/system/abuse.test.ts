@@ -192,6 +192,8 @@ whitelist = ["127.0.0.30"]
 blacklist = ["127.0.0.31/32", "10.9.0.0/16"]
 ban_seconds = 2
 ban_after_breaches = 5
+# The clients here are 127.0.0.x, loopback, which is never banned by default.
+ignore_ip = []
 
 [[vhosts]]
 domains = ["*"]

@@ -6,7 +6,7 @@
  * unwritable file that is reported and does not stop serving.
  */
 import assert from 'node:assert/strict';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, rawRequest, readText, request, TestServer, waitFor } from '../support/harness.js';
@@ -89,18 +89,35 @@ root = "${server.dir}"
 });
 
 describe('audit log problems', () => {
-  it('an unwritable audit file is reported and serving goes on', async () => {
+  it('an audit file that cannot be made is refused at start, in one line', async () => {
+    const server = new TestServer();
+    try {
+      // Under /proc no directory can be made (and Node's recursive mkdir never returns there): check and start say so.
+      await assert.rejects(
+        server.start(
+          `[security.audit]\nlog_file = "/proc/miwidothttp-no-such-dir/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+        ),
+        /security\.audit\.log_file: \/proc lies on \/proc/,
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('an audit file that cannot be reopened is reported and serving goes on', async () => {
     const server = new TestServer();
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
+    const logs = path.join(server.dir, 'audit');
     try {
-      // Under /proc no directory can be made (and Node's recursive mkdir never returns there).
-      await server.start(
-        `[security.audit]\nlog_file = "/proc/miwidothttp-no-such-dir/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`,
+      await server.start(`[security.audit]\nlog_file = "${logs}/audit.log"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"\n`);
+      // Rotated away, and its directory replaced by a file: the reopen cannot make it again.
+      rmSync(logs, { recursive: true });
+      writeFileSync(logs, 'not a directory\n');
+      process.kill(server.masterPid(), 'SIGUSR1');
+      await waitFor('failure reported', () =>
+        server.logLines().find((line) => line.msg === 'audit log not reopened; still writing to the one it had'),
       );
       await rawRequest(server.port, REJECTED);
-      await waitFor('failure reported', () =>
-        server.logLines().find((line) => line.msg === 'audit log cannot be written; serving goes on (fix it, then send SIGUSR1)'),
-      );
       assert.equal((await request(server.port, { path: '/' })).status, 200);
       // And the master is not spinning on the directory it could not make.
       const before = cpuTicks(server.masterPid());

@@ -3,6 +3,7 @@
  * path and line, ${VAR} interpolation, and `check` through the real CLI.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -156,7 +157,7 @@ describe('one line per problem, naming the key', () => {
     [
       'metrics on the serving port',
       '[server.metrics]\nenabled = true\nport = 8080\n',
-      /^server\.metrics\.port: must differ from server\.http_port/,
+      /^server\.metrics\.port: 127\.0\.0\.1:8080 is also server\.http_port/,
     ],
     [
       'vhost header override of an unknown key',
@@ -222,6 +223,61 @@ describe('one line per problem, naming the key', () => {
       /^ssl\.cloudflare_api_url: .*not https/,
     ],
     [
+      'a route path with traversal',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/api/../admin/"\n',
+      /^vhosts\[0\]\.routes\[0\]\.path: no empty, "\." or "\.\." segments \(line 5\)$/,
+    ],
+    [
+      'a route path with an escape',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/a%2fb"\n',
+      /^vhosts\[0\]\.routes\[0\]\.path: an absolute path of/,
+    ],
+    [
+      'a route routed twice',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/a/"\n[[vhosts.routes]]\npath = "/a/"\n',
+      /^vhosts\[0\]\.routes\[1\]\.path: \/a\/ is routed twice/,
+    ],
+    [
+      'a missing route root',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/x/"\nroot = "/nonexistent/miwidothttp-root"\n',
+      /^vhosts\[0\]\.routes\[0\]\.root: \/nonexistent\/miwidothttp-root is not a directory \(line 6\)$/,
+    ],
+    [
+      'an unreadable htpasswd',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[[vhosts.routes]]\npath = "/x/"\n[vhosts.routes.auth]\nhtpasswd = "/nonexistent/htpasswd"\n',
+      /^vhosts\[0\]\.routes\[0\]\.auth\.htpasswd: \/nonexistent\/htpasswd: cannot read: ENOENT/,
+    ],
+    [
+      'a domain claimed twice',
+      '[[vhosts]]\ndomains = ["a.example"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["b.example", "a.example"]\nroot = "/srv"\n',
+      /^vhosts\[1\]\.domains: a\.example is claimed by vhosts\[0\] already/,
+    ],
+    [
+      'try_files on a proxy',
+      '[[vhosts]]\ndomains = ["*"]\ntry_files = ["$uri"]\n[vhosts.backend]\ntype = "proxy"\ntarget = "http://127.0.0.1:1"\n',
+      /^vhosts\[0\]\.try_files: only for a static backend/,
+    ],
+    [
+      'a try_files entry that climbs',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\ntry_files = ["$uri", "/../etc/passwd"]\n',
+      /^vhosts\[0\]\.try_files: .*segments/,
+    ],
+    [
+      'an error page for a 3xx',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\nerror_pages = { 304 = "/x.html" }\n',
+      /^vhosts\[0\]\.error_pages\.304: a 4xx or 5xx status/,
+    ],
+    [
+      'access_log = false beside a file',
+      '[server]\naccess_log = false\naccess_log_file = "/tmp/a.log"\n',
+      /^server\.access_log: false, but server\.access_log_file is set/,
+    ],
+    [
+      'a compression algorithm twice',
+      '[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.compression]\nalgorithms = ["br", "br"]\n',
+      /^vhosts\[0\]\.compression\.algorithms: each algorithm once/,
+    ],
+    [
       'a list of names without a provider',
       '[ssl]\ndomains = ["a.example"]\n',
       /^ssl\.domains: a list of names is obtained from ssl\.provider/,
@@ -268,7 +324,7 @@ describe('[ssl] provider', () => {
   it('obtains every vhost name but "*" and the manual ones, wildcards by DNS-01', () => {
     const file = write(
       '[server]\nhttp_port = 80\nhttps_port = 443\n[ssl]\nprovider = "acme"\nagree_tos = true\n[ssl.challenges]\ndns_01_provider = "cloudflare"\ndns_01_credentials = "${CF_DNS}"\n' +
-        '[[vhosts]]\ndomains = ["A.example", "*.b.example"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["*", "a.example"]\nroot = "/srv"\n',
+        '[[vhosts]]\ndomains = ["A.example", "*.b.example"]\nroot = "/srv"\n[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n',
     );
     const result = loadConfig(file, { CF_DNS: 'secret-dns-token' });
     assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
@@ -318,6 +374,26 @@ describe('[ssl] provider', () => {
       errors.some((line) => /^ssl\.domains\."manual\.example": /.test(line)),
       errors.join('\n'),
     );
+  });
+});
+
+describe('htpasswd files', () => {
+  it('refuses a scheme other than bcrypt, naming the line', () => {
+    const file = path.join(dir, 'md5.htpasswd');
+    writeFileSync(file, execFileSync('htpasswd', ['-nbm', 'bob', 'pw'], { encoding: 'utf8' }));
+    const errors = errorsOf(`[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.auth]\nhtpasswd = "${file}"\n`);
+    assert.ok(
+      errors.some((line) => /vhosts\[0\]\.auth\.htpasswd: .*line 1: only bcrypt hashes are accepted/.test(line)),
+      errors.join('\n'),
+    );
+  });
+
+  it('accepts what htpasswd -B writes', () => {
+    const file = path.join(dir, 'bcrypt.htpasswd');
+    execFileSync('htpasswd', ['-cbB', file, 'alice', 'pw']);
+    execFileSync('htpasswd', ['-bB', file, 'bob', 'pw2']);
+    const result = loadConfig(write(`[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n[vhosts.auth]\nhtpasswd = "${file}"\n`));
+    assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
   });
 });
 

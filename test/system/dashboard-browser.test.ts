@@ -22,7 +22,6 @@ const TOKEN = randomBytes(32).toString('hex');
 const REFRESH_DEADLINE_MS = 20_000;
 /** Markup an attacker puts in a path: it would run if the page ever parsed data as HTML (innerHTML runs onerror, not <script>). */
 const HOSTILE_PATH = '/<img/src/onerror=window.__pwned=1>';
-const HOSTILE_HOST = '<b>bold</b>';
 
 /** The texts of one column of a table of the page. */
 const column = (table: string, index: number): string =>
@@ -109,21 +108,25 @@ describe('dashboard in Chromium', () => {
     assert.equal(row[2], 'admin');
   });
 
-  it('shows the IDS alert a request caused, its markup as text', async () => {
-    const answer = await rawRequest(server.port, `GET ${HOSTILE_PATH} HTTP/1.1\r\nHost: ${HOSTILE_HOST}\r\nConnection: close\r\n\r\n`);
-    assert.match(answer, /^HTTP\/1\.1 403 /, 'the IDS blocked it');
+  it("shows the IDS alert a request caused, and a hostile request's markup as text", async () => {
+    // Raw markup in a path never reaches the IDS any more (reject_invalid_characters: 400), but it is audited as sent.
+    const hostile = await rawRequest(server.port, `GET ${HOSTILE_PATH} HTTP/1.1\r\nHost: dashboard.test\r\nConnection: close\r\n\r\n`);
+    assert.match(hostile, /^HTTP\/1\.1 400 /, 'refused before the IDS');
+    // What the IDS sees: the same markup percent-encoded in a query, decoded by the IDS.
+    const encoded = await rawRequest(
+      server.port,
+      `GET /?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E HTTP/1.1\r\nHost: dashboard.test\r\nConnection: close\r\n\r\n`,
+    );
+    assert.match(encoded, /^HTTP\/1\.1 403 /, 'the IDS blocked it');
     await page.waitFor('the IDS alert', `${column('ids', 1)}.includes('ids.alert')`, REFRESH_DEADLINE_MS);
-    const paths = await page.evaluate<string[]>(column('ids', 4));
-    assert.ok(paths.includes(HOSTILE_PATH), `paths shown: ${paths}`);
-    assert.ok((await page.evaluate<string[]>(column('ids', 3))).includes(HOSTILE_HOST));
+    await page.waitFor('the hostile path', `${column('audit', 5)}.includes(${JSON.stringify(HOSTILE_PATH)})`, REFRESH_DEADLINE_MS);
     // Shown as those characters: the cell holds text, no element was made of it, nothing ran.
     assert.equal(await page.evaluate(`document.querySelectorAll('main img, main b, main script').length`), 0);
     assert.equal(await page.evaluate('window.__pwned'), undefined);
     const cell = await page.evaluate<string>(
-      `[...document.querySelectorAll('#ids td')].find((td) => td.textContent === ${JSON.stringify(HOSTILE_PATH)}).innerHTML`,
+      `[...document.querySelectorAll('#audit td')].find((td) => td.textContent === ${JSON.stringify(HOSTILE_PATH)}).innerHTML`,
     );
     assert.equal(cell, '/&lt;img/src/onerror=window.__pwned=1&gt;');
-    assert.ok((await page.evaluate<string[]>(column('audit', 5))).includes(HOSTILE_PATH), 'in the audit events too');
   });
 
   it('takes a screenshot of the page', async (t) => {

@@ -66,6 +66,8 @@ action = "block"
 [security.ddos]
 whitelist = ["127.0.0.1"]
 ban_seconds = 60
+# The attackers here are 127.0.0.x, loopback, which is never banned by default.
+ignore_ip = []
 
 [[vhosts]]
 domains = ["site.test"]

@@ -26,6 +26,8 @@ function settings(
       maxConnections: overrides.max ?? 1000,
       maxConnectionsPerIp: overrides.perIp ?? 3,
       connectionRatePerIp: overrides.rate ?? 1000,
+      // A bucket of one second's worth, as these cases were written for.
+      connectionBurstPerIp: overrides.rate ?? 1000,
     },
     rateLimit: overrides.rps === undefined ? null : { requestsPerSecond: overrides.rps, burst: overrides.burst ?? overrides.rps },
     access: { banAfterBreaches: overrides.banAfter ?? 0, breachWindowMs: 60_000, maxTrackedClients: overrides.tracked ?? 100_000 },

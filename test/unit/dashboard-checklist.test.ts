@@ -154,7 +154,7 @@ describe('checklist: security headers', () => {
   });
 
   it('amber for the legacy X-XSS-Protection filter, a report-only CSP or no referrer policy', () => {
-    const xss = config(`[security.headers]\ncsp_directives = "default-src 'self'"\n`);
+    const xss = config(`[security.headers]\ncsp_directives = "default-src 'self'"\nxss_protection = "1; mode=block"\n`);
     expect(itemOf(xss, 'headers'), 'amber', 'security.headers.xss_protection', /OWASP/);
     expect(itemOf(config(`${GOOD_HEADERS}csp_report_only = true\n`), 'headers'), 'amber', 'security.headers.csp_report_only');
     expect(itemOf(config(`${GOOD_HEADERS}referrer_policy = ""\n`), 'headers'), 'amber', 'security.headers.referrer_policy');

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -14,6 +14,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { forWorkers } from '../../src/config/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'miwidothttp-dashboard-config-'));
+// The site root exists and the workers may list it: check refuses a root they cannot serve.
+mkdirSync(path.join(dir, 'www'), { mode: 0o755 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 const TOKEN = '3f'.repeat(32);
 let files = 0;

@@ -111,7 +111,13 @@ async function refusedPort(): Promise<number> {
 function backend(targets: readonly (string | { url: string; weight: number })[], overrides: Partial<ProxyBackend> = {}): ProxyBackend {
   return {
     type: 'proxy',
-    targets: targets.map((t) => (typeof t === 'string' ? { url: t, weight: 1 } : t)),
+    configKey: 'vhosts[0].backend',
+    targets: targets.map((t) => ({
+      socketPath: null,
+      hostSocketPath: null,
+      jailBind: null,
+      ...(typeof t === 'string' ? { url: t, weight: 1 } : t),
+    })),
     loadBalancing: 'round_robin',
     connectTimeoutMs: 2_000,
     upstreamTimeoutMs: 10_000,
@@ -119,6 +125,10 @@ function backend(targets: readonly (string | { url: string; weight: number })[],
     failTimeoutMs: 10_000,
     preserveHost: true,
     keepAlive: true,
+    webSocket: true,
+    protocol: 'http/1.1',
+    tls: null,
+    healthCheck: null,
     ...overrides,
   };
 }
@@ -333,7 +343,7 @@ describe('request headers to the upstream', () => {
         'Connection: close, X-Hop-Secret',
         'X-Hop-Secret: s',
         'Keep-Alive: timeout=5',
-        'TE: trailers',
+        'TE: deflate;q=0.5, trailers',
         'Trailer: X-T',
         'Trailers: X-T',
         'Upgrade: foo/1',
@@ -355,7 +365,6 @@ describe('request headers to the upstream', () => {
     for (const name of [
       'x-hop-secret',
       'keep-alive',
-      'te',
       'trailer',
       'trailers',
       'upgrade',
@@ -365,10 +374,13 @@ describe('request headers to the upstream', () => {
     ]) {
       assert.equal(seen.headers[name], undefined, `${name} must not reach the upstream`);
     }
+    // TE is this hop's own: only "trailers" is said again, since the proxy relays trailer fields.
+    assert.equal(seen.headers.te, 'trailers');
     // undici's own connection management, not the client's.
     assert.equal(seen.headers.connection, 'keep-alive');
     assert.equal(seen.headers['x-real-ip'], CLIENT_IP);
-    assert.equal(seen.headers['x-forwarded-for'], `198.51.100.1, ${CLIENT_IP}`);
+    // The peer is no trusted proxy (no ctx.peer): its own list is dropped, never appended to.
+    assert.equal(seen.headers['x-forwarded-for'], CLIENT_IP);
     assert.equal(seen.headers['x-forwarded-proto'], 'http');
     assert.equal(seen.headers['x-forwarded-host'], 'front.example:8080');
     assert.equal(seen.headers.host, 'front.example:8080', 'preserve_host passes the client Host');

@@ -14,6 +14,7 @@ const STATS = { ino: 7, size: 11, mtimeMs: 1_705_321_845_123.5, ctimeMs: 1_705_3
 const fileRoute = (name: string, bodyBytes: number, checkedAtMs = 0): Route => ({
   kind: 'file',
   entry: makeEntry(`/srv/${name}`, { ...STATS, size: bodyBytes }, Buffer.alloc(bodyBytes)),
+  siblings: null,
   checkedAtMs,
 });
 

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { COMPRESSION_DEFAULTS } from '../../src/config/compile-sites.js';
 import type { VhostSpec } from '../../src/config/types.js';
 import { createStaticHandler } from '../../src/worker/handlers/static/handler.js';
 import type { StaticCacheTuning } from '../../src/worker/handlers/static/cache.js';
@@ -105,6 +106,12 @@ function vhostFor(root: string, overrides: Partial<VhostSpec> = {}): VhostSpec {
     responseHeaders: null,
     directoryListing: false,
     backend: { type: 'static' },
+    tryFiles: null,
+    errorPages: {},
+    auth: null,
+    access: null,
+    compression: COMPRESSION_DEFAULTS,
+    routes: [],
     ...overrides,
   };
 }

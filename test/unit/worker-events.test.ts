@@ -13,7 +13,13 @@ import { ERRORS } from '../../src/worker/errors.js';
 import { ROOT } from '../support/harness.js';
 
 /** Names the worker only logs (its own log line), never sends; access-log notes (`ctx.note(...)`) are skipped by the scan. */
-const LOG_ONLY = new Set(['tls.certificate_unusable', 'acme.bad_challenge', 'acme.stale_challenges']);
+const LOG_ONLY = new Set([
+  'tls.certificate_unusable',
+  'acme.bad_challenge',
+  'acme.stale_challenges',
+  'upstream.healthy',
+  'upstream.unhealthy',
+]);
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

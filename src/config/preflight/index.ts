@@ -21,7 +21,11 @@ import {
   workerGroupExists,
   workerUidRangeFree,
 } from './isolation.js';
-import { manualCertificates, privateCertDir, rootOwnedDnsProgram } from './tls.js';
+import { htpasswdReadable, routeRootsExist } from './sites.js';
+import { controlSocketIsOurs, logFilesWritable, pidFileIsOurs } from './server-files.js';
+import { manualCertificates, privateCertDir, privateKeyFiles, rootOwnedDnsProgram } from './tls.js';
+import { sandboxHelperAccepts, siteRootsReadable, workerMemory, workerUser } from './workers.js';
+import { upstreamTlsFiles } from '../upstream-tls.js';
 import { clusterIdentity } from './cluster.js';
 
 /**
@@ -35,23 +39,52 @@ export type PreflightCheck = (config: CompiledConfig, purpose: PreflightPurpose)
 
 /** Every host probe, in the order their problems are listed. */
 export const PREFLIGHT_CHECKS: readonly PreflightCheck[] = [
+  // [server]
+  pidFileIsOurs,
+  controlSocketIsOurs,
+  logFilesWritable,
   // [ssl]
   manualCertificates,
+  privateKeyFiles,
   privateCertDir,
   rootOwnedDnsProgram,
+  // proxy backends: ca_file, client_cert_file, client_key_file
+  upstreamTlsFiles,
   // [process.isolation]
   sandboxHelperBuilt,
   masterIsRoot,
+  workerUser,
+  workerMemory,
   chrootIsDirectory,
   apparmorEnabled,
   cgroupControllers,
   workerUidRangeFree,
   workerGroupExists,
+  // [[vhosts]]
+  siteRootsReadable,
   // [cluster]
   clusterIdentity,
+  // [[vhosts]] routes
+  routeRootsExist,
+  htpasswdReadable,
+  // Last: the helper re-validates much of the above, and says only what they did not.
+  sandboxHelperAccepts,
 ];
 
-/** Every problem the host has with `config`; none: it can be applied here. */
+/**
+ * Every problem the host has with `config`; none: it can be applied here.
+ * The sandbox helper's verdict on a key another check already named is left
+ * out: it would be the same problem said twice.
+ */
 export function preflight(config: CompiledConfig, purpose: PreflightPurpose): ConfigProblem[] {
-  return PREFLIGHT_CHECKS.flatMap((check) => check(config, purpose));
+  const problems: ConfigProblem[] = [];
+  for (const check of PREFLIGHT_CHECKS) {
+    const named = new Set(problems.map((problem) => problem.key));
+    for (const problem of check(config, purpose)) {
+      if (check === sandboxHelperAccepts && (named.has(problem.key) || problems.some((p) => p.key.startsWith('process.isolation'))))
+        continue;
+      problems.push(problem);
+    }
+  }
+  return problems;
 }

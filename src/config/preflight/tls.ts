@@ -2,7 +2,7 @@
  * Preflight checks of [ssl]: the files the master will read, the directory
  * it will write keys into, the program it will run as root.
  */
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync, type Stats, statSync } from 'node:fs';
 import { privateDirectoryProblem } from '../../fs/private-file.js';
 import { loadCertificate } from '../../tls/certificates.js';
 import type { ConfigProblem } from '../problem.js';
@@ -18,6 +18,30 @@ export function manualCertificates(config: CompiledConfig): ConfigProblem[] {
   for (const certificate of config.tls?.certificates ?? []) {
     const loaded = loadCertificate(certificate);
     if (!loaded.ok) problems.push({ key: `ssl.domains.${JSON.stringify(certificate.name)}`, message: loaded.problem });
+  }
+  return problems;
+}
+
+/**
+ * A key file others can read is a key others have; one group or others can
+ * write is a key someone else can replace. Group read stays allowed (Debian's
+ * ssl-cert group: keys 0640 root:ssl-cert), and is warned about when loaded.
+ */
+export function privateKeyFiles(config: CompiledConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const certificate of config.tls?.certificates ?? []) {
+    let stat: Stats;
+    try {
+      stat = statSync(certificate.keyFile);
+    } catch {
+      continue; // manualCertificates names a missing file
+    }
+    const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
+    const key = `ssl.domains.${JSON.stringify(certificate.name)}.key_file`;
+    if ((stat.mode & 0o004) !== 0)
+      problems.push({ key, message: `${certificate.keyFile} is readable by others (mode ${mode}): chmod 600 it` });
+    else if ((stat.mode & 0o022) !== 0)
+      problems.push({ key, message: `${certificate.keyFile} is writable by group or others (mode ${mode}): chmod 600 it` });
   }
   return problems;
 }

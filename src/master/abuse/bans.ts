@@ -11,7 +11,7 @@
  * a burst of bans costs one write, and no ban waits on the disk. A ban a
  * worker's report caused names that worker.
  */
-import { mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { writePrivateFileAsync } from '../../fs/private-file.js';
@@ -85,16 +85,32 @@ export class BanList {
    * a reason to stay down. More bans than max_bans: the latest to expire are kept.
    */
   load(): void {
-    let text: string;
+    this.#read();
+    // Said at every start: bans carried over from a previous run refuse clients before they send a byte.
+    const count = this.#bans.size;
+    this.log.info({ file: this.file, bans: count }, `loaded ${count} ban${count === 1 ? '' : 's'} from ${this.file}`);
+  }
+
+  #read(): void {
+    let text = '';
+    let notAFile = false;
     try {
+      // A FIFO would block the read (and the master) forever; a link would be followed as root.
+      const stat = lstatSync(this.file);
+      if (!stat.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
       text = readFileSync(this.file, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'ENOTREG') {
         this.log.error({ err: error, file: this.file }, 'cannot read the ban list; starting without it');
-      return;
+        return;
+      }
+      notAFile = true;
     }
     const now = this.now();
     try {
+      if (notAFile) throw new Error('not a regular file');
       if (text.length > MAX_FILE_BYTES) throw new Error('too large');
       const parsed = JSON.parse(text) as { version?: unknown; bans?: unknown };
       if (parsed.version !== FILE_VERSION || !Array.isArray(parsed.bans)) throw new Error('not a ban list');

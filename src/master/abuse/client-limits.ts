@@ -4,7 +4,7 @@
  * client to one worker, so per-worker counters with limit/N would be wrong):
  *
  * - connections: max_connections, max_connections_per_ip and
- *   connection_rate_per_ip. A worker asks before it reads a byte of a new
+ *   connection_rate_per_ip (with its burst, connection_burst_per_ip). A worker asks before it reads a byte of a new
  *   connection and says when the connection closes; the master's counts
  *   are exact.
  * - requests ([security.rate_limiting]): a token bucket per client IP. Asking
@@ -84,7 +84,7 @@ export class LruMap<V> {
 const LEASE_SHARE_OF_BURST = 1 / 8;
 
 export interface LimitSettings {
-  readonly limits: Pick<LimitsSpec, 'maxConnections' | 'maxConnectionsPerIp' | 'connectionRatePerIp'>;
+  readonly limits: Pick<LimitsSpec, 'maxConnections' | 'maxConnectionsPerIp' | 'connectionRatePerIp' | 'connectionBurstPerIp'>;
   readonly rateLimit: RateLimitSpec | null;
   readonly access: Pick<AccessSpec, 'banAfterBreaches' | 'breachWindowMs' | 'maxTrackedClients'>;
 }
@@ -140,12 +140,12 @@ export class ClientLimits {
 
   /** A worker accepted a connection from `ip` and waits, reading nothing, for this answer. */
   connect(workerId: number, ip: string): ConnectVerdict {
-    const { maxConnections, maxConnectionsPerIp, connectionRatePerIp } = this.#settings.limits;
+    const { maxConnections, maxConnectionsPerIp, connectionRatePerIp, connectionBurstPerIp } = this.#settings.limits;
     let verdict: ConnectVerdict = 'ok';
     if (this.#openTotal >= maxConnections) verdict = 'max_connections';
     else if ((this.#openByIp.get(ip) ?? 0) >= maxConnectionsPerIp) verdict = 'max_connections_per_ip';
-    // New connections per second: a bucket of one second's worth.
-    else if (this.#take(this.#connectionBuckets, ip, connectionRatePerIp, connectionRatePerIp, 1) === 0) verdict = 'connection_rate';
+    // New connections per second: a bucket of connection_burst_per_ip, refilled at the rate.
+    else if (this.#take(this.#connectionBuckets, ip, connectionRatePerIp, connectionBurstPerIp, 1) === 0) verdict = 'connection_rate';
     if (verdict !== 'ok') {
       this.breach(ip, 1, workerId);
       return verdict;
@@ -239,7 +239,7 @@ export class ClientLimits {
     const now = this.now();
     const { limits, rateLimit, access } = this.#settings;
     const full = (rate: number, burst: number) => (bucket: Bucket) => bucket.tokens + ((now - bucket.at) / 1000) * rate >= burst;
-    this.#connectionBuckets.prune(full(limits.connectionRatePerIp, limits.connectionRatePerIp));
+    this.#connectionBuckets.prune(full(limits.connectionRatePerIp, limits.connectionBurstPerIp));
     if (rateLimit !== null) this.#requestBuckets.prune(full(rateLimit.requestsPerSecond, rateLimit.burst));
     this.#breaches.prune((entry) => now - entry.windowStart > access.breachWindowMs);
   }

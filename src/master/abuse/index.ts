@@ -23,6 +23,7 @@ import type { MasterMessage, WorkerMessage } from '../../ipc/messages.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
 import type { AuditLog } from '../audit-log.js';
 import { BANS_PER_MINUTE, type WorkerBudget } from '../worker-budget.js';
+import { banExemptions } from './ban-exempt.js';
 import { BanList, type Ban, type BanCause, type BanChange } from './bans.js';
 import { ClientLimits, LruMap, type LimitSettings } from './client-limits.js';
 
@@ -75,6 +76,8 @@ const causeOf = (worker: WorkerLink): BanCause => ({ slot: worker.slot, pid: wor
 export class AbuseControl {
   #config: CompiledConfig;
   #whitelist: CidrSet;
+  /** ignore_ip: limits and the IDS never ban these (ban-exempt.ts); an admin still may. */
+  #neverBanned: CidrSet;
   readonly #limits: ClientLimits;
   readonly #bans: BanList;
   #idsScores: LruMap<IdsScore>;
@@ -98,6 +101,7 @@ export class AbuseControl {
   ) {
     this.#config = config;
     this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#neverBanned = banExemptions(config.access.ignoreIp);
     this.#limits = new ClientLimits(settingsOf(config), (ip, breaches, workerId) => this.#banForBreaches(ip, breaches, workerId));
     this.#idsScores = new LruMap(config.access.maxTrackedClients);
     this.#bans = new BanList(path.join(config.server.stateDir, 'bans.json'), config.access.maxBans, log, (change) =>
@@ -111,6 +115,7 @@ export class AbuseControl {
   reconfigure(config: CompiledConfig): void {
     this.#config = config;
     this.#whitelist = new CidrSet(config.access.whitelist);
+    this.#neverBanned = banExemptions(config.access.ignoreIp);
     this.#limits.reconfigure(settingsOf(config));
     this.#bans.maxBans = config.access.maxBans;
     if (config.access.maxTrackedClients !== this.#idsScores.capacity) this.#idsScores = new LruMap(config.access.maxTrackedClients);
@@ -236,7 +241,7 @@ export class AbuseControl {
   applySharedBan(text: string, until: number, source: Ban['source'], reason: string): void {
     const ip = clientKey(text);
     const seconds = (until - Date.now()) / 1000;
-    if (ip === null || seconds <= 0 || this.#whitelist.has(ip)) return;
+    if (ip === null || seconds <= 0 || this.#whitelist.has(ip) || (source !== 'admin' && this.#neverBanned.has(ip))) return;
     if ((this.#bans.get(ip)?.until ?? 0) >= until - 1000) return; // our own ban coming back, or one we already hold longer
     this.#applyingShared = true;
     try {
@@ -291,7 +296,7 @@ export class AbuseControl {
   }
 
   #banForBreaches(ip: string, breaches: number, workerId: number): void {
-    if (this.#whitelist.has(ip) || this.#bans.isBanned(ip)) return;
+    if (this.#whitelist.has(ip) || this.#neverBanned.has(ip) || this.#bans.isBanned(ip)) return;
     const worker = this.#links.get(workerId);
     if (worker === undefined || worker.condemned) return;
     const windowSeconds = this.#config.access.breachWindowMs / 1000;
@@ -325,7 +330,7 @@ export class AbuseControl {
           source,
         );
     }
-    if (entry.score >= ids.blockThreshold && !this.#bans.isBanned(ip)) {
+    if (entry.score >= ids.blockThreshold && !this.#neverBanned.has(ip) && !this.#bans.isBanned(ip)) {
       this.#banFor(
         worker,
         ip,

@@ -1,3 +1,4 @@
+// Over 400 lines: one ACME order, its steps in RFC 8555's order, each failure said in one line.
 /**
  * ACME issuance ([ssl] provider = "acme"), RFC 8555 with TLS-ALPN-01 from
  * RFC 8737, on acme-client. Runs in the master; the workers only serve the
@@ -30,7 +31,7 @@
  * not done.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, crypto as acmeCrypto, type Authorization, type Order } from 'acme-client';
+import { Client, axios as acmeHttp, crypto as acmeCrypto, type Authorization, type Order } from 'acme-client';
 import type { Logger } from 'pino';
 import { AccountStore } from './account.js';
 import { createKeyAndCsr, issuedCertificate } from './keys.js';
@@ -58,6 +59,37 @@ export const ACME_DEFAULTS = {
 } as const;
 
 const CHALLENGE_TYPES: readonly ChallengeType[] = ['http-01', 'tls-alpn-01', 'dns-01'];
+
+/** One request to the CA, connection to answer: a CA that accepts and never answers must not hold an order for its whole timeout. */
+const CA_REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * acme-client retries a request that got no answer at all five times, 75 s
+ * in all, and then fails with a TypeError of its own ("Cannot read
+ * properties of undefined (reading 'config')") instead of the cause. A CA
+ * that cannot be reached is said at once, in one line naming the URL and the
+ * cause: the certificate manager retries the whole order with its backoff.
+ * Answers with a status (429, 5xx) are still retried by acme-client as
+ * RFC 8555 §6.6 asks. Installed once, first in line, on acme-client's own
+ * HTTP client (used by nothing else).
+ */
+function reportUnreachableCa(): void {
+  const installed = Symbol.for('miwidothttp.acme.unreachable');
+  const http = acmeHttp as typeof acmeHttp & { [installed]?: true };
+  if (http[installed]) return;
+  http[installed] = true;
+  http.defaults.timeout = CA_REQUEST_TIMEOUT_MS;
+  const handlers = http.interceptors.response.handlers;
+  const unreachable = (error: unknown): Promise<never> => {
+    const failure = error as { response?: unknown; config?: { url?: string }; code?: string; message?: string; cause?: { code?: string } };
+    if (failure?.response !== undefined || failure?.config === undefined) return Promise.reject(error);
+    const cause = failure.cause?.code ?? failure.code ?? failure.message ?? 'no answer';
+    // Without `config`, acme-client's own interceptor passes the error on untouched.
+    return Promise.reject(new Error(`cannot reach the ACME server at ${failure.config.url ?? '?'}: ${cause}`));
+  };
+  handlers?.unshift({ fulfilled: (response) => response, rejected: unreachable, synchronous: false, runWhen: null });
+}
+reportUnreachableCa();
 
 export interface AcmeIssuerOptions {
   /** The CA's directory ([ssl] acme_server); https only (RFC 8555 §6.1). */

@@ -29,6 +29,8 @@ export interface ConnectionState {
   /** We closed it for cause (already audited): the session's own error is not news. */
   refused: boolean;
   inFlight: number;
+  /** HTTP/1 requests the connection has carried, for max_request_per_connection (server.ts). */
+  requests: number;
   idleSince: number;
   /** Slowloris defence: socket.bytesRead when the last request ended, and when the next head began arriving. */
   bytesReadAtIdle: number;
@@ -75,6 +77,7 @@ export class ConnectionTable {
       session: null,
       refused: false,
       inFlight: 0,
+      requests: 0,
       idleSince: performance.now(),
       bytesReadAtIdle: socket.bytesRead,
       headStartedAt: null,

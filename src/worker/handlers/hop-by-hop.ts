@@ -72,3 +72,47 @@ export function endToEndResponseHeaders(headers: IncomingHttpHeaders): string[] 
   }
   return out;
 }
+
+/**
+ * RFC 9110 §6.5.1: fields a trailer must not carry (framing, routing,
+ * authentication, the response's controls), besides the hop-by-hop ones.
+ */
+const NOT_IN_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'content-encoding',
+  'content-type',
+  'content-range',
+  'host',
+  'authorization',
+  'set-cookie',
+  'cache-control',
+  'expect',
+  'max-forwards',
+  'pragma',
+  'range',
+  'age',
+  'expires',
+  'date',
+  'location',
+  'retry-after',
+  'vary',
+  'warning',
+]);
+
+/**
+ * An upstream's trailer fields that may go on (grpc-status, grpc-message,
+ * ...), repeated ones joined (RFC 9110 §5.3): both the HTTP/1.1 and the
+ * HTTP/2 response take an object.
+ */
+export function forwardableTrailers(trailers: IncomingHttpHeaders | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (trailers == null) return out;
+  for (const name of Object.keys(trailers)) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP_HEADERS.has(lower) || NOT_IN_TRAILERS.has(lower) || lower.startsWith(':')) continue;
+    const value = trailers[name];
+    if (typeof value === 'string') out[lower] = value;
+    else if (Array.isArray(value)) out[lower] = value.join(', ');
+  }
+  return out;
+}

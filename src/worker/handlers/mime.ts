@@ -1,110 +1,89 @@
 /**
- * The built-in MIME table for static files. Deliberately closed: a worker
- * never reads /etc/mime.types (it may be chrooted, and the answer must not
- * depend on the host), and anything unknown is served as an opaque download.
+ * The MIME table for static files: mime-db (the table the npm ecosystem's
+ * mime-types and Express use, from IANA, Apache and nginx), built once per
+ * worker. A worker never reads /etc/mime.types (it may be chrooted, and the
+ * answer must not depend on the host); anything unknown is served as an
+ * opaque download.
+ *
+ * Where several types claim one extension, IANA's wins over Apache's over
+ * nginx's, and on a tie a non-"application/" type (mime-types' rule). A few
+ * extensions are pinned where the web's practice is settled and mime-db
+ * differs or is silent.
  */
+import mimeDb from 'mime-db';
 
 /** What an unknown extension is served as (RFC 2046 §4.5.1). */
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
 const UTF8 = '; charset=utf-8';
 
-// Types whose bodies are text: they get an explicit charset so browsers do
-// not guess one (a guessed UTF-7 was a classic XSS vector).
-const TEXT_TYPES: Readonly<Record<string, string>> = {
-  html: 'text/html',
-  htm: 'text/html',
-  css: 'text/css',
+const SOURCE_RANK: Readonly<Record<string, number>> = { nginx: 0, apache: 1, iana: 3 };
+const rank = (source: string | undefined): number => (source === undefined ? 2 : (SOURCE_RANK[source] ?? 2));
+
+const PINNED: Readonly<Record<string, string>> = {
   js: 'text/javascript', // RFC 9239 §6: text/javascript is the one to use
   mjs: 'text/javascript',
   cjs: 'text/javascript',
-  json: 'application/json',
-  map: 'application/json',
-  jsonld: 'application/ld+json',
-  webmanifest: 'application/manifest+json',
-  xml: 'application/xml',
-  xhtml: 'application/xhtml+xml',
-  rss: 'application/rss+xml',
-  atom: 'application/atom+xml',
-  svg: 'image/svg+xml',
-  txt: 'text/plain',
-  text: 'text/plain',
+  map: 'application/json', // source maps
   md: 'text/markdown',
-  csv: 'text/csv',
-  tsv: 'text/tab-separated-values',
-  ics: 'text/calendar',
-  vtt: 'text/vtt',
+  ico: 'image/vnd.microsoft.icon',
+  wav: 'audio/wav',
+  mp4: 'video/mp4',
+  m4a: 'audio/mp4',
+  opus: 'audio/ogg',
   yaml: 'application/yaml',
   yml: 'application/yaml',
   toml: 'application/toml',
-};
-
-const BINARY_TYPES: Readonly<Record<string, string>> = {
-  png: 'image/png',
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  avif: 'image/avif',
-  ico: 'image/vnd.microsoft.icon',
-  bmp: 'image/bmp',
-  tif: 'image/tiff',
-  tiff: 'image/tiff',
-  woff: 'font/woff',
-  woff2: 'font/woff2',
-  ttf: 'font/ttf',
-  otf: 'font/otf',
-  eot: 'application/vnd.ms-fontobject',
-  wasm: 'application/wasm',
-  pdf: 'application/pdf',
-  zip: 'application/zip',
-  gz: 'application/gzip',
+  xml: 'application/xml', // RFC 7303 §9.2: text/xml is only an alias
   tgz: 'application/gzip',
-  bz2: 'application/x-bzip2',
-  xz: 'application/x-xz',
   zst: 'application/zstd',
-  tar: 'application/x-tar',
-  '7z': 'application/x-7z-compressed',
-  mp3: 'audio/mpeg',
-  ogg: 'audio/ogg',
-  oga: 'audio/ogg',
-  opus: 'audio/ogg',
-  wav: 'audio/wav',
   flac: 'audio/flac',
-  m4a: 'audio/mp4',
-  aac: 'audio/aac',
-  mp4: 'video/mp4',
   m4v: 'video/mp4',
-  webm: 'video/webm',
-  ogv: 'video/ogg',
-  mov: 'video/quicktime',
-  avi: 'video/x-msvideo',
-  mkv: 'video/x-matroska',
-  bin: 'application/octet-stream',
+  deb: 'application/vnd.debian.binary-package',
+  rpm: 'application/x-rpm',
   exe: 'application/octet-stream',
   dmg: 'application/octet-stream',
   iso: 'application/octet-stream',
-  deb: 'application/vnd.debian.binary-package',
-  rpm: 'application/x-rpm',
-  apk: 'application/vnd.android.package-archive',
-  jar: 'application/java-archive',
-  epub: 'application/epub+zip',
-  doc: 'application/msword',
-  docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
-  xls: 'application/vnd.ms-excel',
-  xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
-  ppt: 'application/vnd.ms-powerpoint',
-  pptx: 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
-  odt: 'application/vnd.oasis.opendocument.text',
-  ods: 'application/vnd.oasis.opendocument.spreadsheet',
-  asc: 'application/pgp-signature',
-  sig: 'application/pgp-signature',
 };
 
-const CONTENT_TYPES: ReadonlyMap<string, string> = new Map([
-  ...Object.entries(TEXT_TYPES).map(([ext, type]): [string, string] => [ext, type + UTF8]),
-  ...Object.entries(BINARY_TYPES),
-]);
+/**
+ * Types whose bodies are text: they get an explicit charset so browsers do
+ * not guess one (a guessed UTF-7 was a classic XSS vector).
+ */
+function isText(type: string): boolean {
+  return (
+    type.startsWith('text/') ||
+    type.endsWith('+json') ||
+    type.endsWith('+xml') ||
+    type === 'application/json' ||
+    type === 'application/xml' ||
+    type === 'application/javascript' ||
+    type === 'application/yaml' ||
+    type === 'application/toml' ||
+    mimeDb[type]?.charset === 'UTF-8'
+  );
+}
+
+function buildTable(): ReadonlyMap<string, string> {
+  const chosen = new Map<string, string>();
+  for (const [type, entry] of Object.entries(mimeDb)) {
+    for (const extension of entry.extensions ?? []) {
+      const current = chosen.get(extension);
+      if (current !== undefined) {
+        const from = rank(mimeDb[current]?.source);
+        const to = rank(entry.source);
+        if (from > to || (from === to && !current.startsWith('application/'))) continue;
+      }
+      chosen.set(extension, type);
+    }
+  }
+  for (const [extension, type] of Object.entries(PINNED)) chosen.set(extension, type);
+  const table = new Map<string, string>();
+  for (const [extension, type] of chosen) table.set(extension, isText(type) ? type + UTF8 : type);
+  return table;
+}
+
+const CONTENT_TYPES = buildTable();
 
 /**
  * The Content-Type for a file name, from its last extension, compared

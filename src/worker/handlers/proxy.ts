@@ -14,47 +14,37 @@
  * hop-by-hop list in hop-by-hop.ts.
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
-import { Pool, errors as undiciErrors } from 'undici';
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { BackendSpec } from '../../config/types.js';
+import type { Logger } from 'pino';
+import type { ProxyBackendSpec } from '../../config/types.js';
 import { ERRORS, sendError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
-import { hasBodyWithoutLength } from '../http2-request.js';
-import { HOP_BY_HOP_HEADERS, connectionListedHeaders, endToEndResponseHeaders } from './hop-by-hop.js';
+import { hasBodyWithoutLength, http2Path } from '../http2-request.js';
+import { upgradeOf } from '../websocket/handshake.js';
+import type { WebSocketTunnels } from '../websocket/tunnel.js';
+import { completeUpgrade, upstreamKey, type WebSocketUpgrade } from '../websocket/upstream.js';
+import { ADDRESS_HEADERS, forwardingHeaders } from './forwarding.js';
+import { HealthChecks } from './health-checks.js';
+import { HOP_BY_HOP_HEADERS, connectionListedHeaders, endToEndResponseHeaders, forwardableTrailers } from './hop-by-hop.js';
 import type { RequestContext, RequestHandler } from './types.js';
-import { UpstreamBalancer, UpstreamPeer } from './upstreams.js';
+import { classify, errorCode, failureDetail } from './upstream-errors.js';
+import { UpstreamTarget } from './upstream-target.js';
+import { UpstreamBalancer } from './upstreams.js';
 
-export type ProxyBackend = Extract<BackendSpec, { type: 'proxy' }>;
+export type ProxyBackend = ProxyBackendSpec;
 
-/**
- * Idle upstream connections are closed after this long unless the upstream
- * announces a shorter `Keep-Alive: timeout`. It is kept below the usual
- * server-side idle timeouts (Node 5 s, nginx 75 s, Apache 5 s) so that we
- * close an idle connection before the upstream does; otherwise a request can
- * be written onto a socket the upstream is closing and fail with a reset.
- */
-const UPSTREAM_KEEP_ALIVE_TIMEOUT_MS = 4_000;
-/** Upper bound on an upstream's own Keep-Alive hint; nginx's keepalive_timeout default. */
-const UPSTREAM_KEEP_ALIVE_MAX_TIMEOUT_MS = 60_000;
+/** A failing target is logged at most once per this long per kind of failure (the access log has every request). */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
 
 /**
  * Request fields the proxy sets itself, so any copy the client sent is
- * dropped: framing (Content-Length is re-derived, RFC 9112 §6.3), the
- * client-address headers (a client must not be able to choose what the
- * upstream believes its address is), Host (set per target) and Expect (the
- * Node server has already answered 100 Continue on this hop, and undici
- * refuses to send it).
+ * dropped: framing (Content-Length is re-derived, RFC 9112 §6.3), Host (set
+ * per target) and Expect (the Node server has already answered 100 Continue
+ * on this hop, and undici refuses to send it). The client-address headers
+ * are forwarding.ts's.
  */
-const PROXY_OWNED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
-  'host',
-  'content-length',
-  'expect',
-  'x-real-ip',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
+const PROXY_OWNED_REQUEST_HEADERS: ReadonlySet<string> = new Set(['host', 'content-length', 'expect', ...ADDRESS_HEADERS]);
 
 /**
  * Methods retried on another target after a connect error, a reset before
@@ -79,66 +69,57 @@ type DispatchOptions = Dispatcher.DispatchOptions & {
   servername?: string;
 };
 
-/** One upstream target: its connection pool plus its balancing state. */
-class UpstreamTarget extends UpstreamPeer {
-  /** How the target appears in notes: origin plus path prefix. */
-  readonly label: string;
-  readonly pool: Pool;
-  /** Path of the target URL without its trailing slash: "" or "/api". */
-  readonly pathPrefix: string;
-  /** host[:port] of the target, the Host header when the client's is not passed on. */
-  readonly hostHeader: string;
-  /**
-   * SNI and certificate name for an https target named by DNS name, so a
-   * preserved client Host does not decide which certificate is verified
-   * (nginx proxy_ssl_name defaults to the proxy_pass host). An IP literal
-   * cannot be an SNI name (RFC 6066 §3); undici then derives it from the
-   * Host header sent.
-   */
-  readonly servername: string | undefined;
-
-  constructor(url: URL, weight: number, backend: ProxyBackend) {
-    super(weight);
-    this.pathPrefix = url.pathname.replace(/\/+$/, '');
-    this.label = url.origin + this.pathPrefix;
-    this.hostHeader = url.host;
-    const hostname = url.hostname.replace(/^\[|\]$/g, '');
-    this.servername = url.protocol === 'https:' && isIP(hostname) === 0 ? hostname : undefined;
-    this.pool = new Pool(url.origin, {
-      // No cap on connections to a target: with one, slow clients (a slow
-      // read holds its upstream connection while it trickles) fill the pool
-      // and every other request waits behind them in undici's queue —
-      // measured with slowhttptest -X. Idle connections close after the
-      // keep-alive timeout; without keep-alive each request closes its own.
-      connections: null,
-      pipelining: 1,
-      keepAliveTimeout: UPSTREAM_KEEP_ALIVE_TIMEOUT_MS,
-      keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MAX_TIMEOUT_MS,
-      connect: { timeout: backend.connectTimeoutMs },
-      headersTimeout: backend.upstreamTimeoutMs,
-      bodyTimeout: backend.upstreamTimeoutMs,
-    });
-  }
-}
-
 interface ProxyShared {
   readonly balancer: UpstreamBalancer<UpstreamTarget>;
   readonly preserveHost: boolean;
   /** keepalive = false: ask for `Connection: close` on every upstream request. */
   readonly closeUpstreamConnections: boolean;
+  /** protocol = "h2": requests go over HTTP/2 (TE: trailers passes; gRPC needs it, RFC 9113 §8.2.2). */
+  readonly http2: boolean;
+  /** WebSocket upgrades are proxied (the route stage refuses them otherwise). */
+  readonly webSocket: boolean;
+  /** Where tunnels live once both sides switched; null: upgrades are refused (no worker to drain them). */
+  readonly tunnels: WebSocketTunnels | null;
+  /** Says, at most once per FAILURE_LOG_INTERVAL_MS per target and kind, why a target failed. */
+  readonly logFailure: (detail: string, kind: string) => void;
+}
+
+/** What the proxy handler needs of its worker. */
+export interface ProxyHandlerOptions {
+  /** Where failing targets and health changes are logged; null: nowhere (tests). */
+  readonly log?: Logger | null;
+  /** The worker's open WebSocket tunnels (drained with it). */
+  readonly tunnels?: WebSocketTunnels | null;
 }
 
 /**
- * Build the reverse proxy handler for one vhost backend. Pools connect
- * lazily, on the first request to each target.
+ * Build the reverse proxy handler for one proxy backend. Pools connect
+ * lazily, on the first request to each target; health checks, when
+ * configured, start at once.
  */
-export function createProxyHandler(backend: ProxyBackend): RequestHandler {
-  const targets = backend.targets.map((target) => new UpstreamTarget(new URL(target.url), target.weight, backend));
+export function createProxyHandler(backend: ProxyBackend, options: ProxyHandlerOptions = {}): RequestHandler {
+  const log = options.log ?? null;
+  const targets = backend.targets.map((target) => new UpstreamTarget(target, backend));
+  const loggedAt = new Map<string, number>();
   const shared: ProxyShared = {
     balancer: new UpstreamBalancer(targets, backend.loadBalancing, backend),
     preserveHost: backend.preserveHost,
     closeUpstreamConnections: !backend.keepAlive,
+    http2: backend.protocol === 'h2',
+    webSocket: backend.webSocket,
+    tunnels: options.tunnels ?? null,
+    logFailure(detail, kind) {
+      if (log === null) return;
+      const now = Date.now();
+      const key = `${kind} ${detail}`;
+      if (now - (loggedAt.get(key) ?? -Infinity) < FAILURE_LOG_INTERVAL_MS) return;
+      if (loggedAt.size > 1000) loggedAt.clear();
+      loggedAt.set(key, now);
+      log.warn({ event: kind, detail }, 'upstream request failed');
+    },
   };
+  const health = backend.healthCheck === null ? null : new HealthChecks(targets, backend.healthCheck, log);
+  health?.start();
   let closing: Promise<void> | null = null;
   return {
     handle(req, res, ctx) {
@@ -148,75 +129,17 @@ export function createProxyHandler(backend: ProxyBackend): RequestHandler {
     // timeouts), new ones are refused with 502; the master's shutdown
     // timeout bounds the whole drain. Idempotent, as undici's close is not.
     close() {
-      closing ??= Promise.all(targets.map((target) => target.pool.close())).then(() => undefined);
+      health?.close();
+      closing ??= Promise.all(targets.map((target) => target.close())).then(() => undefined);
       return closing;
     },
   };
 }
 
-/** The error a request fails with, and whether it counts against the target. */
-interface Outcome {
-  readonly code: ErrorCode;
-  /** nginx `proxy_next_upstream error timeout`: marks the target and allows a retry. */
-  readonly upstreamFailure: boolean;
-}
-
-const TIMED_OUT: Outcome = { code: 'UPSTREAM_TIMEOUT', upstreamFailure: true };
-const UNREACHABLE: Outcome = { code: 'UPSTREAM_UNAVAILABLE', upstreamFailure: true };
-const CLOSING: Outcome = { code: 'UPSTREAM_UNAVAILABLE', upstreamFailure: false };
-const MALFORMED: Outcome = { code: 'UPSTREAM_BAD_RESPONSE', upstreamFailure: false };
-const REFUSED_REQUEST: Outcome = { code: 'BAD_REQUEST', upstreamFailure: false };
-const UNEXPECTED: Outcome = { code: 'INTERNAL', upstreamFailure: false };
-
-function errorCode(err: Error): string | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/**
- * Map an undici or socket error to the answer the client gets. Only
- * errors reaching or waiting for the upstream count as its failure; a
- * malformed response does not (nginx counts `invalid_header` only when it
- * is listed in proxy_next_upstream, which it is not by default).
- */
-function classify(err: Error): Outcome {
-  // llhttp parse errors: the upstream spoke broken HTTP. Their code is
-  // HPE_* when llhttp names the error, absent otherwise.
-  if (err instanceof undiciErrors.HTTPParserError) return MALFORMED;
-  const code = errorCode(err);
-  switch (code) {
-    case undefined:
-      return UNEXPECTED;
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-    case 'ETIMEDOUT':
-      // nginx answers 504 to a connect timeout as well as a read timeout.
-      return TIMED_OUT;
-    case 'UND_ERR_SOCKET':
-      // undici reports an unparseable status line or an unrequested 101
-      // as a socket error with these messages; everything else under this
-      // code is the connection dying before the response.
-      return err.message === 'bad response' || err.message === 'bad upgrade' ? MALFORMED : UNREACHABLE;
-    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
-    case 'UND_ERR_HEADERS_OVERFLOW':
-    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
-      return MALFORMED;
-    case 'UND_ERR_INVALID_ARG':
-    case 'UND_ERR_NOT_SUPPORTED':
-    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
-      // undici refused what the client sent (a header value, a body shorter
-      // than its Content-Length): the request, not the upstream, is at fault.
-      return REFUSED_REQUEST;
-    case 'UND_ERR_DESTROYED':
-    case 'UND_ERR_CLOSED':
-      return CLOSING;
-    default:
-      // Errno codes (ECONNREFUSED, ECONNRESET, ENOTFOUND, EAI_AGAIN,
-      // EHOSTUNREACH, ...) and TLS failures (ERR_TLS_*, ERR_SSL_*,
-      // CERT_HAS_EXPIRED, ...): the upstream could not be reached.
-      return UNREACHABLE;
-  }
+/** Whether a TE field lists "trailers" (RFC 9110 §10.1.4). */
+function acceptsTrailers(te: string | string[] | undefined): boolean {
+  if (Array.isArray(te)) return te.some((field) => acceptsTrailers(field));
+  return te?.split(',').some((coding) => coding.split(';', 1)[0]!.trim().toLowerCase() === 'trailers') ?? false;
 }
 
 /** The origin-form path to send upstream, or null for a target we do not forward. */
@@ -251,6 +174,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   readonly #method: string;
   #path = '';
   #hasBody = false;
+  /** A WebSocket opening handshake being proxied, or null for any other request. */
+  #webSocket: WebSocketUpgrade | null = null;
   /** Flat [name, value, ...] list; slot 1 holds the Host value, set per attempt. */
   #headers: string[] = [];
   /** The target of the attempt in flight; null between attempts. */
@@ -273,11 +198,21 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   }
 
   start(): void {
-    if (REFUSED_METHODS.has(this.#method)) {
+    const upgrade = upgradeOf(this.#req);
+    if (upgrade.kind === 'websocket') {
+      // The handshake was checked by the upgrade stage, the route's permission by the route stage.
+      if (!this.#shared.webSocket || this.#shared.tunnels === null) {
+        this.#answer('UPGRADE_REFUSED', 'WebSocket is not proxied here');
+        return;
+      }
+      const key = upgrade.http2 ? upstreamKey() : this.#req.headers['sec-websocket-key']!;
+      this.#webSocket = { http2: upgrade.http2, key };
+    } else if (REFUSED_METHODS.has(this.#method)) {
       this.#answer('METHOD_NOT_ALLOWED', this.#method, PROXY_ALLOW);
       return;
     }
-    const path = requestPath(this.#req.url);
+    // RFC 8441 §4: an extended CONNECT names its target in :path.
+    const path = requestPath(this.#webSocket?.http2 ? (http2Path(this.#req) ?? undefined) : this.#req.url);
     if (path === null) {
       this.#answer('BAD_PATH', 'request-target not in origin-form');
       return;
@@ -312,7 +247,11 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     // Node parser has already rejected conflicting or malformed framing
     // (RFC 9112 §6.3), so Content-Length here is a plain digit string.
     const contentLength = incoming['content-length'];
-    if (incoming['transfer-encoding'] !== undefined) {
+    if (this.#webSocket !== null) {
+      // An opening handshake has no body (the upgrade stage saw to it); what follows it is frames.
+      // Over HTTP/2 the key is ours: RFC 8441 §5 leaves it out, HTTP/1.1 upstreams need one.
+      if (this.#webSocket.http2) out.push('sec-websocket-key', this.#webSocket.key);
+    } else if (incoming['transfer-encoding'] !== undefined) {
       // Chunked from the client, and any Content-Length beside it ignored
       // (RFC 9112 §6.3). undici frames it afresh: chunked, or with a length
       // when the whole body has already arrived.
@@ -325,19 +264,11 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       this.#hasBody = true;
     }
 
-    // A field the client named in Connection was meant for this hop only,
-    // so an X-Forwarded-For listed there is not appended to.
-    const priorForwardedFor = listed?.has('x-forwarded-for') ? undefined : incoming['x-forwarded-for'];
-    out.push(
-      'x-real-ip',
-      ctx.clientIp,
-      'x-forwarded-for',
-      priorForwardedFor === undefined || priorForwardedFor === '' ? ctx.clientIp : `${priorForwardedFor}, ${ctx.clientIp}`,
-      'x-forwarded-proto',
-      ctx.protocol,
-    );
-    const clientHost = incoming.host;
-    if (clientHost !== undefined && clientHost !== '') out.push('x-forwarded-host', clientHost);
+    out.push(...forwardingHeaders(incoming, ctx, listed));
+    // TE is hop-by-hop, but "trailers" in it says the client takes trailer
+    // fields, which this proxy relays: gRPC servers require it (RFC 9113
+    // §8.2.2 allows exactly this value over HTTP/2).
+    if (this.#webSocket === null && acceptsTrailers(incoming.te)) out.push('te', 'trailers');
     this.#headers = out;
   }
 
@@ -349,7 +280,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     target.active++;
     const options: DispatchOptions = {
       path: target.pathPrefix === '' ? this.#path : target.pathPrefix + this.#path,
-      method: this.#method,
+      method: this.#webSocket === null ? this.#method : 'GET',
       // undici copies the header list when it builds the request, so slot 1
       // can be rewritten for the next attempt.
       headers: this.#headers,
@@ -357,6 +288,12 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     };
     if (target.servername !== undefined) options.servername = target.servername;
     if (this.#shared.closeUpstreamConnections) options.reset = true;
+    if (this.#webSocket !== null) {
+      // RFC 6455 §4.1 upstream, over HTTP/1.1 whatever the backend's protocol: undici adds Connection and Upgrade.
+      options.upgrade = 'websocket';
+      target.upgradePool.dispatch(options, this);
+      return;
+    }
     target.pool.dispatch(options, this);
   }
 
@@ -411,13 +348,53 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.#release();
     if (this.#settled) return;
     this.#settled = true;
-    // Upstream trailers are dropped: Trailer is hop-by-hop and a client
-    // that did not send "TE: trailers" must not receive them (RFC 9110 §6.5.1).
+    // Trailer fields (gRPC's grpc-status) go to a client that said it takes
+    // them ("TE: trailers", as every gRPC client does), without the fields a
+    // trailer may not carry (RFC 9110 §6.5.1). Over HTTP/1.1 Node sends them
+    // only in a chunked response: one with a Content-Length has no place for them.
+    if (acceptsTrailers(this.#req.headers.te)) {
+      const forwarded = forwardableTrailers(trailers);
+      if (Object.keys(forwarded).length > 0) this.#res.addTrailers(forwarded);
+    }
     this.#res.end();
+  }
+
+  /**
+   * The upstream switched protocols (101). For a WebSocket handshake the
+   * tunnel opens (websocket/upstream.ts); undici calls this for nothing else.
+   */
+  onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    this.#upstreamAnswered = true;
+    const target = this.#release();
+    const label = target?.label ?? '';
+    if (this.#settled || this.#webSocket === null || this.#shared.tunnels === null) {
+      socket.destroy();
+      return;
+    }
+    this.#settled = true;
+    const opened = completeUpgrade({
+      upgrade: this.#webSocket,
+      req: this.#req,
+      res: this.#res,
+      clientIp: this.#ctx.clientIp,
+      statusCode,
+      headers,
+      socket,
+      tunnels: this.#shared.tunnels,
+    });
+    if (!opened.ok) {
+      socket.destroy();
+      this.#ctx.note('upstream.error', `${label} ${opened.problem}`);
+      this.#shared.logFailure(`${label} ${opened.problem}`, ERRORS.UPSTREAM_BAD_RESPONSE.event);
+      this.#answer('UPSTREAM_BAD_RESPONSE', `${label} ${opened.problem}`);
+      return;
+    }
+    if (target !== null) this.#shared.balancer.markSuccess(target);
+    this.#ctx.note('upstream.websocket', label);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
@@ -437,7 +414,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     }
 
     const outcome = classify(err);
-    this.#ctx.note('upstream.error', `${label} ${code}`);
+    const detail = failureDetail(label, err);
+    this.#ctx.note('upstream.error', detail);
 
     if (res.headersSent) {
       // The status line is out: the only honest signal left is a cut
@@ -462,7 +440,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     }
 
     this.#settled = true;
-    this.#answer(outcome.code, label);
+    if (outcome.upstreamFailure) this.#shared.logFailure(detail, ERRORS[outcome.code].event);
+    this.#answer(outcome.code, detail);
   }
 
   /** nginx proxy_next_upstream: only safe methods without a body, and only before any response byte. */

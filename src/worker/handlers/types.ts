@@ -9,6 +9,13 @@ export interface RequestContext {
   readonly protocol: Protocol;
   /** Host header, lower-cased, without port. */
   readonly host: string;
+  /**
+   * Where the request came from: the TCP peer, or the PROXY protocol source,
+   * canonical; `trustedProxy` when it is a [security.forwarded] trusted proxy
+   * (its X-Forwarded-For hops are kept upstream). Set by the client-ip
+   * stage; absent, the client is its own peer.
+   */
+  readonly peer?: { readonly ip: string; readonly trustedProxy: boolean };
   /** Record the outcome for the access/audit log (error code or upstream detail). */
   note(event: string, detail?: string): void;
 }

@@ -15,6 +15,9 @@
  *   (nginx: "If there is only a single server in a group, max_fails,
  *   fail_timeout and slow_start parameters are ignored").
  *
+ * - active health (health-checks.ts): a target failing its checks is out of
+ *   rotation like a marked one, until it passes again.
+ *
  * When every target that may still be tried is marked down, selection falls
  * back to the marked-down ones instead of answering 502 at once. nginx
  * answers 502 "no live upstreams" for that one request and then clears every
@@ -46,13 +49,16 @@ export class UpstreamPeer {
   lastFailureMs = 0;
   /** Epoch ms until which the target is out of rotation; 0 when it is in. */
   downUntilMs = 0;
+  /** What the active health checks say (health-checks.ts); true without them. */
+  healthy = true;
 
   constructor(readonly weight: number) {
     if (!Number.isInteger(weight) || weight < 1) throw new RangeError(`upstream weight must be a positive integer, got ${weight}`);
   }
 
+  /** Out of rotation: failing its health checks, or marked by failed requests (passive). */
   isDown(nowMs: number): boolean {
-    return this.downUntilMs > nowMs;
+    return !this.healthy || this.downUntilMs > nowMs;
   }
 }
 
@@ -84,10 +90,9 @@ export class UpstreamBalancer<P extends UpstreamPeer> {
       const only = this.#peers[0]!;
       return tried?.has(only) ? null : only;
     }
-    if (this.#marking) {
-      const live = this.#pick(tried, nowMs, false);
-      if (live !== null) return live;
-    }
+    // Live targets first, whichever check took the others out (failed requests or health checks).
+    const live = this.#pick(tried, nowMs, false);
+    if (live !== null) return live;
     return this.#pick(tried, nowMs, true);
   }
 

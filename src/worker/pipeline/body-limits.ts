@@ -30,6 +30,7 @@ import { HttpError, sendError, type ErrorCode } from '../errors.js';
 import { formFieldsInspector, jsonDepthInspector, multipartBoundary, multipartPartsInspector, type BodyInspector } from './body-shape.js';
 import { hasBodyWithoutLength, http2Stream } from '../http2-request.js';
 import type { BodyGate } from './ids.js';
+import { isWebSocketRequest } from '../websocket/handshake.js';
 import type { Exchange, Stage } from './stage.js';
 
 /** How often a body in progress is checked against the minimum data rate. */
@@ -48,6 +49,9 @@ export function bodyLimitsStage(
     name: 'body-limits',
     onRequest(exchange) {
       const { req } = exchange;
+      // A WebSocket handshake has no body (the upgrade stage refused one); over HTTP/2 the
+      // stream's DATA frames are the tunnel's, held to its own timeouts (websocket/tunnel.ts).
+      if (isWebSocketRequest(req)) return;
       const declared = req.headers['content-length'];
       const chunked = req.headers['transfer-encoding'] !== undefined;
       const http2 = http2Stream(req) !== null;

@@ -12,7 +12,8 @@
  * every header in client_ip_headers is believed as the proxy passes it on, so
  * list only headers that proxy sets or overwrites: one it forwards untouched
  * (a CF-Connecting-IP when the proxy is not Cloudflare) is the client's to
- * choose.
+ * choose. A named proxy's header (CF-Connecting-IP for "cloudflare") is
+ * believed only from that proxy's own addresses.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
@@ -39,6 +40,11 @@ export interface ClientIpPolicy {
   readonly rejectPrivateIp: boolean;
   /** `require_proxy_headers`: a trusted proxy must name the client in one of the headers. */
   readonly requireProxyHeaders: boolean;
+  /**
+   * Headers of named proxies (`trusted_proxies = ["cloudflare"]`), each
+   * believed only from its proxy's own addresses, before clientIpHeaders.
+   */
+  readonly namedProxyHeaders?: readonly { readonly header: string; readonly from: CidrSet }[];
 }
 
 export type ClientIpResult =
@@ -63,6 +69,8 @@ type HeaderKind = 'x-forwarded-for' | 'forwarded' | 'single';
 interface HeaderSource {
   readonly name: string;
   readonly kind: HeaderKind;
+  /** Believed only from these peers (a named proxy's header); undefined: from any trusted proxy. */
+  readonly from?: CidrSet;
 }
 
 /** Lower-cased header names per policy, computed once (policies are frozen config). */
@@ -71,11 +79,17 @@ const compiledSources = new WeakMap<ClientIpPolicy, readonly HeaderSource[]>();
 function headerSources(policy: ClientIpPolicy): readonly HeaderSource[] {
   let sources = compiledSources.get(policy);
   if (sources === undefined) {
-    sources = policy.clientIpHeaders.map((header): HeaderSource => {
-      const name = header.toLowerCase();
-      const kind = name === 'x-forwarded-for' || name === 'forwarded' ? name : 'single';
-      return { name, kind };
-    });
+    const named = (policy.namedProxyHeaders ?? []).map(
+      ({ header, from }): HeaderSource => ({ name: header.toLowerCase(), kind: 'single', from }),
+    );
+    sources = [
+      ...named,
+      ...policy.clientIpHeaders.map((header): HeaderSource => {
+        const name = header.toLowerCase();
+        const kind = name === 'x-forwarded-for' || name === 'forwarded' ? name : 'single';
+        return { name, kind };
+      }),
+    ];
     compiledSources.set(policy, sources);
   }
   return sources;
@@ -116,7 +130,7 @@ export function resolveClientIp(peerIp: string, headers: IncomingHttpHeaders, po
     let found: ParsedAddress | null = null;
     for (const source of headerSources(policy)) {
       const value = headers[source.name];
-      if (value === undefined) continue;
+      if (value === undefined || (source.from !== undefined && !source.from.has(peer.text))) continue;
       found =
         source.kind === 'single' ? singleValue(value) : walkList(listTail(value), source.kind, policy.trustedProxies, policy.trustedHops);
       if (found !== null) {
@@ -463,12 +477,19 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
     clientIpHeaders: forwarded.clientIpHeaders,
     rejectPrivateIp: forwarded.rejectPrivateIp,
     requireProxyHeaders: forwarded.requireProxyHeaders,
+    namedProxyHeaders: forwarded.namedProxyHeaders.map(({ header, from }) => ({ header, from: new CidrSet(from) })),
   });
   return {
     name: 'client-ip',
     onRequest({ req, ctx }) {
-      const result = resolveClientIp(peerAddress(req.socket), req.headers, policy);
+      const peerIp = peerAddress(req.socket);
+      const result = resolveClientIp(peerIp, req.headers, policy);
       ctx.clientIp = result.clientIp;
+      const peer = parsePeer(peerIp);
+      ctx.peer = {
+        ip: peer?.text ?? peerIp,
+        trustedProxy: policy.trustProxy && peer !== null && policy.trustedProxies.has(peer.text),
+      };
       if (!result.ok) {
         throw new HttpError(result.reason === 'private_ip' ? 'PRIVATE_CLIENT_IP' : 'MISSING_PROXY_HEADERS', result.clientIp);
       }

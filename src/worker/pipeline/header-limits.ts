@@ -16,6 +16,7 @@
  * form would take, so max_header_size means the same whatever the version;
  * nghttp2 has already refused lists past twice that.
  */
+import type { IncomingMessage } from 'node:http';
 import type { CompiledConfig } from '../../config/types.js';
 import { HttpError } from '../errors.js';
 import { http2Stream } from '../http2-request.js';
@@ -57,6 +58,41 @@ export function headerLimitsStage(config: CompiledConfig): Stage {
       // RFC 9113 §8.3.1: an HTTP/2 request names its host in :authority (or Host), and not two different ones.
       if (hosts > 1) throw new HttpError('DUPLICATE_HOST', `${hosts} Host fields`);
       if (hosts === 0 && (http2 || req.httpVersionMinor === 1)) throw new HttpError('MISSING_HOST');
+      const host = req.headers.host;
+      if (host !== undefined && !HOST_FIELD.test(host)) throw new HttpError('BAD_HOST', `Host ${JSON.stringify(host.slice(0, 100))}`);
+      if (!http2) useRequestTargetAuthority(req);
     },
   };
+}
+
+/**
+ * RFC 9110 §7.2: Host = uri-host [ ":" port ], uri-host an IP-literal or a
+ * reg-name (RFC 3986 §3.2.2). No userinfo ("user@host": RFC 9110 §4.2.4
+ * forbids it in http(s) URIs, and a proxy that passes it on hands the
+ * upstream a host it may read differently), no path, no space. RFC 9113
+ * §8.3.1 holds :authority (shown here as Host) to the same.
+ */
+const HOST_FIELD = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
+/** An http(s) request-target in absolute-form (RFC 9112 §3.2.2): scheme and authority, then the rest. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)(.*)$/is;
+
+/**
+ * RFC 9112 §3.2.2: when the request-target is in absolute-form, the server
+ * ignores Host and uses the target's authority. The request is rewritten
+ * once, here, into what every later stage and handler reads: Host set to the
+ * authority, the target in origin-form. Routing, the IDS, redirects and the
+ * proxy (X-Forwarded-Host, a preserved Host) then cannot disagree about
+ * which host was asked for.
+ */
+function useRequestTargetAuthority(req: IncomingMessage): void {
+  const url = req.url ?? '';
+  if (url.charCodeAt(0) === 0x2f /* "/" */) return;
+  const absolute = ABSOLUTE_FORM.exec(url);
+  if (absolute === null) return;
+  const authority = absolute[1]!;
+  if (authority.includes('@')) throw new HttpError('BAD_HOST', 'userinfo in the request-target');
+  if (authority === '' || !HOST_FIELD.test(authority)) throw new HttpError('BAD_HOST', 'request-target authority');
+  const rest = absolute[2]!;
+  req.headers.host = authority;
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
 }

@@ -16,6 +16,7 @@ import type { MasterPort } from '../master-link.js';
 import type { IdsMatch } from '../ids/index.js';
 import type { WorkerMetrics } from '../metrics.js';
 import type { AcmeChallenges } from '../acme-challenges.js';
+import { http2Stream } from '../http2-request.js';
 import { accessStage } from './access.js';
 import { acmeChallengeStage } from './acme-challenge.js';
 import { httpsRedirectStage } from './https-redirect.js';
@@ -26,7 +27,11 @@ import { antiSmugglingStage } from './anti-smuggling.js';
 import { bodyLimitsStage, rejectInFlight } from './body-limits.js';
 import { clientIpStage } from './client-ip.js';
 import { headerLimitsStage } from './header-limits.js';
+import { basicAuthStage } from './basic-auth.js';
 import { routeStage } from './route.js';
+import { upgradeStage } from './upgrade.js';
+import type { WebSocketTunnels } from '../websocket/tunnel.js';
+import { siteAccessStage } from './site-access.js';
 import type { Exchange, Stage } from './stage.js';
 
 export interface Pipeline {
@@ -45,7 +50,17 @@ export interface Pipeline {
 export type PipelineVariant = 'full' | 'routing-only';
 
 /** Rejections a client can draw at line rate (405 also on the ACME path, before rate limits): audited at most once a second per client. */
-const FLOODABLE: ReadonlySet<string> = new Set(['RATE_LIMITED', 'CLIENT_BLOCKED', 'IDS_BLOCKED', 'METHOD_NOT_ALLOWED']);
+const FLOODABLE: ReadonlySet<string> = new Set([
+  'RATE_LIMITED',
+  'CLIENT_BLOCKED',
+  'IDS_BLOCKED',
+  'METHOD_NOT_ALLOWED',
+  'AUTH_FAILED',
+  'AUTH_OVERLOADED',
+  'ACCESS_DENIED',
+]);
+/** Rejections that are part of normal browsing: the access log has them, the audit log does not. */
+const ROUTINE: ReadonlySet<string> = new Set(['NOT_FOUND', 'UNKNOWN_HOST', 'AUTH_REQUIRED']);
 
 export function createPipeline(
   config: CompiledConfig,
@@ -54,8 +69,10 @@ export function createPipeline(
   metrics: WorkerMetrics,
   challenges: AcmeChallenges,
   variant: PipelineVariant = 'full',
+  tunnels: WebSocketTunnels | null = null,
 ): Pipeline {
-  const route = routeStage(config);
+  const route = routeStage(config, { log, tunnels });
+  const accessLog = accessLogStage(config, log);
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);
   const throttle = createAuditThrottle();
@@ -68,15 +85,12 @@ export function createPipeline(
     host: string | undefined,
   ): void => {
     const { req, ctx } = exchange;
-    auditLog(
-      { event, status, clientIp: ctx.clientIp, method: req.method, host, path: (req.url ?? '').split('?', 1)[0], detail },
-      req.headers,
-    );
+    auditLog({ event, status, clientIp: ctx.clientIp, method: req.method, host, path: ctx.target.split('?', 1)[0], detail }, req.headers);
   };
   /** Every rejection is an audit event, whether or not the access log is on. */
   const audit = (exchange: Exchange, rejection: HttpError): void => {
     exchange.ctx.note(rejection.spec.event, rejection.detail);
-    if (rejection.code === 'NOT_FOUND' || rejection.code === 'UNKNOWN_HOST') return; // routine, not a security event
+    if (ROUTINE.has(rejection.code)) return; // routine, not a security event
     metrics.rejection(rejection.spec.event);
     let suppressed = 0;
     if (FLOODABLE.has(rejection.code)) {
@@ -112,16 +126,21 @@ export function createPipeline(
   // class of every server adds them at writeHead (../response-headers.ts).
   // The PROXY protocol is read per connection, before any request: ../connection/gate.ts.
   const stages: Stage[] = [
-    accessLogStage(config, log), //         one line per finished request, whatever stage answered
+    accessLog, //                           one line per finished request, whatever stage answered
     clientIpStage(config.forwarded), //     403, 400 (private client, trusted proxy naming none)
     headerLimitsStage(config), //           505, 414, 431, 400 (control characters, duplicate Host; HTTP/2 header list)
     antiSmugglingStage(), //                400, 501 (framing Node's parser lets through)
+    upgradeStage(), //                      403 (an Upgrade other than websocket), 400, 426 (a WebSocket handshake that is not one)
     ...(acmeChallenge === null ? [] : [acmeChallenge]), // ACME HTTP-01 answers (200, 404, 405), before access lists, rate limits, IDS, redirects
     bodyLimitsStage(config, rejectLater, ids?.gate), // 413, 408 (too large, too slow), before and while the body streams; 403 (IDS, on the body)
     access, //                              403 (blacklisted or banned client), 429 (rate limit)
     ...(ids === null ? [] : [ids.stage]), // 403 (IDS: path, query, headers)
+    route, //                               Host -> vhost (421 when nothing matches), path -> route (400, 301)
+    // After routing: a Host no vhost claims gets 421, never a redirect to it; before the
+    // route's own checks: credentials are never asked for over plain HTTP when HTTPS is enforced.
     ...(httpsRedirect === null ? [] : [httpsRedirect]), // 301/308 to HTTPS (enforce_https)
-    route, //                               Host -> vhost (421 when nothing matches)
+    siteAccessStage(), //                   403 (the route's or vhost's allow/deny lists)
+    basicAuthStage(link), //                401 (Basic authentication), 503 (too many checks waiting)
   ];
   const selected = variant === 'full' ? stages : [route];
   const requestStages = selected.filter((stage) => stage.onRequest !== undefined);
@@ -140,8 +159,7 @@ export function createPipeline(
         if (waiting === 'answered') return;
         if (waiting !== undefined) {
           // The client may have gone while the stage waited: then there is no one to answer.
-          // (An HTTP/2 response's socket is undefined once its stream closed, and a view of the stream until then.)
-          const gone = (): boolean => exchange.res.socket == null || exchange.res.socket.destroyed;
+          const gone = (): boolean => clientGone(exchange);
           waiting.then(
             () => gone() || runStages(exchange, i + 1),
             (error: unknown) => gone() || reject(exchange, error),
@@ -149,7 +167,7 @@ export function createPipeline(
           return;
         }
       }
-      exchange.vhost!.handler.handle(exchange.req, exchange.res, exchange.ctx);
+      exchange.site!.handler.handle(exchange.req, exchange.res, exchange.ctx);
     } catch (error) {
       reject(exchange, error);
     }
@@ -166,12 +184,15 @@ export function createPipeline(
           host: '',
           event: null,
           detail: null,
+          target: req.url ?? '',
+          user: null,
           note(event, detail) {
             this.event = event;
             this.detail = detail ?? null;
           },
         },
         vhost: null,
+        site: null,
       };
       runStages(exchange, 0);
       return exchange;
@@ -179,7 +200,20 @@ export function createPipeline(
     close: async () => {
       access.close();
       await route.close();
+      await accessLog.close();
     },
     stageNames: selected.map((stage) => stage.name),
   };
+}
+
+/**
+ * The client of this exchange has gone. Over HTTP/1 that is the connection
+ * closing: a pipelined request's response has no socket at all until the
+ * responses before it are done (RFC 9112 §9.3.2: answered in order), which
+ * is not a client gone. An HTTP/2 response's socket is a view of its stream,
+ * undefined once the stream closed.
+ */
+function clientGone({ req, res }: Exchange): boolean {
+  if (http2Stream(req) === null) return req.socket.destroyed;
+  return res.socket == null || res.socket.destroyed;
 }

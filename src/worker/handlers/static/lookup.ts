@@ -11,8 +11,11 @@ import type { Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { VhostSpec } from '../../../config/types.js';
+import type { ContentCoding, SiteSpec } from '../../../config/types.js';
+import type { Siblings } from '../../compression/static.js';
+import { SUFFIX } from '../../compression/types.js';
 import type { ErrorCode } from '../../errors.js';
+import { contentTypeFor } from '../mime.js';
 import { makeEntry, sameVersion, type FileEntry } from './entry.js';
 import { decodeRequestPath, hasHiddenSegment, isInside, isServable } from './path.js';
 
@@ -25,6 +28,8 @@ const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsCon
 export interface FileRoute {
   readonly kind: 'file';
   readonly entry: FileEntry;
+  /** Fresh precompressed siblings (precompressed = true), or null. */
+  readonly siblings: Siblings | null;
   readonly checkedAtMs: number;
 }
 
@@ -87,6 +92,10 @@ export class StaticRoot {
   /** Index names come from config; a name that could climb or hide is never tried. */
   readonly #indexFiles: readonly string[];
   readonly #directoryListing: boolean;
+  /** try_files entries, or null: the path alone. */
+  readonly #tryFiles: readonly string[] | null;
+  /** Codings whose precompressed siblings are looked for. */
+  readonly #siblingCodings: readonly ContentCoding[];
   #realRoot: string | null = null;
   #realRootCheckedAtMs = 0;
   /**
@@ -96,7 +105,7 @@ export class StaticRoot {
   #procFdUsable = true;
 
   constructor(
-    vhost: VhostSpec & { readonly root: string },
+    vhost: Pick<SiteSpec, 'indexFiles' | 'directoryListing' | 'tryFiles' | 'compression'> & { readonly root: string },
     private readonly tuning: {
       /** Files up to this size are read whole into their entry. */
       readonly maxCachedFileBytes: number;
@@ -109,14 +118,47 @@ export class StaticRoot {
       (name) => name !== '' && !name.includes('/') && !name.includes('\\') && !name.startsWith('.'),
     );
     this.#directoryListing = vhost.directoryListing;
+    this.#tryFiles = vhost.tryFiles;
+    this.#siblingCodings = vhost.compression.precompressed ? vhost.compression.algorithms : [];
   }
 
-  /** What answers `rawPath` (the request path without its query); `previous` is reused when the file did not change. */
+  /**
+   * What answers `rawPath` (the request path without its query); `previous`
+   * is reused when the file did not change. With try_files, each entry in
+   * turn ("$uri" a file, "$uri/" a directory with an index, "/x" that path),
+   * and the first that exists answers; none: 404 (docs/serving.md).
+   */
   async resolve(rawPath: string, previous: CachedRoute | ErrorRoute | undefined): Promise<Route> {
     const nowMs = Date.now();
     const parsed = decodeRequestPath(rawPath);
     if (typeof parsed === 'string') return errorRoute('BAD_PATH', parsed, nowMs);
     const { urlPath, decoded } = parsed;
+    if (this.#tryFiles === null) return this.resolveDecoded(decoded, urlPath, 'any', !decoded.endsWith('/'), previous, nowMs);
+    for (const entry of this.#tryFiles) {
+      if (entry === '=404') break;
+      // The decoded path passed every check above, and compile checked the literal parts.
+      const candidate = entry.replaceAll('$uri', decoded).replace(/\/{2,}/g, '/');
+      const mode = candidate.endsWith('/') ? 'directory' : 'file';
+      const redirect = entry === '$uri/' && !decoded.endsWith('/');
+      const route = await this.resolveDecoded(candidate, urlPath, mode, redirect, previous, nowMs);
+      if (route.kind !== 'error' || route.code !== 'NOT_FOUND') return route;
+    }
+    return errorRoute('NOT_FOUND', 'try_files: none exists', nowMs);
+  }
+
+  /**
+   * What answers the decoded path: `mode` "file" takes only a regular file,
+   * "directory" only a directory (its index or listing), "any" either; a
+   * directory is first redirected to its slash form when `redirectToSlash`.
+   */
+  private async resolveDecoded(
+    decoded: string,
+    urlPath: string,
+    mode: 'any' | 'file' | 'directory',
+    redirectToSlash: boolean,
+    previous: CachedRoute | ErrorRoute | undefined,
+    nowMs: number,
+  ): Promise<Route> {
     // nginx-style: a hidden file answers exactly like a missing one.
     if (hasHiddenSegment(decoded)) return errorRoute('NOT_FOUND', 'dotfile', nowMs);
 
@@ -132,10 +174,13 @@ export class StaticRoot {
         return errorRoute('NOT_FOUND', 'symlink leads outside the root or to a dotfile', nowMs);
       }
       const stats = await fsp.stat(realPath);
-      if (stats.isFile()) return await this.fileRoute(realPath, stats, previous, nowMs);
-      if (!stats.isDirectory()) return errorRoute('NOT_FOUND', 'not a regular file', nowMs);
+      if (stats.isFile()) {
+        if (mode === 'directory') return errorRoute('NOT_FOUND', 'a file where a directory was asked for', nowMs);
+        return await this.fileRoute(realPath, stats, previous, nowMs, rootReal);
+      }
+      if (!stats.isDirectory() || mode === 'file') return errorRoute('NOT_FOUND', 'not a regular file', nowMs);
 
-      if (!decoded.endsWith('/')) {
+      if (redirectToSlash) {
         // Relative links inside an index page resolve against the slash form.
         // Leading slashes are collapsed so "//evil.example" cannot become a
         // scheme-relative Location (an open redirect).
@@ -145,7 +190,7 @@ export class StaticRoot {
         const found = await this.findIndex(path.join(realPath, name), rootReal);
         if (found === null) continue;
         if (found instanceof Error) return fsErrorRoute(found, nowMs);
-        return await this.fileRoute(found.realPath, found.stats, previous, nowMs);
+        return await this.fileRoute(found.realPath, found.stats, previous, nowMs, rootReal);
       }
       if (this.#directoryListing) return { kind: 'listing', dirPath: realPath, urlPath: decoded };
       return errorRoute('NOT_FOUND', 'directory without index', nowMs);
@@ -200,14 +245,14 @@ export class StaticRoot {
     }
   }
 
-  private async loadEntry(realPath: string, stats: Stats, nowMs: number): Promise<FileEntry | ErrorRoute> {
+  private async loadEntry(realPath: string, stats: Stats, nowMs: number, contentType?: string): Promise<FileEntry | ErrorRoute> {
     const { maxCachedFileBytes } = this.tuning;
-    if (stats.size > maxCachedFileBytes) return makeEntry(realPath, stats, null);
+    if (stats.size > maxCachedFileBytes) return makeEntry(realPath, stats, null, contentType);
     const opened = await this.openInside(realPath, nowMs);
     if ('kind' in opened) return opened;
     const { handle, stats: current } = opened;
     try {
-      if (current.size > maxCachedFileBytes) return makeEntry(realPath, current, null);
+      if (current.size > maxCachedFileBytes) return makeEntry(realPath, current, null, contentType);
       // Not from the shared pool: a cached body lives long and must not pin
       // an 8 KiB slab that other, short-lived buffers share.
       const body = Buffer.allocUnsafeSlow(current.size);
@@ -219,19 +264,42 @@ export class StaticRoot {
       }
       // A file truncated mid-read is served as read; its size no longer
       // matches the next stat, so the next revalidation reloads it.
-      return makeEntry(realPath, current, filled === body.length ? body : body.subarray(0, filled));
+      return makeEntry(realPath, current, filled === body.length ? body : body.subarray(0, filled), contentType);
     } finally {
       await handle.close();
     }
   }
 
-  private async fileRoute(realPath: string, stats: Stats, previous: CachedRoute | ErrorRoute | undefined, nowMs: number): Promise<Route> {
+  private async fileRoute(
+    realPath: string,
+    stats: Stats,
+    previous: CachedRoute | ErrorRoute | undefined,
+    nowMs: number,
+    rootReal: string,
+  ): Promise<Route> {
+    const siblings = this.#siblingCodings.length === 0 ? null : await this.findSiblings(realPath, stats, rootReal, nowMs);
     if (previous !== undefined && previous.kind === 'file' && sameVersion(previous.entry, realPath, stats)) {
-      return { kind: 'file', entry: previous.entry, checkedAtMs: nowMs };
+      return { kind: 'file', entry: previous.entry, siblings, checkedAtMs: nowMs };
     }
     const entry = await this.loadEntry(realPath, stats, nowMs);
     if ('kind' in entry) return entry;
-    return { kind: 'file', entry, checkedAtMs: nowMs };
+    return { kind: 'file', entry, siblings, checkedAtMs: nowMs };
+  }
+
+  /**
+   * file.br, file.zst, file.gz beside `realPath`: regular files inside the
+   * root, not older than the file (a stale sibling would serve old content).
+   * They are served with the file's type.
+   */
+  private async findSiblings(realPath: string, stats: Stats, rootReal: string, nowMs: number): Promise<Siblings> {
+    const found: Partial<Record<ContentCoding, FileEntry>> = {};
+    for (const coding of this.#siblingCodings) {
+      const sibling = await this.findIndex(`${realPath}.${SUFFIX[coding]}`, rootReal);
+      if (sibling === null || sibling instanceof Error || sibling.stats.mtimeMs < stats.mtimeMs) continue;
+      const entry = await this.loadEntry(sibling.realPath, sibling.stats, nowMs, contentTypeFor(realPath));
+      if (!('kind' in entry)) found[coding] = entry;
+    }
+    return found;
   }
 
   /** An index file, null when absent (try the next name), or the error that stopped the search. */

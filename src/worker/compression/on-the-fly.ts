@@ -1,0 +1,174 @@
+/**
+ * Compression of responses whose bytes arrive as they are written: proxied
+ * responses, for a site whose compression is on. Installed on a response
+ * before its handler runs (`compressResponse`); the decision falls at the
+ * response head, when status and headers are known:
+ *
+ * - never for HEAD, 1xx, 204, 206, 304, a response that already has a
+ *   Content-Encoding or a Content-Range, one that says (or whose request
+ *   says) `Cache-Control: no-transform` (RFC 9111 §5.2), a type not worth
+ *   compressing (types.ts), or a known length under `min_length`;
+ * - `Vary: Accept-Encoding` on every response that could have been
+ *   compressed, whether or not this one was (RFC 9110 §12.5.5);
+ * - the ETag gets the coding's suffix and becomes weak, and a request whose
+ *   If-None-Match carries that suffix is passed on without it, so the
+ *   upstream can still answer 304;
+ * - Content-Length and Accept-Ranges go (ranges of the encoded bytes are
+ *   not what the upstream would serve).
+ *
+ * Every write is flushed through the encoder, so a response that streams
+ * (long polling, chunked progress) reaches the client as it is written, as
+ * Caddy's encoder does. Backpressure holds: a write returns false while the
+ * encoder is full, and 'drain' is emitted when it empties.
+ */
+import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { CompressionSpec, ContentCoding } from '../../config/types.js';
+import { chooseCoding } from './negotiate.js';
+import { createEncoder, encodedEtag, flushKind, isCompressible, SUFFIX } from './types.js';
+
+const NO_BODY_STATUS = new Set([204, 206, 304]);
+
+function headerText(value: number | string | readonly string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/** Adds Accept-Encoding to Vary unless it is there (or Vary is "*"). */
+export function varyOnAcceptEncoding(current: string | undefined): string {
+  if (current === undefined || current.trim() === '') return 'Accept-Encoding';
+  const names = current.split(',').map((name) => name.trim().toLowerCase());
+  if (names.includes('*') || names.includes('accept-encoding')) return current;
+  return `${current}, Accept-Encoding`;
+}
+
+const hasNoTransform = (value: string | undefined): boolean => value !== undefined && /(?:^|[\s,])no-transform(?:$|[\s,;=])/i.test(value);
+
+/** If-None-Match with this coding's suffix taken out of every tag: what the upstream knows them as. */
+function withoutSuffix(ifNoneMatch: string, coding: ContentCoding): string {
+  return ifNoneMatch.replaceAll(`-${SUFFIX[coding]}"`, '"');
+}
+
+/** Prepare `res` to be compressed on the fly, as its head decides (see above). */
+export function compressResponse(req: IncomingMessage, res: ServerResponse, policy: CompressionSpec): void {
+  if (!policy.enabled) return;
+  const coding =
+    req.method === 'HEAD' || hasNoTransform(headerText(req.headers['cache-control']))
+      ? null
+      : chooseCoding(req.headers['accept-encoding'], policy.algorithms);
+  const ifNoneMatch = req.headers['if-none-match'];
+  // The client validates the coded form it holds: the upstream knows the tag without the suffix.
+  const revalidatesCoded = coding !== null && ifNoneMatch !== undefined && withoutSuffix(ifNoneMatch, coding) !== ifNoneMatch;
+  if (revalidatesCoded) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch!, coding!);
+
+  const writeHead = res.writeHead;
+  const originalWrite = res.write;
+  const originalEnd = res.end;
+  // A body written before an explicit head (an error page's end(body), HTTP/2's
+  // implicit head) first decides the head, so the body goes where it says.
+  const decideWrite = function decideWrite(this: ServerResponse, ...args: unknown[]): boolean {
+    if (!res.headersSent) res.writeHead(res.statusCode);
+    if (res.write === decideWrite) res.write = originalWrite;
+    return (res.write as (...a: unknown[]) => boolean).apply(res, args);
+  } as ServerResponse['write'];
+  const decideEnd = function decideEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
+    if (!res.headersSent) res.writeHead(res.statusCode);
+    if (res.end === decideEnd) res.end = originalEnd;
+    return (res.end as (...a: unknown[]) => ServerResponse).apply(res, args);
+  } as ServerResponse['end'];
+  res.write = decideWrite;
+  res.end = decideEnd;
+  const restoreBody = (): void => {
+    if (res.write === decideWrite) res.write = originalWrite;
+    if (res.end === decideEnd) res.end = originalEnd;
+  };
+  res.writeHead = function compressedWriteHead(
+    this: ServerResponse,
+    statusCode: number,
+    reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+    maybeHeaders?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+  ): ServerResponse {
+    res.writeHead = writeHead;
+    const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
+    const given = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
+    // Into the response's own header map, where they can be read and changed alike.
+    if (Array.isArray(given)) {
+      const grouped = new Map<string, string[]>();
+      for (let i = 0; i + 1 < given.length; i += 2) {
+        const name = String(given[i]).toLowerCase();
+        grouped.set(name, [...(grouped.get(name) ?? []), String(given[i + 1])]);
+      }
+      for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0]! : values);
+    } else if (given !== undefined) {
+      for (const [name, value] of Object.entries(given)) if (value !== undefined) res.setHeader(name, value);
+    }
+    const encoded = headerText(res.getHeader('content-encoding'));
+    const eligible =
+      statusCode >= 200 &&
+      !NO_BODY_STATUS.has(statusCode) &&
+      (encoded === undefined || encoded.toLowerCase() === 'identity') &&
+      res.getHeader('content-range') === undefined &&
+      !hasNoTransform(headerText(res.getHeader('cache-control'))) &&
+      isCompressible(headerText(res.getHeader('content-type')));
+    const head = writeHead as (this: ServerResponse, status: number, reason?: string) => ServerResponse;
+    if (!eligible) restoreBody();
+    const etag = headerText(res.getHeader('etag'));
+    if (statusCode === 304 && revalidatesCoded && etag !== undefined) {
+      // The upstream confirmed the representation: the client's copy is the coded one.
+      res.setHeader('ETag', encodedEtag(etag, coding!));
+      res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
+    }
+    if (!eligible) return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
+    res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
+    const length = headerText(res.getHeader('content-length'));
+    if (coding !== null && !(length !== undefined && Number(length) < policy.minLengthBytes))
+      encode(res, coding, originalWrite, originalEnd);
+    else restoreBody();
+    return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
+  } as ServerResponse['writeHead'];
+}
+
+/** From now on, what is written to `res` goes through the encoder first. */
+function encode(
+  res: ServerResponse,
+  coding: ContentCoding,
+  originalWrite: ServerResponse['write'],
+  originalEnd: ServerResponse['end'],
+): void {
+  res.removeHeader('content-length');
+  res.removeHeader('accept-ranges');
+  res.setHeader('Content-Encoding', coding);
+  const etag = headerText(res.getHeader('etag'));
+  if (etag !== undefined) res.setHeader('ETag', encodedEtag(etag, coding));
+
+  const encoder = createEncoder(coding, 'stream');
+  const write = originalWrite.bind(res) as (chunk: Buffer) => boolean;
+  const end = originalEnd.bind(res) as () => ServerResponse;
+  const flush = flushKind(coding);
+  encoder.on('data', (chunk: Buffer) => {
+    if (!write(chunk)) encoder.pause();
+  });
+  res.on('drain', () => encoder.resume());
+  // The encoder's input has room again: a writer that stopped on false waits for the response's 'drain'.
+  encoder.on('drain', () => res.emit('drain'));
+  encoder.once('end', () => end());
+  encoder.once('error', () => res.destroy());
+  res.once('close', () => encoder.destroy());
+
+  res.write = function compressedWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
+    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+    const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
+    const room = encoder.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
+    (encoder as unknown as { flush(kind: number, cb?: () => void): void }).flush(flush, done as (() => void) | undefined);
+    return room;
+  } as ServerResponse['write'];
+  res.end = function compressedEnd(chunk?: unknown, encodingOrCallback?: unknown, callback?: unknown): ServerResponse {
+    const done = typeof chunk === 'function' ? chunk : typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+      const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
+      encoder.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
+    }
+    if (typeof done === 'function') res.once('finish', done as () => void);
+    encoder.end();
+    return res;
+  } as ServerResponse['end'];
+}
