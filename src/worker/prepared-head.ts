@@ -126,7 +126,8 @@ export function sendPrepared(res: ServerResponse, head: PreparedHead, body: Buff
   // As writeHead: a client that expects 100 Continue and got a final status may send its body anyway.
   if (node._expect_continue && !node._sent100) node.shouldKeepAlive = false;
   const keepAlive =
-    node.shouldKeepAlive && (head.hasContentLength || node.useChunkedEncodingByDefault || node.agent !== undefined && node.agent !== null);
+    node.shouldKeepAlive &&
+    (head.hasContentLength || node.useChunkedEncodingByDefault || (node.agent !== undefined && node.agent !== null));
   const nowSecond = Math.floor(Date.now() / 1000);
   if (nowSecond !== dateSecond) {
     dateSecond = nowSecond;
