@@ -9,15 +9,21 @@
  * handler over HTTPS, on Node's TLS defaults (tickets on, each worker with
  * its own ticket key): the ceiling for a TLS server written on Node.
  *
+ * With --h2-port (and --cert, --key) each worker also serves HTTP/2 over
+ * TLS through node:http2's core API (a 'stream' event answered with
+ * stream.respond and stream.end, no compatibility objects): the ceiling for
+ * an HTTP/2 server written on Node.
+ *
  * Also used, with --workers 1 and no --upstream, as the fallback upstream
  * when nginx is not installed.
  *
  *   node dist/bench/node-cluster.js --port 8080 --file /tmp/x/1k.html
  *       [--workers 2] [--upstream 127.0.0.1:9000]
- *       [--https-port 8443 --cert cert.pem --key key.pem]
+ *       [--https-port 8443] [--h2-port 8444] [--cert cert.pem --key key.pem]
  */
 import cluster from 'node:cluster';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -30,6 +36,7 @@ const { values } = parseArgs({
     upstream: { type: 'string' },
     'content-type': { type: 'string', default: 'text/html' },
     'https-port': { type: 'string' },
+    'h2-port': { type: 'string' },
     cert: { type: 'string' },
     key: { type: 'string' },
   },
@@ -38,16 +45,19 @@ const { values } = parseArgs({
 const port = Number(values.port);
 const workerCount = Number(values.workers);
 const httpsPort = values['https-port'] === undefined ? null : Number(values['https-port']);
+const h2Port = values['h2-port'] === undefined ? null : Number(values['h2-port']);
 const validPort = (candidate: number): boolean => Number.isInteger(candidate) && candidate >= 1 && candidate <= 65535;
 if (
   !validPort(port) ||
   values.file === undefined ||
   !Number.isInteger(workerCount) ||
   workerCount < 1 ||
-  (httpsPort !== null && (!validPort(httpsPort) || values.cert === undefined || values.key === undefined))
+  (httpsPort !== null && !validPort(httpsPort)) ||
+  (h2Port !== null && !validPort(h2Port)) ||
+  ((httpsPort !== null || h2Port !== null) && (values.cert === undefined || values.key === undefined))
 ) {
   process.stderr.write(
-    'usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT] [--https-port N --cert PATH --key PATH]\n',
+    'usage: node-cluster.js --port N --file PATH [--workers N] [--upstream HOST:PORT] [--https-port N] [--h2-port N] [--cert PATH --key PATH]\n',
   );
   process.exit(2);
 }
@@ -117,10 +127,16 @@ function serve(): void {
     res.end(body);
   };
   http.createServer(handler).listen(port, '127.0.0.1');
-  if (httpsPort !== null) {
-    https
-      .createServer({ cert: readFileSync(values.cert as string), key: readFileSync(values.key as string) }, handler)
-      .listen(httpsPort, '127.0.0.1');
+  const credentials = () => ({ cert: readFileSync(values.cert as string), key: readFileSync(values.key as string) });
+  if (httpsPort !== null) https.createServer(credentials(), handler).listen(httpsPort, '127.0.0.1');
+  if (h2Port !== null) {
+    const length = String(body.length);
+    const server = http2.createSecureServer(credentials());
+    server.on('stream', (stream) => {
+      stream.respond({ ':status': 200, 'content-type': contentType, 'content-length': length });
+      stream.end(body);
+    });
+    server.listen(h2Port, '127.0.0.1');
   }
   process.on('SIGTERM', () => process.exit(0));
 }

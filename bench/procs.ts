@@ -279,3 +279,32 @@ export function machineBusyTicks(): number {
   const [user = 0, nice = 0, system = 0] = line.trim().split(/\s+/).slice(1).map(Number);
   return user + nice + system;
 }
+
+/** One process's resident memory. */
+export interface ProcessMemory {
+  readonly pid: number;
+  readonly comm: string;
+  /** The root of the tree (a master, a primary, a single-process server) or one of its children (workers). */
+  readonly role: 'root' | 'child';
+  readonly rssBytes: number;
+}
+
+/** VmRSS of `pid` in bytes, or null when it is gone. */
+export function rssBytes(pid: number): number | null {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1];
+    return kib === undefined ? null : Number(kib) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Resident memory of `root` and each of its live descendants. */
+export function memoryOfTree(root: number): ProcessMemory[] {
+  const memory: ProcessMemory[] = [];
+  for (const [index, stat] of processTree(root).entries()) {
+    const rss = rssBytes(stat.pid);
+    if (rss !== null) memory.push({ pid: stat.pid, comm: stat.comm, role: index === 0 ? 'root' : 'child', rssBytes: rss });
+  }
+  return memory;
+}

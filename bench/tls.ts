@@ -147,3 +147,59 @@ export async function negotiated(port: number): Promise<Negotiated | string> {
     signature: field('Signature type') ?? field('Peer signature type') ?? 'unknown',
   };
 }
+
+export interface TlsSetup {
+  readonly certificate: BenchCertificate;
+  /** wrk's environment for full handshakes (the shim preloaded); null when that could not be arranged. */
+  readonly fullHandshakeEnv: NodeJS.ProcessEnv | null;
+  /** Why the handshake scenario cannot run, or null. */
+  readonly handshakeProblem: string | null;
+  /** Handshakes counted with wrk as it comes and with the shim; null when the shim did not build. */
+  readonly resumption: { plain: HandshakeCount; shimmed: HandshakeCount } | null;
+}
+
+export function describeHandshakes(count: HandshakeCount | undefined): string {
+  return count === undefined ? 'n/a' : `${count.resumed} of ${count.full + count.resumed} handshakes`;
+}
+
+export function describeNegotiated(result: Negotiated | string): string {
+  return typeof result === 'string'
+    ? result
+    : `${result.protocol} ${result.cipher}, key exchange ${result.keyExchange}, signature ${result.signature}`;
+}
+
+/**
+ * The certificate, and a wrk that makes full handshakes only, checked
+ * against a server that resumes: a string when there is no certificate (no
+ * HTTPS scenario then), `handshakeProblem` when only full handshakes cannot
+ * be measured.
+ */
+export async function prepareTls(dir: string, shimSource: string): Promise<TlsSetup | string> {
+  chmodSync(dir, 0o700);
+  let certificate: BenchCertificate;
+  try {
+    certificate = await makeCertificate(dir);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  try {
+    const shim = await buildFullHandshakeShim(shimSource, dir);
+    const env = {
+      ...process.env,
+      LD_PRELOAD: [shim, process.env.LD_PRELOAD].filter((entry) => entry !== undefined && entry !== '').join(' '),
+    };
+    const resumption = await countResumptions(certificate, readFileSync(certificate.keyFile), env);
+    const { shimmed } = resumption;
+    if (shimmed.resumed > 0 || shimmed.full === 0) {
+      return {
+        certificate,
+        fullHandshakeEnv: null,
+        handshakeProblem: `wrk with the shim still resumed ${describeHandshakes(shimmed)}`,
+        resumption,
+      };
+    }
+    return { certificate, fullHandshakeEnv: env, handshakeProblem: null, resumption };
+  } catch (error) {
+    return { certificate, fullHandshakeEnv: null, handshakeProblem: (error as Error).message, resumption: null };
+  }
+}

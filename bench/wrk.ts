@@ -1,7 +1,8 @@
 /** Running wrk and reading its report. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 
-export interface WrkResult {
+/** What one load run measured, whichever tool drove it (wrk, h2load). */
+export interface LoadResult {
   readonly requestsPerSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -9,6 +10,8 @@ export interface WrkResult {
   readonly non2xx3xx: number;
   readonly socketErrors: { connect: number; read: number; write: number; timeout: number };
 }
+
+export type WrkResult = LoadResult;
 
 export interface WrkOptions {
   readonly url: string;
@@ -83,7 +86,7 @@ export function killWrk(): void {
  * and the IDS inspects the headers ordinary traffic carries, not a bare
  * request line.
  */
-const BROWSER_HEADERS = [
+export const BROWSER_HEADERS = [
   'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
   'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
   'Accept-Language: en-US,en;q=0.9',

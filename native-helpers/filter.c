@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 
 #if !defined(__x86_64__)
@@ -270,6 +271,25 @@ static void *build_restrictions(const struct settings *s)
     for (size_t i = 0; i < COUNT(refused_ioctl); i++) {
         c = INT_ARG_EQ(1, refused_ioctl[i]);
         restrict_rule(ctx, eperm, "ioctl", 1, &c, NULL);
+    }
+
+    /*
+     * No program on a socket: a listening socket's SO_REUSEPORT group
+     * carries the master's program that hands connections to the workers in
+     * turn (native-helpers/listen.c); a worker holds one socket of each
+     * group and could replace it (and take every new connection, or send
+     * them to a socket nobody accepts on), remove it, or put a filter that
+     * drops everything on its socket and lock it (SO_LOCK_FILTER). Node,
+     * libuv and OpenSSL set none of these.
+     */
+    static const unsigned int refused_sockopts[] = {
+        SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_LOCK_FILTER, SO_ATTACH_BPF,
+        SO_ATTACH_REUSEPORT_CBPF, SO_ATTACH_REUSEPORT_EBPF, SO_DETACH_REUSEPORT_BPF,
+    };
+    struct scmp_arg_cmp level = INT_ARG_EQ(1, SOL_SOCKET);
+    for (size_t i = 0; i < COUNT(refused_sockopts); i++) {
+        c = INT_ARG_EQ(2, refused_sockopts[i]);
+        restrict_rule(ctx, eperm, "setsockopt", 2, &level, &c);
     }
 
     /*

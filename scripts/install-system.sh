@@ -24,7 +24,7 @@ SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 
 die() { echo "install-system: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates a user, a service and root-only directories)"
-[ -x "$SOURCE/native-helpers/build/miwidothttp-sandbox" ] && [ -f "$SOURCE/native-helpers/build/miwidothttp-sandbox-lock.so" ] && [ -f "$SOURCE/dist/src/cli/main.js" ] || die "build first: npm ci"
+[ -x "$SOURCE/native-helpers/build/miwidothttp-sandbox" ] && [ -x "$SOURCE/native-helpers/build/miwidothttp-listen" ] && [ -f "$SOURCE/native-helpers/build/miwidothttp-sandbox-lock.so" ] && [ -f "$SOURCE/dist/src/cli/main.js" ] || die "build first: npm ci"
 
 # The workers' group (each worker runs as a uid of its own in it): a system
 # user with its own group, no login, no home.
@@ -39,7 +39,7 @@ for part in bin dist node_modules share config systemd package.json README.md; d
   cp -a "$SOURCE/$part" "$PREFIX/$part"
 done
 install -d -m 0755 "$PREFIX/native-helpers/build"
-install -m 0755 "$SOURCE/native-helpers/build/miwidothttp-sandbox" "$SOURCE/native-helpers/build/miwidothttp-notify" "$PREFIX/native-helpers/build/"
+install -m 0755 "$SOURCE/native-helpers/build/miwidothttp-sandbox" "$SOURCE/native-helpers/build/miwidothttp-notify" "$SOURCE/native-helpers/build/miwidothttp-listen" "$PREFIX/native-helpers/build/"
 # The shims the helper preloads into every worker (non-dumpable, no exec after start): beside the helper, root's, 0644.
 install -m 0644 "$SOURCE/native-helpers/build/miwidothttp-sandbox-lock.so" "$SOURCE/native-helpers/build/miwidothttp-sandbox-nodump.so" "$PREFIX/native-helpers/build/"
 install -m 0644 "$SOURCE/native-helpers/seccomp-default.list" "$PREFIX/native-helpers/"

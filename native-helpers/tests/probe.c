@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -176,6 +177,26 @@ int main(int argc, char **argv)
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         return report(a, fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sin, sizeof sin));
+    }
+    /*
+     * setsockopt(SOL_SOCKET, OPTNAME) on a socket of its own with
+     * SO_REUSEPORT: a program that accepts everything for the filter
+     * options, -1 (no program) for the eBPF ones, 1 for a lock, 0 for a
+     * detach. Unfiltered the kernel answers each (0, or EBADF, ENOENT): the
+     * call got through.
+     */
+    if (strcmp(a, "sockopt") == 0 && argc > 2) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            return report("socket", -1);
+        int optname = (int)arg(argv[2]);
+        struct sock_filter accept_all[] = { BPF_STMT(BPF_RET | BPF_K, 0xffffffff) };
+        struct sock_fprog program = { .len = 1, .filter = accept_all };
+        int value = optname == SO_LOCK_FILTER ? 1 : optname == SO_ATTACH_BPF || optname == SO_ATTACH_REUSEPORT_EBPF ? -1 : 0;
+        if (optname == SO_ATTACH_FILTER || optname == SO_ATTACH_REUSEPORT_CBPF)
+            return report(a, setsockopt(fd, SOL_SOCKET, optname, &program, sizeof program));
+        return report(a, setsockopt(fd, SOL_SOCKET, optname, &value, sizeof value));
     }
     /*
      * listen on a socket of its own (never bound): what listen returns, the

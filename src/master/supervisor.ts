@@ -30,7 +30,7 @@ import type { CertificateInfo, LoadedCertificate } from '../tls/certificates.js'
 import { loadTlsMaterial, materialOf, type CertificateMaterial } from '../tls/material.js';
 import type { AbuseControl } from './abuse/index.js';
 import type { AuditLog } from './audit-log.js';
-import type { ListenerSet } from './listeners.js';
+import type { BindChange, ListenerSet } from './listeners.js';
 import type { Metrics } from './metrics.js';
 import type { CertificateManager, PreparedIssuance } from './certificate-manager.js';
 import { WorkerChallengeBoard } from './challenge-board.js';
@@ -51,6 +51,13 @@ const MONITOR_INTERVAL_MS = 1000;
  */
 const MEMORY_ALARM_SHARE = 0.9;
 const CPU_ALARM_SHARE = 0.95;
+/**
+ * After a reload lowers `workers`, the old workers of the slots it drops go
+ * on accepting this long before they drain: new connections are steered
+ * away from their sockets at once, but what is queued there, and handshakes
+ * begun before (the SYN came, the ACK has not), still land on them.
+ */
+const RETIRED_SLOT_ACCEPT_MS = 1000;
 /** How long a dead worker's cgroup may stay busy (its last threads exiting). */
 const CGROUP_REMOVE_ATTEMPTS = 20;
 
@@ -123,8 +130,8 @@ export class Supervisor {
 
   /** Start the first generation; rejects with the first worker's reason if any fails to come up. */
   async start(): Promise<void> {
-    this.listeners.bindMissing(this.config.listeners);
-    await this.listeners.listenBound();
+    this.listeners.bindMissing(this.config.listeners, this.config.server.workerCount);
+    await this.listeners.listenBound(null);
     const generation = ++this.generation;
     const slots = this.spawnGeneration(generation, this.config);
     try {
@@ -149,12 +156,13 @@ export class Supervisor {
       const fixed = this.restartOnlyChange(next);
       if (fixed) return { ok: false, reason: `${fixed} cannot change on reload; restart instead` };
 
-      let added: string[] = [];
+      let change: BindChange = { added: [], slotSockets: [] };
       try {
-        ({ added } = this.listeners.bindMissing(next.listeners));
+        // New listeners, and a socket per slot a higher worker count adds: steered away from until their workers are ready.
+        change = this.listeners.bindMissing(next.listeners, next.server.workerCount);
         await this.listeners.listenBound();
       } catch (error) {
-        for (const id of added) this.listeners.close(id);
+        this.listeners.undo(change);
         return { ok: false, reason: (error as Error).message };
       }
       const generation = this.generation + 1;
@@ -162,7 +170,7 @@ export class Supervisor {
       try {
         slots = this.spawnGeneration(generation, next);
       } catch (error) {
-        for (const id of added) this.listeners.close(id);
+        this.listeners.undo(change);
         return { ok: false, reason: (error as Error).message };
       }
       try {
@@ -172,7 +180,8 @@ export class Supervisor {
           if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
           slot.worker?.kill('reload abandoned');
         }
-        for (const id of added) this.listeners.close(id);
+        this.listeners.undo(change);
+        void this.steer();
         return { ok: false, reason: `new worker failed to start: ${(error as Error).message}` };
       }
 
@@ -183,13 +192,20 @@ export class Supervisor {
       this.commitCertificates();
       this.accessLog.use(next.server.accessLogFile);
       this.abuse.reconfigure(next);
+      // Slots above the new worker count get no new connections from now on; their old workers
+      // keep accepting a moment, for what is queued there and handshakes already under way.
+      void this.steer();
       for (const slot of retiring) {
         if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
-        slot.worker?.drain(next.server.shutdownTimeoutMs);
+        const worker = slot.worker;
+        if (worker === null) continue;
+        if (worker.slot < next.server.workerCount) worker.drain(next.server.shutdownTimeoutMs);
+        else setTimeout(() => worker.drain(next.server.shutdownTimeoutMs), RETIRED_SLOT_ACCEPT_MS).unref();
       }
       // The master's copy goes now; the old workers' copies close as they drain.
+      this.listeners.retireSlots(next.server.workerCount);
       const removed = this.listeners.closeExcept(next.listeners);
-      this.log.info({ generation, added, removed }, 'reload complete: new generation serving');
+      this.log.info({ generation, added: change.added, removed }, 'reload complete: new generation serving');
       return { ok: true, generation };
     } finally {
       this.reloading = false;
@@ -327,6 +343,26 @@ export class Supervisor {
     return this.slots.some((slot) => slot.worker?.state === 'ready');
   }
 
+  /**
+   * New connections go to the sockets of the slots that have a ready worker
+   * that answers its pings (listeners.ts): not to a dead slot waiting for
+   * its replacement, a stalled worker's, a slot a reload dropped, or a new
+   * slot whose worker is not ready. What is queued
+   * on a socket stays there for the next worker of its slot. Called on every
+   * change of a worker's state; a failure is logged, and the kernel's own
+   * spreading stays in force.
+   */
+  private steer(): Promise<void> {
+    const serving = this.config.server.workerCount;
+    const ready = new Set<number>();
+    for (const worker of this.workers)
+      if (worker.state === 'ready' && worker.responsive && (worker.slot < serving || worker.generation > this.generation))
+        ready.add(worker.slot);
+    return this.listeners.steer(ready).catch((error: unknown) => {
+      if (!this.stopping) this.log.error({ err: error }, 'cannot steer new connections among the workers');
+    });
+  }
+
   /** A message for every live worker of every generation (ban changes). */
   broadcast(message: MasterMessage): void {
     for (const worker of this.workers) worker.post(message);
@@ -342,8 +378,12 @@ export class Supervisor {
   }
 
   private spawnInto(slot: Slot, index: number, generation: number, config: CompiledConfig): void {
-    const wanted = new Set(config.listeners.map((listener) => listener.id));
-    const listeners = this.listeners.list().filter((listener) => wanted.has(listener.spec.id));
+    // The sockets of this slot: a worker in slot k accepts where every earlier worker of slot k did.
+    const listeners = this.listeners.forSlot(
+      index,
+      config.listeners.map((listener) => listener.id),
+    );
+    this.listeners.handingOver(listeners);
     const parent = config.isolation.cgroupParent;
     const cgroup = parent === null ? null : `${parent}/worker-${process.pid}-${++this.spawned}`;
     const uid = config.isolation.runAsUser === null ? this.uids.claim() : null;
@@ -382,17 +422,20 @@ export class Supervisor {
     slot.worker = worker;
     if (worker.accessLog !== null) this.accessLog.attach(worker.accessLog, worker);
     this.workers.add(worker);
+    worker.onResponsiveness = () => void this.steer();
     const link = this.desk.attach(worker, ++this.linkIds);
     this.log.debug({ slot: index, workerPid: worker.pid, generation }, 'worker spawned');
     void worker.ready.then(
       () => {
         this.log.info({ slot: index, workerPid: worker.pid, generation }, 'worker ready');
         this.applyIoWeight(worker, config);
+        void this.steer();
       },
       () => undefined,
     );
     void worker.exited.then((exit) => {
       this.workers.delete(worker);
+      void this.steer();
       this.desk.detach(worker);
       this.abuse.workerGone(link);
       this.metrics.workerGone(link.id);

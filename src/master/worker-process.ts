@@ -57,6 +57,13 @@ const DRAIN_GRACE_MS = 2000;
 const PING_INTERVAL_MS = 1000;
 /** A ping unanswered this long, or a frame begun and not finished this long, ends the worker. */
 export const UNRESPONSIVE_AFTER_MS = 5000;
+/**
+ * A ping unanswered this long and the worker's slot gets no new connections
+ * (listeners.ts) until it answers: an event loop that stalls (a long
+ * synchronous task, a stop) does not accept either, and what is steered to
+ * its socket would wait.
+ */
+const STEER_AWAY_AFTER_MS = 1500;
 
 type Forwarded = Exclude<WorkerMessage, { type: 'CTL_READY' | 'CTL_PONG' | 'AUDIT_EVENT' }>;
 
@@ -78,6 +85,10 @@ export class WorkerProcess {
   onMessage: (message: Forwarded) => void = () => undefined;
   /** Called once when the worker is condemned (set by the supervisor: the audit event, the bans it caused). */
   onVerdict: (verdict: Verdict) => void = () => undefined;
+  /** Called when `responsive` changes (set by the supervisor: new connections are steered by it). */
+  onResponsiveness: () => void = () => undefined;
+  /** Answers its pings in time (STEER_AWAY_AFTER_MS): its event loop turns, so it accepts. */
+  responsive = true;
   #verdict: Verdict | null = null;
   private readonly becameReady: () => void;
   private killReason: string | null = null;
@@ -271,6 +282,7 @@ export class WorkerProcess {
         // Answers come in order: this one answers every earlier ping too.
         for (const seq of this.pings.keys()) if (seq <= message.seq) this.pings.delete(seq);
         this.confirmSandboxed();
+        this.setResponsive(true);
         return;
       }
       case 'CTL_READY':
@@ -310,6 +322,7 @@ export class WorkerProcess {
     for (const sentAt of this.pings.values()) oldest = oldest === null ? sentAt : Math.min(oldest, sentAt);
     if (oldest !== null) {
       const silentMs = Math.round(now - oldest);
+      if (silentMs >= STEER_AWAY_AFTER_MS) this.setResponsive(false);
       const state = this.pid === undefined ? null : processState(this.pid);
       if (state === 'T' || state === 't') {
         this.condemn({ kind: 'liveness', rule: 'liveness.stopped', detail: `stopped (state ${state}), silent for ${silentMs} ms` });
@@ -327,6 +340,12 @@ export class WorkerProcess {
     const seq = ++this.pingSeq;
     this.pings.set(seq, now);
     this.post({ type: 'CTL_PING', seq });
+  }
+
+  private setResponsive(responsive: boolean): void {
+    if (this.responsive === responsive) return;
+    this.responsive = responsive;
+    this.onResponsiveness();
   }
 
   private clearTimers(): void {

@@ -16,6 +16,7 @@
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
 import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
 import type { HeaderPolicy, Protocol } from '../config/types.js';
+import { prepareHead, sendPrepared, type PreparedHead } from './prepared-head.js';
 
 type HeaderList = readonly (readonly [string, string])[];
 
@@ -28,9 +29,30 @@ interface Applied {
   readonly baseline: HeaderList;
   readonly removed: ReadonlySet<string>;
   readonly mergedFor: WeakMap<OutgoingHttpHeaders, OutgoingHttpHeaders>;
+  /** Prepared heads (prepared-head.ts) by merged header object and status; null: not preparable. */
+  readonly headsFor: WeakMap<OutgoingHttpHeaders, Map<number, PreparedHead | null>>;
 }
 
 const POLICY = Symbol('headerPolicy');
+/** A response's `answer` (below): a cached answer's status, frozen headers and body in one call. */
+const ANSWER = Symbol('answer');
+
+type Answer = (statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined) => void;
+
+/**
+ * Answers `res` with `statusCode`, `headers` (a frozen object the handler
+ * reuses for every response of this kind, such as a cached file's) and
+ * `body` (undefined: none): over HTTP/1 through a head prepared once per
+ * headers object, policy and status (prepared-head.ts), else writeHead and end.
+ */
+export function answerCached(res: ServerResponse, statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
+  const own = (res as unknown as { [ANSWER]?: Answer })[ANSWER];
+  if (own !== undefined) own.call(res, statusCode, headers, body);
+  else {
+    res.writeHead(statusCode, headers);
+    res.end(body);
+  }
+}
 
 /** From the route stage on, `res` answers with the vhost's own policy. */
 export function useHeaderPolicy(res: ServerResponse, policy: HeaderPolicy): void {
@@ -60,26 +82,32 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
         baseline: policyHeaders(policy, protocol),
         removed: new Set([...policy.remove, ...alwaysRemoved]),
         mergedFor: new WeakMap(),
+        headsFor: new WeakMap(),
       };
       applied.set(policy, entry);
     }
     return entry;
   };
-  return (
+  /** The frozen `headers` with the policy's merged in, computed once per object and policy. */
+  const mergedOnce = (entry: Applied, headers: OutgoingHttpHeaders): OutgoingHttpHeaders => {
+    let merged = entry.mergedFor.get(headers);
+    if (merged === undefined) {
+      merged = Object.freeze(merge(entry.baseline, entry.removed, headers));
+      entry.mergedFor.set(headers, merged);
+    }
+    return merged;
+  };
+  const write = (
     response: PolicyTarget,
     writeHead: WriteHead,
     statusCode: number,
     headers: OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined,
   ): void => {
-    const { baseline, removed, mergedFor } = appliedFor(response[POLICY] ?? serverPolicy);
+    const entry = appliedFor(response[POLICY] ?? serverPolicy);
+    const { baseline, removed } = entry;
     if (headers !== undefined && !Array.isArray(headers)) {
       if (Object.isFrozen(headers)) {
-        let merged = mergedFor.get(headers);
-        if (merged === undefined) {
-          merged = Object.freeze(merge(baseline, removed, headers));
-          mergedFor.set(headers, merged);
-        }
-        headers = merged;
+        headers = mergedOnce(entry, headers);
       } else {
         headers = merge(baseline, removed, headers);
       }
@@ -91,12 +119,36 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
     for (const name of removed) response.removeHeader(name);
     writeHead(statusCode, headers);
   };
+  /** The prepared head of frozen `headers` and `statusCode` under the response's policy, or null. */
+  const preparedHead = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): PreparedHead | null => {
+    const entry = appliedFor(response[POLICY] ?? serverPolicy);
+    const merged = mergedOnce(entry, headers);
+    let byStatus = entry.headsFor.get(merged);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      entry.headsFor.set(merged, byStatus);
+    }
+    let head = byStatus.get(statusCode);
+    if (head === undefined) {
+      head = prepareHead(statusCode, merged);
+      byStatus.set(statusCode, head);
+    }
+    return head;
+  };
+  return { write, preparedHead };
 }
 
 export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof ServerResponse<IncomingMessage> {
-  const write = policyWriter(serverPolicy, protocol, []);
+  const { write, preparedHead } = policyWriter(serverPolicy, protocol, []);
   return class SecureResponse extends ServerResponse<IncomingMessage> {
     [POLICY]?: HeaderPolicy;
+
+    [ANSWER](statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
+      const head = Object.isFrozen(headers) ? preparedHead(this, statusCode, headers) : null;
+      if (head !== null && sendPrepared(this, head, body)) return;
+      this.writeHead(statusCode, headers);
+      this.end(body);
+    }
 
     override writeHead(
       statusCode: number,
@@ -131,7 +183,7 @@ const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'tr
  * given is dropped.
  */
 export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Http2ServerResponse {
-  const write = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
+  const { write } = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
   class SecureHttp2Response extends Http2ServerResponse<Http2ServerRequest> {
     [POLICY]?: HeaderPolicy;
 

@@ -307,6 +307,24 @@ describe('a compromised worker and the network', { skip: needsRoot }, () => {
       assert.match(probe(['socket', 40, 1, 0], ['--seccomp', 'off']).stdout, /^socket: \d+\n$/, 'vsock control');
   });
 
+  test("no program on a socket: the listening group's spreading program cannot be replaced or removed, no drop-all filter locked", () => {
+    // SOL_SOCKET options (asm-generic/socket.h): SO_ATTACH_FILTER, SO_DETACH_FILTER, SO_LOCK_FILTER, SO_ATTACH_BPF,
+    // SO_ATTACH_REUSEPORT_CBPF, SO_ATTACH_REUSEPORT_EBPF, SO_DETACH_REUSEPORT_BPF.
+    for (const optname of [26, 27, 44, 50, 51, 52, 68]) {
+      assert.equal(probe(['sockopt', optname]).stdout, 'sockopt: -1 Operation not permitted\n', `option ${optname}`);
+      // Control: unfiltered, the kernel answers (0, or EBADF / ENOENT for no program): the call got through.
+      // (SO_ATTACH_FILTER is left out: this kernel refuses it to an unprivileged process by itself.)
+      if (optname !== 26)
+        assert.doesNotMatch(
+          probe(['sockopt', optname], ['--seccomp', 'off']).stdout,
+          /Operation not permitted/,
+          `option ${optname} control`,
+        );
+    }
+    // Other socket options still work (SO_REUSEPORT, set by the probe first, and the ones node sets).
+    assert.match(probe(['sockopt', 15]).stdout, /^sockopt: 0\n$/);
+  });
+
   test('bind() is refused, and listen() on a socket of its own opens no port', async () => {
     assert.equal(probe(['bind']).stdout, 'bind: -1 Operation not permitted\n');
     const held = await startWaiting(jailedProbe(jailDir(), ['listen-new'], [], SAME_UID), { marker: 'listen-new' });

@@ -17,6 +17,7 @@ import type { SiteSpec } from '../../../config/types.js';
 import { siblingForm, StaticCompression } from '../../compression/static.js';
 import { createEncoder } from '../../compression/types.js';
 import { ERRORS, sendError, type ErrorCode } from '../../errors.js';
+import { answerCached } from '../../response-headers.js';
 import type { RequestContext, RequestHandler } from '../types.js';
 import { RouteCache, STATIC_CACHE_DEFAULTS, type StaticCacheTuning } from './cache.js';
 import { IGNORE_RANGE, ifRangeHolds, isNotModified, parseByteRange, UNSATISFIABLE } from './conditional.js';
@@ -90,8 +91,7 @@ export function createStaticHandler(site: SiteSpec, tuning: Partial<StaticCacheT
 
     if (isNotModified(headers, entry)) {
       if (handle !== null) closeQuietly(handle);
-      res.writeHead(304, entry.headers304);
-      res.end();
+      answerCached(res, 304, entry.headers304, undefined);
       return;
     }
 
@@ -118,8 +118,7 @@ export function createStaticHandler(site: SiteSpec, tuning: Partial<StaticCacheT
 
     if (entry.body !== null) {
       if (!partial) {
-        res.writeHead(200, entry.headers200);
-        res.end(isGet ? entry.body : undefined);
+        answerCached(res, 200, entry.headers200, isGet ? entry.body : undefined);
         return;
       }
       res.writeHead(206, partialHeaders(entry.source, start, end, entry.vary));
@@ -128,8 +127,7 @@ export function createStaticHandler(site: SiteSpec, tuning: Partial<StaticCacheT
     }
 
     if (!isGet) {
-      res.writeHead(200, entry.headers200);
-      res.end();
+      answerCached(res, 200, entry.headers200, undefined);
       return;
     }
 

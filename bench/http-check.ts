@@ -1,0 +1,162 @@
+/**
+ * Before a server is measured it must serve the right bytes: a fast 404 is
+ * not a result. One request over the scenario's own transport (HTTP/1.1,
+ * HTTPS, or HTTP/2 with the benchmark certificate verified), compared with
+ * the file on disk.
+ */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Transport } from './catalogue.js';
+import type { Tracked } from './procs.js';
+import type { BenchCertificate } from './tls.js';
+
+const START_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Where a check or a load goes: a port, over TLS (verifying the benchmark certificate) or not, and with which protocol. */
+export interface Endpoint {
+  readonly port: number;
+  readonly transport: Transport;
+  readonly tls: BenchCertificate | null;
+}
+
+/** What a body must be: its length and SHA-256 (the 100 MB file is not kept in memory twice). */
+export interface ExpectedBody {
+  readonly bytes: number;
+  readonly sha256: string;
+  /** The media type it must be served as; null: any (Caddy sends none for a name Go's table does not know). */
+  readonly contentType: string | null;
+}
+
+export function expectedBody(body: Buffer, contentType: string | null): ExpectedBody {
+  return { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex'), contentType };
+}
+
+interface Fetched {
+  readonly status: number;
+  readonly contentType: string | undefined;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** One GET over HTTP/1.1 (plain or TLS). Over TLS the certificate must verify for `host`. */
+function fetchHttp1(endpoint: Endpoint, host: string, urlPath: string): Promise<Fetched> {
+  return new Promise((resolve, reject) => {
+    const options = { host: '127.0.0.1', port: endpoint.port, path: urlPath, headers: { host }, agent: false, timeout: REQUEST_TIMEOUT_MS };
+    const get = endpoint.tls === null ? http.get : https.get;
+    const tlsOptions = endpoint.tls === null ? {} : { ca: endpoint.tls.certPem, servername: host };
+    const request = get({ ...options, ...tlsOptions }, (response) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, contentType: response.headers['content-type'], bytes, sha256: hash.digest('hex') }),
+      );
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+  });
+}
+
+/** One GET over HTTP/2 (ALPN h2 only: a server that falls back to HTTP/1.1 fails the check). */
+function fetchHttp2(endpoint: Endpoint, host: string, urlPath: string): Promise<Fetched> {
+  return new Promise((resolve, reject) => {
+    if (endpoint.tls === null) {
+      reject(new Error('HTTP/2 is measured over TLS only'));
+      return;
+    }
+    const session = http2.connect(`https://${host}:${endpoint.port}`, {
+      host: '127.0.0.1',
+      servername: host,
+      ca: endpoint.tls.certPem,
+      ALPNProtocols: ['h2'],
+    });
+    const timer = setTimeout(() => session.destroy(new Error('timed out')), REQUEST_TIMEOUT_MS);
+    session.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    const stream = session.request({ ':path': urlPath, ':authority': host });
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let status = 0;
+    let contentType: string | undefined;
+    stream.on('response', (headers) => {
+      status = Number(headers[':status']);
+      contentType = headers['content-type'] as string | undefined;
+    });
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+    });
+    stream.on('end', () => {
+      clearTimeout(timer);
+      session.close();
+      resolve({ status, contentType, bytes, sha256: hash.digest('hex') });
+    });
+    stream.on('error', (error) => {
+      clearTimeout(timer);
+      session.destroy();
+      reject(error);
+    });
+  });
+}
+
+/** Why `endpoint` does not serve `expected` at `urlPath` for `host`, or null when it does. */
+export async function checkServes(endpoint: Endpoint, host: string, urlPath: string, expected: ExpectedBody): Promise<string | null> {
+  const what = `${endpoint.transport === 'http' ? '' : `${endpoint.transport.toUpperCase()} `}GET ${urlPath} (Host: ${host})`;
+  try {
+    const got = endpoint.transport === 'h2' ? await fetchHttp2(endpoint, host, urlPath) : await fetchHttp1(endpoint, host, urlPath);
+    if (got.status !== 200) return `${what} answered ${got.status}`;
+    if (got.bytes !== expected.bytes || got.sha256 !== expected.sha256)
+      return `${what} answered ${got.bytes} bytes that differ from the file (${expected.bytes} bytes)`;
+    if (expected.contentType !== null && !(got.contentType ?? '').startsWith(expected.contentType))
+      return `${what}: Content-Type is "${got.contentType}", expected ${expected.contentType}`;
+    return null;
+  } catch (error) {
+    return `${what} failed: ${(error as Error).message}`;
+  }
+}
+
+/** Waits until `entry` serves `expected`; throws with the reason (and the tail of its log) when it does not in time. */
+export async function waitUntilServes(
+  entry: Tracked,
+  endpoint: Endpoint,
+  host: string,
+  urlPath: string,
+  expected: ExpectedBody,
+  tailOfLog: () => string = () => '',
+): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let why: string | null = 'not started';
+  while (Date.now() < deadline) {
+    if (entry.exited) break;
+    why = await checkServes(endpoint, host, urlPath, expected);
+    if (why === null) return;
+    await sleep(100);
+  }
+  const exited = entry.exited
+    ? `exited (code ${entry.child.exitCode ?? entry.child.signalCode})`
+    : `not serving after ${START_TIMEOUT_MS / 1000} s`;
+  const log = tailOfLog();
+  throw new Error(`${entry.name} ${exited}: ${why}${log === '' ? '' : `\n${log}`}`);
+}
