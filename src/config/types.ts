@@ -2,6 +2,8 @@
  * The compiled config: what the master runs on and sends to every worker.
  * Plain, JSON-serialisable data with the unit in every name; workers build
  * their matchers (vhost router, regexes) from it and never see TOML.
+ * (Over 400 lines: one type per config section, kept together so master and
+ * worker read one definition of what they share.)
  */
 
 export type Protocol = 'http' | 'https';

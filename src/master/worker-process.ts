@@ -10,6 +10,8 @@
  * nothing it sent after is honoured, it gets SIGKILL, and the supervisor
  * writes one audit event naming it. The same happens to a worker that stops
  * answering CTL_PING (stopped, spinning, deadlocked) for UNRESPONSIVE_AFTER_MS.
+ * (Over 400 lines: one process's life from spawn to exit, every verdict on
+ * its channel included, read top to bottom.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';

@@ -15,6 +15,8 @@
  *
  * Whitelisted clients ([security.ddos].whitelist) are never limited (the
  * workers do not even ask) and never banned, whoever asks for the ban.
+ * (Over 400 lines by a few: the one place every worker's word about a client
+ * is weighed, which reads best whole.)
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
