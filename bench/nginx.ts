@@ -121,7 +121,7 @@ ${httpCommon(prefix, 'nginx')}
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      # What miwidothttp's proxy sends too (contract.md), so both do the same work.
+      # What miwidothttp's proxy sends too (src/worker/handlers/forwarding.ts), so both do the same work.
       proxy_set_header Host $host;
       proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;

@@ -65,7 +65,7 @@ function unimplemented(raw: RawConfig, problems: ConfigProblem[]): void {
   if (raw.security.audit.include_response_body) refuse('security.audit.include_response_body', 'response bodies in the audit log');
 }
 
-/** Two spellings of one setting (spec sample vs. production sample): both set must agree. */
+/** Two spellings of one setting (the reference config's vs. the production config's): both set must agree. */
 function reconcile<T>(problems: ConfigProblem[], a: [string, T | undefined], b: [string, T | undefined], fallback: T): T {
   const [keyA, valueA] = a;
   const [keyB, valueB] = b;

@@ -1,10 +1,11 @@
 // Over 400 lines: the whole config language, each key beside the comment docs/config.md is generated from.
 /**
- * The TOML config language: every section and key of the spec
- * (shared/spec/security-architecture.md) and of contract.md, with its default.
+ * The TOML config language: every section ([server], [ssl], [security],
+ * [process], [cluster], [[vhosts]]) and every key, with its default and the
+ * comment docs/config.md is generated from.
  *
- * This file is the one place where defaults live. Keys keep the spec's names
- * and units (seconds, bytes); `compile.ts` turns them into the runtime shape
+ * This file is the one place where defaults live. Keys keep the names and
+ * units an operator writes (seconds, bytes, snake_case); `compile.ts` turns them into the runtime shape
  * whose names carry the unit (`headerReadTimeoutMs`, `maxBodyBytes`).
  *
  * Every object is strict: an unknown key is an error naming its path, so a
@@ -224,11 +225,11 @@ const timeouts = z
   .strictObject({
     /** Seconds to receive a request head (and to finish a TLS handshake): 408 after. Default 10. */
     header_read_timeout: seconds.optional(),
-    /** Same as header_read_timeout (the spec's production sample spells it so); set one. */
+    /** Same as header_read_timeout (config/production.toml spells it so); set one. */
     header_timeout: seconds.optional(),
     /** Seconds to receive a request body: 408 after. Default 30. */
     body_read_timeout: seconds.optional(),
-    /** Same as body_read_timeout (the spec's production sample spells it so); set one. */
+    /** Same as body_read_timeout (config/production.toml spells it so); set one. */
     body_timeout: seconds.optional(),
     /** Seconds an answer may stand still for a client that does not read (slow read); then the connection is cut. */
     write_timeout: seconds.default(30),
@@ -240,7 +241,7 @@ const timeouts = z
     request_timeout: seconds.default(120),
     /** Bytes per second a client must sustain once past the first second (slowloris). */
     min_data_rate: z.number().int().min(0).default(100),
-    /** Same as security.limits.max_connections_per_ip (the spec puts it here too); set one. */
+    /** Same as security.limits.max_connections_per_ip (both places are in use); set one. */
     max_connections_per_ip: count(10000000).optional(),
     /** New connections per second from one client, sustained. */
     connection_rate_per_ip: count(10000000).default(10),

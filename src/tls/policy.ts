@@ -6,7 +6,7 @@
  * finite-field DHE suites: for TLS 1.2 only ECDHE key exchange with an AEAD
  * cipher (AES-GCM, ChaCha20-Poly1305), and the three TLS 1.3 suites always.
  *
- * The config's `ciphers` may use IANA names (as the spec's production sample
+ * The config's `ciphers` may use IANA names (as config/production.toml
  * does) or OpenSSL names. Only names from the closed table below are
  * accepted, so OpenSSL cipher-string syntax ("HIGH", "!aNULL", "A:B") can
  * never widen the set.

@@ -1,5 +1,5 @@
 /**
- * Virtual host selection by the Host header (contract.md): the first vhost
+ * Virtual host selection by the Host header: the first vhost
  * whose domains match wins, exact names and "*.suffix" wildcards in config
  * order, and "*" only when nothing else matched.
  */

@@ -58,7 +58,7 @@ describe('shipped configs', () => {
   });
 });
 
-describe('defaults from the spec', () => {
+describe('documented defaults', () => {
   const result = loadConfig(write('[[vhosts]]\ndomains = ["*"]\nroot = "/srv"\n'));
   assert.ok(result.ok);
   const config = result.config;
@@ -85,7 +85,7 @@ describe('defaults from the spec', () => {
     ['shutdown_timeout', config.server.shutdownTimeoutMs, 30_000],
   ];
   for (const [key, actual, expected] of cases) {
-    it(`${key} defaults to the spec's value`, () => assert.equal(actual, expected));
+    it(`${key} defaults to the documented value`, () => assert.equal(actual, expected));
   }
   it('workers = 0 means one per CPU', () => assert.ok(config.server.workerCount >= 1));
   it('the control socket sits beside the pid file', () => assert.equal(config.server.controlSocket, '/run/miwidothttp.sock'));

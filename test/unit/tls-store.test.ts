@@ -321,7 +321,7 @@ describe('tlsPolicy', () => {
     assert.equal(tlsPolicy('1.3', undefined).minVersion, 'TLSv1.3');
   });
 
-  it("translates the spec's four IANA names and keeps TLS 1.3 on", () => {
+  it("translates config/production.toml's four IANA names and keeps TLS 1.3 on", () => {
     const policy = tlsPolicy('1.2', [
       'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384',
       'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384',
