@@ -28,6 +28,7 @@ import { createMetricsServer } from './metrics-endpoint.js';
 import { loadDashboardAssets } from './dashboard/assets.js';
 import { createDashboardServer } from './dashboard/server.js';
 import { WorkerMetrics } from './metrics.js';
+import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { secureResponseClass } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
@@ -56,6 +57,8 @@ export interface WorkerServerOptions {
   /** The ACME challenges the master publishes (ACME_CHALLENGES). */
   readonly challenges?: AcmeChallenges;
   readonly pipelineVariant?: PipelineVariant;
+  /** The proxy's code: loadProxySupport(config), required when the config has a proxy backend. */
+  readonly proxy?: ProxySupport | null;
 }
 
 type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -91,7 +94,16 @@ export class WorkerServer {
       audit,
       this.metrics,
     );
-    this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full', this.tunnels);
+    this.pipeline = createPipeline(
+      config,
+      log,
+      link,
+      this.metrics,
+      challenges,
+      options.pipelineVariant ?? 'full',
+      this.tunnels,
+      options.proxy ?? null,
+    );
     this.tlsFront =
       config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
     this.http2 = new Http2Sessions(config, log, this.metrics, audit, refusalThrottle, () => this.draining);
