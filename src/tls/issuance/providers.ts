@@ -1,6 +1,8 @@
 /**
  * The issuer [ssl] asks for: ACME (with its DNS-01 provider, when one is
- * configured) or Cloudflare Origin CA.
+ * configured) or Cloudflare Origin CA. Loaded by index.ts at the first
+ * issuance: acme-client (with axios and node-forge) is not loaded by a
+ * master that never issues.
  */
 import type { Logger } from 'pino';
 import type { IssuanceSpec } from '../../config/types.js';
@@ -10,7 +12,7 @@ import { createCloudflareOriginIssuer } from './cloudflare-origin.js';
 import { createCloudflareDns, createExecDns } from './dns.js';
 import type { ChallengeBoard, DnsProvider, Issuer } from './types.js';
 
-export function createIssuer(spec: IssuanceSpec, board: ChallengeBoard, log: Logger): Issuer {
+export function createProviderIssuer(spec: IssuanceSpec, board: ChallengeBoard, log: Logger): Issuer {
   const keyType = spec.keyType === 'rsa' ? 'rsa-2048' : 'ecdsa-p256';
   if (spec.cloudflare !== null) {
     const { apiUrl, token, validityDays } = spec.cloudflare;
