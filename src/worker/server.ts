@@ -9,7 +9,8 @@
  * (connection/watch.ts) watch every connection until it closes. It also
  * drains, at reload and stop.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-builtins.js';
 import type tls from 'node:tls';
 import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -140,7 +141,7 @@ export class WorkerServer {
       shouldUpgradeCallback: (req) => upgradeTokens(req.headers.upgrade).some((token) => token !== 'h2c'),
     };
     const handler: RequestListener = (req, res) => this.serve(spec.protocol, req, res);
-    const server = http.createServer(httpOptions, handler);
+    const server = nodeHttp.createServer(httpOptions, handler);
     // Over TLS, the TLS front hands the HTTP/1 server each finished handshake as a connection.
     server.on('connection', (socket: Socket) => void this.connections.track(socket, spec.protocol));
     // max_request_per_connection is counted in serve(), not by Node's
