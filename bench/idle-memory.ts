@@ -5,7 +5,8 @@
  * master and of each worker from /proc/PID/status — VmRSS and its parts:
  * RssAnon (heaps, stacks: what the process allocated), RssFile (mapped
  * files: the node binary's pages it touched, shared with every other node)
- * and RssShmem — next to what `miwidothttp status --json` says. Without -c
+ * and RssShmem — next to what `miwidothttp status --json` says, and from
+ * /proc/PID/smaps_rollup its proportional share (Pss) and its private pages. Without -c
  * it writes a temp config: one static vhost, every security default, the
  * temp dir as the jail. The goal (issue 16): master <= 80 MB, each idle
  * worker <= 60 MB of VmRSS.
@@ -32,6 +33,9 @@ interface ProcessRss {
   readonly rssAnon: number;
   readonly rssFile: number;
   readonly rssShmem: number;
+  /** From /proc/PID/smaps_rollup: the process's share of its pages (a page shared by n processes counts 1/n) and the pages it alone maps. */
+  readonly pss: number;
+  readonly privateBytes: number;
 }
 
 function statusField(text: string, field: string): number {
@@ -46,10 +50,18 @@ function readRss(pid: number, role: ProcessRss['role'], comm: string): ProcessRs
   } catch {
     return null;
   }
+  let rollup = '';
+  try {
+    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1');
+  } catch {
+    // Gone meanwhile: the shares read as 0.
+  }
   return {
     pid,
     role,
     comm,
+    pss: statusField(rollup, 'Pss'),
+    privateBytes: statusField(rollup, 'Private_Clean') + statusField(rollup, 'Private_Dirty'),
     vmRss: statusField(text, 'VmRSS'),
     rssAnon: statusField(text, 'RssAnon'),
     rssFile: statusField(text, 'RssFile'),
@@ -132,12 +144,12 @@ async function main(): Promise<number> {
       process.stdout.write(`${JSON.stringify({ idleSeconds, processes, status: reported.workers }, null, 2)}\n`);
     } else {
       process.stdout.write(`idle ${idleSeconds} s; MB (MiB) from /proc/PID/status\n`);
-      process.stdout.write('role     pid      VmRSS   RssAnon  RssFile  RssShmem  status\n');
+      process.stdout.write('role     pid      VmRSS   RssAnon  RssFile  RssShmem  Pss     Private  status\n');
       for (const entry of processes) {
         const said = reported.workers.find((worker) => worker.pid === entry.pid)?.rssBytes;
         process.stdout.write(
           `${entry.role.padEnd(8)} ${String(entry.pid).padEnd(8)} ${mib(entry.vmRss).padStart(6)}  ${mib(entry.rssAnon).padStart(7)}  ` +
-            `${mib(entry.rssFile).padStart(7)}  ${mib(entry.rssShmem).padStart(8)}  ${said == null ? '-' : mib(said)}\n`,
+            `${mib(entry.rssFile).padStart(7)}  ${mib(entry.rssShmem).padStart(8)}  ${mib(entry.pss).padStart(6)}  ${mib(entry.privateBytes).padStart(7)}  ${said == null ? '-' : mib(said)}\n`,
         );
       }
     }
