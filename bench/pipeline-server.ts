@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
 import { createWorkerLogger } from '../src/logging/logger.js';
 import type { PipelineVariant } from '../src/worker/pipeline/index.js';
+import { loadProxySupport } from '../src/worker/handlers/proxy-support.js';
 import { UNLIMITED } from '../src/worker/master-link.js';
 import { WorkerServer } from '../src/worker/server.js';
 
@@ -65,6 +66,7 @@ if (cluster.isPrimary) {
   const config = loaded.config;
   const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, {
     pipelineVariant: variant as PipelineVariant,
+    proxy: await loadProxySupport(config),
   });
   for (const listener of config.listeners) await server.listen(listener, { host: listener.address, port: listener.port });
   process.on('SIGTERM', () => process.exit(0));

@@ -17,7 +17,7 @@
  */
 import { createHash, createPrivateKey, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
 import type { Namespace } from 'etcd3';
-import { nodeIdentityProblem } from './pki.js';
+import { nodeIdentityProblem } from './node-identity.js';
 import { joinProof, sameSecret, type ClusterKeys } from './secrets.js';
 import { KEYS } from './etcd.js';
 

@@ -9,9 +9,10 @@
  * certificates are made with @peculiar/x509 on WebCrypto, so no openssl
  * program is needed on a node.
  */
-import { createPrivateKey, randomBytes, webcrypto, type X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
+import { NODE_NAME } from './node-identity.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -20,8 +21,6 @@ const DAY_MS = 86_400_000;
 /** The CA outlives many node certificates; nodes are re-issued with `cluster cert`. */
 export const CA_VALIDITY_DAYS = 3650;
 export const NODE_VALIDITY_DAYS = 825;
-/** A node name: what the certificate's commonName and the etcd keys carry. */
-export const NODE_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
 
 export interface PemPair {
   readonly certPem: string;
@@ -85,24 +84,4 @@ export async function issueNodeCertificate(ca: PemPair, name: string, addresses:
     ],
   });
   return { certPem: certificate.toString('pem'), keyPem: await pkcs8Pem(keys.privateKey) };
-}
-
-/** The commonName of a certificate's subject, or null. */
-export function commonNameOf(certificate: X509Certificate): string | null {
-  const match = /^CN=(.*)$/m.exec(certificate.subject);
-  return match?.[1]?.trim() ?? null;
-}
-
-/**
- * Why `certificate` is not a node certificate of the cluster whose CA is
- * `ca` for node `name`, or null when it is: signed by the CA, valid now,
- * and named `name`.
- */
-export function nodeIdentityProblem(certificate: X509Certificate, ca: X509Certificate, name: string, now = new Date()): string | null {
-  if (!certificate.checkIssued(ca) || !certificate.verify(ca.publicKey)) return 'the certificate is not signed by the cluster CA';
-  if (now < certificate.validFromDate) return `the certificate is not valid before ${certificate.validFromDate.toISOString()}`;
-  if (now > certificate.validToDate) return `the certificate expired on ${certificate.validToDate.toISOString()}`;
-  const commonName = commonNameOf(certificate);
-  if (commonName !== name) return `the certificate is for ${JSON.stringify(commonName)}, not for node ${JSON.stringify(name)}`;
-  return null;
 }

@@ -5,7 +5,7 @@
  * (preflight/cluster.ts).
  */
 import { isIP } from 'node:net';
-import { NODE_NAME } from '../cluster/pki.js';
+import { NODE_NAME } from '../cluster/node-identity.js';
 import type { HostFacts } from './preflight/host.js';
 import type { ConfigProblem } from './problem.js';
 import type { RawConfig } from './schema.js';

@@ -5,9 +5,17 @@
  * one reopen in one process. On a terminal, lines are pretty-printed.
  */
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { prettyFactory } from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
+
+/** pino-pretty, loaded only for a terminal: its ~30 modules are ~1 MB of every process's memory otherwise. */
+function prettyPrinter(): (line: unknown) => string {
+  const { prettyFactory } = require('pino-pretty') as typeof import('pino-pretty');
+  return prettyFactory({ colorize: true });
+}
 
 export interface LogSink {
   /** Write one complete JSON log line (with its trailing newline). */
@@ -115,7 +123,7 @@ export function createSink(logFile: string | null): LogSink {
     process.stderr.write(`miwidothttp: log ${logFile ?? 'stdout'}: ${error.code ?? error.message}\n`);
   });
   boom.on('ready', () => (failing = false));
-  const pretty = logFile === null && process.stdout.isTTY ? prettyFactory({ colorize: true }) : null;
+  const pretty = logFile === null && process.stdout.isTTY ? prettyPrinter() : null;
   const journal = logFile === null && stdoutIsJournal();
   return {
     write(line) {

@@ -27,7 +27,7 @@ import { createIssuer } from '../tls/issuance/index.js';
 import { DashboardCollector } from './dashboard/collector.js';
 import { AccessLogFile } from './access-log-file.js';
 import type { Issuer } from '../tls/issuance/types.js';
-import { ClusterNode } from '../cluster/node.js';
+import type { ClusterNode } from '../cluster/node.js';
 
 /** Exit codes of `start`. */
 export const EXIT_OK = 0;
@@ -281,7 +281,9 @@ async function joinClusterOrFail(
 ): Promise<{ cluster: ClusterNode; config: CompiledConfig } | string> {
   let cluster: ClusterNode;
   try {
-    cluster = await ClusterNode.start(config.cluster!, configPath, log, audit);
+    // Loaded only here: the cluster's code (etcd3, gRPC, protobufjs, @peculiar/x509) is ~30 MB of resident memory a single server never needs.
+    const clustered = await import('../cluster/node.js');
+    cluster = await clustered.ClusterNode.start(config.cluster!, configPath, log, audit);
   } catch (error) {
     return (error as Error).message;
   }

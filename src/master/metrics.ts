@@ -8,8 +8,11 @@
  * The master never parses a network request: the metrics listener is
  * handed to the workers like any other socket, a worker answers the scrape
  * and asks the master for this text over IPC (MET_SCRAPE / MET_TEXT).
+ *
+ * The master counts in plain maps and loads prom-client at the first scrape,
+ * to render them: prom-client and @opentelemetry/api are ~8 MB of resident
+ * memory (bench/idle-memory.ts) that a master nobody scrapes never needs.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
 import type { WorkerMessage } from '../ipc/messages.js';
 
 type Report = Extract<WorkerMessage, { type: 'MET_REPORT' }>;
@@ -18,86 +21,86 @@ export interface MetricSources {
   activeBans(): number;
 }
 
+/** One counter: its value per label set, in the order the label sets first appeared (prom-client's order). */
+class Tally<Label extends string> {
+  readonly #values = new Map<string, { labels: Record<Label, string>; value: number }>();
+
+  inc(labels: Record<Label, string>, by = 1): void {
+    const key = JSON.stringify(labels);
+    const entry = this.#values.get(key);
+    if (entry === undefined) this.#values.set(key, { labels, value: by });
+    else entry.value += by;
+  }
+
+  entries(): Iterable<{ labels: Record<Label, string>; value: number }> {
+    return this.#values.values();
+  }
+}
+
+interface CounterDefinition {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly tally: Tally<string>;
+}
+
+interface GaugeDefinition {
+  readonly name: string;
+  readonly help: string;
+  readonly value: () => number | null;
+}
+
 export class Metrics {
-  readonly registry = new Registry();
   /** Latest open-connection count per worker link. */
   readonly #connections = new Map<number, number>();
-  readonly #requests: Counter<'vhost' | 'status'>;
-  readonly #rejections: Counter<'reason'>;
-  readonly #idsMatches: Counter<'rule'>;
-  readonly #rateLimited: Counter;
-  readonly #bans: Counter<'source'>;
-  readonly #restarts: Counter;
-  readonly #reloads: Counter<'result'>;
-  readonly #lastReloadSuccess: Gauge;
-  readonly #lastReloadTime: Gauge;
+  readonly #requests = new Tally<'vhost' | 'status'>();
+  readonly #rejections = new Tally<'reason'>();
+  readonly #idsMatches = new Tally<'rule'>();
+  readonly #rateLimited = new Tally<never>();
+  readonly #bans = new Tally<'source'>();
+  readonly #restarts = new Tally<never>();
+  readonly #reloads = new Tally<'result'>();
+  #lastReloadSuccess = 1;
+  #lastReloadTime: number | null = null;
+  /** In the order they are exposed. */
+  readonly #counters: readonly CounterDefinition[];
+  readonly #gauges: readonly GaugeDefinition[];
 
   constructor(sources: MetricSources) {
-    const registers = [this.registry];
-    this.#requests = new Counter({
-      name: 'miwidothttp_requests_total',
-      help: 'Responses sent, by vhost (its first domain; "" when none matched) and status.',
-      labelNames: ['vhost', 'status'],
-      registers,
-    });
-    this.#rejections = new Counter({
-      name: 'miwidothttp_rejections_total',
-      help: 'Requests and connections refused, by reason (the audit event).',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.#idsMatches = new Counter({
-      name: 'miwidothttp_ids_matches_total',
-      help: 'IDS rule matches, by rule.',
-      labelNames: ['rule'],
-      registers,
-    });
-    this.#rateLimited = new Counter({
-      name: 'miwidothttp_rate_limited_requests_total',
-      help: 'Requests answered 429 by [security.rate_limiting].',
-      registers,
-    });
-    this.#bans = new Counter({
-      name: 'miwidothttp_bans_total',
-      help: 'Bans added, by source (limits, ids, admin).',
-      labelNames: ['source'],
-      registers,
-    });
-    this.#restarts = new Counter({ name: 'miwidothttp_worker_restarts_total', help: 'Workers started again after dying.', registers });
-    this.#reloads = new Counter({
-      name: 'miwidothttp_reloads_total',
-      help: 'Reloads, by result (ok or refused).',
-      labelNames: ['result'],
-      registers,
-    });
-    this.#lastReloadSuccess = new Gauge({
-      name: 'miwidothttp_last_reload_success',
-      help: '1 when the last reload succeeded, 0 when it was refused.',
-      registers,
-    });
-    this.#lastReloadTime = new Gauge({
-      name: 'miwidothttp_last_reload_timestamp_seconds',
-      help: 'When the last reload finished.',
-      registers,
-    });
-    const connections = this.#connections;
-    new Gauge({
-      name: 'miwidothttp_open_connections',
-      help: 'Client connections open now, over all workers.',
-      registers,
-      collect() {
-        this.set([...connections.values()].reduce((sum, count) => sum + count, 0));
+    this.#counters = [
+      {
+        name: 'miwidothttp_requests_total',
+        help: 'Responses sent, by vhost (its first domain; "" when none matched) and status.',
+        labelNames: ['vhost', 'status'],
+        tally: this.#requests,
       },
-    });
-    new Gauge({
-      name: 'miwidothttp_active_bans',
-      help: 'Clients banned now.',
-      registers,
-      collect() {
-        this.set(sources.activeBans());
+      {
+        name: 'miwidothttp_rejections_total',
+        help: 'Requests and connections refused, by reason (the audit event).',
+        labelNames: ['reason'],
+        tally: this.#rejections,
       },
-    });
-    this.#lastReloadSuccess.set(1);
+      { name: 'miwidothttp_ids_matches_total', help: 'IDS rule matches, by rule.', labelNames: ['rule'], tally: this.#idsMatches },
+      {
+        name: 'miwidothttp_rate_limited_requests_total',
+        help: 'Requests answered 429 by [security.rate_limiting].',
+        labelNames: [],
+        tally: this.#rateLimited,
+      },
+      { name: 'miwidothttp_bans_total', help: 'Bans added, by source (limits, ids, admin).', labelNames: ['source'], tally: this.#bans },
+      { name: 'miwidothttp_worker_restarts_total', help: 'Workers started again after dying.', labelNames: [], tally: this.#restarts },
+      { name: 'miwidothttp_reloads_total', help: 'Reloads, by result (ok or refused).', labelNames: ['result'], tally: this.#reloads },
+    ];
+    this.#gauges = [
+      {
+        name: 'miwidothttp_last_reload_success',
+        help: '1 when the last reload succeeded, 0 when it was refused.',
+        value: () => this.#lastReloadSuccess,
+      },
+      { name: 'miwidothttp_last_reload_timestamp_seconds', help: 'When the last reload finished.', value: () => this.#lastReloadTime },
+      { name: 'miwidothttp_open_connections', help: 'Client connections open now, over all workers.', value: () => this.openConnections() },
+      { name: 'miwidothttp_active_bans', help: 'Clients banned now.', value: () => sources.activeBans() },
+    ];
     for (const result of ['ok', 'refused']) this.#reloads.inc({ result }, 0);
   }
 
@@ -106,7 +109,7 @@ export class Metrics {
     for (const [vhost, status, count] of report.requests) this.#requests.inc({ vhost, status: String(status) }, count);
     for (const [reason, count] of report.rejections) {
       this.#rejections.inc({ reason }, count);
-      if (reason === 'request.rate_limited') this.#rateLimited.inc(count);
+      if (reason === 'request.rate_limited') this.#rateLimited.inc({}, count);
     }
     for (const [rule, count] of report.idsMatches) this.#idsMatches.inc({ rule }, count);
   }
@@ -120,19 +123,19 @@ export class Metrics {
   }
 
   workerRestarted(): void {
-    this.#restarts.inc();
+    this.#restarts.inc({});
   }
 
   reloaded(ok: boolean): void {
     this.#reloads.inc({ result: ok ? 'ok' : 'refused' });
-    this.#lastReloadSuccess.set(ok ? 1 : 0);
-    this.#lastReloadTime.set(Date.now() / 1000);
+    this.#lastReloadSuccess = ok ? 1 : 0;
+    this.#lastReloadTime = Date.now() / 1000;
   }
 
   /** Responses since the master started, by status over every vhost (the dashboard's traffic chart). */
   async statusTotals(): Promise<Map<number, number>> {
     const totals = new Map<number, number>();
-    for (const { labels, value } of (await this.#requests.get()).values) {
+    for (const { labels, value } of this.#requests.entries()) {
       const status = Number(labels.status);
       totals.set(status, (totals.get(status) ?? 0) + value);
     }
@@ -144,7 +147,22 @@ export class Metrics {
     return [...this.#connections.values()].reduce((sum, count) => sum + count, 0);
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics();
+  /** The Prometheus text exposition, rendered by prom-client from the counts now. */
+  async text(): Promise<string> {
+    const { Counter, Gauge, Registry } = await import('prom-client');
+    const registry = new Registry();
+    const registers = [registry];
+    for (const { name, help, labelNames, tally } of this.#counters) {
+      const counter = new Counter({ name, help, labelNames: [...labelNames], registers });
+      // A counter without labels is exposed as 0 before its first count, as prom-client does.
+      if (labelNames.length === 0) counter.inc(0);
+      for (const { labels, value } of tally.entries()) counter.inc(labels, value);
+    }
+    for (const { name, help, value } of this.#gauges) {
+      const gauge = new Gauge({ name, help, registers });
+      const now = value();
+      if (now !== null) gauge.set(now);
+    }
+    return registry.metrics();
   }
 }

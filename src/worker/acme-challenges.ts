@@ -6,7 +6,8 @@
  * (RFC 8737, presented by tls-front.ts). The key of a challenge certificate
  * is kept only inside its secure context and never logged.
  */
-import tls from 'node:tls';
+import type * as tls from 'node:tls';
+import { nodeTls } from '../node-builtins.js';
 import type { Logger } from 'pino';
 import type { AlpnChallenge } from '../ipc/messages.js';
 import { tlsPolicy } from '../tls/policy.js';
@@ -55,7 +56,7 @@ export class AcmeChallenges {
         continue;
       }
       try {
-        contexts.set(name, tls.createSecureContext({ key: challenge.keyPem, cert: challenge.certPem, ...CHALLENGE_POLICY }));
+        contexts.set(name, nodeTls.createSecureContext({ key: challenge.keyPem, cert: challenge.certPem, ...CHALLENGE_POLICY }));
       } catch (error) {
         // The message of a PEM parse error names no key material.
         this.log?.warn(

@@ -16,6 +16,7 @@ import { createWorkerLogger } from '../logging/logger.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { AcmeChallenges } from './acme-challenges.js';
 import { connectAudit } from './audit.js';
+import { loadProxySupport } from './handlers/proxy-support.js';
 import { MasterChannel } from './master-channel.js';
 import { MasterLink } from './master-link.js';
 import { WorkerServer } from './server.js';
@@ -116,7 +117,7 @@ function receive(message: MasterMessage): void {
 async function start(): Promise<void> {
   if (config === null || log === null || challenges === null) die(EXIT_BAD_MESSAGE, 'CFG_START before CFG_INIT');
   const tls = tickets === null ? null : { certificates, ...tickets };
-  server = new WorkerServer(config, log, link, { tls, challenges });
+  server = new WorkerServer(config, log, link, { tls, challenges, proxy: await loadProxySupport(config) });
   try {
     for (const { spec, handle } of pendingListeners) await server.listen(spec, handle);
   } catch (error) {

@@ -4,7 +4,8 @@
  * 127.0.0.1 by default; small limits, no keep-alive to speak of. The
  * worker's own counts go the other way (metrics.ts).
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-builtins.js';
 import type { MasterPort } from './master-link.js';
 
 /** How long a metrics scrape's text is reused. */
@@ -24,7 +25,7 @@ export function createMetricsServer(link: MasterPort): http.Server {
     if (scraped === null || now - scraped.at >= SCRAPE_CACHE_MS) scraped = { at: now, text: link.scrape() };
     return scraped.text;
   };
-  return http.createServer(
+  return nodeHttp.createServer(
     {
       maxHeaderSize: 4096,
       headersTimeout: 5000,

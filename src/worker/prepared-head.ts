@@ -18,7 +18,8 @@
  * Expect. A response in any other state (headers set one by one, a head
  * already written) takes writeHead as before.
  */
-import { ServerResponse, STATUS_CODES, validateHeaderName, validateHeaderValue, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { nodeHttp } from '../node-builtins.js';
 
 /** Node's own per-response fields that `_storeHeader` reads and writes. */
 interface NodeResponse {
@@ -44,7 +45,7 @@ interface NodeResponse {
  * absent (another Node), every response takes the ordinary path.
  */
 const OUT_HEADERS: symbol | undefined = Object.getOwnPropertySymbols(
-  new ServerResponse({ method: 'GET', headers: {}, httpVersionMajor: 1, httpVersionMinor: 1 } as never),
+  new nodeHttp.ServerResponse({ method: 'GET', headers: {}, httpVersionMajor: 1, httpVersionMinor: 1 } as never),
 ).find((symbol) => symbol.description === 'kOutHeaders');
 
 /** Header fields whose presence makes Node's per-response logic differ from the prepared path's. */
@@ -70,7 +71,7 @@ export interface PreparedHead {
  * value Node refuses (the ordinary path then throws Node's error).
  */
 export function prepareHead(statusCode: number, headers: OutgoingHttpHeaders): PreparedHead | null {
-  const statusMessage = STATUS_CODES[statusCode];
+  const statusMessage = nodeHttp.STATUS_CODES[statusCode];
   if (statusMessage === undefined) return null;
   let lines = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
   let hasContentLength = false;
@@ -80,9 +81,9 @@ export function prepareHead(statusCode: number, headers: OutgoingHttpHeaders): P
       const lower = name.toLowerCase();
       if (DECIDED_PER_RESPONSE.has(lower)) return null;
       if (lower === 'content-length') hasContentLength = true;
-      validateHeaderName(name);
+      nodeHttp.validateHeaderName(name);
       for (const item of Array.isArray(value) ? value : [String(value)]) {
-        validateHeaderValue(name, item);
+        nodeHttp.validateHeaderValue(name, item);
         lines += `${name}: ${item}\r\n`;
       }
     }

@@ -9,7 +9,8 @@
  * (connection/watch.ts) watch every connection until it closes. It also
  * drains, at reload and stop.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../node-builtins.js';
 import type tls from 'node:tls';
 import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,6 +29,7 @@ import { createMetricsServer } from './metrics-endpoint.js';
 import { loadDashboardAssets } from './dashboard/assets.js';
 import { createDashboardServer } from './dashboard/server.js';
 import { WorkerMetrics } from './metrics.js';
+import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import { secureResponseClass } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
@@ -56,6 +58,8 @@ export interface WorkerServerOptions {
   /** The ACME challenges the master publishes (ACME_CHALLENGES). */
   readonly challenges?: AcmeChallenges;
   readonly pipelineVariant?: PipelineVariant;
+  /** The proxy's code: loadProxySupport(config), required when the config has a proxy backend. */
+  readonly proxy?: ProxySupport | null;
 }
 
 type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -91,7 +95,16 @@ export class WorkerServer {
       audit,
       this.metrics,
     );
-    this.pipeline = createPipeline(config, log, link, this.metrics, challenges, options.pipelineVariant ?? 'full', this.tunnels);
+    this.pipeline = createPipeline(
+      config,
+      log,
+      link,
+      this.metrics,
+      challenges,
+      options.pipelineVariant ?? 'full',
+      this.tunnels,
+      options.proxy ?? null,
+    );
     this.tlsFront =
       config.tls !== null && options.tls != null ? new TlsFront(config.tls, options.tls, challenges, log, this.metrics) : null;
     this.http2 = new Http2Sessions(config, log, this.metrics, audit, refusalThrottle, () => this.draining);
@@ -128,7 +141,7 @@ export class WorkerServer {
       shouldUpgradeCallback: (req) => upgradeTokens(req.headers.upgrade).some((token) => token !== 'h2c'),
     };
     const handler: RequestListener = (req, res) => this.serve(spec.protocol, req, res);
-    const server = http.createServer(httpOptions, handler);
+    const server = nodeHttp.createServer(httpOptions, handler);
     // Over TLS, the TLS front hands the HTTP/1 server each finished handshake as a connection.
     server.on('connection', (socket: Socket) => void this.connections.track(socket, spec.protocol));
     // max_request_per_connection is counted in serve(), not by Node's

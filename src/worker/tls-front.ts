@@ -23,7 +23,8 @@
  * such a connection is closed once its handshake is done (RFC 8737 §3).
  */
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
+import type * as tls from 'node:tls';
+import { nodeTls } from '../node-builtins.js';
 import type { Logger } from 'pino';
 import type { TlsSpec } from '../config/types.js';
 import type { CertificateMaterial } from '../tls/material.js';
@@ -71,7 +72,7 @@ export class TlsFront {
   /** A tls.Server for one HTTPS listener; `onSecure` gets each finished handshake but challenge ones. */
   createServer(onSecure: (socket: tls.TLSSocket) => void): tls.Server {
     const front = this;
-    const server = tls.createServer({
+    const server = nodeTls.createServer({
       ...this.#defaultOptions,
       ticketKeys: this.#ticketKey,
       handshakeTimeout: this.#spec.handshakeTimeoutMs,
@@ -156,7 +157,7 @@ export class TlsFront {
     for (const certificate of certificates) {
       const options = this.#contextOptions(certificate);
       try {
-        contexts.add(certificate.name, tls.createSecureContext(options));
+        contexts.add(certificate.name, nodeTls.createSecureContext(options));
         first ??= options;
       } catch (error) {
         this.log.error(

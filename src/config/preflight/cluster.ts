@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { nodeIdentityProblem } from '../../cluster/pki.js';
+import { nodeIdentityProblem } from '../../cluster/node-identity.js';
 import type { ConfigProblem } from '../problem.js';
 import type { CompiledConfig } from '../types.js';
 

@@ -37,6 +37,7 @@ import { AccountStore } from './account.js';
 import { createKeyAndCsr, issuedCertificate } from './keys.js';
 import {
   IssuanceError,
+  oneLine,
   type CertificateKeyType,
   type ChallengeBoard,
   type ChallengeType,
@@ -468,7 +469,6 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promis
 }
 
 const ACME_ERROR_PREFIX = 'urn:ietf:params:acme:error:';
-const MESSAGE_MAX_CHARS = 400;
 
 /** "unauthorized: <detail>" from an ACME problem document. */
 function problemText(error: unknown): string {
@@ -477,11 +477,4 @@ function problemText(error: unknown): string {
   const type = typeof problem.type === 'string' ? problem.type.replace(ACME_ERROR_PREFIX, '') : 'problem';
   const detail = typeof problem.detail === 'string' ? problem.detail : '';
   return oneLine(detail === '' ? type : `${type}: ${detail}`);
-}
-
-/** One line, bounded: errors go to logs and to the operator's terminal. */
-export function oneLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  const line = text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
-  return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}...` : line;
 }

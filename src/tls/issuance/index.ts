@@ -1,43 +1,20 @@
 /**
- * The issuer [ssl] asks for: ACME (with its DNS-01 provider, when one is
- * configured) or Cloudflare Origin CA.
+ * The issuer [ssl] asks for, loaded when it first issues: its code
+ * (providers.ts: acme-client, axios, node-forge) is ~25 MB of the master's
+ * resident memory (bench/idle-memory.ts), which a master serving manual
+ * certificates, or none, never needs.
  */
 import type { Logger } from 'pino';
 import type { IssuanceSpec } from '../../config/types.js';
-import { createAcmeIssuer } from './acme.js';
-import type { OriginCaValidityDays } from './cloudflare-api.js';
-import { createCloudflareOriginIssuer } from './cloudflare-origin.js';
-import { createCloudflareDns, createExecDns } from './dns.js';
-import type { ChallengeBoard, DnsProvider, Issuer } from './types.js';
+import type { ChallengeBoard, IssuedCertificate, Issuer } from './types.js';
 
 export function createIssuer(spec: IssuanceSpec, board: ChallengeBoard, log: Logger): Issuer {
-  const keyType = spec.keyType === 'rsa' ? 'rsa-2048' : 'ecdsa-p256';
-  if (spec.cloudflare !== null) {
-    const { apiUrl, token, validityDays } = spec.cloudflare;
-    return createCloudflareOriginIssuer({
-      apiToken: token,
-      apiBaseUrl: apiUrl,
-      keyType,
-      validityDays: validityDays as OriginCaValidityDays,
-      log,
-    });
-  }
-  const acme = spec.acme;
-  if (acme === null) throw new Error('[ssl] provider has neither ACME nor Cloudflare settings');
-  let dns: DnsProvider | null = null;
-  if (acme.dns?.provider === 'cloudflare')
-    dns = createCloudflareDns({ apiToken: acme.dns.token, zoneId: acme.dns.zoneId, apiBaseUrl: acme.dns.apiUrl, log });
-  else if (acme.dns?.provider === 'exec') dns = createExecDns({ command: acme.dns.command, credentials: acme.dns.credentials, log });
-  return createAcmeIssuer({
-    directoryUrl: acme.directoryUrl,
-    email: acme.email,
-    agreeTos: acme.agreeTos,
-    accountDir: spec.certDir,
-    challenges: acme.preferred,
-    board,
-    dns,
-    log,
-    keyType,
-    dnsPropagationDelayMs: acme.dnsPropagationDelayMs,
-  });
+  let provider: Promise<Issuer> | null = null;
+  return {
+    kind: spec.cloudflare !== null ? 'cloudflare' : 'acme',
+    async issue(names: readonly string[], signal?: AbortSignal): Promise<IssuedCertificate> {
+      provider ??= import('./providers.js').then(({ createProviderIssuer }) => createProviderIssuer(spec, board, log));
+      return (await provider).issue(names, signal);
+    },
+  };
 }

@@ -34,6 +34,15 @@ export class IssuanceError extends Error {
   override readonly name = 'IssuanceError';
 }
 
+const MESSAGE_MAX_CHARS = 400;
+
+/** One line, bounded: errors go to logs and to the operator's terminal. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const line = text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+  return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}...` : line;
+}
+
 /** The ACME challenge types ([ssl.challenges] preferred), in RFC 8555 / RFC 8737 spelling. */
 export type ChallengeType = 'http-01' | 'tls-alpn-01' | 'dns-01';
 

@@ -14,8 +14,10 @@
  * - The header is read within MAX_HEADER_CHARS; anything that is not
  *   `Basic <base64 of user:password in UTF-8>` is malformed.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../node-builtins.js';
 import { Worker } from 'node:worker_threads';
+
+const { createHmac, randomBytes } = nodeCrypto;
 
 /** A verified (or refused) credential is trusted this long without bcrypt. */
 export const VERIFIED_TTL_MS = 60_000;

@@ -17,7 +17,9 @@
  * failures, refilled one per FAILURE_REFILL_MS, split between the workers
  * (see perWorkerLimit).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../../node-builtins.js';
+
+const { createHash, createHmac, timingSafeEqual } = nodeCrypto;
 
 export const SESSION_COOKIE = 'miwidothttp_dashboard';
 /** A login lasts this long; then the form asks again. */

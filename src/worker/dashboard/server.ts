@@ -13,7 +13,8 @@
  * command line). Every answer carries a CSP of its own (default-src 'self',
  * frame-ancestors 'none': no inline script, no framing) and nosniff.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../../node-builtins.js';
 import { isIP, type Socket } from 'node:net';
 import type { CompiledConfig, DashboardSpec } from '../../config/types.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
@@ -237,7 +238,7 @@ export function createDashboardServer(config: CompiledConfig, link: MasterPort, 
     }
   };
 
-  const server = http.createServer(
+  const server = nodeHttp.createServer(
     {
       maxHeaderSize: 8192,
       headersTimeout: 5000,

@@ -28,6 +28,7 @@ import { bodyLimitsStage, rejectInFlight } from './body-limits.js';
 import { clientIpStage } from './client-ip.js';
 import { headerLimitsStage } from './header-limits.js';
 import { basicAuthStage } from './basic-auth.js';
+import type { ProxySupport } from '../handlers/proxy-support.js';
 import { routeStage } from './route.js';
 import { upgradeStage } from './upgrade.js';
 import type { WebSocketTunnels } from '../websocket/tunnel.js';
@@ -70,8 +71,9 @@ export function createPipeline(
   challenges: AcmeChallenges,
   variant: PipelineVariant = 'full',
   tunnels: WebSocketTunnels | null = null,
+  proxy: ProxySupport | null = null,
 ): Pipeline {
-  const route = routeStage(config, { log, tunnels });
+  const route = routeStage(config, { log, tunnels, proxy });
   const accessLog = accessLogStage(config, log);
   const access = accessStage(config, link);
   const auditLog = createAudit(config.audit);

@@ -18,7 +18,7 @@ import { BasicAuth, BcryptVerifier } from '../auth/basic.js';
 import { compressResponse } from '../compression/on-the-fly.js';
 import { ErrorPages } from '../error-pages.js';
 import { HttpError, useErrorPages } from '../errors.js';
-import { createProxyHandler } from '../handlers/proxy.js';
+import type { ProxySupport } from '../handlers/proxy-support.js';
 import { createRedirectHandler } from '../handlers/redirect.js';
 import { createStaticHandler } from '../handlers/static/handler.js';
 import type { RequestHandler } from '../handlers/types.js';
@@ -30,10 +30,11 @@ import type { WebSocketTunnels } from '../websocket/tunnel.js';
 import type { SiteRuntime, Stage, VhostRuntime } from './stage.js';
 import { refuseUnwantedUpgrade } from './upgrade.js';
 
-/** What handlers need of their worker: where proxies log, where WebSocket tunnels live. */
+/** What handlers need of their worker: where proxies log, where WebSocket tunnels live, the proxy's code (loaded when the config has a proxy backend). */
 export interface HandlerContext {
   readonly log: Logger | null;
   readonly tunnels: WebSocketTunnels | null;
+  readonly proxy: ProxySupport | null;
 }
 
 function handlerFor(spec: SiteSpec, context: HandlerContext): RequestHandler {
@@ -41,7 +42,9 @@ function handlerFor(spec: SiteSpec, context: HandlerContext): RequestHandler {
     case 'static':
       return createStaticHandler(spec);
     case 'proxy':
-      return createProxyHandler(spec.backend, context);
+      // loadProxySupport(config) returns it for every config with a proxy backend: missing, it is this program's bug.
+      if (context.proxy === null) throw new Error('a proxy backend without the proxy code loaded (loadProxySupport)');
+      return context.proxy.createProxyHandler(spec.backend, context);
     case 'redirect':
       return createRedirectHandler(spec.backend);
   }
@@ -58,7 +61,7 @@ interface VhostEntry extends VhostRuntime {
 
 export function routeStage(
   config: CompiledConfig,
-  context: HandlerContext = { log: null, tunnels: null },
+  context: HandlerContext = { log: null, tunnels: null, proxy: null },
 ): Stage & { close(): Promise<void> } {
   const verifier = new BcryptVerifier();
   const sites: SiteEntry[] = [];

@@ -9,7 +9,9 @@
  *   0                   1                   2                   3
  *   |F|R|R|R| opcode|M| len (7) | extended len (0, 16 or 64) | mask (0 or 32) | payload
  */
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../node-builtins.js';
+
+const { randomBytes } = nodeCrypto;
 
 /** RFC 6455 §7.4.1 status codes this proxy sends. */
 export const CLOSE_GOING_AWAY = 1001;

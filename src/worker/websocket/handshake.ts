@@ -9,10 +9,12 @@
  * h2c alone never gets here (server.ts serves it as HTTP/1.1, as RFC 9113
  * §3.1 leaves it).
  */
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../../node-builtins.js';
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from '../errors.js';
 import { extendedConnectProtocol } from '../http2-request.js';
+
+const { createHash } = nodeCrypto;
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';

@@ -8,7 +8,7 @@
  * Upstream, the handshake is always HTTP/1.1 (handlers/upstream-target.ts):
  * a client over HTTP/2 sends no key (RFC 8441 §5), so the proxy makes one.
  */
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../node-builtins.js';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -16,6 +16,8 @@ import { endToEndResponseHeaders } from '../handlers/hop-by-hop.js';
 import { http2Stream } from '../http2-request.js';
 import { acceptFor, upgradeTokens } from './handshake.js';
 import type { WebSocketTunnels } from './tunnel.js';
+
+const { randomBytes } = nodeCrypto;
 
 /** A WebSocket handshake in flight: over which protocol the client came, and the key sent upstream. */
 export interface WebSocketUpgrade {
