@@ -5,7 +5,8 @@
  * (`--log-file`: start, status, microseconds to the end of the response),
  * since its summary prints only min, max and mean.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { runLoadTool } from './load-tool.js';
 import { readFileSync, rmSync } from 'node:fs';
 import { BROWSER_HEADERS, type LoadResult } from './wrk.js';
 
@@ -35,13 +36,6 @@ export interface H2loadOptions {
   /** Where the per-request log goes (removed once read). */
   readonly logFile: string;
   readonly onStart?: (pid: number) => void;
-}
-
-const running = new Set<ChildProcess>();
-
-/** Kill any h2load still running (cleanup on interrupt). */
-export function killH2load(): void {
-  for (const child of running) child.kill('SIGKILL');
 }
 
 function percentile(sorted: Float64Array, share: number): number {
@@ -97,34 +91,13 @@ export function runH2load(options: H2loadOptions): Promise<LoadResult> {
     ...BROWSER_HEADERS.flatMap((header) => ['-H', header]),
     options.url,
   ];
-  return new Promise((resolve, reject) => {
-    rmSync(options.logFile, { force: true });
-    const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(child);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    if (child.pid !== undefined) options.onStart?.(child.pid);
-    const timer = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 10) * 1000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      running.delete(child);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child);
-      if (code !== 0) {
-        reject(new Error(`h2load exited with ${signal ?? code}:\n${output}`));
-        return;
-      }
-      try {
-        resolve(parseH2load(output, options.logFile));
-      } catch (error) {
-        reject(error as Error);
-      } finally {
-        rmSync(options.logFile, { force: true });
-      }
-    });
-  });
+  rmSync(options.logFile, { force: true });
+  const parse = (output: string): LoadResult => {
+    try {
+      return parseH2load(output, options.logFile);
+    } finally {
+      rmSync(options.logFile, { force: true });
+    }
+  };
+  return runLoadTool('h2load', args, { durationSeconds: options.durationSeconds, onStart: options.onStart, parse });
 }

@@ -21,7 +21,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { caddyVersion } from './caddy.js';
 import { SCENARIO_ORDER, SCENARIOS, type ScenarioName, type ServerName, serverLabel } from './catalogue.js';
-import { h2loadVersion, killH2load } from './h2load.js';
+import { h2loadVersion } from './h2load.js';
+import { killLoadTools } from './load-tool.js';
 import { haproxyVersion } from './haproxy.js';
 import { checkServes, expectedBody, type ExpectedBody } from './http-check.js';
 import { cpuMicrosPerRequest, foreignCpuPercent, measureOnce, scenarioEndpoint, type RunRecord } from './measure.js';
@@ -43,7 +44,7 @@ import {
   settings,
 } from './settings.js';
 import { describeHandshakes, describeNegotiated, KEY_DESCRIPTION, negotiated, prepareTls, type Negotiated, type TlsSetup } from './tls.js';
-import { killWrk, wrkVersion } from './wrk.js';
+import { wrkVersion } from './wrk.js';
 
 /** Idle means idle: this long after the last request before memory is read. */
 const SETTLE_MS = 3000;
@@ -62,8 +63,7 @@ let stopping = false;
 function cleanup(): Promise<void> {
   stopping = true;
   cleanupPromise ??= (async () => {
-    killWrk();
-    killH2load();
+    killLoadTools();
     await serverSet?.stopInstances();
     await stopAll(3000);
     for (const dir of [tmpDir, tlsDir, stateDir]) {
@@ -86,8 +86,7 @@ process.on('SIGINT', onSignal);
 process.stdout.on('error', () => undefined);
 process.on('SIGTERM', onSignal);
 process.on('exit', () => {
-  killWrk();
-  killH2load();
+  killLoadTools();
   killAllSync();
 });
 

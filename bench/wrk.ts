@@ -1,5 +1,6 @@
 /** Running wrk and reading its report. */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { runLoadTool } from './load-tool.js';
 
 /** What one load run measured, whichever tool drove it (wrk, h2load). */
 export interface LoadResult {
@@ -74,13 +75,6 @@ export function parseWrk(output: string): WrkResult {
   };
 }
 
-const running = new Set<ChildProcess>();
-
-/** Kill any wrk still running (cleanup on interrupt). */
-export function killWrk(): void {
-  for (const child of running) child.kill('SIGKILL');
-}
-
 /**
  * What a browser sends besides Host: every server parses the same request,
  * and the IDS inspects the headers ordinary traffic carries, not a bare
@@ -105,31 +99,10 @@ export function runWrk(options: WrkOptions): Promise<WrkResult> {
     ...[...BROWSER_HEADERS, ...(options.headers ?? [])].flatMap((header) => ['-H', header]),
     options.url,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
-    running.add(child);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    if (child.pid !== undefined) options.onStart?.(child.pid);
-    const timer = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 10) * 1000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      running.delete(child);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child);
-      if (code !== 0) {
-        reject(new Error(`wrk exited with ${signal ?? code}:\n${output}`));
-        return;
-      }
-      try {
-        resolve(parseWrk(output));
-      } catch (error) {
-        reject(error as Error);
-      }
-    });
+  return runLoadTool('wrk', args, {
+    durationSeconds: options.durationSeconds,
+    env: options.env,
+    onStart: options.onStart,
+    parse: parseWrk,
   });
 }

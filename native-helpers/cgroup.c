@@ -311,33 +311,21 @@ static void apply_v2(const struct settings *s, const char *root, const int want[
     verify_membership(NULL, rel);
 }
 
-void apply_cgroup(const struct settings *s)
+/* Which of the controllers the settings need live on the cgroup2 mount (a
+ * pure v2 host, or a hybrid one without a v1 hierarchy for them); dies
+ * naming the first that is nowhere. Returns whether any does. */
+static int plan_v2(const struct settings *s, const struct mounts *m, int on_v2[C_COUNT])
 {
-    if (s->cgroup == NULL)
-        return;
-
-    if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
-        int want[C_COUNT];
-        for (int c = 0; c < C_COUNT; c++)
-            want[c] = needed(s, c);
-        apply_v2(s, "/sys/fs/cgroup", want);
-        return;
-    }
-
-    struct mounts m;
-    find_mounts(&m);
-    int on_v2[C_COUNT] = { 0 };
-    int any_v2 = 0, attached = 0;
+    int any_v2 = 0;
     for (int c = 0; c < C_COUNT; c++) {
-        if (m.v1[c][0] != '\0')
-            continue;
-        if (!needed(s, c))
+        on_v2[c] = 0;
+        if (m->v1[c][0] != '\0' || !needed(s, c))
             continue;
         /* Hybrid: the controller may live on the cgroup2 mount. */
         char controllers[512] = "";
-        if (m.v2[0] != '\0') {
+        if (m->v2[0] != '\0') {
             char path[PATH_MAX];
-            join(path, m.v2, "cgroup.controllers");
+            join(path, m->v2, "cgroup.controllers");
             if (read_file(path, controllers, sizeof controllers) < 0)
                 controllers[0] = '\0';
         }
@@ -346,6 +334,34 @@ void apply_cgroup(const struct settings *s)
         on_v2[c] = 1;
         any_v2 = 1;
     }
+    return any_v2;
+}
+
+/* A pure cgroup v2 host: every controller the settings need is wanted there. */
+static int pure_v2(const struct settings *s, int want[C_COUNT])
+{
+    if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0)
+        return 0;
+    for (int c = 0; c < C_COUNT; c++)
+        want[c] = needed(s, c);
+    return 1;
+}
+
+void apply_cgroup(const struct settings *s)
+{
+    if (s->cgroup == NULL)
+        return;
+
+    int want[C_COUNT];
+    if (pure_v2(s, want)) {
+        apply_v2(s, "/sys/fs/cgroup", want);
+        return;
+    }
+
+    struct mounts m;
+    find_mounts(&m);
+    int on_v2[C_COUNT];
+    int any_v2 = plan_v2(s, &m, on_v2), attached = 0;
 
     /* Several controllers may share one v1 hierarchy (e.g. cpu,cpuacct): attach once per mount. */
     for (int c = 0; c < C_COUNT; c++) {
@@ -463,32 +479,15 @@ void check_cgroup(const struct settings *s)
 {
     if (s->cgroup == NULL)
         return;
-    if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
-        int want[C_COUNT];
-        for (int c = 0; c < C_COUNT; c++)
-            want[c] = needed(s, c);
+    int want[C_COUNT];
+    if (pure_v2(s, want)) {
         check_v2(s, "/sys/fs/cgroup", want);
         return;
     }
     struct mounts m;
     find_mounts(&m);
-    int on_v2[C_COUNT] = { 0 };
-    int any_v2 = 0, attached = 0;
-    for (int c = 0; c < C_COUNT; c++) {
-        if (m.v1[c][0] != '\0' || !needed(s, c))
-            continue;
-        char controllers[512] = "";
-        if (m.v2[0] != '\0') {
-            char path[PATH_MAX];
-            join(path, m.v2, "cgroup.controllers");
-            if (read_file(path, controllers, sizeof controllers) < 0)
-                controllers[0] = '\0';
-        }
-        if (!has_word(controllers, controller_name[c]))
-            die(EXIT_APPLY, "%s: cgroup controller %s is not available (no v1 hierarchy, not in cgroup v2)", controller_option[c], controller_name[c]);
-        on_v2[c] = 1;
-        any_v2 = 1;
-    }
+    int on_v2[C_COUNT];
+    int any_v2 = plan_v2(s, &m, on_v2), attached = 0;
     for (int c = 0; c < C_COUNT; c++) {
         if (m.v1[c][0] == '\0')
             continue;

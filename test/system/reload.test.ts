@@ -9,44 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, cliAsync, freePort, isRunning, request, TestServer, waitFor, type StatusJson } from '../support/harness.js';
-
-/** Keep-alive clients requesting in a loop until stopped; every failure is counted. */
-function steadyLoad(port: number, clients: number): { stop(): Promise<{ ok: number; failed: string[] }> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  let running = true;
-  let ok = 0;
-  const failed: string[] = [];
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode === 200) ok += 1;
-          else failed.push(`status ${res.statusCode}`);
-          resolve();
-        });
-        res.on('error', (error) => {
-          failed.push(`response ${error.message}`);
-          resolve();
-        });
-      });
-      req.on('error', (error) => {
-        failed.push(`${(error as NodeJS.ErrnoException).code ?? error.message}${req.reusedSocket ? ' (reused socket)' : ''}`);
-        resolve();
-      });
-    });
-  const loops = Array.from({ length: clients }, async () => {
-    while (running) await one();
-  });
-  return {
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      agent.destroy();
-      return { ok, failed };
-    },
-  };
-}
+import { steadyLoad } from '../support/load.js';
 
 describe('reload', () => {
   const server = new TestServer();

@@ -8,11 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, TestServer, waitFor } from '../support/harness.js';
+import { steadyLoad } from '../support/load.js';
 
 /** Established connections to local `port` held by each of `pids` (/proc/net/tcp and each fd table). */
 function connectionsOf(pids: readonly number[], port: number): number[] {
@@ -45,44 +45,6 @@ function listeningSockets(port: number): number {
       const fields = row.trim().split(/\s+/);
       return fields[3] === '0A' && Number(`0x${fields[1]?.split(':')[1] ?? 'x'}`) === port;
     }).length;
-}
-
-/** Requests in a loop until stopped, `keepAlive` or each on a new connection; every failure is kept. */
-function load(port: number, clients: number, keepAlive: boolean): { stop(): Promise<{ ok: number; failed: string[] }> } {
-  const agent = new http.Agent({ keepAlive, maxSockets: clients });
-  let running = true;
-  let ok = 0;
-  const failed: string[] = [];
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode === 200) ok += 1;
-          else failed.push(`status ${res.statusCode}`);
-          resolve();
-        });
-        res.on('error', (error) => {
-          failed.push(`response ${error.message}`);
-          resolve();
-        });
-      });
-      req.on('error', (error) => {
-        failed.push(`${(error as NodeJS.ErrnoException).code ?? error.message}${req.reusedSocket ? ' (reused socket)' : ''}`);
-        resolve();
-      });
-    });
-  const loops = Array.from({ length: clients }, async () => {
-    while (running) await one();
-  });
-  return {
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      agent.destroy();
-      return { ok, failed };
-    },
-  };
 }
 
 describe('spreading connections over the workers', () => {
@@ -119,8 +81,8 @@ describe('spreading connections over the workers', () => {
   });
 
   it('reloads to 3, 1 and 2 workers under load fail no request; the listening sockets follow the worker count', async () => {
-    const keptAlive = load(server.port, 8, true);
-    const fresh = load(server.port, 4, false);
+    const keptAlive = steadyLoad(server.port, 8);
+    const fresh = steadyLoad(server.port, 4, false);
     for (const workers of [3, 1, 2]) {
       server.writeConfig(site, `workers = ${workers}`);
       const reloaded = cli(['reload', '-c', server.configFile]);
