@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, freePort, rawRequest, TestServer, tempDir, waitFor } from '../support/harness.js';
 import { h2Connect, h2Request } from '../support/h2-client.js';
-import { TestCa } from '../support/test-ca.js';
+import { siteCertificate } from '../support/test-ca.js';
 
 const SWITCHES = [
   'strict_http_parsing',
@@ -64,14 +64,10 @@ describe('issue 14: anti-smuggling on the wire', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     httpsPort = await freePort();
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.anti_smuggling]
 force_connection_close = true
 

@@ -17,7 +17,7 @@ import tls from 'node:tls';
 import { loadConfig } from '../../src/config/load.js';
 import { VhostRouter } from '../../src/worker/router.js';
 import { cli, freePort, ROOT, TestServer, tempDir, waitFor } from '../support/harness.js';
-import { TestCa } from '../support/test-ca.js';
+import { siteCertificate } from '../support/test-ca.js';
 
 /** One GET from `localAddress`: the status, or 0 when the connection was closed without an answer. */
 function getFrom(port: number, localAddress: string, host = 'any.test'): Promise<number> {
@@ -124,13 +124,9 @@ describe('issue 14: security headers follow current guidance by default', () => 
   let httpsPort = 0;
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'ok\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     httpsPort = await freePort();
-    await server.start(
-      `[ssl.domains."site.test"]\ncert_file = "${site.cert}"\nkey_file = "${site.key}"\n[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"`,
-      `https_port = ${httpsPort}\nworkers = 1\n`,
-    );
+    await server.start(`${tlsSite}[[vhosts]]\ndomains = ["*"]\nroot = "${server.dir}"`, `https_port = ${httpsPort}\nworkers = 1\n`);
   });
   after(() => server.stop());
 

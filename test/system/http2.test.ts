@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import { cli, freePort, listenLocal, proxyVhost, rawRequest, TestServer, waitFor } from '../support/harness.js';
 import { h2Connect, h2Get, h2Request } from '../support/h2-client.js';
 import { ERROR_CODE, FLAG, FRAME, frame, getRequest, headerBlock, RawH2Client, rstStream, SETTING } from '../support/h2-raw.js';
-import { TestCa } from '../support/test-ca.js';
+import { siteCertificate } from '../support/test-ca.js';
 
 /** What the upstream saw of a proxied request. */
 interface Seen {
@@ -104,15 +104,11 @@ describe('HTTP/2 on the HTTPS listener', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'over h2\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test', 'api.test']);
+    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
     port = await freePort();
     const upstreamPort = await listenLocal(upstream);
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.limits]
 max_concurrent_streams = 8
 max_body_size = 4096
@@ -466,15 +462,11 @@ describe('HTTP/2 sessions: idle, slow, stalled, limited, drained', () => {
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'sessions\n');
     writeFileSync(path.join(server.dir, 'big.bin'), Buffer.alloc(512 * 1024, 7));
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test', 'api.test']);
+    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
     port = await freePort();
     const upstreamPort = await listenLocal(upstream);
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.timeouts]
 header_read_timeout = 2
 keepalive_timeout = 3
@@ -596,14 +588,10 @@ describe('HTTP/2 behind the PROXY protocol: client IP, rate limits', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'proxied h2\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     port = await freePort();
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.proxy_protocol]
 enabled = true
 trusted_proxies = ["127.0.0.1"]

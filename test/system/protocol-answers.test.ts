@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { freePort, listenLocal, TestServer, waitFor } from '../support/harness.js';
-import { TestCa } from '../support/test-ca.js';
+import { siteCertificate } from '../support/test-ca.js';
 
 /** Sends `bytes` from `localAddress` and collects everything until the server closes (or 8 s). */
 function exchange(port: number, bytes: string | Buffer, localAddress = '127.0.0.1'): Promise<string> {
@@ -72,15 +72,11 @@ describe('issue 14: answers per RFC 9112 and 9110', () => {
 
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'site\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     httpsPort = await freePort();
     const upstreamPort = await listenLocal(upstream);
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.rate_limiting]
 enabled = true
 requests_per_second = 1000
@@ -202,14 +198,10 @@ describe('issue 14: enforce_https and a Host no vhost claims', () => {
   let httpsPort = 0;
 
   before(async () => {
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     httpsPort = await freePort();
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security]
 enforce_https = true
 

@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import net from 'node:net';
 import { cli, freePort, request, TestServer, waitFor } from '../support/harness.js';
-import { fingerprintOf, TestCa } from '../support/test-ca.js';
+import { fingerprintOf, TestCa, siteCertificate } from '../support/test-ca.js';
 
 interface Handshake {
   fingerprint: string;
@@ -226,14 +226,10 @@ describe('PROXY protocol in front of HTTPS', () => {
   let httpsPort = 0;
   before(async () => {
     writeFileSync(path.join(server.dir, 'index.html'), 'behind a proxy\n');
-    const ca = new TestCa(server.dir);
-    const site = ca.issue('site', ['site.test']);
+    const tlsSite = siteCertificate(server.dir);
     httpsPort = await freePort();
     await server.start(
-      `[ssl.domains."site.test"]
-cert_file = "${site.cert}"
-key_file = "${site.key}"
-
+      `${tlsSite}
 [security.proxy_protocol]
 enabled = true
 trusted_proxies = ["127.0.0.1"]
