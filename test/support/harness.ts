@@ -110,6 +110,27 @@ export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 500
   });
 }
 
+/**
+ * Sends `bytes` from `localAddress` (another loopback address is another
+ * client) and returns everything the server sent until it closed. A reset
+ * ends the exchange like a close: a server that refuses without reading
+ * what was sent resets the connection.
+ */
+export function exchange(port: number, bytes: string | Buffer, localAddress = '127.0.0.1', timeoutMs = 8000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? undefined : reject(error)));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
 export function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');

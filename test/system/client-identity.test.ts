@@ -7,24 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { listenLocal, proxyVhost, TestServer, waitFor } from '../support/harness.js';
-
-/** Raw exchange from a chosen local address; resolves with what came back when the server closed. */
-function exchange(port: number, bytes: Buffer | string, localAddress = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => socket.destroy(), 5000);
-    socket.on('connect', () => socket.write(bytes));
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    // A server that closes without reading what was sent resets the connection.
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? undefined : reject(error)));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    });
-  });
-}
+import { listenLocal, proxyVhost, TestServer, waitFor, exchange } from '../support/harness.js';
 
 function v2Tcp4(source: string, sourcePort: number): Buffer {
   const header = Buffer.alloc(16 + 12);

@@ -15,24 +15,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { freePort, listenLocal, TestServer, waitFor } from '../support/harness.js';
+import { freePort, listenLocal, TestServer, waitFor, exchange } from '../support/harness.js';
 import { siteCertificate } from '../support/test-ca.js';
-
-/** Sends `bytes` from `localAddress` and collects everything until the server closes (or 8 s). */
-function exchange(port: number, bytes: string | Buffer, localAddress = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => socket.destroy(), 8000);
-    socket.on('connect', () => socket.write(bytes));
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? undefined : reject(error)));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    });
-  });
-}
 
 function exchangeTls(port: number, bytes: string): Promise<string> {
   return new Promise((resolve, reject) => {
