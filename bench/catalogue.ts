@@ -3,8 +3,9 @@
  * through: which server takes part in which scenario, on which port and
  * protocol, with which load generator.
  */
-import { FILE_NAME, LARGE_FILE_NAME, settings } from './settings.js';
+import { FILE_NAME, LARGE_FILE_NAME, PAGE_NAME, settings } from './settings.js';
 import { TLS_HOST } from './tls.js';
+import { BROWSER_ACCEPT_ENCODING } from './wrk.js';
 
 /** The miwidothttp instances, each through the real CLI: as configured by default, and with rate limiting. */
 export type Instance = 'miwidothttp' | 'miwidothttp-ratelimit';
@@ -14,7 +15,16 @@ export type ServerName = Instance | Variant | 'node' | 'nginx' | 'caddy' | 'hapr
 export const INSTANCES: readonly Instance[] = ['miwidothttp', 'miwidothttp-ratelimit'];
 export const VARIANTS: readonly Variant[] = ['pipeline-full', 'pipeline-off', 'pipeline-ids'];
 
-export type ScenarioName = 'static' | 'proxy' | 'tls-handshake' | 'https-keepalive' | 'http2' | 'large-file' | 'latency';
+export type ScenarioName =
+  | 'static'
+  | 'proxy'
+  | 'proxy-compressed'
+  | 'proxy-identity'
+  | 'tls-handshake'
+  | 'https-keepalive'
+  | 'http2'
+  | 'large-file'
+  | 'latency';
 
 /** How a scenario reaches a server: plain HTTP/1.1, HTTP/1.1 over TLS, or HTTP/2 over TLS (ALPN h2). */
 export type Transport = 'http' | 'https' | 'h2';
@@ -29,6 +39,12 @@ export interface ScenarioSpec {
   readonly connections: number;
   /** Headers after the browser-like ones. */
   readonly headers: readonly string[];
+  /**
+   * The Accept-Encoding sent with every request (the check included), or
+   * null for none: then a server must answer the bytes as stored, and with
+   * one a server must answer them compressed (the check says with which coding).
+   */
+  readonly acceptEncoding: string | null;
   /** wrk preloaded with bench/wrk-full-handshake.c: no session is ever offered. */
   readonly fullHandshakes: boolean;
   readonly servers: readonly ServerName[];
@@ -60,6 +76,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     connections: settings.connections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: ALL_HTTP,
   },
@@ -71,8 +88,40 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     connections: settings.connections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: [...ALL_HTTP.slice(0, 4), 'haproxy', ...ALL_HTTP.slice(4)],
+  },
+  /**
+   * A 16 KiB HTML page (bench/html-page.ts) through each proxy, asked for as
+   * a browser asks: each proxy compresses the upstream's answer on the fly,
+   * with the coding it prefers among those offered (the report names them).
+   * The node cluster has no compression to compare, HAProxy is left out.
+   */
+  'proxy-compressed': {
+    label: 'proxy 16 KiB, compressed',
+    host: 'proxy.test',
+    path: `/${PAGE_NAME}`,
+    transport: 'http',
+    tool: 'wrk',
+    connections: settings.connections,
+    headers: [],
+    acceptEncoding: BROWSER_ACCEPT_ENCODING,
+    fullHandshakes: false,
+    servers: ['miwidothttp', 'nginx', 'caddy'],
+  },
+  /** The same page without Accept-Encoding: what compressing it costs miwidothttp per request. */
+  'proxy-identity': {
+    label: 'proxy 16 KiB, identity',
+    host: 'proxy.test',
+    path: `/${PAGE_NAME}`,
+    transport: 'http',
+    tool: 'wrk',
+    connections: settings.connections,
+    headers: [],
+    acceptEncoding: null,
+    fullHandshakes: false,
+    servers: ['miwidothttp'],
   },
   /**
    * Every request on a new connection (`Connection: close`), through a wrk
@@ -87,6 +136,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     connections: settings.connections,
     headers: ['Connection: close'],
+    acceptEncoding: null,
     fullHandshakes: true,
     servers: TLS_SERVERS,
   },
@@ -103,6 +153,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     connections: settings.connections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: TLS_SERVERS,
   },
@@ -115,6 +166,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load',
     connections: settings.h2Connections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: TLS_SERVERS,
   },
@@ -127,6 +179,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     connections: settings.largeConnections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: ['miwidothttp', 'nginx', 'caddy'],
   },
@@ -139,6 +192,7 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load-rate',
     connections: settings.connections,
     headers: [],
+    acceptEncoding: null,
     fullHandshakes: false,
     servers: ['miwidothttp', 'node', 'nginx', 'caddy'],
   },
@@ -147,6 +201,8 @@ export const SCENARIOS: Record<ScenarioName, ScenarioSpec> = {
 export const SCENARIO_ORDER: readonly ScenarioName[] = [
   'static',
   'proxy',
+  'proxy-compressed',
+  'proxy-identity',
   'tls-handshake',
   'https-keepalive',
   'http2',

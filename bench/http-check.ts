@@ -2,14 +2,17 @@
  * Before a server is measured it must serve the right bytes: a fast 404 is
  * not a result. One request over the scenario's own transport (HTTP/1.1,
  * HTTPS, or HTTP/2 with the benchmark certificate verified), compared with
- * the file on disk.
+ * the file on disk. Asked with an Accept-Encoding, the answer must come
+ * compressed and decode to the file; asked without, it must come as stored.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import zlib from 'node:zlib';
 import type { Transport } from './catalogue.js';
 import type { Tracked } from './procs.js';
 import type { BenchCertificate } from './tls.js';
@@ -39,8 +42,35 @@ export function expectedBody(body: Buffer, contentType: string | null): Expected
 interface Fetched {
   readonly status: number;
   readonly contentType: string | undefined;
+  /** The Content-Encoding the answer came with, if any; bytes and sha256 are of the decoded body. */
+  readonly contentEncoding: string | undefined;
+  /** The body's bytes as they came over the connection (encoded, if it was). */
+  readonly wireBytes: number;
   readonly bytes: number;
   readonly sha256: string;
+}
+
+/** What a checked answer was: the coding the server chose (null: as stored) and the body's size on the wire. */
+export interface Served {
+  readonly coding: string | null;
+  readonly wireBytes: number;
+}
+
+/** The decoder for a Content-Encoding a browser offers; null for one the check cannot read. */
+function decoder(coding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | zlib.ZstdDecompress | null {
+  switch (coding.trim().toLowerCase()) {
+    case 'gzip':
+    case 'x-gzip':
+      return zlib.createGunzip();
+    case 'deflate':
+      return zlib.createInflate();
+    case 'br':
+      return zlib.createBrotliDecompress();
+    case 'zstd':
+      return zlib.createZstdDecompress();
+    default:
+      return null;
+  }
 }
 
 export function freePort(): Promise<number> {
@@ -54,23 +84,43 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** One GET over HTTP/1.1 (plain or TLS). Over TLS the certificate must verify for `host`. */
-function fetchHttp1(endpoint: Endpoint, host: string, urlPath: string): Promise<Fetched> {
+/** One GET over HTTP/1.1 (plain or TLS), decoding the body if it came encoded. Over TLS the certificate must verify for `host`. */
+function fetchHttp1(endpoint: Endpoint, host: string, urlPath: string, acceptEncoding: string | null): Promise<Fetched> {
   return new Promise((resolve, reject) => {
-    const options = { host: '127.0.0.1', port: endpoint.port, path: urlPath, headers: { host }, agent: false, timeout: REQUEST_TIMEOUT_MS };
+    const headers = acceptEncoding === null ? { host } : { host, 'accept-encoding': acceptEncoding };
+    const options = { host: '127.0.0.1', port: endpoint.port, path: urlPath, headers, agent: false, timeout: REQUEST_TIMEOUT_MS };
     const get = endpoint.tls === null ? http.get : https.get;
     const tlsOptions = endpoint.tls === null ? {} : { ca: endpoint.tls.certPem, servername: host };
     const request = get({ ...options, ...tlsOptions }, (response) => {
+      const contentEncoding = response.headers['content-encoding'];
+      const identity = contentEncoding === undefined || contentEncoding.trim().toLowerCase() === 'identity';
+      const decode = identity ? null : decoder(contentEncoding);
+      if (!identity && decode === null) {
+        response.resume();
+        reject(new Error(`answered Content-Encoding "${contentEncoding}", which the check cannot decode`));
+        return;
+      }
       const hash = createHash('sha256');
+      let wireBytes = 0;
       let bytes = 0;
-      response.on('data', (chunk: Buffer) => {
+      response.on('data', (chunk: Buffer) => (wireBytes += chunk.length));
+      const body: Readable = decode === null ? response : response.pipe(decode);
+      body.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         hash.update(chunk);
       });
-      response.on('end', () =>
-        resolve({ status: response.statusCode ?? 0, contentType: response.headers['content-type'], bytes, sha256: hash.digest('hex') }),
+      body.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          contentType: response.headers['content-type'],
+          contentEncoding: identity ? undefined : contentEncoding,
+          wireBytes,
+          bytes,
+          sha256: hash.digest('hex'),
+        }),
       );
       response.on('error', reject);
+      if (decode !== null) decode.on('error', reject);
     });
     request.on('timeout', () => request.destroy(new Error('timed out')));
     request.on('error', reject);
@@ -111,7 +161,7 @@ function fetchHttp2(endpoint: Endpoint, host: string, urlPath: string): Promise<
     stream.on('end', () => {
       clearTimeout(timer);
       session.close();
-      resolve({ status, contentType, bytes, sha256: hash.digest('hex') });
+      resolve({ status, contentType, contentEncoding: undefined, wireBytes: bytes, bytes, sha256: hash.digest('hex') });
     });
     stream.on('error', (error) => {
       clearTimeout(timer);
@@ -121,20 +171,42 @@ function fetchHttp2(endpoint: Endpoint, host: string, urlPath: string): Promise<
   });
 }
 
-/** Why `endpoint` does not serve `expected` at `urlPath` for `host`, or null when it does. */
-export async function checkServes(endpoint: Endpoint, host: string, urlPath: string, expected: ExpectedBody): Promise<string | null> {
-  const what = `${endpoint.transport === 'http' ? '' : `${endpoint.transport.toUpperCase()} `}GET ${urlPath} (Host: ${host})`;
+/**
+ * How `endpoint` serves `expected` at `urlPath` for `host`, or why it does
+ * not. With `acceptEncoding` the answer must be compressed (any coding the
+ * header offers) and decode to the file; without, it must be the file as stored.
+ */
+export async function inspectServes(
+  endpoint: Endpoint,
+  host: string,
+  urlPath: string,
+  expected: ExpectedBody,
+  acceptEncoding: string | null = null,
+): Promise<Served | string> {
+  const asked = acceptEncoding === null ? '' : `, Accept-Encoding: ${acceptEncoding}`;
+  const what = `${endpoint.transport === 'http' ? '' : `${endpoint.transport.toUpperCase()} `}GET ${urlPath} (Host: ${host}${asked})`;
   try {
-    const got = endpoint.transport === 'h2' ? await fetchHttp2(endpoint, host, urlPath) : await fetchHttp1(endpoint, host, urlPath);
+    if (endpoint.transport === 'h2' && acceptEncoding !== null) return `${what}: compression is checked over HTTP/1.1 only`;
+    const got =
+      endpoint.transport === 'h2' ? await fetchHttp2(endpoint, host, urlPath) : await fetchHttp1(endpoint, host, urlPath, acceptEncoding);
     if (got.status !== 200) return `${what} answered ${got.status}`;
     if (got.bytes !== expected.bytes || got.sha256 !== expected.sha256)
-      return `${what} answered ${got.bytes} bytes that differ from the file (${expected.bytes} bytes)`;
+      return `${what} answered ${got.bytes} bytes${got.contentEncoding === undefined ? '' : ` (decoded from ${got.contentEncoding})`} that differ from the file (${expected.bytes} bytes)`;
     if (expected.contentType !== null && !(got.contentType ?? '').startsWith(expected.contentType))
       return `${what}: Content-Type is "${got.contentType}", expected ${expected.contentType}`;
-    return null;
+    if (acceptEncoding === null && got.contentEncoding !== undefined)
+      return `${what} answered Content-Encoding "${got.contentEncoding}" without being offered one`;
+    if (acceptEncoding !== null && got.contentEncoding === undefined) return `${what} answered uncompressed`;
+    return { coding: got.contentEncoding ?? null, wireBytes: got.wireBytes };
   } catch (error) {
     return `${what} failed: ${(error as Error).message}`;
   }
+}
+
+/** Why `endpoint` does not serve `expected` as stored at `urlPath` for `host`, or null when it does. */
+export async function checkServes(endpoint: Endpoint, host: string, urlPath: string, expected: ExpectedBody): Promise<string | null> {
+  const served = await inspectServes(endpoint, host, urlPath, expected);
+  return typeof served === 'string' ? served : null;
 }
 
 /** Waits until `entry` serves `expected`; throws with the reason (and the tail of its log) when it does not in time. */

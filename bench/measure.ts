@@ -70,11 +70,12 @@ function load(
       threads: settings.threads,
       connections: spec.connections,
       durationSeconds,
-      headers: spec.headers,
+      headers: spec.acceptEncoding === null ? spec.headers : [...spec.headers, `Accept-Encoding: ${spec.acceptEncoding}`],
       env: spec.fullHandshakes ? (context.fullHandshakeEnv ?? undefined) : undefined,
       onStart,
     });
   }
+  if (spec.acceptEncoding !== null) throw new Error(`${spec.label}: h2load sends no Accept-Encoding here`);
   const scheme = endpoint.transport === 'h2' ? 'https' : 'http';
   const rate = spec.tool === 'h2load-rate' ? ratePerSecond : null;
   if (spec.tool === 'h2load-rate' && rate === null) throw new Error(`${spec.label} needs a rate`);
@@ -110,7 +111,7 @@ export async function measureOnce(
     { pid: target.process.pid, role: target.name },
     { pid: process.pid, role: 'bench', withChildren: false },
   ];
-  if (scenario === 'proxy' && context.upstream !== null) roots.push({ pid: context.upstream.pid, role: 'upstream' });
+  if (SCENARIOS[scenario].host === 'proxy.test' && context.upstream !== null) roots.push({ pid: context.upstream.pid, role: 'upstream' });
   let first: CpuSnapshot | null = null;
   let last: CpuSnapshot | null = null;
   const connections: RunRecord['connections'] = { early: {}, middle: {} };

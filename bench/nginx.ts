@@ -93,7 +93,8 @@ function tlsServer(tls: ReferenceTls, root: string): string {
 
 /**
  * The reference: static.test from `root`, proxy.test to the upstream over
- * kept-alive connections, and static.test over HTTPS when `tls` is given.
+ * kept-alive connections (gzip on, for clients that accept it), and
+ * static.test over HTTPS when `tls` is given.
  */
 export function referenceConfig(options: Common & { port: number; root: string; upstreamPort: number; tls?: ReferenceTls }): string {
   const { prefix, port, root, upstreamPort } = options;
@@ -128,6 +129,15 @@ ${httpCommon(prefix, 'nginx')}
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Host $host;
     }
+    # Compression as nginx's users turn it on (miwidothttp compresses proxied
+    # text by default): gzip at nginx's default level (gzip_comp_level 1);
+    # text/html is always among gzip_types. gzip_proxied any: also when the
+    # request came through another proxy (a Via header). Debian's nginx has
+    # no brotli or zstd module.
+    gzip on;
+    gzip_types text/plain text/css text/xml application/json application/javascript application/xml image/svg+xml;
+    gzip_proxied any;
+    gzip_vary on;
   }
 ${options.tls === undefined ? '' : tlsServer(options.tls, root)}}
 `;

@@ -8,6 +8,8 @@
 import os from 'node:os';
 import { SCENARIO_ORDER, SCENARIOS, type ScenarioName, type ServerName, serverLabel } from './catalogue.js';
 import { busiestShare, CLIENT_BOUND_PERCENT, clientCpuPercent, cpuMicrosPerRequest, foreignCpuPercent, type RunRecord } from './measure.js';
+import { PAGE_BYTES } from './html-page.js';
+import type { Served } from './http-check.js';
 import type { ProcessMemory } from './procs.js';
 import { LARGE_FILE_BYTES, settings } from './settings.js';
 
@@ -17,7 +19,20 @@ const MIB = 1024 * 1024;
 
 export interface Cell {
   skipped?: string;
+  /** How the server answered the check before the runs: the coding it chose (compression scenarios) and the size on the wire. */
+  served?: Served;
   runs: RunRecord[];
+}
+
+/** The content coding a server chose in `scenario`, or null when it answered as stored (or was not checked). */
+function codingOf(cells: ReadonlyMap<string, Cell>, scenario: ScenarioName, server: ServerName): string | null {
+  return cells.get(`${scenario}/${server}`)?.served?.coding ?? null;
+}
+
+/** A server's name with the coding it chose: a ratio between br and gzip is only read right when both are named. */
+function withCoding(cells: ReadonlyMap<string, Cell>, scenario: ScenarioName, server: ServerName): string {
+  const coding = codingOf(cells, scenario, server);
+  return `${serverLabel(scenario, server)}${coding === null ? '' : ` (${coding})`}`;
 }
 
 /** Resident memory of each server, idle: after start (before any load) and after the last run. */
@@ -117,6 +132,9 @@ function ratios(cells: ReadonlyMap<string, Cell>, memory: MemoryReport): Ratio[]
   const workers = idle.filter((entry) => entry.role === 'child').map((entry) => entry.rssBytes);
   const master = idle.find((entry) => entry.role === 'root')?.rssBytes ?? null;
   const large = s('large-file', 'miwidothttp');
+  const compressed = (server: ServerName): string => withCoding(cells, 'proxy-compressed', server);
+  const on = s('proxy-compressed', 'miwidothttp');
+  const off = s('proxy-identity', 'miwidothttp');
   return [
     { name: 'static: miwidothttp / node:http cluster', value: rps(['static', 'miwidothttp'], ['static', 'node']), goal: { atLeast: 1.0 } },
     { name: 'static: miwidothttp / nginx', value: rps(['static', 'miwidothttp'], ['static', 'nginx']), goal: { atLeast: 0.8 } },
@@ -125,6 +143,31 @@ function ratios(cells: ReadonlyMap<string, Cell>, memory: MemoryReport): Ratio[]
     { name: 'proxy: miwidothttp / HAProxy', value: rps(['proxy', 'miwidothttp'], ['proxy', 'haproxy']), goal: null },
     { name: 'proxy: Caddy / miwidothttp', value: rps(['proxy', 'caddy'], ['proxy', 'miwidothttp']), goal: null },
     { name: 'proxy: miwidothttp / node:http cluster', value: rps(['proxy', 'miwidothttp'], ['proxy', 'node']), goal: null },
+    {
+      name: `proxy 16 KiB compressed: ${compressed('miwidothttp')} / ${compressed('nginx')}`,
+      value: rps(['proxy-compressed', 'miwidothttp'], ['proxy-compressed', 'nginx']),
+      goal: null,
+    },
+    {
+      name: `proxy 16 KiB compressed: ${compressed('caddy')} / ${compressed('miwidothttp')}`,
+      value: rps(['proxy-compressed', 'caddy'], ['proxy-compressed', 'miwidothttp']),
+      goal: null,
+    },
+    {
+      name: `proxy 16 KiB compressed by CPU/req: ${compressed('nginx')} / ${compressed('miwidothttp')}`,
+      value: cpu(['proxy-compressed', 'nginx'], ['proxy-compressed', 'miwidothttp']),
+      goal: null,
+    },
+    {
+      name: `proxy 16 KiB: compression on / off (${compressed('miwidothttp')})`,
+      value: rps(['proxy-compressed', 'miwidothttp'], ['proxy-identity', 'miwidothttp']),
+      goal: null,
+    },
+    {
+      name: `proxy 16 KiB: server CPU/req added by compression (${compressed('miwidothttp')}), us`,
+      value: on === null || off === null ? null : on.cpuMicros - off.cpuMicros,
+      goal: null,
+    },
     { name: 'HTTP/2: miwidothttp / nginx', value: rps(['http2', 'miwidothttp'], ['http2', 'nginx']), goal: { atLeast: 0.6 } },
     { name: 'HTTP/2: miwidothttp / node:http2 cluster', value: rps(['http2', 'miwidothttp'], ['http2', 'node']), goal: { atLeast: 0.8 } },
     { name: 'HTTP/2: Caddy / miwidothttp', value: rps(['http2', 'caddy'], ['http2', 'miwidothttp']), goal: null },
@@ -254,7 +297,7 @@ export function buildReport(
           : Math.round(result.rps).toLocaleString('en-US');
       loadRows.push([
         label,
-        serverLabel(scenario, server),
+        withCoding(cells, scenario, server),
         `${rate}${marks}`,
         formatMs(result.p50Ms),
         formatMs(result.p99Ms),
@@ -295,8 +338,20 @@ export function buildReport(
           `miwidothttp status --json after the run: master ${context.memory.status.master === null ? 'n/a' : mib(context.memory.status.master)}, ` +
             `workers ${context.memory.status.workers.map((rss) => (rss === null ? 'n/a' : mib(rss))).join(', ')}`,
         ];
+  const codings = SCENARIOS['proxy-compressed'].servers
+    .map((server) => [server, cells.get(`proxy-compressed/${server}`)?.served] as const)
+    .filter((entry): entry is readonly [ServerName, Served] => entry[1] !== undefined)
+    .map(
+      ([server, served]) => `${serverLabel(null, server)} ${served.coding ?? 'none'} (${served.wireBytes.toLocaleString('en-US')} bytes)`,
+    );
   const notes = [
     'server CPU/req: CPU time of the server (master + workers) per request, from /proc, in microseconds.',
+    ...(codings.length === 0
+      ? []
+      : [
+          `proxy 16 KiB, compressed: a ${PAGE_BYTES.toLocaleString('en-US')}-byte HTML page asked for with Accept-Encoding: ` +
+            `${SCENARIOS['proxy-compressed'].acceptEncoding}; each proxy compressed it on the fly as: ${codings.join(', ')}.`,
+        ]),
     'latency: h2load --h1 at a fixed rate, half the median nginx reached on static 1 KiB, over the same connections as wrk.',
     ...context.tlsLines,
     ...(loadRows.some((row) => row[2]!.includes('(!)'))

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: miwidothttp against a bare node cluster (the ceiling for
  * a Node server), nginx (the reference), Caddy and HAProxy, on a 1 KiB
- * static file, through a reverse proxy to one shared upstream, over HTTPS
+ * static file, through a reverse proxy to one shared upstream (and a 16 KiB
+ * page each proxy compresses on the fly), over HTTPS
  * (full TLS handshakes per second, keep-alive throughput) and HTTP/2, on a
  * 100 MB file, and at a fixed rate for latency; with every server's idle
  * memory and how each spreads connections over its workers. The scenarios
@@ -24,7 +25,8 @@ import { SCENARIO_ORDER, SCENARIOS, type ScenarioName, type ServerName, serverLa
 import { h2loadVersion } from './h2load.js';
 import { killLoadTools } from './load-tool.js';
 import { haproxyVersion } from './haproxy.js';
-import { checkServes, expectedBody, type ExpectedBody } from './http-check.js';
+import { htmlPage } from './html-page.js';
+import { expectedBody, type ExpectedBody, inspectServes } from './http-check.js';
 import { cpuMicrosPerRequest, foreignCpuPercent, measureOnce, scenarioEndpoint, type RunRecord } from './measure.js';
 import { nginxVersion } from './nginx.js';
 import { killAllSync, memoryOfTree, runCommand, stopAll, type ProcessMemory } from './procs.js';
@@ -39,6 +41,7 @@ import {
   LARGE_FILE_BYTES,
   LARGE_FILE_NAME,
   onlyScenarios,
+  PAGE_NAME,
   REPO_ROOT,
   RESULTS_FILE,
   settings,
@@ -166,6 +169,11 @@ async function main(): Promise<number> {
   writeFileSync(path.join(root, FILE_NAME), small, { mode: 0o644 });
   const expected = expectedBody(small, CONTENT_TYPE);
   const expectedLarge = scenarios.includes('large-file') ? writeLargeFile(path.join(root, LARGE_FILE_NAME)) : null;
+  const page = htmlPage();
+  writeFileSync(path.join(root, PAGE_NAME), page, { mode: 0o644 });
+  const expectedPage = expectedBody(page, CONTENT_TYPE);
+  const expectedAt = (urlPath: string): ExpectedBody =>
+    urlPath === `/${LARGE_FILE_NAME}` ? expectedLarge! : urlPath === `/${PAGE_NAME}` ? expectedPage : expected;
 
   // Before any server runs, while the machine is quiet: the certificate, and
   // proof that the handshake scenario's wrk makes full handshakes only.
@@ -223,8 +231,13 @@ async function main(): Promise<number> {
       else if (spec.fullHandshakes && (typeof tlsSetup === 'string' || tlsSetup.fullHandshakeEnv === null))
         cell.skipped = typeof tlsSetup === 'string' ? tlsSetup : (tlsSetup.handshakeProblem ?? 'no full-handshake wrk');
       else {
-        const why = await checkServes(endpoint, spec.host, spec.path, scenario === 'large-file' ? expectedLarge! : expected);
-        if (why !== null) cell.skipped = why;
+        const served = await inspectServes(endpoint, spec.host, spec.path, expectedAt(spec.path), spec.acceptEncoding);
+        if (typeof served === 'string') cell.skipped = served;
+        else cell.served = served;
+        if (typeof served !== 'string' && served.coding !== null)
+          process.stdout.write(
+            `bench: ${spec.label} on ${serverLabel(scenario, server)}: Content-Encoding ${served.coding}, ${served.wireBytes} bytes on the wire\n`,
+          );
       }
       if (cell.skipped !== undefined)
         process.stderr.write(`bench: skipping ${spec.label} on ${serverLabel(scenario, server)}: ${cell.skipped}\n`);

@@ -51,6 +51,8 @@ export const FULL_HANDSHAKE_SHIM_SOURCE = path.join(REPO_ROOT, 'bench', 'wrk-ful
 export const FILE_NAME = '1k.html';
 export const FILE_BYTES = 1024;
 export const CONTENT_TYPE = 'text/html';
+/** The 16 KiB HTML page the compression scenarios proxy (bench/html-page.ts). */
+export const PAGE_NAME = 'page-16k.html';
 /** The large file: streamed, never held whole in memory by a server that streams. */
 export const LARGE_FILE_NAME = '100m.bin';
 export const LARGE_FILE_BYTES = 100 * 1024 * 1024;

@@ -87,6 +87,9 @@ export const BROWSER_HEADERS = [
   'Referer: https://www.example.org/blog/2026/11/a-post.html?utm_source=feed',
 ];
 
+/** What Chrome and Firefox send as Accept-Encoding over HTTP/1.1 today: the compression scenario asks as they do. */
+export const BROWSER_ACCEPT_ENCODING = 'gzip, deflate, br, zstd';
+
 /** Run wrk once; killed if it overruns its duration by 10 s. */
 export function runWrk(options: WrkOptions): Promise<WrkResult> {
   const args = [
