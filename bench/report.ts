@@ -135,6 +135,8 @@ function ratios(cells: ReadonlyMap<string, Cell>, memory: MemoryReport): Ratio[]
   const compressed = (server: ServerName): string => withCoding(cells, 'proxy-compressed', server);
   const on = s('proxy-compressed', 'miwidothttp');
   const off = s('proxy-identity', 'miwidothttp');
+  const ownCoding = codingOf(cells, 'proxy-compressed', 'miwidothttp');
+  const own = `miwidothttp${ownCoding === null ? '' : `, ${ownCoding}`}`;
   return [
     { name: 'static: miwidothttp / node:http cluster', value: rps(['static', 'miwidothttp'], ['static', 'node']), goal: { atLeast: 1.0 } },
     { name: 'static: miwidothttp / nginx', value: rps(['static', 'miwidothttp'], ['static', 'nginx']), goal: { atLeast: 0.8 } },
@@ -159,12 +161,12 @@ function ratios(cells: ReadonlyMap<string, Cell>, memory: MemoryReport): Ratio[]
       goal: null,
     },
     {
-      name: `proxy 16 KiB: compression on / off (${compressed('miwidothttp')})`,
+      name: `proxy 16 KiB: compression on / off (${own})`,
       value: rps(['proxy-compressed', 'miwidothttp'], ['proxy-identity', 'miwidothttp']),
       goal: null,
     },
     {
-      name: `proxy 16 KiB: server CPU/req added by compression (${compressed('miwidothttp')}), us`,
+      name: `proxy 16 KiB: server CPU/req added by compression (${own}), us`,
       value: on === null || off === null ? null : on.cpuMicros - off.cpuMicros,
       goal: null,
     },
