@@ -16,10 +16,15 @@
  * - Content-Length and Accept-Ranges go (ranges of the encoded bytes are
  *   not what the upstream would serve).
  *
- * Every write is flushed through the encoder, so a response that streams
- * (long polling, chunked progress) reaches the client as it is written, as
- * Caddy's encoder does. Backpressure holds: a write returns false while the
- * encoder is full, and 'drain' is emitted when it empties.
+ * What is written in one turn of the event loop goes to the encoder as one
+ * piece and is flushed once at the end of that turn, unless the response
+ * ends first: a response that streams (long polling, chunked progress)
+ * reaches the client as it is written, as Caddy's encoder does, while a
+ * proxied page that arrives in several reads costs one compression step
+ * instead of one per read plus a flush each (each is a round trip through
+ * the thread pool: docs/benchmark.md, Compression). Backpressure holds: a
+ * write returns false while the encoder or the turn's pending bytes are
+ * full, and 'drain' is emitted when there is room again.
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { CompressionSpec, ContentCoding } from '../../config/types.js';
@@ -144,6 +149,12 @@ function encode(
   const write = originalWrite.bind(res) as (chunk: Buffer) => boolean;
   const end = originalEnd.bind(res) as () => ServerResponse;
   const flush = flushKind(coding);
+  // This turn's writes, and the callbacks that wait for them to be flushed.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let callbacks: (() => void)[] = [];
+  let turn: NodeJS.Immediate | null = null;
+  let refused = false;
   encoder.on('data', (chunk: Buffer) => {
     if (!write(chunk)) encoder.pause();
   });
@@ -152,21 +163,62 @@ function encode(
   encoder.on('drain', () => res.emit('drain'));
   encoder.once('end', () => end());
   encoder.once('error', () => res.destroy());
-  res.once('close', () => encoder.destroy());
+  res.once('close', () => {
+    if (turn !== null) clearImmediate(turn);
+    encoder.destroy();
+  });
+
+  const take = (): Buffer => {
+    const piece = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    return piece;
+  };
+  const endOfTurn = (): void => {
+    turn = null;
+    const room = encoder.write(take());
+    const waiting = callbacks;
+    callbacks = [];
+    (encoder as unknown as { flush(kind: number, cb: () => void): void }).flush(flush, () => {
+      for (const callback of waiting) callback();
+    });
+    // A writer told to wait for the pending bytes, not for the encoder, is told there is room.
+    if (refused && room) {
+      refused = false;
+      res.emit('drain');
+    }
+  };
+  const bytesOf = (chunk: unknown, encoding: BufferEncoding | undefined): Buffer =>
+    typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer);
 
   res.write = function compressedWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
     const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
     const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
-    const room = encoder.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
-    (encoder as unknown as { flush(kind: number, cb?: () => void): void }).flush(flush, done as (() => void) | undefined);
+    const bytes = bytesOf(chunk, encoding);
+    pending.push(bytes);
+    pendingBytes += bytes.length;
+    if (typeof done === 'function') callbacks.push(done as () => void);
+    turn ??= setImmediate(endOfTurn);
+    const room = encoder.writableLength + pendingBytes < encoder.writableHighWaterMark;
+    if (!room) refused = true;
     return room;
   } as ServerResponse['write'];
   res.end = function compressedEnd(chunk?: unknown, encodingOrCallback?: unknown, callback?: unknown): ServerResponse {
     const done = typeof chunk === 'function' ? chunk : typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
     if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
       const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
-      encoder.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
+      const bytes = bytesOf(chunk, encoding);
+      pending.push(bytes);
+      pendingBytes += bytes.length;
     }
+    if (turn !== null) {
+      clearImmediate(turn);
+      turn = null;
+    }
+    if (pendingBytes > 0) encoder.write(take());
+    // Ending flushes everything: the turn's write callbacks run when the response is done.
+    for (const waiting of callbacks) res.once('finish', waiting);
+    callbacks = [];
     if (typeof done === 'function') res.once('finish', done as () => void);
     encoder.end();
     return res;
