@@ -4,12 +4,14 @@
  * the results). Each build's bench/pipeline-server.js serves the same
  * config with one worker; the builds take turns, round after round, and
  * each turn sends the same number of requests with h2load (HTTP/1.1, a
- * fixed count over fixed connections) while /proc counts the worker's CPU
- * time. CPU per request barely moves with other load on the machine,
+ * fixed count over fixed connections; with --h2, HTTP/2 over TLS with
+ * --streams concurrent streams per connection) while /proc counts the
+ * worker's CPU time. CPU per request barely moves with other load on the machine,
  * which req/s does.
  *
  *   node dist/bench/ab.js --a DIST_A --b DIST_B --config FILE --url http://static.test:PORT/1k.html
  *       [--rounds 6] [--requests 100000] [--connections 50] [--pipeline full|routing-only]
+ *       [--h2 --streams 10]   (an https:// URL; the config needs https_port and [ssl.domains])
  *
  * The URL's host is the Host header; the connections go to 127.0.0.1.
  *
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '100000' },
     connections: { type: 'string', default: '50' },
     pipeline: { type: 'string', default: 'full' },
+    h2: { type: 'boolean', default: false },
+    streams: { type: 'string', default: '10' },
   },
 });
 if (values.a === undefined || values.b === undefined || values.config === undefined || values.url === undefined) {
@@ -69,7 +73,7 @@ async function once(dist: string): Promise<{ cpuMicros: number; rps: number }> {
       const result = spawnSync(
         'h2load',
         [
-          '--h1',
+          ...(values.h2 ? [`-m${values.streams}`] : ['--h1']),
           `-n${requests}`,
           `-c${values.connections}`,
           `--connect-to=${connectTo}`,

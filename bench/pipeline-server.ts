@@ -5,14 +5,17 @@
  * against the same code with the route stage alone. Both variants run here,
  * in the same process model (a node:cluster with a shared listening socket,
  * as the master hands one to its workers), so the difference between them is
- * the stages and nothing else.
+ * the stages and nothing else. With [ssl.domains] in the config the HTTPS
+ * listener serves too (HTTP/1.1 and HTTP/2), with the certificates read here.
  *
  *   node dist/bench/pipeline-server.js --config FILE --pipeline full|routing-only [--workers 2]
  */
 import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
 import { createWorkerLogger } from '../src/logging/logger.js';
+import { loadTlsMaterial, materialOf } from '../src/tls/material.js';
 import type { PipelineVariant } from '../src/worker/pipeline/index.js';
 import { loadProxySupport } from '../src/worker/handlers/proxy-support.js';
 import { UNLIMITED } from '../src/worker/master-link.js';
@@ -64,7 +67,18 @@ if (cluster.isPrimary) {
     process.exit(1);
   }
   const config = loaded.config;
-  const server = new WorkerServer(config, createWorkerLogger(config.server.logLevel), UNLIMITED, {
+  const log = createWorkerLogger(config.server.logLevel);
+  // The certificates as the master would send them (TLS_INIT); a ticket key of this process's own.
+  const tls =
+    config.tls === null
+      ? null
+      : {
+          certificates: materialOf(loadTlsMaterial(config.tls, log)),
+          ticketKey: randomBytes(48).toString('base64'),
+          sessionIdContext: 'pipeline-server',
+        };
+  const server = new WorkerServer(config, log, UNLIMITED, {
+    tls,
     pipelineVariant: variant as PipelineVariant,
     proxy: await loadProxySupport(config),
   });
