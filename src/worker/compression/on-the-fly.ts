@@ -16,22 +16,32 @@
  * - Content-Length and Accept-Ranges go (ranges of the encoded bytes are
  *   not what the upstream would serve).
  *
- * What is written in one turn of the event loop goes to the encoder as one
- * piece and is flushed once at the end of that turn, unless the response
- * ends first: a response that streams (long polling, chunked progress)
- * reaches the client as it is written, as Caddy's encoder does, while a
- * proxied page that arrives in several reads costs one compression step
- * instead of one per read plus a flush each (each is a round trip through
- * the thread pool: docs/benchmark.md, Compression). Backpressure holds: a
+ * A body of known length up to 64 KiB (most pages and API answers) is held
+ * and compressed whole at its end, on the event loop: half the CPU of the
+ * streaming encoder, whose every step is a round trip through the thread
+ * pool. Any other body streams: what is written in one turn of the event
+ * loop goes to the encoder as one piece. A response without a Content-Length (long polling, chunked
+ * progress) is flushed at the end of each turn, so it reaches the client as
+ * it is written, as Caddy's encoder does; a body of known length is a
+ * document that ends soon and is flushed only by its end. A proxied page
+ * that arrives in several reads thus costs one compression step per turn
+ * instead of one per read plus a flush each (docs/benchmark.md,
+ * Compression). Backpressure holds: a
  * write returns false while the encoder or the turn's pending bytes are
  * full, and 'drain' is emitted when there is room again.
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { CompressionSpec, ContentCoding } from '../../config/types.js';
 import { chooseCoding } from './negotiate.js';
-import { createEncoder, encodedEtag, flushKind, isCompressible, SUFFIX } from './types.js';
+import { compressWhole, createEncoder, encodedEtag, flushKind, isCompressible, SUFFIX } from './types.js';
 
 const NO_BODY_STATUS = new Set([204, 206, 304]);
+
+/** Bodies of a known length up to this are compressed whole at their end (types.ts, compressWhole). */
+const WHOLE_BODY_LIMIT = 64 * 1024;
+
+const bytesOf = (chunk: unknown, encoding: BufferEncoding | undefined): Buffer =>
+  typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer);
 
 function headerText(value: number | string | readonly string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
@@ -139,15 +149,72 @@ function encode(
   originalWrite: ServerResponse['write'],
   originalEnd: ServerResponse['end'],
 ): void {
+  const length = Number(headerText(res.getHeader('content-length')));
+  const knownLength = Number.isSafeInteger(length) && length > 0;
   res.removeHeader('content-length');
   res.removeHeader('accept-ranges');
   res.setHeader('Content-Encoding', coding);
   const etag = headerText(res.getHeader('etag'));
   if (etag !== undefined) res.setHeader('ETag', encodedEtag(etag, coding));
 
-  const encoder = createEncoder(coding, 'stream');
   const write = originalWrite.bind(res) as (chunk: Buffer) => boolean;
   const end = originalEnd.bind(res) as () => ServerResponse;
+  if (knownLength && length <= WHOLE_BODY_LIMIT) compressAtEnd(res, coding, length, write, end);
+  else streamThrough(res, coding, knownLength ? length : null, write, end);
+}
+
+/**
+ * A body of known, small length is held until its end, then compressed at
+ * once and written in one piece. More bytes than its Content-Length said is
+ * a broken response, ended as Node ends one.
+ */
+function compressAtEnd(
+  res: ServerResponse,
+  coding: ContentCoding,
+  length: number,
+  write: (chunk: Buffer) => boolean,
+  end: () => ServerResponse,
+): void {
+  const pieces: Buffer[] = [];
+  let held = 0;
+  const callbacks: (() => void)[] = [];
+  const hold = (chunk: unknown, encoding: BufferEncoding | undefined): boolean => {
+    const bytes = bytesOf(chunk, encoding);
+    held += bytes.length;
+    if (held > length) {
+      res.destroy(new Error(`the body is longer than its Content-Length (${length})`));
+      return false;
+    }
+    pieces.push(bytes);
+    return true;
+  };
+  res.write = function heldWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
+    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+    if (typeof done === 'function') callbacks.push(done as () => void);
+    return hold(chunk, typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined);
+  } as ServerResponse['write'];
+  res.end = function heldEnd(chunk?: unknown, encodingOrCallback?: unknown, callback?: unknown): ServerResponse {
+    const done = typeof chunk === 'function' ? chunk : typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+      hold(chunk, typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined);
+    }
+    for (const waiting of callbacks) res.once('finish', waiting);
+    if (typeof done === 'function') res.once('finish', done as () => void);
+    if (res.destroyed) return res;
+    write(compressWhole(coding, Buffer.concat(pieces, held)));
+    return end();
+  } as ServerResponse['end'];
+}
+
+/** Every other body goes through a streaming encoder as it is written. */
+function streamThrough(
+  res: ServerResponse,
+  coding: ContentCoding,
+  length: number | null,
+  write: (chunk: Buffer) => boolean,
+  end: () => ServerResponse,
+): void {
+  const encoder = createEncoder(coding, 'stream', length ?? undefined);
   const flush = flushKind(coding);
   // This turn's writes, and the callbacks that wait for them to be flushed.
   let pending: Buffer[] = [];
@@ -174,22 +241,23 @@ function encode(
     pendingBytes = 0;
     return piece;
   };
+  // A body of a known length is a document that ends soon: its pieces are not flushed on their own.
+  const streaming = length === null;
   const endOfTurn = (): void => {
     turn = null;
-    const room = encoder.write(take());
     const waiting = callbacks;
     callbacks = [];
-    (encoder as unknown as { flush(kind: number, cb: () => void): void }).flush(flush, () => {
+    const written = (): void => {
       for (const callback of waiting) callback();
-    });
+    };
+    const room = streaming ? encoder.write(take()) : encoder.write(take(), written);
+    if (streaming) (encoder as unknown as { flush(kind: number, cb: () => void): void }).flush(flush, written);
     // A writer told to wait for the pending bytes, not for the encoder, is told there is room.
     if (refused && room) {
       refused = false;
       res.emit('drain');
     }
   };
-  const bytesOf = (chunk: unknown, encoding: BufferEncoding | undefined): Buffer =>
-    typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer);
 
   res.write = function compressedWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
     const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
