@@ -5,6 +5,7 @@
  * from small vocabularies by a seeded generator, so every run and every
  * server gets the same bytes.
  */
+import { seeded } from '../test/support/seeded.js';
 
 /** Exactly this many bytes. */
 export const PAGE_BYTES = 16 * 1024;
@@ -207,21 +208,9 @@ const WORDS = [
 ];
 const TOPICS = ['caching', 'deployment', 'observability', 'security', 'performance', 'migration', 'scaling', 'routing'];
 
-/** mulberry32: a tiny seeded generator, enough to pick words deterministically. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The page: a header and navigation, then articles of headings, paragraphs, links and lists until it is PAGE_BYTES long. */
 export function htmlPage(): Buffer {
-  const random = generator(0x13);
+  const random = seeded(0x13);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)] as T;
   // Common words more often than rare ones, as in prose (roughly Zipf's law).
   const word = (): string => WORDS[Math.floor(random() * random() * random() * WORDS.length)] as string;

@@ -45,6 +45,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { IdsEngine, IdsMatch } from '../src/worker/ids/index.js';
+import { seeded } from '../test/support/seeded.js';
 
 type Category = 'sqli' | 'xss' | 'traversal' | 'command';
 type Placement = 'query' | 'form' | 'json' | 'header' | 'path' | 'user-agent';
@@ -82,18 +83,6 @@ function readText(file: string): string | null {
 
 function lines(file: string): string[] {
   return (readText(file) ?? '').split(/\r?\n/).filter((line) => line.length > 0);
-}
-
-/** mulberry32: a small seeded generator, so every run samples the same strings. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sample<T>(items: readonly T[], count: number, seed: number): T[] {

@@ -21,6 +21,7 @@ import {
   type ProxyProtocolOptions,
   type ProxyReadResult,
 } from '../../src/worker/connection/proxy-protocol-reader.js';
+import { seeded } from '../support/seeded.js';
 
 // ---------------------------------------------------------------------------
 // Vector builders
@@ -624,18 +625,6 @@ describe('readProxyHeader on real sockets', () => {
 // ---------------------------------------------------------------------------
 // Fuzz
 
-/** mulberry32: small, seeded, reproducible. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('parseProxyHeader fuzz', () => {
   const FUZZ_BUDGET_MS = Number(process.env.PROXY_FUZZ_MS ?? 4000);
   const SEED = Number(process.env.PROXY_FUZZ_SEED ?? 0x5eed_0004);
@@ -643,7 +632,7 @@ describe('parseProxyHeader fuzz', () => {
   it(`never throws, never over-consumes, and decides the same on every split (seed ${SEED}, ${FUZZ_BUDGET_MS} ms)`, {
     timeout: FUZZ_BUDGET_MS + 10_000,
   }, (t) => {
-    const random = prng(SEED);
+    const random = seeded(SEED);
     const int = (n: number): number => Math.floor(random() * n);
     const byte = (): number => (random() < 0.3 ? [0x20, 0x0d, 0x0a, 0x3a, 0x2e, 0x30, 0x00, 0xff][int(8)]! : int(256));
     const seeds = [...valid.map((vector) => vector.bytes), ...invalid.map(([, bytes]) => bytes)];
