@@ -126,36 +126,39 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
   /** The prepared head of frozen `headers` and `statusCode` under the response's policy, or null. */
   const preparedHead = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): PreparedHead | null => {
     const entry = appliedFor(response[POLICY] ?? serverPolicy);
-    const merged = mergedOnce(entry, headers);
-    let byStatus = entry.headsFor.get(merged);
-    if (byStatus === undefined) {
-      byStatus = new Map();
-      entry.headsFor.set(merged, byStatus);
-    }
-    let head = byStatus.get(statusCode);
-    if (head === undefined) {
-      head = prepareHead(statusCode, merged);
-      byStatus.set(statusCode, head);
-    }
-    return head;
+    return madeOnce(entry.headsFor, entry, mergedOnce(entry, headers), statusCode, prepareHead);
   };
   /** The HTTP/2 header object of frozen `headers` and `statusCode` under the response's policy, or null. */
   const preparedHttp2Head = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): OutgoingHttpHeaders | null => {
     const entry = appliedFor(response[POLICY] ?? serverPolicy);
-    const merged = mergedOnce(entry, headers);
-    let byStatus = entry.http2HeadsFor.get(merged);
-    if (byStatus === undefined) {
-      byStatus = new Map();
-      entry.http2HeadsFor.set(merged, byStatus);
-    }
-    let head = byStatus.get(statusCode);
-    if (head === undefined) {
-      head = http2Head(statusCode, merged, entry.removed);
-      byStatus.set(statusCode, head);
-    }
-    return head;
+    return madeOnce(entry.http2HeadsFor, entry, mergedOnce(entry, headers), statusCode, http2Head);
   };
   return { write, preparedHead, preparedHttp2Head };
+}
+
+/**
+ * What `make` gives for a merged header object and a status under one policy,
+ * made on the first response and kept while the header object lives. `make`
+ * is a module function, not a closure: nothing is allocated per response.
+ */
+function madeOnce<T>(
+  cache: WeakMap<OutgoingHttpHeaders, Map<number, T>>,
+  entry: Applied,
+  merged: OutgoingHttpHeaders,
+  statusCode: number,
+  make: (statusCode: number, merged: OutgoingHttpHeaders, entry: Applied) => T,
+): T {
+  let byStatus = cache.get(merged);
+  if (byStatus === undefined) {
+    byStatus = new Map();
+    cache.set(merged, byStatus);
+  }
+  let made = byStatus.get(statusCode);
+  if (made === undefined) {
+    made = make(statusCode, merged, entry);
+    byStatus.set(statusCode, made);
+  }
+  return made;
 }
 
 /**
@@ -166,7 +169,7 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
  * twice in different case, a pseudo-header, a value Node refuses): the
  * ordinary writeHead then answers, or throws Node's error, as before.
  */
-function http2Head(statusCode: number, merged: OutgoingHttpHeaders, removed: ReadonlySet<string>): OutgoingHttpHeaders | null {
+function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }: Applied): OutgoingHttpHeaders | null {
   const head: OutgoingHttpHeaders = { ':status': statusCode };
   try {
     for (const [name, value] of Object.entries(merged)) {
