@@ -43,6 +43,22 @@ const WHOLE_BODY_LIMIT = 64 * 1024;
 const bytesOf = (chunk: unknown, encoding: BufferEncoding | undefined): Buffer =>
   typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer);
 
+/** write() without a chunk throws, as the stream underneath would. */
+function noChunk(): never {
+  throw new TypeError('write() needs a chunk: a string or a Buffer');
+}
+
+/** write(chunk, [encoding], [callback]) and end([chunk], [encoding], [callback]), read as Node reads them. */
+function bodyArgs(chunk: unknown, encodingOrCallback: unknown, callback: unknown): { bytes: Buffer | null; done: (() => void) | null } {
+  if (typeof chunk === 'function') return { bytes: null, done: chunk as () => void };
+  const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+  const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
+  return {
+    bytes: chunk === undefined || chunk === null ? null : bytesOf(chunk, encoding),
+    done: typeof done === 'function' ? (done as () => void) : null,
+  };
+}
+
 function headerText(value: number | string | readonly string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
   return Array.isArray(value) ? value.join(', ') : String(value);
@@ -178,8 +194,7 @@ function compressAtEnd(
   const pieces: Buffer[] = [];
   let held = 0;
   const callbacks: (() => void)[] = [];
-  const hold = (chunk: unknown, encoding: BufferEncoding | undefined): boolean => {
-    const bytes = bytesOf(chunk, encoding);
+  const hold = (bytes: Buffer): boolean => {
     held += bytes.length;
     if (held > length) {
       res.destroy(new Error(`the body is longer than its Content-Length (${length})`));
@@ -189,17 +204,15 @@ function compressAtEnd(
     return true;
   };
   res.write = function heldWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
-    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
-    if (typeof done === 'function') callbacks.push(done as () => void);
-    return hold(chunk, typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined);
+    const { bytes, done } = bodyArgs(chunk, encodingOrCallback, callback);
+    if (done !== null) callbacks.push(done);
+    return hold(bytes ?? noChunk());
   } as ServerResponse['write'];
   res.end = function heldEnd(chunk?: unknown, encodingOrCallback?: unknown, callback?: unknown): ServerResponse {
-    const done = typeof chunk === 'function' ? chunk : typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
-    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
-      hold(chunk, typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined);
-    }
+    const { bytes, done } = bodyArgs(chunk, encodingOrCallback, callback);
+    if (bytes !== null) hold(bytes);
     for (const waiting of callbacks) res.once('finish', waiting);
-    if (typeof done === 'function') res.once('finish', done as () => void);
+    if (done !== null) res.once('finish', done);
     if (res.destroyed) return res;
     write(compressWhole(coding, Buffer.concat(pieces, held)));
     return end();
@@ -259,26 +272,23 @@ function streamThrough(
     }
   };
 
-  res.write = function compressedWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
-    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
-    const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
-    const bytes = bytesOf(chunk, encoding);
+  const add = (bytes: Buffer): void => {
     pending.push(bytes);
     pendingBytes += bytes.length;
-    if (typeof done === 'function') callbacks.push(done as () => void);
+  };
+
+  res.write = function compressedWrite(chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
+    const { bytes, done } = bodyArgs(chunk, encodingOrCallback, callback);
+    add(bytes ?? noChunk());
+    if (done !== null) callbacks.push(done);
     turn ??= setImmediate(endOfTurn);
     const room = encoder.writableLength + pendingBytes < encoder.writableHighWaterMark;
     if (!room) refused = true;
     return room;
   } as ServerResponse['write'];
   res.end = function compressedEnd(chunk?: unknown, encodingOrCallback?: unknown, callback?: unknown): ServerResponse {
-    const done = typeof chunk === 'function' ? chunk : typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
-    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
-      const encoding = typeof encodingOrCallback === 'string' ? (encodingOrCallback as BufferEncoding) : undefined;
-      const bytes = bytesOf(chunk, encoding);
-      pending.push(bytes);
-      pendingBytes += bytes.length;
-    }
+    const { bytes, done } = bodyArgs(chunk, encodingOrCallback, callback);
+    if (bytes !== null) add(bytes);
     if (turn !== null) {
       clearImmediate(turn);
       turn = null;
@@ -287,7 +297,7 @@ function streamThrough(
     // Ending flushes everything: the turn's write callbacks run when the response is done.
     for (const waiting of callbacks) res.once('finish', waiting);
     callbacks = [];
-    if (typeof done === 'function') res.once('finish', done as () => void);
+    if (done !== null) res.once('finish', done);
     encoder.end();
     return res;
   } as ServerResponse['end'];
