@@ -40,9 +40,11 @@ function cpuTicks(pid: number): number {
   return ticks;
 }
 
+/** The middle value; of an even count, the mean of the two middle ones. */
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function h2load(options: CpuPerRequestOptions, requests: number): string {

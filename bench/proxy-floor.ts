@@ -14,6 +14,7 @@
  *
  *   node dist/bench/proxy-floor.js [--rounds 6] [--requests 100000] [--connections 50]
  *       [--server-cpus 1] [--client-cpus 0] [--only nginx,undici,agent,worker,worker-routing]
+ *       [--port 21701 --upstream-port 21703]   (below the ephemeral range, where a client socket can hold a port)
  *       [--dist DIR]   (the worker code's build; this one by default)
  */
 import { spawn } from 'node:child_process';
@@ -22,7 +23,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type CpuPerRequest, measureCpuPerRequest, median } from './cpu-per-request.js';
-import { freePort } from './http-check.js';
 import { NGINX_BINARY, referenceConfig, upstreamConfig } from './nginx.js';
 import { benchmarkFile, FILE_NAME, REPO_ROOT } from './settings.js';
 
@@ -35,13 +35,15 @@ const { values } = parseArgs({
     'client-cpus': { type: 'string', default: '0' },
     only: { type: 'string', default: 'nginx,undici,agent,worker,worker-routing' },
     dist: { type: 'string', default: path.join(REPO_ROOT, 'dist') },
+    port: { type: 'string', default: '21701' },
+    'upstream-port': { type: 'string', default: '21703' },
   },
 });
 
 interface Contender {
   readonly name: string;
   readonly label: string;
-  /** The command, given the port it listens on and the upstream's. */
+  /** The command, given the port it listens on. */
   readonly command: (port: number) => string[];
 }
 
@@ -50,7 +52,7 @@ chmodSync(tmp, 0o755);
 const root = path.join(tmp, 'www');
 mkdirSync(root, { mode: 0o755 });
 writeFileSync(path.join(root, FILE_NAME), benchmarkFile(), { mode: 0o644 });
-const upstreamPort = await freePort();
+const upstreamPort = Number(values['upstream-port']);
 const node = process.execPath;
 const bench = path.join(values.dist, 'bench');
 
@@ -180,7 +182,7 @@ try {
   for (let round = 0; round < Number(values.rounds); round++) {
     for (let i = 0; i < contenders.length; i++) {
       const contender = contenders[(i + round) % contenders.length]!;
-      const port = await freePort();
+      const port = Number(values.port);
       const server = start(contender.command(port), values['server-cpus']);
       try {
         const result = await measureCpuPerRequest({
