@@ -12,19 +12,18 @@
  *   node dist/bench/ab.js --a DIST_A --b DIST_B --config FILE --url http://static.test:PORT/1k.html
  *       [--rounds 6] [--requests 100000] [--connections 50] [--pipeline full|routing-only]
  *       [--h2 --streams 10]   (an https:// URL; the config needs https_port and [ssl.domains])
+ *       [--server-cpus 1 --client-cpus 0]   (taskset: the worker on one core, h2load on the other)
  *
  * The URL's host is the Host header; the connections go to 127.0.0.1.
  *
  * DIST_A and DIST_B are dist directories (each with bench/pipeline-server.js)
  * placed inside the repository, so that node_modules resolves.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { processTree } from './procs.js';
-import { BROWSER_HEADERS } from './wrk.js';
+import { type CpuPerRequest, measureCpuPerRequest, median } from './cpu-per-request.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +37,8 @@ const { values } = parseArgs({
     pipeline: { type: 'string', default: 'full' },
     h2: { type: 'boolean', default: false },
     streams: { type: 'string', default: '10' },
+    'server-cpus': { type: 'string' },
+    'client-cpus': { type: 'string' },
   },
 });
 if (values.a === undefined || values.b === undefined || values.config === undefined || values.url === undefined) {
@@ -45,66 +46,36 @@ if (values.a === undefined || values.b === undefined || values.config === undefi
   process.exit(2);
 }
 
-const CLOCK_TICKS_PER_SECOND = 100;
-
-function cpuTicks(pid: number): number {
-  let ticks = 0;
-  for (const stat of processTree(pid)) ticks += stat.cpuTicks;
-  return ticks;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-}
-
-async function once(dist: string): Promise<{ cpuMicros: number; rps: number }> {
-  const server = spawn(
+async function once(dist: string): Promise<CpuPerRequest> {
+  const command = [
     process.execPath,
-    [path.join(dist, 'bench', 'pipeline-server.js'), '--config', values.config!, '--pipeline', values.pipeline!, '--workers', '1'],
-    {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+    path.join(dist, 'bench', 'pipeline-server.js'),
+    '--config',
+    values.config!,
+    '--pipeline',
+    values.pipeline!,
+    '--workers',
+    '1',
+  ];
+  // taskset execs the server: the pid is the server's.
+  const pinned = values['server-cpus'] === undefined ? command : ['taskset', '-c', values['server-cpus'], ...command];
+  const server = spawn(pinned[0]!, pinned.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
-    const url = new URL(values.url!);
-    const connectTo = `127.0.0.1:${url.port}`;
-    const h2load = (requests: number): string => {
-      const result = spawnSync(
-        'h2load',
-        [
-          ...(values.h2 ? [`-m${values.streams}`] : ['--h1']),
-          `-n${requests}`,
-          `-c${values.connections}`,
-          `--connect-to=${connectTo}`,
-          ...BROWSER_HEADERS.flatMap((header) => ['-H', header]),
-          values.url!,
-        ],
-        { encoding: 'utf8' },
-      );
-      return result.stdout;
-    };
-    // Up, then warm: the JIT settles on the hot path before the count starts.
-    for (let i = 0; i < 50; i++) {
-      if (/ 1 succeeded/.test(h2load(1))) break;
-      await sleep(100);
-    }
-    h2load(20_000);
-    const before = cpuTicks(server.pid!);
-    const started = performance.now();
-    const out = h2load(Number(values.requests));
-    const seconds = (performance.now() - started) / 1000;
-    const used = (cpuTicks(server.pid!) - before) / CLOCK_TICKS_PER_SECOND;
-    const done = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
-    if (done !== Number(values.requests)) throw new Error(`only ${done} requests succeeded:\n${out}`);
-    return { cpuMicros: (used * 1e6) / done, rps: done / seconds };
+    return await measureCpuPerRequest({
+      pid: server.pid!,
+      url: values.url!,
+      requests: Number(values.requests),
+      connections: Number(values.connections),
+      h2Streams: values.h2 ? Number(values.streams) : null,
+      clientCpus: values['client-cpus'] ?? null,
+    });
   } finally {
     server.kill('SIGTERM');
     await new Promise((resolve) => server.once('exit', resolve));
   }
 }
 
-const results: Record<'a' | 'b', { cpuMicros: number; rps: number }[]> = { a: [], b: [] };
+const results: Record<'a' | 'b', CpuPerRequest[]> = { a: [], b: [] };
 for (let round = 0; round < Number(values.rounds); round++) {
   for (const which of round % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const)) {
     const result = await once(values[which]!);

@@ -30,14 +30,22 @@ function nativeBucket(symbol: string): string | null {
   return null;
 }
 
+/** The proxy's own modules (src/worker/handlers/). */
+const PROXY_CODE = /\/handlers\/(proxy|forwarding|hop-by-hop|upstream)/;
+
 /** The bucket of a JavaScript frame (--perf-basic-prof names it "JS:*'name url:line:column"). */
 function scriptBucket(symbol: string): string {
+  // undici parses HTTP/1.1 responses with llhttp compiled to WebAssembly ("JS:wasm-function[N]", "JS:wasm-to-js-...").
+  if (symbol.startsWith('JS:wasm-')) return 'undici: llhttp (WebAssembly)';
   if (/\/dist[^/]*\/src\//.test(symbol)) {
     if (symbol.includes('/worker/pipeline/')) return 'ours: pipeline stages';
     if (symbol.includes('response-headers') || symbol.includes('prepared-head')) return 'ours: response headers';
     if (symbol.includes('/handlers/static/') || symbol.includes('/compression/static')) return 'ours: static handler';
+    if (PROXY_CODE.test(symbol)) return 'ours: proxy handler (proxy.ts, forwarding, hop-by-hop, upstreams)';
+    if (symbol.includes('/compression/')) return 'ours: compression on the fly (deciding, Vary)';
     return 'ours: other (server, http2.ts, http2-request.ts, connection, metrics)';
   }
+  if (symbol.includes('node_modules/undici/')) return 'undici (JS)';
   if (symbol.includes('node_modules')) return 'npm dependencies';
   if (symbol.includes('http2/compat')) return 'node: http2 compatibility layer (JS)';
   if (symbol.includes('http2/')) return 'node: http2 core (JS)';

@@ -28,6 +28,8 @@ export function policyHeaders(policy: HeaderPolicy, protocol: Protocol): HeaderL
 
 interface Applied {
   readonly baseline: HeaderList;
+  /** The baseline without removed names, each with its lower-case name: what a head given as a flat list gets. */
+  readonly listBaseline: readonly (readonly [name: string, value: string, lower: string])[];
   readonly removed: ReadonlySet<string>;
   readonly mergedFor: WeakMap<OutgoingHttpHeaders, OutgoingHttpHeaders>;
   /** Prepared heads (prepared-head.ts) by merged header object and status; null: not preparable. */
@@ -68,6 +70,7 @@ type WriteHead = (statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHt
 interface PolicyTarget {
   [POLICY]?: HeaderPolicy;
   hasHeader(name: string): boolean;
+  getHeaderNames(): string[];
   setHeader(name: string, value: string): unknown;
   removeHeader(name: string): void;
 }
@@ -81,9 +84,14 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
   const appliedFor = (policy: HeaderPolicy): Applied => {
     let entry = applied.get(policy);
     if (entry === undefined) {
+      const baseline = policyHeaders(policy, protocol);
+      const removed = new Set([...policy.remove, ...alwaysRemoved]);
       entry = {
-        baseline: policyHeaders(policy, protocol),
-        removed: new Set([...policy.remove, ...alwaysRemoved]),
+        baseline,
+        listBaseline: baseline
+          .map(([name, value]) => [name, value, name.toLowerCase()] as const)
+          .filter(([, , lower]) => !removed.has(lower)),
+        removed,
         mergedFor: new WeakMap(),
         headsFor: new WeakMap(),
         http2HeadsFor: new WeakMap(),
@@ -109,6 +117,13 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
   ): void => {
     const entry = appliedFor(response[POLICY] ?? serverPolicy);
     const { baseline, removed } = entry;
+    if (Array.isArray(headers) && headers.length % 2 === 0 && response.getHeaderNames().length === 0) {
+      // A flat list (the proxy's) on a response with no fields set: one list
+      // under the policy, which Node writes as it is. Through setHeader, each
+      // field would be copied into the header map and copied out again.
+      writeHead(statusCode, listUnderPolicy(entry, headers));
+      return;
+    }
     if (headers !== undefined && !Array.isArray(headers)) {
       if (Object.isFrozen(headers)) {
         headers = mergedOnce(entry, headers);
@@ -296,6 +311,23 @@ function merge(baseline: HeaderList, removed: ReadonlySet<string>, given: Outgoi
   for (const [name, value] of baseline) if (!givenNames.has(name.toLowerCase())) merged[name] = value;
   for (const [name, value] of Object.entries(given)) if (!removed.has(name.toLowerCase())) merged[name] = value;
   return merged;
+}
+
+/**
+ * A flat [name, value, ...] head under the policy: the baseline's fields the
+ * list does not name (in any case), then the list's own without removed
+ * names; the same fields, in the same order, as setHeader for the baseline
+ * followed by Node's writeHead of the list would send.
+ */
+function listUnderPolicy({ listBaseline, removed }: Applied, given: readonly OutgoingHttpHeader[]): OutgoingHttpHeader[] {
+  const named = new Set<string>();
+  for (let i = 0; i + 1 < given.length; i += 2) named.add(String(given[i]).toLowerCase());
+  const out: OutgoingHttpHeader[] = [];
+  for (const [name, value, lower] of listBaseline) if (!named.has(lower)) out.push(name, value);
+  for (let i = 0; i + 1 < given.length; i += 2) {
+    if (removed.size === 0 || !removed.has(String(given[i]).toLowerCase())) out.push(given[i]!, given[i + 1]!);
+  }
+  return out;
 }
 
 /** The flat [name, value, name, value, ...] form without removed names. */

@@ -23,6 +23,8 @@ interface CurlAnswer {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
+  /** The head's field lines as sent, in order (repeated fields each on its own line). */
+  lines: string[];
 }
 
 /** One request with curl; headers lower-cased (the last value of a repeated one). */
@@ -43,7 +45,7 @@ function curl(port: number, urlPath: string, args: string[] = [], host = 'site.t
     const colon = line.indexOf(':');
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
-  return { status: Number(head[0]?.split(' ')[1]), headers, body: output.subarray(split + 4) };
+  return { status: Number(head[0]?.split(' ')[1]), headers, lines: head.slice(1), body: output.subarray(split + 4) };
 }
 
 /**
@@ -75,6 +77,17 @@ const server = http.createServer((req, res) => {
       res.end();
     };
     more();
+  } else if (req.url.startsWith('/api/varies')) {
+    // Fields of its own: a Vary to extend, a frame policy that wins over the server's, a image type that is never compressed.
+    const image = req.url.endsWith('.png');
+    res.writeHead(200, [
+      'Content-Type', image ? 'image/png' : 'text/plain',
+      'Vary', 'Origin',
+      'X-Frame-Options', 'SAMEORIGIN',
+      'Set-Cookie', 'a=1',
+      'Set-Cookie', 'b=2',
+    ]);
+    res.end(text);
   } else if (req.url.startsWith('/api/etag')) {
     if (req.headers['if-none-match'] === '"v1"' || req.headers['if-none-match'] === 'W/"v1"') {
       res.writeHead(304, { ETag: '"v1"' });
@@ -351,6 +364,30 @@ ignore_ip = []
       const off = curl(server.port, '/api/secret/token', ['-H', 'Accept-Encoding: br, gzip']);
       assert.equal(off.headers['content-encoding'], undefined, 'compression.enabled = false (BREACH)');
       assert.match(off.body.toString(), /^upstream says hello/);
+    });
+
+    it('a proxied answer to a client that takes no coding: as sent, with Vary, the upstream fields over the server policy', () => {
+      // HEAD: -o /dev/null, or curl prints the head a second time as the body.
+      for (const args of [[], ['-H', 'Accept-Encoding: identity'], ['-I', '-o', '/dev/null']]) {
+        const plain = curl(server.port, '/api/varies', args);
+        assert.equal(plain.status, 200);
+        assert.equal(plain.headers['content-encoding'], undefined);
+        assert.equal(plain.headers.vary, 'Origin, Accept-Encoding', 'the upstream Vary, extended once');
+        assert.equal(plain.headers['x-frame-options'], 'SAMEORIGIN', "the upstream's own field wins");
+        assert.equal(plain.headers['x-content-type-options'], 'nosniff', 'the server policy fills in the rest');
+        assert.deepEqual(
+          plain.lines.filter((line) => /^set-cookie:/i.test(line)).map((line) => line.slice(line.indexOf(':') + 1).trim()),
+          ['a=1', 'b=2'],
+          'repeated fields stay apart',
+        );
+        if (args[0] !== '-I') assert.equal(plain.body.toString(), 'upstream says hello\n'.repeat(200));
+      }
+      const image = curl(server.port, '/api/varies.png');
+      assert.equal(image.headers.vary, 'Origin', 'a type never compressed gets no Vary: Accept-Encoding');
+      const coded = curl(server.port, '/api/varies', ['-H', 'Accept-Encoding: br']);
+      assert.equal(coded.headers['content-encoding'], 'br');
+      assert.equal(coded.headers.vary, 'Origin, Accept-Encoding');
+      assert.equal(coded.headers['x-frame-options'], 'SAMEORIGIN');
     });
 
     it('streams a large proxied answer through the encoder to a slow reader, whole', () => {

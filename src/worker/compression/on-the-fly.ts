@@ -79,6 +79,97 @@ function withoutSuffix(ifNoneMatch: string, coding: ContentCoding): string {
   return ifNoneMatch.replaceAll(`-${SUFFIX[coding]}"`, '"');
 }
 
+/** Whether a response with this status and these fields could be compressed (the module comment's list). */
+function eligible(statusCode: number, field: (name: string) => string | undefined): boolean {
+  const encoded = field('content-encoding');
+  return (
+    statusCode >= 200 &&
+    !NO_BODY_STATUS.has(statusCode) &&
+    (encoded === undefined || encoded.toLowerCase() === 'identity') &&
+    field('content-range') === undefined &&
+    !hasNoTransform(field('cache-control')) &&
+    isCompressible(field('content-type'))
+  );
+}
+
+/** The values of `name` (lower case) in a flat [name, value, ...] list, joined as getHeader would give them; undefined when absent. */
+function listField(list: readonly OutgoingHttpHeader[], name: string): string | undefined {
+  let found: string | undefined;
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    if (String(list[i]).toLowerCase() !== name) continue;
+    const value = headerText(list[i + 1]);
+    found = found === undefined ? value : `${found}, ${value}`;
+  }
+  return found;
+}
+
+/** The writeHead a response had before varyOnly took its place. */
+const PLAIN_WRITE_HEAD = Symbol('plainWriteHead');
+
+type WriteHead = (this: ServerResponse, statusCode: number, ...rest: unknown[]) => ServerResponse;
+type VaryOnlyResponse = ServerResponse & { [PLAIN_WRITE_HEAD]?: WriteHead };
+
+/**
+ * A request that takes none of the site's codings (no Accept-Encoding, the
+ * usual case behind another proxy or for an API client; HEAD; no-transform)
+ * gets the response as the upstream sent it, plus `Vary: Accept-Encoding`
+ * where it could have been compressed: no body wrappers, nothing encoded.
+ *
+ * The writeHead put in place is one module function, not a closure made per
+ * request: a new function stored on every response kept V8's scavenges
+ * copying and promoting megabytes, and cost the proxy a fifth of its CPU
+ * time (docs/benchmark.md, "Proxy").
+ */
+function varyOnly(res: ServerResponse): void {
+  (res as VaryOnlyResponse)[PLAIN_WRITE_HEAD] = res.writeHead as WriteHead;
+  res.writeHead = identityWriteHead as ServerResponse['writeHead'];
+}
+
+/**
+ * A head given as a flat list (the proxy's) on a response with no fields
+ * set yet is decided on that list and passed on as one, so no field goes
+ * through setHeader; any other head goes into the header map first.
+ */
+function identityWriteHead(
+  this: VaryOnlyResponse,
+  statusCode: number,
+  reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+  maybeHeaders?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+): ServerResponse {
+  const writeHead = this[PLAIN_WRITE_HEAD]!;
+  this.writeHead = writeHead as ServerResponse['writeHead'];
+  const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
+  const given = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
+  const head = (fields?: OutgoingHttpHeaders | OutgoingHttpHeader[]): ServerResponse =>
+    reason === undefined ? writeHead.call(this, statusCode, fields) : writeHead.call(this, statusCode, reason, fields);
+  if (Array.isArray(given) && this.getHeaderNames().length === 0) {
+    if (!eligible(statusCode, (name) => listField(given, name))) return head(given);
+    const list: OutgoingHttpHeader[] = [];
+    for (let i = 0; i + 1 < given.length; i += 2) if (String(given[i]).toLowerCase() !== 'vary') list.push(given[i]!, given[i + 1]!);
+    list.push('Vary', varyOnAcceptEncoding(listField(given, 'vary')));
+    return head(list);
+  }
+  if (given !== undefined) setFields(this, given);
+  if (eligible(statusCode, (name) => headerText(this.getHeader(name)))) {
+    this.setHeader('Vary', varyOnAcceptEncoding(headerText(this.getHeader('vary'))));
+  }
+  return head();
+}
+
+/** A head's fields into the response's own header map, where they can be read and changed alike. */
+function setFields(res: ServerResponse, given: OutgoingHttpHeaders | OutgoingHttpHeader[]): void {
+  if (Array.isArray(given)) {
+    const grouped = new Map<string, string[]>();
+    for (let i = 0; i + 1 < given.length; i += 2) {
+      const name = String(given[i]).toLowerCase();
+      grouped.set(name, [...(grouped.get(name) ?? []), String(given[i + 1])]);
+    }
+    for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0]! : values);
+  } else {
+    for (const [name, value] of Object.entries(given)) if (value !== undefined) res.setHeader(name, value);
+  }
+}
+
 /** Prepare `res` to be compressed on the fly, as its head decides (see above). */
 export function compressResponse(req: IncomingMessage, res: ServerResponse, policy: CompressionSpec): void {
   if (!policy.enabled) return;
@@ -86,10 +177,14 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
     req.method === 'HEAD' || hasNoTransform(headerText(req.headers['cache-control']))
       ? null
       : chooseCoding(req.headers['accept-encoding'], policy.algorithms);
+  if (coding === null) {
+    varyOnly(res);
+    return;
+  }
   const ifNoneMatch = req.headers['if-none-match'];
   // The client validates the coded form it holds: the upstream knows the tag without the suffix.
-  const revalidatesCoded = coding !== null && ifNoneMatch !== undefined && withoutSuffix(ifNoneMatch, coding) !== ifNoneMatch;
-  if (revalidatesCoded) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch!, coding!);
+  const revalidatesCoded = ifNoneMatch !== undefined && withoutSuffix(ifNoneMatch, coding) !== ifNoneMatch;
+  if (revalidatesCoded) req.headers['if-none-match'] = withoutSuffix(ifNoneMatch, coding);
 
   const writeHead = res.writeHead;
   const originalWrite = res.write;
@@ -121,38 +216,20 @@ export function compressResponse(req: IncomingMessage, res: ServerResponse, poli
     res.writeHead = writeHead;
     const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
     const given = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
-    // Into the response's own header map, where they can be read and changed alike.
-    if (Array.isArray(given)) {
-      const grouped = new Map<string, string[]>();
-      for (let i = 0; i + 1 < given.length; i += 2) {
-        const name = String(given[i]).toLowerCase();
-        grouped.set(name, [...(grouped.get(name) ?? []), String(given[i + 1])]);
-      }
-      for (const [name, values] of grouped) res.setHeader(name, values.length === 1 ? values[0]! : values);
-    } else if (given !== undefined) {
-      for (const [name, value] of Object.entries(given)) if (value !== undefined) res.setHeader(name, value);
-    }
-    const encoded = headerText(res.getHeader('content-encoding'));
-    const eligible =
-      statusCode >= 200 &&
-      !NO_BODY_STATUS.has(statusCode) &&
-      (encoded === undefined || encoded.toLowerCase() === 'identity') &&
-      res.getHeader('content-range') === undefined &&
-      !hasNoTransform(headerText(res.getHeader('cache-control'))) &&
-      isCompressible(headerText(res.getHeader('content-type')));
+    if (given !== undefined) setFields(res, given);
+    const compressible = eligible(statusCode, (name) => headerText(res.getHeader(name)));
     const head = writeHead as (this: ServerResponse, status: number, reason?: string) => ServerResponse;
-    if (!eligible) restoreBody();
+    if (!compressible) restoreBody();
     const etag = headerText(res.getHeader('etag'));
     if (statusCode === 304 && revalidatesCoded && etag !== undefined) {
       // The upstream confirmed the representation: the client's copy is the coded one.
-      res.setHeader('ETag', encodedEtag(etag, coding!));
+      res.setHeader('ETag', encodedEtag(etag, coding));
       res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
     }
-    if (!eligible) return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
+    if (!compressible) return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
     res.setHeader('Vary', varyOnAcceptEncoding(headerText(res.getHeader('vary'))));
     const length = headerText(res.getHeader('content-length'));
-    if (coding !== null && !(length !== undefined && Number(length) < policy.minLengthBytes))
-      encode(res, coding, originalWrite, originalEnd);
+    if (!(length !== undefined && Number(length) < policy.minLengthBytes)) encode(res, coding, originalWrite, originalEnd);
     else restoreBody();
     return reason === undefined ? head.call(this, statusCode) : head.call(this, statusCode, reason);
   } as ServerResponse['writeHead'];
