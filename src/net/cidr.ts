@@ -231,6 +231,8 @@ export class CidrSet {
 
   /** True when `ip` (an address in text form) lies in one of the entries; false for anything that is not strictly an address. */
   has(ip: string): boolean {
+    // Nothing to match (the usual whitelist and blacklist): no address to parse.
+    if (this.size === 0) return false;
     const parsed = parseIp(ip);
     if (parsed === null) return false;
     const { bytes } = parsed;

@@ -11,7 +11,8 @@ import type { MasterPort } from './master-link.js';
 const REPORT_INTERVAL_MS = 1000;
 
 export class WorkerMetrics {
-  #requests = new Map<string, number>();
+  /** Responses since the last report by vhost, then status: no key string is built per response. */
+  readonly #requests = new Map<string, Map<number, number>>();
   #rejections = new Map<string, number>();
   #idsMatches = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
@@ -26,8 +27,12 @@ export class WorkerMetrics {
 
   /** A response went out; `vhost` is the matched vhost's first name, "" when none matched. */
   response(vhost: string, status: number): void {
-    const key = `${status} ${vhost}`;
-    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    let byStatus = this.#requests.get(vhost);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      this.#requests.set(vhost, byStatus);
+    }
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
   /** A request or connection was refused: the audit event names the reason. */
@@ -41,13 +46,13 @@ export class WorkerMetrics {
 
   /** Sends what changed since the last report (and the connection count, always). */
   flush(): void {
-    const requests = [...this.#requests].map(([key, count]): [string, number, number] => {
-      const space = key.indexOf(' ');
-      return [key.slice(space + 1), Number(key.slice(0, space)), count];
-    });
+    const requests: [string, number, number][] = [];
+    for (const [vhost, byStatus] of this.#requests) {
+      for (const [status, count] of byStatus) requests.push([vhost, status, count]);
+      byStatus.clear();
+    }
     const rejections = [...this.#rejections];
     const idsMatches = [...this.#idsMatches];
-    this.#requests = new Map();
     this.#rejections = new Map();
     this.#idsMatches = new Map();
     const connections = this.openConnections();

@@ -44,6 +44,18 @@ export class VhostRouter<T> {
  */
 export function hostOf(header: string | undefined): string {
   if (!header) return '';
+  // A keep-alive client names the same host on every request: the last answer is kept (one entry, whatever clients send).
+  if (header === lastHostHeader) return lastHost;
+  const host = hostPart(header);
+  lastHostHeader = header;
+  lastHost = host;
+  return host;
+}
+
+let lastHostHeader = '';
+let lastHost = '';
+
+function hostPart(header: string): string {
   let host = header.toLowerCase();
   if (host.startsWith('[')) {
     const end = host.indexOf(']');

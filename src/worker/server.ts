@@ -21,7 +21,7 @@ import { AcmeChallenges } from './acme-challenges.js';
 import { createAudit, createAuditThrottle } from './audit.js';
 import { ConnectionGate } from './connection/gate.js';
 import { parseErrorAnswer, type ParseError } from './connection/parse-error.js';
-import { ConnectionTable } from './connection/watch.js';
+import { type ConnectionState, ConnectionTable } from './connection/watch.js';
 import { Http2Sessions } from './http2.js';
 import { http2Stream } from './http2-request.js';
 import type { MasterPort } from './master-link.js';
@@ -31,6 +31,7 @@ import { createDashboardServer } from './dashboard/server.js';
 import { WorkerMetrics } from './metrics.js';
 import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
+import type { Exchange } from './pipeline/stage.js';
 import { secureResponseClass } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { upgradeTokens } from './websocket/handshake.js';
@@ -64,6 +65,29 @@ export interface WorkerServerOptions {
 
 type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
+const EXCHANGE = Symbol('exchange');
+const CONNECTION = Symbol('connection');
+
+/** A response that carries what its 'close' settles: the exchange (until then) and its connection's state. */
+type BookedResponse = http.ServerResponse & { [EXCHANGE]?: Exchange; [CONNECTION]?: ConnectionState };
+
+/**
+ * The 'close' listener of every response: the metrics count the response,
+ * its connection is idle again. It reads the request's exchange off the
+ * response, so nothing (no closure, no once() wrapper) is made per request;
+ * taking the exchange off makes a second 'close' a no-op, as once() would.
+ */
+function responseCloser(metrics: WorkerMetrics, connections: ConnectionTable): (this: BookedResponse) => void {
+  return function responseClosed(this: BookedResponse): void {
+    const exchange = this[EXCHANGE];
+    if (exchange === undefined) return;
+    this[EXCHANGE] = undefined;
+    metrics.response(exchange.vhost?.spec.domains[0] ?? '', this.statusCode);
+    const state = this[CONNECTION];
+    if (state !== undefined) connections.requestEnded(state);
+  };
+}
+
 export class WorkerServer {
   /** What accepts: the gate in front of each HTTP server, or the metrics server. */
   private readonly listeners: net.Server[] = [];
@@ -78,6 +102,8 @@ export class WorkerServer {
   /** WebSocket connections once switched (websocket/tunnel.ts): drained with the server. */
   private readonly tunnels: WebSocketTunnels;
   private draining = false;
+  /** Every response's 'close' listener: one function for all of them (see responseCloser). */
+  private readonly responseClosed: (this: BookedResponse) => void;
 
   constructor(
     private readonly config: CompiledConfig,
@@ -111,6 +137,7 @@ export class WorkerServer {
     this.connections = new ConnectionTable(config.timeouts, config.responseHeaders, this.metrics, audit, (state, session, now) =>
       this.http2.sweep(state, session, now),
     );
+    this.responseClosed = responseCloser(this.metrics, this.connections);
     this.gate = new ConnectionGate(config, link, this.metrics, audit, refusalThrottle);
     this.answerParseError = parseErrorAnswer(config.limits, log, this.metrics, audit, (socket) => this.connections.errorHeaders(socket));
   }
@@ -192,12 +219,11 @@ export class WorkerServer {
     if (state) this.connections.requestStarted(state);
     if (stream !== null) this.http2.watchStream(stream, state);
     else if (this.draining) res.shouldKeepAlive = false;
-    const exchange = this.pipeline.handle(req, res, protocol);
-    // One listener per request does the bookkeeping of both the connection and the metrics.
-    res.once('close', () => {
-      this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
-      if (state !== undefined) this.connections.requestEnded(state);
-    });
+    const booked = res as BookedResponse;
+    booked[EXCHANGE] = this.pipeline.handle(req, res, protocol);
+    booked[CONNECTION] = state;
+    // One listener function, made once, does the bookkeeping of every request: no closure per request.
+    res.on('close', this.responseClosed);
   }
 
   /**

@@ -42,7 +42,7 @@ const DIGITS = /^[0-9]{1,15}$/;
  * Node's parser keeps the first and silently drops later copies (its
  * matchKnownFields); Host has its own check and code (header-limits.ts).
  */
-const SINGLETON_FIELDS: ReadonlySet<string> = new Set([
+const SINGLETON_FIELDS: readonly string[] = [
   'authorization',
   'proxy-authorization',
   'content-type',
@@ -53,31 +53,69 @@ const SINGLETON_FIELDS: ReadonlySet<string> = new Set([
   'if-modified-since',
   'if-unmodified-since',
   'max-forwards',
-]);
+];
 
-/** In the path: what WHATWG URL's path percent-encode set would have encoded, beyond what llhttp refuses; and the backslash. */
-const INVALID_IN_PATH = /["<>\\`{}]/;
-/** In the query: its query percent-encode set. */
-const INVALID_IN_QUERY = /["<>]/;
+/**
+ * The singleton fields by name length, each with a bit of its own: a
+ * request's field names are matched without lowercasing a copy of each or
+ * hashing it (a name of another length is none of them), and the fields
+ * seen are tallied in one number.
+ */
+const SINGLETONS_BY_LENGTH: { readonly name: string; readonly bit: number }[][] = [];
+for (const [i, name] of SINGLETON_FIELDS.entries()) (SINGLETONS_BY_LENGTH[name.length] ??= []).push({ name, bit: 1 << i });
+
+/** The singleton bit of a field name in any case ("User-Agent"), or 0. */
+function singletonBit(name: string): number {
+  const candidates = SINGLETONS_BY_LENGTH[name.length];
+  if (candidates === undefined) return 0;
+  for (let i = 0; i < candidates.length; i++) if (sameLowerCase(name, candidates[i]!.name)) return candidates[i]!.bit;
+  return 0;
+}
+
+/** Whether `name` is `lower` (lower-case letters and "-") in any case: ASCII case-insensitive, RFC 9110 §5.1. */
+function sameLowerCase(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    if (c !== l && !(l >= 0x61 && l <= 0x7a && c === l - 0x20)) return false;
+  }
+  return true;
+}
+
+/**
+ * Per ASCII character of the request-target: INVALID_IN_PATH when WHATWG
+ * URL's path percent-encode set would have encoded it, beyond what llhttp
+ * refuses, or it is the backslash; INVALID_IN_QUERY when its query set
+ * would have. One pass over the target, no slice of it.
+ */
+const INVALID_IN_PATH = 1;
+const INVALID_IN_QUERY = 2;
+const TARGET_CHARACTER = new Uint8Array(128);
+for (const c of '"<>') TARGET_CHARACTER[c.charCodeAt(0)] = INVALID_IN_PATH | INVALID_IN_QUERY;
+for (const c of '\\`{}') TARGET_CHARACTER[c.charCodeAt(0)] = INVALID_IN_PATH;
+
+/** Whether the target has a character a browser would have percent-encoded where it stands. */
+function invalidTarget(url: string): boolean {
+  let set = INVALID_IN_PATH;
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c === 0x3f /* ? */) set = INVALID_IN_QUERY;
+    else if (c < 128 && (TARGET_CHARACTER[c]! & set) !== 0) return true;
+  }
+  return false;
+}
 
 export function antiSmugglingStage(): Stage {
   return {
     name: 'anti-smuggling',
     onRequest({ req }) {
-      const url = req.url ?? '';
-      const queryAt = url.indexOf('?');
-      const path = queryAt === -1 ? url : url.slice(0, queryAt);
-      if (INVALID_IN_PATH.test(path) || (queryAt !== -1 && INVALID_IN_QUERY.test(url.slice(queryAt)))) {
-        throw new HttpError('BAD_TARGET', 'a character a browser would have percent-encoded');
-      }
+      if (invalidTarget(req.url ?? '')) throw new HttpError('BAD_TARGET', 'a character a browser would have percent-encoded');
       const raw = req.rawHeaders;
-      let seen: Set<string> | null = null;
+      let seen = 0;
       for (let i = 0; i < raw.length; i += 2) {
-        const name = raw[i]!.toLowerCase();
-        if (!SINGLETON_FIELDS.has(name)) continue;
-        seen ??= new Set();
-        if (seen.has(name)) throw new HttpError('DUPLICATE_HEADER', `${name} twice`);
-        seen.add(name);
+        const bit = singletonBit(raw[i]!);
+        if ((seen & bit) !== 0) throw new HttpError('DUPLICATE_HEADER', `${raw[i]!.toLowerCase()} twice`);
+        seen |= bit;
       }
       const transferEncoding = req.headers['transfer-encoding'];
       const contentLength = req.headers['content-length'];

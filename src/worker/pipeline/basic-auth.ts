@@ -29,13 +29,16 @@ export function basicAuthStage(link: MasterPort): Stage {
       }
     }
   };
+  /** A function of its own: a closure in onRequest would make every request, with auth or without, allocate its scope. */
+  const settleLater = (exchange: Exchange, outcome: Promise<AuthOutcome>, challenge: string): Promise<void> =>
+    outcome.then((settled) => settle(exchange, settled, challenge));
   return {
     name: 'basic-auth',
     onRequest(exchange) {
       const auth = exchange.site?.auth;
       if (auth == null) return;
       const outcome = auth.check(exchange.req.headers.authorization);
-      if (outcome instanceof Promise) return outcome.then((settled) => settle(exchange, settled, auth.challenge));
+      if (outcome instanceof Promise) return settleLater(exchange, outcome, auth.challenge);
       settle(exchange, outcome, auth.challenge);
     },
   };

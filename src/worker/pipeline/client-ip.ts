@@ -20,7 +20,7 @@ import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
 import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
-import type { Stage } from './stage.js';
+import type { ExchangeContext, Stage } from './stage.js';
 
 export interface ClientIpPolicy {
   /** `[security.forwarded].trust_proxy` */
@@ -479,17 +479,39 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
     requireProxyHeaders: forwarded.requireProxyHeaders,
     namedProxyHeaders: forwarded.namedProxyHeaders.map(({ header, from }) => ({ header, from: new CidrSet(from) })),
   });
+  /**
+   * What the policy says of each peer, once per peer address rather than
+   * once per request (a keep-alive client sends many from one peer); the
+   * peer object is shared by its requests, read-only. Bounded like the
+   * parsed addresses: the table starts over when full.
+   */
+  const peers = new Map<string, NonNullable<ExchangeContext['peer']>>();
+  const peerOf = (peerIp: string): NonNullable<ExchangeContext['peer']> => {
+    let peer = peers.get(peerIp);
+    if (peer === undefined) {
+      const parsed = parsePeer(peerIp);
+      peer = Object.freeze({
+        ip: parsed?.text ?? peerIp,
+        trustedProxy: policy.trustProxy && parsed !== null && policy.trustedProxies.has(parsed.text),
+      });
+      if (peers.size >= PEER_CACHE_ENTRIES) peers.clear();
+      peers.set(peerIp, peer);
+    }
+    return peer;
+  };
   return {
     name: 'client-ip',
     onRequest({ req, ctx }) {
       const peerIp = peerAddress(req.socket);
+      const peer = peerOf(peerIp);
+      ctx.peer = peer;
+      // No forwarding header is read from a peer that is not a trusted proxy: the client is the peer.
+      if (!peer.trustedProxy && !policy.rejectPrivateIp) {
+        ctx.clientIp = peer.ip;
+        return;
+      }
       const result = resolveClientIp(peerIp, req.headers, policy);
       ctx.clientIp = result.clientIp;
-      const peer = parsePeer(peerIp);
-      ctx.peer = {
-        ip: peer?.text ?? peerIp,
-        trustedProxy: policy.trustProxy && peer !== null && policy.trustedProxies.has(peer.text),
-      };
       if (!result.ok) {
         throw new HttpError(result.reason === 'private_ip' ? 'PRIVATE_CLIENT_IP' : 'MISSING_PROXY_HEADERS', result.clientIp);
       }

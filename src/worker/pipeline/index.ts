@@ -33,7 +33,7 @@ import { routeStage } from './route.js';
 import { upgradeStage } from './upgrade.js';
 import type { WebSocketTunnels } from '../websocket/tunnel.js';
 import { siteAccessStage } from './site-access.js';
-import type { Exchange, Stage } from './stage.js';
+import type { Exchange, ExchangeContext, Stage } from './stage.js';
 
 export interface Pipeline {
   /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */
@@ -160,12 +160,7 @@ export function createPipeline(
         // The stage wrote the answer itself (a redirect to HTTPS): nothing more to do.
         if (waiting === 'answered') return;
         if (waiting !== undefined) {
-          // The client may have gone while the stage waited: then there is no one to answer.
-          const gone = (): boolean => clientGone(exchange);
-          waiting.then(
-            () => gone() || runStages(exchange, i + 1),
-            (error: unknown) => gone() || reject(exchange, error),
-          );
+          resumeAfter(exchange, waiting, i + 1);
           return;
         }
       }
@@ -173,6 +168,18 @@ export function createPipeline(
     } catch (error) {
       reject(exchange, error);
     }
+  };
+  /**
+   * The rest of the stages, from `next`, once a stage that waited settles.
+   * A function of its own: closures inside runStages's loop would make
+   * every request allocate the loop's scope, once per stage, waiting or not.
+   */
+  const resumeAfter = (exchange: Exchange, waiting: Promise<void>, next: number): void => {
+    // The client may have gone while the stage waited: then there is no one to answer.
+    waiting.then(
+      () => clientGone(exchange) || runStages(exchange, next),
+      (error: unknown) => clientGone(exchange) || reject(exchange, error),
+    );
   };
 
   return {
@@ -188,10 +195,9 @@ export function createPipeline(
           detail: null,
           target: req.url ?? '',
           user: null,
-          note(event, detail) {
-            this.event = event;
-            this.detail = detail ?? null;
-          },
+          // Set by the client-ip stage; present from the start, so the context keeps one shape (no property added per request).
+          peer: undefined,
+          note: noteOutcome,
         },
         vhost: null,
         site: null,
@@ -206,6 +212,12 @@ export function createPipeline(
     },
     stageNames: selected.map((stage) => stage.name),
   };
+}
+
+/** ctx.note: one function for every request's context, not a method made with each. */
+function noteOutcome(this: ExchangeContext, event: string, detail?: string): void {
+  this.event = event;
+  this.detail = detail ?? null;
 }
 
 /**
