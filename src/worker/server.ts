@@ -31,7 +31,7 @@ import { createDashboardServer } from './dashboard/server.js';
 import { WorkerMetrics } from './metrics.js';
 import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
-import { secureResponseClass } from './response-headers.js';
+import { secureResponseClass, type StreamWriteProgress } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { upgradeTokens } from './websocket/handshake.js';
 import { WebSocketTunnels } from './websocket/tunnel.js';
@@ -190,12 +190,15 @@ export class WorkerServer {
       if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
     }
     if (state) this.connections.requestStarted(state);
-    if (stream !== null) this.http2.watchStream(stream, state);
+    // An HTTP/2 response is the session policy's SecureHttp2Response (response-headers.ts).
+    if (stream !== null) this.http2.watchStream(res as unknown as StreamWriteProgress, state);
     else if (this.draining) res.shouldKeepAlive = false;
     const exchange = this.pipeline.handle(req, res, protocol);
-    // One listener per request does the bookkeeping of both the connection and the metrics.
-    res.once('close', () => {
+    // One listener per request does the bookkeeping of the connection, the stalled-stream watch and the
+    // metrics. A response closes once: on() spares the wrapper once() makes.
+    res.on('close', () => {
       this.metrics.response(exchange.vhost?.spec.domains[0] ?? '', res.statusCode);
+      if (stream !== null) this.http2.unwatchStream(res as unknown as StreamWriteProgress, state);
       if (state !== undefined) this.connections.requestEnded(state);
     });
   }

@@ -18,7 +18,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
-import { peerAddress } from '../connection/peer.js';
+import { requestPeerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
 import type { Stage } from './stage.js';
 
@@ -482,7 +482,7 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
   return {
     name: 'client-ip',
     onRequest({ req, ctx }) {
-      const peerIp = peerAddress(req.socket);
+      const peerIp = requestPeerAddress(req);
       const result = resolveClientIp(peerIp, req.headers, policy);
       ctx.clientIp = result.clientIp;
       const peer = parsePeer(peerIp);
