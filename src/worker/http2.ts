@@ -20,9 +20,8 @@
  *
  * The session policy (Http2Sessions) holds each session to the connection
  * rules HTTP/1 gets from Node's server: max_request_per_connection, idle
- * and slow-header timeouts, a stalled stream's write_timeout (all judged in
- * the connection sweep, connection/watch.ts: no timer per stream), and adds
- * the rapid-reset defence (CVE-2023-44487) and the SETTINGS acknowledgement deadline.
+ * and slow-header timeouts, a stalled stream's write_timeout, and adds the
+ * rapid-reset defence (CVE-2023-44487) and the SETTINGS acknowledgement deadline.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2, {
@@ -36,12 +35,12 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
 import { withSuppressed, type Audit } from './audit.js';
-import { peerAddress, setSessionPeer } from './connection/peer.js';
+import { peerAddress } from './connection/peer.js';
 import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { Http1ViewRequest } from './http2-request.js';
 import type { WorkerMetrics } from './metrics.js';
-import { secureHttp2ResponseClass, type StreamWriteProgress } from './response-headers.js';
+import { secureHttp2ResponseClass } from './response-headers.js';
 
 /** RFC 9113 §6.5.2: a field counts its name and value octets plus 32. */
 const FIELD_OVERHEAD_BYTES = 32;
@@ -224,12 +223,10 @@ export class Http2Sessions {
    * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
    * client when it has read more than control frames account for without a
    * request to show for them for header_read_timeout (a header block
-   * trickled in, which nghttp2 holds where no request exists yet). Its
-   * streams are checked for a stalled answer first. True when the session
-   * was closed. Called by the connection sweep (connection/watch.ts).
+   * trickled in, which nghttp2 holds where no request exists yet). True
+   * when the session was closed. Called by the connection sweep (connection/watch.ts).
    */
   sweep(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
-    this.stalledStreams(state, now);
     if (state.inFlight > 0 || session.closed || session.destroyed) return false;
     const idleMs = now - state.idleSince;
     const pendingBytes = state.socket.bytesRead - state.bytesReadAtIdle;
@@ -252,54 +249,21 @@ export class Http2Sessions {
 
   /**
    * One HTTP/2 stream's slow-read defence: its answer can stall behind its
-   * own flow-control window while the connection moves. A stream is watched
-   * from its request to its close; the sweep (stalledStreams, below) resets
-   * it when bytes stayed queued on it, with no new write, for write_timeout.
-   * A stream merely waiting (for an upstream, for the client's body) has
-   * nothing queued and is left to those timeouts. No timer per stream:
-   * Node's stream.setTimeout cost a timer, a listener and a closure on
-   * every stream.
+   * own flow-control window while the connection moves. Node times the
+   * stream out when nothing moved on it for write_timeout; with bytes still
+   * queued, the stream is reset (the connection serves on). A stream merely
+   * waiting (for an upstream, for the client's body) is left to those timeouts.
    */
-  watchStream(response: StreamWriteProgress, state: ConnectionState | undefined): void {
-    state?.streams?.add(response);
-  }
-
-  /** The stream of `response` closed: no longer watched. */
-  unwatchStream(response: StreamWriteProgress, state: ConnectionState | undefined): void {
-    state?.streams?.delete(response);
-  }
-
-  /**
-   * The watched streams of one session, once a sweep: a stream with bytes
-   * queued whose queue neither shrank nor grew and that took no write since
-   * the last sweep is stalled; stalled for write_timeout, it is reset
-   * (RST_STREAM CANCEL, audited) and the connection serves on. The queue
-   * alone would not do: a file piped in 64 KiB chunks shows the same
-   * bufferSize at every sweep while it moves.
-   */
-  private stalledStreams(state: ConnectionState, now: number): void {
-    const watched = state.streams;
-    if (watched === null || watched.size === 0) return;
-    for (const response of watched) {
-      const stream = response.stream;
-      if (stream === undefined || stream.destroyed || stream.closed) continue;
-      const queued = stream.bufferSize;
-      if (queued === 0 || queued !== response.queuedAtSweep || response.writesSubmitted !== response.writesAtSweep) {
-        response.queuedAtSweep = queued;
-        response.writesAtSweep = response.writesSubmitted;
-        response.stalledSince = null;
-        continue;
-      }
-      response.stalledSince ??= now;
-      if (now - response.stalledSince < this.config.timeouts.writeTimeoutMs) continue;
+  watchStream(stream: ServerHttp2Stream, state: ConnectionState | undefined): void {
+    stream.setTimeout(this.config.timeouts.writeTimeoutMs, () => {
+      if (stream.destroyed || stream.bufferSize === 0) return;
       this.audit({
         event: 'response.write_timeout',
-        clientIp: peerAddress(state.socket),
-        detail: `HTTP/2 stream ${stream.id}: ${queued} bytes queued`,
+        clientIp: state === undefined ? undefined : peerAddress(state.socket),
+        detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
       });
-      watched.delete(response);
       stream.close(h2.NGHTTP2_CANCEL);
-    }
+    });
   }
 
   /**
@@ -321,8 +285,6 @@ export class Http2Sessions {
     }
     state.session = session;
     this.#sessions.set(session, state);
-    state.streams = new Set();
-    setSessionPeer(session, state.socket);
     // RFC 9113 §6.5.3: nghttp2 applies our SETTINGS (the header list cap among them) only once the client
     // acknowledges them; one that does not within header_read_timeout is cut.
     const settingsDeadline = setTimeout(() => {
@@ -348,8 +310,7 @@ export class Http2Sessions {
     session.on('stream', (stream: ServerHttp2Stream) => {
       streams += 1;
       if (streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
-      // 'close' comes once: on() spares the wrapper once() makes for every stream.
-      stream.on('close', () => {
+      stream.once('close', () => {
         // Streams torn down with the session carry its code, not a reset of their own.
         if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR)
           return;

@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { nodeHttp } from '../node-builtins.js';
-import { Http2ServerResponse, type Http2ServerRequest, type ServerHttp2Stream, type ServerStreamResponseOptions } from 'node:http2';
+import { Http2ServerResponse, type Http2ServerRequest, type ServerStreamResponseOptions } from 'node:http2';
 import type { HeaderPolicy, Protocol } from '../config/types.js';
 import { prepareHead, sendPrepared, type PreparedHead } from './prepared-head.js';
 
@@ -240,37 +240,6 @@ export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protoc
 const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
 
 /**
- * What the stalled-stream check of the HTTP/2 session policy (http2.ts)
- * reads and keeps on a response: its stream, the writes it took so far
- * (a count, so a queue that moves while it stays the same size is seen to
- * move), and what the last sweep saw.
- */
-export interface StreamWriteProgress {
-  readonly stream: ServerHttp2Stream | undefined;
-  /** Writes through the response (and, for a tunnel, to its stream: countTunnelWrites). */
-  readonly writesSubmitted: number;
-  queuedAtSweep: number;
-  writesAtSweep: number;
-  stalledSince: number | null;
-}
-
-/**
- * A WebSocket tunnel over HTTP/2 (RFC 8441) writes to the stream itself, not
- * through the response: those writes count for the stalled-stream check
- * too, or a tunnel moving frames of one size would look stalled. Patched on
- * that one stream; a tunnel is rare, every other stream is left as Node made it.
- */
-export function countTunnelWrites(res: ServerResponse, stream: ServerHttp2Stream): void {
-  const progress = res as unknown as { writesSubmitted: number };
-  if (typeof progress.writesSubmitted !== 'number') return;
-  const write = stream.write as (...args: unknown[]) => boolean;
-  stream.write = function (this: ServerHttp2Stream, ...args: unknown[]): boolean {
-    progress.writesSubmitted += 1;
-    return Reflect.apply(write, this, args) as boolean;
-  } as typeof stream.write;
-}
-
-/**
  * The same for HTTP/2 responses (always HTTPS: this server speaks no h2c).
  * Node's compatibility layer calls writeHead for implicit headers too, from
  * write() and end(). HTTP/2 has no reason phrase (RFC 9113 §8.3.2): one
@@ -278,12 +247,8 @@ export function countTunnelWrites(res: ServerResponse, stream: ServerHttp2Stream
  */
 export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Http2ServerResponse {
   const { write, preparedHttp2Head } = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
-  class SecureHttp2Response extends Http2ServerResponse<Http2ServerRequest> implements StreamWriteProgress {
+  class SecureHttp2Response extends Http2ServerResponse<Http2ServerRequest> {
     [POLICY]?: HeaderPolicy;
-    writesSubmitted = 0;
-    queuedAtSweep = 0;
-    writesAtSweep = 0;
-    stalledSince: number | null = null;
 
     /**
      * A cached answer straight to Http2Stream.respond with a header object
@@ -329,17 +294,6 @@ export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Htt
       return this;
     }
   }
-  // Every write counts for the stalled-stream check (StreamWriteProgress): end() with a chunk writes it
-  // through write(). On the prototype, since Node's typing overloads write beyond what an override can restate.
-  const baseWrite = Http2ServerResponse.prototype.write as (this: SecureHttp2Response, ...args: unknown[]) => boolean;
-  Object.defineProperty(SecureHttp2Response.prototype, 'write', {
-    writable: true,
-    configurable: true,
-    value(this: SecureHttp2Response, chunk: unknown, encoding: unknown, callback: unknown): boolean {
-      this.writesSubmitted += 1;
-      return baseWrite.call(this, chunk, encoding, callback);
-    },
-  });
   // As on an HTTP/1 response, the handlers ask `destroyed` whether the client
   // is gone; Node's HTTP/2 response has no such property (its typing says it has).
   Object.defineProperty(SecureHttp2Response.prototype, 'destroyed', {

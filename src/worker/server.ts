@@ -32,7 +32,7 @@ import { WorkerMetrics } from './metrics.js';
 import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import type { Exchange } from './pipeline/stage.js';
-import { secureResponseClass, type StreamWriteProgress } from './response-headers.js';
+import { secureResponseClass } from './response-headers.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { upgradeTokens } from './websocket/handshake.js';
 import { WebSocketTunnels } from './websocket/tunnel.js';
@@ -73,19 +73,17 @@ type BookedResponse = http.ServerResponse & { [EXCHANGE]?: Exchange; [CONNECTION
 
 /**
  * The 'close' listener of every response: the metrics count the response,
- * an HTTP/2 stream leaves the stalled-stream watch, its connection is idle again. It reads the request's exchange off the
+ * its connection is idle again. It reads the request's exchange off the
  * response, so nothing (no closure, no once() wrapper) is made per request;
  * taking the exchange off makes a second 'close' a no-op, as once() would.
  */
-function responseCloser(metrics: WorkerMetrics, connections: ConnectionTable, http2: Http2Sessions): (this: BookedResponse) => void {
+function responseCloser(metrics: WorkerMetrics, connections: ConnectionTable): (this: BookedResponse) => void {
   return function responseClosed(this: BookedResponse): void {
     const exchange = this[EXCHANGE];
     if (exchange === undefined) return;
     this[EXCHANGE] = undefined;
     metrics.response(exchange.vhost?.spec.domains[0] ?? '', this.statusCode);
     const state = this[CONNECTION];
-    // An HTTP/2 response leaves its session's stalled-stream watch (http2.ts); HTTP/1 has none.
-    http2.unwatchStream(this as unknown as StreamWriteProgress, state);
     if (state !== undefined) connections.requestEnded(state);
   };
 }
@@ -139,7 +137,7 @@ export class WorkerServer {
     this.connections = new ConnectionTable(config.timeouts, config.responseHeaders, this.metrics, audit, (state, session, now) =>
       this.http2.sweep(state, session, now),
     );
-    this.responseClosed = responseCloser(this.metrics, this.connections, this.http2);
+    this.responseClosed = responseCloser(this.metrics, this.connections);
     this.gate = new ConnectionGate(config, link, this.metrics, audit, refusalThrottle);
     this.answerParseError = parseErrorAnswer(config.limits, log, this.metrics, audit, (socket) => this.connections.errorHeaders(socket));
   }
@@ -219,8 +217,7 @@ export class WorkerServer {
       if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
     }
     if (state) this.connections.requestStarted(state);
-    // An HTTP/2 response is the session policy's SecureHttp2Response (response-headers.ts).
-    if (stream !== null) this.http2.watchStream(res as unknown as StreamWriteProgress, state);
+    if (stream !== null) this.http2.watchStream(stream, state);
     else if (this.draining) res.shouldKeepAlive = false;
     const booked = res as BookedResponse;
     booked[EXCHANGE] = this.pipeline.handle(req, res, protocol);

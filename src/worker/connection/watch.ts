@@ -12,7 +12,7 @@ import type { HeaderPolicy, Protocol, TimeoutsSpec } from '../../config/types.js
 import type { Audit } from '../audit.js';
 import { ERRORS, rawErrorResponse } from '../errors.js';
 import type { WorkerMetrics } from '../metrics.js';
-import { policyHeaders, type StreamWriteProgress } from '../response-headers.js';
+import { policyHeaders } from '../response-headers.js';
 
 /** How often connections are swept for slow heads (min_data_rate) and stalled writes (write_timeout). */
 const CONNECTION_SWEEP_MS = 1000;
@@ -26,8 +26,6 @@ export interface ConnectionState {
   readonly protocol: Protocol;
   /** The HTTP/2 session on this connection, or null for HTTP/1. */
   session: ServerHttp2Session | null;
-  /** HTTP/2: the streams between their request and their close, for the stalled-stream check (http2.ts); null for HTTP/1. */
-  streams: Set<StreamWriteProgress> | null;
   /** We closed it for cause (already audited): the session's own error is not news. */
   refused: boolean;
   inFlight: number;
@@ -77,7 +75,6 @@ export class ConnectionTable {
       socket,
       protocol,
       session: null,
-      streams: null,
       refused: false,
       inFlight: 0,
       requests: 0,

@@ -18,7 +18,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
-import { requestPeerAddress } from '../connection/peer.js';
+import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
 import type { ExchangeContext, Stage } from './stage.js';
 
@@ -502,7 +502,7 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
   return {
     name: 'client-ip',
     onRequest({ req, ctx }) {
-      const peerIp = requestPeerAddress(req);
+      const peerIp = peerAddress(req.socket);
       const peer = peerOf(peerIp);
       ctx.peer = peer;
       // No forwarding header is read from a peer that is not a trusted proxy: the client is the peer.

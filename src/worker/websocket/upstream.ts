@@ -14,7 +14,6 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { endToEndResponseHeaders } from '../handlers/hop-by-hop.js';
 import { http2Stream } from '../http2-request.js';
-import { countTunnelWrites } from '../response-headers.js';
 import { acceptFor, upgradeTokens } from './handshake.js';
 import type { WebSocketTunnels } from './tunnel.js';
 
@@ -66,7 +65,6 @@ export function completeUpgrade(answer: UpgradeAnswer): { ok: true } | { ok: fal
     const kept: string[] = [];
     for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] !== 'sec-websocket-accept') kept.push(fields[i]!, fields[i + 1]!);
     res.writeHead(200, kept);
-    countTunnelWrites(res, stream);
     client = stream;
   } else {
     const socket = res.socket;
