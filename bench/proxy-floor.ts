@@ -93,6 +93,18 @@ target = "http://127.0.0.1:${upstreamPort}"
   return file;
 }
 
+/** The worker code alone, one worker, with all stages or the route stage only. */
+const workerCommand = (port: number, pipeline: 'full' | 'routing-only'): string[] => [
+  node,
+  path.join(bench, 'pipeline-server.js'),
+  '--config',
+  workerConfig(port),
+  '--pipeline',
+  pipeline,
+  '--workers',
+  '1',
+];
+
 const CONTENDERS: readonly Contender[] = [
   {
     name: 'nginx',
@@ -127,30 +139,12 @@ const CONTENDERS: readonly Contender[] = [
   {
     name: 'worker',
     label: 'miwidothttp worker code, all stages',
-    command: (port) => [
-      node,
-      path.join(bench, 'pipeline-server.js'),
-      '--config',
-      workerConfig(port),
-      '--pipeline',
-      'full',
-      '--workers',
-      '1',
-    ],
+    command: (port) => workerCommand(port, 'full'),
   },
   {
     name: 'worker-routing',
     label: 'miwidothttp worker code, route stage only',
-    command: (port) => [
-      node,
-      path.join(bench, 'pipeline-server.js'),
-      '--config',
-      workerConfig(port),
-      '--pipeline',
-      'routing-only',
-      '--workers',
-      '1',
-    ],
+    command: (port) => workerCommand(port, 'routing-only'),
   },
 ];
 

@@ -15,6 +15,7 @@
  */
 import type { CompiledConfig } from '../../config/types.js';
 import { CidrSet, clientKey } from '../../net/cidr.js';
+import { memoBounded } from '../memo.js';
 import { HttpError } from '../errors.js';
 import type { MasterPort } from '../master-link.js';
 import type { Stage } from './stage.js';
@@ -140,16 +141,7 @@ export function accessStage(config: CompiledConfig, link: MasterPort): Stage & {
    * Bounded: addresses are the clients' to choose, and the table starts
    * over when full.
    */
-  const keys = new Map<string, string | null>();
-  const keyOf = (clientIp: string): string | null => {
-    let key = keys.get(clientIp);
-    if (key === undefined) {
-      key = clientKey(clientIp);
-      if (keys.size >= CLIENT_KEYS) keys.clear();
-      keys.set(clientIp, key);
-    }
-    return key;
-  };
+  const keyOf = memoBounded(clientKey, CLIENT_KEYS);
 
   const refuse = (retryAfterMs: number): HttpError =>
     new HttpError('RATE_LIMITED', `retry after ${retryAfterMs} ms`, { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) });

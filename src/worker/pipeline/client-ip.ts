@@ -20,6 +20,7 @@ import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
 import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
+import { memoBounded } from '../memo.js';
 import type { ExchangeContext, Stage } from './stage.js';
 
 export interface ClientIpPolicy {
@@ -95,28 +96,19 @@ function headerSources(policy: ClientIpPolicy): readonly HeaderSource[] {
   return sources;
 }
 
-/**
- * Resolve the client address for one request.
- * `peerIp`: the TCP peer, or the PROXY protocol source when one was accepted.
- */
+const PEER_CACHE_ENTRIES = 4096;
+
 /**
  * The peer's address, parsed once per address rather than once per request:
  * a keep-alive client sends many requests from one peer. Bounded: the
  * table starts over when full.
  */
-const peerCache = new Map<string, ParsedAddress | null>();
-const PEER_CACHE_ENTRIES = 4096;
+const parsePeer = memoBounded(parseAddress, PEER_CACHE_ENTRIES);
 
-function parsePeer(peerIp: string): ParsedAddress | null {
-  let peer = peerCache.get(peerIp);
-  if (peer === undefined) {
-    peer = parseAddress(peerIp);
-    if (peerCache.size >= PEER_CACHE_ENTRIES) peerCache.clear();
-    peerCache.set(peerIp, peer);
-  }
-  return peer;
-}
-
+/**
+ * Resolve the client address for one request.
+ * `peerIp`: the TCP peer, or the PROXY protocol source when one was accepted.
+ */
 export function resolveClientIp(peerIp: string, headers: IncomingHttpHeaders, policy: ClientIpPolicy): ClientIpResult {
   const peer = parsePeer(peerIp);
   // A peer that is not an address at all (a Unix socket has none) is kept as
@@ -485,20 +477,13 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
    * peer object is shared by its requests, read-only. Bounded like the
    * parsed addresses: the table starts over when full.
    */
-  const peers = new Map<string, NonNullable<ExchangeContext['peer']>>();
-  const peerOf = (peerIp: string): NonNullable<ExchangeContext['peer']> => {
-    let peer = peers.get(peerIp);
-    if (peer === undefined) {
-      const parsed = parsePeer(peerIp);
-      peer = Object.freeze({
-        ip: parsed?.text ?? peerIp,
-        trustedProxy: policy.trustProxy && parsed !== null && policy.trustedProxies.has(parsed.text),
-      });
-      if (peers.size >= PEER_CACHE_ENTRIES) peers.clear();
-      peers.set(peerIp, peer);
-    }
-    return peer;
-  };
+  const peerOf = memoBounded((peerIp: string): NonNullable<ExchangeContext['peer']> => {
+    const parsed = parsePeer(peerIp);
+    return Object.freeze({
+      ip: parsed?.text ?? peerIp,
+      trustedProxy: policy.trustProxy && parsed !== null && policy.trustedProxies.has(parsed.text),
+    });
+  }, PEER_CACHE_ENTRIES);
   return {
     name: 'client-ip',
     onRequest({ req, ctx }) {
