@@ -324,18 +324,22 @@ function listUnderPolicy({ listBaseline, removed }: Applied, given: readonly Out
   for (let i = 0; i + 1 < given.length; i += 2) named.add(String(given[i]).toLowerCase());
   const out: OutgoingHttpHeader[] = [];
   for (const [name, value, lower] of listBaseline) if (!named.has(lower)) out.push(name, value);
-  for (let i = 0; i + 1 < given.length; i += 2) {
-    if (removed.size === 0 || !removed.has(String(given[i]).toLowerCase())) out.push(given[i]!, given[i + 1]!);
-  }
-  return out;
+  return pushUnremoved(out, given, removed);
 }
 
 /** The flat [name, value, name, value, ...] form without removed names. */
 function dropRemoved(headers: OutgoingHttpHeader[], removed: ReadonlySet<string>): OutgoingHttpHeader[] {
-  if (removed.size === 0) return headers;
-  const kept: OutgoingHttpHeader[] = [];
+  return removed.size === 0 ? headers : pushUnremoved([], headers, removed);
+}
+
+/** `out` with the fields of a flat list appended, but those with a removed name. */
+function pushUnremoved(
+  out: OutgoingHttpHeader[],
+  headers: readonly OutgoingHttpHeader[],
+  removed: ReadonlySet<string>,
+): OutgoingHttpHeader[] {
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (!removed.has(String(headers[i]).toLowerCase())) kept.push(headers[i]!, headers[i + 1]!);
+    if (removed.size === 0 || !removed.has(String(headers[i]).toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
   }
-  return kept;
+  return out;
 }

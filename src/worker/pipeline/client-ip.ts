@@ -105,6 +105,11 @@ const PEER_CACHE_ENTRIES = 4096;
  */
 const parsePeer = memoBounded(parseAddress, PEER_CACHE_ENTRIES);
 
+/** Whether forwarding headers are read from this peer: trust_proxy is on and it is one of trusted_proxies. */
+function isTrustedProxy(policy: ClientIpPolicy, peer: ParsedAddress): boolean {
+  return policy.trustProxy && policy.trustedProxies.has(peer.text);
+}
+
 /**
  * Resolve the client address for one request.
  * `peerIp`: the TCP peer, or the PROXY protocol source when one was accepted.
@@ -118,7 +123,7 @@ export function resolveClientIp(peerIp: string, headers: IncomingHttpHeaders, po
   let clientBytes = peer?.bytes ?? null;
   let via: string | null = null;
 
-  if (policy.trustProxy && peer !== null && policy.trustedProxies.has(peer.text)) {
+  if (peer !== null && isTrustedProxy(policy, peer)) {
     let found: ParsedAddress | null = null;
     for (const source of headerSources(policy)) {
       const value = headers[source.name];
@@ -481,7 +486,7 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
     const parsed = parsePeer(peerIp);
     return Object.freeze({
       ip: parsed?.text ?? peerIp,
-      trustedProxy: policy.trustProxy && parsed !== null && policy.trustedProxies.has(parsed.text),
+      trustedProxy: parsed !== null && isTrustedProxy(policy, parsed),
     });
   }, PEER_CACHE_ENTRIES);
   return {
