@@ -1,12 +1,18 @@
 /**
  * HTTP/2 (RFC 9113) on the HTTPS listeners, chosen by ALPN (tls-front.ts);
  * plain-HTTP listeners speak HTTP/1.1 only (no h2c). A stream reaches the
- * same pipeline and handlers as an HTTP/1 request, through Node's
- * compatibility layer (Http2ServerRequest/Response), with two adaptations:
+ * same pipeline and handlers as an HTTP/1 request, as a request and a
+ * response that offer what those use of IncomingMessage and ServerResponse:
  *
- * - the request shows the pipeline HTTP/1.1 headers (http2-request.ts);
- * - the response adds the security headers like the HTTP/1 one and drops
- *   connection-specific fields (response-headers.ts).
+ * - a request whose HEADERS ended the stream (no body, not CONNECT, no
+ *   Expect: nearly every request a browser sends) gets objects of our own
+ *   over Node's core stream API (http2-request.ts, http2-response.ts);
+ * - any other gets Node's compatibility objects (a Readable of the body),
+ *   adapted the same way.
+ *
+ * Either way the request shows the pipeline HTTP/1.1 headers, and the
+ * response adds the security headers like the HTTP/1 one and drops
+ * connection-specific fields (response-headers.ts).
  *
  * What nghttp2 itself refuses never reaches JavaScript: connection-specific
  * request fields, TE other than "trailers", upper-case names, malformed or
@@ -23,14 +29,8 @@
  * and slow-header timeouts, a stalled stream's write_timeout, and adds the
  * rapid-reset defence (CVE-2023-44487) and the SETTINGS acknowledgement deadline.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, {
-  constants as h2,
-  type Http2ServerRequest,
-  type Http2Session,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from 'node:http2';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import http2, { constants as h2, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
@@ -38,7 +38,8 @@ import { withSuppressed, type Audit } from './audit.js';
 import { peerAddress } from './connection/peer.js';
 import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
-import { Http1ViewRequest } from './http2-request.js';
+import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
+import { bodylessHttp2ResponseClass } from './http2-response.js';
 import type { WorkerMetrics } from './metrics.js';
 import { secureHttp2ResponseClass } from './response-headers.js';
 
@@ -97,29 +98,61 @@ export function http2Limits(limits: LimitsSpec): Http2Limits {
  * The HTTP/2 server of an HTTPS listener. It never listens: tls-front.ts
  * hands it each TLS connection that negotiated "h2". Server push is off;
  * extended CONNECT (RFC 8441) is offered: WebSocket over HTTP/2 reaches the
- * pipeline as a CONNECT with :protocol (websocket/handshake.ts).
+ * pipeline as a CONNECT with :protocol (websocket/handshake.ts). Each stream
+ * becomes a request and a response (http2Handler, below).
  */
-export function createHttp2Server(
-  limits: Http2Limits,
-  policy: HeaderPolicy,
-  handler: (req: Http2ServerRequest, res: http2.Http2ServerResponse) => void,
-): http2.Http2Server {
-  return http2.createServer(
-    {
-      settings: {
-        maxConcurrentStreams: limits.maxConcurrentStreams,
-        maxHeaderListSize: limits.maxHeaderListBytes,
-        enablePush: false,
-        enableConnectProtocol: true,
-      },
-      maxHeaderListPairs: limits.maxHeaderListPairs,
-      streamResetBurst: NGHTTP2_RESET_BURST_FACTOR * limits.resetBurst,
-      streamResetRate: limits.resetRefillPerSecond,
-      Http2ServerRequest: Http1ViewRequest,
-      Http2ServerResponse: secureHttp2ResponseClass(policy),
+export function createHttp2Server(limits: Http2Limits): http2.Http2Server {
+  return http2.createServer({
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderListBytes,
+      enablePush: false,
+      enableConnectProtocol: true,
     },
-    handler,
-  );
+    maxHeaderListPairs: limits.maxHeaderListPairs,
+    streamResetBurst: NGHTTP2_RESET_BURST_FACTOR * limits.resetBurst,
+    streamResetRate: limits.resetRefillPerSecond,
+  });
+}
+
+type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+type StreamListener = (stream: ServerHttp2Stream, fields: IncomingHttpHeaders, flags: number, rawFields: string[]) => void;
+
+/**
+ * What a new stream becomes: a request and a response handed to `handler`
+ * (see the file comment for which kind). The compatibility kind is made as
+ * Node's own compatibility layer makes it (lib/internal/http2/compat.js,
+ * onServerStream), Expect included: "100-continue" is answered 100 before
+ * the handler runs, any other expectation 417 (RFC 9110 §10.1.1).
+ */
+export function http2Handler(
+  policy: HeaderPolicy,
+  socketOf: (stream: ServerHttp2Stream) => Socket | undefined,
+  handler: RequestHandler,
+): StreamListener {
+  const BodylessResponse = bodylessHttp2ResponseClass(policy);
+  const CompatibleResponse = secureHttp2ResponseClass(policy);
+  return (stream, fields, _flags, rawFields) => {
+    const method = fields[':method'];
+    const socket = socketOf(stream);
+    if (stream.endAfterHeaders && method !== 'CONNECT' && fields.expect === undefined && socket !== undefined) {
+      const req = new BodylessHttp2Request(stream, fields, rawFields, socket);
+      handler(req as unknown as IncomingMessage, new BodylessResponse(stream, req, socket) as unknown as ServerResponse);
+      return;
+    }
+    const req = new Http1ViewRequest(stream, fields as http2.IncomingHttpHeaders, undefined as never, rawFields);
+    const res = new CompatibleResponse(stream);
+    const expectation = fields.expect;
+    if (expectation !== undefined && method !== 'CONNECT') {
+      if (expectation.toLowerCase() !== '100-continue') {
+        res.statusCode = h2.HTTP_STATUS_EXPECTATION_FAILED;
+        res.end();
+        return;
+      }
+      res.writeContinue();
+    }
+    handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+  };
 }
 
 /**
@@ -163,6 +196,36 @@ const H2_IDLE_CONTROL_BYTES = 1024;
 /** A session nghttp2 ends this soon after a stream reset was seen is taken to have ended for its resets. */
 const RESET_ATTRIBUTION_MS = 1000;
 
+/** A session's rapid-reset bookkeeping (Http2Sessions.adopt), which each of its streams carries to its 'close'. */
+interface ResetWatch {
+  readonly state: ConnectionState;
+  readonly session: ServerHttp2Session;
+  readonly budget: StreamResetBudget;
+  streams: number;
+  rapidReset: boolean;
+  /** Audits the session as a rapid reset and closes it (GOAWAY ENHANCE_YOUR_CALM). */
+  readonly refuse: (how: string) => void;
+}
+
+const RESET_WATCH = Symbol('resetWatch');
+type WatchedStream = ServerHttp2Stream & { [RESET_WATCH]?: ResetWatch };
+
+/** A stream closed: one ended in RST_STREAM (either side's) spends from its session's allowance. */
+function spendOnReset(this: WatchedStream): void {
+  const watch = this[RESET_WATCH];
+  if (watch === undefined) return;
+  // Streams torn down with the session carry its code, not a reset of their own.
+  if (
+    watch.state.refused ||
+    watch.rapidReset ||
+    watch.session.destroyed ||
+    this.rstCode === undefined ||
+    this.rstCode === h2.NGHTTP2_NO_ERROR
+  )
+    return;
+  if (!watch.budget.spend()) watch.refuse('GOAWAY ENHANCE_YOUR_CALM');
+}
+
 /** Takes one TLS connection that negotiated "h2", with its bookkeeping, into an HTTP/2 server. */
 export type Http2Entry = (socket: Socket, state: ConnectionState) => void;
 
@@ -188,17 +251,16 @@ export class Http2Sessions {
 
   /**
    * The HTTP/2 server of one HTTPS listener, and the entry its TLS front
-   * hands each "h2" connection to. The compatibility objects stand in for
-   * IncomingMessage and ServerResponse (see server.ts).
+   * hands each "h2" connection to. Every stream goes to `handler`, CONNECT
+   * included: an extended CONNECT (RFC 8441) can become a WebSocket, and any
+   * other CONNECT is refused by the pipeline, audited.
    */
-  server(handler: (req: IncomingMessage, res: ServerResponse) => void): Http2Entry {
-    const serve = (req: Http2ServerRequest, res: http2.Http2ServerResponse): void =>
-      handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
-    const server = createHttp2Server(this.limits, this.config.responseHeaders, serve);
-    // Node's compatibility layer hands CONNECT streams to 'connect' (else it answers 405 itself): the
-    // pipeline gets them like any request, so an extended CONNECT (RFC 8441) can become a WebSocket and
-    // any other CONNECT is refused by the handler, audited.
-    server.on('connect', serve);
+  server(handler: RequestHandler): Http2Entry {
+    const server = createHttp2Server(this.limits);
+    server.on(
+      'stream',
+      http2Handler(this.config.responseHeaders, (stream) => this.stateOf(stream)?.socket, handler),
+    );
     // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
     server.setTimeout(this.config.timeouts.idleTimeoutMs);
     server.on('session', (session: ServerHttp2Session) => this.adopt(session));
@@ -254,17 +316,24 @@ export class Http2Sessions {
    * queued, the stream is reset (the connection serves on). A stream merely
    * waiting (for an upstream, for the client's body) is left to those timeouts.
    */
-  watchStream(stream: ServerHttp2Stream, state: ConnectionState | undefined): void {
-    stream.setTimeout(this.config.timeouts.writeTimeoutMs, () => {
-      if (stream.destroyed || stream.bufferSize === 0) return;
-      this.audit({
+  watchStream(stream: ServerHttp2Stream): void {
+    stream.setTimeout(this.config.timeouts.writeTimeoutMs);
+    // One listener function for every stream: no closure per stream.
+    stream.on('timeout', this.#streamTimedOut);
+  }
+
+  /** write_timeout passed with nothing moving on a stream (watchStream); `this` is the stream. */
+  readonly #streamTimedOut = ((sessions: Http2Sessions) =>
+    function streamTimedOut(this: ServerHttp2Stream): void {
+      if (this.destroyed || this.bufferSize === 0) return;
+      const state = sessions.stateOf(this);
+      sessions.audit({
         event: 'response.write_timeout',
         clientIp: state === undefined ? undefined : peerAddress(state.socket),
-        detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
+        detail: `HTTP/2 stream ${this.id}: ${this.bufferSize} bytes queued`,
       });
-      stream.close(h2.NGHTTP2_CANCEL);
-    });
-  }
+      this.close(h2.NGHTTP2_CANCEL);
+    })(this);
 
   /**
    * A new HTTP/2 session: its streams are counted against
@@ -299,23 +368,24 @@ export class Http2Sessions {
     settingsDeadline.unref();
     session.once('localSettings', () => clearTimeout(settingsDeadline));
     session.once('close', () => clearTimeout(settingsDeadline));
-    const budget = new StreamResetBudget(this.limits);
-    let streams = 0;
-    let rapidReset = false;
-    const refuseRapidReset = (how: string): void => {
-      rapidReset = true;
-      this.auditConnection('connection.rapid_reset', state, `${budget.resets} of ${streams} streams reset; ${how}`);
-      if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    const watch: ResetWatch = {
+      state,
+      session,
+      budget: new StreamResetBudget(this.limits),
+      streams: 0,
+      rapidReset: false,
+      refuse: (how) => {
+        watch.rapidReset = true;
+        this.auditConnection('connection.rapid_reset', state, `${watch.budget.resets} of ${watch.streams} streams reset; ${how}`);
+        if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      },
     };
     session.on('stream', (stream: ServerHttp2Stream) => {
-      streams += 1;
-      if (streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
-      stream.once('close', () => {
-        // Streams torn down with the session carry its code, not a reset of their own.
-        if (state.refused || rapidReset || session.destroyed || stream.rstCode === undefined || stream.rstCode === h2.NGHTTP2_NO_ERROR)
-          return;
-        if (!budget.spend()) refuseRapidReset('GOAWAY ENHANCE_YOUR_CALM');
-      });
+      watch.streams += 1;
+      if (watch.streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
+      // One listener function for every stream (no closure per stream); the stream carries its session's watch.
+      (stream as WatchedStream)[RESET_WATCH] = watch;
+      stream.on('close', spendOnReset);
     });
     session.on('error', (error: NodeJS.ErrnoException) => {
       const ip = peerAddress(state.socket);
@@ -325,12 +395,12 @@ export class Http2Sessions {
       }
       // Deferred past the streams' 'close' events (next tick), so their resets are counted first.
       setImmediate(() => {
-        if (rapidReset) return;
+        if (watch.rapidReset) return;
         // nghttp2 ended the session while streams were being reset: its own reset limit (streamResetBurst)
         // acted before ours could; it sees every RST_STREAM, including those of streams Node refused before
         // JavaScript saw them, so its limit can be reached first within one read.
-        if (budget.resetWithinMs(RESET_ATTRIBUTION_MS)) {
-          refuseRapidReset(`ended by nghttp2 (${error.message})`);
+        if (watch.budget.resetWithinMs(RESET_ATTRIBUTION_MS)) {
+          watch.refuse(`ended by nghttp2 (${error.message})`);
           return;
         }
         this.auditConnection('connection.protocol_error', state, `${error.code ?? ''} ${error.message}`.trim());

@@ -97,6 +97,17 @@ export function prepareHead(statusCode: number, headers: OutgoingHttpHeaders): P
 
 let dateSecond = -1;
 let dateLine = '';
+let httpDateSecond = -1;
+let httpDateValue = '';
+
+/** The IMF-fixdate of `second` (RFC 9110 §5.6.7), for a Date field: made once a second. */
+export function httpDate(second: number): string {
+  if (second !== httpDateSecond) {
+    httpDateSecond = second;
+    httpDateValue = new Date(second * 1000).toUTCString();
+  }
+  return httpDateValue;
+}
 /** The Keep-Alive line for the server's keepAliveTimeout, computed once per value. */
 let keepAliveFor = -1;
 let keepAliveLine = '';
@@ -132,7 +143,7 @@ export function sendPrepared(res: ServerResponse, head: PreparedHead, body: Buff
   const nowSecond = Math.floor(Date.now() / 1000);
   if (nowSecond !== dateSecond) {
     dateSecond = nowSecond;
-    dateLine = `Date: ${new Date(nowSecond * 1000).toUTCString()}\r\n`;
+    dateLine = `Date: ${httpDate(nowSecond)}\r\n`;
   }
   if (head.second !== nowSecond) {
     head.second = nowSecond;

@@ -15,9 +15,9 @@
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { nodeHttp } from '../node-builtins.js';
-import { Http2ServerResponse, type Http2ServerRequest, type ServerStreamResponseOptions } from 'node:http2';
+import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
 import type { HeaderPolicy, Protocol } from '../config/types.js';
-import { prepareHead, sendPrepared, type PreparedHead } from './prepared-head.js';
+import { httpDate, prepareHead, sendPrepared, type PreparedHead } from './prepared-head.js';
 
 type HeaderList = readonly (readonly [string, string])[];
 
@@ -34,13 +34,14 @@ interface Applied {
   readonly mergedFor: WeakMap<OutgoingHttpHeaders, OutgoingHttpHeaders>;
   /** Prepared heads (prepared-head.ts) by merged header object and status; null: not preparable. */
   readonly headsFor: WeakMap<OutgoingHttpHeaders, Map<number, PreparedHead | null>>;
-  /** HTTP/2 header objects (http2Head, below) by merged header object and status; null: not preparable. */
-  readonly http2HeadsFor: WeakMap<OutgoingHttpHeaders, Map<number, OutgoingHttpHeaders | null>>;
+  /** HTTP/2 heads (http2Head, below) by merged header object and status; null: not preparable. */
+  readonly http2HeadsFor: WeakMap<OutgoingHttpHeaders, Map<number, PreparedHttp2Head | null>>;
 }
 
-const POLICY = Symbol('headerPolicy');
+/** The header policy a response answers with, once the route stage set the vhost's (useHeaderPolicy). */
+export const POLICY = Symbol('headerPolicy');
 /** A response's `answer` (below): a cached answer's status, frozen headers and body in one call. */
-const ANSWER = Symbol('answer');
+export const ANSWER = Symbol('answer');
 
 type Answer = (statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined) => void;
 
@@ -64,10 +65,11 @@ export function useHeaderPolicy(res: ServerResponse, policy: HeaderPolicy): void
   (res as unknown as PolicyTarget)[POLICY] = policy;
 }
 
-type WriteHead = (statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]) => unknown;
+/** The response's own writeHead, called with the response as `this` (so it can be a method, not a closure per call). */
+type WriteHead = (this: PolicyTarget, statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]) => unknown;
 
-/** What both response classes need of a response to add the policy's headers. */
-interface PolicyTarget {
+/** What every response class needs of a response to add the policy's headers. */
+export interface PolicyTarget {
   [POLICY]?: HeaderPolicy;
   hasHeader(name: string): boolean;
   getHeaderNames(): string[];
@@ -76,10 +78,10 @@ interface PolicyTarget {
 }
 
 /**
- * The writeHead of both classes: the headers of the policy in force merged
- * under the handler's, removed names taken out, then the real writeHead.
+ * The writeHead of every response class: the headers of the policy in force
+ * merged under the handler's, removed names taken out, then the real writeHead.
  */
-function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemoved: readonly string[]) {
+export function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemoved: readonly string[]) {
   const applied = new WeakMap<HeaderPolicy, Applied>();
   const appliedFor = (policy: HeaderPolicy): Applied => {
     let entry = applied.get(policy);
@@ -121,7 +123,7 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
       // A flat list (the proxy's) on a response with no fields set: one list
       // under the policy, which Node writes as it is. Through setHeader, each
       // field would be copied into the header map and copied out again.
-      writeHead(statusCode, listUnderPolicy(entry, headers));
+      writeHead.call(response, statusCode, listUnderPolicy(entry, headers));
       return;
     }
     if (headers !== undefined && !Array.isArray(headers)) {
@@ -136,7 +138,7 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
       if (Array.isArray(headers)) headers = dropRemoved(headers, removed);
     }
     for (const name of removed) response.removeHeader(name);
-    writeHead(statusCode, headers);
+    writeHead.call(response, statusCode, headers);
   };
   /** The prepared head of frozen `headers` and `statusCode` under the response's policy, or null. */
   const preparedHead = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): PreparedHead | null => {
@@ -144,7 +146,7 @@ function policyWriter(serverPolicy: HeaderPolicy, protocol: Protocol, alwaysRemo
     return madeOnce(entry.headsFor, entry, mergedOnce(entry, headers), statusCode, prepareHead);
   };
   /** The HTTP/2 header object of frozen `headers` and `statusCode` under the response's policy, or null. */
-  const preparedHttp2Head = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): OutgoingHttpHeaders | null => {
+  const preparedHttp2Head = (response: PolicyTarget, statusCode: number, headers: OutgoingHttpHeaders): PreparedHttp2Head | null => {
     const entry = appliedFor(response[POLICY] ?? serverPolicy);
     return madeOnce(entry.http2HeadsFor, entry, mergedOnce(entry, headers), statusCode, http2Head);
   };
@@ -177,28 +179,58 @@ function madeOnce<T>(
 }
 
 /**
- * The header object Http2Stream.respond takes for `statusCode` and `merged`
- * (the security headers already in), as the compatibility layer's writeHead
- * would leave it: names lowercased, removed names out, `:status` set, every
- * name and value checked once here. Null when it cannot be prepared (a name
- * twice in different case, a pseudo-header, a value Node refuses): the
- * ordinary writeHead then answers, or throws Node's error, as before.
+ * An HTTP/2 head prepared once: the flat [name, value, ...] list
+ * Http2Stream.respond takes, `:status` first, and that list with the Date of
+ * the current second after it (http2HeadFields). Given a list that names
+ * both, Node neither copies it nor adds to it, where a header object is
+ * copied field by field on every response (a measured sixth of what an
+ * HTTP/2 worker allocates per request: docs/benchmark.md).
  */
-function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }: Applied): OutgoingHttpHeaders | null {
-  const head: OutgoingHttpHeaders = { ':status': statusCode };
+export interface PreparedHttp2Head {
+  readonly fields: readonly string[];
+  second: number;
+  dated: readonly string[];
+}
+
+/**
+ * The HTTP/2 head for `statusCode` and `merged` (the security headers
+ * already in), as the compatibility layer's writeHead would send it: names
+ * lowercased, removed names out, every name and value checked once here.
+ * Null when it cannot be prepared (a name twice in different case, a
+ * pseudo-header, a Date of its own, a value Node refuses): the ordinary
+ * writeHead then answers, or throws Node's error, as before.
+ */
+function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }: Applied): PreparedHttp2Head | null {
+  const fields = [':status', String(statusCode)];
+  const named = new Set<string>();
   try {
     for (const [name, value] of Object.entries(merged)) {
       const lower = name.trim().toLowerCase();
       if (removed.has(lower)) continue;
-      if (value === undefined || value === null || lower.startsWith(':') || Object.hasOwn(head, lower)) return null;
+      if (value === undefined || value === null || lower.startsWith(':') || lower === 'date' || named.has(lower)) return null;
+      named.add(lower);
       nodeHttp.validateHeaderName(lower);
-      for (const item of Array.isArray(value) ? value : [String(value)]) nodeHttp.validateHeaderValue(lower, item);
-      head[lower] = value;
+      for (const item of Array.isArray(value) ? value : [String(value)]) {
+        nodeHttp.validateHeaderValue(lower, item);
+        fields.push(lower, String(item));
+      }
     }
   } catch {
     return null;
   }
-  return Object.freeze(head);
+  Object.freeze(fields);
+  return { fields, second: -1, dated: fields };
+}
+
+/** The fields of `head` to send now: with this second's Date (made once a second), or without one for a response that sends none. */
+export function http2HeadFields(head: PreparedHttp2Head, sendDate: boolean): readonly string[] {
+  if (!sendDate) return head.fields;
+  const second = Math.floor(Date.now() / 1000);
+  if (head.second !== second) {
+    head.second = second;
+    head.dated = Object.freeze([...head.fields, 'date', httpDate(second)]);
+  }
+  return head.dated;
 }
 
 export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof nodeHttp.ServerResponse<IncomingMessage> {
@@ -237,7 +269,7 @@ export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protoc
  * or an upstream (HTTP/1.1, behind the proxy) may set them; they are dropped
  * here, as an intermediary must.
  */
-const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
+export const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
 
 /**
  * The same for HTTP/2 responses (always HTTPS: this server speaks no h2c).
@@ -246,38 +278,9 @@ const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'tr
  * given is dropped.
  */
 export function secureHttp2ResponseClass(serverPolicy: HeaderPolicy): typeof Http2ServerResponse {
-  const { write, preparedHttp2Head } = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
+  const { write } = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
   class SecureHttp2Response extends Http2ServerResponse<Http2ServerRequest> {
     [POLICY]?: HeaderPolicy;
-
-    /**
-     * A cached answer straight to Http2Stream.respond with a header object
-     * prepared once per headers object, policy and status: the compatibility
-     * layer's writeHead would trim, lowercase and test every name and value
-     * again on each response (setHeader in a loop), and its end() asks for
-     * trailers, which costs an extra step per stream (a measured tenth of
-     * the worker's time on a small static file: docs/benchmark.md). end()
-     * is still the compatibility layer's, so 'finish', 'close' and
-     * writableEnded are as before. A response with headers set one by one,
-     * or already started, takes writeHead as before.
-     */
-    [ANSWER](statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
-      const head = Object.isFrozen(headers) ? preparedHttp2Head(this, statusCode, headers) : null;
-      const stream = this.stream;
-      if (head === null || this.headersSent || stream.destroyed || stream.closed || this.getHeaderNames().length !== 0) {
-        this.writeHead(statusCode, headers);
-        if (body === undefined) this.end();
-        else this.end(body);
-        return;
-      }
-      this.statusCode = statusCode;
-      // HEAD and the statuses without content end the stream in respond() (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
-      const bodyless = body === undefined || this.req.method === 'HEAD' || statusCode === 204 || statusCode === 205 || statusCode === 304;
-      // sendDate: Node's own option (lib/internal/http2/core.js), which its typing leaves out.
-      stream.respond(head, { endStream: bodyless, sendDate: this.sendDate } as ServerStreamResponseOptions);
-      if (bodyless) this.end();
-      else this.end(body);
-    }
 
     override writeHead(statusCode: number, headers?: OutgoingHttpHeaders | readonly string[]): this;
     override writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders | readonly string[]): this;

@@ -199,10 +199,9 @@ export class WorkerServer {
 
   /**
    * One request, over either protocol: the connection's bookkeeping, the
-   * pipeline, the metrics. An HTTP/2 request and response are Node's
-   * compatibility objects, which offer what the pipeline and the handlers
-   * use of IncomingMessage and ServerResponse (test/system/http2.test.ts runs the
-   * stages and handlers over them).
+   * pipeline, the metrics. An HTTP/2 request and response offer what the
+   * pipeline and the handlers use of IncomingMessage and ServerResponse
+   * (http2.ts; test/system/http2.test.ts runs the stages and handlers over them).
    */
   private serve(protocol: Protocol, req: http.IncomingMessage, res: http.ServerResponse): void {
     const stream = http2Stream(req);
@@ -217,7 +216,7 @@ export class WorkerServer {
       if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
     }
     if (state) this.connections.requestStarted(state);
-    if (stream !== null) this.http2.watchStream(stream, state);
+    if (stream !== null) this.http2.watchStream(stream);
     else if (this.draining) res.shouldKeepAlive = false;
     const booked = res as BookedResponse;
     booked[EXCHANGE] = this.pipeline.handle(req, res, protocol);
