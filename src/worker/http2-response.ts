@@ -32,7 +32,7 @@ import type { BodylessHttp2Request } from './http2-request.js';
 import { ANSWER, CONNECTION_SPECIFIC, http2HeadFields, POLICY, policyWriter } from './response-headers.js';
 
 const RESPONSE = Symbol('response');
-type ResponseStream = ServerHttp2Stream & { [RESPONSE]?: { streamEvent(event: StreamEvent): void } };
+type ResponseStream = ServerHttp2Stream & { [RESPONSE]?: { streamEvent(event: StreamEvent): void; readonly bytesHanded: number } };
 type StreamEvent = 'close' | 'drain' | 'wantTrailers';
 type HeaderValue = OutgoingHttpHeader;
 type FieldList = (string | number | readonly string[])[];
@@ -67,6 +67,21 @@ function streamWantsTrailers(this: ResponseStream): void {
   this[RESPONSE]?.streamEvent('wantTrailers');
 }
 
+/**
+ * The body bytes of a stream's answer that have left its queue (handed to
+ * the stream, less what is still queued: they only grow while the answer
+ * moves), or null for a stream this class does not answer.
+ */
+export function bytesSent(stream: ServerHttp2Stream): number | null {
+  const response = (stream as ResponseStream)[RESPONSE];
+  return response === undefined ? null : response.bytesHanded - stream.bufferSize;
+}
+
+function byteLength(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  return chunk instanceof Uint8Array ? chunk.byteLength : 0;
+}
+
 export type BodylessHttp2ResponseClass = new (stream: ServerHttp2Stream, req: BodylessHttp2Request, socket: Socket) => Stream;
 
 /** The response class of one HTTPS listener's bodyless HTTP/2 requests, under the server's header policy until a vhost's replaces it. */
@@ -86,6 +101,8 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
     #closed = false;
     #destroyCalled = false;
     #drainHooked = false;
+    /** Body bytes written to the stream so far (bytesSent). */
+    bytesHanded = 0;
 
     constructor(
       readonly stream: ServerHttp2Stream,
@@ -330,7 +347,10 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
         http2HeadFields(head, this.#sendDate) as unknown as OutgoingHttpHeaders,
         respondOptions(bodyless, trailers, this.#sendDate),
       );
-      if (!bodyless) stream.end(body);
+      if (!bodyless) {
+        this.bytesHanded += body.length;
+        stream.end(body);
+      }
     }
 
     write(
@@ -358,6 +378,7 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
         if (typeof callback === 'function') process.nextTick(callback);
         return true;
       }
+      this.bytesHanded += byteLength(chunk, encoding);
       const flushed = stream.write(chunk, encoding as BufferEncoding, callback);
       if (!flushed && !this.#drainHooked) {
         this.#drainHooked = true;
@@ -390,8 +411,10 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
       }
       if (this.#closed || stream.destroyed) this.#close();
       else if (stream.writableEnded) return this;
-      else if (body) stream.end(chunk, encoding as BufferEncoding);
-      else stream.end();
+      else if (body) {
+        this.bytesHanded += byteLength(chunk, encoding);
+        stream.end(chunk, encoding as BufferEncoding);
+      } else stream.end();
       return this;
     }
 

@@ -39,7 +39,7 @@ import { peerAddress } from './connection/peer.js';
 import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
-import { bodylessHttp2ResponseClass } from './http2-response.js';
+import { bodylessHttp2ResponseClass, bytesSent } from './http2-response.js';
 import type { WorkerMetrics } from './metrics.js';
 import { secureHttp2ResponseClass } from './response-headers.js';
 
@@ -196,8 +196,8 @@ const H2_IDLE_CONTROL_BYTES = 1024;
 /** A session nghttp2 ends this soon after a stream reset was seen is taken to have ended for its resets. */
 const RESET_ATTRIBUTION_MS = 1000;
 
-/** A session's rapid-reset bookkeeping (Http2Sessions.adopt), which each of its streams carries to its 'close'. */
-interface ResetWatch {
+/** A session's bookkeeping (Http2Sessions.adopt), which each of its streams carries to its 'close' and 'timeout'. */
+interface SessionWatch {
   readonly state: ConnectionState;
   readonly session: ServerHttp2Session;
   readonly budget: StreamResetBudget;
@@ -205,14 +205,23 @@ interface ResetWatch {
   rapidReset: boolean;
   /** Audits the session as a rapid reset and closes it (GOAWAY ENHANCE_YOUR_CALM). */
   readonly refuse: (how: string) => void;
+  /** Audits a stream stalled behind its flow-control window and resets it (RST_STREAM CANCEL). */
+  readonly stalled: (stream: ServerHttp2Stream) => void;
+  /** Streams seen with their answer queued by the sweep: the bytes sent then, and since when none moved. */
+  marks: Map<ServerHttp2Stream, { sent: number; since: number }> | null;
 }
 
-const RESET_WATCH = Symbol('resetWatch');
-type WatchedStream = ServerHttp2Stream & { [RESET_WATCH]?: ResetWatch };
+const SESSION_WATCH = Symbol('sessionWatch');
+type WatchedStream = ServerHttp2Stream & { [SESSION_WATCH]?: SessionWatch };
+
+/*
+ * The per-stream listeners are these module functions, the same for every
+ * stream (no closure per stream): the stream carries its session's watch.
+ */
 
 /** A stream closed: one ended in RST_STREAM (either side's) spends from its session's allowance. */
 function spendOnReset(this: WatchedStream): void {
-  const watch = this[RESET_WATCH];
+  const watch = this[SESSION_WATCH];
   if (watch === undefined) return;
   // Streams torn down with the session carry its code, not a reset of their own.
   if (
@@ -226,14 +235,37 @@ function spendOnReset(this: WatchedStream): void {
   if (!watch.budget.spend()) watch.refuse('GOAWAY ENHANCE_YOUR_CALM');
 }
 
+/** Nothing moved on a stream for write_timeout: stalled if its answer is still queued. */
+function resetIfStalled(this: WatchedStream): void {
+  if (this.destroyed || this.bufferSize === 0) return;
+  this[SESSION_WATCH]?.stalled(this);
+}
+
+/** Node's own key of a session's state (lib/internal/http2/core.js), found on the first session; null on a Node that has none. */
+let sessionStateKey: symbol | null | undefined;
+
+/**
+ * The open streams of `session`, from Node's own table of them
+ * (session[kState].streams; test/unit/http2-exchange.test.ts pins it), or
+ * null when this Node keeps none there: its streams are then timed one by one.
+ */
+export function openStreams(session: ServerHttp2Session): Map<number, ServerHttp2Stream> | null {
+  sessionStateKey ??= Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state') ?? null;
+  if (sessionStateKey === null) return null;
+  // A Map of Node's own making (its SafeMap): not an instance of this realm's Map, so asked for what it does.
+  const streams = (session as unknown as Record<symbol, { streams?: Partial<Map<number, ServerHttp2Stream>> } | undefined>)[sessionStateKey]
+    ?.streams;
+  return typeof streams?.get === 'function' && typeof streams.values === 'function' ? (streams as Map<number, ServerHttp2Stream>) : null;
+}
+
 /** Takes one TLS connection that negotiated "h2", with its bookkeeping, into an HTTP/2 server. */
 export type Http2Entry = (socket: Socket, state: ConnectionState) => void;
 
 /** The session policy of every HTTP/2 connection of one worker (see the file comment). */
 export class Http2Sessions {
   readonly limits: Http2Limits;
-  /** HTTP/2 session -> its connection (a session only shows a proxy of its socket). */
-  readonly #sessions = new WeakMap<Http2Session, ConnectionState>();
+  /** HTTP/2 session -> its bookkeeping and its connection (a session only shows a proxy of its socket). */
+  readonly #sessions = new WeakMap<Http2Session, SessionWatch>();
   /** The connection whose session Node is creating right now (see adopt). */
   #adopting: ConnectionState | null = null;
 
@@ -277,7 +309,7 @@ export class Http2Sessions {
 
   /** The connection a stream's session runs on. */
   stateOf(stream: ServerHttp2Stream): ConnectionState | undefined {
-    return stream.session === undefined ? undefined : this.#sessions.get(stream.session);
+    return stream.session === undefined ? undefined : this.#sessions.get(stream.session)?.state;
   }
 
   /**
@@ -285,11 +317,18 @@ export class Http2Sessions {
    * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
    * client when it has read more than control frames account for without a
    * request to show for them for header_read_timeout (a header block
-   * trickled in, which nghttp2 holds where no request exists yet). True
+   * trickled in, which nghttp2 holds where no request exists yet). With
+   * requests in flight, its stalled streams are reset (resetStalled). True
    * when the session was closed. Called by the connection sweep (connection/watch.ts).
    */
   sweep(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
-    if (state.inFlight > 0 || session.closed || session.destroyed) return false;
+    if (session.destroyed) return false;
+    if (state.inFlight > 0) {
+      const watch = this.#sessions.get(session);
+      if (watch !== undefined) this.resetStalled(watch, now);
+      return false;
+    }
+    if (session.closed) return false;
     const idleMs = now - state.idleSince;
     const pendingBytes = state.socket.bytesRead - state.bytesReadAtIdle;
     if (pendingBytes > H2_IDLE_CONTROL_BYTES && idleMs >= this.config.timeouts.headerReadTimeoutMs) {
@@ -310,35 +349,43 @@ export class Http2Sessions {
   }
 
   /**
-   * One HTTP/2 stream's slow-read defence: its answer can stall behind its
-   * own flow-control window while the connection moves. Node times the
-   * stream out when nothing moved on it for write_timeout; with bytes still
-   * queued, the stream is reset (the connection serves on). A stream merely
-   * waiting (for an upstream, for the client's body) is left to those timeouts.
+   * The slow-read defence of one stream: its answer can stall behind its
+   * own flow-control window while the connection moves. A stream whose
+   * queued answer has not moved for write_timeout is reset (RST_STREAM
+   * CANCEL, audited; the connection serves on). A stream merely waiting
+   * (for an upstream, for the client's body) has nothing queued, and is
+   * left to those timeouts. Streams answered by this server's own response
+   * (http2-response.ts) are judged here, once a second, by the bytes that
+   * left their queue: no timer per stream, refreshed on every frame, as
+   * Node's stream.setTimeout would keep. Node's compatibility responses
+   * keep that timer (adopt).
    */
-  watchStream(stream: ServerHttp2Stream): void {
-    stream.setTimeout(this.config.timeouts.writeTimeoutMs);
-    // One listener function for every stream: no closure per stream.
-    stream.on('timeout', this.#streamTimedOut);
+  private resetStalled(watch: SessionWatch, now: number): void {
+    const streams = openStreams(watch.session);
+    if (streams === null) return;
+    for (const stream of streams.values()) {
+      const sent = stream.destroyed || stream.bufferSize === 0 ? null : bytesSent(stream);
+      if (sent === null) {
+        watch.marks?.delete(stream);
+        continue;
+      }
+      watch.marks ??= new Map();
+      const mark = watch.marks.get(stream);
+      if (mark === undefined || mark.sent !== sent) watch.marks.set(stream, { sent, since: now });
+      else if (now - mark.since >= this.config.timeouts.writeTimeoutMs) {
+        watch.marks.delete(stream);
+        watch.stalled(stream);
+      }
+    }
+    // Streams that closed since they were marked.
+    if (watch.marks !== null) for (const stream of watch.marks.keys()) if (stream.destroyed) watch.marks.delete(stream);
   }
-
-  /** write_timeout passed with nothing moving on a stream (watchStream); `this` is the stream. */
-  readonly #streamTimedOut = ((sessions: Http2Sessions) =>
-    function streamTimedOut(this: ServerHttp2Stream): void {
-      if (this.destroyed || this.bufferSize === 0) return;
-      const state = sessions.stateOf(this);
-      sessions.audit({
-        event: 'response.write_timeout',
-        clientIp: state === undefined ? undefined : peerAddress(state.socket),
-        detail: `HTTP/2 stream ${this.id}: ${this.bufferSize} bytes queued`,
-      });
-      this.close(h2.NGHTTP2_CANCEL);
-    })(this);
 
   /**
    * A new HTTP/2 session: its streams are counted against
-   * max_request_per_connection (then GOAWAY: the last one is served), and
-   * every stream ending in RST_STREAM spends from the rapid-reset allowance
+   * max_request_per_connection (then GOAWAY: the last one is served), each
+   * is held to write_timeout while its answer is queued, and every stream
+   * ending in RST_STREAM spends from the rapid-reset allowance
    * (CVE-2023-44487); once it is spent the session gets GOAWAY
    * ENHANCE_YOUR_CALM and is closed, with an audit event. A protocol error
    * nghttp2 found (too many concurrent streams, a flood of invalid frames)
@@ -353,7 +400,6 @@ export class Http2Sessions {
       return;
     }
     state.session = session;
-    this.#sessions.set(session, state);
     // RFC 9113 §6.5.3: nghttp2 applies our SETTINGS (the header list cap among them) only once the client
     // acknowledges them; one that does not within header_read_timeout is cut.
     const settingsDeadline = setTimeout(() => {
@@ -368,7 +414,7 @@ export class Http2Sessions {
     settingsDeadline.unref();
     session.once('localSettings', () => clearTimeout(settingsDeadline));
     session.once('close', () => clearTimeout(settingsDeadline));
-    const watch: ResetWatch = {
+    const watch: SessionWatch = {
       state,
       session,
       budget: new StreamResetBudget(this.limits),
@@ -379,13 +425,30 @@ export class Http2Sessions {
         this.auditConnection('connection.rapid_reset', state, `${watch.budget.resets} of ${watch.streams} streams reset; ${how}`);
         if (!session.destroyed) this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
       },
+      stalled: (stream) => {
+        this.audit({
+          event: 'response.write_timeout',
+          clientIp: peerAddress(state.socket),
+          detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
+        });
+        stream.close(h2.NGHTTP2_CANCEL);
+      },
+      marks: null,
     };
+    this.#sessions.set(session, watch);
+    const writeTimeoutMs = this.config.timeouts.writeTimeoutMs;
+    // Without Node's table of open streams, the sweep cannot find them: each is timed on its own.
+    const swept = openStreams(session) !== null;
     session.on('stream', (stream: ServerHttp2Stream) => {
       watch.streams += 1;
       if (watch.streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
-      // One listener function for every stream (no closure per stream); the stream carries its session's watch.
-      (stream as WatchedStream)[RESET_WATCH] = watch;
+      (stream as WatchedStream)[SESSION_WATCH] = watch;
       stream.on('close', spendOnReset);
+      // Held to write_timeout (resetStalled): by the sweep when this server's response answers the
+      // stream (the handler made it before this listener runs), else by Node's timer on the stream.
+      if (swept && bytesSent(stream) !== null) return;
+      stream.setTimeout(writeTimeoutMs);
+      stream.on('timeout', resetIfStalled);
     });
     session.on('error', (error: NodeJS.ErrnoException) => {
       const ip = peerAddress(state.socket);

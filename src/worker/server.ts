@@ -216,8 +216,7 @@ export class WorkerServer {
       if (state.requests === this.config.limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
     }
     if (state) this.connections.requestStarted(state);
-    if (stream !== null) this.http2.watchStream(stream);
-    else if (this.draining) res.shouldKeepAlive = false;
+    if (stream === null && this.draining) res.shouldKeepAlive = false;
     const booked = res as BookedResponse;
     booked[EXCHANGE] = this.pipeline.handle(req, res, protocol);
     booked[CONNECTION] = state;

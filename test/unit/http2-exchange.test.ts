@@ -12,7 +12,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { HeaderPolicy } from '../../src/config/types.js';
 import { BodylessHttp2Request, Http1ViewRequest } from '../../src/worker/http2-request.js';
-import { http2Handler } from '../../src/worker/http2.js';
+import { http2Handler, openStreams } from '../../src/worker/http2.js';
+import { bytesSent } from '../../src/worker/http2-response.js';
 import { answerCached, useHeaderPolicy } from '../../src/worker/response-headers.js';
 
 const POLICY: HeaderPolicy = {
@@ -84,6 +85,11 @@ describe('HTTP/2 request and response objects', () => {
     '/cached-after-set': (_req, res) => {
       res.setHeader('X-Extra', 'yes');
       answerCached(res, 200, CACHED, Buffer.from('hello'));
+    },
+    '/open-streams': (req, res) => {
+      const stream = (req as unknown as BodylessHttp2Request).stream;
+      const table = openStreams(stream.session as http2.ServerHttp2Session);
+      res.end(JSON.stringify({ listed: table?.get(stream.id ?? -1) === stream, sentBefore: bytesSent(stream) }));
     },
     '/echo-body': (req, res) => {
       const chunks: Buffer[] = [];
@@ -245,6 +251,12 @@ describe('HTTP/2 request and response objects', () => {
     const extra = await request('/cached-after-set');
     assert.equal(extra.headers['x-extra'], 'yes');
     assert.equal(extra.body, 'hello');
+  });
+
+  it("the sweep finds a session's open streams in Node's own table, and what each answer has sent", async () => {
+    // Pins Node's internal session[kState].streams: without it, every stream falls back to a timer of its own.
+    const answer = await request('/open-streams');
+    assert.deepEqual(JSON.parse(answer.body), { listed: true, sentBefore: 0 });
   });
 
   it("a request with a body gets Node's compatibility pair, a Readable of the body", async () => {
