@@ -6,9 +6,9 @@
  * removed names, no connection-specific field).
  *
  * Node's compatibility response hangs five listeners on every stream and,
- * with its request, makes a Readable and two more listeners per request; on
- * a small static file that layer was a fifth of a worker's CPU per request
- * (docs/benchmark.md). This one hangs two (the stream's 'close', and an
+ * with its request, makes a Readable and eight more per request; a bare
+ * Node server answering through that layer spends a quarter more CPU per
+ * request than on the core API (docs/benchmark.md). This one hangs two (the stream's 'close', and an
  * 'error' listener, which the compatibility layer also adds so that a reset
  * stream cannot throw) and adds 'drain' and 'wantTrailers' only when a
  * response needs them. Its events are the compatibility layer's: 'drain'
