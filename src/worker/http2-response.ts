@@ -311,18 +311,19 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
     }
 
     /** respond() with `head`: the stream ends with it when the response has already ended (no body follows). */
-    #start(head: FieldList | OutgoingHttpHeaders): void {
+    #start(head: FieldList): void {
       const stream = this.stream;
       const trailers = this.req.fields.te !== undefined;
       if (trailers) stream.on('wantTrailers', streamWantsTrailers);
-      stream.respond(head as OutgoingHttpHeaders, respondOptions(this.#ending, trailers, this.#sendDate));
+      // A flat field list: Node's respond() takes one (its typing names only the object form).
+      stream.respond(head as unknown as OutgoingHttpHeaders, respondOptions(this.#ending, trailers, this.#sendDate));
     }
 
     /**
      * A cached answer (response-headers.ts, answerCached): one respond() with
-     * a header object prepared once per headers object, policy and status,
-     * and the body in the stream's end(). A response with fields set one by
-     * one, or already started, takes writeHead and end.
+     * a field list prepared once per headers object, policy and status (with
+     * the Date of the second), and the body in the stream's end(). A response
+     * with fields set one by one, or already started, takes writeHead and end.
      */
     [ANSWER](statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
       const head = Object.isFrozen(headers) ? preparedHttp2Head(this, statusCode, headers) : null;
