@@ -82,7 +82,7 @@ function byteLength(chunk: unknown, encoding: unknown): number {
   return chunk instanceof Uint8Array ? chunk.byteLength : 0;
 }
 
-export type BodylessHttp2ResponseClass = new (stream: ServerHttp2Stream, req: BodylessHttp2Request, socket: Socket) => Stream;
+export type BodylessHttp2ResponseClass = new (stream: ServerHttp2Stream, req: BodylessHttp2Request) => Stream;
 
 /** The response class of one HTTPS listener's bodyless HTTP/2 requests, under the server's header policy until a vhost's replaces it. */
 export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): BodylessHttp2ResponseClass {
@@ -107,7 +107,6 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
     constructor(
       readonly stream: ServerHttp2Stream,
       readonly req: BodylessHttp2Request,
-      readonly connectionSocket: Socket,
     ) {
       super();
       (stream as ResponseStream)[RESPONSE] = this;
@@ -164,7 +163,7 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
 
     /** The connection, while this stream is open: a view for its peer and TLS state, as the compatibility layer's. */
     get socket(): Socket | undefined {
-      return this.#closed || this.stream.destroyed ? undefined : this.connectionSocket;
+      return this.#closed || this.stream.destroyed ? undefined : this.req.socket;
     }
 
     get connection(): Socket | undefined {

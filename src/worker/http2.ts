@@ -137,7 +137,7 @@ export function http2Handler(
     const socket = socketOf(stream);
     if (stream.endAfterHeaders && method !== 'CONNECT' && fields.expect === undefined && socket !== undefined) {
       const req = new BodylessHttp2Request(stream, fields, rawFields, socket);
-      handler(req as unknown as IncomingMessage, new BodylessResponse(stream, req, socket) as unknown as ServerResponse);
+      handler(req as unknown as IncomingMessage, new BodylessResponse(stream, req) as unknown as ServerResponse);
       return;
     }
     const req = new Http1ViewRequest(stream, fields as http2.IncomingHttpHeaders, undefined as never, rawFields);
@@ -250,7 +250,8 @@ let sessionStateKey: symbol | null | undefined;
  * null when this Node keeps none there: its streams are then timed one by one.
  */
 export function openStreams(session: ServerHttp2Session): Map<number, ServerHttp2Stream> | null {
-  sessionStateKey ??= Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state') ?? null;
+  if (sessionStateKey === undefined)
+    sessionStateKey = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state') ?? null;
   if (sessionStateKey === null) return null;
   // A Map of Node's own making (its SafeMap): not an instance of this realm's Map, so asked for what it does.
   const streams = (session as unknown as Record<symbol, { streams?: Partial<Map<number, ServerHttp2Stream>> } | undefined>)[sessionStateKey]

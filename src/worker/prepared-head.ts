@@ -95,8 +95,6 @@ export function prepareHead(statusCode: number, headers: OutgoingHttpHeaders): P
   return { statusCode, statusMessage, lines, hasContentLength, second: -1, keepAlive: '', close: '' };
 }
 
-let dateSecond = -1;
-let dateLine = '';
 let httpDateSecond = -1;
 let httpDateValue = '';
 
@@ -141,12 +139,9 @@ export function sendPrepared(res: ServerResponse, head: PreparedHead, body: Buff
     node.shouldKeepAlive &&
     (head.hasContentLength || node.useChunkedEncodingByDefault || (node.agent !== undefined && node.agent !== null));
   const nowSecond = Math.floor(Date.now() / 1000);
-  if (nowSecond !== dateSecond) {
-    dateSecond = nowSecond;
-    dateLine = `Date: ${httpDate(nowSecond)}\r\n`;
-  }
   if (head.second !== nowSecond) {
     head.second = nowSecond;
+    const dateLine = `Date: ${httpDate(nowSecond)}\r\n`;
     head.keepAlive = `${head.lines}${dateLine}${keepAliveLines(node)}\r\n`;
     head.close = `${head.lines}${dateLine}Connection: close\r\n\r\n`;
   }

@@ -69,7 +69,7 @@ export function useHeaderPolicy(res: ServerResponse, policy: HeaderPolicy): void
 type WriteHead = (this: PolicyTarget, statusCode: number, headers?: OutgoingHttpHeaders | OutgoingHttpHeader[]) => unknown;
 
 /** What every response class needs of a response to add the policy's headers. */
-export interface PolicyTarget {
+interface PolicyTarget {
   [POLICY]?: HeaderPolicy;
   hasHeader(name: string): boolean;
   getHeaderNames(): string[];
