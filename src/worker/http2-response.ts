@@ -29,7 +29,8 @@ import { Stream } from 'node:stream';
 import type { HeaderPolicy } from '../config/types.js';
 import { nodeHttp } from '../node-builtins.js';
 import type { BodylessHttp2Request } from './http2-request.js';
-import { ANSWER, CONNECTION_SPECIFIC, http2HeadFields, POLICY, policyWriter } from './response-headers.js';
+import { respondWithBlock } from './http2-respond.js';
+import { ANSWER, CONNECTION_SPECIFIC, http2HeadBlock, http2HeadFields, POLICY, policyWriter } from './response-headers.js';
 
 const RESPONSE = Symbol('response');
 type ResponseStream = ServerHttp2Stream & { [RESPONSE]?: { streamEvent(event: StreamEvent): void; readonly bytesHanded: number } };
@@ -320,9 +321,12 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
 
     /**
      * A cached answer (response-headers.ts, answerCached): one respond() with
-     * a field list prepared once per headers object, policy and status (with
-     * the Date of the second), and the body in the stream's end(). A response
-     * with fields set one by one, or already started, takes writeHead and end.
+     * a head prepared once per headers object, policy and status (with the
+     * Date of the second), and the body in the stream's end(). The head goes
+     * as the header block Node would build from it (http2-respond.ts), or
+     * else as the flat field list to Node's respond(); a response that asks
+     * for trailers takes respond(). A response with fields set one by one,
+     * or already started, takes writeHead and end.
      */
     [ANSWER](statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
       const head = Object.isFrozen(headers) ? preparedHttp2Head(this, statusCode, headers) : null;
@@ -343,10 +347,12 @@ export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): Bodyless
         statusCode === 304;
       const trailers = this.req.fields.te !== undefined;
       if (trailers) stream.on('wantTrailers', streamWantsTrailers);
-      stream.respond(
-        http2HeadFields(head, this.#sendDate) as unknown as OutgoingHttpHeaders,
-        respondOptions(bodyless, trailers, this.#sendDate),
-      );
+      const block = trailers ? null : http2HeadBlock(head, this.#sendDate);
+      if (block === null || !respondWithBlock(stream, block, bodyless))
+        stream.respond(
+          http2HeadFields(head, this.#sendDate) as unknown as OutgoingHttpHeaders,
+          respondOptions(bodyless, trailers, this.#sendDate),
+        );
       if (!bodyless) {
         this.bytesHanded += body.length;
         stream.end(body);

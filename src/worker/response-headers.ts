@@ -190,6 +190,16 @@ export interface PreparedHttp2Head {
   readonly fields: readonly string[];
   second: number;
   dated: readonly string[];
+  /**
+   * The same fields as the header block Node's respond() would build from
+   * them ("name\0value\0" and a flags byte each) and their count, for
+   * http2-respond.ts; null when Node must check them itself (a field with
+   * several values, which some may have only once; TE or HTTP2-Settings).
+   */
+  readonly block: readonly [string, number] | null;
+  /** The block with the Date of `blockSecond`. */
+  blockSecond: number;
+  datedBlock: readonly [string, number] | null;
 }
 
 /**
@@ -203,6 +213,7 @@ export interface PreparedHttp2Head {
 function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }: Applied): PreparedHttp2Head | null {
   const fields = [':status', String(statusCode)];
   const named = new Set<string>();
+  let singleValued = true;
   try {
     for (const [name, value] of Object.entries(merged)) {
       const lower = name.trim().toLowerCase();
@@ -210,7 +221,10 @@ function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }:
       if (value === undefined || value === null || lower.startsWith(':') || lower === 'date' || named.has(lower)) return null;
       named.add(lower);
       nodeHttp.validateHeaderName(lower);
-      for (const item of Array.isArray(value) ? value : [String(value)]) {
+      const items = Array.isArray(value) ? value : [String(value)];
+      // Node checks these itself (a field some may give once; TE and HTTP2-Settings it refuses in a response).
+      if (items.length > 1 || lower === 'te' || lower === 'http2-settings') singleValued = false;
+      for (const item of items) {
         nodeHttp.validateHeaderValue(lower, item);
         fields.push(lower, String(item));
       }
@@ -219,7 +233,28 @@ function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }:
     return null;
   }
   Object.freeze(fields);
-  return { fields, second: -1, dated: fields };
+  const block = singleValued ? headerBlock(fields) : null;
+  return { fields, second: -1, dated: fields, block, blockSecond: -1, datedBlock: block };
+}
+
+/** A field in Node's header-block form: name, value, and the flags byte (none: the field may be indexed). */
+const blockField = (name: string, value: string): string => `${name}\0${value}\0\0`;
+
+function headerBlock(fields: readonly string[]): readonly [string, number] {
+  let block = '';
+  for (let i = 0; i < fields.length; i += 2) block += blockField(fields[i]!, fields[i + 1]!);
+  return Object.freeze([block, fields.length / 2] as const);
+}
+
+/** http2HeadFields as a header block (PreparedHttp2Head.block), or null when `head` has none. */
+export function http2HeadBlock(head: PreparedHttp2Head, sendDate: boolean): readonly [string, number] | null {
+  if (head.block === null || !sendDate) return head.block;
+  const second = Math.floor(Date.now() / 1000);
+  if (head.blockSecond !== second) {
+    head.blockSecond = second;
+    head.datedBlock = Object.freeze([head.block[0] + blockField('date', httpDate(second)), head.block[1] + 1] as const);
+  }
+  return head.datedBlock;
 }
 
 /** The fields of `head` to send now: with this second's Date (made once a second), or without one for a response that sends none. */

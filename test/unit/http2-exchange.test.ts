@@ -6,6 +6,7 @@
  * handlers see in which order.
  */
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { HeaderPolicy } from '../../src/config/types.js';
 import { BodylessHttp2Request, Http1ViewRequest } from '../../src/worker/http2-request.js';
 import { http2Handler, openStreams } from '../../src/worker/http2.js';
+import { preparedRespondAvailable, respondWithBlock } from '../../src/worker/http2-respond.js';
 import { bytesSent } from '../../src/worker/http2-response.js';
 import { answerCached, useHeaderPolicy } from '../../src/worker/response-headers.js';
 
@@ -46,6 +48,7 @@ describe('HTTP/2 request and response objects', () => {
   let server: http2.Http2Server;
   let client: http2.ClientHttp2Session;
   const seen: Seen[] = [];
+  const spied: { calls: number; available: boolean; headersSent: boolean }[] = [];
 
   /** What each path's handler does with the exchange. */
   const handlers: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
@@ -85,6 +88,25 @@ describe('HTTP/2 request and response objects', () => {
     '/cached-after-set': (_req, res) => {
       res.setHeader('X-Extra', 'yes');
       answerCached(res, 200, CACHED, Buffer.from('hello'));
+    },
+    '/cached-spy': (req, res) => {
+      // Counts the calls of Node's respond(): a prepared header block goes without one.
+      const stream = (req as unknown as BodylessHttp2Request).stream;
+      const respond = stream.respond;
+      let calls = 0;
+      stream.respond = function (this: http2.ServerHttp2Stream, ...args: Parameters<typeof respond>) {
+        calls += 1;
+        return respond.apply(this, args);
+      };
+      const available = preparedRespondAvailable(stream);
+      answerCached(res, 200, CACHED, Buffer.from('hello'));
+      spied.push({ calls, available, headersSent: stream.headersSent });
+    },
+    '/block-404': (req, res) => {
+      const stream = (req as unknown as BodylessHttp2Request).stream;
+      const taken = respondWithBlock(stream, ['\x3astatus\x00404\x00\x00x-block\x00yes\x00\x00', 2], true);
+      spied.push({ calls: 0, available: taken, headersSent: stream.headersSent });
+      if (!taken) res.end('not taken');
     },
     '/open-streams': (req, res) => {
       const stream = (req as unknown as BodylessHttp2Request).stream;
@@ -251,6 +273,49 @@ describe('HTTP/2 request and response objects', () => {
     const extra = await request('/cached-after-set');
     assert.equal(extra.headers['x-extra'], 'yes');
     assert.equal(extra.body, 'hello');
+  });
+
+  it("a cached answer goes to nghttp2 as a prepared header block without Node's respond(), the same fields as with it", async () => {
+    // Pins the Node internals http2-respond.ts uses: without them every answer takes Node's respond().
+    const viaBlock = await request('/cached-spy');
+    assert.deepEqual(spied.at(-1), { calls: 0, available: true, headersSent: true });
+    assert.equal(viaBlock.body, 'hello');
+    assert.equal(viaBlock.error, null);
+    assert.equal(viaBlock.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    // With a subscriber on the channel respond() reports to, Node's respond() answers, and reports.
+    const reported: unknown[] = [];
+    const onReport = (message: unknown) => reported.push(message);
+    diagnosticsChannel.subscribe('http2.server.stream.finish', onReport);
+    let viaNode: Answer;
+    try {
+      viaNode = await request('/cached-spy');
+    } finally {
+      diagnosticsChannel.unsubscribe('http2.server.stream.finish', onReport);
+    }
+    assert.equal(spied.at(-1)?.calls, 1);
+    assert.equal(reported.length, 1);
+    const withoutDate = ({ date: _date, ...rest }: http2.IncomingHttpHeaders) => rest;
+    assert.deepEqual(withoutDate(viaBlock.headers), withoutDate(viaNode.headers));
+    assert.match(String(viaBlock.headers.date), /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    // A client that takes trailers gets Node's respond(), which asks for them.
+    await request('/cached-spy', { te: 'trailers' });
+    assert.equal(spied.at(-1)?.calls, 1);
+    // HEAD: the prepared block ends the stream, cleanly.
+    const head = await request('/cached-spy', { ':method': 'HEAD' });
+    assert.deepEqual(spied.at(-1), { calls: 0, available: true, headersSent: true });
+    assert.equal(head.headers['content-length'], '5');
+    assert.equal(head.body, '');
+    assert.equal(head.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+  });
+
+  it('a header block handed over with no body to follow: the status and fields arrive, the stream ends cleanly', async () => {
+    const answer = await request('/block-404');
+    assert.deepEqual(spied.at(-1), { calls: 0, available: true, headersSent: true });
+    assert.equal(answer.status, 404);
+    assert.equal(answer.headers['x-block'], 'yes');
+    assert.equal(answer.body, '');
+    assert.equal(answer.error, null);
+    assert.equal(answer.rstCode, http2.constants.NGHTTP2_NO_ERROR);
   });
 
   it("the sweep finds a session's open streams in Node's own table, and what each answer has sent", async () => {
