@@ -7,8 +7,8 @@
  * and a flags byte per field, and hands that with a count to the stream's
  * native handle, which gives it to nghttp2. Building the string again for
  * every response, field by field, is most of what a bare Node server
- * spends to send 13 fields rather than three (docs/benchmark.md, "HTTP/2
- * on the core stream API"); for a cached answer it is the same string
+ * spends to send 13 fields rather than three (docs/benchmark.md, "The
+ * header block, made once"); for a cached answer it is the same string
  * every time but the Date. Here the string is made once (and once a second
  * with the Date) and handed over as respond() hands over its own, with the
  * same steps around it: the stream's timers refreshed, its headers-sent

@@ -104,7 +104,7 @@ describe('HTTP/2 request and response objects', () => {
     },
     '/block-404': (req, res) => {
       const stream = (req as unknown as BodylessHttp2Request).stream;
-      const taken = respondWithBlock(stream, ['\x3astatus\x00404\x00\x00x-block\x00yes\x00\x00', 2], true);
+      const taken = respondWithBlock(stream, [':status\x00404\x00\x00x-block\x00yes\x00\x00', 2], true);
       spied.push({ calls: 0, available: taken, headersSent: stream.headersSent });
       if (!taken) res.end('not taken');
     },
