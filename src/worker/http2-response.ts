@@ -58,9 +58,6 @@ function codedError(code: string, message: string): Error {
 /** Errors of a reset stream: the compatibility layer swallows them too; the response's 'close' reports the end. */
 function ignoreStreamError(): void {}
 
-function streamClosed(this: ResponseStream): void {
-  this[RESPONSE]?.streamEvent('close');
-}
 function streamDrained(this: ResponseStream): void {
   this[RESPONSE]?.streamEvent('drain');
 }
@@ -85,9 +82,22 @@ function byteLength(chunk: unknown, encoding: unknown): number {
 
 export type BodylessHttp2ResponseClass = new (stream: ServerHttp2Stream, req: BodylessHttp2Request) => Stream;
 
-/** The response class of one HTTPS listener's bodyless HTTP/2 requests, under the server's header policy until a vhost's replaces it. */
-export function bodylessHttp2ResponseClass(serverPolicy: HeaderPolicy): BodylessHttp2ResponseClass {
+/**
+ * The response class of one HTTPS listener's bodyless HTTP/2 requests,
+ * under the server's header policy until a vhost's replaces it.
+ * `afterClose` runs when a stream closes, after the response's own events:
+ * the session's bookkeeping, in the one 'close' listener a stream gets.
+ */
+export function bodylessHttp2ResponseClass(
+  serverPolicy: HeaderPolicy,
+  afterClose?: (this: ServerHttp2Stream) => void,
+): BodylessHttp2ResponseClass {
   const { write: writeUnderPolicy, preparedHttp2Head } = policyWriter(serverPolicy, 'https', CONNECTION_SPECIFIC);
+
+  function streamClosed(this: ResponseStream): void {
+    this[RESPONSE]?.streamEvent('close');
+    afterClose?.call(this);
+  }
 
   return class BodylessHttp2Response extends Stream {
     [POLICY]?: HeaderPolicy;

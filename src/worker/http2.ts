@@ -130,7 +130,8 @@ export function http2Handler(
   socketOf: (stream: ServerHttp2Stream) => Socket | undefined,
   handler: RequestHandler,
 ): StreamListener {
-  const BodylessResponse = bodylessHttp2ResponseClass(policy);
+  // A stream our response answers has one 'close' listener, the response's, which counts resets after its events.
+  const BodylessResponse = bodylessHttp2ResponseClass(policy, spendOnReset);
   const CompatibleResponse = secureHttp2ResponseClass(policy);
   return (stream, fields, _flags, rawFields) => {
     const method = fields[':method'];
@@ -444,10 +445,13 @@ export class Http2Sessions {
       watch.streams += 1;
       if (watch.streams >= this.config.limits.maxRequestsPerConnection || this.isDraining()) session.close();
       (stream as WatchedStream)[SESSION_WATCH] = watch;
-      stream.on('close', spendOnReset);
+      // A stream this server's response answers (the handler made it before this listener runs) counts
+      // its reset in the response's 'close' listener (http2Handler); any other in a listener of its own.
+      const ours = bytesSent(stream) !== null;
+      if (!ours) stream.on('close', spendOnReset);
       // Held to write_timeout (resetStalled): by the sweep when this server's response answers the
-      // stream (the handler made it before this listener runs), else by Node's timer on the stream.
-      if (swept && bytesSent(stream) !== null) return;
+      // stream, else by Node's timer on the stream.
+      if (swept && ours) return;
       stream.setTimeout(writeTimeoutMs);
       stream.on('timeout', resetIfStalled);
     });
