@@ -188,8 +188,6 @@ function madeOnce<T>(
  */
 export interface PreparedHttp2Head {
   readonly fields: readonly string[];
-  second: number;
-  dated: readonly string[];
   /**
    * The same fields as the header block Node's respond() would build from
    * them ("name\0value\0" and a flags byte each) and their count, for
@@ -197,8 +195,9 @@ export interface PreparedHttp2Head {
    * several values, which some may have only once; TE or HTTP2-Settings).
    */
   readonly block: readonly [string, number] | null;
-  /** The block with the Date of `blockSecond`. */
-  blockSecond: number;
+  /** The second whose Date `dated` and `datedBlock` end with (datedFor). */
+  second: number;
+  dated: readonly string[];
   datedBlock: readonly [string, number] | null;
 }
 
@@ -234,7 +233,7 @@ function http2Head(statusCode: number, merged: OutgoingHttpHeaders, { removed }:
   }
   Object.freeze(fields);
   const block = singleValued ? headerBlock(fields) : null;
-  return { fields, second: -1, dated: fields, block, blockSecond: -1, datedBlock: block };
+  return { fields, block, second: -1, dated: fields, datedBlock: block };
 }
 
 /** A field in Node's header-block form: name, value, and the flags byte (none: the field may be indexed). */
@@ -246,26 +245,26 @@ function headerBlock(fields: readonly string[]): readonly [string, number] {
   return Object.freeze([block, fields.length / 2] as const);
 }
 
+/** `head` with this second's Date after its fields, in both forms: made once a second. */
+function datedFor(head: PreparedHttp2Head): PreparedHttp2Head {
+  const second = Math.floor(Date.now() / 1000);
+  if (head.second !== second) {
+    head.second = second;
+    const date = httpDate(second);
+    head.dated = Object.freeze([...head.fields, 'date', date]);
+    head.datedBlock = head.block === null ? null : Object.freeze([head.block[0] + blockField('date', date), head.block[1] + 1] as const);
+  }
+  return head;
+}
+
 /** http2HeadFields as a header block (PreparedHttp2Head.block), or null when `head` has none. */
 export function http2HeadBlock(head: PreparedHttp2Head, sendDate: boolean): readonly [string, number] | null {
-  if (head.block === null || !sendDate) return head.block;
-  const second = Math.floor(Date.now() / 1000);
-  if (head.blockSecond !== second) {
-    head.blockSecond = second;
-    head.datedBlock = Object.freeze([head.block[0] + blockField('date', httpDate(second)), head.block[1] + 1] as const);
-  }
-  return head.datedBlock;
+  return head.block === null || !sendDate ? head.block : datedFor(head).datedBlock;
 }
 
 /** The fields of `head` to send now: with this second's Date (made once a second), or without one for a response that sends none. */
 export function http2HeadFields(head: PreparedHttp2Head, sendDate: boolean): readonly string[] {
-  if (!sendDate) return head.fields;
-  const second = Math.floor(Date.now() / 1000);
-  if (head.second !== second) {
-    head.second = second;
-    head.dated = Object.freeze([...head.fields, 'date', httpDate(second)]);
-  }
-  return head.dated;
+  return sendDate ? datedFor(head).dated : head.fields;
 }
 
 export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof nodeHttp.ServerResponse<IncomingMessage> {
