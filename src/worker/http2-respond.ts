@@ -53,7 +53,8 @@ type InternalStream = ServerHttp2Stream & Record<symbol, unknown>;
 /** Undefined until the first stream is seen; null when this Node lacks what is needed. */
 let streamKeys: StreamKeys | null | undefined;
 
-function findSymbol(object: object, name: string): symbol | undefined {
+/** The symbol named `name` (its description in Node's source) on `object` or its prototypes: how Node's internal keys are found. */
+export function findSymbol(object: object, name: string): symbol | undefined {
   for (let on: object | null = object; on !== null; on = Object.getPrototypeOf(on) as object | null) {
     const found = Object.getOwnPropertySymbols(on).find((symbol) => symbol.description === name);
     if (found !== undefined) return found;

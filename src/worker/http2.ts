@@ -39,6 +39,7 @@ import { peerAddress } from './connection/peer.js';
 import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
+import { findSymbol } from './http2-respond.js';
 import { bodylessHttp2ResponseClass, bytesSent } from './http2-response.js';
 import type { WorkerMetrics } from './metrics.js';
 import { secureHttp2ResponseClass } from './response-headers.js';
@@ -236,10 +237,14 @@ function spendOnReset(this: WatchedStream): void {
   if (!watch.budget.spend()) watch.refuse('GOAWAY ENHANCE_YOUR_CALM');
 }
 
+/** Whether a stream's answer is still queued behind its flow-control window: only then can it stall. */
+function answerQueued(stream: ServerHttp2Stream): boolean {
+  return !stream.destroyed && stream.bufferSize !== 0;
+}
+
 /** Nothing moved on a stream for write_timeout: stalled if its answer is still queued. */
 function resetIfStalled(this: WatchedStream): void {
-  if (this.destroyed || this.bufferSize === 0) return;
-  this[SESSION_WATCH]?.stalled(this);
+  if (answerQueued(this)) this[SESSION_WATCH]?.stalled(this);
 }
 
 /** Node's own key of a session's state (lib/internal/http2/core.js), found on the first session; null on a Node that has none. */
@@ -251,8 +256,7 @@ let sessionStateKey: symbol | null | undefined;
  * null when this Node keeps none there: its streams are then timed one by one.
  */
 export function openStreams(session: ServerHttp2Session): Map<number, ServerHttp2Stream> | null {
-  if (sessionStateKey === undefined)
-    sessionStateKey = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state') ?? null;
+  if (sessionStateKey === undefined) sessionStateKey = findSymbol(session, 'state') ?? null;
   if (sessionStateKey === null) return null;
   // A Map of Node's own making (its SafeMap): not an instance of this realm's Map, so asked for what it does.
   const streams = (session as unknown as Record<symbol, { streams?: Partial<Map<number, ServerHttp2Stream>> } | undefined>)[sessionStateKey]
@@ -366,7 +370,7 @@ export class Http2Sessions {
     const streams = openStreams(watch.session);
     if (streams === null) return;
     for (const stream of streams.values()) {
-      const sent = stream.destroyed || stream.bufferSize === 0 ? null : bytesSent(stream);
+      const sent = answerQueued(stream) ? bytesSent(stream) : null;
       if (sent === null) {
         watch.marks?.delete(stream);
         continue;
