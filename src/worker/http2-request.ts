@@ -91,9 +91,9 @@ const NO_RAW_TRAILERS: readonly string[] = Object.freeze([]);
  * and the handlers read of an IncomingMessage, and nothing more. Node's
  * compatibility request is a Readable that hangs six listeners on the
  * stream and two on itself for a body that, here, never comes; this one
- * hangs none (the
- * response's one 'close' listener emits this one's 'close'). Its body is
- * over before it is handed out: `complete`, no 'data', no 'end' to wait for.
+ * hangs none (the response's one 'close' listener emits this one's
+ * 'close'). Its body is over before it is handed out: `complete`, no
+ * 'data', no 'end' to wait for.
  */
 export class BodylessHttp2Request extends EventEmitter {
   method: string;

@@ -8,7 +8,8 @@
  * Node's compatibility response hangs five listeners on every stream and,
  * with its request, makes a Readable and eight more per request; a bare
  * Node server answering through that layer spends a quarter more CPU per
- * request than on the core API (docs/benchmark.md). This one hangs two (the stream's 'close', and an
+ * request than on the core API (docs/benchmark.md). This one hangs two (the
+ * stream's 'close', which also runs the session's bookkeeping, and an
  * 'error' listener, which the compatibility layer also adds so that a reset
  * stream cannot throw) and adds 'drain' and 'wantTrailers' only when a
  * response needs them. Its events are the compatibility layer's: 'drain'
@@ -320,11 +321,17 @@ export function bodylessHttp2ResponseClass(
       this.#start(list);
     }
 
+    /** Whether the client takes trailers (TE: trailers): then respond() asks for them, and they go when the stream wants them. */
+    #hookTrailers(): boolean {
+      const trailers = this.req.fields.te !== undefined;
+      if (trailers) this.stream.on('wantTrailers', streamWantsTrailers);
+      return trailers;
+    }
+
     /** respond() with `head`: the stream ends with it when the response has already ended (no body follows). */
     #start(head: FieldList): void {
       const stream = this.stream;
-      const trailers = this.req.fields.te !== undefined;
-      if (trailers) stream.on('wantTrailers', streamWantsTrailers);
+      const trailers = this.#hookTrailers();
       // A flat field list: Node's respond() takes one (its typing names only the object form).
       stream.respond(head as unknown as OutgoingHttpHeaders, respondOptions(this.#ending, trailers, this.#sendDate));
     }
@@ -355,8 +362,7 @@ export function bodylessHttp2ResponseClass(
         statusCode === 204 ||
         statusCode === 205 ||
         statusCode === 304;
-      const trailers = this.req.fields.te !== undefined;
-      if (trailers) stream.on('wantTrailers', streamWantsTrailers);
+      const trailers = this.#hookTrailers();
       const block = trailers ? null : http2HeadBlock(head, this.#sendDate);
       if (block === null || !respondWithBlock(stream, block, bodyless))
         stream.respond(
