@@ -170,6 +170,13 @@ describe('HTTP/2 request and response objects', () => {
     });
   }
 
+  /** The stream ended cleanly (END_STREAM, no reset, no error) and carried no body. */
+  function assertEndedWithoutBody(answer: Answer): void {
+    assert.equal(answer.body, '');
+    assert.equal(answer.error, null);
+    assert.equal(answer.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+  }
+
   /** The handler's record of the last request, once its response closed. */
   async function lastSeen(): Promise<Seen> {
     const record = seen.at(-1)!;
@@ -218,16 +225,13 @@ describe('HTTP/2 request and response objects', () => {
     const answer = await request('/head-with-body', { ':method': 'HEAD' });
     assert.equal(answer.status, 200);
     assert.equal(answer.headers['content-length'], '3');
-    assert.equal(answer.body, '');
-    assert.equal(answer.error, null);
-    assert.equal(answer.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    assertEndedWithoutBody(answer);
   });
 
   it('204: a body given anyway is dropped, no reset', async () => {
     const answer = await request('/no-content');
     assert.equal(answer.status, 204);
-    assert.equal(answer.body, '');
-    assert.equal(answer.error, null);
+    assertEndedWithoutBody(answer);
   });
 
   it('a flat list: repeated fields kept apart, connection-specific and removed names dropped', async () => {
@@ -304,8 +308,7 @@ describe('HTTP/2 request and response objects', () => {
     const head = await request('/cached-spy', { ':method': 'HEAD' });
     assert.deepEqual(spied.at(-1), { calls: 0, available: true, headersSent: true });
     assert.equal(head.headers['content-length'], '5');
-    assert.equal(head.body, '');
-    assert.equal(head.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    assertEndedWithoutBody(head);
   });
 
   it('a header block handed over with no body to follow: the status and fields arrive, the stream ends cleanly', async () => {
@@ -313,9 +316,7 @@ describe('HTTP/2 request and response objects', () => {
     assert.deepEqual(spied.at(-1), { calls: 0, available: true, headersSent: true });
     assert.equal(answer.status, 404);
     assert.equal(answer.headers['x-block'], 'yes');
-    assert.equal(answer.body, '');
-    assert.equal(answer.error, null);
-    assert.equal(answer.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    assertEndedWithoutBody(answer);
   });
 
   it("the sweep finds a session's open streams in Node's own table, and what each answer has sent", async () => {
