@@ -97,6 +97,11 @@ export function bodylessHttp2ResponseClass(
 
   function streamClosed(this: ResponseStream): void {
     this[RESPONSE]?.streamEvent('close');
+    // Node keeps a closed stream alive through young-generation collections
+    // (its native handle was written to: handle.owner), so whatever the
+    // stream still points to is copied and promoted with it. Let go, and the
+    // response, its request, the exchange and the header fields die young.
+    this[RESPONSE] = undefined;
     afterClose?.call(this);
   }
 

@@ -325,6 +325,14 @@ describe('HTTP/2 request and response objects', () => {
     assert.deepEqual(JSON.parse(answer.body), { listed: true, sentBefore: 0 });
   });
 
+  it('a closed stream lets go of the response, and with it the request and the exchange', async () => {
+    await request('/pieces');
+    const { req } = await lastSeen();
+    const stream = (req as unknown as BodylessHttp2Request).stream;
+    assert.equal(stream.closed, true);
+    assert.equal(bytesSent(stream), null);
+  });
+
   it("a request with a body gets Node's compatibility pair, a Readable of the body", async () => {
     const answer = await request('/echo-body', { ':method': 'POST' }, 'payload');
     assert.equal(answer.body, 'got payload');
