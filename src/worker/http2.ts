@@ -36,7 +36,7 @@ import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
 import { withSuppressed, type Audit } from './audit.js';
 import { peerAddress } from './connection/peer.js';
-import type { ConnectionState } from './connection/watch.js';
+import { bytesMoved, type ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
 import { findSymbol } from './http2-respond.js';
@@ -299,8 +299,6 @@ export class Http2Sessions {
       'stream',
       http2Handler(this.config.responseHeaders, (stream) => this.stateOf(stream)?.socket, handler),
     );
-    // No byte either way for idle_timeout: the session is closed (as an HTTP/1 socket would be).
-    server.setTimeout(this.config.timeouts.idleTimeoutMs);
     server.on('session', (session: ServerHttp2Session) => this.adopt(session));
     return (socket, state) => {
       // Node creates the session inside emit('connection') and announces it, synchronously, with 'session'.
@@ -319,6 +317,12 @@ export class Http2Sessions {
   }
 
   /**
+   * Any HTTP/2 session that carried no byte either way for idle_timeout is
+   * closed. Node's own session timer (server.setTimeout) would do that
+   * too, but it is refreshed several times per stream, which cost ~8 % of
+   * a bare node:http2 server's CPU per request (docs/benchmark.md); this
+   * looks once a second.
+   *
    * An HTTP/2 session with no request in flight: closed with GOAWAY once
    * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
    * client when it has read more than control frames account for without a
@@ -329,6 +333,15 @@ export class Http2Sessions {
    */
   sweep(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
     if (session.destroyed) return false;
+    // No byte either way for idle_timeout, requests in flight or not: the session is closed (as an HTTP/1 socket would be).
+    const moved = bytesMoved(state.socket);
+    if (moved !== state.bytesMoved) {
+      state.bytesMoved = moved;
+      state.movedAt = now;
+    } else if (now - state.movedAt >= this.config.timeouts.idleTimeoutMs) {
+      session.destroy();
+      return true;
+    }
     if (state.inFlight > 0) {
       const watch = this.#sessions.get(session);
       if (watch !== undefined) this.resetStalled(watch, now);

@@ -582,6 +582,52 @@ root = "${server.dir}"`,
   });
 });
 
+describe('HTTP/2 idle_timeout: no byte either way, requests in flight or not', () => {
+  const server = new TestServer();
+  // An upstream that takes the request and never answers: nothing moves on the client's session.
+  const silent = http.createServer(() => undefined);
+  let port = 0;
+
+  before(async () => {
+    writeFileSync(path.join(server.dir, 'index.html'), 'idle\n');
+    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
+    port = await freePort();
+    const upstreamPort = await listenLocal(silent);
+    await server.start(
+      `${tlsSite}
+[security.timeouts]
+keepalive_timeout = 1
+idle_timeout = 2
+
+${proxyVhost('api.test', upstreamPort)}
+[[vhosts]]
+domains = ["*"]
+root = "${server.dir}"`,
+      `https_port = ${port}\n`,
+    );
+  });
+  after(async () => {
+    await server.stop();
+    silent.closeAllConnections();
+    silent.close();
+  });
+
+  it('a session whose one request waits on a silent upstream is closed after idle_timeout; a new session is served', async () => {
+    const session = await h2Connect(port, 'api.test');
+    const closed = new Promise<boolean>((resolve) => session.once('close', () => resolve(true)));
+    const stream = session.request({ ':path': '/never', ':authority': 'api.test' });
+    stream.on('error', () => undefined);
+    const started = performance.now();
+    assert.equal(await Promise.race([closed, sleep(8000).then(() => false)]), true, 'the session was closed');
+    const waited = performance.now() - started;
+    // The sweep looks once a second: between idle_timeout and a second or so past it.
+    assert.ok(waited >= 1500 && waited < 5000, `closed after ${Math.round(waited)} ms`);
+    const fresh = await h2Connect(port, 'site.test');
+    assert.equal((await h2Request(fresh, { ':path': '/', ':authority': 'site.test' })).status, 200);
+    fresh.destroy();
+  });
+});
+
 describe('HTTP/2 behind the PROXY protocol: client IP, rate limits', () => {
   const server = new TestServer();
   let port = 0;

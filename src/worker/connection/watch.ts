@@ -19,6 +19,11 @@ const CONNECTION_SWEEP_MS = 1000;
 /** A head gets this long before its data rate counts (TCP slow start, a client's think time). */
 const HEAD_RATE_GRACE_MS = 1000;
 
+/** The bytes a connection has carried either way. */
+export function bytesMoved(socket: Socket): number {
+  return socket.bytesRead + (socket.bytesWritten ?? 0);
+}
+
 /** One open connection, as the sweeps and the HTTP/2 session policy see it. */
 export interface ConnectionState {
   /** The TCP socket, or over TLS the TLS socket the requests arrive on. */
@@ -38,6 +43,9 @@ export interface ConnectionState {
   /** Slow-read defence: bytes written at the last sweep, and since when nothing moved. */
   bytesWrittenAtSweep: number;
   stalledSince: number | null;
+  /** idle_timeout of an HTTP/2 session (http2.ts): bytes read and written at the last sweep that saw them change, and when. */
+  bytesMoved: number;
+  movedAt: number;
 }
 
 /**
@@ -83,6 +91,8 @@ export class ConnectionTable {
       headStartedAt: null,
       bytesWrittenAtSweep: 0,
       stalledSince: null,
+      bytesMoved: bytesMoved(socket),
+      movedAt: performance.now(),
     };
     this.#connections.set(socket, state);
     socket.once('close', () => this.#connections.delete(socket));
