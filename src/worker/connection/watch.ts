@@ -21,7 +21,7 @@ const HEAD_RATE_GRACE_MS = 1000;
 
 /** The bytes a connection has carried either way. */
 export function bytesMoved(socket: Socket): number {
-  return socket.bytesRead + (socket.bytesWritten ?? 0);
+  return socket.bytesRead + socket.bytesWritten;
 }
 
 /** One open connection, as the sweeps and the HTTP/2 session policy see it. */
