@@ -97,19 +97,41 @@ const audited = (
 ): Promise<Record<string, unknown>> =>
   waitFor(`audit ${event}`, () => server.logLines().find((line) => line.audit === event && test(line)));
 
+/**
+ * Starts `server` with HTTPS on a free port (its number is returned): a
+ * certificate for site.test and api.test, `config`, api.test proxied to
+ * `upstream`, every other name served from the server's folder, whose
+ * index.html is `page`.
+ */
+async function startSite(server: TestServer, upstream: http.Server, page: string, config: string): Promise<number> {
+  writeFileSync(path.join(server.dir, 'index.html'), page);
+  const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
+  const port = await freePort();
+  const upstreamPort = await listenLocal(upstream);
+  await server.start(
+    `${tlsSite}
+${config}
+
+${proxyVhost('api.test', upstreamPort)}
+[[vhosts]]
+domains = ["*"]
+root = "${server.dir}"`,
+    `https_port = ${port}\n`,
+  );
+  return port;
+}
+
 describe('HTTP/2 on the HTTPS listener', () => {
   const server = new TestServer();
   const upstream = echoUpstream();
   let port = 0;
 
   before(async () => {
-    writeFileSync(path.join(server.dir, 'index.html'), 'over h2\n');
-    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
-    port = await freePort();
-    const upstreamPort = await listenLocal(upstream);
-    await server.start(
-      `${tlsSite}
-[security.limits]
+    port = await startSite(
+      server,
+      upstream,
+      'over h2\n',
+      `[security.limits]
 max_concurrent_streams = 8
 max_body_size = 4096
 
@@ -117,13 +139,7 @@ max_body_size = 4096
 enabled = true
 
 [security.ddos]
-whitelist = ["127.0.0.1"]
-
-${proxyVhost('api.test', upstreamPort)}
-[[vhosts]]
-domains = ["*"]
-root = "${server.dir}"`,
-      `https_port = ${port}\n`,
+whitelist = ["127.0.0.1"]`,
     );
   });
   after(async () => {
@@ -460,27 +476,19 @@ describe('HTTP/2 sessions: idle, slow, stalled, limited, drained', () => {
   let port = 0;
 
   before(async () => {
-    writeFileSync(path.join(server.dir, 'index.html'), 'sessions\n');
     writeFileSync(path.join(server.dir, 'big.bin'), Buffer.alloc(512 * 1024, 7));
-    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
-    port = await freePort();
-    const upstreamPort = await listenLocal(upstream);
-    await server.start(
-      `${tlsSite}
-[security.timeouts]
+    port = await startSite(
+      server,
+      upstream,
+      'sessions\n',
+      `[security.timeouts]
 header_read_timeout = 2
 keepalive_timeout = 3
 idle_timeout = 20
 write_timeout = 2
 
 [security.anti_smuggling]
-max_request_per_connection = 5
-
-${proxyVhost('api.test', upstreamPort)}
-[[vhosts]]
-domains = ["*"]
-root = "${server.dir}"`,
-      `https_port = ${port}\n`,
+max_request_per_connection = 5`,
     );
   });
   after(async () => {
@@ -589,21 +597,13 @@ describe('HTTP/2 idle_timeout: no byte either way, requests in flight or not', (
   let port = 0;
 
   before(async () => {
-    writeFileSync(path.join(server.dir, 'index.html'), 'idle\n');
-    const tlsSite = siteCertificate(server.dir, ['site.test', 'api.test']);
-    port = await freePort();
-    const upstreamPort = await listenLocal(silent);
-    await server.start(
-      `${tlsSite}
-[security.timeouts]
+    port = await startSite(
+      server,
+      silent,
+      'idle\n',
+      `[security.timeouts]
 keepalive_timeout = 1
-idle_timeout = 2
-
-${proxyVhost('api.test', upstreamPort)}
-[[vhosts]]
-domains = ["*"]
-root = "${server.dir}"`,
-      `https_port = ${port}\n`,
+idle_timeout = 2`,
     );
   });
   after(async () => {
