@@ -3,8 +3,8 @@
  * again once the response has taken each (its write callback): at most two
  * chunks of a response are in memory, and streaming allocates nothing per
  * read. A read stream piped to the response allocates a buffer per read,
- * which only V8's collector frees: at 1.5 GB/s a worker streaming a 100 MB
- * file to four clients grew ~80 MB before it did (docs/serving.md).
+ * which only V8's collector frees: a worker streaming a 100 MB file to four
+ * clients that way grew ~80 MB (docs/serving.md, "Large files").
  *
  * The descriptor is closed once the last byte is read, when the response
  * closes first (the client went), or on a read error. A read error, or a
