@@ -25,7 +25,7 @@ import { makeEntry, partialHeaders, sameVersion, type Representation } from './e
 import { listingHeaders, renderListing } from './listing.js';
 import { fsErrorRoute, StaticRoot, type FileRoute, type ListingRoute, type Route } from './lookup.js';
 import { encodeQuery } from './path.js';
-import { sendFileRange } from './send-range.js';
+import { closeQuietly, sendFileRange } from './send-range.js';
 
 /** Bytes per read of a streamed file. */
 const STREAM_CHUNK_BYTES = 512 * 1024;
@@ -253,10 +253,6 @@ export function createStaticHandler(site: SiteSpec, tuning: Partial<StaticCacheT
  * descriptor we decided not to read; a failing close must not become an
  * unhandled rejection that takes the worker down.
  */
-function closeQuietly(handle: FileHandle): void {
-  handle.close().catch(() => undefined);
-}
-
 function reject(res: ServerResponse, ctx: RequestContext, code: ErrorCode, detail: string, headers?: OutgoingHttpHeaders): void {
   ctx.note(ERRORS[code].event, detail);
   if (!res.destroyed) sendError(res, code, headers);

@@ -14,6 +14,11 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 
+/** Closes a descriptor no one waits on (FileHandle.close() waits for a read in flight); a failure to close has no one to tell. */
+export function closeQuietly(handle: FileHandle): void {
+  handle.close().catch(() => undefined);
+}
+
 /** Chunks a response may hold at once: one being sent while the next is read. */
 const BUFFERS = 2;
 
@@ -41,8 +46,7 @@ export function sendFileRange(
   const finish = (error: NodeJS.ErrnoException | null): void => {
     if (finished) return;
     finished = true;
-    // FileHandle.close() waits for a read in flight.
-    handle.close().catch(() => undefined);
+    closeQuietly(handle);
     done(error);
   };
   const fail = (error: NodeJS.ErrnoException): void => {
