@@ -266,7 +266,12 @@ async function main(): Promise<number> {
   const measureCell = async (scenario: ScenarioName, server: ServerName, round: number, rate: number | null): Promise<void> => {
     const cell = cells.get(key(scenario, server));
     if (cell === undefined || cell.skipped !== undefined || stopping) return;
-    const target = running.find((candidate) => candidate.name === server)!;
+    const target = running.find((candidate) => candidate.name === server);
+    if (target === undefined) {
+      cell.skipped = `${serverLabel(null, server)} did not start again for round ${round}`;
+      process.stderr.write(`bench: ${SCENARIOS[scenario].label} on ${serverLabel(scenario, server)}: ${cell.skipped}\n`);
+      return;
+    }
     let kept: RunRecord | null = null;
     try {
       // Another process taking CPU mid-run (a test suite, a build) skews that run;
@@ -293,9 +298,11 @@ async function main(): Promise<number> {
   const inRound = (scenario: ScenarioName): ServerName[] =>
     SCENARIOS[scenario].servers.filter((server) => cells.has(key(scenario, server)));
 
-  for (let round = 0; round < settings.rounds; round += 1)
+  for (let round = 0; round < settings.rounds; round += 1) {
+    if (round > 0 && !stopping) await set.restartVariants();
     for (const scenario of scenarios.filter((name) => name !== 'latency'))
       for (const server of rotated(inRound(scenario), round)) await measureCell(scenario, server, round + 1, null);
+  }
 
   // Latency at a rate every server sustains: half of nginx's static peak (or of the node cluster's without nginx).
   const peakRuns = cells.get(key('static', 'nginx'))?.runs ?? cells.get(key('static', 'node'))?.runs ?? [];

@@ -12,7 +12,7 @@ import { INSTANCES, type Instance, type ServerName, type Transport, VARIANTS, se
 import { haproxyConfig, HAPROXY_BINARY } from './haproxy.js';
 import { type Endpoint, type ExpectedBody, freePort, waitUntilServes } from './http-check.js';
 import { NGINX_BINARY, referenceConfig, upstreamConfig } from './nginx.js';
-import { runCommand, startProcess, type Tracked } from './procs.js';
+import { runCommand, startProcess, stopProcess, type Tracked } from './procs.js';
 import { CLI, CONTENT_TYPE, FILE_NAME, NODE_CLUSTER, PIPELINE_SERVER, REPO_ROOT, settings } from './settings.js';
 import { TLS_HOST, type BenchCertificate } from './tls.js';
 
@@ -361,6 +361,25 @@ export class ServerSet {
     );
     closeSync(logFd);
     await this.admit({ name: variant, process: variantProcess, endpoints: { http: this.endpoint(port, 'http') }, configFile: null }, log);
+  }
+
+  /**
+   * Stops the one-worker variants and starts them again, each on a new
+   * port: every round then measures new processes, as every round of the
+   * others is measured against the same processes. A V8 state that one
+   * process settles into for its whole life counts in one round, where
+   * the median sets it aside, not in all three (docs/benchmark.md,
+   * "One process slow for its whole life"). A variant that does not come
+   * back is in `failures` and no longer in `running`.
+   */
+  async restartVariants(): Promise<void> {
+    for (const variant of VARIANTS) {
+      const index = this.running.findIndex((server) => server.name === variant);
+      if (index < 0) continue;
+      const [previous] = this.running.splice(index, 1);
+      await stopProcess(previous!.process);
+      await this.startVariant(variant);
+    }
   }
 
   /** Stops the miwidothttp instances through the CLI (the rest go with procs.stopAll). */
