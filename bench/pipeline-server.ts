@@ -18,6 +18,7 @@ import { createWorkerLogger } from '../src/logging/logger.js';
 import { loadTlsMaterial, materialOf } from '../src/tls/material.js';
 import type { PipelineVariant } from '../src/worker/pipeline/index.js';
 import { loadProxySupport } from '../src/worker/handlers/proxy-support.js';
+import { WORKER_V8_FLAGS } from '../src/isolation/worker-command.js';
 import { UNLIMITED } from '../src/worker/master-link.js';
 import { WorkerServer } from '../src/worker/server.js';
 
@@ -45,6 +46,8 @@ if (
 cluster.schedulingPolicy = cluster.SCHED_NONE;
 
 if (cluster.isPrimary) {
+  // Each worker with the V8 flags the master gives its workers.
+  cluster.setupPrimary({ execArgv: [...process.execArgv, ...WORKER_V8_FLAGS] });
   for (let i = 0; i < workerCount; i += 1) cluster.fork();
   let stopping = false;
   const stop = (): void => {

@@ -69,9 +69,22 @@ export const WORKER_ENV: Readonly<NodeJS.ProcessEnv> = Object.freeze({
   NODE_ENV: 'production',
 });
 
+/**
+ * V8 flags every worker runs with, whatever the config. Allocation-site
+ * pretenuring off: with it V8 may decide, once per process and from the
+ * survival it sees during one collection, to allocate what a literal
+ * makes straight in the old generation. After a burst of load a worker
+ * sometimes decided so for objects that live one request, and stayed so
+ * for its whole life: every request's objects outlived scavenges,
+ * mark-compacts ran twice a second, ~10 µs more CPU per proxied request
+ * and p99 three times as long (docs/benchmark.md, "One process slow for
+ * its whole life").
+ */
+export const WORKER_V8_FLAGS: readonly string[] = Object.freeze(['--no-allocation-site-pretenuring']);
+
 /** The node flags every worker runs with. */
 function nodeFlags(config: CompiledConfig): string[] {
-  const flags: string[] = [];
+  const flags = [...WORKER_V8_FLAGS];
   const memory = config.isolation.maxMemoryBytes;
   // V8 cannot see a cgroup limit from inside the jail; without this it sizes
   // its heap from the host's memory and the worker is OOM-killed instead of

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { cgroupMounts } from '../../src/isolation/cgroups.js';
-import { nodeBinary, SANDBOX_HELPER, sandboxOptions, WORKER_ENV } from '../../src/isolation/worker-command.js';
+import { nodeBinary, SANDBOX_HELPER, sandboxOptions, WORKER_ENV, WORKER_V8_FLAGS } from '../../src/isolation/worker-command.js';
 import { DEFAULT_WORKER_ACCOUNT, WORKER_UID_SPAN } from '../../src/isolation/worker-uids.js';
 import { cli, isRunning, processState, readText, request, TestServer, waitFor } from '../support/harness.js';
 
@@ -91,6 +91,17 @@ root = "${server.dir}"
       assert.equal(memoryLimitOf(pid), MEMORY);
     }
     assert.equal(paths.size, 2, 'one cgroup per worker');
+  });
+
+  it("each worker's node runs with the workers' V8 flags and its heap bounded by max_memory", () => {
+    for (const { pid } of server.status().workers) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of WORKER_V8_FLAGS) assert.ok(argv.includes(flag), `${flag} in ${argv.join(' ')}`);
+      assert.ok(argv.includes('--no-allocation-site-pretenuring'));
+      // 0.75 of max_memory (256M): the rest is code, stacks and buffers.
+      assert.ok(argv.includes('--max-old-space-size=192'), argv.join(' '));
+      assert.ok(argv.indexOf('--no-allocation-site-pretenuring') < argv.findIndex((arg) => arg.endsWith('/worker/main.js')));
+    }
   });
 
   it('each worker has the configured open-files limit and no core dumps', () => {
