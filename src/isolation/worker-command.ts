@@ -71,14 +71,14 @@ export const WORKER_ENV: Readonly<NodeJS.ProcessEnv> = Object.freeze({
 
 /**
  * V8 flags every worker runs with, whatever the config. Allocation-site
- * pretenuring off: with it V8 may decide, once per process and from the
- * survival it sees during one collection, to allocate what a literal
- * makes straight in the old generation. After a burst of load a worker
- * sometimes decided so for objects that live one request, and stayed so
- * for its whole life: every request's objects outlived scavenges,
- * mark-compacts ran twice a second, ~10 µs more CPU per proxied request
- * and p99 three times as long (docs/benchmark.md, "One process slow for
- * its whole life").
+ * pretenuring off: with it V8 may decide, per process and from what
+ * survives one collection, to allocate what a literal makes straight in
+ * the old generation, and keeps that decision. With it a worker that
+ * served static files, idled, then proxied stayed slow for its whole life
+ * in a third of the processes (every request's objects outlived
+ * scavenges, ~10 µs more CPU per proxied request, p99 three times as
+ * long); without it in none (docs/benchmark.md, "One process slow for its
+ * whole life").
  */
 export const WORKER_V8_FLAGS: readonly string[] = Object.freeze(['--no-allocation-site-pretenuring']);
 
