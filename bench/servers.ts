@@ -365,12 +365,12 @@ export class ServerSet {
 
   /**
    * Stops the one-worker variants and starts them again, each on a new
-   * port: every round then measures new processes, as every round of the
-   * others is measured against the same processes. A V8 state that one
-   * process settles into for its whole life counts in one round, where
-   * the median sets it aside, not in all three (docs/benchmark.md,
-   * "One process slow for its whole life"). A variant that does not come
-   * back is in `failures` and no longer in `running`.
+   * port, so that every round measures new processes of them (the other
+   * servers keep theirs). A V8 state that one process settles into for
+   * its whole life then counts in one round, where the median sets it
+   * aside, not in all three (docs/benchmark.md, "One process slow for its
+   * whole life"). A variant that does not come back is in `failures` and
+   * no longer in `running`.
    */
   async restartVariants(): Promise<void> {
     for (const variant of VARIANTS) {
