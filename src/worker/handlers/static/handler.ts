@@ -248,11 +248,6 @@ export function createStaticHandler(site: SiteSpec, tuning: Partial<StaticCacheT
   };
 }
 
-/**
- * Nothing is left to tell the client once we are only releasing a
- * descriptor we decided not to read; a failing close must not become an
- * unhandled rejection that takes the worker down.
- */
 function reject(res: ServerResponse, ctx: RequestContext, code: ErrorCode, detail: string, headers?: OutgoingHttpHeaders): void {
   ctx.note(ERRORS[code].event, detail);
   if (!res.destroyed) sendError(res, code, headers);

@@ -14,7 +14,11 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 
-/** Closes a descriptor no one waits on (FileHandle.close() waits for a read in flight); a failure to close has no one to tell. */
+/**
+ * Closes a descriptor no one waits on (FileHandle.close() waits for a read
+ * in flight). A failure to close has no one to tell, and must not become an
+ * unhandled rejection that takes the worker down.
+ */
 export function closeQuietly(handle: FileHandle): void {
   handle.close().catch(() => undefined);
 }
