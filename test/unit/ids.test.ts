@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createIdsEngine, detectExpression, SEVERITY_SCORE, type IdsEngine, type IdsMatch } from '../../src/worker/ids/index.js';
 import { detectCommand } from '../../src/worker/ids/command.js';
+import { CleanHeaders } from '../../src/worker/ids/headers.js';
 import { detectSqli } from '../../src/worker/ids/sqli.js';
 import { decodePercent, detectTraversal } from '../../src/worker/ids/traversal.js';
 import { detectXss } from '../../src/worker/ids/xss.js';
@@ -828,6 +829,28 @@ describe('matches', () => {
     const fresh = createIdsEngine([]);
     for (let i = 0; i < 3; i++) assert.deepEqual(fresh.inspectRequest('/', { 'user-agent': BROWSER_UA }), []);
     for (let i = 0; i < 3; i++) assert.equal(fresh.inspectRequest('/', { 'user-agent': '<script>alert(1)</script>' }).length, 1);
+  });
+  it('the clean-value cache remembers interleaved values and forgets every one of them when full', () => {
+    const clean = new CleanHeaders();
+    const firefox = BROWSER_UA.replace('Chrome/124.0.0.0', 'Firefox/133.0');
+    clean.add('user-agent', BROWSER_UA);
+    clean.add('user-agent', firefox);
+    // Each value arrives as a new string, as the HTTP parser makes them.
+    const copy = (value: string): string => Buffer.from(value).toString('latin1');
+    for (const value of [BROWSER_UA, firefox, BROWSER_UA, firefox]) assert.equal(clean.has('user-agent', copy(value)), true);
+    assert.equal(clean.has('user-agent', copy(BROWSER_UA.replace('124', '125'))), false);
+    assert.equal(clean.has('accept', copy(BROWSER_UA)), false);
+    // A client sending thousands of fresh values: the cache is emptied, the value seen last included.
+    for (let i = 0; i < 5000; i++) clean.add('x-junk', `v${i}`);
+    assert.equal(clean.has('user-agent', copy(BROWSER_UA)), false);
+    assert.equal(clean.has('user-agent', copy(firefox)), false);
+  });
+  it('the clean-value cache keeps the header names it saw first', () => {
+    const clean = new CleanHeaders();
+    clean.add('user-agent', BROWSER_UA);
+    for (let i = 0; i < 500; i++) clean.add(`x-name-${i}`, 'a');
+    assert.equal(clean.has('user-agent', BROWSER_UA), true);
+    assert.equal(clean.has('x-name-499', 'a'), false);
   });
 });
 
