@@ -201,42 +201,48 @@ const CACHE_ENTRIES = 2048;
 const CACHE_NAMES = 128;
 const CACHE_KEY_CHARS = 1024;
 
-export class CleanHeaders {
-  private readonly byName = new Map<string, Set<string>>();
+/** One header name's clean values, and the one it had last. */
+interface CleanValues {
+  readonly values: Set<string>;
   /**
-   * The clean value each name had last. Every value arrives as a new
-   * string, and a Set must hash it character by character to look it up
-   * (about 130 ns for a User-Agent), while comparing it with one string
-   * costs a few: a browser sends the same values on every request of its
-   * connection, and Host and Accept repeat across clients.
+   * Every value arrives as a new string, and a Set must hash it character
+   * by character to look it up (about 130 ns for a User-Agent), while
+   * comparing it with one string costs a few: a browser sends the same
+   * values on every request of its connection, and Host and Accept repeat
+   * across clients.
    */
-  private readonly last = new Map<string, string>();
+  last: string;
+}
+
+export class CleanHeaders {
+  private readonly byName = new Map<string, CleanValues>();
   private entries = 0;
 
   has(name: string, value: string): boolean {
-    if (this.last.get(name) === value) return true;
-    if (this.byName.get(name)?.has(value) !== true) return false;
-    this.last.set(name, value);
+    const clean = this.byName.get(name);
+    if (clean === undefined) return false;
+    if (clean.last === value) return true;
+    if (!clean.values.has(value)) return false;
+    clean.last = value;
     return true;
   }
 
   add(name: string, value: string): void {
     if (value.length > CACHE_KEY_CHARS) return;
-    let values = this.byName.get(name);
+    let clean = this.byName.get(name);
     // A client inventing header names does not push out the names every browser sends.
-    if (values === undefined && this.byName.size >= CACHE_NAMES) return;
+    if (clean === undefined && this.byName.size >= CACHE_NAMES) return;
     if (this.entries >= CACHE_ENTRIES) {
       this.byName.clear();
-      this.last.clear();
       this.entries = 0;
-      values = undefined;
+      clean = undefined;
     }
-    if (values === undefined) {
-      values = new Set();
-      this.byName.set(name, values);
+    if (clean === undefined) {
+      clean = { values: new Set(), last: value };
+      this.byName.set(name, clean);
     }
-    values.add(value);
-    this.last.set(name, value);
+    clean.values.add(value);
+    clean.last = value;
     this.entries++;
   }
 }
