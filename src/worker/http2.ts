@@ -35,7 +35,6 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
 import { withSuppressed, type Audit } from './audit.js';
-import { peerAddress } from './connection/peer.js';
 import { bytesMoved, type ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
@@ -354,7 +353,7 @@ export class Http2Sessions {
       this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
       this.audit({
         event: ERRORS.SLOW_CLIENT.event,
-        clientIp: peerAddress(state.socket),
+        clientIp: state.peerIp,
         detail: `HTTP/2: ${pendingBytes} bytes and no request in ${Math.round(idleMs)} ms`,
       });
       this.closeSession(state, session, h2.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -447,7 +446,7 @@ export class Http2Sessions {
       stalled: (stream) => {
         this.audit({
           event: 'response.write_timeout',
-          clientIp: peerAddress(state.socket),
+          clientIp: state.peerIp,
           detail: `HTTP/2 stream ${stream.id}: ${stream.bufferSize} bytes queued`,
         });
         stream.close(h2.NGHTTP2_CANCEL);
@@ -473,7 +472,7 @@ export class Http2Sessions {
       stream.on('timeout', resetIfStalled);
     });
     session.on('error', (error: NodeJS.ErrnoException) => {
-      const ip = peerAddress(state.socket);
+      const ip = state.peerIp;
       if (state.refused || error.code === 'ECONNRESET' || error.code === 'EPIPE') {
         this.log.debug({ event: 'connection.reset', clientIp: ip, code: error.code }, 'HTTP/2 session ended');
         return;
@@ -499,7 +498,7 @@ export class Http2Sessions {
    */
   private auditConnection(event: string, state: ConnectionState, detail: string): void {
     this.metrics.rejection(event);
-    const ip = peerAddress(state.socket);
+    const ip = state.peerIp;
     const suppressed = this.refusalThrottle(`${event} ${ip}`);
     if (suppressed !== null) this.audit({ event, clientIp: ip, detail: withSuppressed(detail, suppressed) });
   }

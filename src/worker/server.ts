@@ -33,6 +33,7 @@ import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import type { Exchange } from './pipeline/stage.js';
 import { secureResponseClass } from './response-headers.js';
+import { peerAddress } from './connection/peer.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { upgradeTokens } from './websocket/handshake.js';
 import { WebSocketTunnels } from './websocket/tunnel.js';
@@ -218,7 +219,8 @@ export class WorkerServer {
     if (state) this.connections.requestStarted(state);
     if (stream === null && this.draining) res.shouldKeepAlive = false;
     const booked = res as BookedResponse;
-    booked[EXCHANGE] = this.pipeline.handle(req, res, protocol);
+    // A connection is tracked from its first byte of HTTP, so `state` is missing only for one already closed.
+    booked[EXCHANGE] = this.pipeline.handle(req, res, protocol, state?.peerIp ?? peerAddress(req.socket));
     booked[CONNECTION] = state;
     // One listener function, made once, does the bookkeeping of every request: no closure per request.
     res.on('close', this.responseClosed);

@@ -13,6 +13,7 @@ import type { Audit } from '../audit.js';
 import { ERRORS, rawErrorResponse } from '../errors.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { policyHeaders } from '../response-headers.js';
+import { peerAddress } from './peer.js';
 
 /** How often connections are swept for slow heads (min_data_rate) and stalled writes (write_timeout). */
 const CONNECTION_SWEEP_MS = 1000;
@@ -29,6 +30,8 @@ export interface ConnectionState {
   /** The TCP socket, or over TLS the TLS socket the requests arrive on. */
   readonly socket: Socket;
   readonly protocol: Protocol;
+  /** The client's address as the pipeline starts from it (peer.ts), read once here rather than off each request's socket. */
+  readonly peerIp: string;
   /** The HTTP/2 session on this connection, or null for HTTP/1. */
   session: ServerHttp2Session | null;
   /** We closed it for cause (already audited): the session's own error is not news. */
@@ -82,6 +85,7 @@ export class ConnectionTable {
     const state: ConnectionState = {
       socket,
       protocol,
+      peerIp: peerAddress(socket),
       session: null,
       refused: false,
       inFlight: 0,
@@ -164,7 +168,7 @@ export class ConnectionTable {
             this.audit({
               event: ERRORS.SLOW_CLIENT.event,
               status: 408,
-              clientIp: socket.remoteAddress,
+              clientIp: state.peerIp,
               detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s`,
             });
             // No request is in flight: the connection is at a message boundary, an answer can go out.
@@ -181,7 +185,7 @@ export class ConnectionTable {
       }
       state.stalledSince ??= now;
       if (now - state.stalledSince >= limitMs) {
-        this.audit({ event: 'response.write_timeout', clientIp: socket.remoteAddress, detail: `${socket.writableLength} bytes queued` });
+        this.audit({ event: 'response.write_timeout', clientIp: state.peerIp, detail: `${socket.writableLength} bytes queued` });
         socket.destroy();
       }
     }

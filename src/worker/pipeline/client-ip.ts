@@ -18,7 +18,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ForwardedSpec } from '../../config/types.js';
 import { CidrSet, formatIp, isIpv4Mapped, parseIp } from '../../net/cidr.js';
-import { peerAddress } from '../connection/peer.js';
 import { HttpError } from '../errors.js';
 import { memoBounded } from '../memo.js';
 import type { ExchangeContext, Stage } from './stage.js';
@@ -491,8 +490,7 @@ export function clientIpStage(forwarded: ForwardedSpec): Stage {
   }, PEER_CACHE_ENTRIES);
   return {
     name: 'client-ip',
-    onRequest({ req, ctx }) {
-      const peerIp = peerAddress(req.socket);
+    onRequest({ req, ctx, peerIp }) {
       const peer = peerOf(peerIp);
       ctx.peer = peer;
       // No forwarding header is read from a peer that is not a trusted proxy: the client is the peer.

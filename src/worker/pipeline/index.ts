@@ -37,7 +37,7 @@ import type { Exchange, ExchangeContext, Stage } from './stage.js';
 
 export interface Pipeline {
   /** Runs the stages and the handler; the exchange says, once the response is done, which vhost answered. */
-  handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol): Exchange;
+  handle(req: IncomingMessage, res: ServerResponse, protocol: Protocol, peerIp: string): Exchange;
   close(): Promise<void>;
   /** The stages this config gets, in the order a request meets them (docs/lifecycle.md lists them so). */
   readonly stageNames: readonly string[];
@@ -183,10 +183,11 @@ export function createPipeline(
   };
 
   return {
-    handle(req, res, protocol) {
+    handle(req, res, protocol, peerIp) {
       const exchange: Exchange = {
         req,
         res,
+        peerIp,
         ctx: {
           clientIp: '',
           protocol,

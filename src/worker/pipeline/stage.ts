@@ -29,6 +29,11 @@ export interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly ctx: ExchangeContext;
+  /**
+   * The connection's peer (../connection/peer.ts): the same for every
+   * request on it, so read once, when it was accepted.
+   */
+  readonly peerIp: string;
   /** Chosen by the route stage. */
   vhost: VhostRuntime | null;
   /** Chosen by the route stage with the vhost: what answers the request. */
