@@ -35,7 +35,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { CompiledConfig, HeaderPolicy, LimitsSpec } from '../config/types.js';
 import { withSuppressed, type Audit } from './audit.js';
-import { bytesMoved, type ConnectionState } from './connection/watch.js';
+import type { ConnectionState } from './connection/watch.js';
 import { ERRORS } from './errors.js';
 import { BodylessHttp2Request, Http1ViewRequest } from './http2-request.js';
 import { findSymbol } from './http2-respond.js';
@@ -316,11 +316,11 @@ export class Http2Sessions {
   }
 
   /**
-   * Any HTTP/2 session that carried no byte either way for idle_timeout is
-   * closed. Node's own session timer (server.setTimeout) would do that
-   * too, but it is refreshed several times per stream, which cost ~8 % of
-   * a bare node:http2 server's CPU per request (docs/benchmark.md); this
-   * looks once a second.
+   * A session that carried no byte either way for idle_timeout has been
+   * closed by the connection sweep before it asks here (Node's own session
+   * timer, server.setTimeout, is refreshed several times per stream, which
+   * cost ~8 % of a bare node:http2 server's CPU per request:
+   * docs/benchmark.md).
    *
    * An HTTP/2 session with no request in flight: closed with GOAWAY once
    * idle for keepalive_timeout (HTTP/1's keep-alive rule); cut as a slow
@@ -332,15 +332,7 @@ export class Http2Sessions {
    */
   sweep(state: ConnectionState, session: ServerHttp2Session, now: number): boolean {
     if (session.destroyed) return false;
-    // No byte either way for idle_timeout, requests in flight or not: the session is closed (as an HTTP/1 socket would be).
-    const moved = bytesMoved(state.socket);
-    if (moved !== state.bytesMoved) {
-      state.bytesMoved = moved;
-      state.movedAt = now;
-    } else if (now - state.movedAt >= this.config.timeouts.idleTimeoutMs) {
-      session.destroy();
-      return true;
-    }
+    // idle_timeout, requests in flight or not, is the connection sweep's, as for HTTP/1.
     if (state.inFlight > 0) {
       const watch = this.#sessions.get(session);
       if (watch !== undefined) this.resetStalled(watch, now);

@@ -69,6 +69,9 @@ type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => 
 const EXCHANGE = Symbol('exchange');
 const CONNECTION = Symbol('connection');
 
+/** Node's field for the Keep-Alive header's timeout, which its ServerResponse takes from the server's keepAliveTimeout. */
+type KeepAliveHint = http.ServerResponse & { _keepAliveTimeout: number };
+
 /** A response that carries what its 'close' settles: the exchange (until then) and its connection's state. */
 type BookedResponse = http.ServerResponse & { [EXCHANGE]?: Exchange; [CONNECTION]?: ConnectionState };
 
@@ -153,7 +156,10 @@ export class WorkerServer {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: timeouts.headerReadTimeoutMs,
       requestTimeout: timeouts.requestTimeoutMs,
-      keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+      // Node's keep-alive and idle timers (keepAliveTimeout, server.setTimeout)
+      // would re-arm a socket timer several times a request; the connection
+      // sweep keeps both times instead, once a second (connection/watch.ts).
+      keepAliveTimeout: 0,
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       // Checked in header-limits.ts, where the refusal is audited like any other.
       requireHostHeader: false,
@@ -180,7 +186,6 @@ export class WorkerServer {
     // raises a header overflow (answered as a parse error). Either way the
     // request is refused, never truncated.
     server.maxHeadersCount = limits.maxHeaders + 1;
-    server.setTimeout(timeouts.idleTimeoutMs);
     server.on('clientError', this.answerParseError);
     server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) =>
       this.serveUpgrade(spec.protocol, responseClass, req, socket, head),
@@ -208,6 +213,10 @@ export class WorkerServer {
     const stream = http2Stream(req);
     // Held here: by the time the response closes, req.socket may already be detached (null).
     const state = stream === null ? this.connections.get(req.socket) : this.http2.stateOf(stream);
+    if (stream === null) {
+      // What the response announces (Keep-Alive: timeout=N); the sweep keeps to it, Node's timer is off.
+      (res as KeepAliveHint)._keepAliveTimeout = this.config.timeouts.keepAliveTimeoutMs;
+    }
     if (stream === null && state !== undefined) {
       state.requests += 1;
       // RFC 9112 §9.6: the response to the last request allowed says
@@ -241,8 +250,9 @@ export class WorkerServer {
     socket: Socket,
     head: Buffer,
   ): void {
-    // Node has stopped its idle timer on this socket; the tunnel keeps its own (idle_timeout).
-    socket.setTimeout(0);
+    // The connection sweep's idle_timeout no longer applies: the tunnel keeps its own.
+    const state = this.connections.get(socket);
+    if (state !== undefined) state.upgraded = true;
     const res = new responseClass(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);

@@ -333,3 +333,69 @@ ${proxyVhost('body.test', upstreamPort)}`);
     await waitFor('audit', () => server.logLines().find((line) => line.audit === 'request.body_timeout'));
   });
 });
+
+describe('HTTP/1 keepalive_timeout and idle_timeout (the connection sweep)', () => {
+  const server = new TestServer();
+  // An upstream that takes the request and never answers: nothing moves on the client's connection.
+  const silent = http.createServer(() => undefined);
+  before(async () => {
+    writeFileSync(path.join(server.dir, 'index.html'), 'kept\n');
+    const silentPort = await listenLocal(silent);
+    await server.start(`[security.timeouts]
+keepalive_timeout = 1
+idle_timeout = 4
+
+[[vhosts]]
+domains = ["kept.test"]
+root = "${server.dir}"
+
+${proxyVhost('silent.test', silentPort)}`);
+  });
+  after(async () => {
+    await server.stop();
+    silent.closeAllConnections();
+    silent.close();
+  });
+
+  /** A raw connection: what it has read so far, and when it closed (ms since it opened), or null while open. */
+  function connect(): { socket: net.Socket; read: () => string; closedAfter: Promise<number> } {
+    const socket = net.connect(server.port, '127.0.0.1');
+    const opened = performance.now();
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', () => undefined);
+    const closedAfter = new Promise<number>((resolve) => socket.on('close', () => resolve(performance.now() - opened)));
+    return { socket, read: () => answer, closedAfter };
+  }
+
+  it('a kept-alive connection announces keepalive_timeout, is reused within it, and closed no sooner once idle past it', async () => {
+    const { socket, read, closedAfter } = connect();
+    const get = 'GET / HTTP/1.1\r\nHost: kept.test\r\n\r\n';
+    socket.write(get);
+    await waitFor('the first answer', () => wholeAnswer(read()) || undefined);
+    assert.match(read(), /^HTTP\/1\.1 200 [\s\S]*\r\nKeep-Alive: timeout=1\r\n/i);
+    await sleep(600);
+    socket.write(get);
+    await waitFor('the second answer, on the same connection', () => read().split('HTTP/1.1 200').length === 3 || undefined);
+    const idleFrom = performance.now();
+    const closed = await Promise.race([closedAfter.then(() => performance.now() - idleFrom), sleep(8000).then(() => null)]);
+    assert.notEqual(closed, null, 'the idle connection was closed');
+    // Never before the announced second; then a second's grace, and the sweep looks once a second
+    // (idle_timeout, 4 s, would have closed it later).
+    assert.ok(closed! >= 1000 && closed! < 3800, `closed ${Math.round(closed!)} ms after the last answer`);
+    assert.equal((await request(server.port, { path: '/', headers: { Host: 'kept.test' } })).status, 200);
+  });
+
+  it('a request waiting on a silent upstream is closed after idle_timeout; another client is served meanwhile', async () => {
+    const { socket, read, closedAfter } = connect();
+    socket.write('GET /never HTTP/1.1\r\nHost: silent.test\r\n\r\n');
+    const served = await request(server.port, { path: '/', headers: { Host: 'kept.test' }, localAddress: '127.0.0.2' });
+    assert.equal(served.status, 200);
+    const closed = await Promise.race([closedAfter, sleep(10_000).then(() => null)]);
+    assert.notEqual(closed, null, 'the silent connection was closed');
+    // idle_timeout is 4 s (keepalive_timeout, 1 s, is for connections with no request in flight); the sweep looks once a second.
+    assert.ok(closed! >= 3900 && closed! < 7000, `closed after ${Math.round(closed!)} ms`);
+    assert.equal(read(), '', 'nothing was answered: the request never got one to send');
+  });
+});

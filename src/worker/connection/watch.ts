@@ -19,6 +19,8 @@ import { peerAddress } from './peer.js';
 const CONNECTION_SWEEP_MS = 1000;
 /** A head gets this long before its data rate counts (TCP slow start, a client's think time). */
 const HEAD_RATE_GRACE_MS = 1000;
+/** Past keepalive_timeout, before an idle HTTP/1 connection is closed (Node's own keep-alive timer gives as much). */
+const KEEP_ALIVE_GRACE_MS = 1000;
 
 /** The bytes a connection has carried either way. */
 export function bytesMoved(socket: Socket): number {
@@ -34,6 +36,8 @@ export interface ConnectionState {
   readonly peerIp: string;
   /** The HTTP/2 session on this connection, or null for HTTP/1. */
   session: ServerHttp2Session | null;
+  /** An HTTP/1.1 Upgrade took the connection (server.ts): a tunnel, if one opens, keeps its own idle timer. */
+  upgraded: boolean;
   /** We closed it for cause (already audited): the session's own error is not news. */
   refused: boolean;
   inFlight: number;
@@ -46,7 +50,7 @@ export interface ConnectionState {
   /** Slow-read defence: bytes written at the last sweep, and since when nothing moved. */
   bytesWrittenAtSweep: number;
   stalledSince: number | null;
-  /** idle_timeout of an HTTP/2 session (http2.ts): bytes read and written at the last sweep that saw them change, and when. */
+  /** idle_timeout: bytes read and written at the last sweep that saw them change, and when. */
   bytesMoved: number;
   movedAt: number;
 }
@@ -87,6 +91,7 @@ export class ConnectionTable {
       protocol,
       peerIp: peerAddress(socket),
       session: null,
+      upgraded: false,
       refused: false,
       inFlight: 0,
       requests: 0,
@@ -137,14 +142,23 @@ export class ConnectionTable {
   }
 
   /**
-   * Once a second, over every connection:
+   * Once a second, over every connection; these are the HTTP/1 socket's
+   * only timers (Node's, which it re-arms several times a request, are left
+   * unset: server.ts):
    *
-   * Slowloris (min_data_rate): a request head arriving slower than the
-   * minimum rate, past its first second, gets 408 and is closed. The parser
-   * consumes the socket natively, but socket.bytesRead still counts what it
-   * read since the last request ended. HTTP/2 frames arrive between requests
-   * too (PING, SETTINGS, WINDOW_UPDATE), so a session is judged by
-   * sweepSession instead.
+   * Idle (idle_timeout): no byte either way for that long, requests in
+   * flight or not, closes the connection (an HTTP/2 session with it). A
+   * connection an Upgrade took is the tunnel's to time (websocket/tunnel.ts).
+   *
+   * Between HTTP/1 requests: a connection with no request in flight and no
+   * byte of the next one for keepalive_timeout (and a second's grace past
+   * what its responses announced, so a client reusing it at the last moment
+   * does not meet a close) is closed. Slowloris (min_data_rate): a request
+   * head arriving slower than the minimum rate, past its first second, gets
+   * 408 and is closed. The parser consumes the socket natively, but
+   * socket.bytesRead still counts what it read since the last request ended.
+   * HTTP/2 frames arrive between requests too (PING, SETTINGS,
+   * WINDOW_UPDATE), so a session is judged by sweepSession instead.
    *
    * Slow read (write_timeout): a client that stops reading leaves our
    * answer queued in the socket. A connection whose queued bytes have not
@@ -154,30 +168,11 @@ export class ConnectionTable {
   private sweep(): void {
     const now = performance.now();
     const limitMs = this.timeouts.writeTimeoutMs;
-    const minRate = this.timeouts.minDataRateBytesPerSec;
     for (const [socket, state] of this.#connections) {
+      if (this.idledOut(socket, state, now)) continue;
       if (state.session !== null) {
         if (this.sweepSession(state, state.session, now)) continue;
-      } else if (state.inFlight === 0 && minRate > 0) {
-        const headBytes = socket.bytesRead - state.bytesReadAtIdle;
-        if (headBytes > 0) {
-          state.headStartedAt ??= now;
-          const elapsedMs = now - state.headStartedAt;
-          if (elapsedMs >= HEAD_RATE_GRACE_MS && (headBytes * 1000) / elapsedMs < minRate) {
-            this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
-            this.audit({
-              event: ERRORS.SLOW_CLIENT.event,
-              status: 408,
-              clientIp: state.peerIp,
-              detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s`,
-            });
-            // No request is in flight: the connection is at a message boundary, an answer can go out.
-            if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.errorHeaders(socket)));
-            else socket.destroy();
-            continue;
-          }
-        }
-      }
+      } else if (state.inFlight === 0 && this.betweenRequests(socket, state, now)) continue;
       if (socket.writableLength === 0 || socket.bytesWritten !== state.bytesWrittenAtSweep) {
         state.bytesWrittenAtSweep = socket.bytesWritten;
         state.stalledSince = null;
@@ -189,5 +184,45 @@ export class ConnectionTable {
         socket.destroy();
       }
     }
+  }
+
+  /** idle_timeout: true when the connection carried no byte either way for that long, and is closed. */
+  private idledOut(socket: Socket, state: ConnectionState, now: number): boolean {
+    const moved = bytesMoved(socket);
+    if (moved !== state.bytesMoved) {
+      state.bytesMoved = moved;
+      state.movedAt = now;
+      return false;
+    }
+    if (state.upgraded || now - state.movedAt < this.timeouts.idleTimeoutMs) return false;
+    if (state.session !== null) state.session.destroy();
+    else socket.destroy();
+    return true;
+  }
+
+  /** An HTTP/1 connection with no request in flight: true when it is closed, kept alive too long or sending its next head too slowly. */
+  private betweenRequests(socket: Socket, state: ConnectionState, now: number): boolean {
+    const headBytes = socket.bytesRead - state.bytesReadAtIdle;
+    if (headBytes === 0) {
+      if (now - state.idleSince < this.timeouts.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS) return false;
+      socket.destroy();
+      return true;
+    }
+    const minRate = this.timeouts.minDataRateBytesPerSec;
+    if (minRate === 0) return false;
+    state.headStartedAt ??= now;
+    const elapsedMs = now - state.headStartedAt;
+    if (elapsedMs < HEAD_RATE_GRACE_MS || (headBytes * 1000) / elapsedMs >= minRate) return false;
+    this.metrics.rejection(ERRORS.SLOW_CLIENT.event);
+    this.audit({
+      event: ERRORS.SLOW_CLIENT.event,
+      status: 408,
+      clientIp: state.peerIp,
+      detail: `head at ${Math.round((headBytes * 1000) / elapsedMs)} B/s`,
+    });
+    // No request is in flight: the connection is at a message boundary, an answer can go out.
+    if (socket.writable) socket.end(rawErrorResponse('SLOW_CLIENT', this.errorHeaders(socket)));
+    else socket.destroy();
+    return true;
   }
 }
