@@ -40,6 +40,8 @@ interface Applied {
 
 /** The header policy a response answers with, once the route stage set the vhost's (useHeaderPolicy). */
 export const POLICY = Symbol('headerPolicy');
+/** The protocol an HTTP/1 response goes out over (secureResponseClass): HSTS only over HTTPS. */
+export const PROTOCOL = Symbol('protocol');
 /** A response's `answer` (below): a cached answer's status, frozen headers and body in one call. */
 export const ANSWER = Symbol('answer');
 
@@ -267,12 +269,23 @@ export function http2HeadFields(head: PreparedHttp2Head, sendDate: boolean): rea
   return sendDate ? datedFor(head).dated : head.fields;
 }
 
-export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protocol): typeof nodeHttp.ServerResponse<IncomingMessage> {
-  const { write, preparedHead } = policyWriter(serverPolicy, protocol, []);
+/**
+ * The response class of a worker's HTTP/1 servers: one for plain and TLS
+ * listeners alike, so that Node's response code, which every request runs
+ * through, meets one shape of response instead of one per listener (in a
+ * worker that has served both, its property lookups went megamorphic:
+ * docs/benchmark.md). Each response carries the protocol it goes out over
+ * (set with its request: server.ts); its fields exist from construction.
+ */
+export function secureResponseClass(serverPolicy: HeaderPolicy): typeof nodeHttp.ServerResponse<IncomingMessage> {
+  const overHttp = policyWriter(serverPolicy, 'http', []);
+  const overHttps = policyWriter(serverPolicy, 'https', []);
   return class SecureResponse extends nodeHttp.ServerResponse<IncomingMessage> {
-    [POLICY]?: HeaderPolicy;
+    [POLICY]: HeaderPolicy | undefined = undefined;
+    [PROTOCOL]: Protocol = 'http';
 
     [ANSWER](statusCode: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
+      const { preparedHead } = this[PROTOCOL] === 'https' ? overHttps : overHttp;
       const head = Object.isFrozen(headers) ? preparedHead(this, statusCode, headers) : null;
       if (head !== null && sendPrepared(this, head, body)) return;
       this.writeHead(statusCode, headers);
@@ -286,6 +299,7 @@ export function secureResponseClass(serverPolicy: HeaderPolicy, protocol: Protoc
     ): this {
       const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
       const headers = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
+      const { write } = this[PROTOCOL] === 'https' ? overHttps : overHttp;
       write(
         this,
         (status, merged) => (reason === undefined ? super.writeHead(status, merged) : super.writeHead(status, reason, merged)),

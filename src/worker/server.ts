@@ -32,7 +32,7 @@ import { WorkerMetrics } from './metrics.js';
 import type { ProxySupport } from './handlers/proxy-support.js';
 import { createPipeline, type Pipeline, type PipelineVariant } from './pipeline/index.js';
 import type { Exchange } from './pipeline/stage.js';
-import { secureResponseClass } from './response-headers.js';
+import { PROTOCOL, secureResponseClass } from './response-headers.js';
 import { peerAddress } from './connection/peer.js';
 import { TlsFront, type TlsMaterial } from './tls-front.js';
 import { upgradeTokens } from './websocket/handshake.js';
@@ -69,8 +69,12 @@ type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => 
 const EXCHANGE = Symbol('exchange');
 const CONNECTION = Symbol('connection');
 
-/** Node's field for the Keep-Alive header's timeout, which its ServerResponse takes from the server's keepAliveTimeout. */
-type KeepAliveHint = http.ServerResponse & { _keepAliveTimeout: number };
+/**
+ * What serve() tells an HTTP/1 response: the protocol it goes out over
+ * (response-headers.ts), and Node's field for the Keep-Alive header's
+ * timeout, which ServerResponse otherwise takes from the server's keepAliveTimeout.
+ */
+type Http1Response = http.ServerResponse & { [PROTOCOL]: Protocol; _keepAliveTimeout: number };
 
 /** A response that carries what its 'close' settles: the exchange (until then) and its connection's state. */
 type BookedResponse = http.ServerResponse & { [EXCHANGE]?: Exchange; [CONNECTION]?: ConnectionState };
@@ -106,6 +110,8 @@ export class WorkerServer {
   /** WebSocket connections once switched (websocket/tunnel.ts): drained with the server. */
   private readonly tunnels: WebSocketTunnels;
   private draining = false;
+  /** The response class of every HTTP/1 server, plain or TLS: one shape of response for Node's code (response-headers.ts). */
+  private readonly responseClass: ReturnType<typeof secureResponseClass>;
   /** Every response's 'close' listener: one function for all of them (see responseCloser). */
   private readonly responseClosed: (this: BookedResponse) => void;
 
@@ -142,6 +148,7 @@ export class WorkerServer {
       this.http2.sweep(state, session, now),
     );
     this.responseClosed = responseCloser(this.metrics, this.connections);
+    this.responseClass = secureResponseClass(config.responseHeaders);
     this.gate = new ConnectionGate(config, link, this.metrics, audit, refusalThrottle);
     this.answerParseError = parseErrorAnswer(config.limits, log, this.metrics, audit, (socket) => this.connections.errorHeaders(socket));
   }
@@ -151,7 +158,6 @@ export class WorkerServer {
     if (spec.purpose === 'metrics') return this.start(spec, createMetricsServer(this.link), handle);
     if (spec.purpose === 'dashboard') return this.start(spec, createDashboardServer(this.config, this.link, loadDashboardAssets()), handle);
     const { limits, timeouts } = this.config;
-    const responseClass = secureResponseClass(this.config.responseHeaders, spec.protocol);
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: timeouts.headerReadTimeoutMs,
@@ -167,7 +173,7 @@ export class WorkerServer {
       insecureHTTPParser: false,
       noDelay: true,
       // Node's typing asks for a class generic in its request type; ours answers IncomingMessage, which is what it gets.
-      ServerResponse: responseClass as http.ServerOptions['ServerResponse'],
+      ServerResponse: this.responseClass as http.ServerOptions['ServerResponse'],
       // Upgrades go to 'upgrade' below, except one to h2c alone: that is
       // served as the HTTP/1.1 request it also is (RFC 9110 §7.8 lets a
       // server ignore Upgrade; RFC 9113 §3.1 retired h2c), so `curl --http2`
@@ -187,9 +193,7 @@ export class WorkerServer {
     // request is refused, never truncated.
     server.maxHeadersCount = limits.maxHeaders + 1;
     server.on('clientError', this.answerParseError);
-    server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) =>
-      this.serveUpgrade(spec.protocol, responseClass, req, socket, head),
-    );
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.serveUpgrade(spec.protocol, req, socket, head));
     // Node starts checking headersTimeout and requestTimeout (every
     // connectionsCheckingInterval) when an http.Server emits 'listening'.
     // This one never listens — connections are handed to it — so it is told
@@ -214,8 +218,10 @@ export class WorkerServer {
     // Held here: by the time the response closes, req.socket may already be detached (null).
     const state = stream === null ? this.connections.get(req.socket) : this.http2.stateOf(stream);
     if (stream === null) {
-      // What the response announces (Keep-Alive: timeout=N); the sweep keeps to it, Node's timer is off.
-      (res as KeepAliveHint)._keepAliveTimeout = this.config.timeouts.keepAliveTimeoutMs;
+      // The protocol the response goes out over (HSTS only over HTTPS), and the keep-alive
+      // time it announces (Keep-Alive: timeout=N), which the sweep keeps: Node's timer is off.
+      (res as Http1Response)[PROTOCOL] = protocol;
+      (res as Http1Response)._keepAliveTimeout = this.config.timeouts.keepAliveTimeoutMs;
     }
     if (stream === null && state !== undefined) {
       state.requests += 1;
@@ -243,17 +249,11 @@ export class WorkerServer {
    * proxy decide what becomes of it. Whatever the answer, the connection
    * closes after it, unless it became a WebSocket tunnel.
    */
-  private serveUpgrade(
-    protocol: Protocol,
-    responseClass: ReturnType<typeof secureResponseClass>,
-    req: http.IncomingMessage,
-    socket: Socket,
-    head: Buffer,
-  ): void {
+  private serveUpgrade(protocol: Protocol, req: http.IncomingMessage, socket: Socket, head: Buffer): void {
     // The connection sweep's idle_timeout no longer applies: the tunnel keeps its own.
     const state = this.connections.get(socket);
     if (state !== undefined) state.upgraded = true;
-    const res = new responseClass(req);
+    const res = new this.responseClass(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
     res.on('finish', () => {

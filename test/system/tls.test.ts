@@ -149,6 +149,16 @@ root = "${server.dir}"`;
     const webroot = await request(server.port, { path: '/.well-known/acme-challenge/webroot-token', headers: { Host: 'site.test' } });
     assert.equal(webroot.status, 200, 'a certbot webroot file, served over HTTP');
     assert.equal(webroot.body, 'webroot-token.thumbprint');
+    // The same file over HTTPS, then HTTP again: one response class serves both, each with its own headers.
+    const socket = tls.connect({ host: '127.0.0.1', port: httpsPort, servername: 'site.test', ca: readFileSync(ca.certFile) });
+    const overHttps = await exchangeOverTls(
+      socket,
+      'GET /.well-known/acme-challenge/webroot-token HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n',
+    );
+    assert.match(overHttps, /^HTTP\/1\.1 200 [\s\S]*\r\nStrict-Transport-Security: max-age=31536000; includeSubDomains\r\n/i);
+    const again = await request(server.port, { path: '/.well-known/acme-challenge/webroot-token', headers: { Host: 'site.test' } });
+    assert.equal(again.status, 200);
+    assert.equal(again.headers['strict-transport-security'], undefined, 'no HSTS over HTTP, after the same file went out over HTTPS');
     const bad = await request(server.port, { path: '/', headers: { Host: 'evil.test/@x' } });
     assert.equal(bad.status, 400, 'nothing but a host name goes into Location');
   });
