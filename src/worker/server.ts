@@ -250,14 +250,16 @@ export class WorkerServer {
    * closes after it, unless it became a WebSocket tunnel.
    */
   private serveUpgrade(protocol: Protocol, req: http.IncomingMessage, socket: Socket, head: Buffer): void {
-    // The connection sweep's idle_timeout no longer applies: the tunnel keeps its own.
-    const state = this.connections.get(socket);
-    if (state !== undefined) state.upgraded = true;
     const res = new this.responseClass(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
     res.on('finish', () => {
+      // A tunnel keeps its own idle timer; any other answer ends the connection, the sweep's idle_timeout still on it.
       if (!isTunnelled(res)) socket.end();
+      else {
+        const state = this.connections.get(socket);
+        if (state !== undefined) state.tunnelled = true;
+      }
     });
     // Bytes the client sent after the head (frames it should not have sent yet) are read by the tunnel, if one opens.
     if (head.length > 0) socket.unshift(head);

@@ -357,7 +357,7 @@ ${proxyVhost('silent.test', silentPort)}`);
     silent.close();
   });
 
-  /** A raw connection: what it has read so far, and when it closed (ms since it opened), or null while open. */
+  /** A raw connection: what it has read so far, and when it closes (ms after it opened). */
   function connect(): { socket: net.Socket; read: () => string; closedAfter: Promise<number> } {
     const socket = net.connect(server.port, '127.0.0.1');
     const opened = performance.now();

@@ -36,8 +36,8 @@ export interface ConnectionState {
   readonly peerIp: string;
   /** The HTTP/2 session on this connection, or null for HTTP/1. */
   session: ServerHttp2Session | null;
-  /** An HTTP/1.1 Upgrade took the connection (server.ts): a tunnel, if one opens, keeps its own idle timer. */
-  upgraded: boolean;
+  /** The connection became a WebSocket tunnel (server.ts), which keeps its own idle timer. */
+  tunnelled: boolean;
   /** We closed it for cause (already audited): the session's own error is not news. */
   refused: boolean;
   inFlight: number;
@@ -91,7 +91,7 @@ export class ConnectionTable {
       protocol,
       peerIp: peerAddress(socket),
       session: null,
-      upgraded: false,
+      tunnelled: false,
       refused: false,
       inFlight: 0,
       requests: 0,
@@ -148,7 +148,7 @@ export class ConnectionTable {
    *
    * Idle (idle_timeout): no byte either way for that long, requests in
    * flight or not, closes the connection (an HTTP/2 session with it). A
-   * connection an Upgrade took is the tunnel's to time (websocket/tunnel.ts).
+   * WebSocket tunnel is its own to time (websocket/tunnel.ts).
    *
    * Between HTTP/1 requests: a connection with no request in flight and no
    * byte of the next one for keepalive_timeout (and a second's grace past
@@ -194,7 +194,7 @@ export class ConnectionTable {
       state.movedAt = now;
       return false;
     }
-    if (state.upgraded || now - state.movedAt < this.timeouts.idleTimeoutMs) return false;
+    if (state.tunnelled || now - state.movedAt < this.timeouts.idleTimeoutMs) return false;
     if (state.session !== null) state.session.destroy();
     else socket.destroy();
     return true;
